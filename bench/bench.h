@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The benchmark runnable: each layer contributes a function that measures
+ * its operations and prints one table row per operation. Rows read as
+ * ratios against the baselines measured in the same run (glibc malloc/free,
+ * a plain first-fit list).
+ */
+#ifndef CAPMEM_BENCH_H
+#define CAPMEM_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bench {
+    unsigned repeats; /* timed repeats per row; the median is reported */
+    bool quick;       /* smaller workloads (meson benchmark, CI smoke) */
+} bench_t;
+
+/* A measured body: run @p iters operations, return nothing. */
+typedef void (*bench_body_fn)(void *ctx, uint64_t iters);
+
+/* Monotonic clock in nanoseconds. */
+double bench_now_ns(void);
+
+/*
+ * Run @p body b->repeats times with @p iters operations each and return the
+ * median nanoseconds per operation. @p setup, when not NULL, runs before
+ * each repeat outside the timed part.
+ */
+double bench_median_ns(const bench_t *b, bench_body_fn body, void (*setup)(void *ctx), void *ctx,
+                       uint64_t iters);
+
+/*
+ * Print one table row. @p bytes_per_obj < 0 prints "-" (not applicable).
+ * @p note is free text (workload, target), may be NULL.
+ */
+void bench_row(const char *op, double ns_per_op, double bytes_per_obj, const char *note);
+
+/* Print a section heading between rows. */
+void bench_section(const char *title);
+
+/* Per-layer entry points, called in layer order by main(). */
+void bench_baselines(const bench_t *b);
+void bench_alloc(const bench_t *b);
+
+/* A tiny deterministic PRNG so every run measures the same workload. */
+static inline uint64_t bench_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return x;
+}
+
+#endif

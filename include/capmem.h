@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file capmem.h
+ * @brief Umbrella header of libcapmem: include this one.
+ *
+ * The layers, bottom to top (each one uses only those beneath it):
+ * arena (the stand-in for physical RAM), alloc (allocation policies),
+ * cap (the capability space), untyped (seL4 retype), ram (Genode's RAM
+ * service), dataspace, region_map, inspect. See docs/ for the concepts.
+ */
+#ifndef CAPMEM_H
+#define CAPMEM_H
+
+#include "capmem/version.h"
+#include "capmem/error.h"
+#include "capmem/arena.h"
+#include "capmem/alloc.h"
+#include "capmem/cap.h"
+#include "capmem/inspect.h"
+#include "capmem/untyped.h"
+
+#endif /* CAPMEM_H */

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file capmem/inspect.h
+ * @brief Layer 9: events and inspection.
+ *
+ * Events: one callback per arena receives every quota transfer, upgrade,
+ * fault, retype, revoke and delete as it happens, with a readable message.
+ */
+#ifndef CAPMEM_INSPECT_H
+#define CAPMEM_INSPECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "capmem/arena.h"
+#include "capmem/cap.h"
+#include "capmem/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** What happened. The meaning of an event's a and b depends on the kind. */
+typedef enum capmem_event_kind {
+    CAPMEM_EVENT_CAP_DELETE = 1, /**< a capability was deleted; cap = the old handle */
+    CAPMEM_EVENT_REVOKE,         /**< a revoke ran; a = number of capabilities deleted */
+    CAPMEM_EVENT_RETYPE,         /**< untyped retyped; a = bytes per object, b = count */
+    CAPMEM_EVENT_TRANSFER,       /**< quota moved; a = bytes */
+    CAPMEM_EVENT_DONATE,         /**< a session was opened with a donation; a = bytes */
+    CAPMEM_EVENT_UPGRADE,        /**< "upgrading quota donation"; a = bytes */
+    CAPMEM_EVENT_FAULT,          /**< a region-map fault; a = address, b = access type */
+    CAPMEM_EVENT_SESSION_CLOSE,  /**< a session closed; a = bytes returned */
+} capmem_event_kind_t;
+
+/** One event, valid only during the callback. */
+typedef struct capmem_event {
+    capmem_event_kind_t kind;
+    capmem_cap_t cap;    /**< the capability concerned (may be stale by the time you look) */
+    uint64_t a;          /**< kind-specific number */
+    uint64_t b;          /**< kind-specific number */
+    const char *message; /**< readable text, e.g. "upgrading quota donation for child" */
+} capmem_event_t;
+
+/**
+ * Event callback. It runs on the thread that caused the event, with the
+ * arena lock held (the lock is recursive: the callback may call the library
+ * on the same arena, but other threads wait until it returns).
+ */
+typedef void (*capmem_event_fn)(capmem_arena_t *arena, const capmem_event_t *event, void *ctx);
+
+/**
+ * Install (or, with fn NULL, remove) the arena's event callback.
+ * @retval CAPMEM_E_INVALID_ARGS arena NULL
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_set_event_handler(capmem_arena_t *arena,
+                                                                        capmem_event_fn fn,
+                                                                        void *ctx);
+
+/** Name of an event kind, e.g. "upgrade"; "unknown" otherwise. */
+CAPMEM_API const char *capmem_event_kind_name(capmem_event_kind_t kind);
+
+/**
+ * The invariant checker: walk every layer of the arena and return the first
+ * broken invariant as text. Checks the capability space (every parent
+ * alive, links consistent, no cycle) and each higher layer present: quota
+ * conservation, every allocated physical page owned exactly once (aliases
+ * by reference), no overlap between live untyped children or regions,
+ * reference counts equal to the references that exist, donations covering
+ * their records. Tests call it after every step; it is O(objects).
+ *
+ * @param why  receives the first violation as text (may be NULL)
+ * @retval CAPMEM_OK             every invariant holds; @p why is set to ""
+ * @retval CAPMEM_E_INVALID_ARGS arena NULL
+ * @retval CAPMEM_E_NOT_FOUND    an invariant is broken; @p why says which
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_check(capmem_arena_t *arena, char *why, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CAPMEM_INSPECT_H */

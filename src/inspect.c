@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/* Layer 9: inspection. The invariant checker over every layer present. */
+#include <string.h>
+
+#include "arena_internal.h"
+
+capmem_err_t capmem_check(capmem_arena_t *arena, char *why, size_t len)
+{
+    if (arena == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
+    }
+    if (why != NULL && len > 0) {
+        why[0] = '\0';
+    }
+    capmem__lock(arena);
+    capmem_err_t err = capmem__cspace_check(arena, why, len);
+    for (int i = 0; err == CAPMEM_OK && i < CAPMEM__EXT_COUNT; i++) {
+        if (arena->ext_check[i] != NULL) {
+            err = arena->ext_check[i](arena, why, len);
+        }
+    }
+    capmem__unlock(arena);
+    return err;
+}

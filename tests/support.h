@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared test support: the reusable invariant checker every scenario and
+ * property test calls after each step, and small helpers.
+ */
+#ifndef CAPMEM_TEST_SUPPORT_H
+#define CAPMEM_TEST_SUPPORT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "capmem.h"
+
+/*
+ * Run the library's invariant checker (capmem_check) over the whole arena
+ * and fail the current test with the violation's text if any invariant is
+ * broken. Call it after every step.
+ */
+#define CHECK_INVARIANTS(arena) test_check_invariants((arena), __FILE__, __LINE__)
+void test_check_invariants(capmem_arena_t *arena, const char *file, int line);
+
+/* Assert that an expression returns a given error code, with the detail on failure. */
+#define assert_err(expr, code) test_assert_err((expr), (code), #expr, __FILE__, __LINE__)
+#define assert_ok(expr) test_assert_err((expr), CAPMEM_OK, #expr, __FILE__, __LINE__)
+void test_assert_err(capmem_err_t got, capmem_err_t want, const char *expr, const char *file,
+                     int line);
+
+/* An arena with the given RAM and page size (other attributes default). */
+capmem_arena_t *test_arena(uint64_t ram_size, uint64_t page_size);
+
+/* True when the suite runs under Valgrind (the setup exports CAPMEM_UNDER_VALGRIND). */
+int test_under_valgrind(void);
+
+/* Number of open file descriptors of this process. */
+int test_open_fds(void);
+
+/* Resident set size of this process in bytes, from /proc/self/statm. */
+uint64_t test_rss_bytes(void);
+
+#endif
