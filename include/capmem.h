@@ -18,5 +18,7 @@
 #include "capmem/cap.h"
 #include "capmem/inspect.h"
 #include "capmem/untyped.h"
+#include "capmem/ram.h"
+#include "capmem/dataspace.h"
 
 #endif /* CAPMEM_H */

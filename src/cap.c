@@ -192,6 +192,15 @@ capmem_err_t capmem__cap_create(capmem_arena_t *arena, capmem__object_t *obj, un
                                 uint16_t flags, uint32_t parent, capmem__cap_quota_t *quota,
                                 const char *func, capmem_cap_t *out)
 {
+    return capmem__cap_create_typed(arena, obj->ops->type, obj, rights, flags, parent, quota, func,
+                                    out);
+}
+
+capmem_err_t capmem__cap_create_typed(capmem_arena_t *arena, capmem_obj_type_t type, void *obj,
+                                      unsigned rights, uint16_t flags, uint32_t parent,
+                                      capmem__cap_quota_t *quota, const char *func,
+                                      capmem_cap_t *out)
+{
     capmem__cspace_t *cs = cspace(arena);
     capmem_err_t err = capmem__cap_reserve_check(arena, quota, 1, func);
     if (err != CAPMEM_OK) {
@@ -206,7 +215,7 @@ capmem_err_t capmem__cap_create(capmem_arena_t *arena, capmem__object_t *obj, un
         cs->slots[idx].gen = 1; /* fresh slots start at generation 1 */
     }
     capmem__slot_t *s = capmem__slot(cs, idx);
-    s->type = (uint8_t)obj->ops->type;
+    s->type = (uint8_t)type;
     s->rights = (uint8_t)rights;
     s->flags = flags;
     s->first_child = 0;
@@ -228,7 +237,8 @@ void capmem__cap_delete_leaf(capmem_arena_t *arena, uint32_t idx)
     CAPMEM_ASSERT(s->type != CAPMEM_OBJ_NONE, "only live slots are deleted");
     CAPMEM_ASSERT(s->first_child == 0, "callers revoke before deleting");
     capmem_cap_t handle = capmem__slot_handle(cs, idx);
-    capmem__object_t *obj = s->obj;
+    void *obj = s->obj;
+    capmem_obj_type_t type = (capmem_obj_type_t)s->type;
     bool original = (s->flags & CAPMEM__SLOT_ORIGINAL) != 0;
     unlink_child(cs, idx);
     if (s->quota != NULL) {
@@ -255,9 +265,9 @@ void capmem__cap_delete_leaf(capmem_arena_t *arena, uint32_t idx)
      */
     cs->live--;
     /* The teardown may free obj: take what the event needs first. */
-    const char *type_name = obj != NULL ? obj->ops->name : "?";
-    if (original && obj != NULL && obj->ops->destroy != NULL) {
-        obj->ops->destroy(arena, obj);
+    const char *type_name = capmem__object_name(type, obj);
+    if (original && obj != NULL) {
+        capmem__object_destroy(arena, type, obj);
     }
     if (arena->on_event != NULL) {
         capmem__emitf(arena, CAPMEM_EVENT_CAP_DELETE, handle, 0, 0, "delete %s capability",
@@ -405,8 +415,8 @@ capmem_err_t capmem_cap_mint(capmem_arena_t *arena, capmem_cap_t src, unsigned r
     }
     if (err == CAPMEM_OK) {
         capmem__cspace_t *cs = cspace(arena);
-        err = capmem__cap_create(arena, s->obj, rights, 0, capmem__slot_index(cs, s), s->quota,
-                                 __func__, out);
+        err = capmem__cap_create_typed(arena, (capmem_obj_type_t)s->type, s->obj, rights, 0,
+                                       capmem__slot_index(cs, s), s->quota, __func__, out);
     }
     capmem__unlock(arena);
     return err;

@@ -81,7 +81,7 @@ typedef struct capmem__slot {
     uint32_t first_child;
     uint32_t next_sib;
     uint32_t prev_sib;
-    capmem__object_t *obj;
+    void *obj; /* a capmem__object_t for host objects, a record for typed ones */
     capmem__cap_quota_t *quota;
 } capmem__slot_t;
 
@@ -119,6 +119,20 @@ capmem_err_t capmem__cap_lookup(capmem_arena_t *arena, capmem_cap_t cap, capmem_
 capmem_err_t capmem__cap_create(capmem_arena_t *arena, capmem__object_t *obj, unsigned rights,
                                 uint16_t flags, uint32_t parent, capmem__cap_quota_t *quota,
                                 const char *func, capmem_cap_t *out);
+
+/*
+ * Same, for objects that carry no ops header (records carved from donated
+ * metadata: accounts, dataspaces, region maps): the type says what they are
+ * and capmem__object_destroy() dispatches on it, as seL4's finaliseCap does.
+ */
+capmem_err_t capmem__cap_create_typed(capmem_arena_t *arena, capmem_obj_type_t type, void *obj,
+                                      unsigned rights, uint16_t flags, uint32_t parent,
+                                      capmem__cap_quota_t *quota, const char *func,
+                                      capmem_cap_t *out);
+
+/* Teardown dispatch by type (src/objtype.c). */
+void capmem__object_destroy(capmem_arena_t *arena, capmem_obj_type_t type, void *obj);
+const char *capmem__object_name(capmem_obj_type_t type, const void *obj);
 
 /* Can one more capability be charged to @p quota right now? (For decode phases.) */
 capmem_err_t capmem__cap_reserve_check(capmem_arena_t *arena, const capmem__cap_quota_t *quota,

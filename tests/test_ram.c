@@ -1,0 +1,620 @@
+/* SPDX-License-Identifier: MIT */
+/* Layer 5: the RAM service, accounts, donations, upgrades, RAM dataspaces. */
+#include <malloc.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "support.h"
+
+typedef struct fixture {
+    capmem_arena_t *arena;
+    capmem_cap_t root;
+} fixture_t;
+
+static fixture_t fx;
+
+static int setup_size(void **state, uint64_t ram)
+{
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = ram;
+    at.phys_base = 0;
+    assert_ok(capmem_arena_create(&at, &fx.arena));
+    assert_ok(capmem_ram_boot(fx.arena, NULL, &fx.root));
+    *state = &fx;
+    CHECK_INVARIANTS(fx.arena);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_size(state, 64ull << 20);
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    CHECK_INVARIANTS(f->arena);
+    capmem_arena_destroy(f->arena);
+    return 0;
+}
+
+static capmem_ram_info_t info(capmem_arena_t *a, capmem_cap_t acc)
+{
+    capmem_ram_info_t i;
+    assert_ok(capmem_ram_info(a, acc, &i));
+    return i;
+}
+
+static capmem_cap_t open_child(fixture_t *f, capmem_cap_t parent, uint64_t quota, uint32_t flags,
+                               const char *label)
+{
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.quota = quota;
+    at.flags = flags;
+    at.label = label;
+    at.caps = parent == f->root ? 4096 : 64; /* enough for every test's dataspaces */
+    capmem_cap_t c = CAPMEM_CAP_NULL;
+    assert_ok(capmem_ram_open(f->arena, parent, &at, &c));
+    CHECK_INVARIANTS(f->arena);
+    return c;
+}
+
+/* Sum of quota + donation over the root and the given accounts: the RAM. */
+static uint64_t quota_sum(capmem_arena_t *a, const capmem_cap_t *accs, size_t n)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        capmem_ram_info_t in = info(a, accs[i]);
+        sum += in.quota + in.donation;
+    }
+    return sum;
+}
+
+static void test_ram_root_holds_all_ram(void **state)
+{
+    fixture_t *f = *state;
+    capmem_ram_info_t r = info(f->arena, f->root);
+    assert_true(r.is_root);
+    assert_int_equal(r.ref, CAPMEM_CAP_NULL);
+    assert_int_equal(r.donation, CAPMEM_RAM_DEFAULT_DONATION);
+    assert_int_equal(r.quota + r.donation, 64ull << 20);
+    assert_int_equal(r.used, 0);
+    assert_string_equal(r.label, "root");
+    /* Composition: the root account's capability is a child of a RAM pool of the untyped. */
+    capmem_cap_info_t ci;
+    assert_ok(capmem_cap_identify(f->arena, f->root, &ci));
+    capmem_cap_info_t pool;
+    assert_ok(capmem_cap_identify(f->arena, ci.parent, &pool));
+    assert_int_equal(pool.type, CAPMEM_OBJ_KOBJ);
+    capmem_cap_info_t ut;
+    assert_ok(capmem_cap_identify(f->arena, pool.parent, &ut));
+    assert_int_equal(ut.type, CAPMEM_OBJ_UNTYPED);
+}
+
+static void test_ram_default_donation_pays_for_documented_dataspaces(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(CAPMEM_RAM_DEFAULT_DATASPACES, 65536 / 64 - 1 - 3);
+    capmem_cap_t child = open_child(f, f->root, 8ull << 20, 0, "child");
+    capmem_ram_info_t before = info(f->arena, child);
+    assert_int_equal(before.records_capacity, 1024);
+    assert_int_equal(before.records_used, 4); /* chunk header + 3 session slots */
+    capmem_cap_t ds;
+    for (unsigned i = 0; i < CAPMEM_RAM_DEFAULT_DATASPACES; i++) {
+        assert_true(capmem_ram_alloc(f->arena, child, 4096, &ds) == CAPMEM_OK);
+        if (i % 97 == 0) {
+            CHECK_INVARIANTS(f->arena);
+        }
+    }
+    CHECK_INVARIANTS(f->arena);
+    capmem_ram_info_t full = info(f->arena, child);
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_alloc(f->arena, child, 4096, &x), CAPMEM_E_OUT_OF_METADATA);
+    assert_int_equal(x, CAPMEM_CAP_NULL);
+    const capmem_error_info_t *d = capmem_last_error();
+    assert_non_null(strstr(d->message, "Could not allocate metadata"));
+    assert_int_equal(d->needed, 64);
+    /* Nothing changed by the failure. */
+    capmem_ram_info_t after = info(f->arena, child);
+    assert_memory_equal(&after, &full, sizeof(after));
+    assert_int_equal(after.used, CAPMEM_RAM_DEFAULT_DATASPACES * 4096ull);
+    CHECK_INVARIANTS(f->arena);
+}
+
+typedef struct upgrade_log {
+    int upgrades;
+    char last[192];
+} upgrade_log_t;
+
+static void on_event(capmem_arena_t *a, const capmem_event_t *ev, void *ctx)
+{
+    (void)a;
+    upgrade_log_t *log = ctx;
+    if (ev->kind == CAPMEM_EVENT_UPGRADE) {
+        log->upgrades++;
+        snprintf(log->last, sizeof(log->last), "%s", ev->message);
+    }
+}
+
+static void test_ram_expanding_client_upgrades_in_steps(void **state)
+{
+    fixture_t *f = *state;
+    upgrade_log_t log = {0};
+    assert_ok(capmem_arena_set_event_handler(f->arena, on_event, &log));
+    const uint64_t quota = 6ull << 20;
+    capmem_cap_t child = open_child(f, f->root, quota, CAPMEM_RAM_EXPANDING, "exp");
+    capmem_cap_t all[2] = {f->root, child};
+    const uint64_t ram = quota_sum(f->arena, all, 2);
+    capmem_cap_t ds;
+    const unsigned n = CAPMEM_RAM_DEFAULT_DATASPACES + 3 * CAPMEM_RAM_RECORDS_PER_UPGRADE(8192u);
+    for (unsigned i = 0; i < n; i++) {
+        assert_true(capmem_ram_alloc(f->arena, child, 4096, &ds) == CAPMEM_OK);
+        assert_true(quota_sum(f->arena, all, 2) == ram); /* conserved at every step */
+        if (i >= CAPMEM_RAM_DEFAULT_DATASPACES - 2) {
+            CHECK_INVARIANTS(f->arena);
+        }
+    }
+    /* Exactly three 8 KiB upgrades, each visible as an event. */
+    assert_int_equal(log.upgrades, 3);
+    assert_non_null(strstr(log.last, "upgrading quota donation for exp"));
+    capmem_ram_info_t in = info(f->arena, child);
+    assert_int_equal(in.upgrades, 3);
+    assert_int_equal(in.donation, CAPMEM_RAM_DEFAULT_DONATION + 3 * 8192);
+    assert_int_equal(in.quota, quota - 3 * 8192);
+    /* Run the client's own quota down: OUT_OF_RAM only when it cannot pay. */
+    capmem_err_t e = CAPMEM_OK;
+    unsigned more = 0;
+    while ((e = capmem_ram_alloc(f->arena, child, 4096, &ds)) == CAPMEM_OK) {
+        more++;
+    }
+    assert_int_equal(e, CAPMEM_E_OUT_OF_RAM);
+    in = info(f->arena, child);
+    assert_true(in.avail < 4096 + 8192);
+    assert_int_equal(quota_sum(f->arena, all, 2), ram);
+    assert_true(more > 0);
+    CHECK_INVARIANTS(f->arena);
+    assert_ok(capmem_arena_set_event_handler(f->arena, NULL, NULL));
+}
+
+static void test_ram_init_distributes_budget_and_children_are_isolated(void **state)
+{
+    fixture_t *f = *state;
+    const struct {
+        const char *name;
+        uint64_t quota;
+    } table[3] = {{"timer", 1ull << 20}, {"fs", 4ull << 20}, {"shell", 2ull << 20}};
+    capmem_cap_t init = open_child(f, f->root, 16ull << 20, 0, "init");
+    capmem_cap_t kids[3];
+    for (int i = 0; i < 3; i++) {
+        kids[i] = open_child(f, init, table[i].quota, 0, table[i].name);
+        assert_int_equal(info(f->arena, kids[i]).quota, table[i].quota);
+    }
+    capmem_ram_info_t init_before = info(f->arena, init);
+    assert_int_equal(init_before.quota,
+                     (16ull << 20) - 7 * (1ull << 20) - 3 * CAPMEM_RAM_DEFAULT_DONATION);
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, kids[1], 3ull << 20, &ds));
+    capmem_ram_info_t sib0 = info(f->arena, kids[0]);
+    capmem_ram_info_t sib2 = info(f->arena, kids[2]);
+    /* The shell over-allocates: refused, and nobody else is touched. */
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_alloc(f->arena, kids[2], 3ull << 20, &x), CAPMEM_E_OUT_OF_RAM);
+    assert_int_equal(capmem_last_error()->needed, 3ull << 20);
+    assert_int_equal(capmem_last_error()->available, 2ull << 20);
+    capmem_ram_info_t now0 = info(f->arena, kids[0]);
+    capmem_ram_info_t now2 = info(f->arena, kids[2]);
+    assert_memory_equal(&now0, &sib0, sizeof(now0));
+    assert_memory_equal(&now2, &sib2, sizeof(now2));
+    assert_int_equal(info(f->arena, init).quota, init_before.quota);
+    CHECK_INVARIANTS(f->arena);
+    /* Closing the fs child returns its quota and donation to init, dataspace and all. */
+    assert_ok(capmem_ram_close(f->arena, kids[1]));
+    assert_int_equal(info(f->arena, init).quota,
+                     init_before.quota + (4ull << 20) + CAPMEM_RAM_DEFAULT_DONATION);
+    capmem_ds_info_t di;
+    assert_err(capmem_dataspace_info(f->arena, ds, &di), CAPMEM_E_INVALID_CAP);
+    CHECK_INVARIANTS(f->arena);
+    /* Closing init closes its remaining children first. */
+    capmem_ram_info_t root_before = info(f->arena, f->root);
+    assert_ok(capmem_ram_close(f->arena, init));
+    capmem_ram_info_t root_after = info(f->arena, f->root);
+    assert_int_equal(root_after.quota,
+                     root_before.quota + (16ull << 20) + CAPMEM_RAM_DEFAULT_DONATION);
+    assert_err(capmem_ram_info(f->arena, kids[0], &root_after), CAPMEM_E_INVALID_CAP);
+}
+
+static void test_ram_fragmentation_gives_out_of_phys(void **state)
+{
+    (void)state;
+    fixture_t *f = &fx;
+    setup_size(state, 1ull << 20);
+    capmem_ram_info_t r = info(f->arena, f->root);
+    /* Fill with single pages, free every other one: half the RAM free, no 2 pages in a row. */
+    capmem_cap_t pages[256];
+    unsigned n = 0;
+    while (n < 256 && capmem_ram_alloc(f->arena, f->root, 4096, &pages[n]) == CAPMEM_OK) {
+        n++;
+    }
+    assert_int_equal(capmem_last_error()->code, CAPMEM_E_OUT_OF_RAM);
+    for (unsigned i = 0; i < n; i += 2) {
+        assert_ok(capmem_ram_free(f->arena, pages[i]));
+    }
+    CHECK_INVARIANTS(f->arena);
+    capmem_ram_info_t mid = info(f->arena, f->root);
+    assert_true(mid.avail >= 8192);
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_alloc(f->arena, f->root, 8192, &x), CAPMEM_E_OUT_OF_PHYS);
+    assert_int_equal(capmem_last_error()->needed, 8192);
+    assert_int_equal(capmem_last_error()->available, 4096); /* the largest free range */
+    capmem_ram_info_t after = info(f->arena, f->root);
+    assert_memory_equal(&after, &mid, sizeof(after));
+    (void)r;
+    teardown(state);
+}
+
+static void test_ram_transfer_only_with_reference_account(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t a = open_child(f, f->root, 1 << 20, 0, "a");
+    capmem_cap_t b = open_child(f, f->root, 1 << 20, 0, "b");
+    capmem_cap_t a1 = open_child(f, a, 256 << 10, 0, "a1");
+    capmem_ram_info_t ia = info(f->arena, a);
+    /* Child to parent and back. */
+    assert_ok(capmem_ram_transfer(f->arena, a1, a, 4096));
+    assert_ok(capmem_ram_transfer(f->arena, a, a1, 8192));
+    assert_int_equal(info(f->arena, a).quota, ia.quota - 4096);
+    /* Siblings, cousins, grandparents: refused. */
+    assert_err(capmem_ram_transfer(f->arena, a, b, 4096), CAPMEM_E_DENIED);
+    assert_err(capmem_ram_transfer(f->arena, a1, f->root, 4096), CAPMEM_E_DENIED);
+    assert_err(capmem_ram_transfer(f->arena, a1, b, 4096), CAPMEM_E_DENIED);
+    /* Never beyond what the giver has free; the donation is not transferable. */
+    capmem_ram_info_t i1 = info(f->arena, a1);
+    assert_err(capmem_ram_transfer(f->arena, a1, a, i1.avail + 1), CAPMEM_E_OUT_OF_RAM);
+    assert_int_equal(capmem_last_error()->available, i1.avail);
+    assert_ok(capmem_ram_transfer(f->arena, a1, a, i1.avail));
+    assert_int_equal(info(f->arena, a1).quota, 0);
+    assert_int_equal(info(f->arena, a1).donation, CAPMEM_RAM_DEFAULT_DONATION);
+    assert_err(capmem_ram_transfer(f->arena, a1, a, 4096), CAPMEM_E_OUT_OF_RAM);
+    /* Bad input. */
+    assert_err(capmem_ram_transfer(f->arena, a, a1, 0), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_transfer(f->arena, a, a, 4096), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_transfer(NULL, a, a1, 4096), CAPMEM_E_INVALID_ARGS);
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(f->arena, a, CAPMEM_RIGHT_READ, &ro));
+    assert_err(capmem_ram_transfer(f->arena, ro, a1, 4096), CAPMEM_E_DENIED);
+    assert_ok(capmem_cap_delete(f->arena, ro));
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, a, 4096, &ds));
+    assert_err(capmem_ram_transfer(f->arena, ds, a1, 4096), CAPMEM_E_WRONG_TYPE);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_ram_capability_quota(void **state)
+{
+    fixture_t *f = *state;
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.quota = 1 << 20;
+    at.caps = 3;
+    capmem_cap_t c;
+    capmem_ram_info_t r0 = info(f->arena, f->root);
+    assert_ok(capmem_ram_open(f->arena, f->root, &at, &c));
+    capmem_ram_info_t r1 = info(f->arena, f->root);
+    assert_int_equal(r1.caps_limit, r0.caps_limit - 3);
+    assert_int_equal(r1.caps_used, r0.caps_used + 1); /* the session's own capability */
+    capmem_cap_t ds[4];
+    for (int i = 0; i < 3; i++) {
+        assert_ok(capmem_ram_alloc(f->arena, c, 4096, &ds[i]));
+    }
+    assert_err(capmem_ram_alloc(f->arena, c, 4096, &ds[3]), CAPMEM_E_OUT_OF_CAPS);
+    capmem_cap_t cp;
+    assert_err(capmem_cap_mint(f->arena, ds[0], CAPMEM_RIGHT_READ, &cp), CAPMEM_E_OUT_OF_CAPS);
+    assert_ok(capmem_ram_transfer_caps(f->arena, f->root, c, 2));
+    assert_ok(capmem_ram_alloc(f->arena, c, 4096, &ds[3]));
+    assert_ok(capmem_cap_mint(f->arena, ds[0], CAPMEM_RIGHT_READ, &cp));
+    assert_err(capmem_ram_transfer_caps(f->arena, c, f->root, 1), CAPMEM_E_OUT_OF_CAPS);
+    assert_err(capmem_ram_transfer_caps(f->arena, c, f->root, 0), CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(info(f->arena, c).caps_used, 5);
+    at.caps = UINT64_MAX;
+    capmem_cap_t d = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_open(f->arena, f->root, &at, &d), CAPMEM_E_OUT_OF_CAPS);
+    assert_ok(capmem_ram_close(f->arena, c));
+    capmem_ram_info_t r2 = info(f->arena, f->root);
+    assert_int_equal(r2.caps_limit, r0.caps_limit);
+    assert_int_equal(r2.caps_used, r0.caps_used);
+}
+
+static void test_ram_open_and_close_errors_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_ram_info_t r0 = info(f->arena, f->root);
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    capmem_cap_t c = CAPMEM_CAP_NULL;
+    at.donation = 1000; /* not a page multiple */
+    assert_err(capmem_ram_open(f->arena, f->root, &at, &c), CAPMEM_E_INVALID_ARGS);
+    at = (capmem_ram_open_attr_t)CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.donation = 0;
+    assert_err(capmem_ram_open(f->arena, f->root, &at, &c), CAPMEM_E_INVALID_ARGS);
+    at = (capmem_ram_open_attr_t)CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.quota = UINT64_MAX;
+    assert_err(capmem_ram_open(f->arena, f->root, &at, &c), CAPMEM_E_INVALID_ARGS);
+    at.quota = r0.avail; /* plus the donation is too much */
+    assert_err(capmem_ram_open(f->arena, f->root, &at, &c), CAPMEM_E_OUT_OF_RAM);
+    assert_int_equal(capmem_last_error()->available, r0.avail);
+    at = (capmem_ram_open_attr_t)CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.flags = 0x40;
+    assert_err(capmem_ram_open(f->arena, f->root, &at, &c), CAPMEM_E_INVALID_ARGS);
+    at = (capmem_ram_open_attr_t)CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.upgrade_step = 100;
+    assert_err(capmem_ram_open(f->arena, f->root, &at, &c), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_open(f->arena, f->root, NULL, NULL), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_open(f->arena, 12345, NULL, &c), CAPMEM_E_INVALID_CAP);
+    assert_int_equal(c, CAPMEM_CAP_NULL);
+    capmem_ram_info_t r1 = info(f->arena, f->root);
+    assert_memory_equal(&r0, &r1, sizeof(r0));
+    /* Close: the root with children is refused; a copy is refused; stale is refused. */
+    capmem_cap_t child = open_child(f, f->root, 0, 0, "k");
+    assert_err(capmem_ram_close(f->arena, f->root), CAPMEM_E_DELETE_FIRST);
+    capmem_cap_t cp;
+    assert_ok(capmem_cap_mint(f->arena, child, CAPMEM_RIGHTS_ALL, &cp));
+    assert_err(capmem_ram_close(f->arena, cp), CAPMEM_E_INVALID_ARGS);
+    assert_ok(capmem_ram_close(f->arena, child));
+    assert_err(capmem_ram_close(f->arena, child), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_ram_close(NULL, child), CAPMEM_E_INVALID_ARGS);
+    r1 = info(f->arena, f->root);
+    assert_int_equal(r1.quota, r0.quota);
+    assert_err(capmem_ram_info(f->arena, child, NULL), CAPMEM_E_INVALID_ARGS);
+}
+
+static void test_ram_alloc_errors_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t child = open_child(f, f->root, 1 << 20, 0, "c");
+    capmem_ram_info_t before = info(f->arena, child);
+    capmem_cap_t ds = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_alloc(f->arena, child, 0, &ds), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_alloc(f->arena, child, UINT64_MAX - 10, &ds), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_alloc(f->arena, child, 4096, NULL), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_alloc(NULL, child, 4096, &ds), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_alloc(f->arena, child, (1 << 20) + 1, &ds), CAPMEM_E_OUT_OF_RAM);
+    assert_int_equal(capmem_last_error()->needed, (1 << 20) + 4096);
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(f->arena, child, CAPMEM_RIGHT_READ, &ro));
+    assert_err(capmem_ram_alloc(f->arena, ro, 4096, &ds), CAPMEM_E_DENIED);
+    assert_int_equal(ds, CAPMEM_CAP_NULL);
+    /* (The copy of the account's capability is charged to the root, like the original.) */
+    capmem_ram_info_t after = info(f->arena, child);
+    assert_memory_equal(&after, &before, sizeof(after));
+    /* Rounding to whole pages. */
+    assert_ok(capmem_ram_alloc(f->arena, child, 1, &ds));
+    capmem_ds_info_t di;
+    assert_ok(capmem_dataspace_info(f->arena, ds, &di));
+    assert_int_equal(di.size, 4096);
+    assert_int_equal(di.kind, CAPMEM_DS_RAM);
+    assert_int_equal(info(f->arena, child).used, 4096);
+    /* Free: only the original; copies are refused; double free is a stale handle. */
+    capmem_cap_t copy;
+    assert_ok(capmem_cap_mint(f->arena, ds, CAPMEM_RIGHTS_ALL, &copy));
+    assert_err(capmem_ram_free(f->arena, copy), CAPMEM_E_INVALID_ARGS);
+    assert_ok(capmem_ram_free(f->arena, ds));
+    assert_err(capmem_ram_free(f->arena, ds), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_dataspace_info(f->arena, copy, &di), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_ram_free(f->arena, child), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_ram_free(NULL, ds), CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(info(f->arena, child).used, 0);
+}
+
+static void test_ram_dataspace_bytes_are_zeroed_and_shared(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, f->root, 3 * 4096, &ds));
+    char buf[16];
+    assert_ok(capmem_dataspace_read(f->arena, ds, 4090, buf, 16));
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(buf[i], 0);
+    }
+    assert_ok(capmem_dataspace_write(f->arena, ds, 4090, "hello, arena!!!", 16));
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(f->arena, ds, CAPMEM_RIGHT_READ, &ro));
+    char back[16];
+    assert_ok(capmem_dataspace_read(f->arena, ro, 4090, back, 16));
+    assert_string_equal(back, "hello, arena!!!");
+    assert_err(capmem_dataspace_write(f->arena, ro, 0, "x", 1), CAPMEM_E_DENIED);
+    assert_err(capmem_dataspace_read(f->arena, ds, 3 * 4096 - 15, back, 16),
+               CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_dataspace_read(f->arena, ds, UINT64_MAX, back, 16), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_dataspace_read(f->arena, ds, 0, NULL, 16), CAPMEM_E_INVALID_ARGS);
+    capmem_ds_info_t di;
+    assert_ok(capmem_dataspace_info(f->arena, ds, &di));
+    /* The bytes are the arena's: the physical address maps to the same offset. */
+    uint64_t off;
+    assert_ok(capmem_arena_phys_to_offset(f->arena, di.phys, &off));
+    assert_int_equal(off, di.offset);
+    /* A fresh allocation over reused memory reads as zeros again. */
+    assert_ok(capmem_ram_free(f->arena, ds));
+    assert_ok(capmem_ram_alloc(f->arena, f->root, 3 * 4096, &ds));
+    assert_ok(capmem_dataspace_read(f->arena, ds, 4090, back, 16));
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(back[i], 0);
+    }
+}
+
+static void test_ram_upgrade_rules(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t a = open_child(f, f->root, 1 << 20, 0, "a");
+    capmem_cap_t b = open_child(f, f->root, 1 << 20, 0, "b");
+    capmem_ram_info_t ia = info(f->arena, a);
+    /* Paid by itself or by its reference account. */
+    assert_ok(capmem_ram_upgrade(f->arena, a, a, 8192));
+    assert_ok(capmem_ram_upgrade(f->arena, a, f->root, 8192));
+    capmem_ram_info_t ia2 = info(f->arena, a);
+    assert_int_equal(ia2.donation, ia.donation + 16384);
+    assert_int_equal(ia2.quota, ia.quota - 8192);
+    assert_int_equal(ia2.records_capacity, ia.records_capacity + 256);
+    /* Not by a sibling. */
+    assert_err(capmem_ram_upgrade(f->arena, a, b, 8192), CAPMEM_E_DENIED);
+    assert_err(capmem_ram_upgrade(f->arena, a, a, 100), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_upgrade(f->arena, a, a, 0), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_upgrade(f->arena, a, a, 2ull << 20), CAPMEM_E_OUT_OF_RAM);
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, a, 4096, &ds));
+    assert_err(capmem_ram_upgrade(f->arena, ds, a, 8192), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_ram_upgrade(NULL, a, a, 8192), CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(info(f->arena, a).donation, ia2.donation);
+    /* Expanding on and off, step validation. */
+    assert_ok(capmem_ram_set_expanding(f->arena, a, 1, 16384));
+    assert_true(info(f->arena, a).expanding);
+    assert_int_equal(info(f->arena, a).upgrade_step, 16384);
+    assert_err(capmem_ram_set_expanding(f->arena, a, 1, 1000), CAPMEM_E_INVALID_ARGS);
+    assert_ok(capmem_ram_set_expanding(f->arena, a, 0, 0));
+    assert_false(info(f->arena, a).expanding);
+    assert_err(capmem_ram_set_expanding(NULL, a, 0, 0), CAPMEM_E_INVALID_ARGS);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_ram_host_heap_does_not_grow_with_dataspaces(void **state)
+{
+    (void)state;
+    const unsigned n = test_under_valgrind() ? 20000 : 100000;
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.donation = ((uint64_t)n + 64) * 64;
+    at.donation = (at.donation + 4095) & ~4095ull;
+    at.quota = (uint64_t)n * 256;
+    at.caps = n;
+    capmem_arena_t *a = NULL;
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 256ull << 20;
+    aa.page_size = 256; /* tiny pages: 100,000 dataspaces in 25 MiB */
+    assert_ok(capmem_arena_create(&aa, &a));
+    capmem_cap_t root;
+    assert_ok(capmem_ram_boot(a, NULL, &root));
+    capmem_cap_t s;
+    assert_ok(capmem_ram_open(a, root, &at, &s));
+    uint64_t mallocs = capmem__inject_count(CAPMEM__HOST_MALLOC);
+    struct mallinfo2 before = mallinfo2();
+    capmem_cap_t ds = CAPMEM_CAP_NULL;
+    for (unsigned i = 0; i < n; i++) {
+        if (capmem_ram_alloc(a, s, 256, &ds) != CAPMEM_OK) {
+            fail_msg("alloc %u: %s", i, capmem_last_error()->message);
+        }
+    }
+    struct mallinfo2 after = mallinfo2();
+    /* Not one host allocation by the library for all of them... */
+    assert_int_equal(capmem__inject_count(CAPMEM__HOST_MALLOC), mallocs);
+    /* ...and the heap did not grow (mallinfo2 is meaningful natively only). */
+    if (!test_under_valgrind()) {
+        print_message("# heap in use: %zu bytes before, %zu after %u dataspaces\n",
+                      before.uordblks, after.uordblks, n);
+        assert_true(after.uordblks <= before.uordblks + 4096);
+    }
+    capmem_ram_info_t in;
+    assert_ok(capmem_ram_info(a, s, &in));
+    assert_int_equal(in.used, (uint64_t)n * 256);
+    CHECK_INVARIANTS(a);
+    assert_ok(capmem_ram_close(a, s));
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+static void test_ram_service_over_several_untypeds(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 3ull << 20; /* boot untypeds: 2 MiB + 1 MiB at phys 0x100000? */
+    aa.phys_base = 0;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&aa, &a));
+    capmem_untyped_info_t boot[4];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 4, &n));
+    assert_int_equal(n, 2);
+    /* Keep the first 1 MiB of the 2 MiB untyped for seL4-style use, give the rest to RAM. */
+    capmem_cap_t halves[2];
+    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
+    rt.type = CAPMEM_OBJ_UNTYPED;
+    rt.size_bits = 20;
+    rt.count = 2;
+    assert_ok(capmem_untyped_retype(a, boot[0].cap, &rt, halves, 2));
+    capmem_cap_t give[2] = {halves[1], boot[1].cap};
+    capmem_cap_t root;
+    /* Listing one twice, a device or a parent with children: refused, nothing claimed. */
+    capmem_cap_t twice[2] = {halves[1], halves[1]};
+    assert_err(capmem_ram_create(a, twice, 2, NULL, &root), CAPMEM_E_INVALID_ARGS);
+    capmem_cap_t parent[1] = {boot[0].cap};
+    assert_err(capmem_ram_create(a, parent, 1, NULL, &root), CAPMEM_E_REVOKE_FIRST);
+    assert_err(capmem_ram_create(a, give, 0, NULL, &root), CAPMEM_E_INVALID_ARGS);
+    assert_ok(capmem_ram_create(a, give, 2, NULL, &root));
+    capmem_ram_info_t r;
+    assert_ok(capmem_ram_info(a, root, &r));
+    assert_int_equal(r.quota + r.donation, 2ull << 20);
+    /* The untyped given away cannot be retyped now. */
+    capmem_cap_t fr;
+    rt = (capmem_retype_attr_t)CAPMEM_RETYPE_ATTR_INIT;
+    assert_err(capmem_untyped_retype(a, halves[1], &rt, &fr, 1), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    /* The other half still works as seL4 memory. */
+    assert_ok(capmem_untyped_retype(a, halves[0], &rt, &fr, 1));
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(a, root, 1536ull << 10, &ds)); /* spans no pool boundary? fits */
+    CHECK_INVARIANTS(a);
+    /* Revoking the second pool's untyped closes the service first. */
+    assert_ok(capmem_cap_revoke(a, boot[1].cap));
+    assert_err(capmem_ram_info(a, root, &r), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_dataspace_info(a, ds, NULL), CAPMEM_E_INVALID_ARGS);
+    CHECK_INVARIANTS(a);
+    /* The first pool goes with its untyped; the memory is retypable again. */
+    assert_ok(capmem_cap_revoke(a, halves[1]));
+    assert_ok(capmem_untyped_retype(a, halves[1], &rt, &fr, 1));
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+static void test_ram_host_failure_on_create_is_clean(void **state)
+{
+    (void)state;
+    capmem_arena_t *a = test_arena(4 << 20, 4096);
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    for (uint64_t nth = 1; nth <= 6; nth++) {
+        capmem__inject_fail(CAPMEM__HOST_MALLOC, nth);
+        capmem_err_t e = capmem_ram_boot(a, NULL, &root);
+        capmem__inject_reset();
+        if (e == CAPMEM_OK) {
+            break;
+        }
+        assert_int_equal(e, CAPMEM_E_HOST_NOMEM);
+        assert_int_equal(root, CAPMEM_CAP_NULL);
+        CHECK_INVARIANTS(a);
+    }
+    if (root == CAPMEM_CAP_NULL) {
+        assert_ok(capmem_ram_boot(a, NULL, &root));
+    }
+    capmem_ram_info_t r;
+    assert_ok(capmem_ram_info(a, root, &r));
+    assert_int_equal(r.quota + r.donation, 4 << 20);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_ram_root_holds_all_ram),
+        T(test_ram_default_donation_pays_for_documented_dataspaces),
+        T(test_ram_expanding_client_upgrades_in_steps),
+        T(test_ram_init_distributes_budget_and_children_are_isolated),
+        cmocka_unit_test(test_ram_fragmentation_gives_out_of_phys),
+        T(test_ram_transfer_only_with_reference_account),
+        T(test_ram_capability_quota),
+        T(test_ram_open_and_close_errors_change_nothing),
+        T(test_ram_alloc_errors_change_nothing),
+        T(test_ram_dataspace_bytes_are_zeroed_and_shared),
+        T(test_ram_upgrade_rules),
+        cmocka_unit_test(test_ram_host_heap_does_not_grow_with_dataspaces),
+        cmocka_unit_test(test_ram_service_over_several_untypeds),
+        cmocka_unit_test(test_ram_host_failure_on_create_is_clean),
+    };
+#undef T
+    return cmocka_run_group_tests_name("ram", tests, NULL, NULL);
+}

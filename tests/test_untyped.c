@@ -1,0 +1,797 @@
+/* SPDX-License-Identifier: MIT */
+/* Layer 4: untyped memory and retype, with seL4's rules and scenarios. */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "support.h"
+
+typedef struct fixture {
+    capmem_arena_t *arena;
+    capmem_cap_t root; /* the first boot untyped */
+} fixture_t;
+
+static int setup(void **state)
+{
+    static fixture_t f;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 1 << 20;
+    at.phys_base = 0x100000; /* 1 MiB-aligned: one boot untyped of 2^20 */
+    at.device_window = 1 << 16;
+    assert_ok(capmem_arena_create(&at, &f.arena));
+    capmem_untyped_info_t boot[4];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(f.arena, boot, 4, &n));
+    assert_int_equal(n, 1);
+    f.root = boot[0].cap;
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    CHECK_INVARIANTS(f->arena);
+    capmem_arena_destroy(f->arena);
+    return 0;
+}
+
+static capmem_err_t retype(capmem_arena_t *a, capmem_cap_t ut, capmem_obj_type_t type,
+                           unsigned bits, uint32_t count, capmem_cap_t *dest)
+{
+    capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
+    at.type = type;
+    at.size_bits = bits;
+    at.count = count;
+    return capmem_untyped_retype(a, ut, &at, dest, count);
+}
+
+/* A child untyped of 2^bits bytes with the given policy. */
+static capmem_cap_t make_untyped(fixture_t *f, unsigned bits, capmem_untyped_policy_t policy)
+{
+    capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
+    at.type = CAPMEM_OBJ_UNTYPED;
+    at.size_bits = bits;
+    at.child_policy = policy;
+    capmem_cap_t c = CAPMEM_CAP_NULL;
+    assert_ok(capmem_untyped_retype(f->arena, f->root, &at, &c, 1));
+    CHECK_INVARIANTS(f->arena);
+    return c;
+}
+
+static uint64_t offset_in(capmem_arena_t *a, capmem_cap_t ut, capmem_cap_t obj)
+{
+    capmem_untyped_info_t ui;
+    capmem_object_info_t oi;
+    assert_ok(capmem_untyped_info(a, ut, &ui));
+    assert_ok(capmem_object_info(a, obj, &oi));
+    return oi.offset - ui.offset;
+}
+
+/* ---- boot ----------------------------------------------------------------- */
+
+static void test_untyped_boot_covers_ram_with_aligned_pieces(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 64ull << 20;
+    at.phys_base = 0x100000;
+    at.device_window = 0x10000;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&at, &a));
+    capmem_device_info_t dev;
+    assert_ok(capmem_arena_device_add(a, 0xfe000000, 0x3000, &dev));
+    capmem_untyped_info_t boot[32];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 32, &n));
+    uint64_t ram = 0;
+    uint64_t next = 0x100000;
+    size_t i = 0;
+    for (; i < n && !boot[i].device; i++) {
+        assert_int_equal(boot[i].phys, next); /* contiguous, in order */
+        assert_int_equal(boot[i].phys & ((1ull << boot[i].size_bits) - 1), 0);
+        assert_string_equal(boot[i].policy, "watermark");
+        ram += 1ull << boot[i].size_bits;
+        next += 1ull << boot[i].size_bits;
+    }
+    assert_int_equal(ram, 64ull << 20);
+    assert_int_equal(i, 7); /* 1M@1M, 2M, 4M, 8M, 16M, 32M, then 1M at 64M */
+    /* The device range 0x3000 at 0xfe000000 is 0x2000 + 0x1000. */
+    assert_int_equal(n - i, 2);
+    assert_int_equal(boot[i].phys, 0xfe000000);
+    assert_int_equal(boot[i].size_bits, 13);
+    assert_int_equal(boot[i + 1].size_bits, 12);
+    assert_true(boot[i].device);
+    /* Device range is pinned while untypeds cover it. */
+    assert_err(capmem_arena_device_remove(a, dev.id), CAPMEM_E_DELETE_FIRST);
+    /* A second call returns the same list. */
+    capmem_untyped_info_t again[32];
+    size_t n2 = 0;
+    assert_ok(capmem_untyped_boot(a, again, 32, &n2));
+    assert_int_equal(n2, n);
+    assert_int_equal(again[3].cap, boot[3].cap);
+    assert_err(capmem_untyped_boot(a, NULL, 1, &n2), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_untyped_boot(NULL, again, 1, &n2), CAPMEM_E_INVALID_ARGS);
+    CHECK_INVARIANTS(a);
+    /* Deleting the device untypeds unpins the range. */
+    assert_ok(capmem_cap_delete(a, boot[i].cap));
+    assert_ok(capmem_cap_delete(a, boot[i + 1].cap));
+    assert_ok(capmem_arena_device_remove(a, dev.id));
+    capmem_arena_destroy(a);
+}
+
+static void test_untyped_hotplugged_device_gets_device_untyped(void **state)
+{
+    fixture_t *f = *state;
+    capmem_device_info_t dev;
+    assert_ok(capmem_arena_device_add(f->arena, 0xf0000000, 0x4000, &dev));
+    capmem_untyped_info_t ui[4];
+    size_t n = 0;
+    assert_ok(capmem_untyped_add_device(f->arena, dev.id, ui, 4, &n));
+    assert_int_equal(n, 1);
+    assert_true(ui[0].device);
+    assert_int_equal(ui[0].phys, 0xf0000000);
+    assert_err(capmem_untyped_add_device(f->arena, dev.id, ui, 4, &n), CAPMEM_E_DELETE_FIRST);
+    assert_err(capmem_untyped_add_device(f->arena, 999, ui, 4, &n), CAPMEM_E_NOT_FOUND);
+    assert_err(capmem_untyped_add_device(f->arena, dev.id, NULL, 4, &n), CAPMEM_E_INVALID_ARGS);
+    CHECK_INVARIANTS(f->arena);
+}
+
+/* ---- the seL4 scenarios -------------------------------------------------- */
+
+static void fragmentation(fixture_t *f, capmem_untyped_policy_t policy, int expect_fourth)
+{
+    capmem_cap_t ut = make_untyped(f, 13, policy); /* 0x2000 */
+    capmem_cap_t o[4];
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 10, 1, &o[0])); /* 0x400 */
+    CHECK_INVARIANTS(f->arena);
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 11, 1, &o[1])); /* 0x800 */
+    CHECK_INVARIANTS(f->arena);
+    assert_int_equal(offset_in(f->arena, ut, o[1]), 0x800); /* aligned up: gap 0x400..0x800 */
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 12, 1, &o[2])); /* 0x1000 */
+    CHECK_INVARIANTS(f->arena);
+    capmem_err_t e = retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 10, 1, &o[3]);
+    CHECK_INVARIANTS(f->arena);
+    if (expect_fourth) {
+        assert_ok(e);
+        assert_int_equal(offset_in(f->arena, ut, o[3]), 0x400); /* the gap is used */
+    } else {
+        assert_int_equal(e, CAPMEM_E_NOT_ENOUGH_MEMORY);
+        const capmem_error_info_t *d = capmem_last_error();
+        assert_string_equal(
+            d->message,
+            "Untyped Retype: Insufficient memory (1 * 1024 bytes needed, 0 bytes available)");
+        assert_int_equal(d->needed, 1024);
+        assert_int_equal(d->available, 0);
+    }
+    assert_ok(capmem_cap_revoke(f->arena, ut));
+    assert_ok(capmem_cap_delete(f->arena, ut));
+}
+
+static void test_untyped_watermark_fragmentation_fails_fourth(void **state)
+{
+    fragmentation(*state, CAPMEM_UNTYPED_WATERMARK, 0);
+}
+
+static void test_untyped_range_fragmentation_uses_gap(void **state)
+{
+    fragmentation(*state, CAPMEM_UNTYPED_RANGE, 1);
+}
+
+static void test_untyped_buddy_fragmentation_uses_gap(void **state)
+{
+    fragmentation(*state, CAPMEM_UNTYPED_BUDDY, 1);
+}
+
+static void test_untyped_buddy_halving_consumes_exact_pieces(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 13, CAPMEM_UNTYPED_BUDDY);
+    capmem_cap_t a;
+    capmem_cap_t b;
+    capmem_cap_t c;
+    capmem_cap_t d;
+    capmem_cap_t e = CAPMEM_CAP_NULL;
+    /* 0x400 splits 0x2000 into 0x1000, 0x800, 0x400 and 0x400 and takes the first 0x400. */
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 10, 1, &a));
+    assert_int_equal(offset_in(f->arena, ut, a), 0);
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.free_bytes, 0x1c00);
+    assert_int_equal(ui.largest_free, 0x1000);
+    /* Later requests take exactly the pieces that were left. */
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 11, 1, &b));
+    assert_int_equal(offset_in(f->arena, ut, b), 0x800);
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 12, 1, &c));
+    assert_int_equal(offset_in(f->arena, ut, c), 0x1000);
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 10, 1, &d));
+    assert_int_equal(offset_in(f->arena, ut, d), 0x400);
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.free_bytes, 0);
+    assert_err(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 4, 1, &e), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    CHECK_INVARIANTS(f->arena);
+    /* Deleting everything merges back into one 0x2000 block. */
+    assert_ok(capmem_cap_revoke(f->arena, ut));
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.largest_free, 0x2000);
+}
+
+static void test_untyped_watermark_reuse_only_when_childless(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 14, CAPMEM_UNTYPED_WATERMARK); /* 16 KiB */
+    capmem_cap_t fr[4];
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 4, fr));
+    for (int i = 0; i < 4; i++) {
+        /* Placed contiguously, in order. */
+        assert_int_equal(offset_in(f->arena, ut, fr[i]), (uint64_t)i * 4096);
+        assert_ok(capmem_frame_write(f->arena, fr[i], 0, "dirty", 5));
+    }
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.watermark, 0x4000);
+    /* Deleting the first two frees nothing while the others live. */
+    assert_ok(capmem_cap_delete(f->arena, fr[0]));
+    assert_ok(capmem_cap_delete(f->arena, fr[1]));
+    CHECK_INVARIANTS(f->arena);
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.watermark, 0x4000);
+    assert_int_equal(ui.free_bytes, 0);
+    assert_int_equal(ui.children, 2);
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    assert_err(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &x), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(capmem_last_error()->available, 0);
+    /* Childless: the next retype starts at 0 and the memory reads as zeros. */
+    assert_ok(capmem_cap_delete(f->arena, fr[2]));
+    assert_ok(capmem_cap_delete(f->arena, fr[3]));
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &x));
+    assert_int_equal(offset_in(f->arena, ut, x), 0);
+    char buf[5] = "xxxx";
+    assert_ok(capmem_frame_read(f->arena, x, 0, buf, 5));
+    assert_memory_equal(buf, "\0\0\0\0\0", 5);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void reuse_at_once(fixture_t *f, capmem_untyped_policy_t policy)
+{
+    capmem_cap_t ut = make_untyped(f, 14, policy);
+    capmem_cap_t fr[4];
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 4, fr));
+    uint64_t first = offset_in(f->arena, ut, fr[0]);
+    assert_ok(capmem_frame_write(f->arena, fr[0], 0, "dirty", 5));
+    assert_ok(capmem_cap_delete(f->arena, fr[0]));
+    capmem_cap_t x;
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &x));
+    assert_int_equal(offset_in(f->arena, ut, x), first);
+    char buf[5];
+    assert_ok(capmem_frame_read(f->arena, x, 0, buf, 5));
+    assert_memory_equal(buf, "\0\0\0\0\0", 5);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_range_reuses_deleted_space_at_once(void **state)
+{
+    reuse_at_once(*state, CAPMEM_UNTYPED_RANGE);
+}
+
+static void test_untyped_buddy_reuses_deleted_space_at_once(void **state)
+{
+    reuse_at_once(*state, CAPMEM_UNTYPED_BUDDY);
+}
+
+static void test_untyped_exact_fill_sixteen_frames(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 16, CAPMEM_UNTYPED_WATERMARK); /* 64 KiB */
+    capmem_cap_t fr;
+    for (int i = 0; i < 16; i++) {
+        assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &fr));
+        CHECK_INVARIANTS(f->arena);
+    }
+    assert_err(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &fr), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_string_equal(
+        capmem_last_error()->message,
+        "Untyped Retype: Insufficient memory (1 * 4096 bytes needed, 0 bytes available)");
+}
+
+/* ---- seL4's checks and their order --------------------------------------- */
+
+static void test_untyped_retype_errors_follow_sel4_order(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 12, CAPMEM_UNTYPED_WATERMARK);
+    capmem_cap_t d[300];
+    memset(d, 0, sizeof(d));
+    capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
+    /* Type first: a bad type wins over a bad count. */
+    at.type = CAPMEM_OBJ_DATASPACE;
+    at.count = 0;
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 300), CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(capmem_last_error()->argument, 1);
+    /* Then size: 2^48 is beyond 2^47 even with a bad count. */
+    at = (capmem_retype_attr_t)CAPMEM_RETYPE_ATTR_INIT;
+    at.type = CAPMEM_OBJ_KOBJ;
+    at.size_bits = 48;
+    at.count = 0;
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 300), CAPMEM_E_RANGE);
+    assert_int_equal(capmem_last_error()->bound_max, 47);
+    /* Untyped below 2^4 is an invalid argument, as in seL4. */
+    at = (capmem_retype_attr_t)CAPMEM_RETYPE_ATTR_INIT;
+    at.type = CAPMEM_OBJ_UNTYPED;
+    at.size_bits = 3;
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 300), CAPMEM_E_INVALID_ARGS);
+    /* Frames smaller than a page. */
+    at = (capmem_retype_attr_t)CAPMEM_RETYPE_ATTR_INIT;
+    at.size_bits = 11;
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 300), CAPMEM_E_RANGE);
+    assert_int_equal(capmem_last_error()->bound_min, 12);
+    /* Then count: 0 and 257 name the bounds 1..256, before memory is looked at. */
+    at = (capmem_retype_attr_t)CAPMEM_RETYPE_ATTR_INIT;
+    at.type = CAPMEM_OBJ_KOBJ;
+    at.size_bits = 30; /* would not fit either */
+    at.count = 0;
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 300), CAPMEM_E_RANGE);
+    assert_int_equal(capmem_last_error()->bound_min, 1);
+    assert_int_equal(capmem_last_error()->bound_max, 256);
+    at.count = 257;
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 300), CAPMEM_E_RANGE);
+    /* 256 objects of 16 bytes fit in 4 KiB exactly. */
+    at.size_bits = 4;
+    at.count = 256;
+    assert_ok(capmem_untyped_retype(f->arena, ut, &at, d, 300));
+    for (int i = 1; i < 256; i++) {
+        assert_int_equal(offset_in(f->arena, ut, d[i]), offset_in(f->arena, ut, d[i - 1]) + 16);
+    }
+    CHECK_INVARIANTS(f->arena);
+    assert_ok(capmem_cap_revoke(f->arena, ut));
+    /* Memory last: 2 * 4 KiB in 4 KiB. */
+    at.size_bits = 12;
+    at.count = 2;
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 300), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_string_equal(
+        capmem_last_error()->message,
+        "Untyped Retype: Insufficient memory (2 * 4096 bytes needed, 4096 bytes available)");
+    /* Too few destination slots, NULL arguments. */
+    at.count = 1;
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 0), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_untyped_retype(f->arena, ut, NULL, d, 1), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, NULL, 1), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_untyped_retype(NULL, ut, &at, d, 1), CAPMEM_E_INVALID_ARGS);
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.children, 0); /* nothing was created by any failure */
+}
+
+static void test_untyped_untyped_sizes_span_4_to_47_bits(void **state)
+{
+    (void)state;
+    /* A 2^47 arena is too big to map here; check the bounds on a small one. */
+    fixture_t *f = *state;
+    capmem_cap_t c;
+    capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
+    at.type = CAPMEM_OBJ_UNTYPED;
+    at.size_bits = 4;
+    assert_ok(capmem_untyped_retype(f->arena, f->root, &at, &c, 1));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, c, &ui));
+    assert_int_equal(ui.size_bits, 4);
+    at.size_bits = 47; /* within seL4's bounds, but larger than this 1 MiB root */
+    assert_err(capmem_untyped_retype(f->arena, f->root, &at, &c, 1), CAPMEM_E_NOT_ENOUGH_MEMORY);
+}
+
+static void test_untyped_capability_checks(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 12, CAPMEM_UNTYPED_WATERMARK);
+    capmem_cap_t fr;
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &fr));
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    /* A frame is not an untyped. */
+    assert_err(retype(f->arena, fr, CAPMEM_OBJ_FRAME, 12, 1, &x), CAPMEM_E_WRONG_TYPE);
+    /* Read-only copy of the untyped: retype needs WRITE. */
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(f->arena, f->root, CAPMEM_RIGHT_READ, &ro));
+    assert_err(retype(f->arena, ro, CAPMEM_OBJ_FRAME, 12, 1, &x), CAPMEM_E_DENIED);
+    assert_ok(capmem_cap_delete(f->arena, ro));
+    /* Stale and forged. */
+    assert_ok(capmem_cap_delete(f->arena, fr));
+    capmem_object_info_t oi;
+    assert_err(capmem_object_info(f->arena, fr, &oi), CAPMEM_E_INVALID_CAP);
+    assert_err(retype(f->arena, 0xdeadbeefcafef00dull, CAPMEM_OBJ_FRAME, 12, 1, &x),
+               CAPMEM_E_INVALID_CAP);
+    assert_int_equal(x, CAPMEM_CAP_NULL);
+    capmem_untyped_info_t ui;
+    assert_err(capmem_untyped_info(f->arena, fr, &ui), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_untyped_info(f->arena, ut, NULL), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_object_info(f->arena, ut, &oi), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_object_info(NULL, ut, &oi), CAPMEM_E_INVALID_ARGS);
+}
+
+static void test_untyped_frame_access_checks_bounds_and_rights(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t fr;
+    capmem_cap_t ko;
+    assert_ok(retype(f->arena, f->root, CAPMEM_OBJ_FRAME, 12, 1, &fr));
+    assert_ok(retype(f->arena, f->root, CAPMEM_OBJ_KOBJ, 11, 1, &ko));
+    char buf[8] = "abcdefg";
+    assert_ok(capmem_frame_write(f->arena, fr, 4088, buf, 8));
+    assert_err(capmem_frame_write(f->arena, fr, 4089, buf, 8), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_frame_read(f->arena, fr, UINT64_MAX, buf, 8), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_frame_read(f->arena, ko, 0, buf, 8), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_frame_read(f->arena, fr, 0, NULL, 8), CAPMEM_E_INVALID_ARGS);
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(f->arena, fr, CAPMEM_RIGHT_READ, &ro));
+    assert_err(capmem_frame_write(f->arena, ro, 0, "zz", 2), CAPMEM_E_DENIED);
+    char back[8];
+    assert_ok(capmem_frame_read(f->arena, ro, 4088, back, 8));
+    assert_memory_equal(back, "abcdefg", 8); /* the refused write changed nothing */
+    capmem_cap_t none;
+    assert_ok(capmem_cap_mint(f->arena, fr, CAPMEM_RIGHT_GRANT, &none));
+    assert_err(capmem_frame_read(f->arena, none, 0, back, 1), CAPMEM_E_DENIED);
+}
+
+static void test_untyped_device_yields_frames_and_untyped_only(void **state)
+{
+    fixture_t *f = *state;
+    capmem_device_info_t dev;
+    assert_ok(capmem_arena_device_add(f->arena, 0xe0000000, 0x8000, &dev));
+    capmem_untyped_info_t ui[2];
+    size_t n = 0;
+    assert_ok(capmem_untyped_add_device(f->arena, dev.id, ui, 2, &n));
+    capmem_cap_t dut = ui[0].cap;
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    assert_err(retype(f->arena, dut, CAPMEM_OBJ_KOBJ, 10, 1, &x), CAPMEM_E_INVALID_ARGS);
+    assert_string_equal(capmem_last_error()->message,
+                        "Untyped Retype: Creating kernel objects with device untyped");
+    capmem_cap_t sub;
+    assert_ok(retype(f->arena, dut, CAPMEM_OBJ_UNTYPED, 13, 1, &sub));
+    capmem_untyped_info_t si;
+    assert_ok(capmem_untyped_info(f->arena, sub, &si));
+    assert_true(si.device); /* children inherit the device flag */
+    assert_int_equal(si.phys, 0xe0000000);
+    capmem_cap_t fr;
+    assert_ok(retype(f->arena, sub, CAPMEM_OBJ_FRAME, 12, 1, &fr));
+    capmem_object_info_t oi;
+    assert_ok(capmem_object_info(f->arena, fr, &oi));
+    assert_true(oi.device);
+    assert_int_equal(oi.phys, 0xe0000000);
+    assert_ok(capmem_frame_write(f->arena, fr, 0, "regs", 4));
+    /* Device memory is never zeroed: a new frame over it sees the old bytes. */
+    assert_ok(capmem_cap_delete(f->arena, fr));
+    assert_ok(retype(f->arena, sub, CAPMEM_OBJ_FRAME, 12, 1, &fr));
+    char buf[4];
+    assert_ok(capmem_frame_read(f->arena, fr, 0, buf, 4));
+    assert_memory_equal(buf, "regs", 4);
+    assert_err(retype(f->arena, sub, CAPMEM_OBJ_KOBJ, 4, 1, &x), CAPMEM_E_INVALID_ARGS);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_copy_rules(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 13, CAPMEM_UNTYPED_WATERMARK);
+    capmem_cap_t fr;
+    capmem_cap_t cp = CAPMEM_CAP_NULL;
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &fr));
+    assert_err(capmem_untyped_copy(f->arena, ut, &cp), CAPMEM_E_REVOKE_FIRST);
+    assert_int_equal(cp, CAPMEM_CAP_NULL);
+    assert_ok(capmem_cap_revoke(f->arena, ut));
+    assert_ok(capmem_untyped_copy(f->arena, ut, &cp));
+    capmem_cap_info_t ci;
+    assert_ok(capmem_cap_identify(f->arena, cp, &ci));
+    assert_int_equal(ci.parent, ut); /* the copy is a child */
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_true(ui.full);
+    assert_int_equal(ui.free_bytes, 0);
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    assert_err(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &x), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(capmem_last_error()->available, 0);
+    /* The copy can use the whole region. */
+    capmem_cap_t two[2];
+    assert_ok(retype(f->arena, cp, CAPMEM_OBJ_FRAME, 12, 2, two));
+    CHECK_INVARIANTS(f->arena);
+    /* Once the copy is gone, the original is childless and resets. */
+    assert_ok(capmem_cap_revoke(f->arena, ut));
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &x));
+    assert_err(capmem_untyped_copy(f->arena, ut, NULL), CAPMEM_E_INVALID_ARGS);
+}
+
+static void test_untyped_range_retype_at_offset(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 14, CAPMEM_UNTYPED_RANGE);
+    capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
+    at.offset = 0x2000;
+    capmem_cap_t fr;
+    assert_ok(capmem_untyped_retype(f->arena, ut, &at, &fr, 1));
+    assert_int_equal(offset_in(f->arena, ut, fr), 0x2000);
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, &x, 1), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    at.offset = 0x2100; /* misaligned for a 4 KiB frame */
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, &x, 1), CAPMEM_E_INVALID_ARGS);
+    at.offset = 0x4000; /* outside */
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, &x, 1), CAPMEM_E_INVALID_ARGS);
+    at.offset = 0x3000;
+    at.count = 2; /* runs past the end */
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, &x, 2), CAPMEM_E_INVALID_ARGS);
+    at.offset = 0;
+    at.count = 2;
+    capmem_cap_t two[2];
+    assert_ok(capmem_untyped_retype(f->arena, ut, &at, two, 2));
+    assert_int_equal(x, CAPMEM_CAP_NULL);
+    /* Watermark places objects itself. */
+    capmem_cap_t wm = make_untyped(f, 13, CAPMEM_UNTYPED_WATERMARK);
+    at.count = 1;
+    assert_err(capmem_untyped_retype(f->arena, wm, &at, &x, 1), CAPMEM_E_INVALID_ARGS);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_children_inherit_policy_only_when_asked(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 14, CAPMEM_UNTYPED_BUDDY);
+    capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
+    at.type = CAPMEM_OBJ_UNTYPED;
+    at.size_bits = 12;
+    capmem_cap_t plain;
+    capmem_cap_t inh;
+    assert_ok(capmem_untyped_retype(f->arena, ut, &at, &plain, 1));
+    at.child_policy = CAPMEM_UNTYPED_INHERIT;
+    assert_ok(capmem_untyped_retype(f->arena, ut, &at, &inh, 1));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, plain, &ui));
+    assert_string_equal(ui.policy, "watermark");
+    assert_ok(capmem_untyped_info(f->arena, inh, &ui));
+    assert_string_equal(ui.policy, "buddy");
+    at.child_policy = (capmem_untyped_policy_t)42;
+    capmem_cap_t x;
+    assert_err(capmem_untyped_retype(f->arena, ut, &at, &x, 1), CAPMEM_E_INVALID_ARGS);
+    assert_string_equal(capmem_untyped_policy_name(CAPMEM_UNTYPED_RANGE), "range");
+    assert_string_equal(capmem_untyped_policy_name((capmem_untyped_policy_t)9), "unknown");
+}
+
+/* ---- a user policy: first fit, written here ----------------------------- */
+
+typedef struct ff_block {
+    uint64_t off;
+    uint64_t size;
+} ff_block_t;
+
+typedef struct first_fit {
+    uint64_t size;
+    ff_block_t used[64]; /* sorted by offset */
+    int n;
+} first_fit_t;
+
+static capmem_err_t ff_alloc_at(void *self, uint64_t off, uint64_t size)
+{
+    first_fit_t *ff = self;
+    int i = 0;
+    while (i < ff->n && ff->used[i].off + ff->used[i].size <= off) {
+        i++;
+    }
+    if ((i < ff->n && ff->used[i].off < off + size) || off + size > ff->size || ff->n == 64) {
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    }
+    memmove(&ff->used[i + 1], &ff->used[i], (size_t)(ff->n - i) * sizeof(ff->used[0]));
+    ff->used[i] = (ff_block_t){off, size};
+    ff->n++;
+    return CAPMEM_OK;
+}
+
+static capmem_err_t ff_alloc(void *self, uint64_t size, uint64_t align, uint64_t *out)
+{
+    first_fit_t *ff = self;
+    uint64_t cand = 0;
+    for (int i = 0; i <= ff->n; i++) {
+        uint64_t a = (cand + align - 1) & ~(align - 1);
+        uint64_t limit = i < ff->n ? ff->used[i].off : ff->size;
+        if (a + size <= limit) {
+            *out = a;
+            return ff_alloc_at(self, a, size);
+        }
+        if (i < ff->n) {
+            cand = ff->used[i].off + ff->used[i].size;
+        }
+    }
+    return CAPMEM_E_NOT_ENOUGH_MEMORY;
+}
+
+static capmem_err_t ff_free(void *self, uint64_t off, uint64_t size)
+{
+    first_fit_t *ff = self;
+    for (int i = 0; i < ff->n; i++) {
+        if (ff->used[i].off == off && ff->used[i].size == size) {
+            memmove(&ff->used[i], &ff->used[i + 1], (size_t)(ff->n - i - 1) * sizeof(ff->used[0]));
+            ff->n--;
+            return CAPMEM_OK;
+        }
+    }
+    return CAPMEM_E_NOT_ALLOCATED;
+}
+
+static uint64_t ff_avail(const void *self)
+{
+    const first_fit_t *ff = self;
+    uint64_t used = 0;
+    for (int i = 0; i < ff->n; i++) {
+        used += ff->used[i].size;
+    }
+    return ff->size - used;
+}
+
+static uint64_t ff_largest(const void *self)
+{
+    const first_fit_t *ff = self;
+    uint64_t best = 0;
+    uint64_t cand = 0;
+    for (int i = 0; i <= ff->n; i++) {
+        uint64_t limit = i < ff->n ? ff->used[i].off : ff->size;
+        if (limit - cand > best) {
+            best = limit - cand;
+        }
+        if (i < ff->n) {
+            cand = ff->used[i].off + ff->used[i].size;
+        }
+    }
+    return best;
+}
+
+static void ff_reset(void *self)
+{
+    ((first_fit_t *)self)->n = 0;
+}
+
+static const capmem_alloc_ops_t ff_ops = {
+    .name = "first-fit (test)",
+    .alloc = ff_alloc,
+    .alloc_at = ff_alloc_at,
+    .free = ff_free,
+    .avail = ff_avail,
+    .largest = ff_largest,
+    .reset = ff_reset,
+};
+
+static void test_untyped_user_policy_runs_the_scenarios(void **state)
+{
+    fixture_t *f = *state;
+    static first_fit_t ff;
+    memset(&ff, 0, sizeof(ff));
+    ff.size = 0x2000;
+    capmem_alloc_t *pol = NULL;
+    assert_ok(capmem_alloc_create_custom_span(&ff_ops, &ff, 0, 0x2000, &pol));
+    capmem_cap_t ut = make_untyped(f, 13, CAPMEM_UNTYPED_WATERMARK);
+    assert_ok(capmem_untyped_set_policy(f->arena, ut, CAPMEM_UNTYPED_WATERMARK, pol));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_string_equal(ui.policy, "first-fit (test)");
+    /* The fragmentation scenario: first fit uses the gap too. */
+    capmem_cap_t o[5];
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 10, 1, &o[0]));
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 11, 1, &o[1]));
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 12, 1, &o[2]));
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 10, 1, &o[3]));
+    assert_int_equal(offset_in(f->arena, ut, o[3]), 0x400);
+    assert_int_equal(ff.n, 4);
+    CHECK_INVARIANTS(f->arena);
+    assert_err(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 4, 1, &o[4]), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    /* Reuse after delete: the policy decides, and first fit reuses at once. */
+    assert_ok(capmem_cap_delete(f->arena, o[1]));
+    assert_int_equal(ff.n, 3);
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 11, 1, &o[1]));
+    assert_int_equal(offset_in(f->arena, ut, o[1]), 0x800);
+    /* Changing the policy needs a childless untyped. */
+    assert_err(capmem_untyped_set_policy(f->arena, ut, CAPMEM_UNTYPED_RANGE, NULL),
+               CAPMEM_E_REVOKE_FIRST);
+    assert_ok(capmem_cap_revoke(f->arena, ut));
+    assert_int_equal(ff.n, 0);
+    assert_ok(capmem_untyped_set_policy(f->arena, ut, CAPMEM_UNTYPED_RANGE, NULL));
+    assert_err(capmem_untyped_set_policy(f->arena, ut, CAPMEM_UNTYPED_INHERIT, NULL),
+               CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_untyped_set_policy(NULL, ut, CAPMEM_UNTYPED_RANGE, NULL),
+               CAPMEM_E_INVALID_ARGS);
+}
+
+/* ---- host failures, events ---------------------------------------------- */
+
+static void test_untyped_host_failure_changes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 14, CAPMEM_UNTYPED_RANGE);
+    capmem_untyped_info_t before;
+    capmem_untyped_info_t after;
+    assert_ok(capmem_untyped_info(f->arena, ut, &before));
+    size_t caps = capmem_cap_count(f->arena);
+    capmem_cap_t d[4] = {0};
+    for (uint64_t nth = 1; nth <= 4; nth++) {
+        capmem__inject_fail(CAPMEM__HOST_MALLOC, nth);
+        capmem_err_t e = retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 4, d);
+        capmem__inject_reset();
+        assert_int_equal(e, CAPMEM_E_HOST_NOMEM);
+        assert_ok(capmem_untyped_info(f->arena, ut, &after));
+        assert_int_equal(after.free_bytes, before.free_bytes);
+        assert_int_equal(after.children, 0);
+        assert_int_equal(capmem_cap_count(f->arena), caps);
+        assert_int_equal(d[0], CAPMEM_CAP_NULL);
+        CHECK_INVARIANTS(f->arena);
+    }
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 4, d));
+}
+
+static int retypes_seen;
+static void on_event(capmem_arena_t *a, const capmem_event_t *ev, void *ctx)
+{
+    (void)a;
+    (void)ctx;
+    if (ev->kind == CAPMEM_EVENT_RETYPE) {
+        retypes_seen++;
+        assert_int_equal(ev->a, 4096);
+        assert_int_equal(ev->b, 3);
+    }
+}
+
+static void test_untyped_retype_emits_event(void **state)
+{
+    fixture_t *f = *state;
+    retypes_seen = 0;
+    assert_ok(capmem_arena_set_event_handler(f->arena, on_event, NULL));
+    capmem_cap_t d[3];
+    assert_ok(retype(f->arena, f->root, CAPMEM_OBJ_FRAME, 12, 3, d));
+    assert_int_equal(retypes_seen, 1);
+    assert_ok(capmem_arena_set_event_handler(f->arena, NULL, NULL));
+}
+
+static void test_untyped_revoke_returns_everything(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 16, CAPMEM_UNTYPED_RANGE);
+    capmem_cap_t sub;
+    capmem_cap_t d[8];
+    capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
+    at.type = CAPMEM_OBJ_UNTYPED;
+    at.size_bits = 14;
+    at.child_policy = CAPMEM_UNTYPED_BUDDY;
+    assert_ok(capmem_untyped_retype(f->arena, ut, &at, &sub, 1));
+    assert_ok(retype(f->arena, sub, CAPMEM_OBJ_FRAME, 12, 4, d));
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, CAPMEM_SEL4_X86_64_TCB_BITS, 8, d));
+    CHECK_INVARIANTS(f->arena);
+    assert_ok(capmem_cap_revoke(f->arena, ut));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.children, 0);
+    assert_int_equal(ui.free_bytes, 1 << 16);
+    assert_int_equal(capmem_cap_count(f->arena), 2); /* root and ut */
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_untyped_boot_covers_ram_with_aligned_pieces),
+        T(test_untyped_hotplugged_device_gets_device_untyped),
+        T(test_untyped_watermark_fragmentation_fails_fourth),
+        T(test_untyped_range_fragmentation_uses_gap),
+        T(test_untyped_buddy_fragmentation_uses_gap),
+        T(test_untyped_buddy_halving_consumes_exact_pieces),
+        T(test_untyped_watermark_reuse_only_when_childless),
+        T(test_untyped_range_reuses_deleted_space_at_once),
+        T(test_untyped_buddy_reuses_deleted_space_at_once),
+        T(test_untyped_exact_fill_sixteen_frames),
+        T(test_untyped_retype_errors_follow_sel4_order),
+        T(test_untyped_untyped_sizes_span_4_to_47_bits),
+        T(test_untyped_capability_checks),
+        T(test_untyped_frame_access_checks_bounds_and_rights),
+        T(test_untyped_device_yields_frames_and_untyped_only),
+        T(test_untyped_copy_rules),
+        T(test_untyped_range_retype_at_offset),
+        T(test_untyped_children_inherit_policy_only_when_asked),
+        T(test_untyped_user_policy_runs_the_scenarios),
+        T(test_untyped_host_failure_changes_nothing),
+        T(test_untyped_retype_emits_event),
+        T(test_untyped_revoke_returns_everything),
+    };
+#undef T
+    return cmocka_run_group_tests_name("untyped", tests, NULL, NULL);
+}
