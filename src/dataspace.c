@@ -256,7 +256,7 @@ void capmem__ds_destroy(capmem_arena_t *arena, capmem__ds_t *ds)
         }
         break;
     default:
-        CAPMEM_ASSERT(0, "managed dataspaces are torn down with their region map");
+        capmem__rm_managed_destroy(arena, ds);
         break;
     }
     capmem__meta_free(ds->meta, ds);
@@ -557,8 +557,8 @@ static uint64_t chunk_count(const capmem__meta_t *m)
     return n;
 }
 
-static capmem_err_t check_meta(capmem_arena_t *arena, const capmem__meta_t *m, const char *who,
-                               uint64_t records, uint64_t session_slots, char *why, size_t len)
+capmem_err_t capmem__meta_check(capmem_arena_t *arena, const capmem__meta_t *m, const char *who,
+                                uint64_t records, uint64_t session_slots, char *why, size_t len)
 {
     uint64_t bytes = 0;
     for (const uint8_t *c = m->chunks; c != NULL; c = ((const capmem__chunk_t *)c)->next) {
@@ -584,7 +584,7 @@ static capmem_err_t check_meta(capmem_arena_t *arena, const capmem__meta_t *m, c
 }
 
 /* Live records paid from @p m: dataspace originals whose record it holds. */
-static uint64_t ds_records_in(capmem_arena_t *arena, const capmem__meta_t *m, uint64_t *ram_bytes)
+uint64_t capmem__ds_records_in(capmem_arena_t *arena, const capmem__meta_t *m, uint64_t *ram_bytes)
 {
     capmem__cspace_t *cs = &arena->cspace;
     uint64_t n = 0;
@@ -629,7 +629,7 @@ capmem_err_t capmem__ram_check(capmem_arena_t *arena, char *why, size_t len)
             quota_sum += acc->quota + acc->meta.donation;
             uint64_t own = 0;
             uint64_t lent = 0;
-            uint64_t recs = ds_records_in(arena, &acc->meta, &own);
+            uint64_t recs = capmem__ds_records_in(arena, &acc->meta, &own);
             err = lent_bytes(acc, &lent, why, len);
             if (err != CAPMEM_OK) {
                 break;
@@ -653,7 +653,7 @@ capmem_err_t capmem__ram_check(capmem_arena_t *arena, char *why, size_t len)
                          (unsigned long long)acc->caps.limit);
                 err = CAPMEM_E_NOT_FOUND;
             } else {
-                err = check_meta(arena, &acc->meta, acc->label, recs, CAPMEM_RAM_SESSION_SLOTS,
+                err = capmem__meta_check(arena, &acc->meta, acc->label, recs, CAPMEM_RAM_SESSION_SLOTS,
                                  why, len);
             }
             phys_expect += acc->meta.donation + own + lent;

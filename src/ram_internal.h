@@ -175,6 +175,20 @@ static inline unsigned capmem__ds_kind(const capmem__ds_t *ds)
     return ds->flags & CAPMEM__DS_KIND_MASK;
 }
 
+/*
+ * Check a slab: donation == its chunks, and used == chunk headers +
+ * @p session_slots + @p records + the region-map records it holds.
+ */
+capmem_err_t capmem__meta_check(capmem_arena_t *arena, const capmem__meta_t *m, const char *who,
+                                uint64_t records, uint64_t session_slots, char *why, size_t len);
+
+/*
+ * Live dataspace records (originals) carved from @p m; adds the sizes of
+ * RAM dataspaces owned by m's account to *ram_bytes when not NULL.
+ */
+uint64_t capmem__ds_records_in(capmem_arena_t *arena, const capmem__meta_t *m,
+                               uint64_t *ram_bytes);
+
 /* RAM checker (conservation, exclusivity, records), run by capmem_check(). */
 capmem_err_t capmem__ram_check(capmem_arena_t *arena, char *why, size_t len);
 

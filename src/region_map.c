@@ -27,6 +27,13 @@ void capmem__rm_detach_all(capmem_arena_t *arena, struct capmem__ds *ds)
     (void)ds;
 }
 
+void capmem__rm_managed_destroy(capmem_arena_t *arena, struct capmem__ds *ds)
+{
+    (void)arena;
+    (void)ds;
+    CAPMEM_ASSERT(0, "no managed dataspaces exist yet");
+}
+
 capmem_err_t capmem__rm_managed_access(capmem_arena_t *arena, struct capmem__ds *ds,
                                        uint64_t offset, void *buf, size_t len, int write,
                                        const char *func)

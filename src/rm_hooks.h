@@ -21,6 +21,13 @@ capmem_err_t capmem__rm_meta(capmem_arena_t *arena, void *rm, struct capmem__acc
 /* Detach every attachment of a dataspace that is going away. */
 void capmem__rm_detach_all(capmem_arena_t *arena, struct capmem__ds *ds);
 
+/*
+ * A managed dataspace's record is going away (its region map's capability
+ * subtree is being revoked): drop the map's pointer to it. The caller frees
+ * the record.
+ */
+void capmem__rm_managed_destroy(capmem_arena_t *arena, struct capmem__ds *ds);
+
 /* Access bytes of a managed dataspace through its region map (simulated mode). */
 capmem_err_t capmem__rm_managed_access(capmem_arena_t *arena, struct capmem__ds *ds,
                                        uint64_t offset, void *buf, size_t len, int write,
