@@ -477,7 +477,11 @@ capmem_err_t capmem_dataspace_free(capmem_arena_t *arena, capmem_cap_t ds)
     capmem__lock(arena);
     capmem__slot_t *s;
     capmem__ds_t *d;
-    capmem_err_t err = capmem__ds_lookup(arena, ds, CAPMEM_RIGHT_WRITE, __func__, &s, &d);
+    /*
+     * Freeing takes the original capability, not a right: a read-only alias
+     * has no WRITE, yet whoever made it can free it.
+     */
+    capmem_err_t err = capmem__ds_lookup(arena, ds, 0, __func__, &s, &d);
     if (err == CAPMEM_OK && !(s->flags & CAPMEM__SLOT_ORIGINAL)) {
         err = capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
                            "free needs the dataspace's original capability, not a copy");

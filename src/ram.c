@@ -954,3 +954,34 @@ capmem_err_t capmem_ram_free(capmem_arena_t *arena, capmem_cap_t ds)
 {
     return capmem_dataspace_free(arena, ds);
 }
+
+/* ---- the physical map -------------------------------------------------------------- */
+
+typedef struct map_walk {
+    uint64_t phys_base;
+    capmem_ram_map_fn fn;
+    void *ctx;
+} map_walk_t;
+
+static int map_visit(uint64_t offset, uint64_t size, capmem_block_state_t state, void *ctx)
+{
+    map_walk_t *w = ctx;
+    return w->fn(w->phys_base + offset, size, state == CAPMEM_BLOCK_USED, w->ctx);
+}
+
+capmem_err_t capmem_ram_map(capmem_arena_t *arena, capmem_cap_t account, capmem_ram_map_fn fn,
+                            void *ctx)
+{
+    if (arena == NULL || fn == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or fn is NULL");
+    }
+    capmem__lock(arena);
+    capmem__account_t *acc = NULL;
+    capmem_err_t err = capmem__account_lookup(arena, account, 0, __func__, &acc);
+    if (err == CAPMEM_OK) {
+        map_walk_t w = {.phys_base = arena->phys_base, .fn = fn, .ctx = ctx};
+        err = capmem_alloc_walk(acc->svc->phys, map_visit, &w);
+    }
+    capmem__unlock(arena);
+    return err;
+}

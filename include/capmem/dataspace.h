@@ -151,11 +151,11 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dataspace_alias(capmem_arena_t *
 /**
  * Free a dataspace: a RAM dataspace (as capmem_ram_free()) or an alias
  * (its dependents go with it; a first-class alias releases the pages no
- * one else covers). Needs the original capability with WRITE.
+ * one else covers). Needs the original capability (no particular right:
+ * a read-only alias can be freed by whoever made it); copies are refused.
  *
  * @retval CAPMEM_E_INVALID_ARGS arena NULL, or a copy instead of the original
- * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE (managed dataspaces go with their map),
- *         CAPMEM_E_DENIED
+ * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE (managed dataspaces go with their map)
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dataspace_free(capmem_arena_t *arena,
                                                                capmem_cap_t ds);

@@ -280,11 +280,30 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_alloc(capmem_arena_t *arena,
  * map, and its quota and record are refunded. Pages a first-class alias
  * still covers stay allocated, charged to the account as lent memory.
  *
- * @retval CAPMEM_E_INVALID_ARGS arena NULL
- * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED (needs WRITE)
- * @retval CAPMEM_E_INVALID_ARGS the capability is a copy, not the original
+ * @retval CAPMEM_E_INVALID_ARGS arena NULL, or the capability is a copy, not the original
+ * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_free(capmem_arena_t *arena, capmem_cap_t ds);
+
+/**
+ * Visitor for capmem_ram_map(): one physical block of the service, in
+ * address order. @p used is 1 for reserved memory (dataspaces, pages kept
+ * by first-class aliases, metadata chunks, gaps between pools), 0 for free.
+ * Return 0 to continue, non-zero to stop.
+ */
+typedef int (*capmem_ram_map_fn)(uint64_t phys, uint64_t size, int used, void *ctx);
+
+/**
+ * Walk the physical map of the RAM service that @p account belongs to: the
+ * arena map as the service sees it, block by block. The visitor runs with
+ * the arena lock held and must not call back into the library.
+ *
+ * @retval CAPMEM_E_INVALID_ARGS arena or fn NULL
+ * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE the account
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_map(capmem_arena_t *arena,
+                                                        capmem_cap_t account,
+                                                        capmem_ram_map_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }
