@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file capmem/alloc.h
+ * @brief Allocation policies over an offset range (layer 2, "alloc").
+ *
+ * A policy hands out offsets inside [base, base + size); it never touches
+ * the memory behind them, so it can be unit-tested and benchmarked alone.
+ * Built-in policies:
+ *
+ * - **watermark**: seL4's FreeIndex, a bump index aligned up per request;
+ *   gaps are lost and freed space is not reused until reset.
+ * - **range**: free ranges with best fit (ties to the lowest address),
+ *   allocation at an exact offset and coalescing free (after Genode's
+ *   Allocator_avl).
+ * - **buddy**: power-of-two blocks, split on alloc, merged on free.
+ * - **custom**: your own ::capmem_alloc_ops_t, used through the same calls.
+ *
+ * Every generic call validates its arguments before it reaches the policy,
+ * so a custom policy only ever sees validated input. A failed call changes
+ * nothing and leaves out-parameters untouched. See docs/alloc.md.
+ */
+#ifndef CAPMEM_ALLOC_H
+#define CAPMEM_ALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "capmem/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** An allocation policy instance (opaque). */
+typedef struct capmem_alloc capmem_alloc_t;
+
+/** State of a block reported by a walk. */
+typedef enum { CAPMEM_BLOCK_FREE = 0, CAPMEM_BLOCK_USED = 1 } capmem_block_state_t;
+
+/**
+ * Walk visitor: called once per block with its absolute offset, size and
+ * state. Return 0 to go on, non-zero to stop (the walk returns CAPMEM_OK
+ * either way).
+ */
+typedef int (*capmem_alloc_walk_fn)(uint64_t offset, uint64_t size, capmem_block_state_t state,
+                                    void *ctx);
+
+/**
+ * The policy vtable. Offsets are absolute. The generic calls validate
+ * arguments first (see each one), so these hooks see: size > 0, align a
+ * power of two, [offset, offset + size) inside the span given at creation.
+ * A hook that fails must change nothing and report through its return
+ * value (it may set the detail record with its own message).
+ */
+typedef struct capmem_alloc_ops {
+    const char *name; /**< short policy name, e.g. "first-fit" */
+    /** Allocate @p size bytes aligned to @p align; store the offset. */
+    capmem_err_t (*alloc)(void *self, uint64_t size, uint64_t align, uint64_t *offset);
+    /** Allocate exactly [offset, offset + size). */
+    capmem_err_t (*alloc_at)(void *self, uint64_t offset, uint64_t size);
+    /** Free a block previously handed out, with the size it was requested with. */
+    capmem_err_t (*free)(void *self, uint64_t offset, uint64_t size);
+    uint64_t (*avail)(const void *self);   /**< total free bytes */
+    uint64_t (*largest)(const void *self); /**< largest block alloc(size, 1) could return */
+    void (*reset)(void *self);             /**< everything free again */
+    void (*destroy)(void *self);           /**< release self (may be NULL for user policies) */
+    /** Optional (may be NULL): first broken invariant as text into @p why. */
+    capmem_err_t (*check)(const void *self, char *why, size_t len);
+    /** Optional (may be NULL): visit every block in address order. */
+    capmem_err_t (*walk)(const void *self, capmem_alloc_walk_fn fn, void *ctx);
+} capmem_alloc_ops_t;
+
+/**
+ * Create a watermark (bump) policy over [base, base + size).
+ *
+ * Each allocation aligns the free index up to the requested alignment; the
+ * gap is lost. Frees are checked (double and foreign frees are refused) but
+ * never make space reusable; capmem_alloc_reset() does. Host cost: one
+ * small struct plus a table of live blocks (16 bytes each) that doubles on
+ * demand, so an allocation may return CAPMEM_E_HOST_NOMEM when it grows.
+ *
+ * @retval CAPMEM_OK              *out holds the new policy.
+ * @retval CAPMEM_E_INVALID_ARGS  out is NULL, size is 0 or base + size overflows.
+ * @retval CAPMEM_E_HOST_NOMEM    a host allocation failed.
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_watermark(uint64_t base, uint64_t size,
+                                                                       capmem_alloc_t **out);
+
+/**
+ * Create a range (offset) policy over [base, base + size) in units of
+ * @p granule bytes.
+ *
+ * Best fit, ties to the lowest address; exact-offset allocation; free
+ * coalesces with both neighbours. Sizes are rounded up to the granule;
+ * offsets given to alloc_at and free must be granule-aligned. All metadata
+ * is reserved at creation in one lazily committed mapping (about 10 bytes
+ * per granule of span plus 32 bytes per free range longer than 16 granules,
+ * committed only as blocks appear), so no operation takes host memory.
+ *
+ * @retval CAPMEM_OK              *out holds the new policy.
+ * @retval CAPMEM_E_INVALID_ARGS  out is NULL; size is 0; granule not a power
+ *                                of two; base or size not granule multiples;
+ *                                base + size overflows; more than 2^31 - 1
+ *                                granules.
+ * @retval CAPMEM_E_HOST_NOMEM    a host allocation or mapping failed.
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_range(uint64_t base, uint64_t size,
+                                                                   uint64_t granule,
+                                                                   capmem_alloc_t **out);
+
+/**
+ * Create a buddy policy over [base, base + size) with blocks of
+ * 2^min_order .. 2^max_order bytes.
+ *
+ * Every block is naturally aligned (a block of 2^k bytes starts at a
+ * multiple of 2^k), so base need only be aligned to 2^min_order: the span is
+ * covered by the largest naturally aligned blocks that fit (at most
+ * 2^max_order), smaller ones at unaligned heads and tails. Metadata: two
+ * bits per block per order (about 4 bits per 2^min_order bytes), in one
+ * lazily committed mapping made at creation.
+ *
+ * @retval CAPMEM_OK              *out holds the new policy.
+ * @retval CAPMEM_E_INVALID_ARGS  out is NULL; size is 0; min_order > max_order;
+ *                                max_order > 62; base or size not multiples
+ *                                of 2^min_order; base + size overflows; more
+ *                                than 2^36 minimum blocks.
+ * @retval CAPMEM_E_HOST_NOMEM    a host allocation or mapping failed.
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_buddy(uint64_t base, uint64_t size,
+                                                                   unsigned min_order,
+                                                                   unsigned max_order,
+                                                                   capmem_alloc_t **out);
+
+/**
+ * Wrap a user policy. The span is [0, UINT64_MAX): the generic calls check
+ * only for overflow. Use capmem_alloc_create_custom_span() to have offsets
+ * checked against a span. capmem_alloc_destroy() calls ops->destroy(self)
+ * when it is not NULL. @p ops must outlive the policy.
+ *
+ * @retval CAPMEM_OK              *out holds the new policy.
+ * @retval CAPMEM_E_INVALID_ARGS  ops or out is NULL, or a mandatory hook
+ *                                (alloc, alloc_at, free, avail, largest,
+ *                                reset) is NULL.
+ * @retval CAPMEM_E_HOST_NOMEM    a host allocation failed.
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_custom(const capmem_alloc_ops_t *ops,
+                                                                    void *self,
+                                                                    capmem_alloc_t **out);
+
+/**
+ * Like capmem_alloc_create_custom(), with the span [base, base + size) the
+ * generic calls check offsets against (and capmem_alloc_base()/size() return).
+ *
+ * @retval CAPMEM_OK              *out holds the new policy.
+ * @retval CAPMEM_E_INVALID_ARGS  as capmem_alloc_create_custom(), or size is 0
+ *                                or base + size overflows.
+ * @retval CAPMEM_E_HOST_NOMEM    a host allocation failed.
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_custom_span(
+    const capmem_alloc_ops_t *ops, void *self, uint64_t base, uint64_t size, capmem_alloc_t **out);
+
+/**
+ * Allocate @p size bytes aligned to @p align (absolute offsets) and store
+ * the block's offset in *offset.
+ *
+ * @retval CAPMEM_OK                   *offset holds the block's offset.
+ * @retval CAPMEM_E_INVALID_ARGS       a or offset is NULL, size is 0, or align
+ *                                     is not a power of two.
+ * @retval CAPMEM_E_NOT_ENOUGH_MEMORY  no free block fits; the detail record
+ *                                     has needed (size) and available.
+ * @retval CAPMEM_E_HOST_NOMEM         (watermark only) its live-block table
+ *                                     could not grow.
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size,
+                                                            uint64_t align, uint64_t *offset);
+
+/**
+ * Allocate exactly [offset, offset + size).
+ *
+ * @retval CAPMEM_OK                   the block is allocated.
+ * @retval CAPMEM_E_INVALID_ARGS       a is NULL, size is 0, offset + size
+ *                                     overflows or leaves the span, or the
+ *                                     offset is misaligned for the policy.
+ * @retval CAPMEM_E_NOT_ENOUGH_MEMORY  the block overlaps an allocated block
+ *                                     (or, watermark, lies below the index).
+ * @retval CAPMEM_E_HOST_NOMEM         (watermark only) table growth failed.
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset,
+                                                               uint64_t size);
+
+/**
+ * Free the block at @p offset that was allocated with @p size.
+ *
+ * @retval CAPMEM_OK              the block is free (coalesced where the
+ *                                policy does so).
+ * @retval CAPMEM_E_INVALID_ARGS  a is NULL, size is 0, or offset + size
+ *                                overflows or leaves the span.
+ * @retval CAPMEM_E_NOT_ALLOCATED no block was handed out exactly there with
+ *                                that size (double free, sub-range, range
+ *                                spanning blocks, wrong size).
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset,
+                                                           uint64_t size);
+
+/** Total free bytes; 0 for NULL. */
+CAPMEM_API uint64_t capmem_alloc_avail(const capmem_alloc_t *a);
+
+/** Largest block alloc(size, 1) could return now; 0 for NULL. */
+CAPMEM_API uint64_t capmem_alloc_largest(const capmem_alloc_t *a);
+
+/** First offset of the span; 0 for NULL. */
+CAPMEM_API uint64_t capmem_alloc_base(const capmem_alloc_t *a);
+
+/** Size of the span in bytes; 0 for NULL. */
+CAPMEM_API uint64_t capmem_alloc_size(const capmem_alloc_t *a);
+
+/** Policy name ("watermark", "range", "buddy" or the custom ops' name); "" for NULL. */
+CAPMEM_API const char *capmem_alloc_name(const capmem_alloc_t *a);
+
+/** Make everything free again (forgets every allocation). NULL is a no-op. */
+CAPMEM_API void capmem_alloc_reset(capmem_alloc_t *a);
+
+/** Destroy the policy and its metadata. NULL is a no-op. */
+CAPMEM_API void capmem_alloc_destroy(capmem_alloc_t *a);
+
+/**
+ * Walk the policy's structures and report the first broken invariant.
+ * A custom policy without a check hook passes.
+ *
+ * @param why  buffer for the reason (may be NULL when len is 0)
+ * @retval CAPMEM_OK              all invariants hold.
+ * @retval CAPMEM_E_INVALID_ARGS  a is NULL, or why is NULL with len > 0.
+ * @retval CAPMEM_E_CORRUPT       an invariant is broken; why says which.
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_check(const capmem_alloc_t *a, char *why,
+                                                            size_t len);
+
+/**
+ * Visit every block, used and free, in address order. The watermark policy
+ * visits its live blocks and the free tail above the index; space lost
+ * below the index is not a block and is not visited.
+ *
+ * @retval CAPMEM_OK              the walk ran (or was stopped by fn).
+ * @retval CAPMEM_E_INVALID_ARGS  a or fn is NULL.
+ * @retval CAPMEM_E_UNSUPPORTED   a custom policy without a walk hook.
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_walk(const capmem_alloc_t *a,
+                                                           capmem_alloc_walk_fn fn, void *ctx);
+
+/**
+ * Range policy only: visit the free ranges in address order (state is
+ * always CAPMEM_BLOCK_FREE).
+ *
+ * @retval CAPMEM_OK              the walk ran (or was stopped by fn).
+ * @retval CAPMEM_E_INVALID_ARGS  a or fn is NULL.
+ * @retval CAPMEM_E_WRONG_TYPE    a is not a range policy.
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_free_ranges(const capmem_alloc_t *a,
+                                                                  capmem_alloc_walk_fn fn,
+                                                                  void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CAPMEM_ALLOC_H */

@@ -1,0 +1,507 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The alloc layer's generic front: argument validation shared by every
+ * policy (so a user policy only ever sees validated input), dispatch through
+ * the vtable, and the hierarchical bitmap the range and buddy policies use.
+ *
+ * Validation order, the same for every call: handle and out-pointers, then
+ * size, then alignment, then the span. Only then does the policy run, and
+ * the policy itself checks everything before it changes anything.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc_internal.h"
+
+capmem_err_t capmem__alloc_broken(char *why, size_t len, const char *fmt, ...)
+{
+    if (why != NULL && len > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, len, fmt, ap);
+        va_end(ap);
+    }
+    return CAPMEM_E_CORRUPT;
+}
+
+/* ---- hierarchical bitmap ------------------------------------------------ */
+
+static unsigned hbm_layout(uint64_t n, uint64_t nbits[CAPMEM__HBM_MAX_LEVELS], uint64_t *words)
+{
+    unsigned levels = 0;
+    uint64_t total = 0;
+    for (;;) {
+        uint64_t w = (n + 63) / 64;
+        nbits[levels++] = n;
+        total += w;
+        if (w <= 1) {
+            break;
+        }
+        n = w;
+    }
+    *words = total;
+    return levels;
+}
+
+uint64_t capmem__hbm_words(uint64_t n)
+{
+    uint64_t nbits[CAPMEM__HBM_MAX_LEVELS];
+    uint64_t words;
+    (void)hbm_layout(n == 0 ? 1 : n, nbits, &words);
+    return words;
+}
+
+void capmem__hbm_init(capmem__hbm_t *h, uint64_t n, uint64_t *words)
+{
+    uint64_t total;
+    memset(h, 0, sizeof(*h));
+    h->levels = hbm_layout(n == 0 ? 1 : n, h->nbits, &total);
+    for (unsigned l = 0; l < h->levels; l++) {
+        h->lvl[l] = words;
+        words += (h->nbits[l] + 63) / 64;
+    }
+}
+
+uint64_t capmem__hbm_next(const capmem__hbm_t *h, uint64_t i)
+{
+    unsigned l = 0;
+    if (i >= h->nbits[0]) {
+        return CAPMEM__HBM_NONE;
+    }
+    /* Climb while the rest of the current word is empty... */
+    for (;;) {
+        uint64_t w = i >> 6;
+        if (i >= h->nbits[l]) {
+            return CAPMEM__HBM_NONE;
+        }
+        uint64_t bits = h->lvl[l][w] & (~0ull << (i & 63));
+        if (bits != 0) {
+            i = (w << 6) + (uint64_t)__builtin_ctzll(bits);
+            break;
+        }
+        if (l + 1 == h->levels) {
+            return CAPMEM__HBM_NONE;
+        }
+        l++;
+        i = w + 1;
+    }
+    /* ...then descend, always to the lowest set bit (summaries are exact). */
+    while (l > 0) {
+        l--;
+        i = (i << 6) + (uint64_t)__builtin_ctzll(h->lvl[l][i]);
+    }
+    return i;
+}
+
+uint64_t capmem__hbm_prev(const capmem__hbm_t *h, uint64_t i)
+{
+    unsigned l = 0;
+    if (i >= h->nbits[0]) {
+        i = h->nbits[0] - 1;
+    }
+    for (;;) {
+        uint64_t w = i >> 6;
+        unsigned b = (unsigned)(i & 63);
+        uint64_t mask = b == 63 ? ~0ull : ((2ull << b) - 1);
+        uint64_t bits = h->lvl[l][w] & mask;
+        if (bits != 0) {
+            i = (w << 6) + 63u - (uint64_t)__builtin_clzll(bits);
+            break;
+        }
+        if (w == 0 || l + 1 == h->levels) {
+            return CAPMEM__HBM_NONE;
+        }
+        l++;
+        i = w - 1;
+    }
+    while (l > 0) {
+        l--;
+        i = (i << 6) + 63u - (uint64_t)__builtin_clzll(h->lvl[l][i]);
+    }
+    return i;
+}
+
+uint64_t capmem__hbm_count(const capmem__hbm_t *h)
+{
+    uint64_t c = 0;
+    for (uint64_t w = 0; w < (h->nbits[0] + 63) / 64; w++) {
+        c += (uint64_t)__builtin_popcountll(h->lvl[0][w]);
+    }
+    return c;
+}
+
+bool capmem__hbm_check(const capmem__hbm_t *h)
+{
+    for (unsigned l = 0; l < h->levels; l++) {
+        uint64_t nw = (h->nbits[l] + 63) / 64;
+        /* No bit beyond the level's length. */
+        if ((h->nbits[l] & 63) != 0 && (h->lvl[l][nw - 1] >> (h->nbits[l] & 63)) != 0) {
+            return false;
+        }
+        if (l == 0) {
+            continue;
+        }
+        for (uint64_t w = 0; w < h->nbits[l]; w++) {
+            bool sum = (h->lvl[l][w >> 6] >> (w & 63)) & 1u;
+            if (sum != (h->lvl[l - 1][w] != 0)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static capmem_err_t wrap(const char *fn, const capmem_alloc_ops_t *ops, void *self, uint64_t base,
+                         uint64_t size, capmem__alloc_kind_t kind, capmem_alloc_t **out)
+{
+    capmem_alloc_t *a = capmem__malloc(sizeof(*a));
+    if (a == NULL) {
+        return capmem__fail(CAPMEM_E_HOST_NOMEM, fn, "no host memory for the allocator handle");
+    }
+    a->ops = ops;
+    a->self = self;
+    a->base = base;
+    a->size = size;
+    a->kind = kind;
+    *out = a;
+    return CAPMEM_OK;
+}
+
+static capmem_err_t check_span(const char *fn, uint64_t base, uint64_t size)
+{
+    uint64_t end;
+    if (size == 0) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "size is 0");
+    }
+    if (!capmem__add_ok(base, size, &end)) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "base 0x%llx + size 0x%llx overflows",
+                            (unsigned long long)base, (unsigned long long)size);
+    }
+    return CAPMEM_OK;
+}
+
+/* Build the handle first: the policy is the bigger allocation, and undoing
+ * it on a handle failure would need its destroy. */
+static capmem_err_t create_builtin(const char *fn, capmem__alloc_kind_t kind, uint64_t base,
+                                   uint64_t size, uint64_t p1, unsigned p2, capmem_alloc_t **out)
+{
+    capmem_alloc_t *a = NULL;
+    capmem_err_t err = wrap(fn, NULL, NULL, base, size, kind, &a);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    void *self = NULL;
+    switch (kind) {
+    case CAPMEM__ALLOC_WATERMARK:
+        a->ops = &capmem__watermark_ops;
+        err = capmem__watermark_new(base, size, &self);
+        break;
+    case CAPMEM__ALLOC_RANGE:
+        a->ops = &capmem__range_ops;
+        err = capmem__range_new(base, size, p1, &self);
+        break;
+    case CAPMEM__ALLOC_BUDDY:
+    default:
+        a->ops = &capmem__buddy_ops;
+        err = capmem__buddy_new(base, size, (unsigned)p1, p2, &self);
+        break;
+    }
+    if (err != CAPMEM_OK) {
+        capmem__free(a);
+        /* The policy set the detail record; name the public function. */
+        capmem__detail()->function = fn;
+        return err;
+    }
+    a->self = self;
+    *out = a;
+    return CAPMEM_OK;
+}
+
+capmem_err_t capmem_alloc_create_watermark(uint64_t base, uint64_t size, capmem_alloc_t **out)
+{
+    if (out == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "out is NULL");
+    }
+    capmem_err_t err = check_span(__func__, base, size);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    return create_builtin(__func__, CAPMEM__ALLOC_WATERMARK, base, size, 0, 0, out);
+}
+
+capmem_err_t capmem_alloc_create_range(uint64_t base, uint64_t size, uint64_t granule,
+                                       capmem_alloc_t **out)
+{
+    if (out == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "out is NULL");
+    }
+    capmem_err_t err = check_span(__func__, base, size);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    if (!capmem__is_pow2(granule)) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "granule %llu is not a power of two",
+                            (unsigned long long)granule);
+    }
+    if (!capmem__is_aligned(base, granule) || !capmem__is_aligned(size, granule)) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+                            "base 0x%llx and size 0x%llx must be multiples of the granule %llu",
+                            (unsigned long long)base, (unsigned long long)size,
+                            (unsigned long long)granule);
+    }
+    return create_builtin(__func__, CAPMEM__ALLOC_RANGE, base, size, granule, 0, out);
+}
+
+capmem_err_t capmem_alloc_create_buddy(uint64_t base, uint64_t size, unsigned min_order,
+                                       unsigned max_order, capmem_alloc_t **out)
+{
+    if (out == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "out is NULL");
+    }
+    capmem_err_t err = check_span(__func__, base, size);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    if (max_order > 62 || min_order > max_order) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+                            "orders must satisfy min_order (%u) <= max_order (%u) <= 62", min_order,
+                            max_order);
+    }
+    uint64_t minb = 1ull << min_order;
+    if (!capmem__is_aligned(base, minb) || !capmem__is_aligned(size, minb)) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+                            "base 0x%llx and size 0x%llx must be multiples of 2^%u",
+                            (unsigned long long)base, (unsigned long long)size, min_order);
+    }
+    return create_builtin(__func__, CAPMEM__ALLOC_BUDDY, base, size, min_order, max_order, out);
+}
+
+capmem_err_t capmem_alloc_create_custom_span(const capmem_alloc_ops_t *ops, void *self,
+                                             uint64_t base, uint64_t size, capmem_alloc_t **out)
+{
+    if (ops == NULL || out == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "%s is NULL",
+                            ops == NULL ? "ops" : "out");
+    }
+    if (ops->alloc == NULL || ops->alloc_at == NULL || ops->free == NULL || ops->avail == NULL ||
+        ops->largest == NULL || ops->reset == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+                            "ops lacks a mandatory hook (alloc, alloc_at, free, avail, largest, "
+                            "reset)");
+    }
+    capmem_err_t err = check_span(__func__, base, size);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    return wrap(__func__, ops, self, base, size, CAPMEM__ALLOC_CUSTOM, out);
+}
+
+capmem_err_t capmem_alloc_create_custom(const capmem_alloc_ops_t *ops, void *self,
+                                        capmem_alloc_t **out)
+{
+    capmem_err_t err = capmem_alloc_create_custom_span(ops, self, 0, UINT64_MAX, out);
+    if (err != CAPMEM_OK) {
+        capmem__detail()->function = __func__;
+    }
+    return err;
+}
+
+/* ---- operations --------------------------------------------------------- */
+
+/* The block [offset, offset + size) must lie inside the span. */
+static capmem_err_t check_block(const char *fn, const capmem_alloc_t *a, uint64_t offset,
+                                uint64_t size)
+{
+    uint64_t end;
+    if (a == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "allocator is NULL");
+    }
+    if (size == 0) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "size is 0");
+    }
+    if (!capmem__add_ok(offset, size, &end)) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "offset 0x%llx + size 0x%llx overflows",
+                            (unsigned long long)offset, (unsigned long long)size);
+    }
+    if (offset < a->base || end > a->base + a->size) {
+        capmem__fail(CAPMEM_E_INVALID_ARGS, fn,
+                     "block [0x%llx, 0x%llx) leaves the span [0x%llx, 0x%llx)",
+                     (unsigned long long)offset, (unsigned long long)end,
+                     (unsigned long long)a->base, (unsigned long long)(a->base + a->size));
+        capmem__detail()->address = offset;
+        capmem__detail()->size = size;
+        capmem__detail()->bound_min = a->base;
+        capmem__detail()->bound_max = a->base + a->size;
+        return CAPMEM_E_INVALID_ARGS;
+    }
+    return CAPMEM_OK;
+}
+
+/* A policy's own failure keeps its message; the public name is ours. */
+static capmem_err_t named(capmem_err_t err, const char *fn)
+{
+    if (err != CAPMEM_OK) {
+        capmem_error_info_t *d = capmem__detail();
+        if (d->code != err) {
+            /* A custom policy returned an error without recording it (the
+             * record is only written on failure, so a stale one may remain
+             * when the codes happen to match; its function is ours anyway). */
+            capmem__fail(err, fn, "%s", capmem_strerror(err));
+        }
+        d->function = fn;
+    }
+    return err;
+}
+
+capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align, uint64_t *offset)
+{
+    if (a == NULL || offset == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "%s is NULL",
+                            a == NULL ? "allocator" : "offset");
+    }
+    if (size == 0) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "size is 0");
+    }
+    if (!capmem__is_pow2(align)) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "alignment %llu is not a power of two",
+                            (unsigned long long)align);
+    }
+    uint64_t off = 0;
+    capmem_err_t err = a->ops->alloc(a->self, size, align, &off);
+    if (err != CAPMEM_OK) {
+        return named(err, __func__);
+    }
+    CAPMEM_ASSERT(off >= a->base && off - a->base <= a->size && size <= a->size - (off - a->base),
+                  "a policy returned a block outside its span");
+    *offset = off;
+    return CAPMEM_OK;
+}
+
+capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset, uint64_t size)
+{
+    capmem_err_t err = check_block(__func__, a, offset, size);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    return named(a->ops->alloc_at(a->self, offset, size), __func__);
+}
+
+capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size)
+{
+    capmem_err_t err = check_block(__func__, a, offset, size);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    return named(a->ops->free(a->self, offset, size), __func__);
+}
+
+uint64_t capmem_alloc_avail(const capmem_alloc_t *a)
+{
+    return a == NULL ? 0 : a->ops->avail(a->self);
+}
+
+uint64_t capmem_alloc_largest(const capmem_alloc_t *a)
+{
+    return a == NULL ? 0 : a->ops->largest(a->self);
+}
+
+uint64_t capmem_alloc_base(const capmem_alloc_t *a)
+{
+    return a == NULL ? 0 : a->base;
+}
+
+uint64_t capmem_alloc_size(const capmem_alloc_t *a)
+{
+    return a == NULL ? 0 : a->size;
+}
+
+const char *capmem_alloc_name(const capmem_alloc_t *a)
+{
+    if (a == NULL || a->ops->name == NULL) {
+        return "";
+    }
+    return a->ops->name;
+}
+
+void capmem_alloc_reset(capmem_alloc_t *a)
+{
+    if (a != NULL) {
+        a->ops->reset(a->self);
+    }
+}
+
+void capmem_alloc_destroy(capmem_alloc_t *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    if (a->ops->destroy != NULL) {
+        a->ops->destroy(a->self);
+    }
+    capmem__free(a);
+}
+
+capmem_err_t capmem_alloc_check(const capmem_alloc_t *a, char *why, size_t len)
+{
+    if (a == NULL || (why == NULL && len > 0)) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "%s is NULL",
+                            a == NULL ? "allocator" : "why");
+    }
+    if (why != NULL && len > 0) {
+        why[0] = '\0';
+    }
+    if (a->ops->check == NULL) {
+        return CAPMEM_OK;
+    }
+    capmem_err_t err = a->ops->check(a->self, why, len);
+    if (err != CAPMEM_OK) {
+        return capmem__fail(err, __func__, "%s: invariant broken: %s", capmem_alloc_name(a),
+                            why != NULL && len > 0 ? why : "(no buffer)");
+    }
+    return CAPMEM_OK;
+}
+
+capmem_err_t capmem_alloc_walk(const capmem_alloc_t *a, capmem_alloc_walk_fn fn, void *ctx)
+{
+    if (a == NULL || fn == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "%s is NULL",
+                            a == NULL ? "allocator" : "fn");
+    }
+    if (a->ops->walk == NULL) {
+        return capmem__fail(CAPMEM_E_UNSUPPORTED, __func__, "policy '%s' has no walk hook",
+                            capmem_alloc_name(a));
+    }
+    return named(a->ops->walk(a->self, fn, ctx), __func__);
+}
+
+capmem_err_t capmem_alloc_free_ranges(const capmem_alloc_t *a, capmem_alloc_walk_fn fn, void *ctx)
+{
+    if (a == NULL || fn == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "%s is NULL",
+                            a == NULL ? "allocator" : "fn");
+    }
+    if (a->kind != CAPMEM__ALLOC_RANGE) {
+        return capmem__fail(CAPMEM_E_WRONG_TYPE, __func__,
+                            "free-range iteration needs a range policy, not '%s'",
+                            capmem_alloc_name(a));
+    }
+    return capmem__range_free_ranges(a->self, fn, ctx);
+}
+
+uint64_t capmem__alloc_metadata_bytes(const capmem_alloc_t *a)
+{
+    switch (a->kind) {
+    case CAPMEM__ALLOC_WATERMARK:
+        return capmem__watermark_metadata(a->self);
+    case CAPMEM__ALLOC_RANGE:
+        return capmem__range_metadata(a->self);
+    case CAPMEM__ALLOC_BUDDY:
+        return capmem__buddy_metadata(a->self);
+    case CAPMEM__ALLOC_CUSTOM:
+    default:
+        return 0;
+    }
+}

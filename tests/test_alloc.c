@@ -1,0 +1,1252 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tests of the alloc layer through its public API: every error path of every
+ * policy (and that it changes nothing), the reference scenarios of
+ * DESIGN.md, a user policy plugged in through the vtable, seeded randomized
+ * runs checked against a shadow bitmap, and host-failure injection.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "capmem/alloc.h"
+#include "internal.h"
+
+/* ---- helpers ------------------------------------------------------------ */
+
+#define SNAP_MAX 1024
+
+typedef struct blk {
+    uint64_t off;
+    uint64_t size;
+    int state;
+} blk_t;
+
+/* What a policy reports about itself: compared before and after failures. */
+typedef struct snap {
+    uint64_t avail;
+    uint64_t largest;
+    size_t n;
+    uint64_t hash; /* over every block, also beyond SNAP_MAX */
+    blk_t b[SNAP_MAX];
+} snap_t;
+
+static int snap_visit(uint64_t off, uint64_t size, capmem_block_state_t st, void *ctx)
+{
+    snap_t *s = ctx;
+    if (s->n < SNAP_MAX) {
+        s->b[s->n] = (blk_t){off, size, (int)st};
+    }
+    s->n++;
+    s->hash = (s->hash ^ off) * 0x100000001b3ull;
+    s->hash = (s->hash ^ size) * 0x100000001b3ull;
+    s->hash = (s->hash ^ (uint64_t)st) * 0x100000001b3ull;
+    return 0;
+}
+
+static snap_t *snap_take(const capmem_alloc_t *a)
+{
+    snap_t *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    s->avail = capmem_alloc_avail(a);
+    s->largest = capmem_alloc_largest(a);
+    s->hash = 0xcbf29ce484222325ull;
+    assert_int_equal(capmem_alloc_walk(a, snap_visit, s), CAPMEM_OK);
+    return s;
+}
+
+static void snap_same(const snap_t *x, const snap_t *y, const char *what, int line)
+{
+    if (x->avail != y->avail || x->largest != y->largest || x->n != y->n || x->hash != y->hash) {
+        fail_msg("line %d: %s changed the allocator (avail %llu->%llu, largest %llu->%llu, "
+                 "blocks %zu->%zu)",
+                 line, what, (unsigned long long)x->avail, (unsigned long long)y->avail,
+                 (unsigned long long)x->largest, (unsigned long long)y->largest, x->n, y->n);
+    }
+}
+
+static void check_ok(const capmem_alloc_t *a, int line)
+{
+    char why[256];
+    capmem_err_t err = capmem_alloc_check(a, why, sizeof(why));
+    if (err != CAPMEM_OK) {
+        fail_msg("line %d: %s: invariant broken: %s", line, capmem_alloc_name(a), why);
+    }
+}
+#define CHECK(a) check_ok((a), __LINE__)
+
+static void expect_err(capmem_err_t got, capmem_err_t want, const char *expr, int line)
+{
+    if (got != want) {
+        fail_msg("line %d: %s returned %s (%s), expected %s", line, expr, capmem_err_name(got),
+                 got != CAPMEM_OK ? capmem_last_error()->message : "-", capmem_err_name(want));
+    }
+}
+#define EXPECT(expr, want) expect_err((expr), (want), #expr, __LINE__)
+
+/* Expect an error and that nothing observable changed. */
+#define EXPECT_UNCHANGED(a, expr, want)                                                            \
+    do {                                                                                           \
+        snap_t *before_ = snap_take(a);                                                            \
+        expect_err((expr), (want), #expr, __LINE__);                                               \
+        snap_t *after_ = snap_take(a);                                                             \
+        snap_same(before_, after_, #expr, __LINE__);                                               \
+        free(before_);                                                                             \
+        free(after_);                                                                              \
+        CHECK(a);                                                                                  \
+    } while (0)
+
+static uint64_t alloc_ok(capmem_alloc_t *a, uint64_t size, uint64_t align, int line)
+{
+    uint64_t off = 0;
+    capmem_err_t err = capmem_alloc_alloc(a, size, align, &off);
+    if (err != CAPMEM_OK) {
+        fail_msg("line %d: alloc(0x%llx, 0x%llx) failed: %s", line, (unsigned long long)size,
+                 (unsigned long long)align, capmem_last_error()->message);
+    }
+    check_ok(a, line);
+    return off;
+}
+#define ALLOC(a, size, align) alloc_ok((a), (size), (align), __LINE__)
+
+/* Assert the walk yields exactly these blocks. */
+static void expect_blocks(const capmem_alloc_t *a, const blk_t *want, size_t n, int line)
+{
+    snap_t *s = snap_take(a);
+    if (s->n != n) {
+        fail_msg("line %d: walk gave %zu blocks, expected %zu", line, s->n, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s->b[i].off != want[i].off || s->b[i].size != want[i].size ||
+            s->b[i].state != want[i].state) {
+            fail_msg("line %d: block %zu is [0x%llx +0x%llx %s], expected [0x%llx +0x%llx %s]",
+                     line, i, (unsigned long long)s->b[i].off, (unsigned long long)s->b[i].size,
+                     s->b[i].state ? "used" : "free", (unsigned long long)want[i].off,
+                     (unsigned long long)want[i].size, want[i].state ? "used" : "free");
+        }
+    }
+    free(s);
+}
+#define EXPECT_BLOCKS(a, ...)                                                                      \
+    do {                                                                                           \
+        const blk_t want_[] = {__VA_ARGS__};                                                       \
+        expect_blocks((a), want_, sizeof(want_) / sizeof(want_[0]), __LINE__);                     \
+    } while (0)
+#define U(off, size)                                                                               \
+    {                                                                                              \
+        (off), (size), CAPMEM_BLOCK_USED                                                           \
+    }
+#define F(off, size)                                                                               \
+    {                                                                                              \
+        (off), (size), CAPMEM_BLOCK_FREE                                                           \
+    }
+
+enum { P_WATERMARK, P_RANGE, P_BUDDY, P_COUNT };
+
+static capmem_alloc_t *make(int policy, uint64_t base, uint64_t size)
+{
+    capmem_alloc_t *a = NULL;
+    capmem_err_t err;
+    switch (policy) {
+    case P_WATERMARK:
+        err = capmem_alloc_create_watermark(base, size, &a);
+        break;
+    case P_RANGE:
+        err = capmem_alloc_create_range(base, size, 0x100, &a);
+        break;
+    default:
+        err = capmem_alloc_create_buddy(base, size, 8, 20, &a);
+        break;
+    }
+    if (err != CAPMEM_OK) {
+        fail_msg("create policy %d: %s", policy, capmem_last_error()->message);
+    }
+    CHECK(a);
+    return a;
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static void test_create_rejects_bad_arguments_and_leaves_out_untouched(void **state)
+{
+    (void)state;
+    capmem_alloc_t *sentinel = (capmem_alloc_t *)(uintptr_t)0x1234;
+    capmem_alloc_t *a = sentinel;
+    EXPECT(capmem_alloc_create_watermark(0, 0x1000, NULL), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_watermark(0, 0, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_watermark(UINT64_MAX - 10, 0x1000, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_range(0, 0x1000, 0, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_range(0, 0x1000, 3, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_range(0x800, 0x1000, 0x1000, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_range(0, 0x1800, 0x1000, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_range(0, 0, 0x1000, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_range(0, 1ull << 40, 1, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_range(0, 0x1000, 0x100, NULL), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_buddy(0, 0x1000, 13, 12, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_buddy(0, 0x1000, 12, 63, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_buddy(0x100, 0x1000, 12, 20, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_buddy(0, 0x1100, 12, 20, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_buddy(0, 0, 12, 20, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_buddy(0, 1ull << 40, 0, 20, &a), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_buddy(0, 0x1000, 12, 12, NULL), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_create_custom(NULL, NULL, &a), CAPMEM_E_INVALID_ARGS);
+    capmem_alloc_ops_t empty = {.name = "empty"};
+    EXPECT(capmem_alloc_create_custom(&empty, NULL, &a), CAPMEM_E_INVALID_ARGS);
+    assert_ptr_equal(a, sentinel);
+    assert_string_equal(capmem_err_name(capmem_last_error()->code), "INVALID_ARGS");
+    assert_string_equal(capmem_last_error()->function, "capmem_alloc_create_custom");
+}
+
+static void test_create_reports_span_name_and_everything_free(void **state)
+{
+    (void)state;
+    const char *names[P_COUNT] = {"watermark", "range", "buddy"};
+    for (int p = 0; p < P_COUNT; p++) {
+        capmem_alloc_t *a = make(p, 0x100000, 0x3000);
+        assert_string_equal(capmem_alloc_name(a), names[p]);
+        assert_int_equal(capmem_alloc_base(a), 0x100000);
+        assert_int_equal(capmem_alloc_size(a), 0x3000);
+        assert_int_equal(capmem_alloc_avail(a), 0x3000);
+        /* Buddy covers 0x3000 with a 0x2000 and a 0x1000 block. */
+        assert_int_equal(capmem_alloc_largest(a), p == P_BUDDY ? 0x2000 : 0x3000);
+        capmem_alloc_destroy(a);
+    }
+    capmem_alloc_destroy(NULL);
+    assert_int_equal(capmem_alloc_avail(NULL), 0);
+    assert_string_equal(capmem_alloc_name(NULL), "");
+}
+
+/* ---- generic argument validation ------------------------------------------ */
+
+static void test_generic_calls_reject_bad_arguments_and_change_nothing(void **state)
+{
+    (void)state;
+    for (int p = 0; p < P_COUNT; p++) {
+        capmem_alloc_t *a = make(p, 0x10000, 0x4000);
+        uint64_t live = ALLOC(a, 0x400, 0x400);
+        uint64_t off = 0xdead;
+        EXPECT(capmem_alloc_alloc(NULL, 0x100, 1, &off), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100, 1, NULL), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0, 1, &off), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100, 0, &off), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100, 3, &off), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100000, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+        EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, UINT64_MAX, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+        assert_int_equal(capmem_last_error()->needed, UINT64_MAX);
+        assert_int_equal(off, 0xdead);
+
+        EXPECT(capmem_alloc_alloc_at(NULL, 0x10000, 0x100), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x13000, 0), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0xff00, 0x100), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x13f00, 0x200), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, UINT64_MAX - 0xff, 0x200),
+                         CAPMEM_E_INVALID_ARGS);
+        assert_int_equal(capmem_last_error()->code, CAPMEM_E_INVALID_ARGS);
+
+        EXPECT(capmem_alloc_free(NULL, live, 0x400), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_free(a, live, 0), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_free(a, 0x14000, 0x400), CAPMEM_E_INVALID_ARGS);
+        EXPECT_UNCHANGED(a, capmem_alloc_free(a, UINT64_MAX, 2), CAPMEM_E_INVALID_ARGS);
+
+        EXPECT(capmem_alloc_walk(NULL, snap_visit, NULL), CAPMEM_E_INVALID_ARGS);
+        EXPECT(capmem_alloc_walk(a, NULL, NULL), CAPMEM_E_INVALID_ARGS);
+        EXPECT(capmem_alloc_check(NULL, NULL, 0), CAPMEM_E_INVALID_ARGS);
+        EXPECT(capmem_alloc_check(a, NULL, 10), CAPMEM_E_INVALID_ARGS);
+        EXPECT(capmem_alloc_check(a, NULL, 0), CAPMEM_OK);
+
+        EXPECT(capmem_alloc_free(a, live, 0x400), CAPMEM_OK);
+        CHECK(a);
+        capmem_alloc_destroy(a);
+    }
+}
+
+/* Double frees, foreign ranges, sub-ranges, spanning ranges, wrong sizes. */
+static void test_every_policy_refuses_foreign_frees_and_changes_nothing(void **state)
+{
+    (void)state;
+    for (int p = 0; p < P_COUNT; p++) {
+        capmem_alloc_t *a = make(p, 0x10000, 0x4000);
+        uint64_t x = ALLOC(a, 0x400, 0x400);
+        uint64_t y = ALLOC(a, 0x400, 0x400);
+        assert_int_equal(y, x + 0x400);
+        EXPECT_UNCHANGED(a, capmem_alloc_free(a, x + 0x100, 0x100), CAPMEM_E_NOT_ALLOCATED);
+        EXPECT_UNCHANGED(a, capmem_alloc_free(a, x, 0x800), CAPMEM_E_NOT_ALLOCATED);
+        EXPECT_UNCHANGED(a, capmem_alloc_free(a, x, 0x1000), CAPMEM_E_NOT_ALLOCATED);
+        EXPECT_UNCHANGED(a, capmem_alloc_free(a, x + 0x200, 0x400), CAPMEM_E_NOT_ALLOCATED);
+        EXPECT_UNCHANGED(a, capmem_alloc_free(a, 0x13000, 0x400), CAPMEM_E_NOT_ALLOCATED);
+        if (p != P_BUDDY) {
+            /* Buddy rounds 0x300 up to the 0x400 block it gave: that is the same block. */
+            EXPECT_UNCHANGED(a, capmem_alloc_free(a, x, 0x300), CAPMEM_E_NOT_ALLOCATED);
+        }
+        EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+        CHECK(a);
+        EXPECT_UNCHANGED(a, capmem_alloc_free(a, x, 0x400), CAPMEM_E_NOT_ALLOCATED);
+        assert_int_equal(capmem_last_error()->address, x);
+        assert_non_null(strstr(capmem_last_error()->message, "0x"));
+        assert_string_equal(capmem_last_error()->function, "capmem_alloc_free");
+        EXPECT(capmem_alloc_free(a, y, 0x400), CAPMEM_OK);
+        CHECK(a);
+        capmem_alloc_destroy(a);
+    }
+}
+
+/* ---- watermark ------------------------------------------------------------ */
+
+/* DESIGN.md's seL4 fragmentation scenario, watermark side. */
+static void test_watermark_skips_alignment_gap_and_fails_fourth_request(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_watermark(0x40000, 0x2000, &a), CAPMEM_OK);
+    assert_int_equal(ALLOC(a, 0x400, 0x400), 0x40000);
+    assert_int_equal(ALLOC(a, 0x800, 0x800), 0x40800); /* 0x400 gap lost */
+    assert_int_equal(ALLOC(a, 0x1000, 0x1000), 0x41000);
+    assert_int_equal(capmem_alloc_avail(a), 0);
+    uint64_t off = 7;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x400, 0x400, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    const capmem_error_info_t *d = capmem_last_error();
+    assert_int_equal(d->needed, 1024);
+    assert_int_equal(d->available, 0);
+    assert_non_null(strstr(d->message, "1024 bytes needed, 0 bytes available"));
+    assert_int_equal(off, 7);
+    /* Freeing the first two objects does not make their space reusable. */
+    EXPECT(capmem_alloc_free(a, 0x40000, 0x400), CAPMEM_OK);
+    EXPECT(capmem_alloc_free(a, 0x40800, 0x800), CAPMEM_OK);
+    CHECK(a);
+    assert_int_equal(capmem_alloc_avail(a), 0);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x400, 0x400, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x40000, 0x400), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_non_null(strstr(capmem_last_error()->message, "overlaps"));
+    EXPECT_BLOCKS(a, U(0x41000, 0x1000));
+    EXPECT(capmem_alloc_free(a, 0x41000, 0x1000), CAPMEM_OK);
+    capmem_alloc_reset(a);
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0x40000, 0x2000));
+    assert_int_equal(ALLOC(a, 0x400, 0x400), 0x40000);
+    capmem_alloc_destroy(a);
+}
+
+static void test_watermark_alloc_at_moves_index_and_loses_gap(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = make(P_WATERMARK, 0, 0x10000);
+    EXPECT(capmem_alloc_alloc_at(a, 0x3000, 0x100), CAPMEM_OK);
+    CHECK(a);
+    assert_int_equal(capmem_alloc_avail(a), 0x10000 - 0x3100);
+    assert_int_equal(ALLOC(a, 0x10, 1), 0x3100);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1000, 0x10), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_BLOCKS(a, U(0x3000, 0x100), U(0x3100, 0x10), F(0x3110, 0x10000 - 0x3110));
+    capmem_alloc_destroy(a);
+}
+
+/* Many blocks grow the live-block table; a failed growth changes nothing. */
+static void test_watermark_table_growth_failure_is_clean(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = make(P_WATERMARK, 0, 1 << 20);
+    uint64_t off = 0;
+    for (int i = 0; i < 16; i++) {
+        (void)ALLOC(a, 8, 8);
+    }
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 8, 8, &off), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    for (int i = 0; i < 1000; i++) {
+        (void)ALLOC(a, 8, 8);
+    }
+    /* Freed entries become tombstones and are compacted instead of growing. */
+    for (uint64_t o = 0; o < 1016 * 8; o += 16) {
+        EXPECT(capmem_alloc_free(a, o, 8), CAPMEM_OK);
+    }
+    CHECK(a);
+    EXPECT(capmem_alloc_free(a, 0, 8), CAPMEM_E_NOT_ALLOCATED);
+    EXPECT(capmem_alloc_free(a, 8, 8), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/* ---- range ---------------------------------------------------------------- */
+
+static void test_range_sel4_fragmentation_reuses_gap(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(0x40000, 0x2000, 0x100, &a), CAPMEM_OK);
+    assert_int_equal(ALLOC(a, 0x400, 0x400), 0x40000);
+    assert_int_equal(ALLOC(a, 0x800, 0x800), 0x40800);
+    assert_int_equal(ALLOC(a, 0x1000, 0x1000), 0x41000);
+    assert_int_equal(ALLOC(a, 0x400, 0x400), 0x40400); /* the gap */
+    assert_int_equal(capmem_alloc_avail(a), 0);
+    capmem_alloc_destroy(a);
+}
+
+/* Free ranges of 3, 2, 2 and a big tail granules: best fit takes the lowest 2. */
+static void test_range_best_fit_ties_to_lowest_address(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(0, 0x10000, 0x100, &a), CAPMEM_OK);
+    /* Layout: [3 free][1 used][2 free][1 used][2 free][1 used][tail free] */
+    EXPECT(capmem_alloc_alloc_at(a, 0x300, 0x100), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 0x600, 0x100), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 0x900, 0x100), CAPMEM_OK);
+    CHECK(a);
+    assert_int_equal(ALLOC(a, 0x200, 1), 0x400);
+    assert_int_equal(ALLOC(a, 0x101, 1), 0x700); /* rounds to 2 granules */
+    assert_int_equal(ALLOC(a, 0x100, 1), 0x0);   /* 3-range is now the best fit */
+    assert_int_equal(ALLOC(a, 0x200, 1), 0x100);
+    assert_int_equal(ALLOC(a, 0x200, 1), 0xa00); /* only the tail is left */
+    EXPECT_BLOCKS(a, U(0x0, 0x100), U(0x100, 0x200), U(0x300, 0x100), U(0x400, 0x200),
+                  U(0x600, 0x100), U(0x700, 0x200), U(0x900, 0x100), U(0xa00, 0x200),
+                  F(0xc00, 0x10000 - 0xc00));
+    capmem_alloc_destroy(a);
+}
+
+static void test_range_alloc_at_exact_offset_and_refuses_overlap(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(0x100000, 0x10000, 0x1000, &a), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 0x104000, 0x2000), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0x100000, 0x4000), U(0x104000, 0x2000), F(0x106000, 0xa000));
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x105000, 0x1000), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_non_null(strstr(capmem_last_error()->message, "overlaps"));
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x103000, 0x2000), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x100000, 0x10000), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x100800, 0x1000), CAPMEM_E_INVALID_ARGS);
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, 0x104800, 0x1000), CAPMEM_E_INVALID_ARGS);
+    /* Exactly filling the hole before it and the tail after it. */
+    EXPECT(capmem_alloc_alloc_at(a, 0x100000, 0x4000), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 0x10f000, 1), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_BLOCKS(a, U(0x100000, 0x4000), U(0x104000, 0x2000), F(0x106000, 0x9000),
+                  U(0x10f000, 0x1000));
+    capmem_alloc_destroy(a);
+}
+
+static void test_range_free_coalesces_both_neighbours(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(0, 0x5000, 0x1000, &a), CAPMEM_OK);
+    for (uint64_t i = 0; i < 5; i++) {
+        assert_int_equal(ALLOC(a, 0x1000, 1), i * 0x1000);
+    }
+    EXPECT(capmem_alloc_free(a, 0x1000, 0x1000), CAPMEM_OK);
+    EXPECT(capmem_alloc_free(a, 0x3000, 0x1000), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_BLOCKS(a, U(0x0, 0x1000), F(0x1000, 0x1000), U(0x2000, 0x1000), F(0x3000, 0x1000),
+                  U(0x4000, 0x1000));
+    assert_int_equal(capmem_alloc_largest(a), 0x1000);
+    EXPECT(capmem_alloc_free(a, 0x2000, 0x1000), CAPMEM_OK); /* joins both sides */
+    CHECK(a);
+    EXPECT_BLOCKS(a, U(0x0, 0x1000), F(0x1000, 0x3000), U(0x4000, 0x1000));
+    assert_int_equal(capmem_alloc_largest(a), 0x3000);
+    EXPECT(capmem_alloc_free(a, 0x0, 0x1000), CAPMEM_OK);    /* joins the right side */
+    EXPECT(capmem_alloc_free(a, 0x4000, 0x1000), CAPMEM_OK); /* joins the left side */
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0x0, 0x5000));
+    capmem_alloc_destroy(a);
+}
+
+typedef struct ranges {
+    size_t n;
+    blk_t b[16];
+    size_t stop_after;
+} ranges_t;
+
+static int collect_range(uint64_t off, uint64_t size, capmem_block_state_t st, void *ctx)
+{
+    ranges_t *r = ctx;
+    r->b[r->n++] = (blk_t){off, size, (int)st};
+    return r->n == r->stop_after;
+}
+
+static void test_range_free_ranges_visits_in_address_order(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(0, 0x8000, 0x1000, &a), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 0x1000, 0x1000), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 0x4000, 0x2000), CAPMEM_OK);
+    ranges_t r = {.stop_after = 16};
+    EXPECT(capmem_alloc_free_ranges(a, collect_range, &r), CAPMEM_OK);
+    assert_int_equal(r.n, 3);
+    const blk_t want[3] = {F(0x0, 0x1000), F(0x2000, 0x2000), F(0x6000, 0x2000)};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(r.b[i].off, want[i].off);
+        assert_int_equal(r.b[i].size, want[i].size);
+        assert_int_equal(r.b[i].state, CAPMEM_BLOCK_FREE);
+    }
+    ranges_t stop = {.stop_after = 2};
+    EXPECT(capmem_alloc_free_ranges(a, collect_range, &stop), CAPMEM_OK);
+    assert_int_equal(stop.n, 2);
+    EXPECT(capmem_alloc_free_ranges(a, NULL, NULL), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_free_ranges(NULL, collect_range, &r), CAPMEM_E_INVALID_ARGS);
+    for (int p = 0; p < P_COUNT; p++) {
+        if (p != P_RANGE) {
+            capmem_alloc_t *o = make(p, 0, 0x1000);
+            EXPECT(capmem_alloc_free_ranges(o, collect_range, &r), CAPMEM_E_WRONG_TYPE);
+            capmem_alloc_destroy(o);
+        }
+    }
+    capmem_alloc_destroy(a);
+}
+
+/* Alignment above the granule: the block goes to the lowest aligned spot. */
+static void test_range_alignment_above_granule_places_block_aligned(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(0x100, 0x8000, 0x100, &a), CAPMEM_OK);
+    /* Span starts at 0x100: the first 0x1000-aligned spot is 0x1000. */
+    assert_int_equal(ALLOC(a, 0x100, 0x1000), 0x1000);
+    EXPECT_BLOCKS(a, F(0x100, 0xf00), U(0x1000, 0x100), F(0x1100, 0x7000));
+    /* The 0xf00 range is the best fit for 0x200 at 0x200 alignment. */
+    assert_int_equal(ALLOC(a, 0x200, 0x200), 0x200);
+    /* No 0x8000-aligned spot holds 0x100 bytes inside [0x100, 0x8100). */
+    uint64_t off = 3;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x200, 0x8000, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(ALLOC(a, 0x100, 0x8000), 0x8000);
+    assert_int_equal(off, 3);
+    /* Sizes round up to the granule: one byte takes a whole one. */
+    uint64_t before = capmem_alloc_avail(a);
+    uint64_t one = ALLOC(a, 1, 1);
+    assert_int_equal(capmem_alloc_avail(a), before - 0x100);
+    EXPECT(capmem_alloc_free(a, one, 1), CAPMEM_OK);
+    capmem_alloc_destroy(a);
+}
+
+/* ---- buddy ---------------------------------------------------------------- */
+
+/* DESIGN.md's halving scenario, block by block. */
+static void test_buddy_halving_splits_lowest_first_and_consumes_pieces(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_buddy(0x80000, 0x2000, 10, 13, &a), CAPMEM_OK);
+    EXPECT_BLOCKS(a, F(0x80000, 0x2000));
+    assert_int_equal(ALLOC(a, 0x400, 1), 0x80000);
+    EXPECT_BLOCKS(a, U(0x80000, 0x400), F(0x80400, 0x400), F(0x80800, 0x800), F(0x81000, 0x1000));
+    assert_int_equal(ALLOC(a, 0x800, 1), 0x80800);
+    assert_int_equal(ALLOC(a, 0x1000, 1), 0x81000);
+    assert_int_equal(ALLOC(a, 0x400, 1), 0x80400);
+    EXPECT_BLOCKS(a, U(0x80000, 0x400), U(0x80400, 0x400), U(0x80800, 0x800), U(0x81000, 0x1000));
+    assert_int_equal(capmem_alloc_avail(a), 0);
+    assert_int_equal(capmem_alloc_largest(a), 0);
+    uint64_t off = 1;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x400, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(capmem_last_error()->needed, 0x400);
+    assert_int_equal(capmem_last_error()->available, 0);
+    capmem_alloc_destroy(a);
+}
+
+static void test_buddy_sel4_fragmentation_reuses_gap(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_buddy(0x40000, 0x2000, 10, 13, &a), CAPMEM_OK);
+    assert_int_equal(ALLOC(a, 0x400, 0x400), 0x40000);
+    assert_int_equal(ALLOC(a, 0x800, 0x800), 0x40800);
+    assert_int_equal(ALLOC(a, 0x1000, 0x1000), 0x41000);
+    assert_int_equal(ALLOC(a, 0x400, 0x400), 0x40400);
+    capmem_alloc_destroy(a);
+}
+
+static void test_buddy_free_merges_buddies_back(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_buddy(0, 0x2000, 10, 13, &a), CAPMEM_OK);
+    uint64_t x = ALLOC(a, 0x400, 1);
+    uint64_t y = ALLOC(a, 0x400, 1);
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0x0, 0x400), U(0x400, 0x400), F(0x800, 0x800), F(0x1000, 0x1000));
+    EXPECT(capmem_alloc_free(a, y, 0x300), CAPMEM_OK); /* same rounded block */
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0x0, 0x2000));
+    capmem_alloc_destroy(a);
+}
+
+/* A span neither a power of two nor aligned to the largest block. */
+static void test_buddy_covers_unaligned_span_with_natural_blocks(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_buddy(0x1400, 0x3c00, 10, 12, &a), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0x1400, 0x400), F(0x1800, 0x800), F(0x2000, 0x1000), F(0x3000, 0x1000),
+                  F(0x4000, 0x1000));
+    assert_int_equal(capmem_alloc_largest(a), 0x1000);
+    assert_int_equal(ALLOC(a, 0x800, 1), 0x1800);
+    assert_int_equal(ALLOC(a, 0x1000, 1), 0x2000);
+    EXPECT(capmem_alloc_free(a, 0x1800, 0x800), CAPMEM_OK);
+    CHECK(a);
+    /* 0x1400 and 0x1800 are not buddies of one legal block: no merge. */
+    EXPECT_BLOCKS(a, F(0x1400, 0x400), F(0x1800, 0x800), U(0x2000, 0x1000), F(0x3000, 0x1000),
+                  F(0x4000, 0x1000));
+    uint64_t off = 0;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x2000, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    capmem_alloc_destroy(a);
+}
+
+static void test_buddy_alloc_at_splits_toward_offset(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_buddy(0, 0x2000, 10, 13, &a), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 0x1c00, 0x400), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0x0, 0x1000), F(0x1000, 0x800), F(0x1800, 0x400), U(0x1c00, 0x400));
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1800, 0x800), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_non_null(strstr(capmem_last_error()->message, "overlaps"));
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1000, 0x1000), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1400, 0x800), CAPMEM_E_INVALID_ARGS);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1c00, 0x400), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT(capmem_alloc_alloc_at(a, 0x1000, 0x500), CAPMEM_OK); /* rounds to 0x800 */
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0x0, 0x1000), U(0x1000, 0x800), F(0x1800, 0x400), U(0x1c00, 0x400));
+    EXPECT(capmem_alloc_free(a, 0x1000, 0x800), CAPMEM_OK);
+    EXPECT(capmem_alloc_free(a, 0x1c00, 0x400), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0x0, 0x2000));
+    capmem_alloc_destroy(a);
+}
+
+/* align > block size: a small block at a large alignment. */
+static void test_buddy_alignment_above_block_size_finds_aligned_block(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_buddy(0, 0x4000, 10, 14, &a), CAPMEM_OK);
+    assert_int_equal(ALLOC(a, 0x400, 1), 0x0);
+    /* Lowest 0x400 block free is 0x400, but a 0x1000-aligned one is needed. */
+    assert_int_equal(ALLOC(a, 0x400, 0x1000), 0x1000);
+    EXPECT_BLOCKS(a, U(0x0, 0x400), F(0x400, 0x400), F(0x800, 0x800), U(0x1000, 0x400),
+                  F(0x1400, 0x400), F(0x1800, 0x800), F(0x2000, 0x2000));
+    /* No free 0x400 block is 0x800-aligned; the lowest free 0x800 block serves. */
+    assert_int_equal(ALLOC(a, 0x400, 0x800), 0x800);
+    uint64_t off = 0;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x400, 0x8000, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x8000, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    capmem_alloc_destroy(a);
+}
+
+/* ---- custom policy: a plain first-fit list written here ------------------- */
+
+#define FF_MAX 64
+
+typedef struct ff {
+    uint64_t base;
+    uint64_t size;
+    size_t n; /* used blocks, sorted by offset */
+    uint64_t off[FF_MAX];
+    uint64_t len[FF_MAX];
+    int calls; /* hooks that changed or could change state */
+    int destroyed;
+} ff_t;
+
+static capmem_err_t ff_insert(ff_t *f, size_t i, uint64_t off, uint64_t len)
+{
+    if (f->n == FF_MAX) {
+        return capmem__fail(CAPMEM_E_OUT_OF_METADATA, "ff", "first-fit table full");
+    }
+    memmove(&f->off[i + 1], &f->off[i], (f->n - i) * sizeof(uint64_t));
+    memmove(&f->len[i + 1], &f->len[i], (f->n - i) * sizeof(uint64_t));
+    f->off[i] = off;
+    f->len[i] = len;
+    f->n++;
+    return CAPMEM_OK;
+}
+
+static capmem_err_t ff_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
+{
+    ff_t *f = self;
+    f->calls++;
+    /* The generic layer promised validated input. */
+    assert_true(size > 0 && align > 0 && (align & (align - 1)) == 0);
+    uint64_t cur = f->base;
+    for (size_t i = 0; i <= f->n; i++) {
+        uint64_t gap_end = i < f->n ? f->off[i] : f->base + f->size;
+        uint64_t at = (cur + align - 1) & ~(align - 1);
+        if (at >= cur && at <= gap_end && gap_end - at >= size) {
+            capmem_err_t err = ff_insert(f, i, at, size);
+            if (err == CAPMEM_OK) {
+                *offset = at;
+            }
+            return err;
+        }
+        if (i < f->n) {
+            cur = f->off[i] + f->len[i];
+        }
+    }
+    return capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, "ff", size, 0, "first fit: no gap");
+}
+
+static capmem_err_t ff_alloc_at(void *self, uint64_t offset, uint64_t size)
+{
+    ff_t *f = self;
+    f->calls++;
+    assert_true(size > 0 && offset >= f->base && offset + size <= f->base + f->size);
+    size_t i = 0;
+    while (i < f->n && f->off[i] < offset) {
+        i++;
+    }
+    if ((i > 0 && f->off[i - 1] + f->len[i - 1] > offset) ||
+        (i < f->n && offset + size > f->off[i])) {
+        return capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, "ff", size, 0, "overlaps");
+    }
+    return ff_insert(f, i, offset, size);
+}
+
+static capmem_err_t ff_free(void *self, uint64_t offset, uint64_t size)
+{
+    ff_t *f = self;
+    f->calls++;
+    for (size_t i = 0; i < f->n; i++) {
+        if (f->off[i] == offset && f->len[i] == size) {
+            memmove(&f->off[i], &f->off[i + 1], (f->n - i - 1) * sizeof(uint64_t));
+            memmove(&f->len[i], &f->len[i + 1], (f->n - i - 1) * sizeof(uint64_t));
+            f->n--;
+            return CAPMEM_OK;
+        }
+    }
+    /* Deliberately no detail record: the generic layer must fill one in. */
+    return CAPMEM_E_NOT_ALLOCATED;
+}
+
+static uint64_t ff_avail(const void *self)
+{
+    const ff_t *f = self;
+    uint64_t used = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        used += f->len[i];
+    }
+    return f->size - used;
+}
+
+static uint64_t ff_largest(const void *self)
+{
+    const ff_t *f = self;
+    uint64_t best = 0;
+    uint64_t cur = f->base;
+    for (size_t i = 0; i <= f->n; i++) {
+        uint64_t gap_end = i < f->n ? f->off[i] : f->base + f->size;
+        best = gap_end - cur > best ? gap_end - cur : best;
+        if (i < f->n) {
+            cur = f->off[i] + f->len[i];
+        }
+    }
+    return best;
+}
+
+static void ff_reset(void *self)
+{
+    ff_t *f = self;
+    f->n = 0;
+}
+
+static void ff_destroy(void *self)
+{
+    ff_t *f = self;
+    f->destroyed++;
+}
+
+static capmem_err_t ff_walk(const void *self, capmem_alloc_walk_fn fn, void *ctx)
+{
+    const ff_t *f = self;
+    uint64_t cur = f->base;
+    for (size_t i = 0; i <= f->n; i++) {
+        uint64_t gap_end = i < f->n ? f->off[i] : f->base + f->size;
+        if (gap_end > cur && fn(cur, gap_end - cur, CAPMEM_BLOCK_FREE, ctx) != 0) {
+            return CAPMEM_OK;
+        }
+        if (i < f->n) {
+            if (fn(f->off[i], f->len[i], CAPMEM_BLOCK_USED, ctx) != 0) {
+                return CAPMEM_OK;
+            }
+            cur = f->off[i] + f->len[i];
+        }
+    }
+    return CAPMEM_OK;
+}
+
+static const capmem_alloc_ops_t ff_ops = {
+    .name = "first-fit",
+    .alloc = ff_alloc,
+    .alloc_at = ff_alloc_at,
+    .free = ff_free,
+    .avail = ff_avail,
+    .largest = ff_largest,
+    .reset = ff_reset,
+    .destroy = ff_destroy,
+    .check = NULL,
+    .walk = ff_walk,
+};
+
+static void test_custom_first_fit_policy_works_through_generic_api(void **state)
+{
+    (void)state;
+    ff_t f = {.base = 0x1000, .size = 0x2000};
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_custom_span(&ff_ops, &f, 0x1000, 0x2000, &a), CAPMEM_OK);
+    assert_string_equal(capmem_alloc_name(a), "first-fit");
+    assert_int_equal(capmem_alloc_base(a), 0x1000);
+    assert_int_equal(capmem_alloc_size(a), 0x2000);
+    /* The seL4 sequence: first fit also reuses the gap. */
+    assert_int_equal(ALLOC(a, 0x400, 0x400), 0x1000);
+    assert_int_equal(ALLOC(a, 0x800, 0x800), 0x1800);
+    assert_int_equal(ALLOC(a, 0x1000, 0x1000), 0x2000);
+    assert_int_equal(ALLOC(a, 0x400, 0x400), 0x1400);
+    assert_int_equal(capmem_alloc_avail(a), 0);
+    EXPECT(capmem_alloc_free(a, 0x1800, 0x800), CAPMEM_OK);
+    assert_int_equal(capmem_alloc_largest(a), 0x800);
+    EXPECT_BLOCKS(a, U(0x1000, 0x400), U(0x1400, 0x400), F(0x1800, 0x800), U(0x2000, 0x1000));
+    /* Bad input is stopped before the policy sees it. */
+    int calls = f.calls;
+    uint64_t off = 9;
+    EXPECT(capmem_alloc_alloc(a, 0, 1, &off), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_alloc(a, 8, 6, &off), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_alloc_at(a, 0x800, 0x100), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_alloc_at(a, 0x2f00, 0x200), CAPMEM_E_INVALID_ARGS);
+    EXPECT(capmem_alloc_free(a, 0x3000, 0x10), CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(f.calls, calls);
+    /* The policy's own errors come through, with a message even if it set none. */
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, 0x1800, 0x800), CAPMEM_E_NOT_ALLOCATED);
+    assert_string_equal(capmem_last_error()->function, "capmem_alloc_free");
+    assert_true(capmem_last_error()->message[0] != '\0');
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1c00, 0x800), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT(capmem_alloc_alloc_at(a, 0x1800, 0x800), CAPMEM_OK);
+    CHECK(a); /* no check hook: passes */
+    capmem_alloc_reset(a);
+    assert_int_equal(capmem_alloc_avail(a), 0x2000);
+    capmem_alloc_destroy(a);
+    assert_int_equal(f.destroyed, 1);
+    assert_int_equal(off, 9);
+
+    /* Without a span, and without destroy/walk hooks. */
+    capmem_alloc_ops_t bare = ff_ops;
+    bare.destroy = NULL;
+    bare.walk = NULL;
+    ff_t g = {.base = 0, .size = 0x100};
+    EXPECT(capmem_alloc_create_custom(&bare, &g, &a), CAPMEM_OK);
+    assert_int_equal(capmem_alloc_size(a), UINT64_MAX);
+    assert_int_equal(ALLOC(a, 0x10, 0x10), 0);
+    EXPECT(capmem_alloc_walk(a, snap_visit, NULL), CAPMEM_E_UNSUPPORTED);
+    capmem_alloc_destroy(a);
+    assert_int_equal(g.destroyed, 0);
+}
+
+/* ---- randomized runs against a shadow bitmap ----------------------------- */
+
+typedef struct live {
+    uint64_t off;
+    uint64_t size;
+} live_t;
+
+typedef struct model {
+    int policy;
+    capmem_alloc_t *a;
+    uint64_t base;
+    uint64_t size;
+    uint64_t unit; /* granule (range), min block (buddy), 1 (watermark) */
+    uint64_t n;    /* units */
+    uint8_t *used; /* shadow: one byte per unit */
+    live_t *live;
+    size_t nlive;
+    size_t cap;
+    uint64_t seed;
+} model_t;
+
+static uint64_t rnd(model_t *m)
+{
+    uint64_t x = m->seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    m->seed = x;
+    return x;
+}
+
+/* Bytes a request really takes under the policy. */
+static uint64_t rounded(const model_t *m, uint64_t size)
+{
+    if (m->policy == P_BUDDY) {
+        uint64_t b = m->unit;
+        while (b < size) {
+            b <<= 1;
+        }
+        return b;
+    }
+    return (size + m->unit - 1) / m->unit * m->unit;
+}
+
+static bool shadow_free(const model_t *m, uint64_t off, uint64_t len)
+{
+    for (uint64_t u = (off - m->base) / m->unit; u < (off - m->base + len) / m->unit; u++) {
+        if (m->used[u]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void shadow_mark(model_t *m, uint64_t off, uint64_t len, uint8_t v)
+{
+    for (uint64_t u = (off - m->base) / m->unit; u < (off - m->base + len) / m->unit; u++) {
+        m->used[u] = v;
+    }
+}
+
+/* Range with align <= granule: the exact best fit, or UINT64_MAX. */
+static uint64_t shadow_best_fit(const model_t *m, uint64_t len)
+{
+    uint64_t need = len / m->unit;
+    uint64_t best = UINT64_MAX;
+    uint64_t best_len = UINT64_MAX;
+    for (uint64_t u = 0; u < m->n;) {
+        if (m->used[u]) {
+            u++;
+            continue;
+        }
+        uint64_t v = u;
+        while (v < m->n && !m->used[v]) {
+            v++;
+        }
+        if (v - u >= need && v - u < best_len) {
+            best_len = v - u;
+            best = m->base + u * m->unit;
+        }
+        u = v;
+    }
+    return best;
+}
+
+/* Is there any free, align-aligned spot for len bytes (buddy: natural too)? */
+static bool shadow_any_fit(const model_t *m, uint64_t len, uint64_t align)
+{
+    uint64_t step = m->policy == P_BUDDY && len > align ? len : align;
+    uint64_t start = (m->base + step - 1) / step * step;
+    if (step < m->unit) {
+        step = m->unit;
+        start = m->base;
+    }
+    for (uint64_t off = start; off < m->base + m->size && m->base + m->size - off >= len;
+         off += step) {
+        if (shadow_free(m, off, len)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void model_compare(const model_t *m)
+{
+    /* Used blocks of the walk are exactly the live blocks (rounded). */
+    snap_t *s = snap_take(m->a);
+    size_t used = 0;
+    uint64_t free_bytes = 0;
+    for (size_t i = 0; i < s->n && i < SNAP_MAX; i++) {
+        if (s->b[i].state == CAPMEM_BLOCK_USED) {
+            used++;
+            uint64_t r = s->b[i].size;
+            assert_false(shadow_free(m, s->b[i].off, r < m->unit ? m->unit : r));
+        } else {
+            free_bytes += s->b[i].size;
+        }
+    }
+    if (s->n <= SNAP_MAX) {
+        assert_int_equal(used, m->nlive);
+        if (m->policy != P_WATERMARK) {
+            uint64_t shadow_free_bytes = 0;
+            for (uint64_t u = 0; u < m->n; u++) {
+                shadow_free_bytes += m->used[u] ? 0 : m->unit;
+            }
+            assert_int_equal(free_bytes, shadow_free_bytes);
+            assert_int_equal(capmem_alloc_avail(m->a), shadow_free_bytes);
+        } else {
+            assert_int_equal(free_bytes, capmem_alloc_avail(m->a));
+        }
+    }
+    free(s);
+}
+
+static void model_run(int policy, capmem_alloc_t *a, uint64_t unit, uint64_t seed, int ops)
+{
+    model_t m = {.policy = policy, .a = a, .unit = unit, .seed = seed};
+    m.base = capmem_alloc_base(a);
+    m.size = capmem_alloc_size(a);
+    m.n = m.size / unit;
+    m.used = calloc(m.n, 1);
+    m.cap = m.n + 1;
+    m.live = calloc(m.cap, sizeof(live_t));
+    assert_non_null(m.used);
+    assert_non_null(m.live);
+    uint64_t max_req = unit * 24;
+    int fails = 0;
+    int oks = 0;
+    for (int op = 0; op < ops; op++) {
+        uint64_t r = rnd(&m) % 100;
+        if (r < 45 || m.nlive == 0) {
+            uint64_t size = 1 + rnd(&m) % max_req;
+            uint64_t align = 1ull << (rnd(&m) % 13);
+            uint64_t off = 0;
+            uint64_t expect = UINT64_MAX;
+            if (policy == P_RANGE && align <= unit) {
+                expect = shadow_best_fit(&m, rounded(&m, size));
+            }
+            snap_t *before = snap_take(a);
+            capmem_err_t err = capmem_alloc_alloc(a, size, align, &off);
+            if (err == CAPMEM_OK) {
+                uint64_t len = rounded(&m, size);
+                assert_true(off % align == 0);
+                assert_true(off >= m.base && off + len <= m.base + m.size);
+                if (!shadow_free(&m, off, len)) {
+                    fail_msg("op %d: alloc(%llu, %llu) gave 0x%llx, which overlaps a live block",
+                             op, (unsigned long long)size, (unsigned long long)align,
+                             (unsigned long long)off);
+                }
+                if (policy == P_RANGE && align <= unit && off != expect) {
+                    fail_msg("op %d: best fit for %llu is 0x%llx, got 0x%llx", op,
+                             (unsigned long long)size, (unsigned long long)expect,
+                             (unsigned long long)off);
+                }
+                if (policy == P_BUDDY) {
+                    assert_true(off % len == 0);
+                }
+                shadow_mark(&m, off, len, 1);
+                m.live[m.nlive++] = (live_t){off, size};
+                oks++;
+            } else {
+                assert_int_equal(err, CAPMEM_E_NOT_ENOUGH_MEMORY);
+                snap_t *after = snap_take(a);
+                snap_same(before, after, "failed alloc", __LINE__);
+                free(after);
+                if (policy != P_WATERMARK && shadow_any_fit(&m, rounded(&m, size), align)) {
+                    fail_msg("op %d: alloc(%llu, %llu) failed though a spot is free", op,
+                             (unsigned long long)size, (unsigned long long)align);
+                }
+                fails++;
+            }
+            free(before);
+        } else if (r < 55) {
+            uint64_t size = 1 + rnd(&m) % max_req;
+            uint64_t len = rounded(&m, size);
+            uint64_t step = policy == P_BUDDY ? len : unit;
+            if (len > m.size) {
+                continue;
+            }
+            uint64_t off = m.base + (rnd(&m) % (m.size / step)) * step;
+            off = (off + step - 1) / step * step;
+            if (off + len > m.base + m.size) {
+                continue;
+            }
+            snap_t *before = snap_take(a);
+            /* Watermark: below the index is never available, above it always is. */
+            bool want_ok = policy == P_WATERMARK ? off >= m.base + m.size - capmem_alloc_avail(a)
+                                                 : shadow_free(&m, off, len);
+            capmem_err_t err = capmem_alloc_alloc_at(a, off, size);
+            if (want_ok != (err == CAPMEM_OK)) {
+                fail_msg("op %d: alloc_at(0x%llx, %llu) returned %s, expected %s", op,
+                         (unsigned long long)off, (unsigned long long)size, capmem_err_name(err),
+                         want_ok ? "OK" : "NOT_ENOUGH_MEMORY");
+            }
+            if (err == CAPMEM_OK) {
+                assert_true(shadow_free(&m, off, len));
+                shadow_mark(&m, off, len, 1);
+                m.live[m.nlive++] = (live_t){off, size};
+            } else {
+                assert_int_equal(err, CAPMEM_E_NOT_ENOUGH_MEMORY);
+                snap_t *after = snap_take(a);
+                snap_same(before, after, "failed alloc_at", __LINE__);
+                free(after);
+            }
+            free(before);
+        } else if (r < 93) {
+            size_t k = (size_t)(rnd(&m) % m.nlive);
+            live_t b = m.live[k];
+            EXPECT(capmem_alloc_free(a, b.off, b.size), CAPMEM_OK);
+            shadow_mark(&m, b.off, rounded(&m, b.size), 0);
+            m.live[k] = m.live[--m.nlive];
+        } else {
+            /* Bogus frees: each must fail and change nothing. */
+            size_t k = (size_t)(rnd(&m) % m.nlive);
+            live_t b = m.live[k];
+            uint64_t len = rounded(&m, b.size);
+            EXPECT_UNCHANGED(a, capmem_alloc_free(a, b.off, len * 2 + m.unit),
+                             (b.off + len * 2 + m.unit > m.base + m.size) ? CAPMEM_E_INVALID_ARGS
+                                                                          : CAPMEM_E_NOT_ALLOCATED);
+            if (len > m.unit) {
+                EXPECT_UNCHANGED(a, capmem_alloc_free(a, b.off + m.unit, m.unit),
+                                 CAPMEM_E_NOT_ALLOCATED);
+            }
+            /* A unit that is free in the shadow cannot start a live block. */
+            uint64_t u = rnd(&m) % m.n;
+            if (!m.used[u] && policy != P_WATERMARK) {
+                EXPECT_UNCHANGED(a, capmem_alloc_free(a, m.base + u * m.unit, m.unit),
+                                 CAPMEM_E_NOT_ALLOCATED);
+            }
+        }
+        CHECK(a);
+        if (op % 50 == 0) {
+            model_compare(&m);
+        }
+        if (policy == P_WATERMARK && capmem_alloc_avail(a) < max_req && rnd(&m) % 8 == 0) {
+            capmem_alloc_reset(a);
+            memset(m.used, 0, m.n);
+            m.nlive = 0;
+            CHECK(a);
+        }
+    }
+    model_compare(&m);
+    /* Both outcomes happened: the run exercised full and non-full states. */
+    assert_true(oks > ops / 10);
+    assert_true(fails > 0);
+    while (m.nlive > 0) {
+        live_t b = m.live[--m.nlive];
+        EXPECT(capmem_alloc_free(a, b.off, b.size), CAPMEM_OK);
+        CHECK(a);
+    }
+    if (policy != P_WATERMARK) {
+        assert_int_equal(capmem_alloc_avail(a), m.size);
+        snap_t *s = snap_take(a);
+        if (policy == P_RANGE) {
+            assert_int_equal(s->n, 1); /* everything coalesced back */
+        }
+        free(s);
+    }
+    free(m.used);
+    free(m.live);
+}
+
+static void test_range_random_ops_match_shadow_model(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(0x10040, 0x40 * 700, 0x40, &a), CAPMEM_OK);
+    model_run(P_RANGE, a, 0x40, 0x1234567887654321ull, 6000);
+    capmem_alloc_destroy(a);
+}
+
+static void test_buddy_random_ops_match_shadow_model(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_buddy(0x1040, 0x40 * 700, 6, 11, &a), CAPMEM_OK);
+    model_run(P_BUDDY, a, 0x40, 0xfeedfacecafebeefull, 6000);
+    capmem_alloc_destroy(a);
+}
+
+static void test_watermark_random_ops_match_shadow_model(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_watermark(0x3000, 0x2000, &a), CAPMEM_OK);
+    model_run(P_WATERMARK, a, 1, 0x0123456789abcdefull, 4000);
+    capmem_alloc_destroy(a);
+}
+
+/* ---- host failures ---------------------------------------------------------- */
+
+static capmem_err_t create_policy(int p, capmem_alloc_t **a)
+{
+    switch (p) {
+    case P_WATERMARK:
+        return capmem_alloc_create_watermark(0, 1 << 20, a);
+    case P_RANGE:
+        return capmem_alloc_create_range(0, 1ull << 30, 0x1000, a);
+    default:
+        return capmem_alloc_create_buddy(0, 1ull << 30, 12, 30, a);
+    }
+}
+
+static void test_create_host_failure_is_clean_error_without_leak(void **state)
+{
+    (void)state;
+    for (int p = 0; p < P_COUNT; p++) {
+        for (int kind = CAPMEM__HOST_MALLOC; kind <= CAPMEM__HOST_MMAP; kind++) {
+            /* Fail the 1st, 2nd, ... host operation until creation no longer needs it. */
+            for (uint64_t nth = 1; nth < 8; nth++) {
+                capmem_alloc_t *sentinel = (capmem_alloc_t *)(uintptr_t)0x5678;
+                capmem_alloc_t *a = sentinel;
+                capmem__inject_fail((capmem__host_kind_t)kind, nth);
+                capmem_err_t err = create_policy(p, &a);
+                uint64_t attempts = capmem__inject_count((capmem__host_kind_t)kind);
+                capmem__inject_reset();
+                if (attempts < nth) {
+                    EXPECT(err, CAPMEM_OK);
+                    CHECK(a);
+                    capmem_alloc_destroy(a);
+                    break;
+                }
+                EXPECT(err, CAPMEM_E_HOST_NOMEM);
+                assert_ptr_equal(a, sentinel);
+                assert_true(capmem_last_error()->message[0] != '\0');
+            }
+        }
+    }
+    /* Custom: only the handle is allocated. */
+    ff_t f = {.base = 0, .size = 0x100};
+    capmem_alloc_t *a = NULL;
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    EXPECT(capmem_alloc_create_custom(&ff_ops, &f, &a), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    assert_null(a);
+    assert_int_equal(f.destroyed, 0);
+}
+
+/* A large range costs nothing up front and works at both ends. */
+static void test_range_large_span_is_lazy_and_usable(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(0, 64ull << 30, 0x1000, &a), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, (64ull << 30) - 0x1000, 0x1000), CAPMEM_OK);
+    assert_int_equal(ALLOC(a, 0x1000, 1), 0);
+    assert_int_equal(capmem_alloc_largest(a), (64ull << 30) - 0x2000);
+    capmem_alloc_destroy(a);
+    EXPECT(capmem_alloc_create_buddy(0, 64ull << 30, 12, 30, &a), CAPMEM_OK);
+    assert_int_equal(ALLOC(a, 1ull << 30, 1), 0);
+    assert_int_equal(ALLOC(a, 0x1000, 1), 1ull << 30);
+    capmem_alloc_destroy(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_rejects_bad_arguments_and_leaves_out_untouched),
+        cmocka_unit_test(test_create_reports_span_name_and_everything_free),
+        cmocka_unit_test(test_generic_calls_reject_bad_arguments_and_change_nothing),
+        cmocka_unit_test(test_every_policy_refuses_foreign_frees_and_changes_nothing),
+        cmocka_unit_test(test_watermark_skips_alignment_gap_and_fails_fourth_request),
+        cmocka_unit_test(test_watermark_alloc_at_moves_index_and_loses_gap),
+        cmocka_unit_test(test_watermark_table_growth_failure_is_clean),
+        cmocka_unit_test(test_range_sel4_fragmentation_reuses_gap),
+        cmocka_unit_test(test_range_best_fit_ties_to_lowest_address),
+        cmocka_unit_test(test_range_alloc_at_exact_offset_and_refuses_overlap),
+        cmocka_unit_test(test_range_free_coalesces_both_neighbours),
+        cmocka_unit_test(test_range_free_ranges_visits_in_address_order),
+        cmocka_unit_test(test_range_alignment_above_granule_places_block_aligned),
+        cmocka_unit_test(test_buddy_halving_splits_lowest_first_and_consumes_pieces),
+        cmocka_unit_test(test_buddy_sel4_fragmentation_reuses_gap),
+        cmocka_unit_test(test_buddy_free_merges_buddies_back),
+        cmocka_unit_test(test_buddy_covers_unaligned_span_with_natural_blocks),
+        cmocka_unit_test(test_buddy_alloc_at_splits_toward_offset),
+        cmocka_unit_test(test_buddy_alignment_above_block_size_finds_aligned_block),
+        cmocka_unit_test(test_custom_first_fit_policy_works_through_generic_api),
+        cmocka_unit_test(test_range_random_ops_match_shadow_model),
+        cmocka_unit_test(test_buddy_random_ops_match_shadow_model),
+        cmocka_unit_test(test_watermark_random_ops_match_shadow_model),
+        cmocka_unit_test(test_create_host_failure_is_clean_error_without_leak),
+        cmocka_unit_test(test_range_large_span_is_lazy_and_usable),
+    };
+    return cmocka_run_group_tests_name("alloc", tests, NULL, NULL);
+}
