@@ -371,7 +371,7 @@ capmem_err_t capmem_cap_user_object(capmem_arena_t *arena, capmem_cap_t cap,
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena, type or object is NULL");
     }
     capmem__lock(arena);
-    capmem__slot_t *s;
+    capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_USER, 0, __func__, &s);
     if (err == CAPMEM_OK) {
         user_obj_t *u = (user_obj_t *)s->obj;
@@ -404,7 +404,7 @@ capmem_err_t capmem_cap_mint(capmem_arena_t *arena, capmem_cap_t src, unsigned r
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "unknown rights bits 0x%x", rights);
     }
     capmem__lock(arena);
-    capmem__slot_t *s;
+    capmem__slot_t *s = NULL;
     capmem_err_t err =
         capmem__cap_lookup(arena, src, CAPMEM_OBJ_NONE, CAPMEM_RIGHT_GRANT, __func__, &s);
     if (err == CAPMEM_OK && (rights & ~(unsigned)s->rights) != 0) {
@@ -428,7 +428,7 @@ capmem_err_t capmem_cap_delete(capmem_arena_t *arena, capmem_cap_t cap)
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
     capmem__lock(arena);
-    capmem__slot_t *s;
+    capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_NONE, 0, __func__, &s);
     if (err == CAPMEM_OK && s->first_child != 0) {
         err = capmem__fail(CAPMEM_E_REVOKE_FIRST, __func__,
@@ -448,7 +448,7 @@ capmem_err_t capmem_cap_revoke(capmem_arena_t *arena, capmem_cap_t cap)
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
     capmem__lock(arena);
-    capmem__slot_t *s;
+    capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_NONE, 0, __func__, &s);
     if (err == CAPMEM_OK) {
         uint64_t n = capmem__cap_revoke_index(arena, capmem__cap_index(cap));
@@ -485,7 +485,7 @@ capmem_err_t capmem_cap_identify(capmem_arena_t *arena, capmem_cap_t cap, capmem
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or info is NULL");
     }
     capmem__lock(arena);
-    capmem__slot_t *s;
+    capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_NONE, 0, __func__, &s);
     if (err == CAPMEM_OK) {
         fill_info(cspace(arena), capmem__cap_index(cap), info);
@@ -536,7 +536,7 @@ capmem_err_t capmem_cap_walk(capmem_arena_t *arena, capmem_cap_t root, capmem_ca
     capmem__cspace_t *cs = cspace(arena);
     capmem_err_t err = CAPMEM_OK;
     if (root != CAPMEM_CAP_NULL) {
-        capmem__slot_t *s;
+        capmem__slot_t *s = NULL;
         err = capmem__cap_lookup(arena, root, CAPMEM_OBJ_NONE, 0, __func__, &s);
         if (err == CAPMEM_OK) {
             walk_subtree(cs, capmem__cap_index(root), fn, ctx);
@@ -569,7 +569,7 @@ static capmem_err_t broken(char *why, size_t len, const char *fmt, uint32_t a, u
     if (why != NULL && len > 0) {
         snprintf(why, len, fmt, a, b);
     }
-    return CAPMEM_E_NOT_FOUND;
+    return CAPMEM_E_CORRUPT;
 }
 
 /* Checks without locking; the public wrapper and the arena checker lock. */

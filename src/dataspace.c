@@ -275,8 +275,8 @@ capmem_err_t capmem_dataspace_info(capmem_arena_t *arena, capmem_cap_t ds, capme
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or info is NULL");
     }
     capmem__lock(arena);
-    capmem__slot_t *s;
-    capmem__ds_t *d;
+    capmem__slot_t *s = NULL;
+    capmem__ds_t *d = NULL;
     capmem_err_t err = capmem__ds_lookup(arena, ds, 0, __func__, &s, &d);
     if (err == CAPMEM_OK) {
         memset(info, 0, sizeof(*info));
@@ -300,10 +300,10 @@ static capmem_err_t access(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offs
         return capmem__fail(CAPMEM_E_INVALID_ARGS, func, "arena or buf is NULL");
     }
     capmem__lock(arena);
-    capmem__slot_t *s;
-    capmem__ds_t *d;
-    capmem_err_t err = capmem__ds_lookup(arena, ds, write ? CAPMEM_RIGHT_WRITE : CAPMEM_RIGHT_READ,
-                                         func, &s, &d);
+    capmem__slot_t *s = NULL;
+    capmem__ds_t *d = NULL;
+    capmem_err_t err =
+        capmem__ds_lookup(arena, ds, write ? CAPMEM_RIGHT_WRITE : CAPMEM_RIGHT_READ, func, &s, &d);
     uint64_t end;
     if (err == CAPMEM_OK && write && !(d->flags & CAPMEM__DS_WRITABLE)) {
         err = capmem__fail(CAPMEM_E_DENIED, func, "the dataspace is read-only");
@@ -424,10 +424,9 @@ capmem_err_t capmem_dataspace_alias(capmem_arena_t *arena, capmem_cap_t session,
         if (attr->lifetime == CAPMEM_ALIAS_DEPENDENT) {
             rec->flags |= CAPMEM__DS_ALIAS_DEP;
             /* Root RAM dataspace: src itself, or the root its own alias points to. */
-            capmem__ds_t *root = capmem__ds_kind(src) == CAPMEM__DS_RAM ? src
-                                 : capmem__ds_kind(src) == CAPMEM__DS_ALIAS_DEP
-                                     ? src->owner
-                                     : NULL;
+            capmem__ds_t *root = capmem__ds_kind(src) == CAPMEM__DS_RAM         ? src
+                                 : capmem__ds_kind(src) == CAPMEM__DS_ALIAS_DEP ? src->owner
+                                                                                : NULL;
             rec->owner = root;
             list_push(&acc->dependents, rec);
             parent = capmem__cap_index(ds);
@@ -475,8 +474,8 @@ capmem_err_t capmem_dataspace_free(capmem_arena_t *arena, capmem_cap_t ds)
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
     capmem__lock(arena);
-    capmem__slot_t *s;
-    capmem__ds_t *d;
+    capmem__slot_t *s = NULL;
+    capmem__ds_t *d = NULL;
     /*
      * Freeing takes the original capability, not a right: a read-only alias
      * has no WRITE, yet whoever made it can free it.
@@ -529,11 +528,12 @@ static capmem_err_t lent_bytes(const capmem__account_t *acc, uint64_t *out, char
     for (const capmem__ds_t *d = acc->lent_list; d != NULL; d = d->next) {
         if (capmem__ds_kind(d) != CAPMEM__DS_ALIAS_FC || !(d->flags & CAPMEM__DS_LENT) ||
             d->owner != acc) {
-            snprintf(why, len, "account \"%s\": its lent list holds a record that is not its "
-                               "lent first-class alias",
+            snprintf(why, len,
+                     "account \"%s\": its lent list holds a record that is not its "
+                     "lent first-class alias",
                      acc->label);
             capmem__free(runs);
-            return CAPMEM_E_NOT_FOUND;
+            return CAPMEM_E_CORRUPT;
         }
         runs[k++] = (run_t){d->off, d->off + d->size};
     }
@@ -572,7 +572,7 @@ capmem_err_t capmem__meta_check(capmem_arena_t *arena, const capmem__meta_t *m, 
         snprintf(why, len, "%s: donation %llu does not match its chunks (%llu bytes, %llu slots)",
                  who, (unsigned long long)m->donation, (unsigned long long)bytes,
                  (unsigned long long)m->capacity);
-        return CAPMEM_E_NOT_FOUND;
+        return CAPMEM_E_CORRUPT;
     }
     uint64_t expect = chunk_count(m) + session_slots + records + capmem__rm_records_in(arena, m);
     if (m->used != expect || m->used > m->capacity) {
@@ -582,7 +582,7 @@ capmem_err_t capmem__meta_check(capmem_arena_t *arena, const capmem__meta_t *m, 
                  who, (unsigned long long)m->used, (unsigned long long)chunk_count(m),
                  (unsigned long long)session_slots, (unsigned long long)(expect - session_slots),
                  (unsigned long long)m->capacity);
-        return CAPMEM_E_NOT_FOUND;
+        return CAPMEM_E_CORRUPT;
     }
     return CAPMEM_OK;
 }
@@ -601,8 +601,7 @@ uint64_t capmem__ds_records_in(capmem_arena_t *arena, const capmem__meta_t *m, u
         if (d->meta == m) {
             n++;
         }
-        if (ram_bytes != NULL && capmem__ds_kind(d) == CAPMEM__DS_RAM &&
-            d->owner == m->account) {
+        if (ram_bytes != NULL && capmem__ds_kind(d) == CAPMEM__DS_RAM && d->owner == m->account) {
             *ram_bytes += d->size;
         }
     }
@@ -640,25 +639,24 @@ capmem_err_t capmem__ram_check(capmem_arena_t *arena, char *why, size_t len)
             }
             if (acc->used > acc->quota || acc->lent > acc->used) {
                 snprintf(why, len, "account \"%s\": used %llu exceeds quota %llu or lent %llu",
-                         acc->label, (unsigned long long)acc->used,
-                         (unsigned long long)acc->quota, (unsigned long long)acc->lent);
-                err = CAPMEM_E_NOT_FOUND;
+                         acc->label, (unsigned long long)acc->used, (unsigned long long)acc->quota,
+                         (unsigned long long)acc->lent);
+                err = CAPMEM_E_CORRUPT;
             } else if (acc->used != own + lent || acc->lent != lent) {
                 snprintf(why, len,
                          "account \"%s\": charged %llu (lent %llu), but holds %llu bytes of "
                          "dataspaces and %llu bytes of lent pages",
-                         acc->label, (unsigned long long)acc->used,
-                         (unsigned long long)acc->lent, (unsigned long long)own,
-                         (unsigned long long)lent);
-                err = CAPMEM_E_NOT_FOUND;
+                         acc->label, (unsigned long long)acc->used, (unsigned long long)acc->lent,
+                         (unsigned long long)own, (unsigned long long)lent);
+                err = CAPMEM_E_CORRUPT;
             } else if (acc->caps.used > acc->caps.limit && acc->ref != NULL) {
                 snprintf(why, len, "account \"%s\": %llu capabilities charged, quota %llu",
                          acc->label, (unsigned long long)acc->caps.used,
                          (unsigned long long)acc->caps.limit);
-                err = CAPMEM_E_NOT_FOUND;
+                err = CAPMEM_E_CORRUPT;
             } else {
-                err = capmem__meta_check(arena, &acc->meta, acc->label, recs, CAPMEM_RAM_SESSION_SLOTS,
-                                 why, len);
+                err = capmem__meta_check(arena, &acc->meta, acc->label, recs,
+                                         CAPMEM_RAM_SESSION_SLOTS, why, len);
             }
             phys_expect += acc->meta.donation + own + lent;
         }
@@ -670,7 +668,7 @@ capmem_err_t capmem__ram_check(capmem_arena_t *arena, char *why, size_t len)
                      "conservation broken: accounts' quota + donations = %llu, the service has "
                      "%llu bytes of RAM",
                      (unsigned long long)quota_sum, (unsigned long long)svc->total);
-            err = CAPMEM_E_NOT_FOUND;
+            err = CAPMEM_E_CORRUPT;
             break;
         }
         uint64_t in_use = svc->total - capmem_alloc_avail(svc->phys);
@@ -679,13 +677,13 @@ capmem_err_t capmem__ram_check(capmem_arena_t *arena, char *why, size_t len)
                      "exclusivity broken: %llu bytes of physical memory reserved, but "
                      "donations, dataspaces and lent pages account for %llu",
                      (unsigned long long)in_use, (unsigned long long)phys_expect);
-            err = CAPMEM_E_NOT_FOUND;
+            err = CAPMEM_E_CORRUPT;
             break;
         }
         char sub[160];
         if (capmem_alloc_check(svc->phys, sub, sizeof(sub)) != CAPMEM_OK) {
             snprintf(why, len, "RAM service physical allocator: %s", sub);
-            err = CAPMEM_E_NOT_FOUND;
+            err = CAPMEM_E_CORRUPT;
         }
     }
     return err;

@@ -196,17 +196,15 @@ capmem_err_t capmem__meta_reserve(capmem_arena_t *arena, capmem__meta_t *m,
         return CAPMEM_OK;
     }
     if (expander == NULL || !(expander->flags & CAPMEM_RAM_EXPANDING)) {
-        return capmem__fail_space(CAPMEM_E_OUT_OF_METADATA, func, slots * CAPMEM__REC,
-                                  meta_free_slots(m) * CAPMEM__REC,
-                                  "Could not allocate metadata (%llu-byte record; the donation "
-                                  "of %llu bytes is used up)",
-                                  (unsigned long long)(slots * CAPMEM__REC),
-                                  (unsigned long long)m->donation);
+        return capmem__fail_space(
+            CAPMEM_E_OUT_OF_METADATA, func, slots * CAPMEM__REC, meta_free_slots(m) * CAPMEM__REC,
+            "Could not allocate metadata (%llu-byte record; the donation "
+            "of %llu bytes is used up)",
+            (unsigned long long)(slots * CAPMEM__REC), (unsigned long long)m->donation);
     }
     while (!capmem__meta_has_room(m, slots)) {
-        capmem_err_t err =
-            capmem__meta_upgrade(arena, m, expander, session_cap, who, expander->upgrade_step,
-                                 func);
+        capmem_err_t err = capmem__meta_upgrade(arena, m, expander, session_cap, who,
+                                                expander->upgrade_step, func);
         if (err != CAPMEM_OK) {
             return err;
         }
@@ -219,7 +217,7 @@ capmem_err_t capmem__meta_reserve(capmem_arena_t *arena, capmem__meta_t *m,
 capmem_err_t capmem__account_lookup(capmem_arena_t *arena, capmem_cap_t cap, unsigned rights,
                                     const char *func, capmem__account_t **out)
 {
-    capmem__slot_t *s;
+    capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_RAM_SESSION, rights, func, &s);
     if (err == CAPMEM_OK) {
         *out = s->obj;
@@ -306,7 +304,9 @@ static capmem__account_t *account_init(capmem_arena_t *arena, capmem__ram_servic
     capmem__meta_t m = {0};
     capmem_err_t err = capmem__meta_add_chunk(arena, svc, &m, donation, func);
     CAPMEM_ASSERT(err == CAPMEM_OK, "callers check the physical range first");
-    (void)err;
+    if (err != CAPMEM_OK || m.chunks == NULL) {
+        return NULL;
+    }
     capmem__account_t *acc = (capmem__account_t *)(m.chunks + CAPMEM__REC);
     memset(acc, 0, sizeof(*acc));
     acc->meta = m;
@@ -332,8 +332,7 @@ static capmem_err_t check_step(const capmem_arena_t *arena, uint64_t bytes, cons
         return capmem__fail(CAPMEM_E_INVALID_ARGS, func,
                             "%s of %llu bytes is zero, not a multiple of the page size (%llu) "
                             "or too small for a chunk",
-                            what, (unsigned long long)bytes,
-                            (unsigned long long)arena->page_size);
+                            what, (unsigned long long)bytes, (unsigned long long)arena->page_size);
     }
     return CAPMEM_OK;
 }
@@ -373,6 +372,7 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
     uint64_t lo = UINT64_MAX;
     uint64_t hi = 0;
     uint64_t total = 0;
+    uint64_t largest_pool = 0;
     size_t made = 0;
     if (st == NULL) {
         err = capmem__fail(CAPMEM_E_HOST_NOMEM, fn, "no host memory for the RAM state");
@@ -386,9 +386,9 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
     /* Decode every untyped before claiming any. */
     for (size_t i = 0; err == CAPMEM_OK && i < n; i++) {
         capmem_untyped_info_t ui;
-        capmem__slot_t *s;
-        err = capmem__cap_lookup(arena, untypeds[i], CAPMEM_OBJ_UNTYPED, CAPMEM_RIGHT_WRITE, fn,
-                                 &s);
+        capmem__slot_t *s = NULL;
+        err =
+            capmem__cap_lookup(arena, untypeds[i], CAPMEM_OBJ_UNTYPED, CAPMEM_RIGHT_WRITE, fn, &s);
         if (err != CAPMEM_OK) {
             break;
         }
@@ -413,13 +413,23 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
             uint64_t end = ut->base.offset + (1ull << ut->base.size_bits);
             hi = end > hi ? end : hi;
             total += 1ull << ut->base.size_bits;
+            if ((1ull << ut->base.size_bits) > largest_pool) {
+                largest_pool = 1ull << ut->base.size_bits;
+            }
         }
     }
     if (err == CAPMEM_OK && total < at->root_donation) {
         err = capmem__fail_space(CAPMEM_E_OUT_OF_RAM, fn, at->root_donation, total,
                                  "the untypeds hold %llu bytes, the root donation needs %llu",
-                                 (unsigned long long)total,
-                                 (unsigned long long)at->root_donation);
+                                 (unsigned long long)total, (unsigned long long)at->root_donation);
+    }
+    if (err == CAPMEM_OK && largest_pool < at->root_donation) {
+        /* The root's donation is one chunk: it must fit in one pool. */
+        err = capmem__fail_space(CAPMEM_E_OUT_OF_PHYS, fn, at->root_donation, largest_pool,
+                                 "the root donation of %llu bytes fits in no single untyped "
+                                 "(largest: %llu bytes)",
+                                 (unsigned long long)at->root_donation,
+                                 (unsigned long long)largest_pool);
     }
     if (err == CAPMEM_OK) {
         err = capmem__cap_reserve_check(arena, NULL, (uint32_t)n + 1, fn);
@@ -455,9 +465,9 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
             uint64_t next_start = hi;
             uint64_t next_end = hi;
             for (size_t i = 0; i < n; i++) {
-                capmem__slot_t *s;
-                capmem_err_t e2 = capmem__cap_lookup(arena, untypeds[i], CAPMEM_OBJ_UNTYPED, 0,
-                                                     fn, &s);
+                capmem__slot_t *s = NULL;
+                capmem_err_t e2 =
+                    capmem__cap_lookup(arena, untypeds[i], CAPMEM_OBJ_UNTYPED, 0, fn, &s);
                 CAPMEM_ASSERT(e2 == CAPMEM_OK, "decoded above");
                 (void)e2;
                 capmem__untyped_t *ut = s->obj;
@@ -492,8 +502,8 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
     acc->flags = at->flags;
     snprintf(acc->label, sizeof(acc->label), "root");
     err = capmem__cap_create_typed(arena, CAPMEM_OBJ_RAM_SESSION, acc, CAPMEM_RIGHTS_ALL,
-                                   CAPMEM__SLOT_ORIGINAL, capmem__cap_index(pool_caps[0]), NULL,
-                                   fn, root);
+                                   CAPMEM__SLOT_ORIGINAL, capmem__cap_index(pool_caps[0]), NULL, fn,
+                                   root);
     CAPMEM_ASSERT(err == CAPMEM_OK, "slot reserved");
     acc->slot = capmem__cap_index(*root);
     svc->root = acc;
@@ -557,11 +567,11 @@ capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
     uint64_t need = 0;
     capmem_err_t err = check_step(arena, at->donation, "donation", fn);
     if (err == CAPMEM_OK && at->donation < min_donation(arena)) {
-        err = capmem__fail(CAPMEM_E_INVALID_ARGS, fn,
-                           "a donation of %llu bytes cannot hold the session record (minimum "
-                           "%llu)",
-                           (unsigned long long)at->donation,
-                           (unsigned long long)min_donation(arena));
+        err =
+            capmem__fail(CAPMEM_E_INVALID_ARGS, fn,
+                         "a donation of %llu bytes cannot hold the session record (minimum "
+                         "%llu)",
+                         (unsigned long long)at->donation, (unsigned long long)min_donation(arena));
     }
     if (err == CAPMEM_OK) {
         err = check_step(arena, at->upgrade_step, "upgrade step", fn);
@@ -583,10 +593,10 @@ capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
     if (err == CAPMEM_OK &&
         (at->caps == UINT64_MAX || p->caps.limit - p->caps.used < at->caps + 1 ||
          p->caps.used > p->caps.limit)) {
-        err = capmem__fail_space(CAPMEM_E_OUT_OF_CAPS, fn, at->caps + 1,
-                                 p->caps.limit - p->caps.used,
-                                 "the parent's capability quota cannot pay %llu capabilities",
-                                 (unsigned long long)(at->caps + 1));
+        err =
+            capmem__fail_space(CAPMEM_E_OUT_OF_CAPS, fn, at->caps + 1, p->caps.limit - p->caps.used,
+                               "the parent's capability quota cannot pay %llu capabilities",
+                               (unsigned long long)(at->caps + 1));
     }
     if (err == CAPMEM_OK) {
         err = capmem__cap_reserve_check(arena, &p->caps, 1, fn);
@@ -611,8 +621,8 @@ capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
         acc->slot = capmem__cap_index(*out);
         if (arena->on_event != NULL) {
             capmem__emitf(arena, CAPMEM_EVENT_DONATE, *out, at->donation, at->quota,
-                          "session \"%s\" opened by \"%s\": donation %llu, quota %llu",
-                          acc->label, p->label, (unsigned long long)at->donation,
+                          "session \"%s\" opened by \"%s\": donation %llu, quota %llu", acc->label,
+                          p->label, (unsigned long long)at->donation,
                           (unsigned long long)at->quota);
         }
     }
@@ -723,8 +733,8 @@ static capmem_err_t transfer_pair(capmem_arena_t *arena, capmem_cap_t from, capm
     }
     if (err == CAPMEM_OK && (*a)->ref != *b && (*b)->ref != *a) {
         err = capmem__fail(CAPMEM_E_DENIED, fn,
-                           "\"%s\" and \"%s\" are not account and reference account",
-                           (*a)->label, (*b)->label);
+                           "\"%s\" and \"%s\" are not account and reference account", (*a)->label,
+                           (*b)->label);
     }
     return err;
 }
@@ -740,18 +750,18 @@ capmem_err_t capmem_ram_transfer(capmem_arena_t *arena, capmem_cap_t from, capme
     capmem__account_t *b = NULL;
     capmem_err_t err = transfer_pair(arena, from, to, __func__, &a, &b);
     if (err == CAPMEM_OK && a->quota - a->used < bytes) {
-        err = capmem__fail_space(CAPMEM_E_OUT_OF_RAM, __func__, bytes, a->quota - a->used,
-                                 "\"%s\" has %llu bytes available, %llu asked",
-                                 a->label, (unsigned long long)(a->quota - a->used),
-                                 (unsigned long long)bytes);
+        err =
+            capmem__fail_space(CAPMEM_E_OUT_OF_RAM, __func__, bytes, a->quota - a->used,
+                               "\"%s\" has %llu bytes available, %llu asked", a->label,
+                               (unsigned long long)(a->quota - a->used), (unsigned long long)bytes);
     }
     if (err == CAPMEM_OK) {
         a->quota -= bytes;
         b->quota += bytes;
         if (arena->on_event != NULL) {
             capmem__emitf(arena, CAPMEM_EVENT_TRANSFER, from, bytes, 0,
-                          "transfer %llu bytes from \"%s\" to \"%s\"",
-                          (unsigned long long)bytes, a->label, b->label);
+                          "transfer %llu bytes from \"%s\" to \"%s\"", (unsigned long long)bytes,
+                          a->label, b->label);
         }
     }
     capmem__unlock(arena);
@@ -768,7 +778,8 @@ capmem_err_t capmem_ram_transfer_caps(capmem_arena_t *arena, capmem_cap_t from, 
     capmem__account_t *a = NULL;
     capmem__account_t *b = NULL;
     capmem_err_t err = transfer_pair(arena, from, to, __func__, &a, &b);
-    if (err == CAPMEM_OK && (a->caps.used > a->caps.limit || a->caps.limit - a->caps.used < count)) {
+    if (err == CAPMEM_OK &&
+        (a->caps.used > a->caps.limit || a->caps.limit - a->caps.used < count)) {
         err = capmem__fail_space(CAPMEM_E_OUT_OF_CAPS, __func__, count,
                                  a->caps.used > a->caps.limit ? 0 : a->caps.limit - a->caps.used,
                                  "\"%s\" has too little unused capability quota", a->label);
@@ -813,8 +824,8 @@ capmem_err_t capmem_ram_upgrade(capmem_arena_t *arena, capmem_cap_t session, cap
         } else if (s->type == CAPMEM_OBJ_REGION_MAP) {
             err = capmem__rm_meta(arena, s->obj, pay, __func__, &m, &who);
         } else {
-            err = capmem__fail(CAPMEM_E_WRONG_TYPE, __func__,
-                               "a %s is not a session", capmem_obj_type_name(s->type));
+            err = capmem__fail(CAPMEM_E_WRONG_TYPE, __func__, "a %s is not a session",
+                               capmem_obj_type_name(s->type));
         }
     }
     if (err == CAPMEM_OK) {
@@ -840,8 +851,8 @@ capmem_err_t capmem_ram_set_expanding(capmem_arena_t *arena, capmem_cap_t accoun
         err = capmem__account_lookup(arena, account, CAPMEM_RIGHT_WRITE, __func__, &acc);
     }
     if (err == CAPMEM_OK) {
-        acc->flags = on ? acc->flags | CAPMEM_RAM_EXPANDING
-                        : acc->flags & ~(uint32_t)CAPMEM_RAM_EXPANDING;
+        acc->flags =
+            on ? acc->flags | CAPMEM_RAM_EXPANDING : acc->flags & ~(uint32_t)CAPMEM_RAM_EXPANDING;
         if (step != 0) {
             acc->upgrade_step = step;
         }

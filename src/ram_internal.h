@@ -104,10 +104,10 @@ struct capmem__ds {
     uint64_t size;
     capmem__ds_t *next;
     capmem__ds_t *prev;
-    void *regions;            /* attachments, kept by the region-map layer */
-    void *owner;              /* RAM: the account; FC alias: lender account; managed: the map */
+    void *regions; /* attachments, kept by the region-map layer */
+    void *owner;   /* RAM: the account; FC alias: lender account; managed: the map */
     uint32_t flags;
-    uint32_t slot;            /* original capability's slot */
+    uint32_t slot; /* original capability's slot */
 };
 
 _Static_assert(sizeof(capmem__ds_t) == CAPMEM__REC, "a dataspace record is one slot");
@@ -186,8 +186,7 @@ capmem_err_t capmem__meta_check(capmem_arena_t *arena, const capmem__meta_t *m, 
  * Live dataspace records (originals) carved from @p m; adds the sizes of
  * RAM dataspaces owned by m's account to *ram_bytes when not NULL.
  */
-uint64_t capmem__ds_records_in(capmem_arena_t *arena, const capmem__meta_t *m,
-                               uint64_t *ram_bytes);
+uint64_t capmem__ds_records_in(capmem_arena_t *arena, const capmem__meta_t *m, uint64_t *ram_bytes);
 
 /* RAM checker (conservation, exclusivity, records), run by capmem_check(). */
 capmem_err_t capmem__ram_check(capmem_arena_t *arena, char *why, size_t len);

@@ -76,8 +76,7 @@ static capmem_err_t make_policy(capmem_untyped_policy_t policy, unsigned size_bi
     case CAPMEM_UNTYPED_INHERIT:
         break;
     }
-    return capmem__fail(CAPMEM_E_INVALID_ARGS, "capmem_untyped", "unknown policy %d",
-                        (int)policy);
+    return capmem__fail(CAPMEM_E_INVALID_ARGS, "capmem_untyped", "unknown policy %d", (int)policy);
 }
 
 static capmem_err_t ut_new(capmem_untyped_policy_t policy, uint64_t offset, unsigned size_bits,
@@ -120,8 +119,8 @@ void capmem__ut_child_release(capmem_arena_t *arena, capmem__ut_child_t *child)
      * Range and buddy reuse the memory at once. Watermark records the free
      * (so double frees stay detectable) but reuses nothing until reset.
      */
-    capmem_err_t err = capmem_alloc_free(p->alloc, child->offset - p->base.offset,
-                                         1ull << child->size_bits);
+    capmem_err_t err =
+        capmem_alloc_free(p->alloc, child->offset - p->base.offset, 1ull << child->size_bits);
     CAPMEM_ASSERT(err == CAPMEM_OK, "every child's block was allocated by its parent");
     (void)err;
 }
@@ -228,9 +227,8 @@ static capmem_err_t fill_info(capmem_arena_t *arena, capmem_cap_t cap, capmem__u
  * Create root untypeds for the pieces; all or nothing. @p dev is the
  * device range they cover (pinned once per untyped) or NULL for RAM.
  */
-static capmem_err_t make_roots(capmem_arena_t *arena, const piece_list_t *pl,
-                               capmem__device_t *dev, capmem_cap_t *caps, capmem__untyped_t **uts,
-                               const char *func)
+static capmem_err_t make_roots(capmem_arena_t *arena, const piece_list_t *pl, capmem__device_t *dev,
+                               capmem_cap_t *caps, capmem__untyped_t **uts, const char *func)
 {
     capmem_err_t err = capmem__cap_reserve_check(arena, NULL, (uint32_t)pl->n, func);
     if (err != CAPMEM_OK) {
@@ -248,8 +246,8 @@ static capmem_err_t make_roots(capmem_arena_t *arena, const piece_list_t *pl,
         }
     }
     for (size_t i = 0; i < pl->n; i++) {
-        err = capmem__cap_create(arena, &uts[i]->base.hdr, CAPMEM_RIGHTS_ALL,
-                                 CAPMEM__SLOT_ORIGINAL, 0, NULL, func, &caps[i]);
+        err = capmem__cap_create(arena, &uts[i]->base.hdr, CAPMEM_RIGHTS_ALL, CAPMEM__SLOT_ORIGINAL,
+                                 0, NULL, func, &caps[i]);
         CAPMEM_ASSERT(err == CAPMEM_OK, "slots were reserved");
         if (dev != NULL) {
             uts[i]->device = dev;
@@ -294,14 +292,14 @@ static capmem_err_t boot_pieces(capmem_arena_t *arena, ut_state_t *st, const pie
     return CAPMEM_OK;
 }
 
-static void copy_out(capmem_arena_t *arena, ut_state_t *st, size_t from,
-                     capmem_untyped_info_t *out, size_t max, size_t *count)
+static void copy_out(capmem_arena_t *arena, ut_state_t *st, size_t from, capmem_untyped_info_t *out,
+                     size_t max, size_t *count)
 {
     size_t n = 0;
     for (size_t i = from; i < st->nboot; i++, n++) {
         if (n < max) {
             out[n] = st->boot[i];
-            capmem__slot_t *s;
+            capmem__slot_t *s = NULL;
             /* Refresh the numbers of untypeds that still exist. */
             if (st->boot[i].cap != CAPMEM_CAP_NULL &&
                 capmem__cap_lookup(arena, st->boot[i].cap, CAPMEM_OBJ_UNTYPED, 0, "boot", &s) ==
@@ -338,7 +336,7 @@ capmem_err_t capmem_untyped_boot(capmem_arena_t *arena, capmem_untyped_info_t *o
         if (err != CAPMEM_OK) {
             /* All or nothing: undo the pieces made so far. */
             for (size_t i = 0; i < st->nboot; i++) {
-                capmem__slot_t *s;
+                capmem__slot_t *s = NULL;
                 if (capmem__cap_lookup(arena, st->boot[i].cap, CAPMEM_OBJ_UNTYPED, 0, __func__,
                                        &s) == CAPMEM_OK) {
                     capmem__cap_delete_leaf(arena, capmem__cap_index(st->boot[i].cap));
@@ -417,8 +415,9 @@ static capmem_err_t fill_info(capmem_arena_t *arena, capmem_cap_t cap, capmem__u
     memset(info, 0, sizeof(*info));
     info->cap = cap;
     info->offset = ut->base.offset;
-    info->phys = ut->device != NULL ? ut->device->phys + (ut->base.offset - ut->device->backing_offset)
-                                    : arena->phys_base + ut->base.offset;
+    info->phys = ut->device != NULL
+                     ? ut->device->phys + (ut->base.offset - ut->device->backing_offset)
+                     : arena->phys_base + ut->base.offset;
     if (ut->base.device && ut->device == NULL) {
         /* A device child: find its range by backing offset. */
         capmem__device_t *d = capmem__device_at_backing(arena, ut->base.offset, 1);
@@ -426,8 +425,8 @@ static capmem_err_t fill_info(capmem_arena_t *arena, capmem_cap_t cap, capmem__u
     }
     info->size_bits = ut->base.size_bits;
     info->device = ut->base.device;
-    info->policy = ut->user_policy ? capmem_alloc_name(ut->alloc)
-                                   : capmem_untyped_policy_name(ut->policy);
+    info->policy =
+        ut->user_policy ? capmem_alloc_name(ut->alloc) : capmem_untyped_policy_name(ut->policy);
     info->free_bytes = ut_free_bytes(ut);
     info->largest_free = ut->full ? 0 : capmem_alloc_largest(ut->alloc);
     if (ut->policy == CAPMEM_UNTYPED_WATERMARK && !ut->user_policy) {
@@ -445,8 +444,8 @@ capmem_err_t capmem_untyped_info(capmem_arena_t *arena, capmem_cap_t untyped,
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or info is NULL");
     }
     capmem__lock(arena);
-    capmem__slot_t *s;
-    capmem__untyped_t *ut;
+    capmem__slot_t *s = NULL;
+    capmem__untyped_t *ut = NULL;
     capmem_err_t err = lookup_ut(arena, untyped, 0, __func__, &s, &ut);
     if (err == CAPMEM_OK) {
         fill_info(arena, untyped, ut, info);
@@ -466,7 +465,7 @@ capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena, capmem_cap_t untyp
                             (int)policy);
     }
     capmem__lock(arena);
-    capmem__slot_t *s;
+    capmem__slot_t *s = NULL;
     capmem__untyped_t *ut = NULL;
     capmem_err_t err = lookup_ut(arena, untyped, CAPMEM_RIGHT_WRITE, __func__, &s, &ut);
     if (err == CAPMEM_OK && !childless(s, ut)) {
@@ -534,8 +533,7 @@ static capmem_err_t decode_args(capmem_arena_t *arena, const capmem_retype_attr_
     }
     if (dest_len < attr->count) {
         capmem__fail(CAPMEM_E_INVALID_ARGS, func,
-                     "Untyped Retype: %zu destination slots for %u objects", dest_len,
-                     attr->count);
+                     "Untyped Retype: %zu destination slots for %u objects", dest_len, attr->count);
         capmem__detail()->argument = 4;
         return CAPMEM_E_INVALID_ARGS;
     }
@@ -552,16 +550,16 @@ static capmem_err_t insufficient(const char *func, uint32_t count, unsigned bits
 {
     return capmem__fail_space(
         CAPMEM_E_NOT_ENOUGH_MEMORY, func, (uint64_t)count << bits, available,
-        "Untyped Retype: Insufficient memory (%u * %llu bytes needed, %llu bytes available)",
-        count, (unsigned long long)(1ull << bits), (unsigned long long)available);
+        "Untyped Retype: Insufficient memory (%u * %llu bytes needed, %llu bytes available)", count,
+        (unsigned long long)(1ull << bits), (unsigned long long)available);
 }
 
 /*
  * Place count objects; relative offsets into rel[]. Transactional: on
  * failure every object placed so far is freed again.
  */
-static capmem_err_t place(capmem__untyped_t *ut, const capmem_retype_attr_t *attr,
-                          uint64_t *rel, const char *func)
+static capmem_err_t place(capmem__untyped_t *ut, const capmem_retype_attr_t *attr, uint64_t *rel,
+                          const char *func)
 {
     const uint64_t sz = 1ull << attr->size_bits;
     const uint32_t n = attr->count;
@@ -697,10 +695,10 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
     for (nrec = 0; nrec < attr->count; nrec++) {
         capmem__ut_child_t *r = NULL;
         if (attr->type == CAPMEM_OBJ_UNTYPED) {
-            capmem_untyped_policy_t cp = attr->child_policy == CAPMEM_UNTYPED_INHERIT
-                                             ? (ut->user_policy ? CAPMEM_UNTYPED_WATERMARK
-                                                                : ut->policy)
-                                             : attr->child_policy;
+            capmem_untyped_policy_t cp =
+                attr->child_policy == CAPMEM_UNTYPED_INHERIT
+                    ? (ut->user_policy ? CAPMEM_UNTYPED_WATERMARK : ut->policy)
+                    : attr->child_policy;
             capmem__untyped_t *cu = NULL;
             err = ut_new(cp, 0, attr->size_bits, ut->base.device, &cu);
             r = cu != NULL ? &cu->base : NULL;
@@ -777,7 +775,7 @@ capmem_err_t capmem_untyped_copy(capmem_arena_t *arena, capmem_cap_t untyped, ca
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or out is NULL");
     }
     capmem__lock(arena);
-    capmem__slot_t *s;
+    capmem__slot_t *s = NULL;
     capmem__untyped_t *ut = NULL;
     capmem__untyped_t *cp = NULL;
     capmem_err_t err = lookup_ut(arena, untyped, CAPMEM_RIGHT_GRANT, __func__, &s, &ut);
@@ -814,8 +812,8 @@ capmem_err_t capmem__untyped_claim(capmem_arena_t *arena, capmem_cap_t untyped,
                                    capmem__ut_child_t *child, const char *func,
                                    capmem_cap_t *child_cap)
 {
-    capmem__slot_t *s;
-    capmem__untyped_t *ut;
+    capmem__slot_t *s = NULL;
+    capmem__untyped_t *ut = NULL;
     capmem_err_t err = lookup_ut(arena, untyped, CAPMEM_RIGHT_WRITE, func, &s, &ut);
     if (err != CAPMEM_OK) {
         return err;
@@ -855,7 +853,7 @@ capmem_err_t capmem__untyped_claim(capmem_arena_t *arena, capmem_cap_t untyped,
 static capmem_err_t lookup_leaf(capmem_arena_t *arena, capmem_cap_t cap, unsigned rights,
                                 const char *func, capmem__ut_child_t **out)
 {
-    capmem__slot_t *s;
+    capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_NONE, 0, func, &s);
     if (err != CAPMEM_OK) {
         return err;
@@ -874,14 +872,13 @@ static capmem_err_t lookup_leaf(capmem_arena_t *arena, capmem_cap_t cap, unsigne
     return CAPMEM_OK;
 }
 
-capmem_err_t capmem_object_info(capmem_arena_t *arena, capmem_cap_t obj,
-                                capmem_object_info_t *info)
+capmem_err_t capmem_object_info(capmem_arena_t *arena, capmem_cap_t obj, capmem_object_info_t *info)
 {
     if (arena == NULL || info == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or info is NULL");
     }
     capmem__lock(arena);
-    capmem__ut_child_t *c;
+    capmem__ut_child_t *c = NULL;
     capmem_err_t err = lookup_leaf(arena, obj, 0, __func__, &c);
     if (err == CAPMEM_OK) {
         info->type = c->hdr.ops->type;
@@ -899,10 +896,9 @@ capmem_err_t capmem_object_info(capmem_arena_t *arena, capmem_cap_t obj,
 }
 
 static capmem_err_t frame_access(capmem_arena_t *arena, capmem_cap_t frame, uint64_t offset,
-                                 size_t len, unsigned right, const char *func,
-                                 uint8_t **where)
+                                 size_t len, unsigned right, const char *func, uint8_t **where)
 {
-    capmem__ut_child_t *c;
+    capmem__ut_child_t *c = NULL;
     capmem_err_t err = lookup_leaf(arena, frame, right, func, &c);
     if (err != CAPMEM_OK) {
         return err;
@@ -929,7 +925,7 @@ capmem_err_t capmem_frame_read(capmem_arena_t *arena, capmem_cap_t frame, uint64
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or buf is NULL");
     }
     capmem__lock(arena);
-    uint8_t *p;
+    uint8_t *p = NULL;
     capmem_err_t err = frame_access(arena, frame, offset, len, CAPMEM_RIGHT_READ, __func__, &p);
     if (err == CAPMEM_OK) {
         memcpy(buf, p, len);
@@ -945,7 +941,7 @@ capmem_err_t capmem_frame_write(capmem_arena_t *arena, capmem_cap_t frame, uint6
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or buf is NULL");
     }
     capmem__lock(arena);
-    uint8_t *p;
+    uint8_t *p = NULL;
     capmem_err_t err = frame_access(arena, frame, offset, len, CAPMEM_RIGHT_WRITE, __func__, &p);
     if (err == CAPMEM_OK) {
         memcpy(p, buf, len);
@@ -1013,7 +1009,7 @@ static capmem_err_t ut_check(capmem_arena_t *arena, char *why, size_t len)
             if (capmem_alloc_check(ut->alloc, sub, sizeof(sub)) != CAPMEM_OK) {
                 snprintf(why, len, "untyped at 0x%llx: policy check: %s",
                          (unsigned long long)c->offset, sub);
-                err = CAPMEM_E_NOT_FOUND;
+                err = CAPMEM_E_CORRUPT;
             }
         }
         if (c->parent != NULL) {
@@ -1029,21 +1025,21 @@ static capmem_err_t ut_check(capmem_arena_t *arena, char *why, size_t len)
                 spans[j].off + spans[j].size > p->base.offset + ut_size(p)) {
                 snprintf(why, len, "untyped at 0x%llx: child at 0x%llx lies outside it",
                          (unsigned long long)p->base.offset, (unsigned long long)spans[j].off);
-                err = CAPMEM_E_NOT_FOUND;
+                err = CAPMEM_E_CORRUPT;
                 break;
             }
             if (j > i && spans[j - 1].off + spans[j - 1].size > spans[j].off) {
                 snprintf(why, len, "untyped at 0x%llx: children at 0x%llx and 0x%llx overlap",
                          (unsigned long long)p->base.offset, (unsigned long long)spans[j - 1].off,
                          (unsigned long long)spans[j].off);
-                err = CAPMEM_E_NOT_FOUND;
+                err = CAPMEM_E_CORRUPT;
                 break;
             }
         }
         if (err == CAPMEM_OK && j - i != p->children) {
             snprintf(why, len, "untyped at 0x%llx counts %llu children, %zu are alive",
                      (unsigned long long)p->base.offset, (unsigned long long)p->children, j - i);
-            err = CAPMEM_E_NOT_FOUND;
+            err = CAPMEM_E_CORRUPT;
         }
         i = j;
     }

@@ -31,8 +31,8 @@ struct capmem__untyped {
     capmem__ut_child_t base;
     capmem_untyped_policy_t policy; /* built-in policy, or WATERMARK when user-supplied */
     bool user_policy;
-    bool full;                /* marked full by a copy (seL4): 0 bytes available */
-    capmem_alloc_t *alloc;    /* relative offsets */
+    bool full;             /* marked full by a copy (seL4): 0 bytes available */
+    capmem_alloc_t *alloc; /* relative offsets */
     uint64_t children;
     capmem__device_t *device; /* pinned device range, or NULL */
     uint32_t boot_id;         /* 1-based position in the boot list, 0 otherwise */

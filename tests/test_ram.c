@@ -421,8 +421,7 @@ static void test_ram_dataspace_bytes_are_zeroed_and_shared(void **state)
     assert_ok(capmem_dataspace_read(f->arena, ro, 4090, back, 16));
     assert_string_equal(back, "hello, arena!!!");
     assert_err(capmem_dataspace_write(f->arena, ro, 0, "x", 1), CAPMEM_E_DENIED);
-    assert_err(capmem_dataspace_read(f->arena, ds, 3 * 4096 - 15, back, 16),
-               CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_dataspace_read(f->arena, ds, 3 * 4096 - 15, back, 16), CAPMEM_E_INVALID_ARGS);
     assert_err(capmem_dataspace_read(f->arena, ds, UINT64_MAX, back, 16), CAPMEM_E_INVALID_ARGS);
     assert_err(capmem_dataspace_read(f->arena, ds, 0, NULL, 16), CAPMEM_E_INVALID_ARGS);
     capmem_ds_info_t di;
@@ -505,8 +504,8 @@ static void test_ram_host_heap_does_not_grow_with_dataspaces(void **state)
     assert_int_equal(capmem__inject_count(CAPMEM__HOST_MALLOC), mallocs);
     /* ...and the heap did not grow (mallinfo2 is meaningful natively only). */
     if (!test_under_valgrind()) {
-        print_message("# heap in use: %zu bytes before, %zu after %u dataspaces\n",
-                      before.uordblks, after.uordblks, n);
+        print_message("# heap in use: %zu bytes before, %zu after %u dataspaces\n", before.uordblks,
+                      after.uordblks, n);
         assert_true(after.uordblks <= before.uordblks + 4096);
     }
     capmem_ram_info_t in;
@@ -545,6 +544,14 @@ static void test_ram_service_over_several_untypeds(void **state)
     capmem_cap_t parent[1] = {boot[0].cap};
     assert_err(capmem_ram_create(a, parent, 1, NULL, &root), CAPMEM_E_REVOKE_FIRST);
     assert_err(capmem_ram_create(a, give, 0, NULL, &root), CAPMEM_E_INVALID_ARGS);
+    capmem_ram_attr_t big = CAPMEM_RAM_ATTR_INIT;
+    big.root_donation = 4ull << 20; /* more than both untypeds hold */
+    assert_err(capmem_ram_create(a, give, 2, &big, &root), CAPMEM_E_OUT_OF_RAM);
+    big.root_donation = 1536ull << 10; /* fits in the sum, not in one untyped */
+    assert_err(capmem_ram_create(a, give, 2, &big, &root), CAPMEM_E_OUT_OF_PHYS);
+    big.root_donation = 100; /* not a page multiple */
+    assert_err(capmem_ram_create(a, give, 2, &big, &root), CAPMEM_E_INVALID_ARGS);
+    CHECK_INVARIANTS(a);
     assert_ok(capmem_ram_create(a, give, 2, NULL, &root));
     capmem_ram_info_t r;
     assert_ok(capmem_ram_info(a, root, &r));

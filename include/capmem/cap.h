@@ -198,7 +198,7 @@ CAPMEM_API size_t capmem_cap_count(capmem_arena_t *arena);
  *
  * @retval CAPMEM_OK              all invariants hold
  * @retval CAPMEM_E_INVALID_ARGS  arena NULL
- * @retval CAPMEM_E_NOT_FOUND     an invariant is broken (described in @p why)
+ * @retval CAPMEM_E_CORRUPT       an invariant is broken (described in @p why)
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_check(capmem_arena_t *arena, char *why,
                                                           size_t len);

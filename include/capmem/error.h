@@ -50,7 +50,8 @@ extern "C" {
     X(FAULT_LOOP, "fault handler reported success without making progress")                        \
     X(UNSUPPORTED, "operation not supported by this arena or host")                                \
     X(SYSTEM, "a host system call failed")                                                         \
-    X(HOST_NOMEM, "host memory allocation failed")
+    X(HOST_NOMEM, "host memory allocation failed")                                                 \
+    X(CORRUPT, "an internal invariant is broken (reported by a check function)")
 
 /** Error codes. 0 is success; every other value names one failure. */
 typedef enum capmem_err {

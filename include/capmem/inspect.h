@@ -71,7 +71,7 @@ CAPMEM_API const char *capmem_event_kind_name(capmem_event_kind_t kind);
  * @param why  receives the first violation as text (may be NULL)
  * @retval CAPMEM_OK             every invariant holds; @p why is set to ""
  * @retval CAPMEM_E_INVALID_ARGS arena NULL
- * @retval CAPMEM_E_NOT_FOUND    an invariant is broken; @p why says which
+ * @retval CAPMEM_E_CORRUPT      an invariant is broken; @p why says which
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_check(capmem_arena_t *arena, char *why, size_t len);
 

@@ -106,6 +106,7 @@ typedef struct capmem_ram_attr {
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED an untyped capability
  * @retval CAPMEM_E_REVOKE_FIRST an untyped has children
  * @retval CAPMEM_E_OUT_OF_RAM   the untypeds hold less RAM than the root donation
+ * @retval CAPMEM_E_OUT_OF_PHYS  no single untyped can hold the root donation (one chunk)
  * @retval CAPMEM_E_OUT_OF_CAPS, CAPMEM_E_HOST_NOMEM
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_create(capmem_arena_t *arena,
@@ -152,8 +153,7 @@ typedef struct capmem_ram_open_attr {
  * @retval CAPMEM_E_OUT_OF_CAPS  the parent's capability quota is below caps + 1
  * @retval CAPMEM_E_OUT_OF_PHYS  no contiguous physical range for the donation
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_open(capmem_arena_t *arena,
-                                                         capmem_cap_t parent,
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
                                                          const capmem_ram_open_attr_t *attr,
                                                          capmem_cap_t *out);
 
@@ -301,8 +301,7 @@ typedef int (*capmem_ram_map_fn)(uint64_t phys, uint64_t size, int used, void *c
  * @retval CAPMEM_E_INVALID_ARGS arena or fn NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE the account
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_map(capmem_arena_t *arena,
-                                                        capmem_cap_t account,
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_map(capmem_arena_t *arena, capmem_cap_t account,
                                                         capmem_ram_map_fn fn, void *ctx);
 
 #ifdef __cplusplus

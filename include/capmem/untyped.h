@@ -110,16 +110,16 @@ typedef struct capmem_retype_attr {
 /** Description of an untyped region. */
 typedef struct capmem_untyped_info {
     capmem_cap_t cap;
-    uint64_t phys;           /**< physical address of its first byte */
-    uint64_t offset;         /**< backing offset of its first byte */
-    unsigned size_bits;      /**< its size is 2^size_bits bytes */
-    int device;              /**< 1 for device memory (never zeroed; frames and untyped only) */
-    const char *policy;      /**< policy name */
-    uint64_t free_bytes;     /**< bytes a retype could still use (policy's view) */
-    uint64_t largest_free;   /**< largest single block still free */
-    uint64_t watermark;      /**< watermark policy: bytes below the free index; else 0 */
-    uint64_t children;       /**< live objects retyped from it */
-    int full;                /**< marked full by capmem_untyped_copy() */
+    uint64_t phys;         /**< physical address of its first byte */
+    uint64_t offset;       /**< backing offset of its first byte */
+    unsigned size_bits;    /**< its size is 2^size_bits bytes */
+    int device;            /**< 1 for device memory (never zeroed; frames and untyped only) */
+    const char *policy;    /**< policy name */
+    uint64_t free_bytes;   /**< bytes a retype could still use (policy's view) */
+    uint64_t largest_free; /**< largest single block still free */
+    uint64_t watermark;    /**< watermark policy: bytes below the free index; else 0 */
+    uint64_t children;     /**< live objects retyped from it */
+    int full;              /**< marked full by capmem_untyped_copy() */
 } capmem_untyped_info_t;
 
 /**
@@ -136,8 +136,8 @@ typedef struct capmem_untyped_info {
  * @retval CAPMEM_E_HOST_NOMEM   host memory for the records ran out
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_boot(capmem_arena_t *arena,
-                                                             capmem_untyped_info_t *out,
-                                                             size_t max, size_t *count);
+                                                             capmem_untyped_info_t *out, size_t max,
+                                                             size_t *count);
 
 /**
  * Create device untypeds for a device range registered after boot
@@ -194,8 +194,7 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_set_policy(capmem_arena_
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_retype(capmem_arena_t *arena,
                                                                capmem_cap_t untyped,
                                                                const capmem_retype_attr_t *attr,
-                                                               capmem_cap_t *dest,
-                                                               size_t dest_len);
+                                                               capmem_cap_t *dest, size_t dest_len);
 
 /**
  * seL4's copy of an untyped capability: refused while the untyped has
@@ -236,8 +235,7 @@ typedef struct capmem_object_info {
  * @retval CAPMEM_E_INVALID_CAP  stale or forged
  * @retval CAPMEM_E_WRONG_TYPE   neither a frame nor a kernel object
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_object_info(capmem_arena_t *arena,
-                                                            capmem_cap_t obj,
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_object_info(capmem_arena_t *arena, capmem_cap_t obj,
                                                             capmem_object_info_t *info);
 
 /**
