@@ -181,10 +181,10 @@ static void test_ds_alias_bad_arguments_change_nothing(void **state)
         uint64_t off;
         uint64_t size;
     } bad[] = {
-        {1, PAGE},                 /* misaligned offset */
-        {0, PAGE + 1},             /* misaligned size */
-        {4 * PAGE, 0},             /* empty: offset at the end */
-        {3 * PAGE, 2 * PAGE},      /* beyond the source */
+        {1, PAGE},                         /* misaligned offset */
+        {0, PAGE + 1},                     /* misaligned size */
+        {4 * PAGE, 0},                     /* empty: offset at the end */
+        {3 * PAGE, 2 * PAGE},              /* beyond the source */
         {UINT64_MAX & ~4095ull, 2 * PAGE}, /* overflowing */
         {PAGE, UINT64_MAX & ~4095ull},     /* overflowing size */
     };
@@ -193,8 +193,7 @@ static void test_ds_alias_bad_arguments_change_nothing(void **state)
         capmem_alias_attr_t at = CAPMEM_ALIAS_ATTR_INIT;
         at.offset = bad[i].off;
         at.size = bad[i].size;
-        assert_err(capmem_dataspace_alias(f->arena, f->root, ds, &at, &out),
-                   CAPMEM_E_INVALID_ARGS);
+        assert_err(capmem_dataspace_alias(f->arena, f->root, ds, &at, &out), CAPMEM_E_INVALID_ARGS);
     }
     capmem_alias_attr_t at = CAPMEM_ALIAS_ATTR_INIT;
     at.lifetime = (capmem_alias_lifetime_t)7;
@@ -340,7 +339,7 @@ static void test_ds_overlapping_first_class_aliases_count_per_page(void **state)
     capmem_cap_t ds;
     assert_ok(capmem_ram_alloc(f->arena, lender, 6 * PAGE, &ds));
     uint64_t phys = phys_of(f, ds);
-    capmem_cap_t x = alias(f, b1, ds, 0, 3 * PAGE, 1, CAPMEM_ALIAS_FIRST_CLASS); /* pages 0-2 */
+    capmem_cap_t x = alias(f, b1, ds, 0, 3 * PAGE, 1, CAPMEM_ALIAS_FIRST_CLASS);    /* pages 0-2 */
     capmem_cap_t y = alias(f, b2, ds, PAGE, 3 * PAGE, 1, CAPMEM_ALIAS_FIRST_CLASS); /* 1-3 */
     capmem_cap_t z = alias(f, b2, ds, 5 * PAGE, PAGE, 0, CAPMEM_ALIAS_FIRST_CLASS); /* 5 */
     assert_ok(capmem_ram_free(f->arena, ds));
