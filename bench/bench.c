@@ -44,6 +44,21 @@ double bench_median_ns(const bench_t *b, bench_body_fn body, void (*setup)(void 
     return samples[reps / 2];
 }
 
+uint64_t bench_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0;
+    unsigned long resident = 0;
+    if (f == NULL) {
+        return 0;
+    }
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2) {
+        resident = 0;
+    }
+    fclose(f);
+    return (uint64_t)resident * 4096u;
+}
+
 void bench_section(const char *title)
 {
     printf("%-44s|%11s |%14s |%10s | %s\n", "", "", "", "", "");
@@ -126,5 +141,6 @@ int main(int argc, char **argv)
            "----------------------------------------------------------------");
     bench_baselines(&b);
     bench_alloc(&b);
+    bench_ram(&b);
     return 0;
 }

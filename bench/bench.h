@@ -37,12 +37,16 @@ double bench_median_ns(const bench_t *b, bench_body_fn body, void (*setup)(void 
  */
 void bench_row(const char *op, double ns_per_op, double bytes_per_obj, const char *note);
 
+/* Resident set size of this process in bytes (/proc/self/statm). */
+uint64_t bench_rss_bytes(void);
+
 /* Print a section heading between rows. */
 void bench_section(const char *title);
 
 /* Per-layer entry points, called in layer order by main(). */
 void bench_baselines(const bench_t *b);
 void bench_alloc(const bench_t *b);
+void bench_ram(const bench_t *b);
 
 /* A tiny deterministic PRNG so every run measures the same workload. */
 static inline uint64_t bench_rand(uint64_t *state)

@@ -145,6 +145,7 @@ capmem_err_t capmem_arena_create(const capmem_arena_attr_t *attr, capmem_arena_t
     a->ram_size = at->ram_size;
     a->page_size = at->page_size;
     a->page_shift = capmem__log2(at->page_size);
+    a->host_page = (uint64_t)sysconf(_SC_PAGESIZE);
     a->phys_base = at->phys_base;
     a->device_window = at->device_window;
     a->map_size = at->ram_size + at->device_window;
@@ -278,7 +279,7 @@ capmem_err_t capmem_arena_phys_to_offset(const capmem_arena_t *arena, uint64_t p
 
 void capmem__arena_zero(capmem_arena_t *arena, uint64_t off, uint64_t size)
 {
-    const uint64_t host_page = (uint64_t)sysconf(_SC_PAGESIZE);
+    const uint64_t host_page = arena->host_page;
     uint64_t lo = (off + host_page - 1) & ~(host_page - 1);
     uint64_t hi = (off + size) & ~(host_page - 1);
     /* Small ranges: a memset is cheaper than a syscall. */

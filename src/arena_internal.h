@@ -44,6 +44,7 @@ struct capmem_arena {
     uint64_t ram_size;
     uint64_t page_size;
     unsigned page_shift;
+    uint64_t host_page; /* the host's page size, for hole punching */
     uint64_t phys_base;
     uint64_t device_window;
     int fd; /* memfd, or -1 for the anonymous fallback */

@@ -337,15 +337,21 @@ static capmem_err_t check_step(const capmem_arena_t *arena, uint64_t bytes, cons
     return CAPMEM_OK;
 }
 
+static capmem_err_t phys_fail(capmem__ram_service_t *svc, uint64_t bytes, const char *what,
+                              const char *func)
+{
+    uint64_t largest = capmem_alloc_largest(svc->phys);
+    return capmem__fail_space(CAPMEM_E_OUT_OF_PHYS, func, bytes, largest,
+                              "no contiguous physical range of %llu bytes for %s (largest "
+                              "free range: %llu bytes)",
+                              (unsigned long long)bytes, what, (unsigned long long)largest);
+}
+
 static capmem_err_t phys_check(capmem__ram_service_t *svc, uint64_t bytes, const char *what,
                                const char *func)
 {
-    uint64_t largest = capmem_alloc_largest(svc->phys);
-    if (largest < bytes) {
-        return capmem__fail_space(CAPMEM_E_OUT_OF_PHYS, func, bytes, largest,
-                                  "no contiguous physical range of %llu bytes for %s (largest "
-                                  "free range: %llu bytes)",
-                                  (unsigned long long)bytes, what, (unsigned long long)largest);
+    if (capmem_alloc_largest(svc->phys) < bytes) {
+        return phys_fail(svc, bytes, what, func);
     }
     return CAPMEM_OK;
 }
@@ -918,7 +924,8 @@ capmem_err_t capmem_ram_alloc(capmem_arena_t *arena, capmem_cap_t account, uint6
     if (err == CAPMEM_OK) {
         err = capmem__cap_reserve_check(arena, &acc->caps, 1, fn);
     }
-    if (err == CAPMEM_OK) {
+    if (err == CAPMEM_OK && !capmem__meta_has_room(&acc->meta, 1)) {
+        /* Do not upgrade for a dataspace that could not be placed anyway. */
         err = phys_check(acc->svc, bytes, "the dataspace", fn);
     }
     if (err == CAPMEM_OK && !capmem__meta_has_room(&acc->meta, 1)) {
@@ -933,18 +940,20 @@ capmem_err_t capmem_ram_alloc(capmem_arena_t *arena, capmem_cap_t account, uint6
         } else {
             err = capmem__meta_reserve(arena, &acc->meta, acc, account, acc->label, 1, fn);
         }
-        if (err == CAPMEM_OK) {
-            /* The upgrade's chunk may have taken the range we counted on. */
-            err = phys_check(acc->svc, bytes, "the dataspace", fn);
-        }
+    }
+    /*
+     * The physical range is the last thing that can fail, so it is taken
+     * here, in decode, and nothing needs undoing if it is not there.
+     */
+    uint64_t off = 0;
+    if (err == CAPMEM_OK &&
+        capmem_alloc_alloc(acc->svc->phys, bytes, arena->page_size, &off) != CAPMEM_OK) {
+        err = phys_fail(acc->svc, bytes, "the dataspace", fn);
     }
     if (err == CAPMEM_OK) {
         capmem__ds_t *rec = NULL;
-        uint64_t off = 0;
         err = capmem__meta_alloc(&acc->meta, fn, (void **)&rec);
         CAPMEM_ASSERT(err == CAPMEM_OK, "room was made above");
-        err = capmem_alloc_alloc(acc->svc->phys, bytes, arena->page_size, &off);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "largest free range checked above");
         capmem__arena_zero(arena, off, bytes);
         rec->meta = &acc->meta;
         rec->off = off;

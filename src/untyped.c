@@ -715,11 +715,17 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
         }
         recs[nrec] = r;
     }
-    /* seL4's reset: a childless untyped starts again at 0. */
+    /*
+     * seL4's reset: a childless untyped starts again at 0. Range and buddy
+     * got every child's memory back when it was deleted, so for them a
+     * reset would only cost time (clearing their maps); watermark and user
+     * policies are reset, as seL4 resets its free index.
+     */
     bool was_full = ut->full;
-    uint64_t saved_avail = capmem_alloc_avail(ut->alloc);
     if (reset) {
-        capmem_alloc_reset(ut->alloc);
+        if (ut->user_policy || ut->policy == CAPMEM_UNTYPED_WATERMARK) {
+            capmem_alloc_reset(ut->alloc);
+        }
         ut->full = false;
     }
     err = place_run(ut, attr, rel, fn);
@@ -729,7 +735,6 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
          * memory in use), except for the full flag, which we restore.
          */
         ut->full = was_full;
-        (void)saved_avail;
         goto out;
     }
 
