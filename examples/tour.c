@@ -56,12 +56,14 @@ static int print_cap(const capmem_cap_info_t *info, unsigned depth, void *ctx)
     return 0;
 }
 
+/* Which events the current section narrates. */
+static capmem_event_kind_t narrate = CAPMEM_EVENT_REVOKE;
+
 static void on_event(capmem_arena_t *arena, const capmem_event_t *ev, void *ctx)
 {
     (void)arena;
     (void)ctx;
-    if (ev->kind == CAPMEM_EVENT_REVOKE || ev->kind == CAPMEM_EVENT_UPGRADE ||
-        ev->kind == CAPMEM_EVENT_TRANSFER || ev->kind == CAPMEM_EVENT_RETYPE) {
+    if (ev->kind == narrate) {
         printf("    [event: %s] %s\n", capmem_event_kind_name(ev->kind), ev->message);
     }
 }
@@ -151,6 +153,161 @@ static void tour_caps(capmem_arena_t *arena)
     EXPECT(files_closed == 1);
 }
 
+static void tour_untyped(capmem_arena_t *arena)
+{
+    heading("3. Untyped memory: seL4's retype");
+    capmem_untyped_info_t boot[16];
+    size_t n = 0;
+    TRY(capmem_untyped_boot(arena, boot, 16, &n));
+    printf("At boot, RAM is offered as untyped regions, each a naturally aligned power of two:\n");
+    for (size_t i = 0; i < n; i++) {
+        printf("    %s untyped at 0x%08" PRIx64 ", 2^%u bytes\n",
+               boot[i].device ? "device" : "RAM   ", boot[i].phys, boot[i].size_bits);
+    }
+    printf("\nRetype cuts objects out of an untyped. The watermark policy (seL4's) aligns\n"
+           "each object to its size and never goes back, so a gap can be lost forever:\n");
+    const char *names[] = {"watermark", "range", "buddy"};
+    for (int p = 0; p < 3; p++) {
+        capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
+        at.type = CAPMEM_OBJ_UNTYPED;
+        at.size_bits = 13; /* 0x2000 */
+        at.child_policy = (capmem_untyped_policy_t)p;
+        capmem_cap_t ut;
+        TRY(capmem_untyped_retype(arena, boot[0].cap, &at, &ut, 1));
+        const unsigned bits[] = {10, 11, 12, 10};
+        printf("    %-9s 0x2000 untyped:", names[p]);
+        for (int i = 0; i < 4; i++) {
+            capmem_retype_attr_t kt = CAPMEM_RETYPE_ATTR_INIT;
+            kt.type = CAPMEM_OBJ_KOBJ;
+            kt.size_bits = bits[i];
+            capmem_cap_t obj;
+            capmem_err_t err = capmem_untyped_retype(arena, ut, &kt, &obj, 1);
+            if (err == CAPMEM_OK) {
+                capmem_object_info_t oi;
+                capmem_untyped_info_t ui;
+                TRY(capmem_object_info(arena, obj, &oi));
+                TRY(capmem_untyped_info(arena, ut, &ui));
+                printf(" 0x%x@0x%" PRIx64, 1u << bits[i], oi.offset - ui.offset);
+            } else {
+                printf("\n        -> %s", capmem_last_error()->message);
+                EXPECT(p == 0 && i == 3);
+            }
+        }
+        printf("\n");
+        TRY(capmem_cap_revoke(arena, ut));
+        TRY(capmem_cap_delete(arena, ut));
+    }
+    printf(
+        "Range and buddy put the fourth object in the gap; watermark fails with seL4's words.\n");
+}
+
+static void tour_ram(capmem_arena_t *arena, capmem_cap_t *root_out)
+{
+    heading("4. The RAM service: quota, donations, upgrades (Genode)");
+    capmem_cap_t root;
+    TRY(capmem_ram_boot(arena, NULL, &root));
+    capmem_ram_info_t ri;
+    TRY(capmem_ram_info(arena, root, &ri));
+    printf("The RAM service takes the remaining untyped RAM: its root account holds %" PRIu64
+           " KiB\n(plus a %" PRIu64 " KiB donation that pays for its own bookkeeping).\n",
+           ri.quota >> 10, ri.donation >> 10);
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.quota = 2 << 20;
+    at.donation = 4096; /* a deliberately small donation: 60 records */
+    at.label = "app";
+    capmem_cap_t app;
+    TRY(capmem_ram_open(arena, root, &at, &app));
+    printf("\nThe root opens a session \"app\" with 2 MiB of quota and a 4 KiB donation.\n"
+           "Each dataspace costs a 64-byte record carved from that donation:\n");
+    unsigned count = 0;
+    capmem_cap_t ds;
+    capmem_err_t err;
+    while ((err = capmem_ram_alloc(arena, app, 4096, &ds)) == CAPMEM_OK) {
+        count++;
+    }
+    printf("    %u dataspaces, then: %s (%s)\n", count, capmem_err_name(err),
+           capmem_last_error()->message);
+    EXPECT(err == CAPMEM_E_OUT_OF_METADATA && count == 4096 / 64 - 1 - 3);
+    printf("An expanding client reacts by upgrading its donation from its own quota:\n");
+    TRY(capmem_ram_set_expanding(arena, app, 1, 8192));
+    for (int i = 0; i < 200; i++) {
+        TRY(capmem_ram_alloc(arena, app, 4096, &ds));
+    }
+    capmem_ram_info_t ai;
+    TRY(capmem_ram_info(arena, app, &ai));
+    TRY(capmem_ram_info(arena, root, &ri));
+    printf("    app: quota %" PRIu64 " KiB, used %" PRIu64 " KiB, donation %" PRIu64
+           " KiB after %" PRIu64 " upgrades\n",
+           ai.quota >> 10, ai.used >> 10, ai.donation >> 10, ai.upgrades);
+    uint64_t sum = ri.quota + ri.donation + ai.quota + ai.donation;
+    printf("    root quota + donation + app quota + donation = %" PRIu64
+           " KiB = all the RAM the service has\n",
+           sum >> 10);
+    capmem_cap_t none;
+    err = capmem_ram_alloc(arena, app, 4ull << 20, &none);
+    printf("A 4 MiB dataspace is beyond app's quota: %s.\n", capmem_err_name(err));
+    EXPECT(err == CAPMEM_E_OUT_OF_RAM);
+    TRY(capmem_ram_close(arena, app));
+    TRY(capmem_ram_info(arena, root, &ri));
+    printf("Closing app frees its dataspaces and returns everything: root holds %" PRIu64
+           " KiB again.\n",
+           ri.quota >> 10);
+    *root_out = root;
+}
+
+static void tour_alias(capmem_arena_t *arena, capmem_cap_t root)
+{
+    heading("5. Dataspaces and aliases: who pays when memory is shared");
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.quota = 1 << 20;
+    at.label = "lender";
+    capmem_cap_t lender;
+    capmem_cap_t borrower;
+    TRY(capmem_ram_open(arena, root, &at, &lender));
+    at.quota = 0;
+    at.label = "borrower";
+    TRY(capmem_ram_open(arena, root, &at, &borrower));
+    capmem_cap_t ds;
+    TRY(capmem_ram_alloc(arena, lender, 16384, &ds));
+    TRY(capmem_dataspace_write(arena, ds, 8192, "shared page", 12));
+    capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+    aa.offset = 8192;
+    aa.size = 8192;
+    aa.writable = 0;
+    capmem_cap_t dep;
+    TRY(capmem_dataspace_alias(arena, borrower, ds, &aa, &dep));
+    aa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
+    capmem_cap_t fc;
+    TRY(capmem_dataspace_alias(arena, borrower, ds, &aa, &fc));
+    char buf[12];
+    TRY(capmem_dataspace_read(arena, fc, 0, buf, 12));
+    printf("The lender allocates 16 KiB; the borrower takes two read-only aliases of its\n"
+           "last 8 KiB, one dependent and one first-class. Both read \"%s\".\n",
+           buf);
+    capmem_err_t err = capmem_dataspace_write(arena, fc, 0, "x", 1);
+    printf("Writing through a read-only alias: %s (it is ROM).\n", capmem_err_name(err));
+    EXPECT(err == CAPMEM_E_DENIED);
+    TRY(capmem_ram_free(arena, ds));
+    capmem_ds_info_t di;
+    printf("\nThe lender frees the original:\n    dependent alias: %s\n",
+           capmem_dataspace_info(arena, dep, &di) == CAPMEM_OK ? "alive" : "revoked with it");
+    TRY(capmem_dataspace_read(arena, fc, 0, buf, 12));
+    capmem_ram_info_t li;
+    TRY(capmem_ram_info(arena, lender, &li));
+    printf("    first-class alias: alive, still reads \"%s\"\n"
+           "    lender: used %" PRIu64 " KiB, of which lent %" PRIu64
+           " KiB (only the unshared 8 KiB came back)\n",
+           buf, li.used >> 10, li.lent >> 10);
+    EXPECT(li.used == 8192 && li.lent == 8192);
+    TRY(capmem_dataspace_free(arena, fc));
+    TRY(capmem_ram_info(arena, lender, &li));
+    printf("The borrower lets go: lender used %" PRIu64 " KiB. The lender pays until the last\n"
+           "borrower lets go.\n",
+           li.used >> 10);
+    TRY(capmem_ram_close(arena, borrower));
+    TRY(capmem_ram_close(arena, lender));
+}
+
 int main(void)
 {
     printf("libcapmem %s: a guided tour of capability-based memory accounting\n", capmem_version());
@@ -158,6 +315,11 @@ int main(void)
     tour_arena(&arena);
     TRY(capmem_arena_set_event_handler(arena, on_event, NULL));
     tour_caps(arena);
+    narrate = CAPMEM_EVENT_UPGRADE;
+    tour_untyped(arena);
+    capmem_cap_t root;
+    tour_ram(arena, &root);
+    tour_alias(arena, root);
 
     char why[256];
     TRY(capmem_check(arena, why, sizeof(why)));
