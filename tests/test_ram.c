@@ -517,6 +517,47 @@ static void test_ram_host_heap_does_not_grow_with_dataspaces(void **state)
     capmem_arena_destroy(a);
 }
 
+static void test_ram_million_live_dataspaces_in_one_session(void **state)
+{
+    (void)state;
+    const uint64_t n = test_under_valgrind() ? 50000 : 1000000;
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.page_size = 256;
+    aa.ram_size = 512ull << 20;
+    aa.cap_slots = (uint32_t)n + 1024;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&aa, &a));
+    capmem_cap_t root;
+    assert_ok(capmem_ram_boot(a, NULL, &root));
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    /* A large enough donation: n records plus the chunk header and the session record. */
+    at.donation = ((n + 4) * 64 + 255) & ~255ull;
+    at.quota = n * 256;
+    at.caps = n;
+    capmem_cap_t s;
+    assert_ok(capmem_ram_open(a, root, &at, &s));
+    capmem_ram_info_t in;
+    assert_ok(capmem_ram_info(a, s, &in));
+    assert_true(in.records_capacity - in.records_used >= n);
+    capmem_cap_t ds = CAPMEM_CAP_NULL;
+    for (uint64_t i = 0; i < n; i++) {
+        if (capmem_ram_alloc(a, s, 256, &ds) != CAPMEM_OK) {
+            fail_msg("dataspace %llu: %s", (unsigned long long)i, capmem_last_error()->message);
+        }
+    }
+    assert_ok(capmem_ram_info(a, s, &in));
+    assert_int_equal(in.used, n * 256);
+    assert_int_equal(in.avail, 0);
+    capmem_cap_t more = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_alloc(a, s, 256, &more), CAPMEM_E_OUT_OF_RAM);
+    /* The last one is a working dataspace among a million. */
+    assert_ok(capmem_dataspace_write(a, ds, 0, "last", 4));
+    CHECK_INVARIANTS(a);
+    assert_ok(capmem_ram_close(a, s));
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 static void test_ram_service_over_several_untypeds(void **state)
 {
     (void)state;
@@ -619,6 +660,7 @@ int main(void)
         T(test_ram_dataspace_bytes_are_zeroed_and_shared),
         T(test_ram_upgrade_rules),
         cmocka_unit_test(test_ram_host_heap_does_not_grow_with_dataspaces),
+        cmocka_unit_test(test_ram_million_live_dataspaces_in_one_session),
         cmocka_unit_test(test_ram_service_over_several_untypeds),
         cmocka_unit_test(test_ram_host_failure_on_create_is_clean),
     };
