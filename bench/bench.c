@@ -141,6 +141,7 @@ int main(int argc, char **argv)
            "----------------------------------------------------------------");
     bench_baselines(&b);
     bench_alloc(&b);
+    bench_rm(&b);
     bench_ram(&b);
     return 0;
 }

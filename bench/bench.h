@@ -46,6 +46,7 @@ void bench_section(const char *title);
 /* Per-layer entry points, called in layer order by main(). */
 void bench_baselines(const bench_t *b);
 void bench_alloc(const bench_t *b);
+void bench_rm(const bench_t *b);
 void bench_ram(const bench_t *b);
 
 /* A tiny deterministic PRNG so every run measures the same workload. */

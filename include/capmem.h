@@ -20,5 +20,6 @@
 #include "capmem/untyped.h"
 #include "capmem/ram.h"
 #include "capmem/dataspace.h"
+#include "capmem/region_map.h"
 
 #endif /* CAPMEM_H */
