@@ -59,6 +59,12 @@ struct capmem_arena {
     capmem_event_fn on_event;
     void *event_ctx;
     bool tearing_down; /* destroy in progress: no events, no new objects */
+    /*
+     * The handle whose object is being destroyed, for teardown hooks that
+     * report it (the slot is already free when the hook runs). Read it
+     * first thing in the hook: nested deletions overwrite it.
+     */
+    capmem_cap_t dying;
 
     void *ext[CAPMEM__EXT_COUNT];
     /* Called by capmem_arena_destroy after all capabilities are gone. */

@@ -267,6 +267,7 @@ void capmem__cap_delete_leaf(capmem_arena_t *arena, uint32_t idx)
     /* The teardown may free obj: take what the event needs first. */
     const char *type_name = capmem__object_name(type, obj);
     if (original && obj != NULL) {
+        arena->dying = handle;
         capmem__object_destroy(arena, type, obj);
     }
     if (arena->on_event != NULL) {

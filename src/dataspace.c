@@ -316,6 +316,10 @@ static capmem_err_t access(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offs
     }
     if (err == CAPMEM_OK) {
         if (capmem__ds_kind(d) == CAPMEM__DS_MANAGED) {
+            /*
+             * This may run fault handlers, which may free d itself: d must
+             * not be touched after the call.
+             */
             err = capmem__rm_managed_access(arena, d, offset, buf, len, write, func);
         } else if (write) {
             memcpy(capmem__bytes(arena, d->off + offset), buf, len);
@@ -339,25 +343,26 @@ capmem_err_t capmem_dataspace_write(capmem_arena_t *arena, capmem_cap_t ds, uint
     return access(arena, ds, offset, (void *)(uintptr_t)buf, len, 1, __func__);
 }
 
-/* The RAM dataspace whose ring a new first-class alias of @p src joins, or NULL if lent. */
-static capmem__ds_t *ring_head(capmem__ds_t *src)
+/*
+ * Where a new first-class alias of @p src shares pages: the RAM dataspace
+ * whose ring it joins (*head), or, when the original is already freed, no
+ * ring (*head NULL) and the lender's lent list. A dependent alias shares
+ * the pages of its base (src->owner: the RAM dataspace or first-class alias
+ * it was made from, which outlives it).
+ */
+static void share_point(capmem__ds_t *src, capmem__ds_t **head, capmem__account_t **lender)
 {
-    switch (capmem__ds_kind(src)) {
-    case CAPMEM__DS_RAM:
-        return src;
-    case CAPMEM__DS_ALIAS_DEP:
-        return src->owner; /* a dependent alias keeps a pointer to its root RAM dataspace */
-    case CAPMEM__DS_ALIAS_FC:
-        if (src->flags & CAPMEM__DS_LENT) {
-            return NULL;
-        }
-        while (capmem__ds_kind(src) != CAPMEM__DS_RAM) {
-            src = src->prev;
-        }
-        return src;
-    default:
-        return NULL;
+    capmem__ds_t *b = capmem__ds_kind(src) == CAPMEM__DS_ALIAS_DEP ? src->owner : src;
+    if (capmem__ds_kind(b) == CAPMEM__DS_ALIAS_FC && (b->flags & CAPMEM__DS_LENT)) {
+        *head = NULL;
+        *lender = b->owner;
+        return;
     }
+    while (capmem__ds_kind(b) != CAPMEM__DS_RAM) {
+        b = b->prev; /* first-class aliases in a ring lead back to their RAM head */
+    }
+    *head = b;
+    *lender = b->owner;
 }
 
 capmem_err_t capmem_dataspace_alias(capmem_arena_t *arena, capmem_cap_t session, capmem_cap_t ds,
@@ -423,18 +428,17 @@ capmem_err_t capmem_dataspace_alias(capmem_arena_t *arena, capmem_cap_t session,
         uint32_t parent;
         if (attr->lifetime == CAPMEM_ALIAS_DEPENDENT) {
             rec->flags |= CAPMEM__DS_ALIAS_DEP;
-            /* Root RAM dataspace: src itself, or the root its own alias points to. */
-            capmem__ds_t *root = capmem__ds_kind(src) == CAPMEM__DS_RAM         ? src
-                                 : capmem__ds_kind(src) == CAPMEM__DS_ALIAS_DEP ? src->owner
-                                                                                : NULL;
-            rec->owner = root;
+            /* Its base: the RAM dataspace or first-class alias whose pages it shows. */
+            rec->owner = capmem__ds_kind(src) == CAPMEM__DS_ALIAS_DEP ? src->owner : src;
             list_push(&acc->dependents, rec);
             parent = capmem__cap_index(ds);
         } else {
             rec->flags |= CAPMEM__DS_ALIAS_FC;
-            capmem__ds_t *head = ring_head(src);
+            capmem__ds_t *head = NULL;
+            capmem__account_t *lender = NULL;
+            share_point(src, &head, &lender);
+            rec->owner = lender;
             if (head != NULL) {
-                rec->owner = head->owner;
                 rec->prev = head;
                 rec->next = head->next;
                 if (head->next != NULL) {
@@ -442,20 +446,9 @@ capmem_err_t capmem_dataspace_alias(capmem_arena_t *arena, capmem_cap_t session,
                 }
                 head->next = rec;
             } else {
-                capmem__account_t *lender = src->owner;
-                rec->owner = lender;
+                /* The original is gone: the pages are already lent, join the lent list. */
                 rec->flags |= CAPMEM__DS_LENT;
-                if (lender != NULL) {
-                    list_push(&lender->lent_list, rec);
-                } else {
-                    /* Orphaned run list (root closed): join the source's. */
-                    rec->prev = src;
-                    rec->next = src->next;
-                    if (src->next != NULL) {
-                        src->next->prev = rec;
-                    }
-                    src->next = rec;
-                }
+                list_push(&lender->lent_list, rec);
             }
             parent = acc->slot;
         }

@@ -665,7 +665,7 @@ static void pass_lent(capmem__account_t *from, capmem__account_t *to)
 void capmem__account_destroy(capmem_arena_t *arena, capmem__account_t *acc)
 {
     capmem__ram_service_t *svc = acc->svc;
-    capmem_cap_t handle = capmem__slot_handle(&arena->cspace, acc->slot);
+    const capmem_cap_t handle = arena->dying;
     /*
      * Dependent aliases this account paid for may live under other
      * sessions' dataspaces: they go now, before their records' memory does.

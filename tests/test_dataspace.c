@@ -423,6 +423,60 @@ static void test_ds_borrower_closing_releases_lent_pages(void **state)
     assert_int_equal(info(f->arena, lender).lent, 0);
 }
 
+static void test_ds_first_class_alias_of_dependent_of_first_class(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t lender = session(f, f->root, 1 << 20, "lender");
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, lender, 4 * PAGE, &ds));
+    uint64_t phys = phys_of(f, ds);
+    capmem_cap_t fc = alias(f, lender, ds, PAGE, 3 * PAGE, 1, CAPMEM_ALIAS_FIRST_CLASS);
+    capmem_cap_t dep = alias(f, lender, fc, PAGE, 2 * PAGE, 1, CAPMEM_ALIAS_DEPENDENT);
+    /* Shares the pages of fc (its dependent's base): joins the original's ring. */
+    capmem_cap_t fc2 = alias(f, lender, dep, PAGE, PAGE, 1, CAPMEM_ALIAS_FIRST_CLASS);
+    assert_ok(capmem_ram_free(f->arena, ds));
+    CHECK_INVARIANTS(f->arena);
+    assert_int_equal(used_bytes(f, phys, 4 * PAGE), 3 * PAGE);
+    /* fc goes (and dep with it): only fc2's page stays. */
+    assert_ok(capmem_dataspace_free(f->arena, fc));
+    assert_false(alive(f->arena, dep));
+    CHECK_INVARIANTS(f->arena);
+    assert_int_equal(used_bytes(f, phys, 4 * PAGE), PAGE);
+    assert_int_equal(used_bytes(f, phys + 3 * PAGE, PAGE), PAGE);
+    /* A dependent alias of a lent alias, and a first-class alias of that. */
+    dep = alias(f, lender, fc2, 0, PAGE, 0, CAPMEM_ALIAS_DEPENDENT);
+    capmem_cap_t fc3 = alias(f, lender, dep, 0, PAGE, 0, CAPMEM_ALIAS_FIRST_CLASS);
+    assert_ok(capmem_dataspace_free(f->arena, fc2));
+    assert_false(alive(f->arena, dep));
+    assert_int_equal(used_bytes(f, phys + 3 * PAGE, PAGE), PAGE); /* fc3 keeps it */
+    assert_ok(capmem_ram_close(f->arena, lender)); /* fc3 is the lender's own: freed */
+    CHECK_INVARIANTS(f->arena);
+    assert_false(alive(f->arena, fc3));
+    assert_int_equal(used_bytes(f, phys, 4 * PAGE), 0);
+}
+
+static capmem_cap_t closed_handle;
+
+static void on_close(capmem_arena_t *a, const capmem_event_t *ev, void *ctx)
+{
+    (void)a;
+    (void)ctx;
+    if (ev->kind == CAPMEM_EVENT_SESSION_CLOSE) {
+        closed_handle = ev->cap;
+    }
+}
+
+static void test_ds_session_close_event_names_the_session(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t s = session(f, f->root, 0, "short-lived");
+    closed_handle = CAPMEM_CAP_NULL;
+    assert_ok(capmem_arena_set_event_handler(f->arena, on_close, NULL));
+    assert_ok(capmem_ram_close(f->arena, s));
+    assert_ok(capmem_arena_set_event_handler(f->arena, NULL, NULL));
+    assert_int_equal(closed_handle, s);
+}
+
 static void splitting(fixture_t *f, capmem_alias_lifetime_t lt)
 {
     enum { N = 256 };
@@ -505,6 +559,8 @@ int main(void)
         T(test_ds_overlapping_first_class_aliases_count_per_page),
         T(test_ds_lender_closed_before_borrower_passes_charge_up),
         T(test_ds_borrower_closing_releases_lent_pages),
+        T(test_ds_first_class_alias_of_dependent_of_first_class),
+        T(test_ds_session_close_event_names_the_session),
         T(test_ds_splitting_with_dependent_aliases),
         T(test_ds_splitting_with_first_class_aliases),
     };
