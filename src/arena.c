@@ -14,19 +14,7 @@
 
 #include "arena_internal.h"
 
-void capmem__lock(capmem_arena_t *arena)
-{
-    int rc = pthread_mutex_lock(&arena->lock);
-    CAPMEM_ASSERT(rc == 0, "the arena lock is recursive and never destroyed while in use");
-    (void)rc;
-}
-
-void capmem__unlock(capmem_arena_t *arena)
-{
-    int rc = pthread_mutex_unlock(&arena->lock);
-    CAPMEM_ASSERT(rc == 0, "unlock by the owning thread");
-    (void)rc;
-}
+_Thread_local char capmem__thread_tag;
 
 static capmem_err_t validate_attr(const capmem_arena_attr_t *at)
 {
@@ -165,11 +153,8 @@ capmem_err_t capmem_arena_create(const capmem_arena_attr_t *attr, capmem_arena_t
         capmem__free(a);
         return err;
     }
-    pthread_mutexattr_t ma;
-    pthread_mutexattr_init(&ma);
-    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&a->lock, &ma);
-    pthread_mutexattr_destroy(&ma);
+    pthread_mutex_init(&a->lock, NULL);
+    atomic_init(&a->lock_owner, 0);
     *out = a;
     return CAPMEM_OK;
 }

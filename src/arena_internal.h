@@ -9,6 +9,7 @@
 #define CAPMEM_ARENA_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "capmem/arena.h"
 #include "capmem/inspect.h"
@@ -36,8 +37,13 @@ struct capmem_arena {
      * Recursive, so that callbacks (fault handlers, event callbacks) may call
      * any library function on the same arena from the same thread without
      * deadlock. Other threads block until the outermost call returns.
+     * Built from a plain mutex and an owner word instead of a
+     * PTHREAD_MUTEX_RECURSIVE mutex: the owner check is a load, and the
+     * plain mutex is glibc's fastest path.
      */
     pthread_mutex_t lock;
+    _Atomic uintptr_t lock_owner; /* the owning thread's tag, 0 when free */
+    unsigned lock_depth;          /* written only by the owner */
 
     uint8_t *base;     /* the one mapping: RAM then the device window */
     uint64_t map_size; /* ram_size + device_window */
@@ -73,10 +79,61 @@ struct capmem_arena {
     capmem_err_t (*ext_check[CAPMEM__EXT_COUNT])(capmem_arena_t *arena, char *why, size_t len);
 };
 
-void capmem__lock(capmem_arena_t *arena);
 /* The capability-space checker without taking the lock (for capmem_check). */
 capmem_err_t capmem__cspace_check(capmem_arena_t *arena, char *why, size_t len);
-void capmem__unlock(capmem_arena_t *arena);
+
+/* An address unique to the calling thread: its tag for the arena lock. */
+extern _Thread_local char capmem__thread_tag;
+
+static inline void capmem__lock(capmem_arena_t *arena)
+{
+    const uintptr_t self = (uintptr_t)&capmem__thread_tag;
+    /*
+     * Only this thread stores its own tag, and clears it before unlocking,
+     * so a relaxed load that sees our tag means we hold the lock already.
+     */
+    if (atomic_load_explicit(&arena->lock_owner, memory_order_relaxed) == self) {
+        arena->lock_depth++;
+        return;
+    }
+    pthread_mutex_lock(&arena->lock);
+    atomic_store_explicit(&arena->lock_owner, self, memory_order_relaxed);
+    arena->lock_depth = 1;
+}
+
+static inline void capmem__unlock(capmem_arena_t *arena)
+{
+    CAPMEM_ASSERT(arena->lock_depth > 0, "unlock by the owning thread");
+    if (--arena->lock_depth == 0) {
+        atomic_store_explicit(&arena->lock_owner, 0, memory_order_relaxed);
+        pthread_mutex_unlock(&arena->lock);
+    }
+}
+
+/*
+ * Validate a handle (see capmem__cap_lookup_slow for the rules and the
+ * errors). The common case, a live handle of the right type with the
+ * rights, is decided here inline; anything else takes the out-of-line path,
+ * which works out which error it is and records the detail.
+ */
+static inline capmem_err_t capmem__cap_lookup(capmem_arena_t *arena, capmem_cap_t cap,
+                                              capmem_obj_type_t type, unsigned rights,
+                                              const char *func, capmem__slot_t **slot)
+{
+    const capmem__cspace_t *cs = &arena->cspace;
+    const uint32_t idx = capmem__cap_index(cap);
+    if (idx != 0 && idx < cs->high) {
+        capmem__slot_t *s = &cs->slots[idx];
+        if (s->type != CAPMEM_OBJ_NONE && capmem__cap_gen(cap) == (s->gen & CAPMEM__CAP_GEN_MASK) &&
+            (capmem_obj_type_t)s->type == capmem_cap_type(cap) &&
+            (type == CAPMEM_OBJ_NONE || (capmem_obj_type_t)s->type == type) &&
+            (rights & ~(unsigned)s->rights) == 0) {
+            *slot = s;
+            return CAPMEM_OK;
+        }
+    }
+    return capmem__cap_lookup_slow(arena, cap, type, rights, func, slot);
+}
 
 /* Pointer to backing byte @p offset (RAM or device window). No checks. */
 static inline uint8_t *capmem__bytes(const capmem_arena_t *arena, uint64_t offset)

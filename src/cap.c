@@ -60,8 +60,9 @@ static capmem__cspace_t *cspace(capmem_arena_t *arena)
     return &arena->cspace;
 }
 
-capmem_err_t capmem__cap_lookup(capmem_arena_t *arena, capmem_cap_t cap, capmem_obj_type_t type,
-                                unsigned rights, const char *func, capmem__slot_t **slot)
+capmem_err_t capmem__cap_lookup_slow(capmem_arena_t *arena, capmem_cap_t cap,
+                                     capmem_obj_type_t type, unsigned rights, const char *func,
+                                     capmem__slot_t **slot)
 {
     capmem__cspace_t *cs = cspace(arena);
     uint32_t idx = capmem__cap_index(cap);

@@ -107,8 +107,10 @@ void capmem__cspace_teardown(capmem_arena_t *arena);
  * call for the error detail. On success *slot points into the table (valid
  * until the next capability is created or deleted).
  */
-capmem_err_t capmem__cap_lookup(capmem_arena_t *arena, capmem_cap_t cap, capmem_obj_type_t type,
-                                unsigned rights, const char *func, capmem__slot_t **slot);
+capmem_err_t capmem__cap_lookup_slow(capmem_arena_t *arena, capmem_cap_t cap,
+                                     capmem_obj_type_t type, unsigned rights, const char *func,
+                                     capmem__slot_t **slot);
+/* capmem__cap_lookup() itself is inline, in arena_internal.h: the success path is hot. */
 
 /*
  * Create a capability for @p obj. With parent != 0 (a slot index) the new
