@@ -308,6 +308,97 @@ static void tour_alias(capmem_arena_t *arena, capmem_cap_t root)
     TRY(capmem_ram_close(arena, lender));
 }
 
+/* The tour's pager: a fault in the heap map gets a fresh zeroed page. */
+typedef struct pager {
+    capmem_cap_t account;
+    unsigned faults;
+} pager_t;
+
+static capmem_rm_fault_result_t page_in(capmem_arena_t *arena, const capmem_rm_fault_t *f,
+                                        void *ctx)
+{
+    pager_t *p = ctx;
+    p->faults++;
+    printf("    [fault] %s at 0x%" PRIx64 ": the handler attaches a fresh page there\n",
+           capmem_rm_access_name(f->access), f->address);
+    capmem_cap_t page;
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    at.at = f->address & ~0xfffull;
+    if (capmem_ram_alloc(arena, p->account, 4096, &page) != CAPMEM_OK ||
+        capmem_rm_attach(arena, f->rm, page, &at, &at.at) != CAPMEM_OK) {
+        return CAPMEM_RM_FAULT_UNRESOLVED;
+    }
+    return CAPMEM_RM_FAULT_RESOLVED;
+}
+
+static void tour_region_map(capmem_arena_t *arena, capmem_cap_t root)
+{
+    heading("6. Region maps: address spaces, page faults, nesting");
+    capmem_ram_open_attr_t ra = CAPMEM_RAM_OPEN_ATTR_INIT;
+    ra.quota = 1 << 20;
+    ra.label = "prog";
+    capmem_cap_t prog;
+    TRY(capmem_ram_open(arena, root, &ra, &prog));
+    capmem_rm_attr_t ma = CAPMEM_RM_ATTR_INIT;
+    ma.size = 1 << 20;
+    ma.label = "address space";
+    capmem_cap_t space;
+    TRY(capmem_rm_create(arena, prog, &ma, &space));
+    capmem_ram_info_t pi;
+    TRY(capmem_ram_info(arena, prog, &pi));
+    printf("\"prog\" opens a 1 MiB region map (an address space); the map's records are\n"
+           "paid by a 64 KiB donation from prog's quota (%" PRIu64 " KiB left).\n",
+           pi.avail >> 10);
+    capmem_cap_t code;
+    TRY(capmem_ram_alloc(arena, prog, 8192, &code));
+    TRY(capmem_dataspace_write(arena, code, 0, "\x90\x90\xc3", 3));
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    at.writable = 0;
+    at.executable = 1;
+    uint64_t code_addr;
+    TRY(capmem_rm_attach(arena, space, code, &at, &code_addr));
+    printf("An 8 KiB dataspace is attached read-only and executable at 0x%" PRIx64 ".\n",
+           code_addr);
+    capmem_err_t err = capmem_rm_write(arena, space, code_addr, "x", 1);
+    capmem_rm_state_t st;
+    TRY(capmem_rm_state(arena, space, &st));
+    printf("Writing to it is a %s fault at 0x%" PRIx64 " that no handler resolves: %s.\n",
+           capmem_rm_access_name(st.access), st.address, capmem_err_name(err));
+    EXPECT(err == CAPMEM_E_UNRESOLVED_FAULT && st.access == CAPMEM_RM_WRITE);
+
+    printf("\nNow a second map, a heap whose pages appear on demand, is nested into the\n"
+           "address space as a managed dataspace:\n");
+    ma.size = 64 << 10;
+    ma.label = "heap";
+    capmem_cap_t heap;
+    TRY(capmem_rm_create(arena, prog, &ma, &heap));
+    pager_t pager = {.account = prog, .faults = 0};
+    TRY(capmem_rm_set_fault_handler(arena, heap, page_in, &pager));
+    capmem_cap_t heap_ds;
+    TRY(capmem_rm_dataspace(arena, heap, &heap_ds));
+    at = (capmem_rm_attach_attr_t)CAPMEM_RM_ATTACH_ATTR_INIT;
+    at.at = 0x80000;
+    uint64_t heap_addr;
+    TRY(capmem_rm_attach(arena, space, heap_ds, &at, &heap_addr));
+    TRY(capmem_rm_write(arena, space, heap_addr + 0x2010, "hello", 6));
+    char buf[6];
+    TRY(capmem_rm_read(arena, space, heap_addr + 0x2010, buf, 6));
+    printf("Writing \"%s\" at 0x%" PRIx64 " faulted in the inner map (at its own address)\n"
+           "and was retried once the handler attached a page: %u fault(s).\n",
+           buf, heap_addr + 0x2010, pager.faults);
+    EXPECT(pager.faults == 1 && strcmp(buf, "hello") == 0);
+    capmem_rm_info_t hi;
+    TRY(capmem_rm_info(arena, heap, &hi));
+    printf("The heap map now holds %" PRIu64 " region(s).\n", hi.regions);
+    at.at = CAPMEM_RM_ANYWHERE;
+    at.size = 4096;
+    err = capmem_rm_attach(arena, heap, heap_ds, &at, &heap_addr);
+    printf("Attaching the heap into itself would make a cycle: %s.\n", capmem_err_name(err));
+    EXPECT(err == CAPMEM_E_CYCLE);
+    TRY(capmem_ram_close(arena, prog));
+    printf("Closing prog closes both maps and frees every page they held.\n");
+}
+
 int main(void)
 {
     printf("libcapmem %s: a guided tour of capability-based memory accounting\n", capmem_version());
@@ -320,6 +411,7 @@ int main(void)
     capmem_cap_t root;
     tour_ram(arena, &root);
     tour_alias(arena, root);
+    tour_region_map(arena, root);
 
     char why[256];
     TRY(capmem_check(arena, why, sizeof(why)));
