@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "first_fit.h"
 #include "internal.h"
 #include "support.h"
 
@@ -552,121 +553,21 @@ static void test_untyped_children_inherit_policy_only_when_asked(void **state)
     assert_string_equal(capmem_untyped_policy_name((capmem_untyped_policy_t)9), "unknown");
 }
 
-/* ---- a user policy: first fit, written here ----------------------------- */
-
-typedef struct ff_block {
-    uint64_t off;
-    uint64_t size;
-} ff_block_t;
-
-typedef struct first_fit {
-    uint64_t size;
-    ff_block_t used[64]; /* sorted by offset */
-    int n;
-} first_fit_t;
-
-static capmem_err_t ff_alloc_at(void *self, uint64_t off, uint64_t size)
-{
-    first_fit_t *ff = self;
-    int i = 0;
-    while (i < ff->n && ff->used[i].off + ff->used[i].size <= off) {
-        i++;
-    }
-    if ((i < ff->n && ff->used[i].off < off + size) || off + size > ff->size || ff->n == 64) {
-        return CAPMEM_E_NOT_ENOUGH_MEMORY;
-    }
-    memmove(&ff->used[i + 1], &ff->used[i], (size_t)(ff->n - i) * sizeof(ff->used[0]));
-    ff->used[i] = (ff_block_t){off, size};
-    ff->n++;
-    return CAPMEM_OK;
-}
-
-static capmem_err_t ff_alloc(void *self, uint64_t size, uint64_t align, uint64_t *out)
-{
-    first_fit_t *ff = self;
-    uint64_t cand = 0;
-    for (int i = 0; i <= ff->n; i++) {
-        uint64_t a = (cand + align - 1) & ~(align - 1);
-        uint64_t limit = i < ff->n ? ff->used[i].off : ff->size;
-        if (a + size <= limit) {
-            *out = a;
-            return ff_alloc_at(self, a, size);
-        }
-        if (i < ff->n) {
-            cand = ff->used[i].off + ff->used[i].size;
-        }
-    }
-    return CAPMEM_E_NOT_ENOUGH_MEMORY;
-}
-
-static capmem_err_t ff_free(void *self, uint64_t off, uint64_t size)
-{
-    first_fit_t *ff = self;
-    for (int i = 0; i < ff->n; i++) {
-        if (ff->used[i].off == off && ff->used[i].size == size) {
-            memmove(&ff->used[i], &ff->used[i + 1], (size_t)(ff->n - i - 1) * sizeof(ff->used[0]));
-            ff->n--;
-            return CAPMEM_OK;
-        }
-    }
-    return CAPMEM_E_NOT_ALLOCATED;
-}
-
-static uint64_t ff_avail(const void *self)
-{
-    const first_fit_t *ff = self;
-    uint64_t used = 0;
-    for (int i = 0; i < ff->n; i++) {
-        used += ff->used[i].size;
-    }
-    return ff->size - used;
-}
-
-static uint64_t ff_largest(const void *self)
-{
-    const first_fit_t *ff = self;
-    uint64_t best = 0;
-    uint64_t cand = 0;
-    for (int i = 0; i <= ff->n; i++) {
-        uint64_t limit = i < ff->n ? ff->used[i].off : ff->size;
-        if (limit - cand > best) {
-            best = limit - cand;
-        }
-        if (i < ff->n) {
-            cand = ff->used[i].off + ff->used[i].size;
-        }
-    }
-    return best;
-}
-
-static void ff_reset(void *self)
-{
-    ((first_fit_t *)self)->n = 0;
-}
-
-static const capmem_alloc_ops_t ff_ops = {
-    .name = "first-fit (test)",
-    .alloc = ff_alloc,
-    .alloc_at = ff_alloc_at,
-    .free = ff_free,
-    .avail = ff_avail,
-    .largest = ff_largest,
-    .reset = ff_reset,
-};
+/* ---- a user policy: the tests' first fit (tests/first_fit.c) ------------- */
 
 static void test_untyped_user_policy_runs_the_scenarios(void **state)
 {
     fixture_t *f = *state;
-    static first_fit_t ff;
+    static test_ff_t ff;
     memset(&ff, 0, sizeof(ff));
     ff.size = 0x2000;
     capmem_alloc_t *pol = NULL;
-    assert_ok(capmem_alloc_create_custom_span(&ff_ops, &ff, 0, 0x2000, &pol));
+    assert_ok(capmem_alloc_create_custom_span(&test_ff_ops, &ff, 0, 0x2000, &pol));
     capmem_cap_t ut = make_untyped(f, 13, CAPMEM_UNTYPED_WATERMARK);
     assert_ok(capmem_untyped_set_policy(f->arena, ut, CAPMEM_UNTYPED_WATERMARK, pol));
     capmem_untyped_info_t ui;
     assert_ok(capmem_untyped_info(f->arena, ut, &ui));
-    assert_string_equal(ui.policy, "first-fit (test)");
+    assert_string_equal(ui.policy, "first-fit");
     /* The fragmentation scenario: first fit uses the gap too. */
     capmem_cap_t o[5];
     assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 10, 1, &o[0]));
