@@ -1,0 +1,1382 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The operation interpreter and its reference model (see interp.h).
+ *
+ * The world: an arena of 3 MiB at phys 0x100000, so the boot untypeds are a
+ * 1 MiB piece (the untyped world: retype, mint, delete, revoke) and a 2 MiB
+ * piece that becomes a RAM service (accounts, dataspaces, aliases).
+ *
+ * The model keeps one entry per capability the test created. Quantities
+ * that follow from the set of live objects (used, lent, records, capability
+ * use) are derived from it on every comparison rather than updated in
+ * place, so the model states the rules once:
+ * - used(A) = bytes of live RAM dataspaces A allocated + lent(A);
+ * - lent(A) = the union of pages covered by live first-class aliases whose
+ *   RAM original is gone and whose lender is A;
+ * - records(A) = chunk headers + 3 session slots + live dataspace and alias
+ *   records carved from A's donation;
+ * - caps_used(A) = live capabilities charged to A.
+ * Quota, donation and capability limits move only by explicit operations.
+ *
+ * Expected results follow each call's documented check order. Where the
+ * model cannot know the outcome it accepts a documented set:
+ * - OUT_OF_PHYS: predicted exactly from the largest free physical block
+ *   (walked with capmem_ram_map), except after an expanding client's
+ *   automatic upgrade, where the dataspace may then not fit: there both OK
+ *   and OUT_OF_PHYS are accepted, and the upgrade (a visible action of its
+ *   own, per ram.c) is applied to the model in both cases;
+ * - retype in range and buddy untypeds: OK or NOT_ENOUGH_MEMORY once seL4's
+ *   "free >> bits >= count" check passes (watermark is predicted exactly);
+ *   the untyped's free bytes are then checked against its live children.
+ * Every failure must leave all numbers equal to the (unchanged) model.
+ *
+ * Region maps (attach, detach, simulated access) get rows in the op table
+ * once capmem/region_map.h is stable.
+ */
+#include "interp.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capmem.h"
+
+#define MAX_ENT 160
+#define MAX_ACC 8
+#define GRAVE 32
+#define PAGE 4096ull
+
+enum kind { K_NONE = 0, K_ACC, K_DS, K_DEP, K_FC, K_UT, K_FRAME, K_KOBJ };
+
+typedef struct ent {
+    int alive;
+    int kind;
+    capmem_cap_t h;
+    int obj;    /* entry of the original (itself for originals) */
+    int parent; /* capability parent entry, -1 when outside the model */
+    int payer;  /* account charged for the capability, -1 for nobody */
+    unsigned rights;
+    /* accounts (originals) */
+    int ref;
+    uint64_t quota, donation, caps_limit, step, chunks, upgrades;
+    int expanding;
+    /* dataspaces and aliases (originals) */
+    uint64_t off, size;
+    int writable;
+    int meta;          /* account whose donation holds the record */
+    int root;          /* RAM original at the root of an alias chain, -1 for none */
+    uint64_t root_uid; /* entries are reused: root names that one only while uids match */
+    uint64_t uid;
+    int lender; /* first-class aliases: the account charged for its pages */
+    /* untyped world (originals) */
+    int policy;
+    unsigned bits;
+    uint64_t base; /* backing offset */
+    uint64_t wm;   /* watermark model */
+    uint64_t children;
+    int ut; /* retyped objects: the untyped they came from */
+} ent_t;
+
+struct interp {
+    capmem_arena_t *arena;
+    ent_t e[MAX_ENT];
+    int root; /* entry of the root account */
+    size_t base_caps;
+    capmem_cap_t grave[GRAVE];
+    unsigned ngrave;
+    uint64_t next_uid;
+    uint64_t ops;
+    uint64_t refused;
+    char why[1024];
+    char op[256];
+};
+
+/* ---- argument sources ---------------------------------------------------- */
+
+void interp_src_seed(interp_src_t *src, uint64_t seed)
+{
+    memset(src, 0, sizeof(*src));
+    src->rng = seed;
+}
+
+void interp_src_bytes(interp_src_t *src, const uint8_t *data, size_t len)
+{
+    memset(src, 0, sizeof(*src));
+    src->data = data;
+    src->len = len;
+}
+
+int interp_src_done(const interp_src_t *src)
+{
+    return src->data != NULL && src->pos >= src->len;
+}
+
+static uint64_t raw64(interp_src_t *s)
+{
+    if (s->data != NULL) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8 && s->pos < s->len; i++) {
+            v |= (uint64_t)s->data[s->pos++] << (8 * i);
+        }
+        return v;
+    }
+    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* A number in [0, n): one byte in byte mode (two when n > 256), so inputs stay short. */
+static uint64_t take(interp_src_t *s, uint64_t n)
+{
+    if (n <= 1) {
+        return 0;
+    }
+    if (s->data != NULL) {
+        uint64_t v = 0;
+        int bytes = n > 256 ? 2 : 1;
+        for (int i = 0; i < bytes && s->pos < s->len; i++) {
+            v |= (uint64_t)s->data[s->pos++] << (8 * i);
+        }
+        return v % n;
+    }
+    return raw64(s) % n;
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static int fail(interp_t *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(interp_t *in, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(in->why, sizeof(in->why), fmt, ap);
+    va_end(ap);
+    return 1;
+}
+
+static void opf(interp_t *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void opf(interp_t *in, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(in->op, sizeof(in->op), fmt, ap);
+    va_end(ap);
+}
+
+static int new_ent(interp_t *in)
+{
+    for (int i = 0; i < MAX_ENT; i++) {
+        if (!in->e[i].alive) {
+            memset(&in->e[i], 0, sizeof(in->e[i]));
+            in->e[i].obj = i;
+            in->e[i].parent = -1;
+            in->e[i].payer = -1;
+            in->e[i].ref = -1;
+            in->e[i].root = -1;
+            in->e[i].lender = -1;
+            in->e[i].ut = -1;
+            in->e[i].meta = -1;
+            in->e[i].uid = ++in->next_uid;
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int count_alive(const interp_t *in)
+{
+    int n = 0;
+    for (int i = 0; i < MAX_ENT; i++) {
+        n += in->e[i].alive;
+    }
+    return n;
+}
+
+static int count_kind(const interp_t *in, int kind, int originals_only)
+{
+    int n = 0;
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *x = &in->e[i];
+        n += x->alive && x->kind == kind && (!originals_only || x->obj == i);
+    }
+    return n;
+}
+
+/* A random live entry whose kind is in @p mask (bit per kind), or -1. */
+static int pick(interp_t *in, interp_src_t *s, unsigned mask)
+{
+    int idx[MAX_ENT];
+    int n = 0;
+    for (int i = 0; i < MAX_ENT; i++) {
+        if (in->e[i].alive && (mask & (1u << in->e[i].kind))) {
+            idx[n++] = i;
+        }
+    }
+    return n == 0 ? -1 : idx[take(s, (uint64_t)n)];
+}
+
+#define M(k) (1u << (k))
+#define M_DSALL (M(K_DS) | M(K_DEP) | M(K_FC))
+#define M_UTW (M(K_UT) | M(K_FRAME) | M(K_KOBJ))
+#define M_ALL (M(K_ACC) | M_DSALL | M_UTW)
+
+/*
+ * A handle argument: usually a live entry of the wanted kinds, sometimes a
+ * bad one (random bits, a stale handle, or a live handle of any kind).
+ * *ent receives the entry or -1.
+ */
+static capmem_cap_t pick_handle(interp_t *in, interp_src_t *s, unsigned mask, int *ent)
+{
+    uint64_t r = take(s, 16);
+    *ent = -1;
+    if (r == 0) {
+        capmem_cap_t h = raw64(s);
+        for (int i = 0; i < MAX_ENT; i++) {
+            if (in->e[i].alive && in->e[i].h == h) {
+                *ent = i;
+            }
+        }
+        return h;
+    }
+    if (r == 1 && in->ngrave > 0) {
+        return in->grave[take(s, in->ngrave < GRAVE ? in->ngrave : GRAVE)];
+    }
+    int i = pick(in, s, r == 2 ? M_ALL : mask);
+    if (i < 0) {
+        return CAPMEM_CAP_NULL;
+    }
+    *ent = i;
+    return in->e[i].h;
+}
+
+/* The model's lookup: the error the library must report for this handle. */
+static capmem_err_t lookup(const interp_t *in, int ent, int kind, unsigned rights)
+{
+    if (ent < 0) {
+        return CAPMEM_E_INVALID_CAP;
+    }
+    const ent_t *x = &in->e[ent];
+    int k = x->kind;
+    /* Frames, kernel objects and untypeds have their own handle types; all aliases are ds. */
+    int same =
+        kind == K_NONE || k == kind || (kind == K_DS && (k == K_DS || k == K_DEP || k == K_FC));
+    if (!same) {
+        return CAPMEM_E_WRONG_TYPE;
+    }
+    if ((x->rights & rights) != rights) {
+        return CAPMEM_E_DENIED;
+    }
+    return CAPMEM_OK;
+}
+
+static int is_desc(const interp_t *in, int i, int anc)
+{
+    for (int p = in->e[i].parent; p >= 0; p = in->e[p].parent) {
+        if (p == anc) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int has_children(const interp_t *in, int x)
+{
+    for (int i = 0; i < MAX_ENT; i++) {
+        if (in->e[i].alive && in->e[i].parent == x) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int acc_depth(const interp_t *in, int a)
+{
+    int d = 0;
+    for (int r = in->e[a].ref; r >= 0; r = in->e[r].ref) {
+        d++;
+    }
+    return d;
+}
+
+/* ---- derived numbers ----------------------------------------------------------- */
+
+typedef struct run {
+    uint64_t off, end;
+} run_t;
+
+static int cmp_run(const void *x, const void *y)
+{
+    const run_t *a = x;
+    const run_t *b = y;
+    return (a->off > b->off) - (a->off < b->off);
+}
+
+static int root_alive(const interp_t *in, const ent_t *x)
+{
+    return x->root >= 0 && in->e[x->root].alive && in->e[x->root].uid == x->root_uid;
+}
+
+static int fc_is_lent(const interp_t *in, const ent_t *x)
+{
+    return !root_alive(in, x);
+}
+
+static uint64_t lent_of(const interp_t *in, int a)
+{
+    run_t runs[MAX_ENT];
+    size_t k = 0;
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *x = &in->e[i];
+        if (x->alive && x->kind == K_FC && x->obj == i && x->lender == a && fc_is_lent(in, x)) {
+            runs[k++] = (run_t){x->off, x->off + x->size};
+        }
+    }
+    qsort(runs, k, sizeof(runs[0]), cmp_run);
+    uint64_t total = 0;
+    for (size_t i = 0; i < k;) {
+        uint64_t s = runs[i].off;
+        uint64_t e = runs[i].end;
+        for (i++; i < k && runs[i].off < e; i++) {
+            e = runs[i].end > e ? runs[i].end : e;
+        }
+        total += e - s;
+    }
+    return total;
+}
+
+static uint64_t used_of(const interp_t *in, int a)
+{
+    uint64_t u = lent_of(in, a);
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *x = &in->e[i];
+        if (x->alive && x->kind == K_DS && x->obj == i && x->meta == a) {
+            u += x->size;
+        }
+    }
+    return u;
+}
+
+static uint64_t avail_of(const interp_t *in, int a)
+{
+    return in->e[a].quota - used_of(in, a);
+}
+
+static uint64_t records_of(const interp_t *in, int a)
+{
+    uint64_t n = in->e[a].chunks + CAPMEM_RAM_SESSION_SLOTS;
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *x = &in->e[i];
+        n += x->alive && x->obj == i && (x->kind == K_DS || x->kind == K_DEP || x->kind == K_FC) &&
+             x->meta == a;
+    }
+    return n;
+}
+
+static uint64_t caps_used_of(const interp_t *in, int a)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < MAX_ENT; i++) {
+        n += in->e[i].alive && in->e[i].payer == a;
+    }
+    return n;
+}
+
+static int sessions_of(const interp_t *in, int a)
+{
+    int n = 0;
+    for (int i = 0; i < MAX_ENT; i++) {
+        n += in->e[i].alive && in->e[i].kind == K_ACC && in->e[i].obj == i && in->e[i].ref == a;
+    }
+    return n;
+}
+
+typedef struct largest_ctx {
+    uint64_t run, best;
+} largest_ctx_t;
+
+static int largest_visit(uint64_t phys, uint64_t size, int used, void *ctx)
+{
+    largest_ctx_t *c = ctx;
+    (void)phys;
+    if (used) {
+        c->run = 0;
+    } else {
+        c->run += size;
+        c->best = c->run > c->best ? c->run : c->best;
+    }
+    return 0;
+}
+
+/* The largest free physical block of the RAM service. */
+static uint64_t largest_free(interp_t *in)
+{
+    largest_ctx_t c = {0, 0};
+    if (capmem_ram_map(in->arena, in->e[in->root].h, largest_visit, &c) != CAPMEM_OK) {
+        return 0;
+    }
+    return c.best;
+}
+
+/* ---- destruction with the library's closure rules ---------------------------- */
+
+static void bury(interp_t *in, capmem_cap_t h)
+{
+    in->grave[in->ngrave % GRAVE] = h;
+    in->ngrave++;
+}
+
+/*
+ * Destroy @p n entries and everything that goes with them: capability
+ * subtrees, and the dependent aliases a dying account paid for. Then the
+ * accounts settle, deepest first: lent aliases pass to the reference
+ * account, quota and donation and capability quota return to it.
+ */
+static void kill(interp_t *in, const int *start, int n)
+{
+    char dying[MAX_ENT] = {0};
+    for (int i = 0; i < n; i++) {
+        dying[start[i]] = 1;
+    }
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = 0; i < MAX_ENT; i++) {
+            const ent_t *x = &in->e[i];
+            if (!x->alive || dying[i]) {
+                continue;
+            }
+            int go = x->parent >= 0 && dying[x->parent];
+            /* A copy dies with its object's original. */
+            go = go || (x->obj != i && dying[x->obj]);
+            /* Dependent aliases paid by a dying account. */
+            go = go || (x->kind == K_DEP && x->obj == i && x->meta >= 0 && dying[x->meta]);
+            if (go) {
+                dying[i] = 1;
+                changed = 1;
+            }
+        }
+    }
+    /* Accounts settle deepest first, so lent charge climbs as far as it must. */
+    for (int depth = MAX_ENT; depth >= 0; depth--) {
+        for (int a = 0; a < MAX_ENT; a++) {
+            ent_t *x = &in->e[a];
+            if (!dying[a] || x->kind != K_ACC || x->obj != a || acc_depth(in, a) != depth) {
+                continue;
+            }
+            for (int i = 0; i < MAX_ENT; i++) {
+                ent_t *f = &in->e[i];
+                if (f->alive && !dying[i] && f->kind == K_FC && f->obj == i && f->lender == a) {
+                    f->lender = x->ref;
+                }
+            }
+            if (x->ref >= 0) {
+                ent_t *r = &in->e[x->ref];
+                r->quota += x->quota + x->donation;
+                r->caps_limit += x->caps_limit;
+            }
+        }
+    }
+    for (int i = 0; i < MAX_ENT; i++) {
+        if (dying[i]) {
+            ent_t *x = &in->e[i];
+            if (x->obj == i && x->ut >= 0 && in->e[x->ut].alive && !dying[x->ut]) {
+                in->e[x->ut].children--;
+            }
+            x->alive = 0;
+            bury(in, x->h);
+        }
+    }
+}
+
+/* ---- comparison ------------------------------------------------------------------ */
+
+static int compare(interp_t *in)
+{
+    size_t caps = capmem_cap_count(in->arena);
+    size_t want = in->base_caps + (size_t)count_alive(in);
+    if (caps != want) {
+        return fail(in, "capability count %zu, model %zu", caps, want);
+    }
+    for (int a = 0; a < MAX_ENT; a++) {
+        const ent_t *x = &in->e[a];
+        if (!x->alive || x->kind != K_ACC || x->obj != a) {
+            continue;
+        }
+        capmem_ram_info_t ri;
+        if (capmem_ram_info(in->arena, x->h, &ri) != CAPMEM_OK) {
+            return fail(in, "account %d: info failed: %s", a, capmem_last_error()->message);
+        }
+        uint64_t used = used_of(in, a);
+        uint64_t lent = lent_of(in, a);
+        uint64_t recs = records_of(in, a);
+        uint64_t cu = caps_used_of(in, a);
+        if (ri.quota != x->quota || ri.used != used || ri.lent != lent ||
+            ri.donation != x->donation || ri.records_used != recs ||
+            ri.records_capacity != x->donation / CAPMEM_RAM_RECORD_SIZE ||
+            ri.caps_limit != x->caps_limit || ri.caps_used != cu || ri.expanding != x->expanding ||
+            ri.upgrades != x->upgrades) {
+            return fail(in,
+                        "account %d \"%s\": library quota %" PRIu64 " used %" PRIu64
+                        " lent %" PRIu64 " donation %" PRIu64 " records %" PRIu64 "/%" PRIu64
+                        " caps %" PRIu64 "/%" PRIu64 " expanding %d upgrades %" PRIu64
+                        "; model quota %" PRIu64 " used %" PRIu64 " lent %" PRIu64
+                        " donation %" PRIu64 " records %" PRIu64 " caps %" PRIu64 "/%" PRIu64
+                        " expanding %d upgrades %" PRIu64,
+                        a, ri.label, ri.quota, ri.used, ri.lent, ri.donation, ri.records_used,
+                        ri.records_capacity, ri.caps_used, ri.caps_limit, ri.expanding, ri.upgrades,
+                        x->quota, used, lent, x->donation, recs, cu, x->caps_limit, x->expanding,
+                        x->upgrades);
+        }
+    }
+    for (int u = 0; u < MAX_ENT; u++) {
+        const ent_t *x = &in->e[u];
+        if (!x->alive || x->kind != K_UT || x->obj != u) {
+            continue;
+        }
+        capmem_untyped_info_t ui;
+        if (capmem_untyped_info(in->arena, x->h, &ui) != CAPMEM_OK) {
+            return fail(in, "untyped %d: info failed: %s", u, capmem_last_error()->message);
+        }
+        uint64_t size = 1ull << x->bits;
+        uint64_t held = 0;
+        for (int i = 0; i < MAX_ENT; i++) {
+            const ent_t *c = &in->e[i];
+            if (c->alive && c->obj == i && c->ut == u) {
+                held += 1ull << c->bits;
+            }
+        }
+        uint64_t want_free = x->policy == CAPMEM_UNTYPED_WATERMARK ? size - x->wm : size - held;
+        if (ui.children != x->children || ui.free_bytes != want_free) {
+            return fail(in,
+                        "untyped %d (%s, 2^%u): library children %" PRIu64 " free %" PRIu64
+                        "; model children %" PRIu64 " free %" PRIu64,
+                        u, ui.policy, x->bits, ui.children, ui.free_bytes, x->children, want_free);
+        }
+    }
+    char why[512];
+    if (capmem_check(in->arena, why, sizeof(why)) != CAPMEM_OK) {
+        return fail(in, "capmem_check: %s", why);
+    }
+    return 0;
+}
+
+/* The result is one of the expected codes; record a refusal. */
+static int expect(interp_t *in, capmem_err_t got, capmem_err_t want, capmem_err_t alt)
+{
+    if (got != CAPMEM_OK) {
+        in->refused++;
+    }
+    if (got == want || got == alt) {
+        return 0;
+    }
+    return fail(in, "returned %s (%s), model expected %s%s%s", capmem_err_name(got),
+                got != CAPMEM_OK ? capmem_last_error()->message : "-", capmem_err_name(want),
+                alt != want ? " or " : "", alt != want ? capmem_err_name(alt) : "");
+}
+
+#define FIRST(e, cond, code)                                                                       \
+    do {                                                                                           \
+        if ((e) == CAPMEM_OK && (cond)) {                                                          \
+            (e) = (code);                                                                          \
+        }                                                                                          \
+    } while (0)
+
+static int step_ok(uint64_t bytes)
+{
+    return bytes != 0 && bytes % PAGE == 0 && bytes >= 2 * CAPMEM_RAM_RECORD_SIZE;
+}
+
+/* ---- operations ---------------------------------------------------------------------- */
+
+static const uint64_t sizes[] = {0,         1,          PAGE,          PAGE + 1,
+                                 2 * PAGE,  3 * PAGE,   8 * PAGE,      16 * PAGE,
+                                 64 * PAGE, 200 * PAGE, UINT64_MAX - 5};
+
+static uint64_t pick_size(interp_src_t *s)
+{
+    uint64_t r = take(s, 16);
+    if (r < sizeof(sizes) / sizeof(sizes[0])) {
+        return sizes[r];
+    }
+    return (take(s, 32) + 1) * PAGE - take(s, 2) * 100;
+}
+
+static uint64_t pick_donation(interp_src_t *s)
+{
+    static const uint64_t d[] = {
+        CAPMEM_RAM_DEFAULT_DONATION, PAGE, 2 * PAGE, 8 * PAGE, 0, 100, 64 * PAGE + 64};
+    return d[take(s, sizeof(d) / sizeof(d[0]))];
+}
+
+static int op_open(interp_t *in, interp_src_t *s)
+{
+    int p;
+    capmem_cap_t ph = pick_handle(in, s, M(K_ACC), &p);
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.donation = pick_donation(s);
+    at.quota = take(s, 4) == 0 ? pick_size(s) : take(s, 64) * PAGE;
+    at.caps = take(s, 8) == 0 ? UINT64_MAX : take(s, 40);
+    at.upgrade_step = take(s, 8) == 0 ? 100 : (take(s, 3) + 1) * PAGE;
+    at.flags = take(s, 2) ? CAPMEM_RAM_EXPANDING : 0;
+    at.label = "acc";
+    opf(in, "open(parent=%d, donation=%" PRIu64 ", quota=%" PRIu64 ", caps=%" PRIu64 ")", p,
+        at.donation, at.quota, at.caps);
+    if (count_kind(in, K_ACC, 1) >= MAX_ACC || count_alive(in) >= MAX_ENT - 1) {
+        return 0;
+    }
+    capmem_err_t e = CAPMEM_OK;
+    uint64_t need = 0;
+    FIRST(e, !step_ok(at.donation) || at.donation < PAGE, CAPMEM_E_INVALID_ARGS);
+    FIRST(e, !step_ok(at.upgrade_step), CAPMEM_E_INVALID_ARGS);
+    FIRST(e, __builtin_add_overflow(at.donation, at.quota, &need), CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK) {
+        e = lookup(in, p, K_ACC, CAPMEM_RIGHT_WRITE);
+    }
+    int po = p >= 0 ? in->e[p].obj : -1;
+    FIRST(e, avail_of(in, po) < need, CAPMEM_E_OUT_OF_RAM);
+    FIRST(e, at.caps == UINT64_MAX || in->e[po].caps_limit - caps_used_of(in, po) < at.caps + 1,
+          CAPMEM_E_OUT_OF_CAPS);
+    FIRST(e, largest_free(in) < at.donation, CAPMEM_E_OUT_OF_PHYS);
+    capmem_cap_t out = CAPMEM_CAP_NULL;
+    capmem_err_t got = capmem_ram_open(in->arena, ph, &at, &out);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        int n = new_ent(in);
+        ent_t *x = &in->e[n];
+        x->alive = 1;
+        x->kind = K_ACC;
+        x->h = out;
+        x->parent = po; /* a child of the parent's original, whichever handle was used */
+        x->payer = po;
+        x->rights = CAPMEM_RIGHTS_ALL;
+        x->ref = po;
+        x->quota = at.quota;
+        x->donation = at.donation;
+        x->caps_limit = at.caps;
+        x->step = at.upgrade_step;
+        x->chunks = 1;
+        x->expanding = (at.flags & CAPMEM_RAM_EXPANDING) != 0;
+        in->e[po].quota -= need;
+        in->e[po].caps_limit -= at.caps;
+    }
+    return 0;
+}
+
+static int op_close(interp_t *in, interp_src_t *s)
+{
+    int a;
+    capmem_cap_t h = pick_handle(in, s, M(K_ACC), &a);
+    opf(in, "close(%d)", a);
+    capmem_err_t e = lookup(in, a, K_ACC, CAPMEM_RIGHT_WRITE);
+    FIRST(e, in->e[a].obj != a, CAPMEM_E_INVALID_ARGS);
+    FIRST(e, a == in->root && sessions_of(in, a) != 0, CAPMEM_E_DELETE_FIRST);
+    if (e == CAPMEM_OK && a == in->root) {
+        return 0; /* closing the childless root ends the service: not part of the sequence */
+    }
+    capmem_err_t got = capmem_ram_close(in->arena, h);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        kill(in, &a, 1);
+    }
+    return 0;
+}
+
+static int op_transfer(interp_t *in, interp_src_t *s, int caps)
+{
+    int a;
+    int b;
+    capmem_cap_t ha = pick_handle(in, s, M(K_ACC), &a);
+    capmem_cap_t hb = pick_handle(in, s, M(K_ACC), &b);
+    /* Mostly between an account and its reference account. */
+    if (take(s, 4) != 0 && a >= 0 && in->e[a].kind == K_ACC && in->e[in->e[a].obj].ref >= 0) {
+        b = in->e[in->e[a].obj].ref;
+        hb = in->e[b].h;
+        if (take(s, 2)) {
+            int t = a;
+            a = b;
+            b = t;
+            capmem_cap_t th = ha;
+            ha = hb;
+            hb = th;
+        }
+    }
+    uint64_t n = caps ? take(s, 40) : (take(s, 8) == 0 ? pick_size(s) : take(s, 32) * PAGE);
+    opf(in, "transfer%s(%d -> %d, %" PRIu64 ")", caps ? "_caps" : "", a, b, n);
+    capmem_err_t e = CAPMEM_OK;
+    FIRST(e, n == 0, CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK) {
+        e = lookup(in, a, K_ACC, CAPMEM_RIGHT_WRITE);
+    }
+    if (e == CAPMEM_OK) {
+        e = lookup(in, b, K_ACC, 0);
+    }
+    int ao = a >= 0 ? in->e[a].obj : -1;
+    int bo = b >= 0 ? in->e[b].obj : -1;
+    FIRST(e, ao == bo, CAPMEM_E_INVALID_ARGS);
+    FIRST(e, in->e[ao].ref != bo && in->e[bo].ref != ao, CAPMEM_E_DENIED);
+    if (caps) {
+        FIRST(e, in->e[ao].caps_limit - caps_used_of(in, ao) < n, CAPMEM_E_OUT_OF_CAPS);
+    } else {
+        FIRST(e, avail_of(in, ao) < n, CAPMEM_E_OUT_OF_RAM);
+    }
+    capmem_err_t got = caps ? capmem_ram_transfer_caps(in->arena, ha, hb, n)
+                            : capmem_ram_transfer(in->arena, ha, hb, n);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        if (caps) {
+            in->e[ao].caps_limit -= n;
+            in->e[bo].caps_limit += n;
+        } else {
+            in->e[ao].quota -= n;
+            in->e[bo].quota += n;
+        }
+    }
+    return 0;
+}
+
+static void apply_upgrade(interp_t *in, int session, int payer, uint64_t bytes)
+{
+    in->e[payer].quota -= bytes;
+    in->e[session].donation += bytes;
+    in->e[session].chunks++;
+    in->e[session].upgrades++;
+}
+
+static int op_upgrade(interp_t *in, interp_src_t *s)
+{
+    int se;
+    int pa;
+    capmem_cap_t hs = pick_handle(in, s, M(K_ACC), &se);
+    capmem_cap_t hp = pick_handle(in, s, M(K_ACC), &pa);
+    if (take(s, 2) && se >= 0 && in->e[se].kind == K_ACC) {
+        pa = in->e[in->e[se].obj].ref >= 0 && take(s, 2) ? in->e[in->e[se].obj].ref : se;
+        hp = in->e[pa].h;
+    }
+    uint64_t bytes = take(s, 8) == 0 ? pick_size(s) : (take(s, 4) + 1) * PAGE;
+    opf(in, "upgrade(session=%d, payer=%d, %" PRIu64 ")", se, pa, bytes);
+    capmem_err_t e = CAPMEM_OK;
+    FIRST(e, !step_ok(bytes), CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK) {
+        e = lookup(in, pa, K_ACC, CAPMEM_RIGHT_WRITE);
+    }
+    if (e == CAPMEM_OK) {
+        e = lookup(in, se, K_NONE, 0);
+    }
+    FIRST(e, in->e[se].kind != K_ACC, CAPMEM_E_WRONG_TYPE);
+    int so = se >= 0 ? in->e[se].obj : -1;
+    int po = pa >= 0 ? in->e[pa].obj : -1;
+    FIRST(e, so != po && in->e[so].ref != po, CAPMEM_E_DENIED);
+    FIRST(e, avail_of(in, po) < bytes, CAPMEM_E_OUT_OF_RAM);
+    FIRST(e, largest_free(in) < bytes, CAPMEM_E_OUT_OF_PHYS);
+    capmem_err_t got = capmem_ram_upgrade(in->arena, hs, hp, bytes);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        apply_upgrade(in, so, po, bytes);
+    }
+    return 0;
+}
+
+static int op_expanding(interp_t *in, interp_src_t *s)
+{
+    int a;
+    capmem_cap_t h = pick_handle(in, s, M(K_ACC), &a);
+    int on = (int)take(s, 2);
+    uint64_t step = take(s, 8) == 0 ? 100 : take(s, 3) * PAGE;
+    opf(in, "set_expanding(%d, %d, %" PRIu64 ")", a, on, step);
+    capmem_err_t e = CAPMEM_OK;
+    FIRST(e, step != 0 && !step_ok(step), CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK) {
+        e = lookup(in, a, K_ACC, CAPMEM_RIGHT_WRITE);
+    }
+    capmem_err_t got = capmem_ram_set_expanding(in->arena, h, on, step);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        in->e[in->e[a].obj].expanding = on;
+        if (step != 0) {
+            in->e[in->e[a].obj].step = step;
+        }
+    }
+    return 0;
+}
+
+static int op_alloc(interp_t *in, interp_src_t *s)
+{
+    int a;
+    capmem_cap_t h = pick_handle(in, s, M(K_ACC), &a);
+    uint64_t size = pick_size(s);
+    opf(in, "alloc(%d, %" PRIu64 ")", a, size);
+    if (count_alive(in) >= MAX_ENT - 1) {
+        return 0;
+    }
+    capmem_err_t e = CAPMEM_OK;
+    uint64_t bytes = 0;
+    FIRST(e, size == 0, CAPMEM_E_INVALID_ARGS);
+    FIRST(e, size > UINT64_MAX - (PAGE - 1), CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK) {
+        bytes = (size + PAGE - 1) & ~(PAGE - 1);
+        e = lookup(in, a, K_ACC, CAPMEM_RIGHT_WRITE);
+    }
+    int ao = a >= 0 ? in->e[a].obj : -1;
+    ent_t *acc = ao >= 0 ? &in->e[ao] : NULL;
+    FIRST(e, avail_of(in, ao) < bytes, CAPMEM_E_OUT_OF_RAM);
+    FIRST(e, acc->caps_limit - caps_used_of(in, ao) < 1, CAPMEM_E_OUT_OF_CAPS);
+    uint64_t largest = e == CAPMEM_OK ? largest_free(in) : 0;
+    FIRST(e, largest < bytes, CAPMEM_E_OUT_OF_PHYS);
+    int upgrade = 0;
+    capmem_err_t alt = e;
+    if (e == CAPMEM_OK && acc->donation / CAPMEM_RAM_RECORD_SIZE - records_of(in, ao) < 1) {
+        if (!acc->expanding) {
+            e = alt = CAPMEM_E_OUT_OF_METADATA;
+        } else if (avail_of(in, ao) < bytes + acc->step) {
+            e = alt = CAPMEM_E_OUT_OF_RAM;
+        } else if (largest < acc->step) {
+            e = alt = CAPMEM_E_OUT_OF_PHYS;
+        } else {
+            /* The upgrade happens; the dataspace may then no longer fit. */
+            upgrade = 1;
+            alt = largest >= bytes + acc->step ? CAPMEM_OK : CAPMEM_E_OUT_OF_PHYS;
+        }
+    }
+    capmem_cap_t out = CAPMEM_CAP_NULL;
+    capmem_err_t got = capmem_ram_alloc(in->arena, h, size, &out);
+    if (expect(in, got, e, alt)) {
+        return 1;
+    }
+    if (upgrade) {
+        apply_upgrade(in, ao, ao, acc->step);
+    }
+    if (got == CAPMEM_OK) {
+        capmem_ds_info_t di;
+        if (capmem_dataspace_info(in->arena, out, &di) != CAPMEM_OK || di.size != bytes) {
+            return fail(in, "new dataspace: info failed or size %" PRIu64 " != %" PRIu64, di.size,
+                        bytes);
+        }
+        int n = new_ent(in);
+        ent_t *x = &in->e[n];
+        x->alive = 1;
+        x->kind = K_DS;
+        x->h = out;
+        x->parent = ao;
+        x->payer = ao;
+        x->rights = CAPMEM_RIGHTS_ALL;
+        x->off = di.offset;
+        x->size = bytes;
+        x->writable = 1;
+        x->meta = ao;
+        x->root = n;
+        x->root_uid = x->uid;
+        /* No overcommit, and the memory reads as zeros. */
+        uint8_t b[8] = {1};
+        if (capmem_dataspace_read(in->arena, out, bytes - sizeof(b), b, sizeof(b)) != CAPMEM_OK ||
+            memcmp(b, "\0\0\0\0\0\0\0\0", sizeof(b)) != 0) {
+            return fail(in, "new dataspace does not read as zeros");
+        }
+    }
+    return 0;
+}
+
+static int op_free(interp_t *in, interp_src_t *s)
+{
+    int d;
+    capmem_cap_t h = pick_handle(in, s, M_DSALL, &d);
+    opf(in, "free(%d)", d);
+    capmem_err_t e = lookup(in, d, K_DS, 0);
+    FIRST(e, in->e[d].obj != d, CAPMEM_E_INVALID_ARGS);
+    capmem_err_t got = capmem_dataspace_free(in->arena, h);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        kill(in, &d, 1);
+    }
+    return 0;
+}
+
+static int op_alias(interp_t *in, interp_src_t *s)
+{
+    int se;
+    int d;
+    capmem_cap_t hs = pick_handle(in, s, M(K_ACC), &se);
+    capmem_cap_t hd = pick_handle(in, s, M_DSALL, &d);
+    capmem_alias_attr_t at = CAPMEM_ALIAS_ATTR_INIT;
+    at.writable = (int)take(s, 2);
+    at.lifetime = take(s, 2) ? CAPMEM_ALIAS_FIRST_CLASS : CAPMEM_ALIAS_DEPENDENT;
+    if (take(s, 16) == 0) {
+        at.lifetime = (capmem_alias_lifetime_t)7;
+    }
+    at.offset = take(s, 8) == 0 ? pick_size(s) : take(s, 4) * PAGE;
+    at.size = take(s, 8) == 0 ? pick_size(s) : take(s, 3) * PAGE;
+    opf(in,
+        "alias(session=%d, ds=%d[kind %d root %d], w=%d, %s, off=%" PRIu64 ", size=%" PRIu64 ")",
+        se, d, d >= 0 ? in->e[d].kind : -1, d >= 0 ? in->e[in->e[d].obj].root : -1, at.writable,
+        at.lifetime == CAPMEM_ALIAS_FIRST_CLASS ? "first-class" : "dependent", at.offset, at.size);
+    if (count_alive(in) >= MAX_ENT - 1) {
+        return 0;
+    }
+    capmem_err_t e = CAPMEM_OK;
+    FIRST(e, at.lifetime != CAPMEM_ALIAS_DEPENDENT && at.lifetime != CAPMEM_ALIAS_FIRST_CLASS,
+          CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK) {
+        e = lookup(in, se, K_ACC, CAPMEM_RIGHT_WRITE);
+    }
+    if (e == CAPMEM_OK) {
+        e = lookup(in, d, K_DS, CAPMEM_RIGHT_GRANT);
+    }
+    int so = se >= 0 ? in->e[se].obj : -1;
+    int dobj = d >= 0 ? in->e[d].obj : -1;
+    const ent_t *src = dobj >= 0 ? &in->e[dobj] : NULL;
+    uint64_t size = at.size;
+    uint64_t end = 0;
+    if (e == CAPMEM_OK && size == 0 && at.offset < src->size) {
+        size = src->size - at.offset;
+    }
+    FIRST(e,
+          size == 0 || at.offset % PAGE != 0 || size % PAGE != 0 ||
+              __builtin_add_overflow(at.offset, size, &end) || end > src->size,
+          CAPMEM_E_INVALID_ARGS);
+    FIRST(e, at.writable && !((in->e[d].rights & CAPMEM_RIGHT_WRITE) && src->writable),
+          CAPMEM_E_DENIED);
+    FIRST(e, in->e[so].caps_limit - caps_used_of(in, so) < 1, CAPMEM_E_OUT_OF_CAPS);
+    int upgrade = 0;
+    if (e == CAPMEM_OK && in->e[so].donation / CAPMEM_RAM_RECORD_SIZE - records_of(in, so) < 1) {
+        if (!in->e[so].expanding) {
+            e = CAPMEM_E_OUT_OF_METADATA;
+        } else if (avail_of(in, so) < in->e[so].step) {
+            e = CAPMEM_E_OUT_OF_RAM;
+        } else if (largest_free(in) < in->e[so].step) {
+            e = CAPMEM_E_OUT_OF_PHYS;
+        } else {
+            upgrade = 1;
+        }
+    }
+    capmem_cap_t out = CAPMEM_CAP_NULL;
+    capmem_err_t got = capmem_dataspace_alias(in->arena, hs, hd, &at, &out);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        if (upgrade) {
+            apply_upgrade(in, so, so, in->e[so].step);
+        }
+        int n = new_ent(in);
+        ent_t *x = &in->e[n];
+        x->alive = 1;
+        x->h = out;
+        x->payer = so;
+        x->rights = in->e[d].rights & (at.writable ? CAPMEM_RIGHTS_ALL : ~CAPMEM_RIGHT_WRITE);
+        x->off = src->off + at.offset;
+        x->size = size;
+        x->writable = at.writable;
+        x->meta = so;
+        if (at.lifetime == CAPMEM_ALIAS_DEPENDENT) {
+            x->kind = K_DEP;
+            x->parent = d;
+            /* It shows its base's pages: a RAM dataspace's, or a first-class alias's. */
+            x->root = src->kind == K_DS ? dobj : src->root;
+            x->root_uid = src->root_uid;
+            x->lender = src->lender;
+        } else {
+            x->kind = K_FC;
+            x->parent = so;
+            x->root = src->root;
+            x->root_uid = src->root_uid;
+            x->lender = root_alive(in, src) ? in->e[src->root].meta : src->lender;
+        }
+    }
+    return 0;
+}
+
+static int op_rw(interp_t *in, interp_src_t *s)
+{
+    int d;
+    capmem_cap_t h = pick_handle(in, s, M_DSALL, &d);
+    int write = (int)take(s, 2);
+    uint64_t off = take(s, 8) == 0 ? pick_size(s) : take(s, 8) * 1000;
+    size_t len = (size_t)take(s, 64) + 1;
+    opf(in, "%s(%d, off=%" PRIu64 ", len=%zu)", write ? "write" : "read", d, off, len);
+    capmem_err_t e = lookup(in, d, K_DS, write ? CAPMEM_RIGHT_WRITE : CAPMEM_RIGHT_READ);
+    const ent_t *o = d >= 0 ? &in->e[in->e[d].obj] : NULL;
+    uint64_t end = 0;
+    FIRST(e, write && !o->writable, CAPMEM_E_DENIED);
+    FIRST(e, __builtin_add_overflow(off, (uint64_t)len, &end) || end > o->size,
+          CAPMEM_E_INVALID_ARGS);
+    uint8_t buf[64];
+    uint8_t back[64];
+    memset(buf, (int)(in->ops & 0xff) | 1, sizeof(buf));
+    capmem_err_t got = write ? capmem_dataspace_write(in->arena, h, off, buf, len)
+                             : capmem_dataspace_read(in->arena, h, off, buf, len);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK && write && (in->e[d].rights & CAPMEM_RIGHT_READ)) {
+        if (capmem_dataspace_read(in->arena, h, off, back, len) != CAPMEM_OK ||
+            memcmp(buf, back, len) != 0) {
+            return fail(in, "bytes written through a dataspace do not read back");
+        }
+    }
+    return 0;
+}
+
+static int op_mint(interp_t *in, interp_src_t *s)
+{
+    int x;
+    capmem_cap_t h = pick_handle(in, s, M_ALL, &x);
+    unsigned rights = (unsigned)take(s, 9);
+    opf(in, "mint(%d, rights=0x%x)", x, rights);
+    if (count_alive(in) >= MAX_ENT - 1) {
+        return 0;
+    }
+    capmem_err_t e = CAPMEM_OK;
+    FIRST(e, (rights & ~(unsigned)CAPMEM_RIGHTS_ALL) != 0, CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK) {
+        e = lookup(in, x, K_NONE, CAPMEM_RIGHT_GRANT);
+    }
+    FIRST(e, (rights & ~in->e[x].rights) != 0, CAPMEM_E_DENIED);
+    int payer = x >= 0 ? in->e[x].payer : -1;
+    FIRST(e, payer >= 0 && in->e[payer].caps_limit - caps_used_of(in, payer) < 1,
+          CAPMEM_E_OUT_OF_CAPS);
+    capmem_cap_t out = CAPMEM_CAP_NULL;
+    capmem_err_t got = capmem_cap_mint(in->arena, h, rights, &out);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        int n = new_ent(in);
+        ent_t *c = &in->e[n];
+        c->alive = 1;
+        c->kind = in->e[x].kind;
+        c->h = out;
+        c->obj = in->e[x].obj;
+        c->parent = x;
+        c->payer = payer;
+        c->rights = rights;
+    }
+    return 0;
+}
+
+static int op_delete(interp_t *in, interp_src_t *s, int revoke)
+{
+    int x;
+    capmem_cap_t h = pick_handle(in, s, M_ALL, &x);
+    opf(in, "%s(%d)", revoke ? "revoke" : "delete", x);
+    capmem_err_t e = lookup(in, x, K_NONE, 0);
+    if (!revoke) {
+        FIRST(e, has_children(in, x), CAPMEM_E_REVOKE_FIRST);
+        if (e == CAPMEM_OK && (x == in->root || (in->e[x].kind == K_UT && in->e[x].ut < 0))) {
+            return 0; /* deleting the root account or the world's untyped ends the sequence */
+        }
+    }
+    capmem_err_t got = revoke ? capmem_cap_revoke(in->arena, h) : capmem_cap_delete(in->arena, h);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        if (revoke) {
+            int kids[MAX_ENT];
+            int n = 0;
+            for (int i = 0; i < MAX_ENT; i++) {
+                if (in->e[i].alive && is_desc(in, i, x)) {
+                    kids[n++] = i;
+                }
+            }
+            kill(in, kids, n);
+        } else {
+            kill(in, &x, 1);
+        }
+    }
+    return 0;
+}
+
+static int op_retype(interp_t *in, interp_src_t *s)
+{
+    int u;
+    capmem_cap_t h = pick_handle(in, s, M(K_UT), &u);
+    capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
+    static const capmem_obj_type_t types[] = {CAPMEM_OBJ_FRAME, CAPMEM_OBJ_KOBJ, CAPMEM_OBJ_UNTYPED,
+                                              CAPMEM_OBJ_DATASPACE};
+    at.type = types[take(s, 8) == 0 ? 3 : take(s, 3)];
+    at.size_bits = take(s, 16) == 0 ? (unsigned)take(s, 64) : 4 + (unsigned)take(s, 15);
+    at.count = take(s, 16) == 0 ? (uint32_t)take(s, 400) : 1 + (uint32_t)take(s, 3);
+    at.child_policy = (capmem_untyped_policy_t)take(s, 4);
+    at.offset = CAPMEM_RETYPE_ANYWHERE;
+    if (take(s, 4) == 0) {
+        at.offset = take(s, 64) << (at.size_bits & 31);
+    }
+    opf(in, "retype(%d, type=%d, bits=%u, count=%u, offset=%" PRIx64 ", policy=%d)", u,
+        (int)at.type, at.size_bits, at.count, at.offset, (int)at.child_policy);
+    if (count_alive(in) + 4 >= MAX_ENT ||
+        (at.count <= CAPMEM_RETYPE_MAX_COUNT && count_alive(in) + (int)at.count + 1 >= MAX_ENT)) {
+        return 0;
+    }
+    capmem_err_t e = CAPMEM_OK;
+    int t = at.type;
+    FIRST(e, t != CAPMEM_OBJ_UNTYPED && t != CAPMEM_OBJ_FRAME && t != CAPMEM_OBJ_KOBJ,
+          CAPMEM_E_INVALID_ARGS);
+    FIRST(e, at.size_bits > CAPMEM_UNTYPED_MAX_BITS, CAPMEM_E_RANGE);
+    FIRST(e, t == CAPMEM_OBJ_UNTYPED && at.size_bits < 4, CAPMEM_E_INVALID_ARGS);
+    FIRST(e, t == CAPMEM_OBJ_FRAME && at.size_bits < 12, CAPMEM_E_RANGE);
+    FIRST(e, t == CAPMEM_OBJ_KOBJ && at.size_bits < 4, CAPMEM_E_RANGE);
+    FIRST(e, at.count < 1 || at.count > CAPMEM_RETYPE_MAX_COUNT, CAPMEM_E_RANGE);
+    if (e == CAPMEM_OK) {
+        e = lookup(in, u, K_UT, CAPMEM_RIGHT_WRITE);
+    }
+    int uo = u >= 0 ? in->e[u].obj : -1;
+    ent_t *ut = uo >= 0 ? &in->e[uo] : NULL;
+    uint64_t sz = 1ull << (at.size_bits & 63);
+    int reset = e == CAPMEM_OK && ut->children == 0 && !has_children(in, u);
+    capmem_untyped_info_t ui = {0};
+    if (e == CAPMEM_OK && capmem_untyped_info(in->arena, h, &ui) != CAPMEM_OK) {
+        return fail(in, "untyped info failed");
+    }
+    uint64_t free_now = reset ? (1ull << ut->bits) : ui.free_bytes;
+    FIRST(e, (free_now >> at.size_bits) < at.count, CAPMEM_E_NOT_ENOUGH_MEMORY);
+    int wm = e == CAPMEM_OK && ut->policy == CAPMEM_UNTYPED_WATERMARK;
+    uint64_t end = 0;
+    if (e == CAPMEM_OK && at.offset != CAPMEM_RETYPE_ANYWHERE) {
+        FIRST(e, wm, CAPMEM_E_INVALID_ARGS);
+        FIRST(e,
+              at.offset % sz != 0 || __builtin_add_overflow(at.offset, at.count * sz, &end) ||
+                  end > (1ull << ut->bits),
+              CAPMEM_E_INVALID_ARGS);
+    }
+    capmem_err_t alt = e;
+    uint64_t wm_new = 0;
+    if (e == CAPMEM_OK) {
+        if (wm) {
+            uint64_t base = reset ? 0 : ut->wm;
+            uint64_t aligned = (base + sz - 1) & ~(sz - 1);
+            wm_new = aligned + at.count * sz;
+            FIRST(e, wm_new > (1ull << ut->bits), CAPMEM_E_NOT_ENOUGH_MEMORY);
+            alt = e;
+        } else {
+            alt = CAPMEM_E_NOT_ENOUGH_MEMORY;
+        }
+    }
+    capmem_cap_t dest[CAPMEM_RETYPE_MAX_COUNT];
+    capmem_err_t got = capmem_untyped_retype(in->arena, h, &at, dest, CAPMEM_RETYPE_MAX_COUNT);
+    if (expect(in, got, e, alt)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        if (wm) {
+            ut->wm = wm_new;
+        } else if (reset) {
+            ut->wm = 0;
+        }
+        for (uint32_t i = 0; i < at.count; i++) {
+            int n = new_ent(in);
+            ent_t *c = &in->e[n];
+            c->alive = 1;
+            c->kind = t == CAPMEM_OBJ_FRAME ? K_FRAME : t == CAPMEM_OBJ_KOBJ ? K_KOBJ : K_UT;
+            c->h = dest[i];
+            c->parent = u;
+            c->rights = CAPMEM_RIGHTS_ALL;
+            c->bits = at.size_bits;
+            c->ut = uo;
+            c->policy =
+                at.child_policy == CAPMEM_UNTYPED_INHERIT ? ut->policy : (int)at.child_policy;
+            ut->children++;
+        }
+    }
+    return 0;
+}
+
+static int op_frame_rw(interp_t *in, interp_src_t *s)
+{
+    int f;
+    capmem_cap_t h = pick_handle(in, s, M(K_FRAME), &f);
+    int write = (int)take(s, 2);
+    uint64_t off = take(s, 8) == 0 ? pick_size(s) : take(s, 16) * 256;
+    size_t len = (size_t)take(s, 64) + 1;
+    opf(in, "frame_%s(%d, off=%" PRIu64 ", len=%zu)", write ? "write" : "read", f, off, len);
+    /* Frames and kernel objects share one lookup: type, then rights, then "not a frame". */
+    capmem_err_t e = lookup(in, f, K_NONE, 0);
+    FIRST(e, in->e[f].kind != K_FRAME && in->e[f].kind != K_KOBJ, CAPMEM_E_WRONG_TYPE);
+    FIRST(e, !(in->e[f].rights & (write ? CAPMEM_RIGHT_WRITE : CAPMEM_RIGHT_READ)),
+          CAPMEM_E_DENIED);
+    FIRST(e, in->e[f].kind != K_FRAME, CAPMEM_E_WRONG_TYPE);
+    uint64_t end = 0;
+    FIRST(e,
+          __builtin_add_overflow(off, (uint64_t)len, &end) ||
+              end > (1ull << in->e[in->e[f].obj].bits),
+          CAPMEM_E_INVALID_ARGS);
+    uint8_t buf[64];
+    uint8_t back[64];
+    memset(buf, 0x5a, sizeof(buf));
+    capmem_err_t got = write ? capmem_frame_write(in->arena, h, off, buf, len)
+                             : capmem_frame_read(in->arena, h, off, buf, len);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK && write && (in->e[f].rights & CAPMEM_RIGHT_READ)) {
+        if (capmem_frame_read(in->arena, h, off, back, len) != CAPMEM_OK ||
+            memcmp(buf, back, len) != 0) {
+            return fail(in, "bytes written to a frame do not read back");
+        }
+    }
+    return 0;
+}
+
+/* The op table: weight and function. Region-map ops join here. */
+typedef struct op_row {
+    const char *name;
+    unsigned weight;
+    int (*fn)(interp_t *in, interp_src_t *s);
+} op_row_t;
+
+static int op_transfer_ram(interp_t *in, interp_src_t *s)
+{
+    return op_transfer(in, s, 0);
+}
+
+static int op_transfer_caps(interp_t *in, interp_src_t *s)
+{
+    return op_transfer(in, s, 1);
+}
+
+static int op_cap_delete(interp_t *in, interp_src_t *s)
+{
+    return op_delete(in, s, 0);
+}
+
+static int op_cap_revoke(interp_t *in, interp_src_t *s)
+{
+    return op_delete(in, s, 1);
+}
+
+static const op_row_t ops[] = {
+    {"open", 6, op_open},
+    {"close", 2, op_close},
+    {"transfer", 5, op_transfer_ram},
+    {"transfer_caps", 2, op_transfer_caps},
+    {"upgrade", 3, op_upgrade},
+    {"set_expanding", 2, op_expanding},
+    {"alloc", 12, op_alloc},
+    {"free", 6, op_free},
+    {"alias", 10, op_alias},
+    {"rw", 5, op_rw},
+    {"mint", 5, op_mint},
+    {"delete", 4, op_cap_delete},
+    {"revoke", 2, op_cap_revoke},
+    {"retype", 10, op_retype},
+    {"frame_rw", 3, op_frame_rw},
+};
+
+/* ---- setup ---------------------------------------------------------------------------- */
+
+interp_t *interp_new(void)
+{
+    interp_t *in = calloc(1, sizeof(*in));
+    if (in == NULL) {
+        return NULL;
+    }
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 3ull << 20;
+    at.phys_base = 0x100000;
+    at.cap_slots = 1u << 14;
+    capmem_untyped_info_t boot[8];
+    size_t nboot = 0;
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    if (capmem_arena_create(&at, &in->arena) != CAPMEM_OK ||
+        capmem_untyped_boot(in->arena, boot, 8, &nboot) != CAPMEM_OK || nboot != 2 ||
+        boot[0].size_bits != 20 || boot[1].size_bits != 21) {
+        fprintf(stderr, "interp: setup failed: %s\n", capmem_last_error()->message);
+        interp_free(in);
+        return NULL;
+    }
+    if (capmem_ram_create(in->arena, &boot[1].cap, 1, NULL, &root) != CAPMEM_OK) {
+        fprintf(stderr, "interp: RAM service failed: %s\n", capmem_last_error()->message);
+        interp_free(in);
+        return NULL;
+    }
+    capmem_ram_info_t ri;
+    if (capmem_ram_info(in->arena, root, &ri) != CAPMEM_OK) {
+        interp_free(in);
+        return NULL;
+    }
+    int r = new_ent(in);
+    ent_t *x = &in->e[r];
+    x->alive = 1;
+    x->kind = K_ACC;
+    x->h = root;
+    x->rights = CAPMEM_RIGHTS_ALL;
+    x->quota = ri.quota;
+    x->donation = ri.donation;
+    x->caps_limit = ri.caps_limit;
+    x->step = ri.upgrade_step;
+    x->chunks = 1;
+    in->root = r;
+    int u = new_ent(in);
+    x = &in->e[u];
+    x->alive = 1;
+    x->kind = K_UT;
+    x->h = boot[0].cap;
+    x->rights = CAPMEM_RIGHTS_ALL;
+    x->bits = 20;
+    x->policy = CAPMEM_UNTYPED_WATERMARK;
+    in->base_caps = capmem_cap_count(in->arena) - 2;
+    return in;
+}
+
+void interp_free(interp_t *in)
+{
+    if (in != NULL) {
+        capmem_arena_destroy(in->arena);
+        free(in);
+    }
+}
+
+int interp_step(interp_t *in, interp_src_t *src)
+{
+    unsigned total = 0;
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        total += ops[i].weight;
+    }
+    uint64_t r = take(src, total);
+    size_t k = 0;
+    while (r >= ops[k].weight) {
+        r -= ops[k].weight;
+        k++;
+    }
+    in->ops++;
+    in->op[0] = '\0';
+    in->why[0] = '\0';
+    if (ops[k].fn(in, src) != 0) {
+        return 1;
+    }
+    return compare(in);
+}
+
+const char *interp_why(const interp_t *in)
+{
+    return in->why;
+}
+
+const char *interp_last_op(const interp_t *in)
+{
+    return in->op;
+}
+
+uint64_t interp_ops(const interp_t *in)
+{
+    return in->ops;
+}
+
+uint64_t interp_refused(const interp_t *in)
+{
+    return in->refused;
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fault injection: for each host resource kind (malloc, mmap, memfd,
+ * ftruncate), make the n-th operation of that kind fail, for n = 1, 2, ...
+ * until the scenario runs through without reaching n. Every injected failure
+ * must surface as a clean error (HOST_NOMEM or SYSTEM, or a checked
+ * fallback), leave the arena consistent (the checker passes once injection
+ * is disarmed) and leak nothing (Valgrind in scripts/check).
+ *
+ * The hook is process-global: this executable runs its tests one by one,
+ * with no other threads.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "internal.h"
+#include "support.h"
+
+static int clean(capmem_err_t e)
+{
+    return e == CAPMEM_OK || e == CAPMEM_E_HOST_NOMEM || e == CAPMEM_E_SYSTEM;
+}
+
+#define STEP(call)                                                                                 \
+    do {                                                                                           \
+        capmem_err_t e_ = (call);                                                                  \
+        if (!clean(e_)) {                                                                          \
+            fail_msg("n=%" PRIu64 ": %s returned %s: %s", n, #call, capmem_err_name(e_),           \
+                     capmem_last_error()->message);                                                \
+        }                                                                                          \
+        if (e_ != CAPMEM_OK) {                                                                     \
+            failures++;                                                                            \
+            goto check;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+/*
+ * The scenario: an arena, boot untypeds, a RAM service, a session, a
+ * dataspace and aliases, retypes with every policy, a close. Returns 1 if
+ * some step failed (an injected failure), 0 if it ran through.
+ */
+static int scenario(uint64_t n, int anon)
+{
+    int failures = 0;
+    capmem_arena_t *a = NULL;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 3ull << 20;
+    at.phys_base = 0x100000;
+    at.cap_slots = 1u << 12;
+    at.flags = anon ? CAPMEM_ARENA_FORCE_ANON : 0;
+    capmem_err_t e = capmem_arena_create(&at, &a);
+    if (e != CAPMEM_OK) {
+        if (!clean(e) || a != NULL) {
+            fail_msg("n=%" PRIu64 ": arena_create returned %s, out %p", n, capmem_err_name(e),
+                     (void *)a);
+        }
+        capmem__inject_reset();
+        return 1;
+    }
+    {
+        capmem_untyped_info_t boot[4];
+        size_t nb = 0;
+        capmem_cap_t root;
+        capmem_cap_t acc;
+        capmem_cap_t ds;
+        capmem_cap_t al;
+        capmem_cap_t kids[4];
+        capmem_cap_t sub[2];
+        STEP(capmem_untyped_boot(a, boot, 4, &nb));
+        STEP(capmem_ram_create(a, &boot[1].cap, 1, NULL, &root));
+        capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+        oa.quota = 256 * 1024;
+        oa.flags = CAPMEM_RAM_EXPANDING;
+        STEP(capmem_ram_open(a, root, &oa, &acc));
+        STEP(capmem_ram_alloc(a, acc, 4 * 4096, &ds));
+        capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+        aa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
+        aa.size = 4096;
+        STEP(capmem_dataspace_alias(a, acc, ds, &aa, &al));
+        STEP(capmem_ram_free(a, ds));
+        capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
+        ra.type = CAPMEM_OBJ_UNTYPED;
+        ra.size_bits = 16;
+        ra.count = 3;
+        ra.child_policy = CAPMEM_UNTYPED_RANGE;
+        STEP(capmem_untyped_retype(a, boot[0].cap, &ra, kids, 4));
+        STEP(capmem_untyped_set_policy(a, kids[1], CAPMEM_UNTYPED_BUDDY, NULL));
+        ra.type = CAPMEM_OBJ_FRAME;
+        ra.size_bits = 12;
+        ra.count = 2;
+        STEP(capmem_untyped_retype(a, kids[0], &ra, sub, 2));
+        STEP(capmem_untyped_retype(a, kids[1], &ra, sub, 2));
+        STEP(capmem_cap_revoke(a, boot[0].cap));
+        STEP(capmem_ram_close(a, acc));
+    }
+check:
+    capmem__inject_reset();
+    {
+        char why[512];
+        if (capmem_check(a, why, sizeof(why)) != CAPMEM_OK) {
+            fail_msg("n=%" PRIu64 ": state inconsistent after an injected failure: %s", n, why);
+        }
+    }
+    capmem_arena_destroy(a);
+    return failures;
+}
+
+static void sweep(capmem__host_kind_t kind, int anon, const char *name)
+{
+    uint64_t n = 1;
+    uint64_t failed = 0;
+    for (;; n++) {
+        capmem__inject_reset();
+        capmem__inject_fail(kind, n);
+        int f = scenario(n, anon);
+        capmem__inject_reset();
+        if (!f) {
+            break; /* the n-th operation was never reached: every earlier one was tried */
+        }
+        failed++;
+    }
+    printf("# %s%s: %" PRIu64 " injection points, each a clean error\n", name,
+           anon ? " (anonymous backing)" : "", failed);
+}
+
+static void test_faultinject_every_malloc_failure_is_clean(void **state)
+{
+    (void)state;
+    sweep(CAPMEM__HOST_MALLOC, 0, "malloc");
+}
+
+static void test_faultinject_every_mmap_failure_is_clean(void **state)
+{
+    (void)state;
+    sweep(CAPMEM__HOST_MMAP, 0, "mmap");
+    sweep(CAPMEM__HOST_MMAP, 1, "mmap");
+}
+
+static void test_faultinject_memfd_and_ftruncate_failures_are_clean(void **state)
+{
+    (void)state;
+    sweep(CAPMEM__HOST_MEMFD, 0, "memfd");
+    sweep(CAPMEM__HOST_FTRUNCATE, 0, "ftruncate");
+}
+
+static void test_faultinject_no_fd_leaks(void **state)
+{
+    (void)state;
+    int before = test_open_fds();
+    sweep(CAPMEM__HOST_MMAP, 0, "mmap (fd count)");
+    sweep(CAPMEM__HOST_FTRUNCATE, 0, "ftruncate (fd count)");
+    assert_int_equal(test_open_fds(), before);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_faultinject_every_malloc_failure_is_clean),
+        cmocka_unit_test(test_faultinject_every_mmap_failure_is_clean),
+        cmocka_unit_test(test_faultinject_memfd_and_ftruncate_failures_are_clean),
+        cmocka_unit_test(test_faultinject_no_fd_leaks),
+    };
+    return cmocka_run_group_tests_name("faultinject", tests, NULL, NULL);
+}
