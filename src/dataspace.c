@@ -623,6 +623,21 @@ capmem_err_t capmem__ram_check(capmem_arena_t *arena, char *why, size_t len)
                 continue;
             }
             quota_sum += acc->quota + acc->meta.donation;
+            uint64_t deps = 0;
+            for (const capmem__ds_t *d = acc->dependents; d != NULL && err == CAPMEM_OK;
+                 d = d->next) {
+                if (capmem__ds_kind(d) != CAPMEM__DS_ALIAS_DEP || d->meta != &acc->meta ||
+                    ++deps > acc->meta.used) {
+                    snprintf(why, len,
+                             "account \"%s\": its dependents list holds a record that is not "
+                             "a dependent alias it paid for",
+                             acc->label);
+                    err = CAPMEM_E_CORRUPT;
+                }
+            }
+            if (err != CAPMEM_OK) {
+                break;
+            }
             uint64_t own = 0;
             uint64_t lent = 0;
             uint64_t recs = capmem__ds_records_in(arena, &acc->meta, &own);

@@ -9,9 +9,13 @@ capmem_err_t capmem_check(capmem_arena_t *arena, char *why, size_t len)
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    if (why != NULL && len > 0) {
-        why[0] = '\0';
+    /* The layer checkers write their finding somewhere even when the caller wants none. */
+    char scratch[256];
+    if (why == NULL || len == 0) {
+        why = scratch;
+        len = sizeof(scratch);
     }
+    why[0] = '\0';
     capmem__lock(arena);
     capmem_err_t err = capmem__cspace_check(arena, why, len);
     for (int i = 0; err == CAPMEM_OK && i < CAPMEM__EXT_COUNT; i++) {
