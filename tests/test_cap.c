@@ -131,6 +131,14 @@ static void test_cap_mint_only_reduces_rights(void **state)
     assert_err(capmem_cap_mint(a, c, 0x100, &d), CAPMEM_E_INVALID_ARGS);
     assert_err(capmem_cap_mint(a, c, CAPMEM_RIGHT_READ, NULL), CAPMEM_E_INVALID_ARGS);
     assert_err(capmem_cap_create_user(a, &widget, NULL, 0x8, &d), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_cap_create_user(a, NULL, NULL, 7, &d), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_cap_create_user(a, &widget, NULL, 7, NULL), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_cap_create_user(NULL, &widget, NULL, 7, &d), CAPMEM_E_INVALID_ARGS);
+    size_t before = capmem_cap_count(a);
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    assert_err(capmem_cap_create_user(a, &widget, NULL, 7, &d), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    assert_int_equal(capmem_cap_count(a), before);
     assert_int_equal(d, CAPMEM_CAP_NULL);
 }
 

@@ -644,6 +644,151 @@ static void test_ram_host_failure_on_create_is_clean(void **state)
     capmem_arena_destroy(a);
 }
 
+static void test_ram_create_and_boot_refuse_bad_input(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 2ull << 20;
+    aa.phys_base = 0;
+    aa.device_window = 1 << 20;
+    aa.page_size = 256;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&aa, &a));
+    capmem_device_info_t dev;
+    assert_ok(capmem_arena_device_add(a, 0xf0000000, 0x10000, &dev));
+    capmem_untyped_info_t boot[8];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 8, &n));
+    assert_int_equal(n, 2); /* 2 MiB of RAM, one device untyped */
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    capmem_ram_attr_t at = CAPMEM_RAM_ATTR_INIT;
+    at.flags = 0x80;
+    assert_err(capmem_ram_create(a, &boot[0].cap, 1, &at, &root), CAPMEM_E_INVALID_ARGS);
+    at = (capmem_ram_attr_t)CAPMEM_RAM_ATTR_INIT;
+    at.root_donation = 256; /* a page, but too small for header + session record + one */
+    assert_err(capmem_ram_create(a, &boot[0].cap, 1, &at, &root), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_create(a, &boot[1].cap, 1, NULL, &root), CAPMEM_E_INVALID_ARGS);
+    assert_non_null(strstr(capmem_last_error()->message, "device"));
+    /* An untyped smaller than a page cannot be RAM. */
+    capmem_cap_t small;
+    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
+    rt.type = CAPMEM_OBJ_UNTYPED;
+    rt.size_bits = 7;
+    assert_ok(capmem_untyped_retype(a, boot[0].cap, &rt, &small, 1));
+    assert_err(capmem_ram_create(a, &small, 1, NULL, &root), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_boot(NULL, NULL, &root), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_boot(a, NULL, NULL), CAPMEM_E_INVALID_ARGS);
+    /* The only RAM boot untyped has a child now: nothing left to boot from. */
+    assert_err(capmem_ram_boot(a, NULL, &root), CAPMEM_E_REVOKE_FIRST);
+    assert_ok(capmem_cap_revoke(a, boot[0].cap));
+    assert_ok(capmem_cap_delete(a, boot[0].cap));
+    assert_err(capmem_ram_boot(a, NULL, &root), CAPMEM_E_NOT_FOUND);
+    assert_int_equal(root, CAPMEM_CAP_NULL);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+static void test_ram_open_needs_a_contiguous_donation(void **state)
+{
+    (void)state;
+    fixture_t *f = &fx;
+    setup_size(state, 1ull << 20);
+    /* A donation smaller than the session record on a 256-byte-page arena is refused. */
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    capmem_cap_t c = CAPMEM_CAP_NULL;
+    /* Fragment the RAM: every other page taken. */
+    capmem_cap_t pages[256];
+    unsigned n = 0;
+    while (n < 256 && capmem_ram_alloc(f->arena, f->root, 4096, &pages[n]) == CAPMEM_OK) {
+        n++;
+    }
+    for (unsigned i = 0; i < n; i += 2) {
+        assert_ok(capmem_ram_free(f->arena, pages[i]));
+    }
+    capmem_ram_info_t before = info(f->arena, f->root);
+    at.donation = 8192;
+    assert_err(capmem_ram_open(f->arena, f->root, &at, &c), CAPMEM_E_OUT_OF_PHYS);
+    assert_int_equal(capmem_last_error()->available, 4096);
+    capmem_ram_info_t after = info(f->arena, f->root);
+    assert_memory_equal(&before, &after, sizeof(after));
+    assert_int_equal(c, CAPMEM_CAP_NULL);
+    teardown(state);
+}
+
+static void test_ram_open_refuses_a_donation_smaller_than_its_record(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 1 << 20;
+    aa.page_size = 256;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&aa, &a));
+    capmem_cap_t root;
+    assert_ok(capmem_ram_boot(a, NULL, &root));
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.donation = 256; /* one page: no room for header + session record + a record */
+    capmem_cap_t c = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_open(a, root, &at, &c), CAPMEM_E_INVALID_ARGS);
+    at.donation = 512;
+    assert_ok(capmem_ram_open(a, root, &at, &c));
+    capmem_ram_info_t in;
+    assert_ok(capmem_ram_info(a, c, &in));
+    assert_int_equal(in.records_capacity - in.records_used, 512 / 64 - 1 - 3);
+    capmem_cap_t m = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_map(a, c, NULL, NULL), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_map(NULL, c, NULL, NULL), CAPMEM_E_INVALID_ARGS);
+    (void)m;
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+static void test_ram_expanding_client_that_cannot_pay_changes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    at.donation = 4096;
+    at.flags = CAPMEM_RAM_EXPANDING;
+    at.caps = 100;
+    at.quota = 60 * 4096 + 4096 + 4096; /* 60 pages, then one more page but no 8 KiB step */
+    capmem_cap_t c;
+    assert_ok(capmem_ram_open(f->arena, f->root, &at, &c));
+    capmem_cap_t ds;
+    for (int i = 0; i < 60; i++) {
+        assert_ok(capmem_ram_alloc(f->arena, c, 4096, &ds));
+    }
+    capmem_ram_info_t before = info(f->arena, c);
+    assert_int_equal(before.avail, 8192);
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_alloc(f->arena, c, 4096, &x), CAPMEM_E_OUT_OF_RAM);
+    assert_int_equal(capmem_last_error()->needed, 4096 + 8192);
+    capmem_ram_info_t after = info(f->arena, c);
+    assert_memory_equal(&before, &after, sizeof(after));
+    assert_int_equal(x, CAPMEM_CAP_NULL);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static int transfers_seen;
+static void count_transfers(capmem_arena_t *a, const capmem_event_t *ev, void *ctx)
+{
+    (void)a;
+    (void)ctx;
+    if (ev->kind == CAPMEM_EVENT_TRANSFER) {
+        transfers_seen++;
+        assert_int_equal(ev->a, 4096);
+    }
+}
+
+static void test_ram_transfer_emits_event(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t c = open_child(f, f->root, 8192, 0, "t");
+    transfers_seen = 0;
+    assert_ok(capmem_arena_set_event_handler(f->arena, count_transfers, NULL));
+    assert_ok(capmem_ram_transfer(f->arena, c, f->root, 4096));
+    assert_ok(capmem_arena_set_event_handler(f->arena, NULL, NULL));
+    assert_int_equal(transfers_seen, 1);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -663,6 +808,11 @@ int main(void)
         cmocka_unit_test(test_ram_million_live_dataspaces_in_one_session),
         cmocka_unit_test(test_ram_service_over_several_untypeds),
         cmocka_unit_test(test_ram_host_failure_on_create_is_clean),
+        cmocka_unit_test(test_ram_create_and_boot_refuse_bad_input),
+        cmocka_unit_test(test_ram_open_needs_a_contiguous_donation),
+        cmocka_unit_test(test_ram_open_refuses_a_donation_smaller_than_its_record),
+        T(test_ram_expanding_client_that_cannot_pay_changes_nothing),
+        T(test_ram_transfer_emits_event),
     };
 #undef T
     return cmocka_run_group_tests_name("ram", tests, NULL, NULL);

@@ -421,6 +421,8 @@ static void test_untyped_frame_access_checks_bounds_and_rights(void **state)
     assert_err(capmem_frame_read(f->arena, fr, UINT64_MAX, buf, 8), CAPMEM_E_INVALID_ARGS);
     assert_err(capmem_frame_read(f->arena, ko, 0, buf, 8), CAPMEM_E_WRONG_TYPE);
     assert_err(capmem_frame_read(f->arena, fr, 0, NULL, 8), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_frame_write(f->arena, fr, 0, NULL, 8), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_frame_write(NULL, fr, 0, buf, 8), CAPMEM_E_INVALID_ARGS);
     capmem_cap_t ro;
     assert_ok(capmem_cap_mint(f->arena, fr, CAPMEM_RIGHT_READ, &ro));
     assert_err(capmem_frame_write(f->arena, ro, 0, "zz", 2), CAPMEM_E_DENIED);
@@ -593,6 +595,15 @@ static void test_untyped_user_policy_runs_the_scenarios(void **state)
                CAPMEM_E_INVALID_ARGS);
     assert_err(capmem_untyped_set_policy(NULL, ut, CAPMEM_UNTYPED_RANGE, NULL),
                CAPMEM_E_INVALID_ARGS);
+    /* A user policy must cover the untyped from offset 0. */
+    static test_ff_t short_ff;
+    memset(&short_ff, 0, sizeof(short_ff));
+    short_ff.size = 0x1000;
+    capmem_alloc_t *shorter = NULL;
+    assert_ok(capmem_alloc_create_custom_span(&test_ff_ops, &short_ff, 0, 0x1000, &shorter));
+    assert_err(capmem_untyped_set_policy(f->arena, ut, CAPMEM_UNTYPED_WATERMARK, shorter),
+               CAPMEM_E_INVALID_ARGS);
+    capmem_alloc_destroy(shorter); /* refused: still ours to destroy */
 }
 
 /* ---- host failures, events ---------------------------------------------- */
