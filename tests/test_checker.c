@@ -10,6 +10,7 @@
 
 #include "arena_internal.h"
 #include "ram_internal.h"
+#include "rm_internal.h"
 #include "support.h"
 #include "untyped_internal.h"
 
@@ -275,6 +276,57 @@ static void test_checker_needs_no_buffer_to_report(void **state)
     assert_ok(capmem_check(f->arena, NULL, 0));
 }
 
+/* A map with two regions, side by side at pages 0 and 1. */
+static capmem__rm_t *two_regions(fixture_t *f, capmem_cap_t *rm)
+{
+    capmem_rm_attr_t ra = CAPMEM_RM_ATTR_INIT;
+    ra.size = 16 * 4096;
+    assert_ok(capmem_rm_create(f->arena, f->acc, &ra, rm));
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    at.size = 4096;
+    uint64_t addr;
+    at.at = 0;
+    assert_ok(capmem_rm_attach(f->arena, *rm, f->ds, &at, &addr));
+    at.at = 4096;
+    at.offset = 4096;
+    assert_ok(capmem_rm_attach(f->arena, *rm, f->ds, &at, &addr));
+    CHECK_INVARIANTS(f->arena);
+    return slot_of(f->arena, *rm)->obj;
+}
+
+static void test_checker_catches_overlapping_regions(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t rm;
+    capmem__rm_t *m = two_regions(f, &rm);
+    /* Grow the first region (the root's left child or the root) over the second. */
+    rm_region_t *first = rg_left(m->root) != NULL ? rg_left(m->root) : m->root;
+    first->pages++;
+    expect_caught(f->arena, "overlaps its predecessor");
+    first->pages--;
+}
+
+static void test_checker_catches_region_outside_its_map(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t rm;
+    capmem__rm_t *m = two_regions(f, &rm);
+    uint32_t saved = m->pages;
+    m->pages = 1; /* the map shrinks under its second region */
+    expect_caught(f->arena, "leaves the map");
+    m->pages = saved;
+}
+
+static void test_checker_catches_region_count_drift(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t rm;
+    capmem__rm_t *m = two_regions(f, &rm);
+    m->regions++;
+    expect_caught(f->arena, "regions counted");
+    m->regions--;
+}
+
 /*
  * Regression (found by this suite): a first-class alias of a dependent alias
  * of a first-class alias used to be linked into the session's dependents
@@ -326,6 +378,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checker_catches_foreign_record_in_dependents_list,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_checker_needs_no_buffer_to_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checker_catches_overlapping_regions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checker_catches_region_outside_its_map, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_checker_catches_region_count_drift, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_checker_first_class_alias_of_dependent_of_first_class_closes_cleanly, setup,
             teardown),
