@@ -34,10 +34,36 @@ static int clean(capmem_err_t e)
         }                                                                                          \
     } while (0)
 
+/* The scenario's pager: attach a page of its dataspace at the fault, remember the result. */
+typedef struct pager {
+    capmem_cap_t ds;
+    capmem_err_t err;
+} pager_t;
+
+static capmem_rm_fault_result_t pager(capmem_arena_t *arena, const capmem_rm_fault_t *f, void *ctx)
+{
+    pager_t *p = ctx;
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    at.size = 4096;
+    at.at = f->address & ~(uint64_t)4095;
+    uint64_t addr;
+    p->err = capmem_rm_attach(arena, f->rm, p->ds, &at, &addr);
+    return p->err == CAPMEM_OK ? CAPMEM_RM_FAULT_RESOLVED : CAPMEM_RM_FAULT_UNRESOLVED;
+}
+
+/* An access that faults: a failure inside the handler's attach is the one that counts. */
+static capmem_err_t via_pager(capmem_err_t e, const pager_t *p)
+{
+    return e == CAPMEM_E_UNRESOLVED_FAULT && p->err != CAPMEM_OK ? p->err : e;
+}
+
 /*
  * The scenario: an arena, boot untypeds, a RAM service, a session, a
- * dataspace and aliases, retypes with every policy, a close. Returns 1 if
- * some step failed (an injected failure), 0 if it ran through.
+ * dataspace and aliases, region maps (create, attach, a fault resolved by
+ * the handler, a managed dataspace nested into a second map, metadata
+ * upgrades of an expanding map, detach, close), retypes with every policy,
+ * a close. Returns 1 if some step failed (an injected failure), 0 if it ran
+ * through.
  */
 static int scenario(uint64_t n, int anon)
 {
@@ -78,6 +104,42 @@ static int scenario(uint64_t n, int anon)
         aa.size = 4096;
         STEP(capmem_dataspace_alias(a, acc, ds, &aa, &al));
         STEP(capmem_ram_free(a, ds));
+        /* Region maps. */
+        capmem_cap_t rm;
+        capmem_cap_t outer;
+        capmem_cap_t mds;
+        pager_t pg = {CAPMEM_CAP_NULL, CAPMEM_OK};
+        uint64_t addr;
+        uint8_t buf[64] = {1, 2, 3};
+        STEP(capmem_ram_alloc(a, acc, 8 * 4096, &pg.ds));
+        capmem_rm_attr_t ma = CAPMEM_RM_ATTR_INIT;
+        ma.size = 128 * 4096;
+        ma.donation = 4096; /* 59 regions, then the expanding map upgrades */
+        ma.flags = CAPMEM_RM_EXPANDING;
+        STEP(capmem_rm_create(a, acc, &ma, &rm));
+        STEP(capmem_rm_set_fault_handler(a, rm, pager, &pg));
+        capmem_rm_attach_attr_t rat = CAPMEM_RM_ATTACH_ATTR_INIT;
+        rat.writable = 0;
+        STEP(capmem_rm_attach(a, rm, al, &rat, &addr));
+        pg.err = CAPMEM_OK;
+        STEP(via_pager(capmem_rm_write(a, rm, 16 * 4096 + 8, buf, sizeof(buf)), &pg));
+        STEP(capmem_rm_dataspace(a, rm, &mds));
+        ma.size = 256 * 4096;
+        ma.flags = 0;
+        ma.donation = CAPMEM_RM_DEFAULT_DONATION;
+        STEP(capmem_rm_create(a, acc, &ma, &outer));
+        rat.at = 128 * 4096;
+        STEP(capmem_rm_attach(a, outer, mds, &rat, &addr));
+        /* Through the outer map into the inner one, where the inner map's handler pages. */
+        pg.err = CAPMEM_OK;
+        STEP(via_pager(capmem_rm_read(a, outer, 128 * 4096 + 40 * 4096, buf, sizeof(buf)), &pg));
+        rat = (capmem_rm_attach_attr_t)CAPMEM_RM_ATTACH_ATTR_INIT;
+        rat.size = 4096;
+        for (int i = 0; i < 70; i++) {
+            STEP(capmem_rm_attach(a, rm, pg.ds, &rat, &addr));
+        }
+        STEP(capmem_rm_detach(a, rm, addr));
+        STEP(capmem_rm_close(a, outer));
         capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
         ra.type = CAPMEM_OBJ_UNTYPED;
         ra.size_bits = 16;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Forged handles: millions of random 64-bit values, passed to every call
- * that takes a handle, never crash and always return INVALID_CAP or
- * WRONG_TYPE. The values mix pure noise with near misses: a valid type
+ * that takes a handle (region maps included), never crash and always
+ * return INVALID_CAP or WRONG_TYPE. The values mix pure noise with near misses: a valid type
  * byte, a live slot index with a wrong generation, stale handles of deleted
  * objects. Every value also goes to capmem_cap_identify. CAPMEM_FORGED=<n> sets the count (default
  * 10,000,000; 20,000 under Valgrind; 1,000,000 in sanitizer builds).
@@ -26,7 +26,7 @@
 #define FORGED_DEFAULT 10000000ull
 #endif
 
-#define NCALLS 27
+#define NCALLS 41
 
 static uint64_t rng = 0x1234567;
 
@@ -67,6 +67,17 @@ static void test_forged_handles_are_refused_everywhere(void **state)
     assert_ok(capmem_ram_alloc(a, acc, 8192, &ds));
     assert_ok(capmem_ram_alloc(a, acc, 4096, &stale));
     assert_ok(capmem_ram_free(a, stale));
+    /* A live region map with one region: calls that take a map and a dataspace get one good one. */
+    capmem_rm_attr_t rma = CAPMEM_RM_ATTR_INIT;
+    rma.size = 16 * 4096;
+    capmem_cap_t rm;
+    capmem_cap_t rm_stale;
+    uint64_t addr;
+    assert_ok(capmem_rm_create(a, acc, &rma, &rm));
+    assert_ok(capmem_rm_create(a, acc, &rma, &rm_stale));
+    assert_ok(capmem_rm_close(a, rm_stale));
+    capmem_rm_attach_attr_t rat = CAPMEM_RM_ATTACH_ATTR_INIT;
+    assert_ok(capmem_rm_attach(a, rm, ds, &rat, &addr));
     size_t caps_before = capmem_cap_count(a);
     const char *env = getenv("CAPMEM_FORGED");
     uint64_t n = env != NULL             ? strtoull(env, NULL, 0)
@@ -92,7 +103,8 @@ static void test_forged_handles_are_refused_everywhere(void **state)
             h = (r & 0xffffffff00000000ull) | (r % 64);
             break; /* live-ish slot index */
         default:
-            h = (stale & 0x00ffffffffffffffull) | ((uint64_t)(r % 8) << 56);
+            h = (((r >> 8) & 1 ? rm_stale : stale) & 0x00ffffffffffffffull) |
+                ((uint64_t)(r % 8) << 56);
             break;
         }
         capmem_cap_info_t ci;
@@ -109,9 +121,16 @@ static void test_forged_handles_are_refused_everywhere(void **state)
         capmem_ram_open_attr_t o2 = CAPMEM_RAM_OPEN_ATTR_INIT;
         capmem_alias_attr_t al = CAPMEM_ALIAS_ATTR_INIT;
         capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
+        capmem_rm_attr_t rc = CAPMEM_RM_ATTR_INIT;
+        rc.size = 4096;
+        capmem_rm_attach_attr_t ratt = CAPMEM_RM_ATTACH_ATTR_INIT;
+        capmem_rm_state_t rs;
+        capmem_rm_info_t rinf;
+        capmem_rm_region_t rreg;
+        uint64_t where;
         /*
          * Identify failed, so every call must refuse the handle. By default
-         * each value goes to one call in turn (every call sees n / 27
+         * each value goes to one call in turn (every call sees n / 41
          * values); CAPMEM_FORGED_ALL=1 passes every value to every call.
          */
         for (int c = all ? 0 : (int)(i % NCALLS); c < NCALLS; c++) {
@@ -197,6 +216,48 @@ static void test_forged_handles_are_refused_everywhere(void **state)
             case 26:
                 CHECK_CALL(capmem_frame_write(a, h, 0, buf, sizeof(buf)));
                 break;
+            case 27:
+                CHECK_CALL(capmem_rm_create(a, h, &rc, &out));
+                break;
+            case 28:
+                CHECK_CALL(capmem_rm_close(a, h));
+                break;
+            case 29:
+                CHECK_CALL(capmem_rm_attach(a, h, ds, &ratt, &where));
+                break;
+            case 30:
+                CHECK_CALL(capmem_rm_attach(a, rm, h, &ratt, &where));
+                break;
+            case 31:
+                CHECK_CALL(capmem_rm_detach(a, h, addr));
+                break;
+            case 32:
+                CHECK_CALL(capmem_rm_set_fault_handler(a, h, NULL, NULL));
+                break;
+            case 33:
+                CHECK_CALL(capmem_rm_state(a, h, &rs));
+                break;
+            case 34:
+                CHECK_CALL(capmem_rm_read(a, h, 0, buf, sizeof(buf)));
+                break;
+            case 35:
+                CHECK_CALL(capmem_rm_write(a, h, 0, buf, sizeof(buf)));
+                break;
+            case 36:
+                CHECK_CALL(capmem_rm_touch(a, h, 0, sizeof(buf), CAPMEM_RM_EXEC));
+                break;
+            case 37:
+                CHECK_CALL(capmem_rm_lookup(a, h, addr, &rreg));
+                break;
+            case 38:
+                CHECK_CALL(capmem_rm_info(a, h, &rinf));
+                break;
+            case 39:
+                CHECK_CALL(capmem_rm_dataspace(a, h, &out));
+                break;
+            case 40:
+                CHECK_CALL(capmem_ram_upgrade(a, rm, h, 4096)); /* a map as the session */
+                break;
             }
             if (!all) {
                 break;
@@ -209,6 +270,9 @@ static void test_forged_handles_are_refused_everywhere(void **state)
            " calls in %.2f s\n",
            n, skipped, calls, s);
     assert_int_equal(capmem_cap_count(a), caps_before);
+    capmem_rm_info_t mi;
+    assert_ok(capmem_rm_info(a, rm, &mi));
+    assert_int_equal(mi.regions, 1);
     CHECK_INVARIANTS(a);
     capmem_arena_destroy(a);
 }

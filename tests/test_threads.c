@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Thread stress: 8 threads doing mixed operations (open, alloc, alias,
- * write/read, transfer, free, close, retype, delete, forged handles) on one
- * shared arena, then 8 threads each on an arena of its own. Every call
+ * write/read, transfer, free, close, retype, delete, forged handles, and
+ * region maps: create, attach, detach, reads, writes and touches through a
+ * map whose fault handler attaches pages) on one shared arena, then 8
+ * threads each on an arena of its own. Every call
  * takes the arena's lock, so quota must be conserved and the checker must
  * pass at the end; ThreadSanitizer (scripts/check) must report nothing.
  */
@@ -24,7 +26,12 @@ typedef struct worker {
     uint64_t ok;
     uint64_t refused;
     int broken; /* an unexpected result */
+    capmem_cap_t ds[8];
+    capmem_cap_t rm; /* the worker's region map, CAPMEM_CAP_NULL when it has none */
+    uint64_t faults; /* faults its handler saw */
 } worker_t;
+
+#define RM_PAGES 32u
 
 static uint64_t rnd(uint64_t *s)
 {
@@ -50,11 +57,118 @@ static void tally(worker_t *w, capmem_err_t e)
     }
 }
 
+/* Region-map calls may also fault, miss a region or collide with one. */
+static void tally_rm(worker_t *w, capmem_err_t e)
+{
+    if (e == CAPMEM_E_UNRESOLVED_FAULT || e == CAPMEM_E_FAULT_LOOP || e == CAPMEM_E_NOT_FOUND ||
+        e == CAPMEM_E_REGION_CONFLICT) {
+        w->refused++;
+        return;
+    }
+    tally(w, e);
+}
+
+/*
+ * The worker's pager. It runs on the worker's thread with the arena lock
+ * held, so it may use the worker's state and call the library. By fault
+ * page: attach a page of one of the worker's dataspaces and resolve; give up;
+ * or claim success without attaching (the access ends with FAULT_LOOP).
+ */
+static capmem_rm_fault_result_t pager(capmem_arena_t *arena, const capmem_rm_fault_t *f, void *ctx)
+{
+    worker_t *w = ctx;
+    w->faults++;
+    uint64_t pg = f->address / 4096;
+    switch (pg % 4) {
+    case 0:
+    case 1:
+        for (unsigned k = 0; k < 8; k++) {
+            if (w->ds[k] != CAPMEM_CAP_NULL) {
+                capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+                at.size = 4096;
+                at.at = pg * 4096;
+                at.executable = f->access == CAPMEM_RM_EXEC;
+                uint64_t addr;
+                capmem_err_t e = capmem_rm_attach(arena, f->rm, w->ds[k], &at, &addr);
+                tally_rm(w, e);
+                return e == CAPMEM_OK ? CAPMEM_RM_FAULT_RESOLVED : CAPMEM_RM_FAULT_UNRESOLVED;
+            }
+        }
+        return CAPMEM_RM_FAULT_UNRESOLVED;
+    case 2:
+        return CAPMEM_RM_FAULT_UNRESOLVED;
+    default:
+        return CAPMEM_RM_FAULT_RESOLVED;
+    }
+}
+
+static void rm_step(worker_t *w, capmem_cap_t acc, uint64_t r)
+{
+    capmem_arena_t *a = w->arena;
+    if (w->rm == CAPMEM_CAP_NULL) {
+        capmem_rm_attr_t ra = CAPMEM_RM_ATTR_INIT;
+        ra.size = RM_PAGES * 4096;
+        ra.donation = 4096; /* 59 regions: the metadata runs out too */
+        ra.flags = (r >> 40) & 1 ? CAPMEM_RM_EXPANDING : 0;
+        capmem_err_t e = capmem_rm_create(a, acc, &ra, &w->rm);
+        tally(w, e);
+        if (e != CAPMEM_OK) {
+            w->rm = CAPMEM_CAP_NULL;
+            return;
+        }
+        tally(w, capmem_rm_set_fault_handler(a, w->rm, pager, w));
+        return;
+    }
+    unsigned k = (unsigned)(r >> 8) % 8;
+    uint64_t addr = ((r >> 16) % RM_PAGES) * 4096 + (r >> 24) % 4096;
+    uint8_t buf[200];
+    uint8_t back[200];
+    size_t len = (size_t)((r >> 36) % sizeof(buf)) + 1;
+    if (addr + len > RM_PAGES * 4096) {
+        len = (size_t)(RM_PAGES * 4096 - addr);
+    }
+    switch ((r >> 44) % 6) {
+    case 0:
+        if (w->ds[k] != CAPMEM_CAP_NULL) {
+            capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+            at.size = 4096;
+            at.writable = (int)((r >> 50) & 1);
+            uint64_t where;
+            tally_rm(w, capmem_rm_attach(a, w->rm, w->ds[k], &at, &where));
+        }
+        break;
+    case 1:
+        tally_rm(w, capmem_rm_detach(a, w->rm, addr));
+        break;
+    case 2:
+    case 3: {
+        memset(buf, (int)(r >> 52) | 1, len);
+        capmem_err_t e = capmem_rm_write(a, w->rm, addr, buf, len);
+        tally_rm(w, e);
+        if (e == CAPMEM_OK) {
+            /* Nobody else touches this map: the bytes read back without a fault. */
+            capmem_err_t e2 = capmem_rm_read(a, w->rm, addr, back, len);
+            tally_rm(w, e2);
+            if (e2 != CAPMEM_OK || memcmp(buf, back, len) != 0) {
+                w->broken = 1;
+            }
+        }
+        break;
+    }
+    case 4:
+        tally_rm(w, capmem_rm_read(a, w->rm, addr, back, len));
+        break;
+    default:
+        tally_rm(w, capmem_rm_touch(a, w->rm, addr, len, (capmem_rm_access_t)((r >> 56) % 3)));
+        break;
+    }
+}
+
 static void *work(void *arg)
 {
     worker_t *w = arg;
     capmem_cap_t acc = CAPMEM_CAP_NULL;
-    capmem_cap_t ds[8] = {0};
+    capmem_cap_t *ds = w->ds;
     capmem_cap_t objs[8] = {0};
     uint8_t buf[64];
     for (unsigned i = 0; i < w->iters; i++) {
@@ -72,6 +186,10 @@ static void *work(void *arg)
             continue;
         }
         unsigned k = (unsigned)(r >> 8) % 8;
+        if ((r >> 62) == 0) {
+            rm_step(w, acc, r); /* a quarter of the steps go to the region map */
+            continue;
+        }
         switch ((r >> 4) % 9) {
         case 0:
         case 1:
@@ -144,7 +262,8 @@ static void *work(void *arg)
             if (((r >> 32) % 16) == 0) {
                 tally(w, capmem_ram_close(w->arena, acc));
                 acc = CAPMEM_CAP_NULL;
-                memset(ds, 0, sizeof(ds)); /* they went with the account */
+                memset(w->ds, 0, sizeof(w->ds)); /* they went with the account */
+                w->rm = CAPMEM_CAP_NULL;         /* so did the map */
             }
             break;
         }
@@ -153,6 +272,9 @@ static void *work(void *arg)
         if (objs[k] != CAPMEM_CAP_NULL) {
             tally(w, capmem_cap_delete(w->arena, objs[k]));
         }
+    }
+    if (w->rm != CAPMEM_CAP_NULL && ((w->seed >> 3) & 1)) {
+        tally(w, capmem_rm_close(w->arena, w->rm)); /* else it goes with the account */
     }
     if (acc != CAPMEM_CAP_NULL) {
         tally(w, capmem_ram_close(w->arena, acc));
@@ -196,16 +318,19 @@ static void run_workers(worker_t *w, const char *what)
     }
     uint64_t ok = 0;
     uint64_t refused = 0;
+    uint64_t faults = 0;
     for (int i = 0; i < THREADS; i++) {
         assert_int_equal(pthread_join(t[i], NULL), 0);
         ok += w[i].ok;
         refused += w[i].refused;
+        faults += w[i].faults;
         if (w[i].broken) {
             fail_msg("%s: thread %d saw an unexpected result", what, i);
         }
     }
-    printf("# %s: %d threads, %" PRIu64 " calls succeeded, %" PRIu64 " refused\n", what, THREADS,
-           ok, refused);
+    printf("# %s: %d threads, %" PRIu64 " calls succeeded, %" PRIu64 " refused, %" PRIu64
+           " faults handled\n",
+           what, THREADS, ok, refused, faults);
 }
 
 static void test_threads_share_one_arena_and_conserve_quota(void **state)

@@ -30,8 +30,16 @@
  *   the untyped's free bytes are then checked against its live children.
  * Every failure must leave all numbers equal to the (unchanged) model.
  *
- * Region maps (attach, detach, simulated access) get rows in the op table
- * once capmem/region_map.h is stable.
+ * Region maps are modelled too: the regions of every map (one record each
+ * from the map's donation, plus the map's record and its managed dataspace's,
+ * see CAPMEM_RM_SESSION_SLOTS), the donation as part of the client's side of
+ * conservation, faults and the map's state. An access is simulated on the
+ * model before the call (simulate()): where each byte goes, which faults the
+ * handler sees, and what the handler does about each. The handler (on_fault)
+ * draws nothing itself: it replays the model's script, so the library and
+ * the model see the same attachments. Predictions are exact; the accesses'
+ * bytes are checked against capmem_dataspace_read() of the backing
+ * dataspace at the model's translated offset.
  */
 #include "interp.h"
 
@@ -46,9 +54,15 @@
 #define MAX_ENT 160
 #define MAX_ACC 8
 #define GRAVE 32
-#define PAGE 4096ull
+#define PAGE ((uint64_t)4096)
 
-enum kind { K_NONE = 0, K_ACC, K_DS, K_DEP, K_FC, K_UT, K_FRAME, K_KOBJ };
+#define MAX_RM 6
+#define MAX_REG 384
+#define MAX_SEG 32
+#define MAX_PLAN 128
+#define MAX_LEN (3 * PAGE + 64)
+
+enum kind { K_NONE = 0, K_ACC, K_DS, K_DEP, K_FC, K_UT, K_FRAME, K_KOBJ, K_RM, K_MDS };
 
 typedef struct ent {
     int alive;
@@ -77,7 +91,47 @@ typedef struct ent {
     uint64_t wm;   /* watermark model */
     uint64_t children;
     int ut; /* retyped objects: the untyped they came from */
+    /* region maps (originals): size, donation, chunks, upgrades, step, expanding as above */
+    int client;      /* the account that opened the map and pays for it */
+    int has_handler; /* the interpreter's fault handler is installed */
+    uint64_t faults; /* faults raised in the map */
+    int f_faulted, f_unres, f_access;
+    uint64_t f_addr; /* the map's state: its last fault */
+    /* managed dataspaces (originals): the map they show */
+    int owner;
 } ent_t;
+
+/* One attachment of the model: pages [base, base + pages) of map entry @c map show ds entry @c ds.
+ */
+typedef struct region {
+    int alive;
+    int map; /* original entry of the map */
+    int ds;  /* original entry of the dataspace */
+    uint64_t base, pages;
+    uint64_t off; /* byte offset into the dataspace */
+    int w, x;
+} region_t;
+
+/* A piece of a simulated access: @c n bytes of buffer at @c at went to ds entry @c ds at @c off. */
+typedef struct seg {
+    int ds;
+    uint64_t off;
+    size_t at, n;
+} seg_t;
+
+/* What the fault handler must see and do at its next call (precomputed by the model). */
+enum { ACT_UNRESOLVED, ACT_RESOLVE, ACT_ATTACH };
+
+typedef struct plan {
+    capmem_cap_t rm;
+    uint64_t addr;
+    int access;
+    int action;
+    capmem_cap_t ds;
+    capmem_rm_attach_attr_t attr;
+    capmem_err_t code; /* expected result of the handler's attach */
+    uint64_t at;       /* its expected address */
+} plan_t;
 
 struct interp {
     capmem_arena_t *arena;
@@ -91,6 +145,16 @@ struct interp {
     uint64_t refused;
     char why[1024];
     char op[256];
+    region_t rg[MAX_REG];
+    seg_t seg[MAX_SEG];
+    unsigned nseg;
+    plan_t plan[MAX_PLAN];
+    unsigned nplan;
+    unsigned plan_pos;
+    int plan_bad;
+    char plan_why[256];
+    uint8_t buf[MAX_LEN];
+    uint8_t back[MAX_LEN];
 };
 
 /* ---- argument sources ---------------------------------------------------- */
@@ -181,6 +245,8 @@ static int new_ent(interp_t *in)
             in->e[i].lender = -1;
             in->e[i].ut = -1;
             in->e[i].meta = -1;
+            in->e[i].client = -1;
+            in->e[i].owner = -1;
             in->e[i].uid = ++in->next_uid;
             return i;
         }
@@ -223,7 +289,8 @@ static int pick(interp_t *in, interp_src_t *s, unsigned mask)
 #define M(k) (1u << (k))
 #define M_DSALL (M(K_DS) | M(K_DEP) | M(K_FC))
 #define M_UTW (M(K_UT) | M(K_FRAME) | M(K_KOBJ))
-#define M_ALL (M(K_ACC) | M_DSALL | M_UTW)
+#define M_RMALL (M(K_RM) | M(K_MDS))
+#define M_ALL (M(K_ACC) | M_DSALL | M_UTW | M_RMALL)
 
 /*
  * A handle argument: usually a live entry of the wanted kinds, sometimes a
@@ -263,8 +330,8 @@ static capmem_err_t lookup(const interp_t *in, int ent, int kind, unsigned right
     const ent_t *x = &in->e[ent];
     int k = x->kind;
     /* Frames, kernel objects and untypeds have their own handle types; all aliases are ds. */
-    int same =
-        kind == K_NONE || k == kind || (kind == K_DS && (k == K_DS || k == K_DEP || k == K_FC));
+    int same = kind == K_NONE || k == kind ||
+               (kind == K_DS && (k == K_DS || k == K_DEP || k == K_FC || k == K_MDS));
     if (!same) {
         return CAPMEM_E_WRONG_TYPE;
     }
@@ -391,6 +458,8 @@ static int sessions_of(const interp_t *in, int a)
     int n = 0;
     for (int i = 0; i < MAX_ENT; i++) {
         n += in->e[i].alive && in->e[i].kind == K_ACC && in->e[i].obj == i && in->e[i].ref == a;
+        /* A region map is a session of its client too. */
+        n += in->e[i].alive && in->e[i].kind == K_RM && in->e[i].obj == i && in->e[i].client == a;
     }
     return n;
 }
@@ -420,6 +489,128 @@ static uint64_t largest_free(interp_t *in)
         return 0;
     }
     return c.best;
+}
+
+/* ---- region-map model ---------------------------------------------------------- */
+
+static uint64_t regions_of(const interp_t *in, int m)
+{
+    uint64_t n = 0;
+    for (int r = 0; r < MAX_REG; r++) {
+        n += in->rg[r].alive && in->rg[r].map == m;
+    }
+    return n;
+}
+
+static int regions_total(const interp_t *in)
+{
+    int n = 0;
+    for (int r = 0; r < MAX_REG; r++) {
+        n += in->rg[r].alive;
+    }
+    return n;
+}
+
+/* The managed dataspace of map @p m (its original entry), or -1 before capmem_rm_dataspace(). */
+static int managed_of(const interp_t *in, int m)
+{
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *x = &in->e[i];
+        if (x->alive && x->kind == K_MDS && x->obj == i && x->owner == m) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Records of a map's donation: chunk headers, its record, its regions, its managed dataspace. */
+static uint64_t rm_records(const interp_t *in, int m)
+{
+    return in->e[m].chunks + CAPMEM_RM_SESSION_SLOTS + regions_of(in, m) +
+           (managed_of(in, m) >= 0 ? 1 : 0);
+}
+
+/* The region of map @p m that holds page @p pg, or -1. */
+static int region_at(const interp_t *in, int m, uint64_t pg)
+{
+    for (int r = 0; r < MAX_REG; r++) {
+        const region_t *g = &in->rg[r];
+        if (g->alive && g->map == m && pg >= g->base && pg < g->base + g->pages) {
+            return r;
+        }
+    }
+    return -1;
+}
+
+static int overlaps(const interp_t *in, int m, uint64_t b, uint64_t e)
+{
+    for (int r = 0; r < MAX_REG; r++) {
+        const region_t *g = &in->rg[r];
+        if (g->alive && g->map == m && b < g->base + g->pages && g->base < e) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* "Anywhere": the lowest first page of a free run of @p need pages, as the library promises. */
+static int find_free(const interp_t *in, int m, uint64_t need, uint64_t *at)
+{
+    run_t runs[MAX_REG];
+    size_t k = 0;
+    for (int r = 0; r < MAX_REG; r++) {
+        const region_t *g = &in->rg[r];
+        if (g->alive && g->map == m) {
+            runs[k++] = (run_t){g->base, g->base + g->pages};
+        }
+    }
+    qsort(runs, k, sizeof(runs[0]), cmp_run);
+    uint64_t pos = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (runs[i].off - pos >= need) {
+            *at = pos;
+            return 1;
+        }
+        pos = runs[i].end;
+    }
+    if (in->e[m].size / PAGE - pos >= need) {
+        *at = pos;
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Would attaching the managed dataspace of @p inner into @p outer make a
+ * cycle? When inner is outer or contains it: walk up from outer through the
+ * maps its managed dataspace is attached into.
+ */
+static int contains_up(const interp_t *in, int m, int target, char *seen)
+{
+    if (m == target) {
+        return 1;
+    }
+    if (seen[m]) {
+        return 0;
+    }
+    seen[m] = 1;
+    int md = managed_of(in, m);
+    if (md < 0) {
+        return 0;
+    }
+    for (int r = 0; r < MAX_REG; r++) {
+        const region_t *g = &in->rg[r];
+        if (g->alive && g->ds == md && contains_up(in, g->map, target, seen)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int would_cycle(const interp_t *in, int outer, int inner)
+{
+    char seen[MAX_ENT] = {0};
+    return contains_up(in, outer, inner, seen);
 }
 
 /* ---- destruction with the library's closure rules ---------------------------- */
@@ -460,8 +651,29 @@ static void kill(interp_t *in, const int *start, int n)
             }
         }
     }
+    /* A dying map returns its donation to its client, before the client itself settles. */
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *x = &in->e[i];
+        if (dying[i] && x->kind == K_RM && x->obj == i) {
+            in->e[x->client].quota += x->donation;
+        }
+    }
+    /* Regions of dying maps go; so do attachments of dying dataspaces, in every map. */
+    for (int r = 0; r < MAX_REG; r++) {
+        region_t *g = &in->rg[r];
+        if (g->alive && (dying[g->map] || dying[g->ds])) {
+            g->alive = 0;
+        }
+    }
     /* Accounts settle deepest first, so lent charge climbs as far as it must. */
-    for (int depth = MAX_ENT; depth >= 0; depth--) {
+    int deepest = -1;
+    for (int a = 0; a < MAX_ENT; a++) {
+        const ent_t *x = &in->e[a];
+        if (dying[a] && x->kind == K_ACC && x->obj == a && acc_depth(in, a) > deepest) {
+            deepest = acc_depth(in, a);
+        }
+    }
+    for (int depth = deepest; depth >= 0; depth--) {
         for (int a = 0; a < MAX_ENT; a++) {
             ent_t *x = &in->e[a];
             if (!dying[a] || x->kind != K_ACC || x->obj != a || acc_depth(in, a) != depth) {
@@ -469,7 +681,12 @@ static void kill(interp_t *in, const int *start, int n)
             }
             for (int i = 0; i < MAX_ENT; i++) {
                 ent_t *f = &in->e[i];
-                if (f->alive && !dying[i] && f->kind == K_FC && f->obj == i && f->lender == a) {
+                /*
+                 * Dependent aliases carry their base's lender too: a first-class
+                 * alias made from one is lent by whoever lends the base now.
+                 */
+                if (f->alive && !dying[i] && (f->kind == K_FC || f->kind == K_DEP) && f->obj == i &&
+                    f->lender == a) {
                     f->lender = x->ref;
                 }
             }
@@ -501,6 +718,31 @@ static int compare(interp_t *in)
     if (caps != want) {
         return fail(in, "capability count %zu, model %zu", caps, want);
     }
+    /*
+     * The derived numbers of every account and untyped in one pass (the same
+     * rules as used_of, records_of, caps_used_of): this runs after every op.
+     */
+    uint64_t ds_bytes[MAX_ENT] = {0};
+    uint64_t ds_recs[MAX_ENT] = {0};
+    uint64_t caps_u[MAX_ENT] = {0};
+    uint64_t held_by[MAX_ENT] = {0};
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *x = &in->e[i];
+        if (!x->alive) {
+            continue;
+        }
+        if (x->payer >= 0) {
+            caps_u[x->payer]++;
+        }
+        if (x->obj == i && x->meta >= 0 &&
+            (x->kind == K_DS || x->kind == K_DEP || x->kind == K_FC)) {
+            ds_recs[x->meta]++;
+            ds_bytes[x->meta] += x->kind == K_DS ? x->size : 0;
+        }
+        if (x->obj == i && x->ut >= 0) {
+            held_by[x->ut] += 1ull << x->bits;
+        }
+    }
     for (int a = 0; a < MAX_ENT; a++) {
         const ent_t *x = &in->e[a];
         if (!x->alive || x->kind != K_ACC || x->obj != a) {
@@ -510,10 +752,10 @@ static int compare(interp_t *in)
         if (capmem_ram_info(in->arena, x->h, &ri) != CAPMEM_OK) {
             return fail(in, "account %d: info failed: %s", a, capmem_last_error()->message);
         }
-        uint64_t used = used_of(in, a);
         uint64_t lent = lent_of(in, a);
-        uint64_t recs = records_of(in, a);
-        uint64_t cu = caps_used_of(in, a);
+        uint64_t used = ds_bytes[a] + lent;
+        uint64_t recs = x->chunks + CAPMEM_RAM_SESSION_SLOTS + ds_recs[a];
+        uint64_t cu = caps_u[a];
         if (ri.quota != x->quota || ri.used != used || ri.lent != lent ||
             ri.donation != x->donation || ri.records_used != recs ||
             ri.records_capacity != x->donation / CAPMEM_RAM_RECORD_SIZE ||
@@ -542,19 +784,64 @@ static int compare(interp_t *in)
             return fail(in, "untyped %d: info failed: %s", u, capmem_last_error()->message);
         }
         uint64_t size = 1ull << x->bits;
-        uint64_t held = 0;
-        for (int i = 0; i < MAX_ENT; i++) {
-            const ent_t *c = &in->e[i];
-            if (c->alive && c->obj == i && c->ut == u) {
-                held += 1ull << c->bits;
-            }
-        }
+        uint64_t held = held_by[u];
         uint64_t want_free = x->policy == CAPMEM_UNTYPED_WATERMARK ? size - x->wm : size - held;
         if (ui.children != x->children || ui.free_bytes != want_free) {
             return fail(in,
                         "untyped %d (%s, 2^%u): library children %" PRIu64 " free %" PRIu64
                         "; model children %" PRIu64 " free %" PRIu64,
                         u, ui.policy, x->bits, ui.children, ui.free_bytes, x->children, want_free);
+        }
+    }
+    /* Regions and managed dataspaces per map, in one pass each: this runs after every op. */
+    uint64_t nreg[MAX_ENT] = {0};
+    uint64_t nmds[MAX_ENT] = {0};
+    for (int r = 0; r < MAX_REG; r++) {
+        nreg[in->rg[r].map] += in->rg[r].alive;
+    }
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *x = &in->e[i];
+        if (x->alive && x->kind == K_MDS && x->obj == i) {
+            nmds[x->owner]++;
+        }
+    }
+    for (int m = 0; m < MAX_ENT; m++) {
+        const ent_t *x = &in->e[m];
+        if (!x->alive || x->kind != K_RM || x->obj != m) {
+            continue;
+        }
+        capmem_rm_info_t mi;
+        capmem_rm_state_t st;
+        if (capmem_rm_info(in->arena, x->h, &mi) != CAPMEM_OK ||
+            capmem_rm_state(in->arena, x->h, &st) != CAPMEM_OK) {
+            return fail(in, "map %d: info failed: %s", m, capmem_last_error()->message);
+        }
+        uint64_t regs = nreg[m];
+        uint64_t recs = x->chunks + CAPMEM_RM_SESSION_SLOTS + regs + nmds[m];
+        if (mi.client != in->e[x->client].h || mi.size != x->size || mi.regions != regs ||
+            mi.donation != x->donation || mi.records_used != recs ||
+            mi.records_capacity != x->donation / CAPMEM_RAM_RECORD_SIZE ||
+            mi.upgrades != x->chunks - 1 || mi.faults != x->faults ||
+            mi.expanding != x->expanding || mi.has_handler != x->has_handler) {
+            return fail(in,
+                        "map %d: library size %" PRIu64 " regions %" PRIu64 " donation %" PRIu64
+                        " records %" PRIu64 "/%" PRIu64 " upgrades %" PRIu64 " faults %" PRIu64
+                        " expanding %d handler %d; model size %" PRIu64 " regions %" PRIu64
+                        " donation %" PRIu64 " records %" PRIu64 " upgrades %" PRIu64
+                        " faults %" PRIu64 " expanding %d handler %d",
+                        m, mi.size, mi.regions, mi.donation, mi.records_used, mi.records_capacity,
+                        mi.upgrades, mi.faults, mi.expanding, mi.has_handler, x->size, regs,
+                        x->donation, recs, x->chunks - 1, x->faults, x->expanding, x->has_handler);
+        }
+        if (st.faulted != x->f_faulted || st.pending != 0 || st.faults != x->faults ||
+            (x->f_faulted && (st.unresolved != x->f_unres || st.address != x->f_addr ||
+                              (int)st.access != x->f_access))) {
+            return fail(in,
+                        "map %d state: library faulted %d unresolved %d address 0x%" PRIx64
+                        " access %d; model faulted %d unresolved %d address 0x%" PRIx64
+                        " access %d",
+                        m, st.faulted, st.unresolved, st.address, (int)st.access, x->f_faulted,
+                        x->f_unres, x->f_addr, x->f_access);
         }
     }
     char why[512];
@@ -756,10 +1043,13 @@ static int op_upgrade(interp_t *in, interp_src_t *s)
 {
     int se;
     int pa;
-    capmem_cap_t hs = pick_handle(in, s, M(K_ACC), &se);
+    capmem_cap_t hs = pick_handle(in, s, take(s, 4) == 0 ? M(K_RM) : M(K_ACC), &se);
     capmem_cap_t hp = pick_handle(in, s, M(K_ACC), &pa);
     if (take(s, 2) && se >= 0 && in->e[se].kind == K_ACC) {
         pa = in->e[in->e[se].obj].ref >= 0 && take(s, 2) ? in->e[in->e[se].obj].ref : se;
+        hp = in->e[pa].h;
+    } else if (se >= 0 && in->e[se].kind == K_RM && take(s, 4) != 0) {
+        pa = in->e[in->e[se].obj].client; /* a map is upgraded by its client */
         hp = in->e[pa].h;
     }
     uint64_t bytes = take(s, 8) == 0 ? pick_size(s) : (take(s, 4) + 1) * PAGE;
@@ -772,10 +1062,13 @@ static int op_upgrade(interp_t *in, interp_src_t *s)
     if (e == CAPMEM_OK) {
         e = lookup(in, se, K_NONE, 0);
     }
-    FIRST(e, in->e[se].kind != K_ACC, CAPMEM_E_WRONG_TYPE);
+    FIRST(e, in->e[se].kind != K_ACC && in->e[se].kind != K_RM, CAPMEM_E_WRONG_TYPE);
     int so = se >= 0 ? in->e[se].obj : -1;
     int po = pa >= 0 ? in->e[pa].obj : -1;
-    FIRST(e, so != po && in->e[so].ref != po, CAPMEM_E_DENIED);
+    if (e == CAPMEM_OK && in->e[so].kind == K_RM) {
+        FIRST(e, in->e[so].client != po, CAPMEM_E_DENIED);
+    }
+    FIRST(e, in->e[so].kind == K_ACC && so != po && in->e[so].ref != po, CAPMEM_E_DENIED);
     FIRST(e, avail_of(in, po) < bytes, CAPMEM_E_OUT_OF_RAM);
     FIRST(e, largest_free(in) < bytes, CAPMEM_E_OUT_OF_PHYS);
     capmem_err_t got = capmem_ram_upgrade(in->arena, hs, hp, bytes);
@@ -896,6 +1189,7 @@ static int op_free(interp_t *in, interp_src_t *s)
     opf(in, "free(%d)", d);
     capmem_err_t e = lookup(in, d, K_DS, 0);
     FIRST(e, in->e[d].obj != d, CAPMEM_E_INVALID_ARGS);
+    FIRST(e, in->e[d].kind == K_MDS, CAPMEM_E_WRONG_TYPE);
     capmem_err_t got = capmem_dataspace_free(in->arena, h);
     if (expect(in, got, e, e)) {
         return 1;
@@ -936,6 +1230,7 @@ static int op_alias(interp_t *in, interp_src_t *s)
     if (e == CAPMEM_OK) {
         e = lookup(in, d, K_DS, CAPMEM_RIGHT_GRANT);
     }
+    FIRST(e, in->e[d].kind == K_MDS, CAPMEM_E_WRONG_TYPE);
     int so = se >= 0 ? in->e[se].obj : -1;
     int dobj = d >= 0 ? in->e[d].obj : -1;
     const ent_t *src = dobj >= 0 ? &in->e[dobj] : NULL;
@@ -1000,10 +1295,14 @@ static int op_alias(interp_t *in, interp_src_t *s)
     return 0;
 }
 
+static capmem_err_t simulate(interp_t *in, interp_src_t *s, int top, uint64_t addr, size_t len,
+                             int access);
+static int check_access(interp_t *in, int access, capmem_err_t got, capmem_err_t e);
+
 static int op_rw(interp_t *in, interp_src_t *s)
 {
     int d;
-    capmem_cap_t h = pick_handle(in, s, M_DSALL, &d);
+    capmem_cap_t h = pick_handle(in, s, take(s, 8) == 0 ? M(K_MDS) : M_DSALL, &d);
     int write = (int)take(s, 2);
     uint64_t off = take(s, 8) == 0 ? pick_size(s) : take(s, 8) * 1000;
     size_t len = (size_t)take(s, 64) + 1;
@@ -1014,6 +1313,22 @@ static int op_rw(interp_t *in, interp_src_t *s)
     FIRST(e, write && !o->writable, CAPMEM_E_DENIED);
     FIRST(e, __builtin_add_overflow(off, (uint64_t)len, &end) || end > o->size,
           CAPMEM_E_INVALID_ARGS);
+    if (o != NULL && o->kind == K_MDS) {
+        /* A managed dataspace: the access goes through its map, faults and all. */
+        in->nseg = 0;
+        in->nplan = 0;
+        in->plan_pos = 0;
+        in->plan_bad = 0;
+        if (e == CAPMEM_OK) {
+            e = simulate(in, s, o->owner, off, len, write ? CAPMEM_RM_WRITE : CAPMEM_RM_READ);
+        }
+        for (size_t i = 0; i < len; i++) {
+            in->buf[i] = (uint8_t)(in->ops * 5u + i * 11u + 3u);
+        }
+        capmem_err_t got = write ? capmem_dataspace_write(in->arena, h, off, in->buf, len)
+                                 : capmem_dataspace_read(in->arena, h, off, in->buf, len);
+        return check_access(in, write ? CAPMEM_RM_WRITE : CAPMEM_RM_READ, got, e);
+    }
     uint8_t buf[64];
     uint8_t back[64];
     memset(buf, (int)(in->ops & 0xff) | 1, sizeof(buf));
@@ -1231,7 +1546,693 @@ static int op_frame_rw(interp_t *in, interp_src_t *s)
     return 0;
 }
 
-/* The op table: weight and function. Region-map ops join here. */
+/* ---- region maps ------------------------------------------------------------------- */
+
+static uint64_t pick_map_size(interp_t *in, interp_src_t *s)
+{
+    (void)in;
+    uint64_t r = take(s, 16);
+    if (r == 0) {
+        return pick_size(s);
+    }
+    if (r == 1) {
+        return (CAPMEM_RM_MAX_PAGES + 1) * PAGE; /* one page too many */
+    }
+    if (r < 5) {
+        return (64 + take(s, 1024)) * PAGE; /* room for more regions than a small donation pays */
+    }
+    return (1 + take(s, 64)) * PAGE;
+}
+
+static int op_rm_create(interp_t *in, interp_src_t *s)
+{
+    int c;
+    capmem_cap_t hc = pick_handle(in, s, M(K_ACC), &c);
+    static const uint64_t dons[] = {
+        PAGE, 2 * PAGE, CAPMEM_RM_DEFAULT_DONATION, PAGE, PAGE, 0, PAGE + 64, 3 * PAGE, PAGE, 300};
+    capmem_rm_attr_t at = CAPMEM_RM_ATTR_INIT;
+    at.size = pick_map_size(in, s);
+    at.donation = dons[take(s, sizeof(dons) / sizeof(dons[0]))];
+    at.upgrade_step = take(s, 8) == 0 ? 100 : (take(s, 3) + 1) * PAGE;
+    at.flags = take(s, 2) ? CAPMEM_RM_EXPANDING : 0;
+    if (take(s, 32) == 0) {
+        at.flags |= 1u << (1 + take(s, 31));
+    }
+    at.label = "map";
+    opf(in,
+        "rm_create(client=%d, size=%" PRIu64 ", donation=%" PRIu64 ", step=%" PRIu64
+        ", flags=0x%x)",
+        c, at.size, at.donation, at.upgrade_step, at.flags);
+    if (count_kind(in, K_RM, 1) >= MAX_RM || count_alive(in) >= MAX_ENT - 1) {
+        return 0;
+    }
+    capmem_err_t e = CAPMEM_OK;
+    FIRST(e, (at.flags & ~(uint32_t)CAPMEM_RM_EXPANDING) != 0, CAPMEM_E_INVALID_ARGS);
+    FIRST(e, at.size == 0 || at.size % PAGE != 0 || at.size / PAGE > CAPMEM_RM_MAX_PAGES,
+          CAPMEM_E_INVALID_ARGS);
+    FIRST(e,
+          at.donation % PAGE != 0 ||
+              at.donation < CAPMEM_RAM_RECORD_SIZE * (2u + CAPMEM_RM_SESSION_SLOTS),
+          CAPMEM_E_INVALID_ARGS);
+    FIRST(e, !step_ok(at.upgrade_step), CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK) {
+        e = lookup(in, c, K_ACC, CAPMEM_RIGHT_WRITE);
+    }
+    int co = c >= 0 ? in->e[c].obj : -1;
+    FIRST(e, avail_of(in, co) < at.donation, CAPMEM_E_OUT_OF_RAM);
+    FIRST(e, in->e[co].caps_limit - caps_used_of(in, co) < 1, CAPMEM_E_OUT_OF_CAPS);
+    FIRST(e, largest_free(in) < at.donation, CAPMEM_E_OUT_OF_PHYS);
+    capmem_cap_t out = CAPMEM_CAP_NULL;
+    capmem_err_t got = capmem_rm_create(in->arena, hc, &at, &out);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        int n = new_ent(in);
+        ent_t *x = &in->e[n];
+        x->alive = 1;
+        x->kind = K_RM;
+        x->h = out;
+        x->parent = co;
+        x->payer = co;
+        x->client = co;
+        x->rights = CAPMEM_RIGHTS_ALL;
+        x->size = at.size;
+        x->donation = at.donation;
+        x->step = at.upgrade_step;
+        x->chunks = 1;
+        x->expanding = (at.flags & CAPMEM_RM_EXPANDING) != 0;
+        in->e[co].quota -= at.donation;
+    }
+    return 0;
+}
+
+static int op_rm_close(interp_t *in, interp_src_t *s)
+{
+    int m;
+    capmem_cap_t h = pick_handle(in, s, M(K_RM), &m);
+    opf(in, "rm_close(%d)", m);
+    capmem_err_t e = lookup(in, m, K_RM, CAPMEM_RIGHT_WRITE);
+    FIRST(e, in->e[m].obj != m, CAPMEM_E_INVALID_ARGS);
+    capmem_err_t got = capmem_rm_close(in->arena, h);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        kill(in, &m, 1);
+    }
+    return 0;
+}
+
+/*
+ * The expected result of capmem_rm_attach(map entry m, ds entry d, *at), in
+ * the library's check order (src/region_map.c). On OK, *pg and *pages say
+ * where the region goes and *upgrade whether an expanding map upgrades first.
+ */
+static capmem_err_t predict_attach(interp_t *in, int m, int d, const capmem_rm_attach_attr_t *at,
+                                   uint64_t *pg, uint64_t *pages, int *upgrade)
+{
+    *upgrade = 0;
+    capmem_err_t e = lookup(in, m, K_RM, CAPMEM_RIGHT_WRITE);
+    if (e == CAPMEM_OK) {
+        e = lookup(in, d, K_DS, CAPMEM_RIGHT_READ);
+    }
+    if (e != CAPMEM_OK) {
+        return e;
+    }
+    const ent_t *map = &in->e[in->e[m].obj];
+    const ent_t *src = &in->e[in->e[d].obj];
+    uint64_t size = at->size;
+    uint64_t end = 0;
+    FIRST(e,
+          at->offset % PAGE != 0 || size % PAGE != 0 ||
+              (at->at != CAPMEM_RM_ANYWHERE && at->at % PAGE != 0),
+          CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK && size == 0 && at->offset < src->size) {
+        size = src->size - at->offset;
+    }
+    FIRST(e, size == 0 || __builtin_add_overflow(at->offset, size, &end) || end > src->size,
+          CAPMEM_E_RANGE);
+    FIRST(e, at->writable && !((in->e[d].rights & CAPMEM_RIGHT_WRITE) && src->writable),
+          CAPMEM_E_DENIED);
+    FIRST(e,
+          at->at != CAPMEM_RM_ANYWHERE &&
+              (__builtin_add_overflow(at->at, size, &end) || end > map->size),
+          CAPMEM_E_RANGE);
+    FIRST(e, at->at == CAPMEM_RM_ANYWHERE && size > map->size, CAPMEM_E_RANGE);
+    FIRST(e, src->kind == K_MDS && would_cycle(in, in->e[m].obj, src->owner), CAPMEM_E_CYCLE);
+    *pages = size / PAGE;
+    if (e == CAPMEM_OK && at->at != CAPMEM_RM_ANYWHERE) {
+        *pg = at->at / PAGE;
+        FIRST(e, overlaps(in, in->e[m].obj, *pg, *pg + *pages), CAPMEM_E_REGION_CONFLICT);
+    } else if (e == CAPMEM_OK) {
+        FIRST(e, !find_free(in, in->e[m].obj, *pages, pg), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    }
+    if (e == CAPMEM_OK &&
+        map->donation / CAPMEM_RAM_RECORD_SIZE - rm_records(in, in->e[m].obj) < 1) {
+        if (!map->expanding) {
+            e = CAPMEM_E_OUT_OF_METADATA;
+        } else if (avail_of(in, map->client) < map->step) {
+            e = CAPMEM_E_OUT_OF_RAM;
+        } else if (largest_free(in) < map->step) {
+            e = CAPMEM_E_OUT_OF_PHYS;
+        } else {
+            *upgrade = 1;
+        }
+    }
+    return e;
+}
+
+static void apply_attach(interp_t *in, int m, int d, const capmem_rm_attach_attr_t *at, uint64_t pg,
+                         uint64_t pages, int upgrade)
+{
+    int mo = in->e[m].obj;
+    if (upgrade) {
+        apply_upgrade(in, mo, in->e[mo].client, in->e[mo].step);
+    }
+    for (int r = 0; r < MAX_REG; r++) {
+        region_t *g = &in->rg[r];
+        if (!g->alive) {
+            *g = (region_t){1,     mo,         in->e[d].obj,      pg,
+                            pages, at->offset, at->writable != 0, at->executable != 0};
+            return;
+        }
+    }
+}
+
+/* Every region the model holds for map @p m is in the library, with its attributes. */
+static int check_regions(interp_t *in, int m)
+{
+    for (int r = 0; r < MAX_REG; r++) {
+        const region_t *g = &in->rg[r];
+        if (!g->alive || g->map != m) {
+            continue;
+        }
+        capmem_rm_region_t lr;
+        uint64_t addr = g->base * PAGE + (g->pages * PAGE) / 2;
+        if (capmem_rm_lookup(in->arena, in->e[m].h, addr, &lr) != CAPMEM_OK ||
+            lr.address != g->base * PAGE || lr.size != g->pages * PAGE || lr.offset != g->off ||
+            lr.writable != g->w || lr.executable != g->x ||
+            lr.managed != (in->e[g->ds].kind == K_MDS)) {
+            return fail(in,
+                        "map %d: the model's region 0x%" PRIx64 "+0x%" PRIx64
+                        " (ds %d off 0x%" PRIx64 " w %d x %d) is not in the library as such",
+                        m, g->base * PAGE, g->pages * PAGE, g->ds, g->off, g->w, g->x);
+        }
+    }
+    return 0;
+}
+
+static int op_rm_attach(interp_t *in, interp_src_t *s)
+{
+    int m;
+    int d;
+    capmem_cap_t hm = pick_handle(in, s, M(K_RM), &m);
+    capmem_cap_t hd = pick_handle(in, s, take(s, 4) == 0 ? M(K_MDS) : M_DSALL, &d);
+    uint64_t mpages = m >= 0 && in->e[m].kind == K_RM ? in->e[in->e[m].obj].size / PAGE : 16;
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    at.offset = take(s, 8) == 0 ? pick_size(s) : take(s, 4) * PAGE;
+    at.size = take(s, 8) == 0 ? pick_size(s) : take(s, 4) * PAGE;
+    uint64_t r = take(s, 8);
+    at.at = r < 4 ? CAPMEM_RM_ANYWHERE : r < 7 ? take(s, mpages + 2) * PAGE : pick_size(s);
+    at.writable = (int)take(s, 2);
+    at.executable = take(s, 4) == 0;
+    /* Sometimes a burst of one-page attachments, to fill a map or its donation. */
+    unsigned times = 1;
+    if (take(s, 6) == 0) {
+        times = 1 + (unsigned)take(s, 96);
+        at.size = PAGE;
+        at.at = CAPMEM_RM_ANYWHERE;
+    }
+    opf(in,
+        "rm_attach(map=%d, ds=%d[kind %d], off=0x%" PRIx64 ", size=0x%" PRIx64 ", at=0x%" PRIx64
+        ", w=%d, x=%d) x%u",
+        m, d, d >= 0 ? in->e[d].kind : -1, at.offset, at.size, at.at, at.writable, at.executable,
+        times);
+    for (unsigned t = 0; t < times; t++) {
+        if (regions_total(in) >= MAX_REG) {
+            return 0;
+        }
+        uint64_t pg = 0;
+        uint64_t pages = 0;
+        int upgrade = 0;
+        capmem_err_t e = predict_attach(in, m, d, &at, &pg, &pages, &upgrade);
+        uint64_t out = 0;
+        capmem_err_t got = capmem_rm_attach(in->arena, hm, hd, &at, &out);
+        if (expect(in, got, e, e)) {
+            return 1;
+        }
+        if (got != CAPMEM_OK) {
+            break;
+        }
+        if (out != pg * PAGE) {
+            return fail(in, "attached at 0x%" PRIx64 ", model 0x%" PRIx64, out, pg * PAGE);
+        }
+        apply_attach(in, m, d, &at, pg, pages, upgrade);
+        if (check_regions(in, in->e[m].obj)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int op_rm_detach(interp_t *in, interp_src_t *s)
+{
+    int m;
+    capmem_cap_t h = pick_handle(in, s, M(K_RM), &m);
+    int mo = m >= 0 ? in->e[m].obj : -1;
+    uint64_t addr = take(s, 1u << 20) * 16;
+    if (take(s, 4) != 0 && mo >= 0) {
+        /* Mostly inside a region of that map. */
+        int idx[MAX_REG];
+        int n = 0;
+        for (int r = 0; r < MAX_REG; r++) {
+            if (in->rg[r].alive && in->rg[r].map == mo) {
+                idx[n++] = r;
+            }
+        }
+        if (n > 0) {
+            const region_t *g = &in->rg[idx[take(s, (uint64_t)n)]];
+            addr = g->base * PAGE + take(s, g->pages * PAGE);
+        }
+    }
+    opf(in, "rm_detach(%d, 0x%" PRIx64 ")", m, addr);
+    capmem_err_t e = lookup(in, m, K_RM, CAPMEM_RIGHT_WRITE);
+    int r = e == CAPMEM_OK && addr < in->e[mo].size ? region_at(in, mo, addr / PAGE) : -1;
+    FIRST(e, r < 0, CAPMEM_E_NOT_FOUND);
+    capmem_err_t got = capmem_rm_detach(in->arena, h, addr);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        in->rg[r].alive = 0;
+        return check_regions(in, mo);
+    }
+    return 0;
+}
+
+static int op_rm_dataspace(interp_t *in, interp_src_t *s)
+{
+    int m;
+    capmem_cap_t h = pick_handle(in, s, M(K_RM), &m);
+    opf(in, "rm_dataspace(%d)", m);
+    if (count_alive(in) >= MAX_ENT - 1) {
+        return 0;
+    }
+    capmem_err_t e = lookup(in, m, K_RM, CAPMEM_RIGHT_WRITE | CAPMEM_RIGHT_GRANT);
+    int mo = m >= 0 ? in->e[m].obj : -1;
+    int have = e == CAPMEM_OK ? managed_of(in, mo) : -1;
+    int upgrade = 0;
+    if (have < 0) {
+        const ent_t *map = mo >= 0 ? &in->e[mo] : NULL;
+        FIRST(e, in->e[map->client].caps_limit - caps_used_of(in, map->client) < 1,
+              CAPMEM_E_OUT_OF_CAPS);
+        if (e == CAPMEM_OK && map->donation / CAPMEM_RAM_RECORD_SIZE - rm_records(in, mo) < 1) {
+            if (!map->expanding) {
+                e = CAPMEM_E_OUT_OF_METADATA;
+            } else if (avail_of(in, map->client) < map->step) {
+                e = CAPMEM_E_OUT_OF_RAM;
+            } else if (largest_free(in) < map->step) {
+                e = CAPMEM_E_OUT_OF_PHYS;
+            } else {
+                upgrade = 1;
+            }
+        }
+    }
+    capmem_cap_t out = CAPMEM_CAP_NULL;
+    capmem_err_t got = capmem_rm_dataspace(in->arena, h, &out);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK && have >= 0 && out != in->e[have].h) {
+        return fail(in, "a second capmem_rm_dataspace returned another handle");
+    }
+    if (got == CAPMEM_OK && have < 0) {
+        if (upgrade) {
+            apply_upgrade(in, mo, in->e[mo].client, in->e[mo].step);
+        }
+        int n = new_ent(in);
+        ent_t *x = &in->e[n];
+        x->alive = 1;
+        x->kind = K_MDS;
+        x->h = out;
+        x->parent = mo;
+        x->payer = in->e[mo].client;
+        x->rights = CAPMEM_RIGHTS_ALL;
+        x->owner = mo;
+        x->size = in->e[mo].size;
+        x->writable = 1;
+    }
+    return 0;
+}
+
+static capmem_rm_fault_result_t on_fault(capmem_arena_t *arena, const capmem_rm_fault_t *f,
+                                         void *ctx);
+
+static int op_rm_handler(interp_t *in, interp_src_t *s)
+{
+    int m;
+    capmem_cap_t h = pick_handle(in, s, M(K_RM), &m);
+    int on = take(s, 4) != 0;
+    opf(in, "rm_set_fault_handler(%d, %s)", m, on ? "on" : "off");
+    capmem_err_t e = lookup(in, m, K_RM, CAPMEM_RIGHT_WRITE);
+    capmem_err_t got = capmem_rm_set_fault_handler(in->arena, h, on ? on_fault : NULL, in);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        in->e[in->e[m].obj].has_handler = on;
+    }
+    return 0;
+}
+
+/*
+ * The interpreter's fault handler (a pager): it checks that the fault is the
+ * one the model predicted next and does what the model decided: attach a
+ * page of a RAM dataspace or alias at the fault and resolve, resolve without
+ * attaching anything (FAULT_LOOP after CAPMEM_RM_FAULT_RETRIES), or give up.
+ */
+static capmem_rm_fault_result_t on_fault(capmem_arena_t *arena, const capmem_rm_fault_t *f,
+                                         void *ctx)
+{
+    interp_t *in = ctx;
+    if (in->plan_bad) {
+        return CAPMEM_RM_FAULT_UNRESOLVED;
+    }
+    if (in->plan_pos >= in->nplan) {
+        in->plan_bad = 1;
+        snprintf(in->plan_why, sizeof(in->plan_why),
+                 "unexpected fault %u (%s at 0x%" PRIx64 "): the model predicted %u", in->plan_pos,
+                 capmem_rm_access_name(f->access), f->address, in->nplan);
+        return CAPMEM_RM_FAULT_UNRESOLVED;
+    }
+    const plan_t *p = &in->plan[in->plan_pos++];
+    if (f->rm != p->rm || f->address != p->addr || (int)f->access != p->access) {
+        in->plan_bad = 1;
+        snprintf(in->plan_why, sizeof(in->plan_why),
+                 "fault %u: %s at 0x%" PRIx64 " of map 0x%" PRIx64 ", model %s at 0x%" PRIx64
+                 " of map 0x%" PRIx64,
+                 in->plan_pos - 1, capmem_rm_access_name(f->access), f->address, f->rm,
+                 capmem_rm_access_name((capmem_rm_access_t)p->access), p->addr, p->rm);
+        return CAPMEM_RM_FAULT_UNRESOLVED;
+    }
+    if (p->action == ACT_UNRESOLVED) {
+        return CAPMEM_RM_FAULT_UNRESOLVED;
+    }
+    if (p->action == ACT_RESOLVE) {
+        return CAPMEM_RM_FAULT_RESOLVED;
+    }
+    uint64_t out = 0;
+    capmem_err_t got = capmem_rm_attach(arena, f->rm, p->ds, &p->attr, &out);
+    if (got != p->code || (got == CAPMEM_OK && out != p->at)) {
+        in->plan_bad = 1;
+        snprintf(in->plan_why, sizeof(in->plan_why),
+                 "fault %u: the handler's attach returned %s at 0x%" PRIx64
+                 ", model %s at 0x%" PRIx64,
+                 in->plan_pos - 1, capmem_err_name(got), out, capmem_err_name(p->code), p->at);
+        return CAPMEM_RM_FAULT_UNRESOLVED;
+    }
+    return got == CAPMEM_OK ? CAPMEM_RM_FAULT_RESOLVED : CAPMEM_RM_FAULT_UNRESOLVED;
+}
+
+/* Where an access of map entry @p m at @p addr lands: a fault (*fm, *fa) or backing bytes. */
+static void translate(const interp_t *in, int m, uint64_t addr, int access, int *fm, uint64_t *fa,
+                      seg_t *sg, uint64_t *avail)
+{
+    *avail = UINT64_MAX;
+    for (int depth = 0; depth <= MAX_ENT; depth++) {
+        int r = region_at(in, m, addr / PAGE);
+        const region_t *g = r >= 0 ? &in->rg[r] : NULL;
+        if (g == NULL || (access == CAPMEM_RM_WRITE && !g->w) ||
+            (access == CAPMEM_RM_EXEC && !g->x)) {
+            *fm = m;
+            *fa = addr;
+            return;
+        }
+        uint64_t left = (g->base + g->pages) * PAGE - addr;
+        *avail = left < *avail ? left : *avail;
+        uint64_t dsoff = addr - g->base * PAGE + g->off;
+        if (in->e[g->ds].kind == K_MDS) {
+            m = in->e[g->ds].owner;
+            addr = dsoff;
+            continue;
+        }
+        *fm = -1;
+        sg->ds = g->ds;
+        sg->off = dsoff;
+        return;
+    }
+    *fm = -2; /* deeper than the number of maps: a cycle the library should have refused */
+}
+
+/*
+ * Simulate an access of @p len bytes at @p addr of map entry @p top (rights
+ * and range already checked) on the model, as rm_access() does: translate,
+ * deliver faults to the handler (deciding here, from the source, what the
+ * handler will do, and applying its attachments to the model), retry from
+ * the top, stop after CAPMEM_RM_FAULT_RETRIES resolutions without progress.
+ * Fills in->seg (where bytes went) and in->plan (the handler's script).
+ */
+static capmem_err_t simulate(interp_t *in, interp_src_t *s, int top, uint64_t addr, size_t len,
+                             int access)
+{
+    in->nseg = 0;
+    in->nplan = 0;
+    in->plan_pos = 0;
+    in->plan_bad = 0;
+    /* The handler's temper for this access: pager, quitter, liar, or moody. */
+    int mode = (int)take(s, 4);
+    size_t done = 0;
+    unsigned retries = 0;
+    while (done < len) {
+        int fm;
+        uint64_t fa;
+        uint64_t avail;
+        seg_t sg = {0};
+        translate(in, top, addr + done, access, &fm, &fa, &sg, &avail);
+        if (fm == -2) {
+            return CAPMEM_E__COUNT;
+        }
+        if (fm >= 0) {
+            ent_t *f = &in->e[fm];
+            f->faults++;
+            f->f_faulted = 1;
+            f->f_unres = 0;
+            f->f_addr = fa;
+            f->f_access = access;
+            int resolved = 0;
+            if (f->has_handler) {
+                if (in->nplan >= MAX_PLAN) {
+                    return CAPMEM_E__COUNT;
+                }
+                plan_t *p = &in->plan[in->nplan++];
+                memset(p, 0, sizeof(*p));
+                p->rm = f->h;
+                p->addr = fa;
+                p->access = access;
+                int act = mode == 0   ? ACT_ATTACH
+                          : mode == 1 ? ACT_UNRESOLVED
+                          : mode == 2 ? ACT_RESOLVE
+                                      : (int)take(s, 3);
+                int d = act == ACT_ATTACH ? pick(in, s, M_DSALL) : -1;
+                if (act == ACT_ATTACH && (d < 0 || regions_total(in) >= MAX_REG)) {
+                    act = ACT_UNRESOLVED;
+                }
+                p->action = act;
+                if (act == ACT_RESOLVE) {
+                    resolved = 1;
+                } else if (act == ACT_ATTACH) {
+                    d = in->e[d].obj;
+                    p->ds = in->e[d].h;
+                    p->attr = (capmem_rm_attach_attr_t)CAPMEM_RM_ATTACH_ATTR_INIT;
+                    p->attr.size = PAGE;
+                    p->attr.offset = take(s, in->e[d].size / PAGE) * PAGE;
+                    p->attr.at = fa & ~(PAGE - 1);
+                    p->attr.writable = access == CAPMEM_RM_WRITE || take(s, 2);
+                    p->attr.executable = access == CAPMEM_RM_EXEC;
+                    uint64_t pg = 0;
+                    uint64_t pages = 0;
+                    int upgrade = 0;
+                    p->code = predict_attach(in, fm, d, &p->attr, &pg, &pages, &upgrade);
+                    p->at = pg * PAGE;
+                    if (p->code == CAPMEM_OK) {
+                        apply_attach(in, fm, d, &p->attr, pg, pages, upgrade);
+                        resolved = 1;
+                    }
+                }
+            }
+            if (!resolved) {
+                f->f_unres = 1;
+                return CAPMEM_E_UNRESOLVED_FAULT;
+            }
+            if (++retries >= CAPMEM_RM_FAULT_RETRIES) {
+                return CAPMEM_E_FAULT_LOOP;
+            }
+            continue;
+        }
+        size_t n = len - done;
+        if (avail < n) {
+            n = (size_t)avail;
+        }
+        if (in->nseg >= MAX_SEG) {
+            return CAPMEM_E__COUNT;
+        }
+        sg.at = done;
+        sg.n = n;
+        in->seg[in->nseg++] = sg;
+        done += n;
+        retries = 0;
+    }
+    return CAPMEM_OK;
+}
+
+/* After an access: the handler ran as planned, and the bytes are where the model says. */
+static int check_access(interp_t *in, int access, capmem_err_t got, capmem_err_t e)
+{
+    if (e == CAPMEM_E__COUNT) {
+        return fail(in, "the model's access simulation overflowed (segments, plan or depth)");
+    }
+    if (in->plan_bad) {
+        return fail(in, "fault handler: %s", in->plan_why);
+    }
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (in->plan_pos != in->nplan) {
+        return fail(in, "the handler ran %u times, the model predicted %u", in->plan_pos,
+                    in->nplan);
+    }
+    for (unsigned i = 0; i < in->nseg; i++) {
+        const seg_t *g = &in->seg[i];
+        if (capmem_dataspace_read(in->arena, in->e[g->ds].h, g->off, in->back, g->n) != CAPMEM_OK) {
+            return fail(in, "backing dataspace %d of segment %u does not read", g->ds, i);
+        }
+        if (access == CAPMEM_RM_READ && memcmp(in->back, in->buf + g->at, g->n) != 0) {
+            return fail(
+                in, "bytes read through the map differ from the backing dataspace %d at 0x%" PRIx64,
+                g->ds, g->off);
+        }
+        if (access != CAPMEM_RM_WRITE) {
+            continue;
+        }
+        /* The last write to each physical byte wins (two regions may show the same page). */
+        for (size_t j = 0; j < g->n; j++) {
+            uint64_t phys = in->e[g->ds].off + g->off + j;
+            uint8_t want = 0;
+            for (unsigned k = i; k < in->nseg; k++) {
+                const seg_t *h = &in->seg[k];
+                uint64_t p0 = in->e[h->ds].off + h->off;
+                if (phys >= p0 && phys < p0 + h->n) {
+                    want = in->buf[h->at + (phys - p0)];
+                }
+            }
+            if (in->back[j] != want) {
+                return fail(in, "byte %zu written through the map reads back 0x%02x, want 0x%02x",
+                            g->at + j, in->back[j], want);
+            }
+        }
+    }
+    return 0;
+}
+
+static int op_rm_access(interp_t *in, interp_src_t *s)
+{
+    int m;
+    capmem_cap_t h = pick_handle(in, s, M(K_RM), &m);
+    int mo = m >= 0 && in->e[m].kind == K_RM ? in->e[m].obj : -1;
+    int kind = (int)take(s, 3); /* read, write, touch */
+    int access = kind == 2 ? (int)take(s, 3) : kind;
+    if (kind == 2 && take(s, 32) == 0) {
+        access = 5; /* unknown access type */
+    }
+    uint64_t msize = mo >= 0 ? in->e[mo].size : 16 * PAGE;
+    size_t len = take(s, 4) == 0 ? (size_t)take(s, 3 * PAGE + 1) : (size_t)take(s, 64) + 1;
+    uint64_t addr = take(s, msize + 1);
+    uint64_t r = take(s, 8);
+    if (r == 0) {
+        addr = pick_size(s);
+    } else if (r < 5 && mo >= 0) {
+        int idx[MAX_REG];
+        int n = 0;
+        for (int i = 0; i < MAX_REG; i++) {
+            if (in->rg[i].alive && in->rg[i].map == mo) {
+                idx[n++] = i;
+            }
+        }
+        if (n > 0) {
+            const region_t *g = &in->rg[idx[take(s, (uint64_t)n)]];
+            addr = g->base * PAGE + take(s, g->pages * PAGE);
+        }
+    }
+    static const char *const kinds[] = {"rm_read", "rm_write", "rm_touch"};
+    opf(in, "%s(%d, 0x%" PRIx64 ", len=%zu, access=%d)", kinds[kind], m, addr, len, access);
+    capmem_err_t e = CAPMEM_OK;
+    FIRST(e, access > CAPMEM_RM_EXEC, CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK) {
+        e = lookup(in, m, K_RM, access == CAPMEM_RM_WRITE ? CAPMEM_RIGHT_WRITE : CAPMEM_RIGHT_READ);
+    }
+    uint64_t end = 0;
+    FIRST(e, __builtin_add_overflow(addr, (uint64_t)len, &end) || end > in->e[mo].size,
+          CAPMEM_E_RANGE);
+    in->nseg = 0;
+    in->nplan = 0;
+    in->plan_pos = 0;
+    in->plan_bad = 0;
+    if (e == CAPMEM_OK) {
+        e = simulate(in, s, mo, addr, len, access);
+    }
+    for (size_t i = 0; i < len; i++) {
+        in->buf[i] = (uint8_t)(in->ops * 7u + i * 13u + 1u);
+    }
+    capmem_err_t got;
+    if (kind == 0) {
+        got = capmem_rm_read(in->arena, h, addr, in->buf, len);
+    } else if (kind == 1) {
+        got = capmem_rm_write(in->arena, h, addr, in->buf, len);
+    } else {
+        got = capmem_rm_touch(in->arena, h, addr, len, (capmem_rm_access_t)access);
+    }
+    return check_access(in, kind == 2 ? -1 : access, got, e);
+}
+
+/* Free (or delete) a dataspace that some map has attached: it leaves every map. */
+static int op_free_attached(interp_t *in, interp_src_t *s)
+{
+    int idx[MAX_REG];
+    int n = 0;
+    for (int i = 0; i < MAX_REG; i++) {
+        if (in->rg[i].alive) {
+            idx[n++] = i;
+        }
+    }
+    if (n == 0) {
+        return 0;
+    }
+    int d = in->rg[idx[take(s, (uint64_t)n)]].ds;
+    capmem_cap_t h = in->e[d].h;
+    int managed = in->e[d].kind == K_MDS;
+    opf(in, "free_attached(%d%s)", d, managed ? ", managed: cap_delete" : "");
+    capmem_err_t e = CAPMEM_OK;
+    if (managed) {
+        /* A managed dataspace cannot be freed; deleting its capability is how it goes alone. */
+        capmem_err_t got = capmem_dataspace_free(in->arena, h);
+        if (expect(in, got, CAPMEM_E_WRONG_TYPE, CAPMEM_E_WRONG_TYPE)) {
+            return 1;
+        }
+        FIRST(e, has_children(in, d), CAPMEM_E_REVOKE_FIRST);
+    }
+    capmem_err_t got =
+        managed ? capmem_cap_delete(in->arena, h) : capmem_dataspace_free(in->arena, h);
+    if (expect(in, got, e, e)) {
+        return 1;
+    }
+    if (got == CAPMEM_OK) {
+        kill(in, &d, 1);
+    }
+    return 0;
+}
+
+/* The op table: weight and function. */
 typedef struct op_row {
     const char *name;
     unsigned weight;
@@ -1274,6 +2275,14 @@ static const op_row_t ops[] = {
     {"revoke", 2, op_cap_revoke},
     {"retype", 10, op_retype},
     {"frame_rw", 3, op_frame_rw},
+    {"rm_create", 4, op_rm_create},
+    {"rm_close", 1, op_rm_close},
+    {"rm_attach", 10, op_rm_attach},
+    {"rm_detach", 4, op_rm_detach},
+    {"rm_dataspace", 2, op_rm_dataspace},
+    {"rm_handler", 2, op_rm_handler},
+    {"rm_access", 10, op_rm_access},
+    {"free_attached", 2, op_free_attached},
 };
 
 /* ---- setup ---------------------------------------------------------------------------- */
