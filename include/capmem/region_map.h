@@ -181,14 +181,14 @@ typedef struct capmem_rm_attach_attr {
  * capability is created. "Anywhere" takes the lowest free address with room.
  *
  * Checks, each leaving everything unchanged:
- * @retval CAPMEM_E_INVALID_ARGS arena, attr or out NULL; offset, size or at not page-aligned;
- *         size 0 after "to the end" (offset at or past the end of the dataspace)
+ * @retval CAPMEM_E_INVALID_ARGS arena, attr or out NULL; offset, size or at not page-aligned
  * @retval CAPMEM_E_INVALID_CAP  rm or ds is stale or forged (e.g. revoked)
  * @retval CAPMEM_E_WRONG_TYPE   rm is not a region map or ds not a dataspace
  * @retval CAPMEM_E_DENIED       rm lacks WRITE; ds lacks READ; writable attachment of a
  *         read-only dataspace or through a capability without WRITE
- * @retval CAPMEM_E_RANGE        offset + size beyond the dataspace (detail argument 2, bounds
- *         0..dataspace size), or the region beyond the map (argument 3, bounds 0..map size)
+ * @retval CAPMEM_E_RANGE        offset + size beyond the dataspace, or nothing left after
+ *         "to the end" (offset at or past its end) (detail argument 2, bounds 0..dataspace
+ *         size), or the region beyond the map (argument 3, bounds 0..map size)
  * @retval CAPMEM_E_CYCLE        ds is the managed dataspace of @p rm or of a map that contains
  *         @p rm (directly or through further maps)
  * @retval CAPMEM_E_REGION_CONFLICT the range overlaps an attachment (detail: its address and
