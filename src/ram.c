@@ -17,13 +17,32 @@
 #include "ram_internal.h"
 #include "rm_hooks.h"
 
+/*
+ * Records are announced to Valgrind as blocks of a mempool per slab
+ * (anchored at its first chunk), and unallocated slots are kept
+ * inaccessible, so a simulated use-after-free of a record, or a read of a
+ * slot never handed out, is a memcheck error like a heap bug. Outside
+ * Valgrind the client requests cost a few instructions.
+ */
 #ifdef CAPMEM_HAVE_VALGRIND
 #include <valgrind/memcheck.h>
 #else
 #define VALGRIND_MAKE_MEM_NOACCESS(a, n) ((void)(a), (void)(n))
 #define VALGRIND_MAKE_MEM_UNDEFINED(a, n) ((void)(a), (void)(n))
 #define VALGRIND_MAKE_MEM_DEFINED(a, n) ((void)(a), (void)(n))
+#define VALGRIND_CREATE_MEMPOOL(pool, rz, zeroed) ((void)(pool))
+#define VALGRIND_DESTROY_MEMPOOL(pool) ((void)(pool))
+#define VALGRIND_MEMPOOL_ALLOC(pool, a, n) ((void)(pool), (void)(a), (void)(n))
+#define VALGRIND_MEMPOOL_FREE(pool, a) ((void)(pool), (void)(a))
 #endif
+
+/* Push a slot that is not a live record onto the free list (its link word only is accessible). */
+static void push_free_slot(capmem__meta_t *m, void *slot)
+{
+    VALGRIND_MAKE_MEM_UNDEFINED(slot, sizeof(void *));
+    *(void **)slot = m->free;
+    m->free = slot;
+}
 
 /* ---- per-arena state ----------------------------------------------------- */
 
@@ -80,9 +99,12 @@ capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem__ram_service_t
     capmem__chunk_t *hdr = (capmem__chunk_t *)chunk;
     hdr->size = bytes;
     hdr->next = NULL;
+    /* Every slot after the header is inaccessible until it is handed out. */
+    VALGRIND_MAKE_MEM_NOACCESS(chunk + CAPMEM__REC, bytes - CAPMEM__REC);
     /* Append, so the first chunk (holding the session record) stays first. */
     if (m->chunks == NULL) {
         m->chunks = chunk;
+        VALGRIND_CREATE_MEMPOOL(chunk, 0, 0);
     } else {
         uint8_t *c = m->chunks;
         while (((capmem__chunk_t *)c)->next != NULL) {
@@ -94,11 +116,7 @@ capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem__ram_service_t
     if (m->cur != NULL) {
         uint64_t cur_size = ((capmem__chunk_t *)m->cur)->size;
         for (; m->bump + CAPMEM__REC <= cur_size; m->bump += CAPMEM__REC) {
-            void **slot = (void **)(m->cur + m->bump);
-            *slot = m->free;
-            m->free = slot;
-            VALGRIND_MAKE_MEM_NOACCESS((uint8_t *)slot + sizeof(void *),
-                                       CAPMEM__REC - sizeof(void *));
+            push_free_slot(m, m->cur + m->bump);
         }
     }
     m->cur = chunk;
@@ -109,12 +127,23 @@ capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem__ram_service_t
     return CAPMEM_OK;
 }
 
+void *capmem__meta_session_record(capmem__meta_t *m, unsigned slots)
+{
+    CAPMEM_ASSERT(m->chunks != NULL && m->cur == m->chunks && m->bump == CAPMEM__REC,
+                  "a fresh slab with one chunk");
+    uint8_t *rec = m->chunks + CAPMEM__REC;
+    VALGRIND_MAKE_MEM_UNDEFINED(rec, (size_t)CAPMEM__REC * slots);
+    memset(rec, 0, (size_t)CAPMEM__REC * slots);
+    m->bump = CAPMEM__REC * (1u + slots);
+    m->used += slots;
+    return rec;
+}
+
 capmem_err_t capmem__meta_alloc(capmem__meta_t *m, const char *func, void **rec)
 {
     void *r = NULL;
     if (m->free != NULL) {
         r = m->free;
-        VALGRIND_MAKE_MEM_DEFINED(r, sizeof(void *));
         m->free = *(void **)r;
     } else if (m->cur != NULL && m->bump + CAPMEM__REC <= ((capmem__chunk_t *)m->cur)->size) {
         r = m->cur + m->bump;
@@ -125,7 +154,7 @@ capmem_err_t capmem__meta_alloc(capmem__meta_t *m, const char *func, void **rec)
                                   "of %llu bytes is used up)",
                                   CAPMEM__REC, (unsigned long long)m->donation);
     }
-    VALGRIND_MAKE_MEM_UNDEFINED(r, CAPMEM__REC);
+    VALGRIND_MEMPOOL_ALLOC(m->chunks, r, CAPMEM__REC);
     memset(r, 0, CAPMEM__REC);
     m->used++;
     *rec = r;
@@ -135,16 +164,18 @@ capmem_err_t capmem__meta_alloc(capmem__meta_t *m, const char *func, void **rec)
 void capmem__meta_free(capmem__meta_t *m, void *rec)
 {
     CAPMEM_ASSERT(m->used > 0, "freeing a record that was allocated");
-    *(void **)rec = m->free;
-    m->free = rec;
+    /* From here a stale pointer into the record is a Valgrind error. */
+    VALGRIND_MEMPOOL_FREE(m->chunks, rec);
+    push_free_slot(m, rec);
     m->used--;
-    /* A stale pointer into a freed record is now a Valgrind error. */
-    VALGRIND_MAKE_MEM_NOACCESS((uint8_t *)rec + sizeof(void *), CAPMEM__REC - sizeof(void *));
 }
 
 void capmem__meta_release(capmem__ram_service_t *svc, capmem__meta_t *m)
 {
     uint8_t *c = m->chunks;
+    if (c != NULL) {
+        VALGRIND_DESTROY_MEMPOOL(c);
+    }
     /* Offsets are relative to the arena base, which the service knows through phys. */
     while (c != NULL) {
         capmem__chunk_t *hdr = (capmem__chunk_t *)c;
@@ -307,12 +338,9 @@ static capmem__account_t *account_init(capmem_arena_t *arena, capmem__ram_servic
     if (err != CAPMEM_OK || m.chunks == NULL) {
         return NULL;
     }
-    capmem__account_t *acc = (capmem__account_t *)(m.chunks + CAPMEM__REC);
-    memset(acc, 0, sizeof(*acc));
+    capmem__account_t *acc = capmem__meta_session_record(&m, CAPMEM_RAM_SESSION_SLOTS);
     acc->meta = m;
     acc->meta.account = acc;
-    acc->meta.bump = CAPMEM__REC * (1 + CAPMEM_RAM_SESSION_SLOTS);
-    acc->meta.used += CAPMEM_RAM_SESSION_SLOTS;
     acc->svc = svc;
     acc->upgrade_step = CAPMEM_RAM_DEFAULT_UPGRADE;
     return acc;

@@ -136,6 +136,11 @@ capmem__ram_state_t *capmem__ram_state(capmem_arena_t *arena);
 /* Reserve @p bytes as a new chunk of @p m (physical allocation; OUT_OF_PHYS). */
 capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem__ram_service_t *svc,
                                     capmem__meta_t *m, uint64_t bytes, const char *func);
+/*
+ * Lay out a session in the first chunk of a fresh slab: the @p slots after
+ * the chunk header become its record (returned, zeroed); records follow.
+ */
+void *capmem__meta_session_record(capmem__meta_t *m, unsigned slots);
 /* One record, or OUT_OF_METADATA with needed 64 and available 0. */
 capmem_err_t capmem__meta_alloc(capmem__meta_t *m, const char *func, void **rec);
 bool capmem__meta_has_room(const capmem__meta_t *m, uint64_t slots);

@@ -526,12 +526,9 @@ capmem_err_t capmem_rm_create(capmem_arena_t *arena, capmem_cap_t client,
         capmem__meta_t m = {0};
         err = capmem__meta_add_chunk(arena, acc->svc, &m, attr->donation, fn);
         CAPMEM_ASSERT(err == CAPMEM_OK, "the physical range was checked above");
-        capmem__rm_t *rm = (capmem__rm_t *)(m.chunks + CAPMEM__REC);
-        memset(rm, 0, sizeof(*rm));
+        capmem__rm_t *rm = capmem__meta_session_record(&m, CAPMEM_RM_SESSION_SLOTS);
         rm->meta = m;
         rm->meta.account = NULL;
-        rm->meta.bump = CAPMEM__REC * (1u + CAPMEM_RM_SESSION_SLOTS);
-        rm->meta.used += CAPMEM_RM_SESSION_SLOTS;
         rm->client = acc;
         rm->size = attr->size;
         rm->pages = (uint32_t)(attr->size / arena->page_size);
