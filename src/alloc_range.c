@@ -478,17 +478,33 @@ found:
     return CAPMEM_OK;
 }
 
-static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
+/*
+ * The granules of [offset, offset + size): first index and count, the size
+ * rounded up to the granule. INVALID_ARGS if offset is off the granule.
+ */
+static capmem_err_t rg_span(const range_t *r, uint64_t offset, uint64_t size, const char *func,
+                            uint64_t *g0, uint64_t *len)
 {
-    range_t *r = self;
     uint64_t g = 1ull << r->gshift;
     if (!capmem__is_aligned(offset, g)) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, func,
                             "range: offset 0x%llx is not a multiple of the granule %llu",
                             (unsigned long long)offset, (unsigned long long)g);
     }
-    uint64_t g0 = (offset - r->base) >> r->gshift;
-    uint64_t len = (size + g - 1) >> r->gshift;
+    *g0 = (offset - r->base) >> r->gshift;
+    *len = (size + g - 1) >> r->gshift;
+    return CAPMEM_OK;
+}
+
+static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
+{
+    range_t *r = self;
+    uint64_t g0 = 0;
+    uint64_t len = 0;
+    capmem_err_t err = rg_span(r, offset, size, __func__, &g0, &len);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
     uint64_t s = capmem__hbm_prev(&r->fstart, g0);
     uint64_t l = s == CAPMEM__HBM_NONE ? 0 : r->tag[s].s;
     if (s == CAPMEM__HBM_NONE || s + l < g0 + len) {
@@ -506,14 +522,12 @@ static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
 static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
 {
     range_t *r = self;
-    uint64_t g = 1ull << r->gshift;
-    if (!capmem__is_aligned(offset, g)) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
-                            "range: offset 0x%llx is not a multiple of the granule %llu",
-                            (unsigned long long)offset, (unsigned long long)g);
+    uint64_t g0 = 0;
+    uint64_t len = 0;
+    capmem_err_t err = rg_span(r, offset, size, __func__, &g0, &len);
+    if (err != CAPMEM_OK) {
+        return err;
     }
-    uint64_t g0 = (offset - r->base) >> r->gshift;
-    uint64_t len = (size + g - 1) >> r->gshift;
     uint32_t t = r->tag[g0].s;
     if (t != ((uint32_t)len | RT_USED)) {
         capmem__fail(CAPMEM_E_NOT_ALLOCATED, __func__,
