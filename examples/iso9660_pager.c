@@ -14,15 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(call)                                                                                  \
-    do {                                                                                           \
-        capmem_err_t err_ = (call);                                                                \
-        if (err_ != CAPMEM_OK) {                                                                   \
-            fprintf(stderr, "iso9660_pager: %s failed: %s (%s)\n", #call, capmem_err_name(err_),   \
-                    capmem_last_error()->message);                                                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#define EXAMPLE_NAME "iso9660_pager"
+#include "example.h"
 
 enum { PAGE = 4096, CACHE_PAGES = 8, FILE_PAGES = 256, READ_CHUNK = 3000, PASSES = 3 };
 

@@ -16,23 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define TRY(call)                                                                                  \
-    do {                                                                                           \
-        capmem_err_t err_ = (call);                                                                \
-        if (err_ != CAPMEM_OK) {                                                                   \
-            fprintf(stderr, "rm_fault: %s failed: %s (%s)\n", #call, capmem_err_name(err_),        \
-                    capmem_last_error()->message);                                                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-#define EXPECT(cond)                                                                               \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "rm_fault: expectation failed at line %d: %s\n", __LINE__, #cond);     \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#define EXAMPLE_NAME "rm_fault"
+#include "example.h"
 
 enum { PAGE = 4096 };
 static const uint64_t FAULT_ADDR = 0x40000;

@@ -22,15 +22,8 @@ static int failures;
         }                                                                                          \
     } while (0)
 
-#define TRY(call)                                                                                  \
-    do {                                                                                           \
-        capmem_err_t err_ = (call);                                                                \
-        if (err_ != CAPMEM_OK) {                                                                   \
-            fprintf(stderr, "tour: %s failed: %s (%s)\n", #call, capmem_err_name(err_),            \
-                    capmem_last_error()->message);                                                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#define EXAMPLE_NAME "tour"
+#include "example.h"
 
 static void heading(const char *title)
 {

@@ -115,8 +115,8 @@ capmem_err_t capmem__cap_reserve_check(capmem_arena_t *arena, const capmem__cap_
                                        uint32_t count, const char *func)
 {
     capmem__cspace_t *cs = cspace(arena);
-    /* Free-list slots plus untouched slots above the high-water mark. */
-    uint64_t free_slots = (uint64_t)(cs->capacity - cs->high) + 0;
+    /* Untouched slots above the high-water mark; the free list is counted only if needed. */
+    uint64_t free_slots = (uint64_t)(cs->capacity - cs->high);
     if (cs->free_head == 0 && free_slots < count) {
         return capmem__fail_space(CAPMEM_E_OUT_OF_CAPS, func, count, free_slots,
                                   "capability table full (%u slots)", cs->capacity);

@@ -183,22 +183,11 @@ static void release_original(capmem__ds_t *ds)
 static void release_lent(capmem__ds_t *a)
 {
     capmem__account_t *lender = a->owner;
-    capmem__ram_service_t *svc = a->meta->account != NULL ? a->meta->account->svc : NULL;
-    if (lender != NULL) {
-        svc = lender->svc;
-    }
-    capmem__ds_t **head = lender != NULL ? &lender->lent_list : NULL;
-    capmem__ds_t *first = a;
-    if (lender != NULL) {
-        first = sort_by_off(lender->lent_list);
-        rebuild_prev(first, NULL);
-        lender->lent_list = first;
-    } else {
-        /* Orphaned (the root closed first): the alias is its own run list. */
-        while (first->prev != NULL) {
-            first = first->prev;
-        }
-    }
+    CAPMEM_ASSERT(lender != NULL, "a lent alias always has a living lender (see pass_lent)");
+    capmem__ram_service_t *svc = lender->svc;
+    capmem__ds_t *first = sort_by_off(lender->lent_list);
+    rebuild_prev(first, NULL);
+    lender->lent_list = first;
     /* The component containing a: a maximal overlap-merged run of the sorted list. */
     capmem__ds_t *cstart = first;
     uint64_t ce = 0;
@@ -229,11 +218,24 @@ static void release_lent(capmem__ds_t *a)
     phys_release(svc, found_lo, found_hi - found_lo);
     uint64_t kept = reserve_components(svc, found_start, found_stop, a);
     uint64_t released = (found_hi - found_lo) - kept;
-    list_unlink(head, a);
-    if (lender != NULL) {
-        lender->used -= released;
-        lender->lent -= released;
+    list_unlink(&lender->lent_list, a);
+    lender->used -= released;
+    lender->lent -= released;
+}
+
+void capmem__pass_lent(capmem__account_t *from, capmem__account_t *to)
+{
+    for (capmem__ds_t *d = from->lent_list; d != NULL;) {
+        capmem__ds_t *next = d->next;
+        d->owner = to;
+        list_push(&to->lent_list, d);
+        d = next;
     }
+    to->used += from->lent;
+    to->lent += from->lent;
+    from->lent_list = NULL;
+    from->used -= from->lent;
+    from->lent = 0;
 }
 
 /* ---- teardown ---------------------------------------------------------------- */

@@ -419,7 +419,6 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
     }
     /* Decode every untyped before claiming any. */
     for (size_t i = 0; err == CAPMEM_OK && i < n; i++) {
-        capmem_untyped_info_t ui;
         capmem__slot_t *s = NULL;
         err =
             capmem__cap_lookup(arena, untypeds[i], CAPMEM_OBJ_UNTYPED, CAPMEM_RIGHT_WRITE, fn, &s);
@@ -441,7 +440,6 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
         if (err == CAPMEM_OK && (1ull << ut->base.size_bits) < arena->page_size) {
             err = capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "untyped %zu is smaller than a page", i);
         }
-        (void)ui;
         if (err == CAPMEM_OK) {
             lo = ut->base.offset < lo ? ut->base.offset : lo;
             uint64_t end = ut->base.offset + (1ull << ut->base.size_bits);
@@ -664,32 +662,6 @@ capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
     return err;
 }
 
-/* Move every lent alias of @p from to @p to (the reference account). */
-static void pass_lent(capmem__account_t *from, capmem__account_t *to)
-{
-    capmem__ds_t *d = from->lent_list;
-    while (d != NULL) {
-        capmem__ds_t *next = d->next;
-        d->owner = to;
-        d->prev = NULL;
-        d->next = to != NULL ? to->lent_list : NULL;
-        if (to != NULL) {
-            if (to->lent_list != NULL) {
-                to->lent_list->prev = d;
-            }
-            to->lent_list = d;
-        }
-        d = next;
-    }
-    if (to != NULL) {
-        to->used += from->lent;
-        to->lent += from->lent;
-    }
-    from->lent_list = NULL;
-    from->used -= from->lent;
-    from->lent = 0;
-}
-
 void capmem__account_destroy(capmem_arena_t *arena, capmem__account_t *acc)
 {
     capmem__ram_service_t *svc = acc->svc;
@@ -706,7 +678,14 @@ void capmem__account_destroy(capmem_arena_t *arena, capmem__account_t *acc)
     capmem__account_t *ref = acc->ref;
     CAPMEM_ASSERT(acc->used == acc->lent, "own dataspaces were freed first (they are children)");
     CAPMEM_ASSERT(acc->sessions == 0, "child sessions were closed first");
-    pass_lent(acc, ref);
+    if (ref != NULL) {
+        capmem__pass_lent(acc, ref);
+    }
+    /*
+     * The root dies last in its service, after every account that could
+     * borrow from it (they are all its descendants), so it lends nothing.
+     */
+    CAPMEM_ASSERT(acc->lent_list == NULL && acc->lent == 0, "the root has nothing lent left");
     uint64_t returned = acc->quota + acc->meta.donation;
     if (ref != NULL) {
         ref->quota += returned;

@@ -193,6 +193,12 @@ capmem_err_t capmem__meta_check(capmem_arena_t *arena, const capmem__meta_t *m, 
  */
 uint64_t capmem__ds_records_in(capmem_arena_t *arena, const capmem__meta_t *m, uint64_t *ram_bytes);
 
+/*
+ * A closing account passes its lent first-class aliases, and the charge for
+ * their pages, to its reference account @p to.
+ */
+void capmem__pass_lent(capmem__account_t *from, capmem__account_t *to);
+
 /* RAM checker (conservation, exclusivity, records), run by capmem_check(). */
 capmem_err_t capmem__ram_check(capmem_arena_t *arena, char *why, size_t len);
 
