@@ -24,6 +24,27 @@ _Static_assert(sizeof(err_msgs) / sizeof(err_msgs[0]) == CAPMEM_E__COUNT,
 /* One record per thread: failures on one thread never clobber another's. */
 static _Thread_local capmem_error_info_t tls_detail;
 
+/*
+ * The public call the calling thread is in, recorded once at entry
+ * (capmem__enter) so internal functions need not pass their caller's name
+ * down just to label an error; failures counts every failure recorded, so a
+ * caller can tell whether a callback it ran failed (see capmem__failures).
+ */
+static _Thread_local const char *tls_function;
+static _Thread_local uint64_t tls_failures;
+
+const char *capmem__set_function(const char *func)
+{
+    const char *old = tls_function;
+    tls_function = func;
+    return old;
+}
+
+uint64_t capmem__failures(void)
+{
+    return tls_failures;
+}
+
 const char *capmem_strerror(capmem_err_t err)
 {
     if ((unsigned)err >= CAPMEM_E__COUNT) {
@@ -59,7 +80,8 @@ static capmem_err_t vfail(capmem_err_t err, const char *func, const char *fmt, v
 {
     memset(&tls_detail, 0, sizeof(tls_detail));
     tls_detail.code = err;
-    tls_detail.function = func;
+    tls_detail.function = func != NULL ? func : tls_function;
+    tls_failures++;
     if (fmt != NULL) {
         vsnprintf(tls_detail.message, sizeof(tls_detail.message), fmt, ap);
     } else {
@@ -98,6 +120,21 @@ capmem_err_t capmem__fail_range(const char *func, int argument, uint64_t value, 
     tls_detail.bound_min = min;
     tls_detail.bound_max = max;
     return CAPMEM_E_RANGE;
+}
+
+capmem_err_t capmem_error_set(capmem_err_t err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(err, NULL, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+void capmem_error_set_numbers(uint64_t needed, uint64_t available)
+{
+    tls_detail.needed = needed;
+    tls_detail.available = available;
 }
 
 void capmem__assert_fail(const char *cond, const char *why, const char *file, int line)

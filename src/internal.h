@@ -45,6 +45,16 @@ void capmem__assert_fail(const char *cond, const char *why, const char *file, in
 capmem_err_t capmem__fail(capmem_err_t err, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * Record @p func as the public call the thread is in (errors recorded with
+ * a NULL func are labelled with it); returns the previous one, which the
+ * caller restores when the call returns, so nested calls label correctly.
+ */
+const char *capmem__set_function(const char *func);
+
+/* Failures recorded on this thread so far: compare before and after a callback. */
+uint64_t capmem__failures(void);
+
 /* Mutable access to the calling thread's detail record. */
 capmem_error_info_t *capmem__detail(void);
 

@@ -103,6 +103,24 @@ static void test_version_string_matches_macros(void **state)
     assert_string_equal(capmem_version(), buf);
 }
 
+static void test_error_set_records_a_hooks_own_detail(void **state)
+{
+    (void)state;
+    capmem_error_clear();
+    capmem_err_t err = capmem_error_set(CAPMEM_E_NOT_ENOUGH_MEMORY, "no run of %d pages", 7);
+    capmem_error_set_numbers(7, 3);
+    assert_int_equal(err, CAPMEM_E_NOT_ENOUGH_MEMORY);
+    const capmem_error_info_t *e = capmem_last_error();
+    assert_int_equal(e->code, CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_string_equal(e->message, "no run of 7 pages");
+    assert_int_equal(e->needed, 7);
+    assert_int_equal(e->available, 3);
+    /* Without a format the message is the code's own. */
+    assert_int_equal(capmem_error_set(CAPMEM_E_POLICY, NULL), CAPMEM_E_POLICY);
+    assert_string_equal(capmem_last_error()->message, capmem_strerror(CAPMEM_E_POLICY));
+    assert_int_equal(capmem_last_error()->needed, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -113,6 +131,7 @@ int main(void)
         cmocka_unit_test(test_detail_survives_successful_calls),
         cmocka_unit_test(test_detail_is_per_thread),
         cmocka_unit_test(test_version_string_matches_macros),
+        cmocka_unit_test(test_error_set_records_a_hooks_own_detail),
     };
     return cmocka_run_group_tests_name("error", tests, NULL, NULL);
 }

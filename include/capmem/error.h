@@ -51,7 +51,9 @@ extern "C" {
     X(UNSUPPORTED, "operation not supported by this arena or host")                                \
     X(SYSTEM, "a host system call failed")                                                         \
     X(HOST_NOMEM, "host memory allocation failed")                                                 \
-    X(CORRUPT, "an internal invariant is broken (reported by a check function)")
+    X(CORRUPT, "an internal invariant is broken (reported by a check function)")               \
+    X(POLICY, "allocation policy returned an invalid block")                                       \
+    X(REENTRANT, "the library was called from a callback that may not call it")
 
 /** Error codes. 0 is success; every other value names one failure. */
 typedef enum capmem_err {
@@ -106,6 +108,30 @@ CAPMEM_API const capmem_error_info_t *capmem_last_error(void);
 
 /** Reset the calling thread's detail record to "no error". */
 CAPMEM_API void capmem_error_clear(void);
+
+/**
+ * Record a failure as the calling thread's last error and return @p err.
+ *
+ * For code that fails on the library's behalf, above all the hooks of a
+ * custom allocation policy (capmem/alloc.h): a hook that refuses a request
+ * says why in its own words, and the library passes the record on to its
+ * caller unchanged, so a hook reads
+ * `return capmem_error_set(CAPMEM_E_NOT_ENOUGH_MEMORY, "no run of %llu", n);`.
+ * The numeric fields are cleared; set them with capmem_error_set_numbers().
+ * @p fmt may be NULL (the message is then capmem_strerror(err)).
+ * Returns @p err; an @p err outside the enum is recorded as-is.
+ */
+CAPMEM_API capmem_err_t capmem_error_set(capmem_err_t err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/**
+ * Set the numbers behind the calling thread's last error (bytes or objects
+ * needed and available), after capmem_error_set().
+ */
+CAPMEM_API void capmem_error_set_numbers(uint64_t needed, uint64_t available);
 
 #ifdef __cplusplus
 }
