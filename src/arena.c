@@ -14,8 +14,6 @@
 
 #include "arena_internal.h"
 
-_Thread_local char capmem__thread_tag;
-
 static capmem_err_t validate_attr(const capmem_arena_attr_t *at)
 {
     const char *fn = "capmem_arena_create";
@@ -144,7 +142,14 @@ capmem_err_t capmem_arena_create(const capmem_arena_attr_t *attr, capmem_arena_t
         capmem__free(a);
         return err;
     }
-    err = capmem__cspace_init(&a->cspace, at->cap_slots);
+    uint32_t tag = 0;
+    err = capmem__tag_take(&tag);
+    if (err == CAPMEM_OK) {
+        err = capmem__cspace_init(&a->cspace, at->cap_slots, tag);
+        if (err != CAPMEM_OK) {
+            capmem__tag_give(tag);
+        }
+    }
     if (err != CAPMEM_OK) {
         capmem__unmap(a->base, (size_t)a->map_size);
         if (a->fd >= 0) {
@@ -153,8 +158,7 @@ capmem_err_t capmem_arena_create(const capmem_arena_attr_t *attr, capmem_arena_t
         capmem__free(a);
         return err;
     }
-    pthread_mutex_init(&a->lock, NULL);
-    atomic_init(&a->lock_owner, 0);
+    capmem__machine_init(a);
     *out = a;
     return CAPMEM_OK;
 }
@@ -164,6 +168,22 @@ void capmem_arena_destroy(capmem_arena_t *arena)
     if (arena == NULL) {
         return;
     }
+    if (capmem__forked(arena)) {
+        /*
+         * A forked child: the records are the parent's (shared memory), and
+         * tearing them down would destroy the parent's objects. The child's
+         * copies of the mapping and host state go when it exits or execs.
+         */
+        return;
+    }
+    if (capmem__destroy_deferred(arena)) {
+        return;
+    }
+    capmem__arena_destroy_now(arena);
+}
+
+void capmem__arena_destroy_now(capmem_arena_t *arena)
+{
     capmem__lock(arena);
     arena->tearing_down = true;
     capmem__cspace_teardown(arena);
@@ -172,14 +192,21 @@ void capmem_arena_destroy(capmem_arena_t *arena)
             arena->ext_fini[i](arena);
         }
     }
+    uint32_t tag = arena->cspace.tag;
     capmem__cspace_fini(&arena->cspace);
+    capmem__user_obj_t *dead = arena->dead_users;
+    arena->dead_users = NULL;
     capmem__unlock(arena);
     pthread_mutex_destroy(&arena->lock);
     capmem__unmap(arena->base, (size_t)arena->map_size);
     if (arena->fd >= 0) {
         close(arena->fd);
     }
+    capmem__free(arena->evq.ring);
     capmem__free(arena);
+    capmem__tag_give(tag);
+    /* Last, as after any call: the hooks may do anything but use this arena. */
+    capmem__run_user_destroys(dead);
 }
 
 uint64_t capmem_arena_ram_size(const capmem_arena_t *arena)
@@ -245,21 +272,24 @@ capmem_err_t capmem_arena_phys_to_offset(const capmem_arena_t *arena, uint64_t p
         return CAPMEM_OK;
     }
     capmem_arena_t *a = (capmem_arena_t *)arena;
-    capmem__lock(a);
+    CAPMEM__ENTER_OR_RETURN(a);
+    capmem_err_t err = CAPMEM_E_NOT_FOUND;
     for (int i = 0; i < CAPMEM_DEVICE_MAX; i++) {
         const capmem__device_t *d = &a->devices[i];
         if (d->id != 0 && phys >= d->phys && phys - d->phys < d->size) {
             *offset = d->backing_offset + (phys - d->phys);
-            capmem__unlock(a);
-            return CAPMEM_OK;
+            err = CAPMEM_OK;
+            break;
         }
     }
-    capmem__unlock(a);
-    capmem__fail(CAPMEM_E_NOT_FOUND, __func__,
-                 "physical address 0x%llx is neither RAM nor device memory",
-                 (unsigned long long)phys);
-    capmem__detail()->address = phys;
-    return CAPMEM_E_NOT_FOUND;
+    if (err != CAPMEM_OK) {
+        capmem__fail(CAPMEM_E_NOT_FOUND, NULL,
+                     "physical address 0x%llx is neither RAM nor device memory",
+                     (unsigned long long)phys);
+        capmem__detail()->address = phys;
+    }
+    CAPMEM__LEAVE(a);
+    return err;
 }
 
 void capmem__arena_zero(capmem_arena_t *arena, uint64_t off, uint64_t size)
@@ -337,7 +367,7 @@ capmem_err_t capmem_arena_device_add(capmem_arena_t *arena, uint64_t phys, uint6
                             "device range 0x%llx+0x%llx is empty, misaligned or wraps",
                             (unsigned long long)phys, (unsigned long long)size);
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem_err_t err = CAPMEM_OK;
     if (overlaps(phys, size, arena->phys_base, arena->ram_size)) {
         err = capmem__fail(CAPMEM_E_REGION_CONFLICT, __func__,
@@ -390,7 +420,7 @@ capmem_err_t capmem_arena_device_add(capmem_arena_t *arena, uint64_t phys, uint6
     out->size = size;
     out->backing_offset = boff;
 out:
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -399,7 +429,7 @@ capmem_err_t capmem_arena_device_remove(capmem_arena_t *arena, uint32_t id)
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem_err_t err = CAPMEM_OK;
     capmem__device_t *found = NULL;
     for (int i = 0; id != 0 && i < CAPMEM_DEVICE_MAX; i++) {
@@ -415,7 +445,7 @@ capmem_err_t capmem_arena_device_remove(capmem_arena_t *arena, uint32_t id)
     } else {
         memset(found, 0, sizeof(*found));
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -435,14 +465,14 @@ capmem_err_t capmem_arena_devices(const capmem_arena_t *arena, capmem_device_inf
     capmem_arena_t *a = (capmem_arena_t *)arena;
     capmem_device_info_t all[CAPMEM_DEVICE_MAX];
     size_t n = 0;
-    capmem__lock(a);
+    CAPMEM__ENTER_OR_RETURN(a);
     for (int i = 0; i < CAPMEM_DEVICE_MAX; i++) {
         const capmem__device_t *d = &a->devices[i];
         if (d->id != 0) {
             all[n++] = (capmem_device_info_t){d->id, d->phys, d->size, d->backing_offset};
         }
     }
-    capmem__unlock(a);
+    CAPMEM__LEAVE(a);
     qsort(all, n, sizeof(all[0]), cmp_dev);
     for (size_t i = 0; i < n && i < max; i++) {
         out[i] = all[i];

@@ -35,9 +35,10 @@ const char *capmem_obj_type_name(capmem_obj_type_t type)
 
 /* ---- table ------------------------------------------------------------- */
 
-capmem_err_t capmem__cspace_init(capmem__cspace_t *cs, uint32_t capacity)
+capmem_err_t capmem__cspace_init(capmem__cspace_t *cs, uint32_t capacity, uint32_t tag)
 {
     memset(cs, 0, sizeof(*cs));
+    cs->tag = tag;
     size_t bytes = (size_t)capacity * sizeof(capmem__slot_t);
     cs->slots = capmem__map_lazy(bytes);
     if (cs->slots == NULL) {
@@ -67,6 +68,21 @@ capmem_err_t capmem__cap_lookup_slow(capmem_arena_t *arena, capmem_cap_t cap,
     capmem__cspace_t *cs = cspace(arena);
     uint32_t idx = capmem__cap_index(cap);
     capmem_err_t err;
+    if (capmem__cap_tag(cap) != cs->tag) {
+        /* Checked first: another arena's handle says nothing about our slots. */
+        if (capmem__tag_live(capmem__cap_tag(cap))) {
+            err = capmem__fail(CAPMEM_E_INVALID_CAP, func,
+                               "capability 0x%016llx of another arena (arena tag %u, this arena's "
+                               "is %u)",
+                               (unsigned long long)cap, capmem__cap_tag(cap), cs->tag);
+        } else {
+            err = capmem__fail(CAPMEM_E_INVALID_CAP, func,
+                               "forged capability 0x%016llx: no live arena has tag %u",
+                               (unsigned long long)cap, capmem__cap_tag(cap));
+        }
+        capmem__detail()->address = cap;
+        return err;
+    }
     if (idx == 0 || idx >= cs->high) {
         err = capmem__fail(CAPMEM_E_INVALID_CAP, func,
                            "forged capability 0x%016llx: slot %u does not exist",
@@ -271,7 +287,7 @@ void capmem__cap_delete_leaf(capmem_arena_t *arena, uint32_t idx)
         arena->dying = handle;
         capmem__object_destroy(arena, type, obj);
     }
-    if (arena->on_event != NULL) {
+    if (capmem__events_on(arena)) {
         capmem__emitf(arena, CAPMEM_EVENT_CAP_DELETE, handle, 0, 0, "delete %s capability",
                       type_name);
     }
@@ -316,20 +332,13 @@ void capmem__cspace_teardown(capmem_arena_t *arena)
 
 /* ---- user objects ------------------------------------------------------ */
 
-typedef struct user_obj {
-    capmem__object_t hdr;
-    const capmem_user_type_t *utype;
-    void *object;
-} user_obj_t;
-
 static void user_destroy(capmem_arena_t *arena, capmem__object_t *obj)
 {
-    (void)arena;
-    user_obj_t *u = (user_obj_t *)obj;
-    if (u->utype->destroy != NULL) {
-        u->utype->destroy(u->object, u->utype->ctx);
-    }
-    capmem__free(u);
+    /*
+     * The hook may call the library (it is the user's code): it runs after
+     * the call, outside the lock, with the events (see machine.c).
+     */
+    capmem__defer_user_destroy(arena, (capmem__user_obj_t *)obj);
 }
 
 static const capmem__object_ops_t user_ops = {
@@ -347,10 +356,10 @@ capmem_err_t capmem_cap_create_user(capmem_arena_t *arena, const capmem_user_typ
     if ((rights & ~(unsigned)CAPMEM_RIGHTS_ALL) != 0) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "unknown rights bits 0x%x", rights);
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem_err_t err = capmem__cap_reserve_check(arena, NULL, 1, __func__);
     if (err == CAPMEM_OK) {
-        user_obj_t *u = capmem__malloc(sizeof(*u));
+        capmem__user_obj_t *u = capmem__malloc(sizeof(*u));
         if (u == NULL) {
             err = capmem__fail(CAPMEM_E_HOST_NOMEM, __func__, "no host memory for the record");
         } else {
@@ -362,7 +371,7 @@ capmem_err_t capmem_cap_create_user(capmem_arena_t *arena, const capmem_user_typ
             CAPMEM_ASSERT(err == CAPMEM_OK, "the slot was reserved above");
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -372,11 +381,11 @@ capmem_err_t capmem_cap_user_object(capmem_arena_t *arena, capmem_cap_t cap,
     if (arena == NULL || type == NULL || object == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena, type or object is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_USER, 0, __func__, &s);
     if (err == CAPMEM_OK) {
-        user_obj_t *u = (user_obj_t *)s->obj;
+        const capmem__user_obj_t *u = s->obj;
         if (u->utype != type) {
             err =
                 capmem__fail(CAPMEM_E_WRONG_TYPE, __func__,
@@ -390,7 +399,7 @@ capmem_err_t capmem_cap_user_object(capmem_arena_t *arena, capmem_cap_t cap,
             *object = u->object;
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -405,7 +414,7 @@ capmem_err_t capmem_cap_mint(capmem_arena_t *arena, capmem_cap_t src, unsigned r
     if ((rights & ~(unsigned)CAPMEM_RIGHTS_ALL) != 0) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "unknown rights bits 0x%x", rights);
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem_err_t err =
         capmem__cap_lookup(arena, src, CAPMEM_OBJ_NONE, CAPMEM_RIGHT_GRANT, __func__, &s);
@@ -420,7 +429,7 @@ capmem_err_t capmem_cap_mint(capmem_arena_t *arena, capmem_cap_t src, unsigned r
         err = capmem__cap_create_typed(arena, (capmem_obj_type_t)s->type, s->obj, rights, 0,
                                        capmem__slot_index(cs, s), s->quota, __func__, out);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -429,7 +438,7 @@ capmem_err_t capmem_cap_delete(capmem_arena_t *arena, capmem_cap_t cap)
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_NONE, 0, __func__, &s);
     if (err == CAPMEM_OK && s->first_child != 0) {
@@ -440,7 +449,7 @@ capmem_err_t capmem_cap_delete(capmem_arena_t *arena, capmem_cap_t cap)
     if (err == CAPMEM_OK) {
         capmem__cap_delete_leaf(arena, capmem__cap_index(cap));
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -449,17 +458,17 @@ capmem_err_t capmem_cap_revoke(capmem_arena_t *arena, capmem_cap_t cap)
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_NONE, 0, __func__, &s);
     if (err == CAPMEM_OK) {
         uint64_t n = capmem__cap_revoke_index(arena, capmem__cap_index(cap));
-        if (arena->on_event != NULL) {
+        if (capmem__events_on(arena)) {
             capmem__emitf(arena, CAPMEM_EVENT_REVOKE, cap, n, 0,
                           "revoke: %llu capabilities deleted", (unsigned long long)n);
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -486,13 +495,13 @@ capmem_err_t capmem_cap_identify(capmem_arena_t *arena, capmem_cap_t cap, capmem
     if (arena == NULL || info == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or info is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_NONE, 0, __func__, &s);
     if (err == CAPMEM_OK) {
         fill_info(cspace(arena), capmem__cap_index(cap), info);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -534,7 +543,7 @@ capmem_err_t capmem_cap_walk(capmem_arena_t *arena, capmem_cap_t root, capmem_ca
     if (arena == NULL || fn == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or fn is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__cspace_t *cs = cspace(arena);
     capmem_err_t err = CAPMEM_OK;
     if (root != CAPMEM_CAP_NULL) {
@@ -551,18 +560,18 @@ capmem_err_t capmem_cap_walk(capmem_arena_t *arena, capmem_cap_t root, capmem_ca
             }
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
 size_t capmem_cap_count(capmem_arena_t *arena)
 {
-    if (arena == NULL) {
+    const char *prev;
+    if (arena == NULL || capmem__enter(arena, __func__, &prev) != CAPMEM_OK) {
         return 0;
     }
-    capmem__lock(arena);
     size_t n = (size_t)arena->cspace.live;
-    capmem__unlock(arena);
+    capmem__leave(arena, prev);
     return n;
 }
 
@@ -686,8 +695,8 @@ capmem_err_t capmem_cap_check(capmem_arena_t *arena, char *why, size_t len)
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem_err_t err = cspace_check(cspace(arena), why, len);
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }

@@ -12,23 +12,47 @@
 #include "capmem/cap.h"
 #include "internal.h"
 
-/* Handle layout: | type:8 | generation:24 | slot index:32 |. Index 0 is never used. */
-#define CAPMEM__CAP_GEN_BITS 24u
+/*
+ * Handle layout, from the top: | type:8 | arena tag:10 | generation:16 | slot index:30 |.
+ * The type stays in the top byte (capmem_cap_type() reads it without the
+ * library); the tag tells the arena that issued the handle (capmem__tag_*),
+ * so two arenas never issue the same handle; index 0 is never used, so 0
+ * is never a valid handle. CAPMEM_CAP_SLOTS_MAX is 2^30: the index fits.
+ */
+#define CAPMEM__CAP_INDEX_BITS 30u
+#define CAPMEM__CAP_GEN_BITS 16u
+#define CAPMEM__CAP_TAG_BITS 10u
+#define CAPMEM__CAP_INDEX_MASK ((1u << CAPMEM__CAP_INDEX_BITS) - 1u)
 #define CAPMEM__CAP_GEN_MASK ((1u << CAPMEM__CAP_GEN_BITS) - 1u)
+#define CAPMEM__CAP_TAG_MASK ((1u << CAPMEM__CAP_TAG_BITS) - 1u)
+#define CAPMEM__CAP_GEN_SHIFT CAPMEM__CAP_INDEX_BITS
+#define CAPMEM__CAP_TAG_SHIFT (CAPMEM__CAP_INDEX_BITS + CAPMEM__CAP_GEN_BITS)
 
-static inline capmem_cap_t capmem__cap_make(uint32_t index, uint32_t gen, capmem_obj_type_t type)
+_Static_assert(CAPMEM__CAP_TAG_SHIFT + CAPMEM__CAP_TAG_BITS == 56, "the type keeps the top byte");
+_Static_assert(CAPMEM_CAP_SLOTS_MAX - 1u <= CAPMEM__CAP_INDEX_MASK, "every slot index fits");
+
+static inline capmem_cap_t capmem__cap_make(uint32_t tag, uint32_t index, uint32_t gen,
+                                            capmem_obj_type_t type)
 {
-    return ((uint64_t)type << 56) | ((uint64_t)(gen & CAPMEM__CAP_GEN_MASK) << 32) | index;
+    return ((uint64_t)type << 56) |
+           ((uint64_t)(tag & CAPMEM__CAP_TAG_MASK) << CAPMEM__CAP_TAG_SHIFT) |
+           ((uint64_t)(gen & CAPMEM__CAP_GEN_MASK) << CAPMEM__CAP_GEN_SHIFT) |
+           (index & CAPMEM__CAP_INDEX_MASK);
 }
 
 static inline uint32_t capmem__cap_index(capmem_cap_t cap)
 {
-    return (uint32_t)cap;
+    return (uint32_t)cap & CAPMEM__CAP_INDEX_MASK;
 }
 
 static inline uint32_t capmem__cap_gen(capmem_cap_t cap)
 {
-    return (uint32_t)(cap >> 32) & CAPMEM__CAP_GEN_MASK;
+    return (uint32_t)(cap >> CAPMEM__CAP_GEN_SHIFT) & CAPMEM__CAP_GEN_MASK;
+}
+
+static inline uint32_t capmem__cap_tag(capmem_cap_t cap)
+{
+    return (uint32_t)(cap >> CAPMEM__CAP_TAG_SHIFT) & CAPMEM__CAP_TAG_MASK;
 }
 
 /*
@@ -89,13 +113,14 @@ _Static_assert(sizeof(capmem__slot_t) <= 40, "a slot stays within 40 bytes");
 
 typedef struct capmem__cspace {
     capmem__slot_t *slots; /* lazily committed mapping of `capacity` slots */
+    uint32_t tag;          /* the arena's tag, part of every handle */
     uint32_t capacity;
     uint32_t high;      /* slots [1, high) have been used at least once */
     uint32_t free_head; /* free list of slots below high, linked by next_sib */
     uint64_t live;
 } capmem__cspace_t;
 
-capmem_err_t capmem__cspace_init(capmem__cspace_t *cs, uint32_t capacity);
+capmem_err_t capmem__cspace_init(capmem__cspace_t *cs, uint32_t capacity, uint32_t tag);
 void capmem__cspace_fini(capmem__cspace_t *cs);
 /* Delete every capability, children before parents. */
 void capmem__cspace_teardown(capmem_arena_t *arena);
@@ -154,7 +179,7 @@ static inline capmem__slot_t *capmem__slot(capmem__cspace_t *cs, uint32_t index)
 static inline capmem_cap_t capmem__slot_handle(const capmem__cspace_t *cs, uint32_t index)
 {
     const capmem__slot_t *s = &cs->slots[index];
-    return capmem__cap_make(index, s->gen, (capmem_obj_type_t)s->type);
+    return capmem__cap_make(cs->tag, index, s->gen, (capmem_obj_type_t)s->type);
 }
 
 static inline uint32_t capmem__slot_index(const capmem__cspace_t *cs, const capmem__slot_t *s)

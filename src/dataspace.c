@@ -276,7 +276,7 @@ capmem_err_t capmem_dataspace_info(capmem_arena_t *arena, capmem_cap_t ds, capme
     if (arena == NULL || info == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or info is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem__ds_t *d = NULL;
     capmem_err_t err = capmem__ds_lookup(arena, ds, 0, __func__, &s, &d);
@@ -291,7 +291,7 @@ capmem_err_t capmem_dataspace_info(capmem_arena_t *arena, capmem_cap_t ds, capme
         info->writable = writable(s, d);
         info->rights = s->rights;
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -301,7 +301,7 @@ static capmem_err_t access(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offs
     if (arena == NULL || buf == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, func, "arena or buf is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_AS_OR_RETURN(arena, func);
     capmem__slot_t *s = NULL;
     capmem__ds_t *d = NULL;
     capmem_err_t err =
@@ -329,7 +329,7 @@ static capmem_err_t access(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offs
             memcpy(buf, capmem__bytes(arena, d->off + offset), len);
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -377,7 +377,7 @@ capmem_err_t capmem_dataspace_alias(capmem_arena_t *arena, capmem_cap_t session,
     if (attr->lifetime != CAPMEM_ALIAS_DEPENDENT && attr->lifetime != CAPMEM_ALIAS_FIRST_CLASS) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "unknown lifetime %d", (int)attr->lifetime);
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__account_t *acc = NULL;
     capmem__slot_t *s = NULL;
     capmem__ds_t *src = NULL;
@@ -459,7 +459,7 @@ capmem_err_t capmem_dataspace_alias(capmem_arena_t *arena, capmem_cap_t session,
         CAPMEM_ASSERT(err == CAPMEM_OK, "slot and capability quota reserved");
         rec->slot = capmem__cap_index(*out);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -468,7 +468,7 @@ capmem_err_t capmem_dataspace_free(capmem_arena_t *arena, capmem_cap_t ds)
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem__ds_t *d = NULL;
     /*
@@ -489,7 +489,7 @@ capmem_err_t capmem_dataspace_free(capmem_arena_t *arena, capmem_cap_t ds)
         capmem__cap_revoke_index(arena, idx);
         capmem__cap_delete_leaf(arena, idx);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 

@@ -16,13 +16,13 @@ capmem_err_t capmem_check(capmem_arena_t *arena, char *why, size_t len)
         len = sizeof(scratch);
     }
     why[0] = '\0';
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem_err_t err = capmem__cspace_check(arena, why, len);
     for (int i = 0; err == CAPMEM_OK && i < CAPMEM__EXT_COUNT; i++) {
         if (arena->ext_check[i] != NULL) {
             err = arena->ext_check[i](arena, why, len);
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }

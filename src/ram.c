@@ -211,7 +211,7 @@ capmem_err_t capmem__meta_upgrade(capmem_arena_t *arena, capmem__meta_t *m,
     if (m->account != NULL) {
         m->account->upgrades++;
     }
-    if (arena->on_event != NULL) {
+    if (capmem__events_on(arena)) {
         capmem__emitf(arena, CAPMEM_EVENT_UPGRADE, session_cap, bytes, m->donation,
                       "upgrading quota donation for %s by %llu bytes", who,
                       (unsigned long long)bytes);
@@ -397,7 +397,7 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
     if ((at->flags & ~(uint32_t)CAPMEM_RAM_EXPANDING) != 0) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "unknown flags 0x%x", at->flags);
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem_err_t err = CAPMEM_OK;
     capmem__ram_state_t *st = capmem__ram_state(arena);
     ram_pool_t *pools[64] = {0};
@@ -551,7 +551,7 @@ out:
         capmem_alloc_destroy(svc->phys);
         capmem__free(svc);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -594,7 +594,7 @@ capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
     if ((at->flags & ~(uint32_t)CAPMEM_RAM_EXPANDING) != 0) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "unknown flags 0x%x", at->flags);
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__account_t *p = NULL;
     uint64_t need = 0;
     capmem_err_t err = check_step(arena, at->donation, "donation", fn);
@@ -651,14 +651,14 @@ capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
                                        CAPMEM__SLOT_ORIGINAL, p->slot, &p->caps, fn, out);
         CAPMEM_ASSERT(err == CAPMEM_OK, "slot and quota reserved");
         acc->slot = capmem__cap_index(*out);
-        if (arena->on_event != NULL) {
+        if (capmem__events_on(arena)) {
             capmem__emitf(arena, CAPMEM_EVENT_DONATE, *out, at->donation, at->quota,
                           "session \"%s\" opened by \"%s\": donation %llu, quota %llu", acc->label,
                           p->label, (unsigned long long)at->donation,
                           (unsigned long long)at->quota);
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -695,7 +695,7 @@ void capmem__account_destroy(capmem_arena_t *arena, capmem__account_t *acc)
         svc->alive = false;
         svc->root = NULL;
     }
-    if (arena->on_event != NULL) {
+    if (capmem__events_on(arena)) {
         capmem__emitf(arena, CAPMEM_EVENT_SESSION_CLOSE, handle, returned, 0,
                       "session \"%s\" closed: %llu bytes return to \"%s\"", acc->label,
                       (unsigned long long)returned, ref != NULL ? ref->label : "(none)");
@@ -711,7 +711,7 @@ capmem_err_t capmem_ram_close(capmem_arena_t *arena, capmem_cap_t account)
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__account_t *acc = NULL;
     capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__account_lookup(arena, account, CAPMEM_RIGHT_WRITE, __func__, &acc);
@@ -730,7 +730,7 @@ capmem_err_t capmem_ram_close(capmem_arena_t *arena, capmem_cap_t account)
         capmem__cap_revoke_index(arena, acc->slot);
         capmem__cap_delete_leaf(arena, capmem__cap_index(account));
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -758,7 +758,7 @@ capmem_err_t capmem_ram_transfer(capmem_arena_t *arena, capmem_cap_t from, capme
     if (arena == NULL || bytes == 0) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL or bytes is 0");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__account_t *a = NULL;
     capmem__account_t *b = NULL;
     capmem_err_t err = transfer_pair(arena, from, to, __func__, &a, &b);
@@ -771,13 +771,13 @@ capmem_err_t capmem_ram_transfer(capmem_arena_t *arena, capmem_cap_t from, capme
     if (err == CAPMEM_OK) {
         a->quota -= bytes;
         b->quota += bytes;
-        if (arena->on_event != NULL) {
+        if (capmem__events_on(arena)) {
             capmem__emitf(arena, CAPMEM_EVENT_TRANSFER, from, bytes, 0,
                           "transfer %llu bytes from \"%s\" to \"%s\"", (unsigned long long)bytes,
                           a->label, b->label);
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -787,7 +787,7 @@ capmem_err_t capmem_ram_transfer_caps(capmem_arena_t *arena, capmem_cap_t from, 
     if (arena == NULL || count == 0) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL or count is 0");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__account_t *a = NULL;
     capmem__account_t *b = NULL;
     capmem_err_t err = transfer_pair(arena, from, to, __func__, &a, &b);
@@ -801,7 +801,7 @@ capmem_err_t capmem_ram_transfer_caps(capmem_arena_t *arena, capmem_cap_t from, 
         a->caps.limit -= count;
         b->caps.limit += count;
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -811,7 +811,7 @@ capmem_err_t capmem_ram_upgrade(capmem_arena_t *arena, capmem_cap_t session, cap
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__account_t *pay = NULL;
     capmem__slot_t *s = NULL;
     capmem_err_t err = check_step(arena, bytes, "upgrade", __func__);
@@ -844,7 +844,7 @@ capmem_err_t capmem_ram_upgrade(capmem_arena_t *arena, capmem_cap_t session, cap
     if (err == CAPMEM_OK) {
         err = capmem__meta_upgrade(arena, m, pay, session, who, bytes, __func__);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -854,7 +854,7 @@ capmem_err_t capmem_ram_set_expanding(capmem_arena_t *arena, capmem_cap_t accoun
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__account_t *acc = NULL;
     capmem_err_t err = CAPMEM_OK;
     if (step != 0) {
@@ -870,7 +870,7 @@ capmem_err_t capmem_ram_set_expanding(capmem_arena_t *arena, capmem_cap_t accoun
             acc->upgrade_step = step;
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -879,7 +879,7 @@ capmem_err_t capmem_ram_info(capmem_arena_t *arena, capmem_cap_t account, capmem
     if (arena == NULL || info == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or info is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__account_t *acc = NULL;
     capmem_err_t err = capmem__account_lookup(arena, account, 0, __func__, &acc);
     if (err == CAPMEM_OK) {
@@ -900,7 +900,7 @@ capmem_err_t capmem_ram_info(capmem_arena_t *arena, capmem_cap_t account, capmem
         info->is_root = acc->ref == NULL;
         snprintf(info->label, sizeof(info->label), "%s", acc->label);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -918,7 +918,7 @@ capmem_err_t capmem_ram_alloc(capmem_arena_t *arena, capmem_cap_t account, uint6
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "size %llu overflows when rounded up",
                             (unsigned long long)size);
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__account_t *acc = NULL;
     capmem_err_t err = capmem__account_lookup(arena, account, CAPMEM_RIGHT_WRITE, fn, &acc);
     if (err == CAPMEM_OK && acc->quota - acc->used < bytes) {
@@ -973,7 +973,7 @@ capmem_err_t capmem_ram_alloc(capmem_arena_t *arena, capmem_cap_t account, uint6
         rec->slot = capmem__cap_index(*ds);
         acc->used += bytes;
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -1002,13 +1002,13 @@ capmem_err_t capmem_ram_map(capmem_arena_t *arena, capmem_cap_t account, capmem_
     if (arena == NULL || fn == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or fn is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__account_t *acc = NULL;
     capmem_err_t err = capmem__account_lookup(arena, account, 0, __func__, &acc);
     if (err == CAPMEM_OK) {
         map_walk_t w = {.phys_base = arena->phys_base, .fn = fn, .ctx = ctx};
         err = capmem_alloc_walk(acc->svc->phys, map_visit, &w);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }

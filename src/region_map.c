@@ -437,7 +437,7 @@ void capmem__rm_destroy(capmem_arena_t *arena, void *obj)
     uint64_t returned = rm->meta.donation;
     client->quota += returned;
     client->sessions--;
-    if (arena->on_event != NULL) {
+    if (capmem__events_on(arena)) {
         capmem__emitf(arena, CAPMEM_EVENT_SESSION_CLOSE, handle, returned, 0,
                       "region map \"%s\" closed: %llu bytes return to \"%s\"", rm->label,
                       (unsigned long long)returned, client->label);
@@ -472,7 +472,7 @@ capmem_err_t capmem_rm_create(capmem_arena_t *arena, capmem_cap_t client,
     if ((attr->flags & ~(uint32_t)CAPMEM_RM_EXPANDING) != 0) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "unknown flags 0x%x", attr->flags);
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__account_t *acc = NULL;
     /* The donation must hold the chunk header, the map's record and one region. */
     uint64_t min_donation = CAPMEM__REC * (2u + CAPMEM_RM_SESSION_SLOTS);
@@ -547,14 +547,14 @@ capmem_err_t capmem_rm_create(capmem_arena_t *arena, capmem_cap_t client,
                                        CAPMEM__SLOT_ORIGINAL, acc->slot, &acc->caps, fn, out);
         CAPMEM_ASSERT(err == CAPMEM_OK, "slot and capability quota reserved");
         rm->slot = capmem__cap_index(*out);
-        if (arena->on_event != NULL) {
+        if (capmem__events_on(arena)) {
             capmem__emitf(arena, CAPMEM_EVENT_DONATE, *out, attr->donation, attr->size,
                           "region map \"%s\" opened by \"%s\": donation %llu, size %llu", rm->label,
                           acc->label, (unsigned long long)attr->donation,
                           (unsigned long long)attr->size);
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -563,7 +563,7 @@ capmem_err_t capmem_rm_close(capmem_arena_t *arena, capmem_cap_t rm)
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__rm_t *r = NULL;
     capmem__slot_t *s = NULL;
     capmem_err_t err = rm_lookup(arena, rm, CAPMEM_RIGHT_WRITE, __func__, &s, &r);
@@ -576,7 +576,7 @@ capmem_err_t capmem_rm_close(capmem_arena_t *arena, capmem_cap_t rm)
         capmem__cap_revoke_index(arena, idx);
         capmem__cap_delete_leaf(arena, idx);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -656,7 +656,7 @@ capmem_err_t capmem_rm_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap
     if (arena == NULL || attr == NULL || out == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "arena, attr or out is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     const uint64_t page = arena->page_size;
     const unsigned shift = arena->page_shift;
     capmem__rm_t *m = NULL;
@@ -741,7 +741,7 @@ capmem_err_t capmem_rm_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap
         m->regions++;
         *out = at_pg << shift;
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -750,7 +750,7 @@ capmem_err_t capmem_rm_detach(capmem_arena_t *arena, capmem_cap_t rm, uint64_t a
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__rm_t *m = NULL;
     capmem_err_t err = rm_lookup(arena, rm, CAPMEM_RIGHT_WRITE, __func__, NULL, &m);
     if (err == CAPMEM_OK) {
@@ -765,7 +765,7 @@ capmem_err_t capmem_rm_detach(capmem_arena_t *arena, capmem_cap_t rm, uint64_t a
             region_remove(m, r, rg_ds(arena, r));
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -777,14 +777,14 @@ capmem_err_t capmem_rm_set_fault_handler(capmem_arena_t *arena, capmem_cap_t rm,
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__rm_t *m = NULL;
     capmem_err_t err = rm_lookup(arena, rm, CAPMEM_RIGHT_WRITE, __func__, NULL, &m);
     if (err == CAPMEM_OK) {
         m->handler = fn;
         m->handler_ctx = fn != NULL ? ctx : NULL;
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -793,7 +793,7 @@ capmem_err_t capmem_rm_state(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_s
     if (arena == NULL || state == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or state is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__rm_t *m = NULL;
     capmem_err_t err = rm_lookup(arena, rm, 0, __func__, NULL, &m);
     if (err == CAPMEM_OK) {
@@ -806,7 +806,7 @@ capmem_err_t capmem_rm_state(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_s
         state->rm = rm_handle(arena, m);
         state->faults = m->faults;
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -815,7 +815,7 @@ capmem_err_t capmem_rm_info(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_in
     if (arena == NULL || info == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or info is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__rm_t *m = NULL;
     capmem_err_t err = rm_lookup(arena, rm, 0, __func__, NULL, &m);
     if (err == CAPMEM_OK) {
@@ -837,7 +837,7 @@ capmem_err_t capmem_rm_info(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_in
         info->has_handler = m->handler != NULL;
         snprintf(info->label, sizeof(info->label), "%s", m->label);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -847,7 +847,7 @@ capmem_err_t capmem_rm_lookup(capmem_arena_t *arena, capmem_cap_t rm, uint64_t a
     if (arena == NULL || out == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or out is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__rm_t *m = NULL;
     capmem_err_t err = rm_lookup(arena, rm, 0, __func__, NULL, &m);
     if (err == CAPMEM_OK) {
@@ -867,7 +867,7 @@ capmem_err_t capmem_rm_lookup(capmem_arena_t *arena, capmem_cap_t rm, uint64_t a
             out->managed = capmem__ds_kind(rg_ds(arena, r)) == CAPMEM__DS_MANAGED;
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -877,12 +877,12 @@ capmem_err_t capmem_rm_dataspace(capmem_arena_t *arena, capmem_cap_t rm, capmem_
     if (arena == NULL || ds == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "arena or ds is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__rm_t *m = NULL;
     capmem_err_t err = rm_lookup(arena, rm, CAPMEM_RIGHT_WRITE | CAPMEM_RIGHT_GRANT, fn, NULL, &m);
     if (err == CAPMEM_OK && m->managed != NULL) {
         *ds = capmem__slot_handle(&arena->cspace, m->managed->slot);
-        capmem__unlock(arena);
+        CAPMEM__LEAVE(arena);
         return CAPMEM_OK;
     }
     if (err == CAPMEM_OK) {
@@ -906,7 +906,7 @@ capmem_err_t capmem_rm_dataspace(capmem_arena_t *arena, capmem_cap_t rm, capmem_
         rec->slot = capmem__cap_index(*ds);
         m->managed = rec;
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -979,26 +979,33 @@ static capmem_err_t deliver(capmem_arena_t *arena, capmem__rm_t *rm, uint64_t ad
     rm->fault_addr = addr;
     rm->fault_access = (uint8_t)access;
     rm->faults++;
-    if (arena->on_event != NULL) {
+    if (capmem__events_on(arena)) {
         capmem__emitf(arena, CAPMEM_EVENT_FAULT, h, addr, (uint64_t)access,
                       "%s fault at 0x%llx in region map \"%s\"", capmem_rm_access_name(access),
                       (unsigned long long)addr, rm->label);
-        rm = rm_by_handle(arena, h); /* the event callback may call the library too */
     }
     capmem_rm_fault_result_t res = CAPMEM_RM_FAULT_UNRESOLVED;
     const char *why = "no fault handler";
-    if (rm != NULL && rm->handler != NULL && rm->in_handler == 0) {
+    /* The handler's own failure, if it had one: the root cause of an unresolved fault. */
+    capmem_error_info_t cause = {.code = CAPMEM_OK};
+    if (rm->handler != NULL && rm->in_handler == 0) {
         capmem_rm_fault_fn fn = rm->handler;
         void *ctx = rm->handler_ctx;
         capmem_rm_fault_t f = {.rm = h, .address = addr, .access = access};
         rm->in_handler++;
+        const uint64_t failures = capmem__failures();
+        const unsigned saved = capmem__reentry_allow(arena);
         res = fn(arena, &f, ctx);
-        rm = rm_by_handle(arena, h);
+        capmem__reentry_restore(arena, saved);
+        if (capmem__failures() != failures) {
+            cause = *capmem_last_error();
+        }
+        rm = rm_by_handle(arena, h); /* the handler may have closed the map */
         if (rm != NULL) {
             rm->in_handler--;
         }
         why = "the handler did not resolve it";
-    } else if (rm != NULL && rm->in_handler != 0) {
+    } else if (rm->in_handler != 0) {
         why = "it was raised while the map's own handler runs";
     }
     if (rm != NULL) {
@@ -1008,9 +1015,19 @@ static capmem_err_t deliver(capmem_arena_t *arena, capmem__rm_t *rm, uint64_t ad
         }
     }
     if (res != CAPMEM_RM_FAULT_RESOLVED) {
-        capmem_err_t err =
-            capmem__fail(CAPMEM_E_UNRESOLVED_FAULT, func, "unresolved %s fault at 0x%llx: %s",
-                         capmem_rm_access_name(access), (unsigned long long)addr, why);
+        capmem_err_t err;
+        if (cause.code != CAPMEM_OK) {
+            err = capmem__fail(CAPMEM_E_UNRESOLVED_FAULT, func,
+                               "%s fault at 0x%llx not resolved: the handler's %s failed: %s: %s",
+                               capmem_rm_access_name(access), (unsigned long long)addr,
+                               cause.function != NULL ? cause.function : "call",
+                               capmem_err_name(cause.code), cause.message);
+            capmem__detail()->needed = cause.needed;
+            capmem__detail()->available = cause.available;
+        } else {
+            err = capmem__fail(CAPMEM_E_UNRESOLVED_FAULT, func, "unresolved %s fault at 0x%llx: %s",
+                               capmem_rm_access_name(access), (unsigned long long)addr, why);
+        }
         capmem__detail()->address = addr;
         return err;
     }
@@ -1089,7 +1106,7 @@ static capmem_err_t rm_access_public(capmem_arena_t *arena, capmem_cap_t rm, uin
                                      uint8_t *buf, size_t len, capmem_rm_access_t access,
                                      const char *func)
 {
-    capmem__lock(arena);
+    CAPMEM__ENTER_AS_OR_RETURN(arena, func);
     capmem__rm_t *m = NULL;
     uint64_t end;
     unsigned rights = access == CAPMEM_RM_WRITE ? CAPMEM_RIGHT_WRITE : CAPMEM_RIGHT_READ;
@@ -1101,7 +1118,7 @@ static capmem_err_t rm_access_public(capmem_arena_t *arena, capmem_cap_t rm, uin
     if (err == CAPMEM_OK) {
         err = rm_access(arena, rm, m, addr, buf, len, access, func);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 

@@ -317,7 +317,7 @@ capmem_err_t capmem_untyped_boot(capmem_arena_t *arena, capmem_untyped_info_t *o
     if (arena == NULL || count == NULL || (out == NULL && max > 0)) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or count is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     ut_state_t *st = NULL;
     capmem_err_t err = ut_state(arena, &st);
     if (err == CAPMEM_OK && !st->booted) {
@@ -348,7 +348,7 @@ capmem_err_t capmem_untyped_boot(capmem_arena_t *arena, capmem_untyped_info_t *o
     if (err == CAPMEM_OK) {
         copy_out(arena, st, 0, out, max, count);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -358,7 +358,7 @@ capmem_err_t capmem_untyped_add_device(capmem_arena_t *arena, uint32_t device_id
     if (arena == NULL || count == NULL || (out == NULL && max > 0)) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or count is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__device_t *dev = NULL;
     for (int i = 0; device_id != 0 && i < CAPMEM_DEVICE_MAX; i++) {
         if (arena->devices[i].id == device_id) {
@@ -382,7 +382,7 @@ capmem_err_t capmem_untyped_add_device(capmem_arena_t *arena, uint32_t device_id
             copy_out(arena, st, from, out, max, count);
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -443,14 +443,14 @@ capmem_err_t capmem_untyped_info(capmem_arena_t *arena, capmem_cap_t untyped,
     if (arena == NULL || info == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or info is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem__untyped_t *ut = NULL;
     capmem_err_t err = lookup_ut(arena, untyped, 0, __func__, &s, &ut);
     if (err == CAPMEM_OK) {
         fill_info(arena, untyped, ut, info);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -464,7 +464,7 @@ capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena, capmem_cap_t untyp
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "policy %d cannot be set",
                             (int)policy);
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem__untyped_t *ut = NULL;
     capmem_err_t err = lookup_ut(arena, untyped, CAPMEM_RIGHT_WRITE, __func__, &s, &ut);
@@ -490,7 +490,7 @@ capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena, capmem_cap_t untyp
         ut->policy = user != NULL ? CAPMEM_UNTYPED_WATERMARK : policy;
         ut->full = false;
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -636,7 +636,7 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
     if (arena == NULL || attr == NULL || dest == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "arena, attr or dest is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem__untyped_t *ut = NULL;
     capmem__ut_child_t *recs[CAPMEM_RETYPE_MAX_COUNT];
@@ -755,7 +755,7 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
         /* Creating a slot may not move the table (it is one fixed mapping). */
     }
     nrec = 0;
-    if (arena->on_event != NULL) {
+    if (capmem__events_on(arena)) {
         capmem__emitf(arena, CAPMEM_EVENT_RETYPE, untyped, sz, attr->count,
                       "retype %u %s of %llu bytes at offset 0x%llx", attr->count,
                       capmem_obj_type_name(attr->type), (unsigned long long)sz,
@@ -770,7 +770,7 @@ out:
             capmem__free(recs[nrec]);
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -779,7 +779,7 @@ capmem_err_t capmem_untyped_copy(capmem_arena_t *arena, capmem_cap_t untyped, ca
     if (arena == NULL || out == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or out is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem__untyped_t *ut = NULL;
     capmem__untyped_t *cp = NULL;
@@ -807,7 +807,7 @@ capmem_err_t capmem_untyped_copy(capmem_arena_t *arena, capmem_cap_t untyped, ca
         CAPMEM_ASSERT(err == CAPMEM_OK, "slot was reserved");
         ut->full = true;
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -882,7 +882,7 @@ capmem_err_t capmem_object_info(capmem_arena_t *arena, capmem_cap_t obj, capmem_
     if (arena == NULL || info == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or info is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     capmem__ut_child_t *c = NULL;
     capmem_err_t err = lookup_leaf(arena, obj, 0, __func__, &c);
     if (err == CAPMEM_OK) {
@@ -896,7 +896,7 @@ capmem_err_t capmem_object_info(capmem_arena_t *arena, capmem_cap_t obj, capmem_
             info->phys = d != NULL ? d->phys + (c->offset - d->backing_offset) : 0;
         }
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -929,13 +929,13 @@ capmem_err_t capmem_frame_read(capmem_arena_t *arena, capmem_cap_t frame, uint64
     if (arena == NULL || buf == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or buf is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     uint8_t *p = NULL;
     capmem_err_t err = frame_access(arena, frame, offset, len, CAPMEM_RIGHT_READ, __func__, &p);
     if (err == CAPMEM_OK) {
         memcpy(buf, p, len);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
@@ -945,13 +945,13 @@ capmem_err_t capmem_frame_write(capmem_arena_t *arena, capmem_cap_t frame, uint6
     if (arena == NULL || buf == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or buf is NULL");
     }
-    capmem__lock(arena);
+    CAPMEM__ENTER_OR_RETURN(arena);
     uint8_t *p = NULL;
     capmem_err_t err = frame_access(arena, frame, offset, len, CAPMEM_RIGHT_WRITE, __func__, &p);
     if (err == CAPMEM_OK) {
         memcpy(p, buf, len);
     }
-    capmem__unlock(arena);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 

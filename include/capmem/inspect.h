@@ -30,6 +30,7 @@ typedef enum capmem_event_kind {
     CAPMEM_EVENT_UPGRADE,        /**< "upgrading quota donation"; a = bytes */
     CAPMEM_EVENT_FAULT,          /**< a region-map fault; a = address, b = access type */
     CAPMEM_EVENT_SESSION_CLOSE,  /**< a session closed; a = bytes returned */
+    CAPMEM_EVENT_LOST,           /**< the queue was full; a = events dropped at this point */
 } capmem_event_kind_t;
 
 /** One event, valid only during the callback. */
