@@ -51,7 +51,7 @@ extern "C" {
     X(UNSUPPORTED, "operation not supported by this arena or host")                                \
     X(SYSTEM, "a host system call failed")                                                         \
     X(HOST_NOMEM, "host memory allocation failed")                                                 \
-    X(CORRUPT, "an internal invariant is broken (reported by a check function)")               \
+    X(CORRUPT, "an internal invariant is broken (reported by a check function)")                   \
     X(POLICY, "allocation policy returned an invalid block")                                       \
     X(REENTRANT, "the library was called from a callback that may not call it")
 
