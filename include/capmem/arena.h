@@ -14,8 +14,10 @@
  * RAM. They live in a separate window of the same backing, have their own
  * physical addresses, and are never handed out as RAM.
  *
- * The arena is also the "machine": it owns the capability space and the
- * lock that serialises every public call on it (see docs/threads.md).
+ * The arena is also the "machine": it owns the capability space, the
+ * event queue and the lock that serialises every public call on it (see
+ * docs/threads.md). Every call on an arena from a forked child of the
+ * process that created it is refused with CAPMEM_E_UNSUPPORTED.
  */
 #ifndef CAPMEM_ARENA_H
 #define CAPMEM_ARENA_H
@@ -84,14 +86,24 @@ typedef struct capmem_arena_attr {
  *         CAPMEM_ARENA_MAX_BYTES; cap_slots out of range; unknown flags
  * @retval CAPMEM_E_SYSTEM     memfd_create, ftruncate or mmap failed (errno in the detail)
  * @retval CAPMEM_E_HOST_NOMEM the host could not allocate the arena record
+ * @retval CAPMEM_E_OUT_OF_CAPS 1023 arenas are alive in this process already (each has a
+ *         distinct tag in its handles)
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_create(const capmem_arena_attr_t *attr,
                                                              capmem_arena_t **out);
 
 /**
  * Destroy an arena: every capability is deleted (children first, each
- * object's teardown runs), the mapping and the memfd are released.
- * NULL is a no-op. No call on this arena may be in progress or follow.
+ * object's teardown runs), the mapping and the memfd are released, and
+ * then the destroy hooks of remaining user objects run. No events are
+ * raised. NULL is a no-op. No call on this arena may be in progress on
+ * another thread, or follow.
+ *
+ * Called from an event callback, a user destroy hook or a fault handler on
+ * this arena, the destroy happens when the call in progress (or the
+ * delivery of events) is done, before control returns to the code that
+ * made the outermost call. In a forked child it does nothing: the arena
+ * belongs to the parent (docs/threads.md).
  */
 CAPMEM_API void capmem_arena_destroy(capmem_arena_t *arena);
 

@@ -3,10 +3,20 @@
  * @file capmem/cap.h
  * @brief Layer 3: the capability space.
  *
- * A capability is an opaque 64-bit handle: a slot index, the slot's
- * generation and the object type. It is never a pointer, so a stale handle
- * (its object destroyed), a forged one (random bits) or one of the wrong
- * type is refused with an error, never a crash.
+ * A capability is an opaque 64-bit handle. It is never a pointer, so a
+ * stale handle (its object destroyed), a forged one (random bits), one of
+ * another arena or one of the wrong type is refused with an error, never a
+ * crash. The layout, from the top bit down:
+ *
+ *     | type: 8 | arena tag: 10 | generation: 16 | slot index: 30 |
+ *
+ * The type is the capmem_obj_type_t (capmem_cap_type() reads it); the tag
+ * is distinct for every live arena of the process, so a handle of arena A
+ * presented to arena B is refused with CAPMEM_E_INVALID_CAP ("capability
+ * of another arena"); the generation moves on each time a slot is reused,
+ * so an old handle is refused as stale (a slot whose generation would wrap
+ * is retired instead of reused); the index names the slot (never 0, so 0
+ * is never a valid handle).
  *
  * Capabilities carry rights (read, write, grant) that can only shrink when a
  * capability is derived (minted) from another. Derivation forms a tree, as
@@ -86,9 +96,10 @@ typedef struct capmem_cap_info {
 
 /**
  * A user-defined object type, so prototypes can put their own objects under
- * capability control. @ref destroy runs when the object's original
- * capability is deleted (directly or by a revoke of an ancestor), with the
- * arena lock held: it must not call back into the library on this arena.
+ * capability control. @ref destroy runs after the call that deleted the
+ * object's original capability (directly or by a revoke of an ancestor),
+ * outside the arena lock, like an event callback: it may call the library.
+ * At arena destruction it runs after the arena is gone.
  */
 typedef struct capmem_user_type {
     const char *name;                         /**< for dumps */
@@ -178,8 +189,9 @@ typedef int (*capmem_cap_visit_fn)(const capmem_cap_info_t *info, unsigned depth
 /**
  * Visit @p root and its descendants in pre-order (parents before children,
  * children in creation order), or every capability of the arena when root
- * is CAPMEM_CAP_NULL. Iterative. The visitor runs with the arena lock held
- * and must not create or delete capabilities.
+ * is CAPMEM_CAP_NULL. Iterative. The visitor runs with the arena lock held,
+ * in the middle of the walk: a library call on this arena from inside it is
+ * refused with CAPMEM_E_REENTRANT.
  *
  * @retval CAPMEM_E_INVALID_ARGS arena or fn NULL
  * @retval CAPMEM_E_INVALID_CAP  root is stale or forged

@@ -4,7 +4,8 @@
  * @brief Layer 9: events and inspection.
  *
  * Events: one callback per arena receives every quota transfer, upgrade,
- * fault, retype, revoke and delete as it happens, with a readable message.
+ * fault, retype, revoke and delete, with a readable message. Events are
+ * queued during a call and delivered after it (docs/threads.md).
  */
 #ifndef CAPMEM_INSPECT_H
 #define CAPMEM_INSPECT_H
@@ -33,7 +34,7 @@ typedef enum capmem_event_kind {
     CAPMEM_EVENT_LOST,           /**< the queue was full; a = events dropped at this point */
 } capmem_event_kind_t;
 
-/** One event, valid only during the callback. */
+/** One event; the struct and its message are valid only during the callback. */
 typedef struct capmem_event {
     capmem_event_kind_t kind;
     capmem_cap_t cap;    /**< the capability concerned (may be stale by the time you look) */
@@ -43,15 +44,32 @@ typedef struct capmem_event {
 } capmem_event_t;
 
 /**
- * Event callback. It runs on the thread that caused the event, with the
- * arena lock held (the lock is recursive: the callback may call the library
- * on the same arena, but other threads wait until it returns).
+ * Event callback.
+ *
+ * Events raised during a public call are queued and delivered after the
+ * outermost call has committed and released the arena lock, in the order
+ * they were raised, on the thread that made the call (or, if another thread
+ * is delivering events on the arena at that moment, by that thread, in
+ * order). The callback therefore sees the state after the call, and may
+ * call any library function on the arena, including closing, revoking or
+ * destroying the object the event is about, or destroying the arena (which
+ * then happens when the callback returns). Events raised by the callback's
+ * own calls are delivered after it returns. A call that fails raises no
+ * event except those of steps that completed (an expanding client's
+ * upgrade). The queue holds 1024 events; beyond that a call's events are
+ * counted and reported by one CAPMEM_EVENT_LOST event.
  */
 typedef void (*capmem_event_fn)(capmem_arena_t *arena, const capmem_event_t *event, void *ctx);
 
 /**
- * Install (or, with fn NULL, remove) the arena's event callback.
+ * Install (or, with fn NULL, remove) the arena's event callback. The first
+ * installation allocates the event queue (about 180 KiB of host memory);
+ * an arena without a callback queues nothing. Events already queued go to
+ * the callback installed when they are delivered.
  * @retval CAPMEM_E_INVALID_ARGS arena NULL
+ * @retval CAPMEM_E_HOST_NOMEM   the queue could not be allocated (nothing changed)
+ * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
+ * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_set_event_handler(capmem_arena_t *arena,
                                                                         capmem_event_fn fn,

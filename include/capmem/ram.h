@@ -296,7 +296,8 @@ typedef int (*capmem_ram_map_fn)(uint64_t phys, uint64_t size, int used, void *c
 /**
  * Walk the physical map of the RAM service that @p account belongs to: the
  * arena map as the service sees it, block by block. The visitor runs with
- * the arena lock held and must not call back into the library.
+ * the arena lock held, in the middle of the walk: a library call on this
+ * arena from inside it is refused with CAPMEM_E_REENTRANT.
  *
  * @retval CAPMEM_E_INVALID_ARGS arena or fn NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE the account

@@ -36,10 +36,15 @@
  * making progress is stopped after CAPMEM_RM_FAULT_RETRIES retries with
  * CAPMEM_E_FAULT_LOOP.
  *
- * The handler runs with the arena lock held. The lock is recursive, so the
- * handler may call any library function on the same arena (attach, allocate,
- * detach, even close the map); the access path looks everything up again
- * after the handler returns.
+ * The handler runs synchronously, during the access, with the arena lock
+ * held. The lock is recursive for it, so the handler may call any library
+ * function on the same arena (attach, allocate, detach, even close the map
+ * or destroy the arena, which then happens when the access returns); the
+ * access path looks everything up again after the handler returns. If the
+ * handler reports the fault unresolved after one of its own calls failed,
+ * the access's UNRESOLVED_FAULT message names that failure as the root
+ * cause. Events raised by the handler's calls are delivered after the
+ * access, like all events (capmem/inspect.h).
  *
  * **Managed dataspaces.** capmem_rm_dataspace() turns a map into a
  * dataspace that can be attached into another map. An access through the
