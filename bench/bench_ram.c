@@ -32,7 +32,7 @@ static void body_alloc_free(void *vctx, uint64_t iters)
     for (uint64_t i = 0; i < iters; i++) {
         capmem_cap_t ds;
         if (capmem_ram_alloc(c->arena, c->session, 4096, &ds) != CAPMEM_OK ||
-            capmem_ram_free(c->arena, ds) != CAPMEM_OK) {
+            capmem_ds_free(c->arena, ds) != CAPMEM_OK) {
             abort();
         }
     }
@@ -69,7 +69,7 @@ static void body_read8(void *vctx, uint64_t iters)
     uint64_t sink = 0;
     for (uint64_t i = 0; i < iters; i++) {
         uint64_t v;
-        if (capmem_dataspace_read(c->arena, c->cap, (i * 8) & 4095, &v, 8) != CAPMEM_OK) {
+        if (capmem_ds_read(c->arena, c->cap, (i * 8) & 4095, &v, 8) != CAPMEM_OK) {
             abort();
         }
         sink += v;

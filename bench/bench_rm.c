@@ -46,11 +46,11 @@ typedef struct rm_ctx {
 
 static capmem_cap_t make_map(rm_ctx_t *c, uint64_t pages, uint64_t max_regions)
 {
-    capmem_rm_attr_t at = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
     at.size = pages * PAGE;
     at.donation = ((max_regions + 64) * 64 + PAGE - 1) & ~(PAGE - 1);
     capmem_cap_t rm;
-    TRY(capmem_rm_create(c->arena, c->root, &at, &rm));
+    TRY(capmem_rm_open(c->arena, c->root, &at, &rm));
     return rm;
 }
 

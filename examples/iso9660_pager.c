@@ -48,8 +48,7 @@ static capmem_rm_fault_result_t pager(capmem_arena_t *arena, const capmem_rm_fau
         c->evictions++;
     }
     uint64_t page = f->address / PAGE;
-    TRY(capmem_dataspace_write(arena, c->ram, (uint64_t)victim * PAGE, c->file + page * PAGE,
-                               PAGE));
+    TRY(capmem_ds_write(arena, c->ram, (uint64_t)victim * PAGE, c->file + page * PAGE, PAGE));
     capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
     at.at = page * PAGE;
     at.offset = (uint64_t)victim * PAGE;
@@ -86,11 +85,11 @@ int main(void)
     TRY(capmem_ram_alloc(arena, root, CACHE_PAGES * PAGE, &cache.ram));
 
     /* The pager's map, as large as the file, handed out as a managed dataspace. */
-    capmem_rm_attr_t ra = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
     ra.size = file_size;
     ra.label = "iso9660";
     capmem_cap_t file_map;
-    TRY(capmem_rm_create(arena, root, &ra, &file_map));
+    TRY(capmem_rm_open(arena, root, &ra, &file_map));
     TRY(capmem_rm_set_fault_handler(arena, file_map, pager, &cache));
     capmem_cap_t file_ds;
     TRY(capmem_rm_dataspace(arena, file_map, &file_ds));
@@ -99,7 +98,7 @@ int main(void)
     ra.size = 4u << 20;
     ra.label = "client";
     capmem_cap_t client_rm;
-    TRY(capmem_rm_create(arena, root, &ra, &client_rm));
+    TRY(capmem_rm_open(arena, root, &ra, &client_rm));
     capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
     at.writable = 0;
     uint64_t base;

@@ -43,7 +43,7 @@ static capmem_rm_fault_result_t pager(capmem_arena_t *arena, const capmem_rm_fau
     uint64_t addr;
     switch (fault->access) {
     case CAPMEM_RM_READ:
-        TRY(capmem_dataspace_write(arena, p->ram, 0, &p->next_value, sizeof(p->next_value)));
+        TRY(capmem_ds_write(arena, p->ram, 0, &p->next_value, sizeof(p->next_value)));
         at.writable = 0;
         TRY(capmem_rm_attach(arena, fault->rm, p->ram, &at, &addr));
         printf("  pager: wrote %#" PRIx32 " and attached RAM read-only at 0x%" PRIx64 "\n",
@@ -79,16 +79,16 @@ int main(void)
     capmem_cap_t rom_src;
     TRY(capmem_ram_alloc(arena, root, PAGE, &rom_src));
     uint32_t pattern = 0xdeadbeef;
-    TRY(capmem_dataspace_write(arena, rom_src, 0, &pattern, sizeof(pattern)));
+    TRY(capmem_ds_write(arena, rom_src, 0, &pattern, sizeof(pattern)));
     capmem_alias_attr_t al = CAPMEM_ALIAS_ATTR_INIT;
     al.writable = 0;
-    TRY(capmem_dataspace_alias(arena, root, rom_src, &al, &p.rom));
+    TRY(capmem_ds_alias(arena, root, rom_src, &al, &p.rom));
 
-    capmem_rm_attr_t ra = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
     ra.size = 1u << 20;
     ra.label = "rm_fault";
     capmem_cap_t rm;
-    TRY(capmem_rm_create(arena, root, &ra, &rm));
+    TRY(capmem_rm_open(arena, root, &ra, &rm));
     TRY(capmem_rm_set_fault_handler(arena, rm, pager, &p));
 
     printf("client: reading 0x%" PRIx64 " four times\n", FAULT_ADDR);
@@ -105,9 +105,9 @@ int main(void)
     TRY(capmem_rm_write(arena, rm, FAULT_ADDR, &w, sizeof(w)));
     EXPECT(p.write_faults == 3);
     uint32_t back = 0;
-    TRY(capmem_dataspace_read(arena, p.ram, 0, &back, sizeof(back)));
+    TRY(capmem_ds_read(arena, p.ram, 0, &back, sizeof(back)));
     EXPECT(back == w);
-    TRY(capmem_dataspace_read(arena, p.rom, 0, &back, sizeof(back)));
+    TRY(capmem_ds_read(arena, p.rom, 0, &back, sizeof(back)));
     EXPECT(back == pattern); /* the read-only dataspace never saw the write */
     printf("client: the write landed in RAM after %d write faults\n", p.write_faults);
 

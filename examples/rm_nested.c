@@ -32,11 +32,11 @@ static capmem_cap_t account;
 
 static capmem_cap_t new_map(uint64_t size, const char *label)
 {
-    capmem_rm_attr_t at = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
     at.size = size;
     at.label = label;
     capmem_cap_t rm;
-    TRY(capmem_rm_create(arena, account, &at, &rm));
+    TRY(capmem_rm_open(arena, account, &at, &rm));
     return rm;
 }
 
@@ -128,7 +128,7 @@ int main(void)
     uint8_t *fill = malloc(40 * KIB);
     EXPECT(fill != NULL);
     memset(fill, 0xff, 40 * KIB);
-    TRY(capmem_dataspace_write(arena, ff, 0, fill, 40 * KIB));
+    TRY(capmem_ds_write(arena, ff, 0, fill, 40 * KIB));
     free(fill);
     attach(bottom, ff, 0, 0, 1);
 

@@ -262,29 +262,29 @@ static void tour_alias(capmem_arena_t *arena, capmem_cap_t root)
     TRY(capmem_ram_open(arena, root, &at, &borrower));
     capmem_cap_t ds;
     TRY(capmem_ram_alloc(arena, lender, 16384, &ds));
-    TRY(capmem_dataspace_write(arena, ds, 8192, "shared page", 12));
+    TRY(capmem_ds_write(arena, ds, 8192, "shared page", 12));
     capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
     aa.offset = 8192;
     aa.size = 8192;
     aa.writable = 0;
     capmem_cap_t dep;
-    TRY(capmem_dataspace_alias(arena, borrower, ds, &aa, &dep));
+    TRY(capmem_ds_alias(arena, borrower, ds, &aa, &dep));
     aa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
     capmem_cap_t fc;
-    TRY(capmem_dataspace_alias(arena, borrower, ds, &aa, &fc));
+    TRY(capmem_ds_alias(arena, borrower, ds, &aa, &fc));
     char buf[12];
-    TRY(capmem_dataspace_read(arena, fc, 0, buf, 12));
+    TRY(capmem_ds_read(arena, fc, 0, buf, 12));
     printf("The lender allocates 16 KiB; the borrower takes two read-only aliases of its\n"
            "last 8 KiB, one dependent and one first-class. Both read \"%s\".\n",
            buf);
-    capmem_err_t err = capmem_dataspace_write(arena, fc, 0, "x", 1);
+    capmem_err_t err = capmem_ds_write(arena, fc, 0, "x", 1);
     printf("Writing through a read-only alias: %s (it is ROM).\n", capmem_err_name(err));
     EXPECT(err == CAPMEM_E_DENIED);
-    TRY(capmem_ram_free(arena, ds));
+    TRY(capmem_ds_free(arena, ds));
     capmem_ds_info_t di;
     printf("\nThe lender frees the original:\n    dependent alias: %s\n",
-           capmem_dataspace_info(arena, dep, &di) == CAPMEM_OK ? "alive" : "revoked with it");
-    TRY(capmem_dataspace_read(arena, fc, 0, buf, 12));
+           capmem_ds_info(arena, dep, &di) == CAPMEM_OK ? "alive" : "revoked with it");
+    TRY(capmem_ds_read(arena, fc, 0, buf, 12));
     capmem_ram_info_t li;
     TRY(capmem_ram_info(arena, lender, &li));
     printf("    first-class alias: alive, still reads \"%s\"\n"
@@ -292,7 +292,7 @@ static void tour_alias(capmem_arena_t *arena, capmem_cap_t root)
            " KiB (only the unshared 8 KiB came back)\n",
            buf, li.used >> 10, li.lent >> 10);
     EXPECT(li.used == 8192 && li.lent == 8192);
-    TRY(capmem_dataspace_free(arena, fc));
+    TRY(capmem_ds_free(arena, fc));
     TRY(capmem_ram_info(arena, lender, &li));
     printf("The borrower lets go: lender used %" PRIu64 " KiB. The lender pays until the last\n"
            "borrower lets go.\n",
@@ -332,11 +332,11 @@ static void tour_region_map(capmem_arena_t *arena, capmem_cap_t root)
     ra.label = "prog";
     capmem_cap_t prog;
     TRY(capmem_ram_open(arena, root, &ra, &prog));
-    capmem_rm_attr_t ma = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t ma = CAPMEM_RM_OPEN_ATTR_INIT;
     ma.size = 1 << 20;
     ma.label = "address space";
     capmem_cap_t space;
-    TRY(capmem_rm_create(arena, prog, &ma, &space));
+    TRY(capmem_rm_open(arena, prog, &ma, &space));
     capmem_ram_info_t pi;
     TRY(capmem_ram_info(arena, prog, &pi));
     printf("\"prog\" opens a 1 MiB region map (an address space); the map's records are\n"
@@ -344,7 +344,7 @@ static void tour_region_map(capmem_arena_t *arena, capmem_cap_t root)
            pi.avail >> 10);
     capmem_cap_t code;
     TRY(capmem_ram_alloc(arena, prog, 8192, &code));
-    TRY(capmem_dataspace_write(arena, code, 0, "\x90\x90\xc3", 3));
+    TRY(capmem_ds_write(arena, code, 0, "\x90\x90\xc3", 3));
     capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
     at.writable = 0;
     at.executable = 1;
@@ -364,7 +364,7 @@ static void tour_region_map(capmem_arena_t *arena, capmem_cap_t root)
     ma.size = 64 << 10;
     ma.label = "heap";
     capmem_cap_t heap;
-    TRY(capmem_rm_create(arena, prog, &ma, &heap));
+    TRY(capmem_rm_open(arena, prog, &ma, &heap));
     pager_t pager = {.account = prog, .faults = 0};
     TRY(capmem_rm_set_fault_handler(arena, heap, page_in, &pager));
     capmem_cap_t heap_ds;

@@ -271,7 +271,7 @@ static int writable(const capmem__slot_t *s, const capmem__ds_t *ds)
     return (s->rights & CAPMEM_RIGHT_WRITE) && (ds->flags & CAPMEM__DS_WRITABLE);
 }
 
-capmem_err_t capmem_dataspace_info(capmem_arena_t *arena, capmem_cap_t ds, capmem_ds_info_t *info)
+capmem_err_t capmem_ds_info(capmem_arena_t *arena, capmem_cap_t ds, capmem_ds_info_t *info)
 {
     if (arena == NULL || info == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or info is NULL");
@@ -333,14 +333,14 @@ static capmem_err_t access(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offs
     return err;
 }
 
-capmem_err_t capmem_dataspace_read(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offset,
-                                   void *buf, size_t len)
+capmem_err_t capmem_ds_read(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offset, void *buf,
+                            size_t len)
 {
     return access(arena, ds, offset, buf, len, 0, __func__);
 }
 
-capmem_err_t capmem_dataspace_write(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offset,
-                                    const void *buf, size_t len)
+capmem_err_t capmem_ds_write(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offset,
+                             const void *buf, size_t len)
 {
     return access(arena, ds, offset, (void *)(uintptr_t)buf, len, 1, __func__);
 }
@@ -367,8 +367,8 @@ static void share_point(capmem__ds_t *src, capmem__ds_t **head, capmem__account_
     *lender = b->owner;
 }
 
-capmem_err_t capmem_dataspace_alias(capmem_arena_t *arena, capmem_cap_t session, capmem_cap_t ds,
-                                    const capmem_alias_attr_t *attr, capmem_cap_t *out)
+capmem_err_t capmem_ds_alias(capmem_arena_t *arena, capmem_cap_t session, capmem_cap_t ds,
+                             const capmem_alias_attr_t *attr, capmem_cap_t *out)
 {
     const char *fn = __func__;
     if (arena == NULL || attr == NULL || out == NULL) {
@@ -463,7 +463,7 @@ capmem_err_t capmem_dataspace_alias(capmem_arena_t *arena, capmem_cap_t session,
     return err;
 }
 
-capmem_err_t capmem_dataspace_free(capmem_arena_t *arena, capmem_cap_t ds)
+capmem_err_t capmem_ds_free(capmem_arena_t *arena, capmem_cap_t ds)
 {
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");

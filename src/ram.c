@@ -281,6 +281,7 @@ typedef struct ram_pool {
     capmem__ut_child_t base;
     capmem__ram_service_t *svc;
     bool primary;
+    uint32_t index; /* in svc->pool_slot */
 } ram_pool_t;
 
 static void svc_unref(capmem_arena_t *arena, capmem__ram_service_t *svc)
@@ -315,6 +316,7 @@ static void pool_destroy(capmem_arena_t *arena, capmem__object_t *obj)
         capmem__cap_delete_leaf(arena, root_slot);
     }
     svc->pools--;
+    svc->pool_slot[pool->index] = 0;
     capmem__ut_child_release(arena, &pool->base);
     capmem__free(pool);
     svc_unref(arena, svc);
@@ -523,8 +525,10 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
         pools[i]->base.hdr.ops = &pool_ops;
         pools[i]->svc = svc;
         pools[i]->primary = i == 0;
+        pools[i]->index = (uint32_t)i;
         err = capmem__untyped_claim(arena, untypeds[i], &pools[i]->base, fn, &pool_caps[i]);
         CAPMEM_ASSERT(err == CAPMEM_OK, "decoded above");
+        svc->pool_slot[i] = capmem__cap_index(pool_caps[i]);
         svc->pools++;
         made++;
     }
@@ -550,6 +554,46 @@ out:
         }
         capmem_alloc_destroy(svc->phys);
         capmem__free(svc);
+    }
+    CAPMEM__LEAVE(arena);
+    return err;
+}
+
+capmem_err_t capmem_ram_destroy(capmem_arena_t *arena, capmem_cap_t root)
+{
+    if (arena == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
+    }
+    CAPMEM__ENTER_OR_RETURN(arena);
+    capmem__account_t *acc = NULL;
+    capmem_err_t err = capmem__account_lookup(arena, root, CAPMEM_RIGHT_WRITE, NULL, &acc);
+    if (err == CAPMEM_OK && acc->ref != NULL) {
+        err = capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
+                           "\"%s\" is not a service's root account: close it with "
+                           "capmem_ram_close()",
+                           acc->label);
+    } else if (err == CAPMEM_OK && !(capmem__slot(&arena->cspace, capmem__cap_index(root))->flags &
+                                     CAPMEM__SLOT_ORIGINAL)) {
+        err = capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
+                           "destroy needs the root account's original capability, not a copy");
+    }
+    if (err == CAPMEM_OK) {
+        /*
+         * Deleting the pools destroys the service: the first deletion of a
+         * pool of a living service closes the root account, and with it
+         * every session; each pool gives its memory back to its untyped.
+         */
+        capmem__ram_service_t *svc = acc->svc;
+        for (size_t i = 0; i < sizeof(svc->pool_slot) / sizeof(svc->pool_slot[0]); i++) {
+            const uint32_t slot = svc->pool_slot[i];
+            if (slot != 0) {
+                capmem__cap_revoke_index(arena, slot);
+                capmem__cap_delete_leaf(arena, slot);
+                if (svc->pools == 0) {
+                    break; /* the service is freed with its last pool */
+                }
+            }
+        }
     }
     CAPMEM__LEAVE(arena);
     return err;
@@ -819,27 +863,19 @@ capmem_err_t capmem_ram_upgrade(capmem_arena_t *arena, capmem_cap_t session, cap
         err = capmem__account_lookup(arena, payer, CAPMEM_RIGHT_WRITE, __func__, &pay);
     }
     if (err == CAPMEM_OK) {
-        err = capmem__cap_lookup(arena, session, CAPMEM_OBJ_NONE, 0, __func__, &s);
+        err = capmem__cap_lookup(arena, session, CAPMEM_OBJ_RAM_SESSION, 0, __func__, &s);
     }
     capmem__meta_t *m = NULL;
     const char *who = "?";
     if (err == CAPMEM_OK) {
-        if (s->type == CAPMEM_OBJ_RAM_SESSION) {
-            capmem__account_t *acc = s->obj;
-            if (acc != pay && acc->ref != pay) {
-                err = capmem__fail(CAPMEM_E_DENIED, __func__,
-                                   "\"%s\" can only be upgraded by itself or its reference "
-                                   "account",
-                                   acc->label);
-            }
-            m = &acc->meta;
-            who = acc->label;
-        } else if (s->type == CAPMEM_OBJ_REGION_MAP) {
-            err = capmem__rm_meta(arena, s->obj, pay, __func__, &m, &who);
-        } else {
-            err = capmem__fail(CAPMEM_E_WRONG_TYPE, __func__, "a %s is not a session",
-                               capmem_obj_type_name(s->type));
+        capmem__account_t *acc = s->obj;
+        if (acc != pay && acc->ref != pay) {
+            err = capmem__fail(CAPMEM_E_DENIED, __func__,
+                               "\"%s\" can only be upgraded by itself or its reference account",
+                               acc->label);
         }
+        m = &acc->meta;
+        who = acc->label;
     }
     if (err == CAPMEM_OK) {
         err = capmem__meta_upgrade(arena, m, pay, session, who, bytes, __func__);
@@ -848,7 +884,7 @@ capmem_err_t capmem_ram_upgrade(capmem_arena_t *arena, capmem_cap_t session, cap
     return err;
 }
 
-capmem_err_t capmem_ram_set_expanding(capmem_arena_t *arena, capmem_cap_t account, int on,
+capmem_err_t capmem_ram_set_expanding(capmem_arena_t *arena, capmem_cap_t account, bool on,
                                       uint64_t step)
 {
     if (arena == NULL) {
@@ -975,11 +1011,6 @@ capmem_err_t capmem_ram_alloc(capmem_arena_t *arena, capmem_cap_t account, uint6
     }
     CAPMEM__LEAVE(arena);
     return err;
-}
-
-capmem_err_t capmem_ram_free(capmem_arena_t *arena, capmem_cap_t ds)
-{
-    return capmem_dataspace_free(arena, ds);
 }
 
 /* ---- the physical map -------------------------------------------------------------- */

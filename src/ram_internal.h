@@ -119,8 +119,9 @@ struct capmem__ram_service {
     uint64_t hi;
     uint64_t total; /* bytes of RAM in the pools */
     capmem__account_t *root;
-    uint32_t pools; /* live pools */
-    bool alive;     /* root account exists */
+    uint32_t pools;         /* live pools */
+    uint32_t pool_slot[64]; /* their capabilities' slots, 0 once a pool is gone */
+    bool alive;             /* root account exists */
     capmem__ram_service_t *next_svc;
 };
 

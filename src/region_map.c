@@ -348,21 +348,6 @@ static void region_remove(capmem__rm_t *rm, rm_region_t *r, capmem__ds_t *ds)
 
 /* ---- hooks for the lower layers ------------------------------------------------ */
 
-capmem_err_t capmem__rm_meta(capmem_arena_t *arena, void *obj, struct capmem__account *payer,
-                             const char *func, struct capmem__meta **m, const char **who)
-{
-    (void)arena;
-    capmem__rm_t *rm = obj;
-    if (payer != rm->client) {
-        return capmem__fail(CAPMEM_E_DENIED, func,
-                            "region map \"%s\" can only be upgraded by its client account \"%s\"",
-                            rm->label, rm->client->label);
-    }
-    *m = &rm->meta;
-    *who = rm->label;
-    return CAPMEM_OK;
-}
-
 void capmem__rm_detach_all(capmem_arena_t *arena, struct capmem__ds *ds)
 {
     while (ds->regions != NULL) {
@@ -462,8 +447,8 @@ static capmem_err_t check_bytes(const capmem_arena_t *arena, uint64_t bytes, uin
     return CAPMEM_OK;
 }
 
-capmem_err_t capmem_rm_create(capmem_arena_t *arena, capmem_cap_t client,
-                              const capmem_rm_attr_t *attr, capmem_cap_t *out)
+capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
+                            const capmem_rm_open_attr_t *attr, capmem_cap_t *out)
 {
     const char *fn = __func__;
     if (arena == NULL || attr == NULL || out == NULL) {
@@ -575,6 +560,34 @@ capmem_err_t capmem_rm_close(capmem_arena_t *arena, capmem_cap_t rm)
         uint32_t idx = capmem__cap_index(rm);
         capmem__cap_revoke_index(arena, idx);
         capmem__cap_delete_leaf(arena, idx);
+    }
+    CAPMEM__LEAVE(arena);
+    return err;
+}
+
+capmem_err_t capmem_rm_upgrade(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap_t payer,
+                               uint64_t bytes)
+{
+    if (arena == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
+    }
+    CAPMEM__ENTER_OR_RETURN(arena);
+    capmem__account_t *pay = NULL;
+    capmem__rm_t *m = NULL;
+    capmem_err_t err = check_bytes(arena, bytes, 2 * CAPMEM__REC, "upgrade", __func__);
+    if (err == CAPMEM_OK) {
+        err = capmem__account_lookup(arena, payer, CAPMEM_RIGHT_WRITE, __func__, &pay);
+    }
+    if (err == CAPMEM_OK) {
+        err = rm_lookup(arena, rm, 0, __func__, NULL, &m);
+    }
+    if (err == CAPMEM_OK && pay != m->client) {
+        err = capmem__fail(CAPMEM_E_DENIED, __func__,
+                           "region map \"%s\" can only be upgraded by its client account \"%s\"",
+                           m->label, m->client->label);
+    }
+    if (err == CAPMEM_OK) {
+        err = capmem__meta_upgrade(arena, &m->meta, pay, rm, m->label, bytes, __func__);
     }
     CAPMEM__LEAVE(arena);
     return err;

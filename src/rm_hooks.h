@@ -11,13 +11,6 @@ struct capmem__meta;
 struct capmem__ds;
 struct capmem__ram_service;
 
-/*
- * The metadata slab of a region map for an upgrade paid by @p payer, which
- * must be the map's client account (DENIED otherwise); *who names it.
- */
-capmem_err_t capmem__rm_meta(capmem_arena_t *arena, void *rm, struct capmem__account *payer,
-                             const char *func, struct capmem__meta **m, const char **who);
-
 /* Detach every attachment of a dataspace that is going away. */
 void capmem__rm_detach_all(capmem_arena_t *arena, struct capmem__ds *ds);
 

@@ -176,7 +176,7 @@ static void test_checker_catches_dead_parent(void **state)
     if (never == 0) {
         capmem_cap_t tmp;
         assert_ok(capmem_ram_alloc(f->arena, f->acc, 4096, &tmp));
-        assert_ok(capmem_ram_free(f->arena, tmp));
+        assert_ok(capmem_ds_free(f->arena, tmp));
         never = capmem__cap_index(tmp);
     }
     s->parent = never;
@@ -230,8 +230,8 @@ static void test_checker_catches_lent_count_drift(void **state)
     capmem_alias_attr_t at = CAPMEM_ALIAS_ATTR_INIT;
     at.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
     at.size = 4096;
-    assert_ok(capmem_dataspace_alias(f->arena, f->acc, f->ds, &at, &alias));
-    assert_ok(capmem_ram_free(f->arena, f->ds));
+    assert_ok(capmem_ds_alias(f->arena, f->acc, f->ds, &at, &alias));
+    assert_ok(capmem_ds_free(f->arena, f->ds));
     CHECK_INVARIANTS(f->arena);
     capmem__account_t *acc = account_of(f->arena, f->acc);
     assert_int_equal(acc->lent, 4096);
@@ -279,9 +279,9 @@ static void test_checker_needs_no_buffer_to_report(void **state)
 /* A map with two regions, side by side at pages 0 and 1. */
 static capmem__rm_t *two_regions(fixture_t *f, capmem_cap_t *rm)
 {
-    capmem_rm_attr_t ra = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
     ra.size = 16 * 4096;
-    assert_ok(capmem_rm_create(f->arena, f->acc, &ra, rm));
+    assert_ok(capmem_rm_open(f->arena, f->acc, &ra, rm));
     capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
     at.size = 4096;
     uint64_t addr;
@@ -341,12 +341,12 @@ static void test_checker_first_class_alias_of_dependent_of_first_class_closes_cl
     capmem_alias_attr_t fa = CAPMEM_ALIAS_ATTR_INIT;
     fa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
     capmem_alias_attr_t da = CAPMEM_ALIAS_ATTR_INIT;
-    assert_ok(capmem_dataspace_alias(f->arena, f->acc, f->ds, &fa, &fc));
-    assert_ok(capmem_dataspace_alias(f->arena, f->acc, fc, &da, &dep));
-    assert_ok(capmem_dataspace_alias(f->arena, f->acc, dep, &fa, &fc2));
+    assert_ok(capmem_ds_alias(f->arena, f->acc, f->ds, &fa, &fc));
+    assert_ok(capmem_ds_alias(f->arena, f->acc, fc, &da, &dep));
+    assert_ok(capmem_ds_alias(f->arena, f->acc, dep, &fa, &fc2));
     CHECK_INVARIANTS(f->arena);
-    assert_ok(capmem_ram_free(f->arena, f->ds));
-    assert_ok(capmem_dataspace_free(f->arena, fc));
+    assert_ok(capmem_ds_free(f->arena, f->ds));
+    assert_ok(capmem_ds_free(f->arena, fc));
     CHECK_INVARIANTS(f->arena);
     assert_ok(capmem_ram_close(f->arena, f->acc)); /* asserts in phys_release */
     CHECK_INVARIANTS(f->arena);

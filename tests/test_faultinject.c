@@ -102,8 +102,8 @@ static int scenario(uint64_t n, int anon)
         capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
         aa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
         aa.size = 4096;
-        STEP(capmem_dataspace_alias(a, acc, ds, &aa, &al));
-        STEP(capmem_ram_free(a, ds));
+        STEP(capmem_ds_alias(a, acc, ds, &aa, &al));
+        STEP(capmem_ds_free(a, ds));
         /* Region maps. */
         capmem_cap_t rm;
         capmem_cap_t outer;
@@ -112,11 +112,11 @@ static int scenario(uint64_t n, int anon)
         uint64_t addr;
         uint8_t buf[64] = {1, 2, 3};
         STEP(capmem_ram_alloc(a, acc, 8 * 4096, &pg.ds));
-        capmem_rm_attr_t ma = CAPMEM_RM_ATTR_INIT;
+        capmem_rm_open_attr_t ma = CAPMEM_RM_OPEN_ATTR_INIT;
         ma.size = 128 * 4096;
         ma.donation = 4096; /* 59 regions, then the expanding map upgrades */
         ma.flags = CAPMEM_RM_EXPANDING;
-        STEP(capmem_rm_create(a, acc, &ma, &rm));
+        STEP(capmem_rm_open(a, acc, &ma, &rm));
         STEP(capmem_rm_set_fault_handler(a, rm, pager, &pg));
         capmem_rm_attach_attr_t rat = CAPMEM_RM_ATTACH_ATTR_INIT;
         rat.writable = 0;
@@ -127,7 +127,7 @@ static int scenario(uint64_t n, int anon)
         ma.size = 256 * 4096;
         ma.flags = 0;
         ma.donation = CAPMEM_RM_DEFAULT_DONATION;
-        STEP(capmem_rm_create(a, acc, &ma, &outer));
+        STEP(capmem_rm_open(a, acc, &ma, &outer));
         rat.at = 128 * 4096;
         STEP(capmem_rm_attach(a, outer, mds, &rat, &addr));
         /* Through the outer map into the inner one, where the inner map's handler pages. */

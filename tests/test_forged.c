@@ -74,15 +74,15 @@ static void test_forged_handles_are_refused_everywhere(void **state)
     assert_ok(capmem_ram_open(a, root, &oa, &acc));
     assert_ok(capmem_ram_alloc(a, acc, 8192, &ds));
     assert_ok(capmem_ram_alloc(a, acc, 4096, &stale));
-    assert_ok(capmem_ram_free(a, stale));
+    assert_ok(capmem_ds_free(a, stale));
     /* A live region map with one region: calls that take a map and a dataspace get one good one. */
-    capmem_rm_attr_t rma = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t rma = CAPMEM_RM_OPEN_ATTR_INIT;
     rma.size = 16 * 4096;
     capmem_cap_t rm;
     capmem_cap_t rm_stale;
     uint64_t addr;
-    assert_ok(capmem_rm_create(a, acc, &rma, &rm));
-    assert_ok(capmem_rm_create(a, acc, &rma, &rm_stale));
+    assert_ok(capmem_rm_open(a, acc, &rma, &rm));
+    assert_ok(capmem_rm_open(a, acc, &rma, &rm_stale));
     assert_ok(capmem_rm_close(a, rm_stale));
     capmem_rm_attach_attr_t rat = CAPMEM_RM_ATTACH_ATTR_INIT;
     assert_ok(capmem_rm_attach(a, rm, ds, &rat, &addr));
@@ -130,7 +130,7 @@ static void test_forged_handles_are_refused_everywhere(void **state)
         capmem_ram_open_attr_t o2 = CAPMEM_RAM_OPEN_ATTR_INIT;
         capmem_alias_attr_t al = CAPMEM_ALIAS_ATTR_INIT;
         capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
-        capmem_rm_attr_t rc = CAPMEM_RM_ATTR_INIT;
+        capmem_rm_open_attr_t rc = CAPMEM_RM_OPEN_ATTR_INIT;
         rc.size = 4096;
         capmem_rm_attach_attr_t ratt = CAPMEM_RM_ATTACH_ATTR_INIT;
         capmem_rm_state_t rs;
@@ -184,25 +184,25 @@ static void test_forged_handles_are_refused_everywhere(void **state)
                 CHECK_CALL(capmem_ram_alloc(a, h, 4096, &out));
                 break;
             case 13:
-                CHECK_CALL(capmem_ram_free(a, h));
+                CHECK_CALL(capmem_ds_free(a, h));
                 break;
             case 14:
-                CHECK_CALL(capmem_dataspace_info(a, h, &di));
+                CHECK_CALL(capmem_ds_info(a, h, &di));
                 break;
             case 15:
-                CHECK_CALL(capmem_dataspace_read(a, h, 0, buf, sizeof(buf)));
+                CHECK_CALL(capmem_ds_read(a, h, 0, buf, sizeof(buf)));
                 break;
             case 16:
-                CHECK_CALL(capmem_dataspace_write(a, h, 0, buf, sizeof(buf)));
+                CHECK_CALL(capmem_ds_write(a, h, 0, buf, sizeof(buf)));
                 break;
             case 17:
-                CHECK_CALL(capmem_dataspace_alias(a, h, ds, &al, &out));
+                CHECK_CALL(capmem_ds_alias(a, h, ds, &al, &out));
                 break;
             case 18:
-                CHECK_CALL(capmem_dataspace_alias(a, acc, h, &al, &out));
+                CHECK_CALL(capmem_ds_alias(a, acc, h, &al, &out));
                 break;
             case 19:
-                CHECK_CALL(capmem_dataspace_free(a, h));
+                CHECK_CALL(capmem_ds_free(a, h));
                 break;
             case 20:
                 CHECK_CALL(capmem_untyped_retype(a, h, &ra, &out, 1));
@@ -226,7 +226,7 @@ static void test_forged_handles_are_refused_everywhere(void **state)
                 CHECK_CALL(capmem_frame_write(a, h, 0, buf, sizeof(buf)));
                 break;
             case 27:
-                CHECK_CALL(capmem_rm_create(a, h, &rc, &out));
+                CHECK_CALL(capmem_rm_open(a, h, &rc, &out));
                 break;
             case 28:
                 CHECK_CALL(capmem_rm_close(a, h));
@@ -265,7 +265,7 @@ static void test_forged_handles_are_refused_everywhere(void **state)
                 CHECK_CALL(capmem_rm_dataspace(a, h, &out));
                 break;
             case 40:
-                CHECK_CALL(capmem_ram_upgrade(a, rm, h, 4096)); /* a map as the session */
+                CHECK_CALL(capmem_rm_upgrade(a, rm, h, 4096));
                 break;
             }
             if (!all) {

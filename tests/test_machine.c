@@ -147,7 +147,7 @@ static void test_machine_upgrade_callback_closes_the_account_after_the_alloc(voi
     /* Then it closed the account: everything went back to the root. */
     capmem_ram_info_t gone;
     assert_err(capmem_ram_info(f->arena, acc, &gone), CAPMEM_E_INVALID_CAP);
-    assert_err(capmem_dataspace_free(f->arena, ds), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_ds_free(f->arena, ds), CAPMEM_E_INVALID_CAP);
     const capmem_ram_info_t root1 = ram_info(f->arena, f->root);
     assert_int_equal(root1.quota, root0.quota + before.quota + before.donation);
     assert_ok(capmem_arena_set_event_handler(f->arena, NULL, NULL));
@@ -212,12 +212,12 @@ static void test_machine_attach_upgrade_callback_closes_the_map(void **state)
     fixture_t *f = *state;
     for (int close_client = 0; close_client < 2; close_client++) {
         capmem_cap_t client = open_account(f, f->root, 8u << 20, 16384, 0, "client");
-        capmem_rm_attr_t ra = CAPMEM_RM_ATTR_INIT;
+        capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
         ra.size = 1u << 20;
         ra.donation = 4096;
         ra.flags = CAPMEM_RM_EXPANDING;
         capmem_cap_t rm;
-        assert_ok(capmem_rm_create(f->arena, client, &ra, &rm));
+        assert_ok(capmem_rm_open(f->arena, client, &ra, &rm));
         capmem_cap_t ds;
         assert_ok(capmem_ram_alloc(f->arena, f->root, 4096, &ds));
         /* The callback closes the map, or the client account that pays for it. */
@@ -242,7 +242,7 @@ static void test_machine_attach_upgrade_callback_closes_the_map(void **state)
         assert_ok(capmem_arena_set_event_handler(f->arena, NULL, NULL));
         CHECK_INVARIANTS(f->arena);
         /* The dataspace is attached nowhere now, and frees cleanly. */
-        assert_ok(capmem_dataspace_free(f->arena, ds));
+        assert_ok(capmem_ds_free(f->arena, ds));
         if (!close_client) {
             assert_ok(capmem_ram_close(f->arena, client));
         }
@@ -267,19 +267,19 @@ static void test_machine_alias_upgrade_callback_closes_lender_or_payer(void **st
         al.lifetime = which == 0 ? CAPMEM_ALIAS_FIRST_CLASS : CAPMEM_ALIAS_DEPENDENT;
         al.size = 4096;
         capmem_cap_t alias = CAPMEM_CAP_NULL;
-        assert_ok(capmem_dataspace_alias(f->arena, payer, ds, &al, &alias));
+        assert_ok(capmem_ds_alias(f->arena, payer, ds, &al, &alias));
         assert_int_equal(x.fired, 1);
         assert_int_equal(x.result, CAPMEM_OK);
         capmem_ds_info_t di;
         if (which == 0) {
             /* The lender is gone; the first-class alias keeps its page alive. */
-            assert_ok(capmem_dataspace_info(f->arena, alias, &di));
+            assert_ok(capmem_ds_info(f->arena, alias, &di));
             assert_int_equal(di.size, 4096);
             CHECK_INVARIANTS(f->arena);
             assert_ok(capmem_ram_close(f->arena, payer));
         } else {
             /* The payer is gone and its dependent alias with it. */
-            assert_err(capmem_dataspace_info(f->arena, alias, &di), CAPMEM_E_INVALID_CAP);
+            assert_err(capmem_ds_info(f->arena, alias, &di), CAPMEM_E_INVALID_CAP);
             CHECK_INVARIANTS(f->arena);
             assert_ok(capmem_ram_close(f->arena, lender));
         }
@@ -612,7 +612,7 @@ static void test_machine_forked_child_is_refused_and_parent_keeps_working(void *
         capmem_ram_info_t in;
         bad += capmem_ram_alloc(f->arena, acc, 4096, &out) != CAPMEM_E_UNSUPPORTED;
         bad += capmem_ram_close(f->arena, acc) != CAPMEM_E_UNSUPPORTED;
-        bad += capmem_dataspace_free(f->arena, ds) != CAPMEM_E_UNSUPPORTED;
+        bad += capmem_ds_free(f->arena, ds) != CAPMEM_E_UNSUPPORTED;
         bad += capmem_cap_revoke(f->arena, f->root) != CAPMEM_E_UNSUPPORTED;
         bad += capmem_ram_info(f->arena, acc, &in) != CAPMEM_E_UNSUPPORTED;
         bad += strstr(capmem_last_error()->message, "forked child") == NULL;
@@ -629,7 +629,7 @@ static void test_machine_forked_child_is_refused_and_parent_keeps_working(void *
     assert_int_equal(after.used, before.used);
     assert_int_equal(after.quota, before.quota);
     CHECK_INVARIANTS(f->arena);
-    assert_ok(capmem_dataspace_free(f->arena, ds));
+    assert_ok(capmem_ds_free(f->arena, ds));
     assert_ok(capmem_ram_close(f->arena, acc));
     CHECK_INVARIANTS(f->arena);
 }
@@ -663,10 +663,10 @@ static capmem_rm_fault_result_t destroying_pager(capmem_arena_t *a, const capmem
 static void test_machine_destroy_from_a_fault_handler_waits_for_the_access(void **state)
 {
     fixture_t *f = *state;
-    capmem_rm_attr_t ra = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
     ra.size = 1u << 20;
     capmem_cap_t rm;
-    assert_ok(capmem_rm_create(f->arena, f->root, &ra, &rm));
+    assert_ok(capmem_rm_open(f->arena, f->root, &ra, &rm));
     int ran = 0;
     assert_ok(capmem_rm_set_fault_handler(f->arena, rm, destroying_pager, &ran));
     uint8_t b = 0;
@@ -698,11 +698,11 @@ static capmem_rm_fault_result_t failing_pager_fn(capmem_arena_t *a, const capmem
 static void test_machine_unresolved_fault_carries_the_handlers_failure(void **state)
 {
     fixture_t *f = *state;
-    capmem_rm_attr_t ra = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
     ra.size = 1u << 20;
     ra.donation = 4096; /* room for the map's own records only, and a few regions */
     capmem_cap_t rm;
-    assert_ok(capmem_rm_create(f->arena, f->root, &ra, &rm));
+    assert_ok(capmem_rm_open(f->arena, f->root, &ra, &rm));
     failing_pager_t p;
     assert_ok(capmem_ram_alloc(f->arena, f->root, 4096, &p.ds));
     capmem_rm_attach_attr_t aa = CAPMEM_RM_ATTACH_ATTR_INIT;
@@ -729,7 +729,7 @@ static void test_machine_unresolved_fault_carries_the_handlers_failure(void **st
     assert_int_equal(e->needed, CAPMEM_RAM_RECORD_SIZE);
     CHECK_INVARIANTS(f->arena);
     assert_ok(capmem_rm_close(f->arena, rm));
-    assert_ok(capmem_dataspace_free(f->arena, p.ds));
+    assert_ok(capmem_ds_free(f->arena, p.ds));
     CHECK_INVARIANTS(f->arena);
 }
 

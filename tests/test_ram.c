@@ -214,7 +214,7 @@ static void test_ram_init_distributes_budget_and_children_are_isolated(void **st
     assert_int_equal(info(f->arena, init).quota,
                      init_before.quota + (4ull << 20) + CAPMEM_RAM_DEFAULT_DONATION);
     capmem_ds_info_t di;
-    assert_err(capmem_dataspace_info(f->arena, ds, &di), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_ds_info(f->arena, ds, &di), CAPMEM_E_INVALID_CAP);
     CHECK_INVARIANTS(f->arena);
     /* Closing init closes its remaining children first. */
     capmem_ram_info_t root_before = info(f->arena, f->root);
@@ -239,7 +239,7 @@ static void test_ram_fragmentation_gives_out_of_phys(void **state)
     }
     assert_int_equal(capmem_last_error()->code, CAPMEM_E_OUT_OF_RAM);
     for (unsigned i = 0; i < n; i += 2) {
-        assert_ok(capmem_ram_free(f->arena, pages[i]));
+        assert_ok(capmem_ds_free(f->arena, pages[i]));
     }
     CHECK_INVARIANTS(f->arena);
     capmem_ram_info_t mid = info(f->arena, f->root);
@@ -389,19 +389,19 @@ static void test_ram_alloc_errors_change_nothing(void **state)
     /* Rounding to whole pages. */
     assert_ok(capmem_ram_alloc(f->arena, child, 1, &ds));
     capmem_ds_info_t di;
-    assert_ok(capmem_dataspace_info(f->arena, ds, &di));
+    assert_ok(capmem_ds_info(f->arena, ds, &di));
     assert_int_equal(di.size, 4096);
     assert_int_equal(di.kind, CAPMEM_DS_RAM);
     assert_int_equal(info(f->arena, child).used, 4096);
     /* Free: only the original; copies are refused; double free is a stale handle. */
     capmem_cap_t copy;
     assert_ok(capmem_cap_mint(f->arena, ds, CAPMEM_RIGHTS_ALL, &copy));
-    assert_err(capmem_ram_free(f->arena, copy), CAPMEM_E_INVALID_ARGS);
-    assert_ok(capmem_ram_free(f->arena, ds));
-    assert_err(capmem_ram_free(f->arena, ds), CAPMEM_E_INVALID_CAP);
-    assert_err(capmem_dataspace_info(f->arena, copy, &di), CAPMEM_E_INVALID_CAP);
-    assert_err(capmem_ram_free(f->arena, child), CAPMEM_E_WRONG_TYPE);
-    assert_err(capmem_ram_free(NULL, ds), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ds_free(f->arena, copy), CAPMEM_E_INVALID_ARGS);
+    assert_ok(capmem_ds_free(f->arena, ds));
+    assert_err(capmem_ds_free(f->arena, ds), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_ds_info(f->arena, copy, &di), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_ds_free(f->arena, child), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_ds_free(NULL, ds), CAPMEM_E_INVALID_ARGS);
     assert_int_equal(info(f->arena, child).used, 0);
 }
 
@@ -411,30 +411,30 @@ static void test_ram_dataspace_bytes_are_zeroed_and_shared(void **state)
     capmem_cap_t ds;
     assert_ok(capmem_ram_alloc(f->arena, f->root, 3 * 4096, &ds));
     char buf[16];
-    assert_ok(capmem_dataspace_read(f->arena, ds, 4090, buf, 16));
+    assert_ok(capmem_ds_read(f->arena, ds, 4090, buf, 16));
     for (int i = 0; i < 16; i++) {
         assert_int_equal(buf[i], 0);
     }
-    assert_ok(capmem_dataspace_write(f->arena, ds, 4090, "hello, arena!!!", 16));
+    assert_ok(capmem_ds_write(f->arena, ds, 4090, "hello, arena!!!", 16));
     capmem_cap_t ro;
     assert_ok(capmem_cap_mint(f->arena, ds, CAPMEM_RIGHT_READ, &ro));
     char back[16];
-    assert_ok(capmem_dataspace_read(f->arena, ro, 4090, back, 16));
+    assert_ok(capmem_ds_read(f->arena, ro, 4090, back, 16));
     assert_string_equal(back, "hello, arena!!!");
-    assert_err(capmem_dataspace_write(f->arena, ro, 0, "x", 1), CAPMEM_E_DENIED);
-    assert_err(capmem_dataspace_read(f->arena, ds, 3 * 4096 - 15, back, 16), CAPMEM_E_INVALID_ARGS);
-    assert_err(capmem_dataspace_read(f->arena, ds, UINT64_MAX, back, 16), CAPMEM_E_INVALID_ARGS);
-    assert_err(capmem_dataspace_read(f->arena, ds, 0, NULL, 16), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ds_write(f->arena, ro, 0, "x", 1), CAPMEM_E_DENIED);
+    assert_err(capmem_ds_read(f->arena, ds, 3 * 4096 - 15, back, 16), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ds_read(f->arena, ds, UINT64_MAX, back, 16), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ds_read(f->arena, ds, 0, NULL, 16), CAPMEM_E_INVALID_ARGS);
     capmem_ds_info_t di;
-    assert_ok(capmem_dataspace_info(f->arena, ds, &di));
+    assert_ok(capmem_ds_info(f->arena, ds, &di));
     /* The bytes are the arena's: the physical address maps to the same offset. */
     uint64_t off;
     assert_ok(capmem_arena_phys_to_offset(f->arena, di.phys, &off));
     assert_int_equal(off, di.offset);
     /* A fresh allocation over reused memory reads as zeros again. */
-    assert_ok(capmem_ram_free(f->arena, ds));
+    assert_ok(capmem_ds_free(f->arena, ds));
     assert_ok(capmem_ram_alloc(f->arena, f->root, 3 * 4096, &ds));
-    assert_ok(capmem_dataspace_read(f->arena, ds, 4090, back, 16));
+    assert_ok(capmem_ds_read(f->arena, ds, 4090, back, 16));
     for (int i = 0; i < 16; i++) {
         assert_int_equal(back[i], 0);
     }
@@ -552,7 +552,7 @@ static void test_ram_million_live_dataspaces_in_one_session(void **state)
     capmem_cap_t more = CAPMEM_CAP_NULL;
     assert_err(capmem_ram_alloc(a, s, 256, &more), CAPMEM_E_OUT_OF_RAM);
     /* The last one is a working dataspace among a million. */
-    assert_ok(capmem_dataspace_write(a, ds, 0, "last", 4));
+    assert_ok(capmem_ds_write(a, ds, 0, "last", 4));
     CHECK_INVARIANTS(a);
     assert_ok(capmem_ram_close(a, s));
     CHECK_INVARIANTS(a);
@@ -610,7 +610,7 @@ static void test_ram_service_over_several_untypeds(void **state)
     /* Revoking the second pool's untyped closes the service first. */
     assert_ok(capmem_cap_revoke(a, boot[1].cap));
     assert_err(capmem_ram_info(a, root, &r), CAPMEM_E_INVALID_CAP);
-    assert_err(capmem_dataspace_info(a, ds, NULL), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ds_info(a, ds, NULL), CAPMEM_E_INVALID_ARGS);
     CHECK_INVARIANTS(a);
     /* The first pool goes with its untyped; the memory is retypable again. */
     assert_ok(capmem_cap_revoke(a, halves[1]));
@@ -704,7 +704,7 @@ static void test_ram_open_needs_a_contiguous_donation(void **state)
         n++;
     }
     for (unsigned i = 0; i < n; i += 2) {
-        assert_ok(capmem_ram_free(f->arena, pages[i]));
+        assert_ok(capmem_ds_free(f->arena, pages[i]));
     }
     capmem_ram_info_t before = info(f->arena, f->root);
     at.donation = 8192;
@@ -814,14 +814,95 @@ static void test_ram_freed_records_are_unaddressable_under_valgrind(void **state
     if (test_under_valgrind()) {
         uint8_t vbits[64];
         assert_int_equal(VALGRIND_GET_VBITS(rec, vbits, 64), 1); /* live: addressable */
-        assert_ok(capmem_ram_free(f->arena, a));
+        assert_ok(capmem_ds_free(f->arena, a));
         assert_int_equal(VALGRIND_GET_VBITS(rec + 8, vbits, 56), 3);   /* freed: not */
         assert_int_equal(VALGRIND_GET_VBITS(next + 64, vbits, 64), 3); /* never handed out */
         return;
     }
 #endif
     print_message("# not under Valgrind: mempool annotations not observable\n");
-    assert_ok(capmem_ram_free(f->arena, a));
+    assert_ok(capmem_ds_free(f->arena, a));
+}
+
+static void test_ram_destroy_closes_everything_and_returns_the_untypeds(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t child = open_child(f, f->root, 1u << 20, 0, "child");
+    capmem_cap_t grandchild = open_child(f, child, 64 * 1024, 0, "grandchild");
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, grandchild, 8192, &ds));
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
+    ra.size = 1u << 20;
+    capmem_cap_t rm;
+    assert_ok(capmem_rm_open(f->arena, child, &ra, &rm));
+    capmem_untyped_info_t boot[8];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(f->arena, boot, 8, &n));
+    assert_int_equal(boot[0].children, 1); /* the service's pool */
+    const size_t caps_before_service = capmem_cap_count(f->arena);
+    assert_ok(capmem_ram_destroy(f->arena, f->root));
+    CHECK_INVARIANTS(f->arena);
+    capmem_ram_info_t in;
+    assert_err(capmem_ram_info(f->arena, f->root, &in), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_ram_info(f->arena, grandchild, &in), CAPMEM_E_INVALID_CAP);
+    capmem_ds_info_t di;
+    assert_err(capmem_ds_info(f->arena, ds, &di), CAPMEM_E_INVALID_CAP);
+    capmem_rm_info_t ri;
+    assert_err(capmem_rm_info(f->arena, rm, &ri), CAPMEM_E_INVALID_CAP);
+    /* Only the boot untypeds are left, childless, and a new service can use them. */
+    assert_true(capmem_cap_count(f->arena) < caps_before_service);
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, boot[0].cap, &ui));
+    assert_int_equal(ui.children, 0);
+    assert_ok(capmem_ram_boot(f->arena, NULL, &f->root));
+    in = info(f->arena, f->root);
+    assert_int_equal(in.used, 0);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_ram_destroy_refuses_anything_but_the_roots_original(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t child = open_child(f, f->root, 1u << 20, 0, "child");
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, child, 4096, &ds));
+    capmem_cap_t copy;
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(f->arena, f->root, CAPMEM_RIGHTS_ALL, &copy));
+    assert_ok(capmem_cap_mint(f->arena, f->root, CAPMEM_RIGHT_READ, &ro));
+    const capmem_ram_info_t before = info(f->arena, f->root);
+    const size_t caps = capmem_cap_count(f->arena);
+    assert_err(capmem_ram_destroy(NULL, f->root), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_destroy(f->arena, child), CAPMEM_E_INVALID_ARGS);
+    assert_non_null(strstr(capmem_last_error()->message, "capmem_ram_close"));
+    assert_err(capmem_ram_destroy(f->arena, copy), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_destroy(f->arena, ro), CAPMEM_E_DENIED);
+    assert_err(capmem_ram_destroy(f->arena, ds), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_ram_destroy(f->arena, f->root ^ 0x40000000ull), CAPMEM_E_INVALID_CAP);
+    assert_string_equal(capmem_last_error()->function, "capmem_ram_destroy");
+    const capmem_ram_info_t after = info(f->arena, f->root);
+    assert_int_equal(after.quota, before.quota);
+    assert_int_equal(after.used, before.used);
+    assert_int_equal(capmem_cap_count(f->arena), caps);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_ram_upgrade_takes_accounts_only(void **state)
+{
+    fixture_t *f = *state;
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
+    ra.size = 1u << 20;
+    capmem_cap_t rm;
+    assert_ok(capmem_rm_open(f->arena, f->root, &ra, &rm));
+    const capmem_ram_info_t before = info(f->arena, f->root);
+    /* A region map is upgraded with capmem_rm_upgrade (region_map.h). */
+    assert_err(capmem_ram_upgrade(f->arena, rm, f->root, 8192), CAPMEM_E_WRONG_TYPE);
+    const capmem_ram_info_t after = info(f->arena, f->root);
+    assert_int_equal(after.quota, before.quota);
+    assert_ok(capmem_rm_upgrade(f->arena, rm, f->root, 8192));
+    assert_int_equal(info(f->arena, f->root).quota, before.quota - 8192);
+    assert_ok(capmem_rm_close(f->arena, rm));
+    CHECK_INVARIANTS(f->arena);
 }
 
 int main(void)
@@ -829,6 +910,9 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_ram_root_holds_all_ram),
+        T(test_ram_destroy_closes_everything_and_returns_the_untypeds),
+        T(test_ram_destroy_refuses_anything_but_the_roots_original),
+        T(test_ram_upgrade_takes_accounts_only),
         T(test_ram_default_donation_pays_for_documented_dataspaces),
         T(test_ram_expanding_client_upgrades_in_steps),
         T(test_ram_init_distributes_budget_and_children_are_isolated),

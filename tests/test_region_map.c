@@ -47,11 +47,11 @@ static int teardown(void **state)
 
 static capmem_cap_t rm_new(fixture_t *f, uint64_t size)
 {
-    capmem_rm_attr_t at = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
     at.size = size;
     at.label = "map";
     capmem_cap_t rm = CAPMEM_CAP_NULL;
-    assert_ok(capmem_rm_create(f->arena, f->client, &at, &rm));
+    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
     CHECK_INVARIANTS(f->arena);
     return rm;
 }
@@ -64,7 +64,7 @@ static capmem_cap_t ds_new(fixture_t *f, uint64_t size, uint8_t fill)
         uint8_t *buf = malloc(size);
         assert_non_null(buf);
         memset(buf, fill, size);
-        assert_ok(capmem_dataspace_write(f->arena, ds, 0, buf, size));
+        assert_ok(capmem_ds_write(f->arena, ds, 0, buf, size));
         free(buf);
     }
     return ds;
@@ -210,7 +210,7 @@ static void test_rm_client_pays_donation_and_gets_it_back(void **state)
     assert_int_equal(after.caps_used, before.caps_used + 1); /* the dataspace */
     /* The dataspace outlives the map. */
     capmem_ds_info_t di;
-    assert_ok(capmem_dataspace_info(f->arena, ds, &di));
+    assert_ok(capmem_ds_info(f->arena, ds, &di));
     /* Closing the client closes its maps. */
     capmem_cap_t rm2 = rm_new(f, 1ull << 20);
     attach(f, rm2, ds, CAPMEM_RM_ANYWHERE, 0, 0, 1);
@@ -224,39 +224,39 @@ static void test_rm_create_errors_change_nothing(void **state)
 {
     fixture_t *f = *state;
     capmem_ram_info_t before = acc_info(f->arena, f->client);
-    capmem_rm_attr_t at = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
     at.size = 1ull << 20;
     capmem_cap_t rm = CAPMEM_CAP_NULL;
-    assert_err(capmem_rm_create(NULL, f->client, &at, &rm), CAPMEM_E_INVALID_ARGS);
-    assert_err(capmem_rm_create(f->arena, f->client, NULL, &rm), CAPMEM_E_INVALID_ARGS);
-    assert_err(capmem_rm_create(f->arena, f->client, &at, NULL), CAPMEM_E_INVALID_ARGS);
-    capmem_rm_attr_t bad = at;
+    assert_err(capmem_rm_open(NULL, f->client, &at, &rm), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_rm_open(f->arena, f->client, NULL, &rm), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_rm_open(f->arena, f->client, &at, NULL), CAPMEM_E_INVALID_ARGS);
+    capmem_rm_open_attr_t bad = at;
     bad.size = 0;
-    assert_err(capmem_rm_create(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_rm_open(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
     bad.size = PAGE + 1;
-    assert_err(capmem_rm_create(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_rm_open(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
     bad.size = (CAPMEM_RM_MAX_PAGES + 1) * PAGE;
-    assert_err(capmem_rm_create(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_rm_open(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
     bad = at;
     bad.donation = 1000;
-    assert_err(capmem_rm_create(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_rm_open(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
     bad.donation = 0;
-    assert_err(capmem_rm_create(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_rm_open(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
     bad = at;
     bad.upgrade_step = 100;
-    assert_err(capmem_rm_create(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_rm_open(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
     bad = at;
     bad.flags = 0x80;
-    assert_err(capmem_rm_create(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_rm_open(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
     /* Capability errors. */
     capmem_cap_t ds = ds_new(f, PAGE, 0);
-    assert_err(capmem_rm_create(f->arena, ds, &at, &rm), CAPMEM_E_WRONG_TYPE);
-    assert_err(capmem_rm_create(f->arena, 0x1234567ull, &at, &rm), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_rm_open(f->arena, ds, &at, &rm), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_rm_open(f->arena, 0x1234567ull, &at, &rm), CAPMEM_E_INVALID_CAP);
     capmem_cap_t ro;
     assert_ok(capmem_cap_mint(f->arena, f->client, CAPMEM_RIGHT_READ, &ro));
-    assert_err(capmem_rm_create(f->arena, ro, &at, &rm), CAPMEM_E_DENIED);
+    assert_err(capmem_rm_open(f->arena, ro, &at, &rm), CAPMEM_E_DENIED);
     assert_ok(capmem_cap_delete(f->arena, ro));
-    assert_ok(capmem_ram_free(f->arena, ds));
+    assert_ok(capmem_ds_free(f->arena, ds));
     /* Quota: a poor client. */
     capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
     oa.quota = 32 * 1024;
@@ -264,11 +264,11 @@ static void test_rm_create_errors_change_nothing(void **state)
     capmem_cap_t poor;
     assert_ok(capmem_ram_open(f->arena, f->client, &oa, &poor));
     capmem_ram_info_t pb = acc_info(f->arena, poor);
-    assert_err(capmem_rm_create(f->arena, poor, &at, &rm), CAPMEM_E_OUT_OF_RAM);
+    assert_err(capmem_rm_open(f->arena, poor, &at, &rm), CAPMEM_E_OUT_OF_RAM);
     assert_int_equal(capmem_last_error()->needed, CAPMEM_RM_DEFAULT_DONATION);
     assert_int_equal(capmem_last_error()->available, 32 * 1024);
     at.donation = 16 * 1024;
-    assert_err(capmem_rm_create(f->arena, poor, &at, &rm), CAPMEM_E_OUT_OF_CAPS);
+    assert_err(capmem_rm_open(f->arena, poor, &at, &rm), CAPMEM_E_OUT_OF_CAPS);
     capmem_ram_info_t pa = acc_info(f->arena, poor);
     assert_memory_equal(&pa, &pb, sizeof(pa));
     assert_int_equal(rm, CAPMEM_CAP_NULL);
@@ -284,13 +284,13 @@ static void test_rm_expanding_map_upgrades_from_client(void **state)
     fixture_t *f = *state;
     evlog_t log = {0};
     assert_ok(capmem_arena_set_event_handler(f->arena, on_event, &log));
-    capmem_rm_attr_t at = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
     at.size = 4ull << 20;
     at.donation = PAGE; /* 64 slots: 1 header + 4 session slots + 59 regions */
     at.upgrade_step = PAGE;
     at.flags = CAPMEM_RM_EXPANDING;
     capmem_cap_t rm;
-    assert_ok(capmem_rm_create(f->arena, f->client, &at, &rm));
+    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
     capmem_cap_t ds = ds_new(f, PAGE, 0);
     capmem_ram_info_t before = acc_info(f->arena, f->client);
     capmem_rm_attach_attr_t a = CAPMEM_RM_ATTACH_ATTR_INIT;
@@ -309,8 +309,8 @@ static void test_rm_expanding_map_upgrades_from_client(void **state)
     assert_true(in.expanding);
     assert_int_equal(acc_info(f->arena, f->client).quota, before.quota - PAGE);
     /* An explicit upgrade paid by the client works; any other payer is refused. */
-    assert_ok(capmem_ram_upgrade(f->arena, rm, f->client, PAGE));
-    assert_err(capmem_ram_upgrade(f->arena, rm, f->root, PAGE), CAPMEM_E_DENIED);
+    assert_ok(capmem_rm_upgrade(f->arena, rm, f->client, PAGE));
+    assert_err(capmem_rm_upgrade(f->arena, rm, f->root, PAGE), CAPMEM_E_DENIED);
     assert_int_equal(rm_info(f->arena, rm).donation, 3 * PAGE);
     assert_int_equal(rm_info(f->arena, rm).upgrades, 2);
     CHECK_INVARIANTS(f->arena);
@@ -321,9 +321,9 @@ static void test_rm_expanding_map_upgrades_from_client(void **state)
     oa.caps = 8;
     capmem_cap_t poor;
     assert_ok(capmem_ram_open(f->arena, f->client, &oa, &poor));
-    capmem_rm_attr_t pat = at;
+    capmem_rm_open_attr_t pat = at;
     capmem_cap_t prm;
-    assert_ok(capmem_rm_create(f->arena, poor, &pat, &prm)); /* quota left: 2 pages */
+    assert_ok(capmem_rm_open(f->arena, poor, &pat, &prm)); /* quota left: 2 pages */
     capmem_cap_t pds;
     assert_ok(capmem_ram_alloc(f->arena, poor, PAGE * 2, &pds)); /* quota left: 0 */
     for (unsigned i = 0; i < 59; i++) {
@@ -361,11 +361,11 @@ static void test_rm_attach_maps_dataspace_bytes_both_ways(void **state)
     memset(buf, 0x5a, sizeof(buf));
     assert_ok(capmem_rm_write(f->arena, rm, 0x12000 - 32, buf, sizeof(buf)));
     uint8_t check[32];
-    assert_ok(capmem_dataspace_read(f->arena, a, 2 * PAGE - 32, check, 32));
+    assert_ok(capmem_ds_read(f->arena, a, 2 * PAGE - 32, check, 32));
     assert_int_equal(check[0], 0x5a);
-    assert_ok(capmem_dataspace_read(f->arena, b, PAGE, check, 32));
+    assert_ok(capmem_ds_read(f->arena, b, PAGE, check, 32));
     assert_int_equal(check[31], 0x5a);
-    assert_ok(capmem_dataspace_read(f->arena, b, PAGE - 1, check, 1));
+    assert_ok(capmem_ds_read(f->arena, b, PAGE - 1, check, 1));
     assert_int_equal(check[0], 0x22); /* the page before the offset is untouched */
     capmem_rm_region_t r;
     assert_ok(capmem_rm_lookup(f->arena, rm, 0x13fff, &r));
@@ -427,7 +427,7 @@ static void test_rm_attach_refusals_change_nothing(void **state)
     capmem_alias_attr_t al = CAPMEM_ALIAS_ATTR_INIT;
     al.writable = 0;
     capmem_cap_t rom;
-    assert_ok(capmem_dataspace_alias(f->arena, f->client, ds, &al, &rom));
+    assert_ok(capmem_ds_alias(f->arena, f->client, ds, &al, &rom));
     a = (capmem_rm_attach_attr_t)CAPMEM_RM_ATTACH_ATTR_INIT;
     assert_err(capmem_rm_attach(f->arena, rm, rom, &a, &addr), CAPMEM_E_DENIED);
     /* Writable through a capability without WRITE: DENIED. */
@@ -587,7 +587,7 @@ static void test_rm_free_or_revoke_detaches_everywhere(void **state)
     al.offset = PAGE;
     al.size = PAGE;
     capmem_cap_t dep;
-    assert_ok(capmem_dataspace_alias(f->arena, f->client, ds, &al, &dep));
+    assert_ok(capmem_ds_alias(f->arena, f->client, ds, &al, &dep));
     attach(f, rm1, ds, 0, 0, 0, 1);
     attach(f, rm1, ds, 8 * PAGE, 0, PAGE, 1);
     attach(f, rm2, ds, PAGE, 0, 0, 0);
@@ -602,7 +602,7 @@ static void test_rm_free_or_revoke_detaches_everywhere(void **state)
     uint32_t v;
     assert_err(capmem_rm_read(f->arena, rm2, 16 * PAGE, &v, 4), CAPMEM_E_UNRESOLVED_FAULT);
     /* Freeing the dataspace detaches it from both maps. */
-    assert_ok(capmem_ram_free(f->arena, ds));
+    assert_ok(capmem_ds_free(f->arena, ds));
     CHECK_INVARIANTS(f->arena);
     assert_int_equal(rm_info(f->arena, rm1).regions, 0);
     assert_int_equal(rm_info(f->arena, rm2).regions, 0);
@@ -615,7 +615,7 @@ static void test_rm_free_or_revoke_detaches_everywhere(void **state)
     attach(f, rm1, ds2, 0, 0, 0, 1);
     assert_ok(capmem_rm_close(f->arena, rm1));
     CHECK_INVARIANTS(f->arena);
-    assert_ok(capmem_ram_free(f->arena, ds2));
+    assert_ok(capmem_ds_free(f->arena, ds2));
     CHECK_INVARIANTS(f->arena);
 }
 
@@ -705,7 +705,7 @@ static void test_rm_handler_attaches_and_access_retries(void **state)
     capmem_cap_t rm = rm_new(f, 1ull << 20);
     capmem_cap_t ds = ds_new(f, PAGE, 0);
     uint32_t magic = 0xfeedf00d;
-    assert_ok(capmem_dataspace_write(f->arena, ds, 0x10, &magic, 4));
+    assert_ok(capmem_ds_write(f->arena, ds, 0x10, &magic, 4));
     pager_t p = {.ds = ds, .resolve = 1, .writable = 1};
     assert_ok(capmem_rm_set_fault_handler(f->arena, rm, pager_fn, &p));
     assert_int_equal(read32(f->arena, rm, 0x9010), 0xfeedf00d);
@@ -737,7 +737,7 @@ static void test_rm_write_never_reaches_read_only_memory(void **state)
     capmem_alias_attr_t al = CAPMEM_ALIAS_ATTR_INIT;
     al.writable = 0;
     capmem_cap_t rom;
-    assert_ok(capmem_dataspace_alias(f->arena, f->client, ds, &al, &rom));
+    assert_ok(capmem_ds_alias(f->arena, f->client, ds, &al, &rom));
     attach(f, rm, rom, 0, 0, 0, 0);
     attach(f, rm, ds, PAGE, 0, 0, 0); /* writable RAM attached read-only */
     uint32_t v = 0x12345678;
@@ -757,7 +757,7 @@ static void test_rm_write_never_reaches_read_only_memory(void **state)
     assert_err(capmem_rm_write(f->arena, rm, 3 * PAGE - 16, buf, 32), CAPMEM_E_UNRESOLVED_FAULT);
     assert_int_equal(capmem_last_error()->address, 3 * PAGE);
     uint8_t back[PAGE];
-    assert_ok(capmem_dataspace_read(f->arena, ds, 0, back, PAGE));
+    assert_ok(capmem_ds_read(f->arena, ds, 0, back, PAGE));
     for (unsigned i = 0; i < PAGE; i++) {
         assert_int_equal(back[i], 0x44);
     }
@@ -823,7 +823,7 @@ static capmem_rm_fault_result_t busy_fn(capmem_arena_t *a, const capmem_rm_fault
     uint64_t addr;
     uint32_t v = 0xabcd0000u + (uint32_t)b->calls;
     if (capmem_ram_alloc(a, b->f->client, PAGE, &ds) != CAPMEM_OK ||
-        capmem_dataspace_write(a, ds, fault->address & (PAGE - 1), &v, 4) != CAPMEM_OK ||
+        capmem_ds_write(a, ds, fault->address & (PAGE - 1), &v, 4) != CAPMEM_OK ||
         capmem_rm_attach(a, fault->rm, ds, &at, &addr) != CAPMEM_OK ||
         capmem_rm_detach(a, b->other_rm, 0) != CAPMEM_OK ||
         capmem_rm_info(a, fault->rm, &in) != CAPMEM_OK || capmem_check(a, why, sizeof(why)) ||
@@ -948,28 +948,28 @@ static void test_rm_managed_dataspace_is_created_once(void **state)
     assert_int_equal(acc_info(f->arena, f->client).caps_used, before.caps_used + 1);
     assert_int_equal(rm_info(f->arena, rm).records_used, rb.records_used + 1);
     capmem_ds_info_t di;
-    assert_ok(capmem_dataspace_info(f->arena, mds, &di));
+    assert_ok(capmem_ds_info(f->arena, mds, &di));
     assert_int_equal(di.kind, CAPMEM_DS_MANAGED);
     assert_int_equal(di.size, 16 * PAGE);
     capmem_cap_info_t ci;
     assert_ok(capmem_cap_identify(f->arena, mds, &ci));
     assert_int_equal(ci.parent, rm);
     /* It goes with its map, not on its own; it cannot be aliased. */
-    assert_err(capmem_dataspace_free(f->arena, mds), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_ds_free(f->arena, mds), CAPMEM_E_WRONG_TYPE);
     capmem_alias_attr_t al = CAPMEM_ALIAS_ATTR_INIT;
     capmem_cap_t x;
-    assert_err(capmem_dataspace_alias(f->arena, f->client, mds, &al, &x), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_ds_alias(f->arena, f->client, mds, &al, &x), CAPMEM_E_WRONG_TYPE);
     /* Reading and writing it goes through the map (and faults there). */
     capmem_cap_t ds = ds_new(f, PAGE, 0x77);
     attach(f, rm, ds, 2 * PAGE, 0, 0, 1);
     uint32_t v = 0;
-    assert_ok(capmem_dataspace_read(f->arena, mds, 2 * PAGE + 4, &v, 4));
+    assert_ok(capmem_ds_read(f->arena, mds, 2 * PAGE + 4, &v, 4));
     assert_int_equal(v, 0x77777777);
     v = 0x01020304;
-    assert_ok(capmem_dataspace_write(f->arena, mds, 2 * PAGE, &v, 4));
-    assert_ok(capmem_dataspace_read(f->arena, ds, 0, &v, 4));
+    assert_ok(capmem_ds_write(f->arena, mds, 2 * PAGE, &v, 4));
+    assert_ok(capmem_ds_read(f->arena, ds, 0, &v, 4));
     assert_int_equal(v, 0x01020304);
-    assert_err(capmem_dataspace_read(f->arena, mds, 0, &v, 4), CAPMEM_E_UNRESOLVED_FAULT);
+    assert_err(capmem_ds_read(f->arena, mds, 0, &v, 4), CAPMEM_E_UNRESOLVED_FAULT);
     /* Errors. */
     assert_err(capmem_rm_dataspace(NULL, rm, &x), CAPMEM_E_INVALID_ARGS);
     assert_err(capmem_rm_dataspace(f->arena, rm, NULL), CAPMEM_E_INVALID_ARGS);
@@ -980,7 +980,7 @@ static void test_rm_managed_dataspace_is_created_once(void **state)
     /* Revoking the map's capability takes the managed dataspace; asking again makes a new one. */
     assert_ok(capmem_cap_revoke(f->arena, rm));
     CHECK_INVARIANTS(f->arena);
-    assert_err(capmem_dataspace_info(f->arena, mds, &di), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_ds_info(f->arena, mds, &di), CAPMEM_E_INVALID_CAP);
     assert_ok(capmem_rm_dataspace(f->arena, rm, &again));
     assert_int_not_equal(again, mds);
     CHECK_INVARIANTS(f->arena);
@@ -1084,7 +1084,7 @@ static void test_rm_nesting_depth_eight_and_beyond(void **state)
     }
     capmem_cap_t ds = ds_new(f, PAGE, 0);
     uint32_t v = 0xc0ffee;
-    assert_ok(capmem_dataspace_write(f->arena, ds, 12, &v, 4));
+    assert_ok(capmem_ds_write(f->arena, ds, 12, &v, 4));
     attach(f, maps[0], ds, 2 * PAGE, 0, 0, 1);
     for (int depth = 0; depth < DEPTH; depth++) {
         assert_int_equal(read32(f->arena, maps[depth], (2 + (uint64_t)depth) * PAGE + 12), v);
@@ -1115,12 +1115,12 @@ static void test_rm_host_heap_does_not_grow_with_regions(void **state)
     assert_ok(capmem_arena_create(&aa, &a));
     capmem_cap_t root;
     assert_ok(capmem_ram_boot(a, NULL, &root));
-    capmem_rm_attr_t at = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
     at.size = (uint64_t)n * 2 * 256;
     at.donation = ((uint64_t)n + 64) * 64;
     at.donation = (at.donation + 255) & ~255ull;
     capmem_cap_t rm;
-    assert_ok(capmem_rm_create(a, root, &at, &rm));
+    assert_ok(capmem_rm_open(a, root, &at, &rm));
     capmem_cap_t ds;
     assert_ok(capmem_ram_alloc(a, root, 256, &ds));
     uint64_t mallocs = capmem__inject_count(CAPMEM__HOST_MALLOC);
@@ -1232,7 +1232,7 @@ static capmem_rm_fault_result_t fault_pager_fn(capmem_arena_t *a, const capmem_r
     if (fault->access == CAPMEM_RM_READ) {
         uint32_t v = 0x1000u + (uint32_t)p->reads++;
         at.writable = 0;
-        if (capmem_dataspace_write(a, p->ram, 0, &v, 4) != CAPMEM_OK ||
+        if (capmem_ds_write(a, p->ram, 0, &v, 4) != CAPMEM_OK ||
             capmem_rm_attach(a, fault->rm, p->ram, &at, &addr) != CAPMEM_OK) {
             return CAPMEM_RM_FAULT_UNRESOLVED;
         }
@@ -1259,7 +1259,7 @@ static void test_rm_fault_scenario(void **state)
     capmem_cap_t rom_src = ds_new(f, PAGE, 0xee);
     capmem_alias_attr_t al = CAPMEM_ALIAS_ATTR_INIT;
     al.writable = 0;
-    assert_ok(capmem_dataspace_alias(f->arena, f->client, rom_src, &al, &p.rom));
+    assert_ok(capmem_ds_alias(f->arena, f->client, rom_src, &al, &p.rom));
     assert_ok(capmem_rm_set_fault_handler(f->arena, rm, fault_pager_fn, &p));
     const uint64_t addr = 0x40000;
     for (int i = 0; i < 4; i++) {
@@ -1274,9 +1274,9 @@ static void test_rm_fault_scenario(void **state)
     CHECK_INVARIANTS(f->arena);
     assert_int_equal(p.write_faults, 3);
     uint32_t back;
-    assert_ok(capmem_dataspace_read(f->arena, p.ram, 0, &back, 4));
+    assert_ok(capmem_ds_read(f->arena, p.ram, 0, &back, 4));
     assert_int_equal(back, v);
-    assert_ok(capmem_dataspace_read(f->arena, p.rom, 0, &back, 4));
+    assert_ok(capmem_ds_read(f->arena, p.rom, 0, &back, 4));
     assert_int_equal(back, 0xeeeeeeee);
     assert_err(capmem_rm_touch(f->arena, rm, addr, 1, CAPMEM_RM_EXEC), CAPMEM_E_UNRESOLVED_FAULT);
     assert_int_equal(p.exec_faults, 1);
@@ -1397,8 +1397,7 @@ static capmem_rm_fault_result_t iso_fn(capmem_arena_t *a, const capmem_rm_fault_
     at.size = PAGE;
     at.writable = 0;
     uint64_t addr;
-    if (capmem_dataspace_write(a, s->cache, victim * PAGE, s->file + page * PAGE, PAGE) !=
-            CAPMEM_OK ||
+    if (capmem_ds_write(a, s->cache, victim * PAGE, s->file + page * PAGE, PAGE) != CAPMEM_OK ||
         capmem_rm_attach(a, fault->rm, s->cache, &at, &addr) != CAPMEM_OK) {
         return CAPMEM_RM_FAULT_UNRESOLVED;
     }

@@ -106,11 +106,11 @@ static void rm_step(worker_t *w, capmem_cap_t acc, uint64_t r)
 {
     capmem_arena_t *a = w->arena;
     if (w->rm == CAPMEM_CAP_NULL) {
-        capmem_rm_attr_t ra = CAPMEM_RM_ATTR_INIT;
+        capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
         ra.size = RM_PAGES * 4096;
         ra.donation = 4096; /* 59 regions: the metadata runs out too */
         ra.flags = (r >> 40) & 1 ? CAPMEM_RM_EXPANDING : 0;
-        capmem_err_t e = capmem_rm_create(a, acc, &ra, &w->rm);
+        capmem_err_t e = capmem_rm_open(a, acc, &ra, &w->rm);
         tally(w, e);
         if (e != CAPMEM_OK) {
             w->rm = CAPMEM_CAP_NULL;
@@ -205,9 +205,9 @@ static void *work(void *arg)
         case 2:
             if (ds[k] != CAPMEM_CAP_NULL) {
                 memset(buf, (int)k, sizeof(buf));
-                tally(w, capmem_dataspace_write(w->arena, ds[k], 0, buf, sizeof(buf)));
+                tally(w, capmem_ds_write(w->arena, ds[k], 0, buf, sizeof(buf)));
                 uint8_t back[64];
-                tally(w, capmem_dataspace_read(w->arena, ds[k], 0, back, sizeof(back)));
+                tally(w, capmem_ds_read(w->arena, ds[k], 0, back, sizeof(back)));
                 if (memcmp(buf, back, sizeof(buf)) != 0) {
                     w->broken = 1;
                 }
@@ -219,17 +219,17 @@ static void *work(void *arg)
                 at.lifetime = (r >> 20) & 1 ? CAPMEM_ALIAS_FIRST_CLASS : CAPMEM_ALIAS_DEPENDENT;
                 at.size = 4096;
                 capmem_cap_t al;
-                capmem_err_t e = capmem_dataspace_alias(w->arena, acc, ds[k], &at, &al);
+                capmem_err_t e = capmem_ds_alias(w->arena, acc, ds[k], &at, &al);
                 tally(w, e);
                 /* First-class aliases outlive the original; free them at once to bound state. */
                 if (e == CAPMEM_OK && at.lifetime == CAPMEM_ALIAS_FIRST_CLASS) {
-                    tally(w, capmem_dataspace_free(w->arena, al));
+                    tally(w, capmem_ds_free(w->arena, al));
                 }
             }
             break;
         case 4:
             if (ds[k] != CAPMEM_CAP_NULL) {
-                tally(w, capmem_ram_free(w->arena, ds[k]));
+                tally(w, capmem_ds_free(w->arena, ds[k]));
                 ds[k] = CAPMEM_CAP_NULL;
             }
             break;

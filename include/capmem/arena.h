@@ -89,8 +89,7 @@ typedef struct capmem_arena_attr {
  * @retval CAPMEM_E_OUT_OF_CAPS 1023 arenas are alive in this process already (each has a
  *         distinct tag in its handles)
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_create(const capmem_arena_attr_t *attr,
-                                                             capmem_arena_t **out);
+CAPMEM_API capmem_err_t capmem_arena_create(const capmem_arena_attr_t *attr, capmem_arena_t **out);
 
 /**
  * Destroy an arena: every capability is deleted (children first, each
@@ -108,28 +107,27 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_create(const capmem_arena_
 CAPMEM_API void capmem_arena_destroy(capmem_arena_t *arena);
 
 /** Bytes of RAM (0 for NULL). */
-CAPMEM_API uint64_t capmem_arena_ram_size(const capmem_arena_t *arena);
+CAPMEM_API CAPMEM_NODISCARD uint64_t capmem_arena_ram_size(const capmem_arena_t *arena);
 /** Page size in bytes (0 for NULL). */
-CAPMEM_API uint64_t capmem_arena_page_size(const capmem_arena_t *arena);
+CAPMEM_API CAPMEM_NODISCARD uint64_t capmem_arena_page_size(const capmem_arena_t *arena);
 /** Physical address of RAM offset 0 (0 for NULL). */
-CAPMEM_API uint64_t capmem_arena_phys_base(const capmem_arena_t *arena);
+CAPMEM_API CAPMEM_NODISCARD uint64_t capmem_arena_phys_base(const capmem_arena_t *arena);
 /** What backs the arena (0 for NULL). */
-CAPMEM_API capmem_backing_t capmem_arena_backing(const capmem_arena_t *arena);
+CAPMEM_API CAPMEM_NODISCARD capmem_backing_t capmem_arena_backing(const capmem_arena_t *arena);
 /** Name of a backing kind: "memfd", "anonymous shared" or "unknown". */
-CAPMEM_API const char *capmem_backing_name(capmem_backing_t backing);
+CAPMEM_API CAPMEM_NODISCARD const char *capmem_backing_name(capmem_backing_t backing);
 /**
  * File descriptor of the memfd, for real mappings of arena pages; -1 for the
  * anonymous fallback or NULL. The arena keeps ownership: do not close it.
  */
-CAPMEM_API int capmem_arena_fd(const capmem_arena_t *arena);
+CAPMEM_API CAPMEM_NODISCARD int capmem_arena_fd(const capmem_arena_t *arena);
 
 /**
  * Translate a RAM offset to its physical address.
  * @retval CAPMEM_E_INVALID_ARGS arena or phys NULL, or offset >= ram_size
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_offset_to_phys(const capmem_arena_t *arena,
-                                                                     uint64_t offset,
-                                                                     uint64_t *phys);
+CAPMEM_API capmem_err_t capmem_arena_offset_to_phys(const capmem_arena_t *arena, uint64_t offset,
+                                                    uint64_t *phys);
 /**
  * Translate a physical address (RAM or a registered device range) to its
  * backing offset (RAM offsets are 0..ram_size-1; device ranges follow in the
@@ -137,9 +135,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_offset_to_phys(const capme
  * @retval CAPMEM_E_INVALID_ARGS arena or offset NULL
  * @retval CAPMEM_E_NOT_FOUND    the address is neither RAM nor a registered device range
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_phys_to_offset(const capmem_arena_t *arena,
-                                                                     uint64_t phys,
-                                                                     uint64_t *offset);
+CAPMEM_API capmem_err_t capmem_arena_phys_to_offset(const capmem_arena_t *arena, uint64_t phys,
+                                                    uint64_t *offset);
 
 /** A registered device-memory range. */
 typedef struct capmem_device_info {
@@ -163,9 +160,8 @@ typedef struct capmem_device_info {
  * @retval CAPMEM_E_NOT_ENOUGH_MEMORY the device window has no free run of @p size bytes
  * @retval CAPMEM_E_OUT_OF_CAPS   CAPMEM_DEVICE_MAX ranges are registered already
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_device_add(capmem_arena_t *arena,
-                                                                 uint64_t phys, uint64_t size,
-                                                                 capmem_device_info_t *out);
+CAPMEM_API capmem_err_t capmem_arena_device_add(capmem_arena_t *arena, uint64_t phys, uint64_t size,
+                                                capmem_device_info_t *out);
 
 /**
  * Remove a device range (hot-unplug).
@@ -173,17 +169,15 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_device_add(capmem_arena_t 
  * @retval CAPMEM_E_NOT_FOUND    no range with this id
  * @retval CAPMEM_E_DELETE_FIRST the range is still in use (an untyped covers it)
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_device_remove(capmem_arena_t *arena,
-                                                                    uint32_t id);
+CAPMEM_API capmem_err_t capmem_arena_device_remove(capmem_arena_t *arena, uint32_t id);
 
 /**
  * Copy the registered device ranges into @p out (up to @p max) in
  * physical-address order; *count receives how many there are in all.
  * @retval CAPMEM_E_INVALID_ARGS arena or count NULL, or out NULL with max > 0
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_devices(const capmem_arena_t *arena,
-                                                              capmem_device_info_t *out, size_t max,
-                                                              size_t *count);
+CAPMEM_API capmem_err_t capmem_arena_devices(const capmem_arena_t *arena, capmem_device_info_t *out,
+                                             size_t max, size_t *count);
 
 #ifdef __cplusplus
 }

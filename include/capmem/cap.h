@@ -39,6 +39,7 @@
 #define CAPMEM_CAP_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "capmem/arena.h"
@@ -81,14 +82,14 @@ static inline capmem_obj_type_t capmem_cap_type(capmem_cap_t cap)
 }
 
 /** Name of an object type, e.g. "untyped"; "invalid" for unknown values. */
-CAPMEM_API const char *capmem_obj_type_name(capmem_obj_type_t type);
+CAPMEM_API CAPMEM_NODISCARD const char *capmem_obj_type_name(capmem_obj_type_t type);
 
 /** What capmem_cap_identify() reports. */
 typedef struct capmem_cap_info {
     capmem_cap_t cap;       /**< the handle itself */
     capmem_obj_type_t type; /**< object type */
     unsigned rights;        /**< CAPMEM_RIGHT_* bits */
-    int original;           /**< 1 if this is the object's original capability */
+    bool original;          /**< 1 if this is the object's original capability */
     capmem_cap_t parent;    /**< parent in the derivation tree, CAPMEM_CAP_NULL for a root */
     size_t children;        /**< number of direct children */
     uint64_t object_id;     /**< identifies the object: equal for a capability and its copies */
@@ -118,10 +119,9 @@ typedef struct capmem_user_type {
  * @retval CAPMEM_E_OUT_OF_CAPS  the arena's slot table is full
  * @retval CAPMEM_E_HOST_NOMEM   the host record could not be allocated
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_create_user(capmem_arena_t *arena,
-                                                                const capmem_user_type_t *type,
-                                                                void *object, unsigned rights,
-                                                                capmem_cap_t *out);
+CAPMEM_API capmem_err_t capmem_cap_create_user(capmem_arena_t *arena,
+                                               const capmem_user_type_t *type, void *object,
+                                               unsigned rights, capmem_cap_t *out);
 
 /**
  * Look up the object of a user capability, checking its type and rights.
@@ -131,10 +131,9 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_create_user(capmem_arena_t *
  * @retval CAPMEM_E_WRONG_TYPE   not a user object, or one of another user type
  * @retval CAPMEM_E_DENIED       the capability lacks one of @p rights
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_user_object(capmem_arena_t *arena,
-                                                                capmem_cap_t cap,
-                                                                const capmem_user_type_t *type,
-                                                                unsigned rights, void **object);
+CAPMEM_API capmem_err_t capmem_cap_user_object(capmem_arena_t *arena, capmem_cap_t cap,
+                                               const capmem_user_type_t *type, unsigned rights,
+                                               void **object);
 
 /**
  * Derive a new capability from @p src with rights @p rights, which must be a
@@ -147,8 +146,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_user_object(capmem_arena_t *
  * @retval CAPMEM_E_DENIED       src lacks GRANT, or @p rights asks for a right src lacks
  * @retval CAPMEM_E_OUT_OF_CAPS  no free slot, or the account's capability quota is used up
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_mint(capmem_arena_t *arena, capmem_cap_t src,
-                                                         unsigned rights, capmem_cap_t *out);
+CAPMEM_API capmem_err_t capmem_cap_mint(capmem_arena_t *arena, capmem_cap_t src, unsigned rights,
+                                        capmem_cap_t *out);
 
 /**
  * Delete one capability. If it is the object's original, the object is
@@ -159,7 +158,7 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_mint(capmem_arena_t *arena, 
  * @retval CAPMEM_E_INVALID_CAP  stale or forged handle
  * @retval CAPMEM_E_REVOKE_FIRST the capability has children: revoke it first
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_delete(capmem_arena_t *arena, capmem_cap_t cap);
+CAPMEM_API capmem_err_t capmem_cap_delete(capmem_arena_t *arena, capmem_cap_t cap);
 
 /**
  * Revoke: delete every descendant of @p cap (children first, iteratively),
@@ -169,16 +168,15 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_delete(capmem_arena_t *arena
  * @retval CAPMEM_E_INVALID_ARGS arena NULL
  * @retval CAPMEM_E_INVALID_CAP  stale or forged handle
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_revoke(capmem_arena_t *arena, capmem_cap_t cap);
+CAPMEM_API capmem_err_t capmem_cap_revoke(capmem_arena_t *arena, capmem_cap_t cap);
 
 /**
  * Describe a capability.
  * @retval CAPMEM_E_INVALID_ARGS arena or info NULL
  * @retval CAPMEM_E_INVALID_CAP  stale or forged handle
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_identify(capmem_arena_t *arena,
-                                                             capmem_cap_t cap,
-                                                             capmem_cap_info_t *info);
+CAPMEM_API capmem_err_t capmem_cap_identify(capmem_arena_t *arena, capmem_cap_t cap,
+                                            capmem_cap_info_t *info);
 
 /**
  * Visitor for capmem_cap_walk(): @p depth is 0 for the walk's root.
@@ -196,11 +194,11 @@ typedef int (*capmem_cap_visit_fn)(const capmem_cap_info_t *info, unsigned depth
  * @retval CAPMEM_E_INVALID_ARGS arena or fn NULL
  * @retval CAPMEM_E_INVALID_CAP  root is stale or forged
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_cap_walk(capmem_arena_t *arena, capmem_cap_t root,
-                                                         capmem_cap_visit_fn fn, void *ctx);
+CAPMEM_API capmem_err_t capmem_cap_walk(capmem_arena_t *arena, capmem_cap_t root,
+                                        capmem_cap_visit_fn fn, void *ctx);
 
 /** Number of live capabilities in the arena (0 for NULL). */
-CAPMEM_API size_t capmem_cap_count(capmem_arena_t *arena);
+CAPMEM_API CAPMEM_NODISCARD size_t capmem_cap_count(capmem_arena_t *arena);
 
 /**
  * Walk the whole capability space and return the first broken invariant as

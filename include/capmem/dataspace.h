@@ -9,7 +9,7 @@
  * capmem/region_map.h). Reading and writing a dataspace goes to the arena,
  * so data written through one alias is seen through every other.
  *
- * **Aliases.** capmem_dataspace_alias() makes a new dataspace for a
+ * **Aliases.** capmem_ds_alias() makes a new dataspace for a
  * page-aligned subrange, optionally read-only: a read-only alias turns RAM
  * into ROM, and no path through the library writes through it. Its record
  * is paid from the creating session's donation.
@@ -46,6 +46,7 @@
 #define CAPMEM_DATASPACE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "capmem/arena.h"
@@ -65,7 +66,7 @@ typedef enum capmem_ds_kind {
 } capmem_ds_kind_t;
 
 /** Name of a kind: "RAM", "dependent alias", "first-class alias", "managed". */
-CAPMEM_API const char *capmem_ds_kind_name(capmem_ds_kind_t kind);
+CAPMEM_API CAPMEM_NODISCARD const char *capmem_ds_kind_name(capmem_ds_kind_t kind);
 
 /** Lifetime policy of an alias. */
 typedef enum capmem_alias_lifetime {
@@ -75,7 +76,7 @@ typedef enum capmem_alias_lifetime {
 
 /** Attributes of a new alias. Start from CAPMEM_ALIAS_ATTR_INIT. */
 typedef struct capmem_alias_attr {
-    int writable;                     /**< 0 makes a read-only alias (ROM) */
+    bool writable;                    /**< 0 makes a read-only alias (ROM) */
     uint64_t offset;                  /**< page-aligned offset into the source */
     uint64_t size;                    /**< page-aligned size; 0 means "to the end" */
     capmem_alias_lifetime_t lifetime; /**< DEPENDENT or FIRST_CLASS */
@@ -92,7 +93,7 @@ typedef struct capmem_ds_info {
     uint64_t size;   /**< bytes */
     uint64_t phys;   /**< physical address of byte 0 (0 for managed dataspaces) */
     uint64_t offset; /**< backing offset of byte 0 (0 for managed dataspaces) */
-    int writable;    /**< 1 if writes are possible through this capability */
+    bool writable;   /**< 1 if writes are possible through this capability */
     unsigned rights; /**< the capability's rights */
 } capmem_ds_info_t;
 
@@ -101,9 +102,8 @@ typedef struct capmem_ds_info {
  * @retval CAPMEM_E_INVALID_ARGS arena or info NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dataspace_info(capmem_arena_t *arena,
-                                                               capmem_cap_t ds,
-                                                               capmem_ds_info_t *info);
+CAPMEM_API capmem_err_t capmem_ds_info(capmem_arena_t *arena, capmem_cap_t ds,
+                                       capmem_ds_info_t *info);
 
 /**
  * Read @p len bytes at @p offset (needs READ). Managed dataspaces are read
@@ -113,18 +113,16 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dataspace_info(capmem_arena_t *a
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED
  * @retval CAPMEM_E_UNRESOLVED_FAULT (managed only) an access faulted and was not resolved
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dataspace_read(capmem_arena_t *arena,
-                                                               capmem_cap_t ds, uint64_t offset,
-                                                               void *buf, size_t len);
+CAPMEM_API capmem_err_t capmem_ds_read(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offset,
+                                       void *buf, size_t len);
 
 /**
  * Write @p len bytes at @p offset. Needs WRITE on the capability and a
  * writable dataspace: a read-only alias refuses every write with DENIED.
- * @retval as capmem_dataspace_read(); CAPMEM_E_DENIED for read-only dataspaces
+ * @retval as capmem_ds_read(); CAPMEM_E_DENIED for read-only dataspaces
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dataspace_write(capmem_arena_t *arena,
-                                                                capmem_cap_t ds, uint64_t offset,
-                                                                const void *buf, size_t len);
+CAPMEM_API capmem_err_t capmem_ds_write(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offset,
+                                        const void *buf, size_t len);
 
 /**
  * Make an alias of a page-aligned subrange of a RAM dataspace or of another
@@ -142,23 +140,24 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dataspace_write(capmem_arena_t *
  *         GRANT; session lacks WRITE
  * @retval CAPMEM_E_OUT_OF_CAPS, CAPMEM_E_OUT_OF_METADATA, CAPMEM_E_OUT_OF_RAM
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dataspace_alias(capmem_arena_t *arena,
-                                                                capmem_cap_t session,
-                                                                capmem_cap_t ds,
-                                                                const capmem_alias_attr_t *attr,
-                                                                capmem_cap_t *out);
+CAPMEM_API capmem_err_t capmem_ds_alias(capmem_arena_t *arena, capmem_cap_t session,
+                                        capmem_cap_t ds, const capmem_alias_attr_t *attr,
+                                        capmem_cap_t *out);
 
 /**
- * Free a dataspace: a RAM dataspace (as capmem_ram_free()) or an alias
- * (its dependents go with it; a first-class alias releases the pages no
- * one else covers). Needs the original capability (no particular right:
+ * Free a dataspace: the one way to free a RAM dataspace (from
+ * capmem_ram_alloc()) or an alias. Copies and dependent aliases are
+ * revoked, the dataspace is detached from every region map, and its quota,
+ * record and capability are refunded. Pages a first-class alias still
+ * covers stay allocated, charged to the RAM dataspace's account as lent
+ * memory; freeing a first-class alias releases the pages no one else
+ * covers. Needs the original capability (no particular right:
  * a read-only alias can be freed by whoever made it); copies are refused.
  *
  * @retval CAPMEM_E_INVALID_ARGS arena NULL, or a copy instead of the original
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE (managed dataspaces go with their map)
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dataspace_free(capmem_arena_t *arena,
-                                                               capmem_cap_t ds);
+CAPMEM_API capmem_err_t capmem_ds_free(capmem_arena_t *arena, capmem_cap_t ds);
 
 #ifdef __cplusplus
 }

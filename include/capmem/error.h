@@ -91,20 +91,20 @@ typedef struct capmem_error_info {
  * Return the static, human-readable message of @p err.
  * Unknown values give "unknown error"; never NULL.
  */
-CAPMEM_API const char *capmem_strerror(capmem_err_t err);
+CAPMEM_API CAPMEM_NODISCARD const char *capmem_strerror(capmem_err_t err);
 
 /**
  * Return the symbolic name of @p err without prefix, e.g. "OUT_OF_RAM".
  * Unknown values give "UNKNOWN"; never NULL.
  */
-CAPMEM_API const char *capmem_err_name(capmem_err_t err);
+CAPMEM_API CAPMEM_NODISCARD const char *capmem_err_name(capmem_err_t err);
 
 /**
  * Return the detail record of the last failure on the calling thread.
  * The pointer stays valid for the thread's lifetime; never NULL. Before any
  * failure, code is CAPMEM_OK and message is empty.
  */
-CAPMEM_API const capmem_error_info_t *capmem_last_error(void);
+CAPMEM_API CAPMEM_NODISCARD const capmem_error_info_t *capmem_last_error(void);
 
 /** Reset the calling thread's detail record to "no error". */
 CAPMEM_API void capmem_error_clear(void);

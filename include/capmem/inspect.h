@@ -71,12 +71,11 @@ typedef void (*capmem_event_fn)(capmem_arena_t *arena, const capmem_event_t *eve
  * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
  * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_arena_set_event_handler(capmem_arena_t *arena,
-                                                                        capmem_event_fn fn,
-                                                                        void *ctx);
+CAPMEM_API capmem_err_t capmem_arena_set_event_handler(capmem_arena_t *arena, capmem_event_fn fn,
+                                                       void *ctx);
 
 /** Name of an event kind, e.g. "upgrade"; "unknown" otherwise. */
-CAPMEM_API const char *capmem_event_kind_name(capmem_event_kind_t kind);
+CAPMEM_API CAPMEM_NODISCARD const char *capmem_event_kind_name(capmem_event_kind_t kind);
 
 /**
  * The invariant checker: walk every layer of the arena and return the first

@@ -41,6 +41,7 @@
 #define CAPMEM_RAM_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "capmem/arena.h"
@@ -109,19 +110,30 @@ typedef struct capmem_ram_attr {
  * @retval CAPMEM_E_OUT_OF_PHYS  no single untyped can hold the root donation (one chunk)
  * @retval CAPMEM_E_OUT_OF_CAPS, CAPMEM_E_HOST_NOMEM
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_create(capmem_arena_t *arena,
-                                                           const capmem_cap_t *untypeds, size_t n,
-                                                           const capmem_ram_attr_t *attr,
-                                                           capmem_cap_t *root);
+CAPMEM_API capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untypeds,
+                                          size_t n, const capmem_ram_attr_t *attr,
+                                          capmem_cap_t *root);
 
 /**
  * Convenience: a RAM service over all of the arena's RAM boot untypeds
  * (capmem_untyped_boot()), as Genode's core does at start.
  * @retval as capmem_untyped_boot() and capmem_ram_create()
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_boot(capmem_arena_t *arena,
-                                                         const capmem_ram_attr_t *attr,
-                                                         capmem_cap_t *root);
+CAPMEM_API capmem_err_t capmem_ram_boot(capmem_arena_t *arena, const capmem_ram_attr_t *attr,
+                                        capmem_cap_t *root);
+
+/**
+ * Destroy a RAM service, the counterpart of capmem_ram_create() and
+ * capmem_ram_boot(): every session of the service is closed (as by closing
+ * each account, children first), then each pool is given back to the
+ * untyped it was retyped from, which is childless again and can be retyped
+ * or given to a new service. Needs the root account's original capability
+ * with WRITE. Raises the events of the closes and deletes.
+ *
+ * @retval CAPMEM_E_INVALID_ARGS arena NULL; @p root is a copy, or not a root account
+ * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED (needs WRITE)
+ */
+CAPMEM_API capmem_err_t capmem_ram_destroy(capmem_arena_t *arena, capmem_cap_t root);
 
 /** Attributes of a new RAM session. Start from CAPMEM_RAM_OPEN_ATTR_INIT. */
 typedef struct capmem_ram_open_attr {
@@ -153,24 +165,22 @@ typedef struct capmem_ram_open_attr {
  * @retval CAPMEM_E_OUT_OF_CAPS  the parent's capability quota is below caps + 1
  * @retval CAPMEM_E_OUT_OF_PHYS  no contiguous physical range for the donation
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
-                                                         const capmem_ram_open_attr_t *attr,
-                                                         capmem_cap_t *out);
+CAPMEM_API capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
+                                        const capmem_ram_open_attr_t *attr, capmem_cap_t *out);
 
 /**
  * Close an account: every session it opened is closed first, every
  * dataspace it holds is freed (first-class aliases it lent keep their pages,
  * and the charge for them passes to the reference account), and all its
  * quota, donation included, returns to its reference account. Closing the
- * root account is refused while it has child sessions.
+ * root account is refused while it has child sessions (capmem_ram_destroy()
+ * closes everything and gives the memory back to the untypeds).
  *
- * @retval CAPMEM_E_INVALID_ARGS arena NULL
+ * @retval CAPMEM_E_INVALID_ARGS arena NULL, or @p account is a copy, not the original
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED (needs WRITE)
  * @retval CAPMEM_E_DELETE_FIRST root account with child sessions
- * @retval CAPMEM_E_REVOKE_FIRST the capability is a copy with children of its own
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_close(capmem_arena_t *arena,
-                                                          capmem_cap_t account);
+CAPMEM_API capmem_err_t capmem_ram_close(capmem_arena_t *arena, capmem_cap_t account);
 
 /**
  * Move @p bytes of RAM quota from @p from to @p to. One must be the other's
@@ -183,36 +193,35 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_close(capmem_arena_t *arena,
  * @retval CAPMEM_E_DENIED       the accounts are not account and reference account
  * @retval CAPMEM_E_OUT_OF_RAM   bytes > the giver's avail (detail: needed, available)
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_transfer(capmem_arena_t *arena,
-                                                             capmem_cap_t from, capmem_cap_t to,
-                                                             uint64_t bytes);
+CAPMEM_API capmem_err_t capmem_ram_transfer(capmem_arena_t *arena, capmem_cap_t from,
+                                            capmem_cap_t to, uint64_t bytes);
 
 /**
  * Move capability quota, with the same rules as capmem_ram_transfer().
  * @retval CAPMEM_E_OUT_OF_CAPS  count > the giver's unused capability quota
  * @retval others as capmem_ram_transfer()
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_transfer_caps(capmem_arena_t *arena,
-                                                                  capmem_cap_t from,
-                                                                  capmem_cap_t to, uint64_t count);
+CAPMEM_API capmem_err_t capmem_ram_transfer_caps(capmem_arena_t *arena, capmem_cap_t from,
+                                                 capmem_cap_t to, uint64_t count);
 
 /**
- * Upgrade a session's donation by @p bytes, paid from account @p payer's
- * quota. The payer must be the session itself (its own quota: the expanding
- * client's way) or its reference account (for a region map: its client
- * account). The bytes become a new metadata chunk. Emits an UPGRADE event.
+ * Upgrade a RAM session's donation by @p bytes, paid from account
+ * @p payer's quota. The payer must be the session itself (its own quota:
+ * the expanding client's way) or its reference account. The bytes become a
+ * new metadata chunk. Emits an UPGRADE event. (A region map's donation is
+ * upgraded with capmem_rm_upgrade().)
  *
- * @param session a RAM session or region map capability
+ * @param session a RAM session (account) capability
  * @retval CAPMEM_E_INVALID_ARGS arena NULL; bytes 0, not a page multiple, or too small for a
  *         chunk (two records)
- * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED (WRITE on payer)
+ * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE (session or payer is not an account),
+ *         CAPMEM_E_DENIED (WRITE on payer)
  * @retval CAPMEM_E_DENIED       payer is neither the session nor its reference account
  * @retval CAPMEM_E_OUT_OF_RAM   the payer's avail is below bytes
  * @retval CAPMEM_E_OUT_OF_PHYS  no contiguous physical range of bytes
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_upgrade(capmem_arena_t *arena,
-                                                            capmem_cap_t session,
-                                                            capmem_cap_t payer, uint64_t bytes);
+CAPMEM_API capmem_err_t capmem_ram_upgrade(capmem_arena_t *arena, capmem_cap_t session,
+                                           capmem_cap_t payer, uint64_t bytes);
 
 /**
  * Make an account expanding (or not), with upgrade step @p step bytes (0
@@ -220,9 +229,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_upgrade(capmem_arena_t *aren
  * @retval CAPMEM_E_INVALID_ARGS arena NULL, step not a page multiple or too small
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED (needs WRITE)
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_set_expanding(capmem_arena_t *arena,
-                                                                  capmem_cap_t account, int on,
-                                                                  uint64_t step);
+CAPMEM_API capmem_err_t capmem_ram_set_expanding(capmem_arena_t *arena, capmem_cap_t account,
+                                                 bool on, uint64_t step);
 
 /** A snapshot of an account. */
 typedef struct capmem_ram_info {
@@ -238,8 +246,8 @@ typedef struct capmem_ram_info {
     uint64_t caps_used;        /**< capabilities charged to it */
     uint64_t upgrade_step;     /**< step of the expanding client */
     uint64_t upgrades;         /**< upgrades done so far */
-    int expanding;             /**< 1 if it upgrades itself on OUT_OF_METADATA */
-    int is_root;               /**< 1 for the service's root account */
+    bool expanding;            /**< 1 if it upgrades itself on OUT_OF_METADATA */
+    bool is_root;              /**< 1 for the service's root account */
     char label[24];            /**< the label given at open ("root" for the root) */
 } capmem_ram_info_t;
 
@@ -248,16 +256,17 @@ typedef struct capmem_ram_info {
  * @retval CAPMEM_E_INVALID_ARGS arena or info NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_info(capmem_arena_t *arena,
-                                                         capmem_cap_t account,
-                                                         capmem_ram_info_t *info);
+CAPMEM_API capmem_err_t capmem_ram_info(capmem_arena_t *arena, capmem_cap_t account,
+                                        capmem_ram_info_t *info);
 
 /**
  * Allocate a RAM dataspace of @p size bytes, rounded up to whole pages.
  * The account pays: size of its quota, one metadata record of its donation,
  * one capability of its capability quota. The physical range is reserved at
  * once (no overcommit) and zeroed. The dataspace capability has all rights
- * and is a child of the account's capability.
+ * and is a child of the account's capability. Free it with capmem_ds_free()
+ * (capmem/dataspace.h), which refunds the quota, the record and the
+ * capability.
  *
  * Checks, in order, each leaving everything unchanged:
  * @retval CAPMEM_E_INVALID_ARGS   arena or ds NULL, size 0 or overflowing when rounded
@@ -270,28 +279,16 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_info(capmem_arena_t *arena,
  * @retval CAPMEM_E_OUT_OF_PHYS    quota is there but no contiguous physical range: the detail
  *         gives the largest free range as available
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_alloc(capmem_arena_t *arena,
-                                                          capmem_cap_t account, uint64_t size,
-                                                          capmem_cap_t *ds);
-
-/**
- * Free a RAM dataspace (the original capability from capmem_ram_alloc()):
- * copies and dependent aliases are revoked, it is detached from every region
- * map, and its quota and record are refunded. Pages a first-class alias
- * still covers stay allocated, charged to the account as lent memory.
- *
- * @retval CAPMEM_E_INVALID_ARGS arena NULL, or the capability is a copy, not the original
- * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE
- */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_free(capmem_arena_t *arena, capmem_cap_t ds);
+CAPMEM_API capmem_err_t capmem_ram_alloc(capmem_arena_t *arena, capmem_cap_t account, uint64_t size,
+                                         capmem_cap_t *ds);
 
 /**
  * Visitor for capmem_ram_map(): one physical block of the service, in
- * address order. @p used is 1 for reserved memory (dataspaces, pages kept
- * by first-class aliases, metadata chunks, gaps between pools), 0 for free.
+ * address order. @p used is true for reserved memory (dataspaces, pages kept
+ * by first-class aliases, metadata chunks, gaps between pools), false for free.
  * Return 0 to continue, non-zero to stop.
  */
-typedef int (*capmem_ram_map_fn)(uint64_t phys, uint64_t size, int used, void *ctx);
+typedef int (*capmem_ram_map_fn)(uint64_t phys, uint64_t size, bool used, void *ctx);
 
 /**
  * Walk the physical map of the RAM service that @p account belongs to: the
@@ -302,8 +299,8 @@ typedef int (*capmem_ram_map_fn)(uint64_t phys, uint64_t size, int used, void *c
  * @retval CAPMEM_E_INVALID_ARGS arena or fn NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE the account
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_ram_map(capmem_arena_t *arena, capmem_cap_t account,
-                                                        capmem_ram_map_fn fn, void *ctx);
+CAPMEM_API capmem_err_t capmem_ram_map(capmem_arena_t *arena, capmem_cap_t account,
+                                       capmem_ram_map_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

@@ -65,6 +65,7 @@
 #define CAPMEM_REGION_MAP_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "capmem/arena.h"
@@ -108,18 +109,18 @@ typedef enum capmem_rm_access {
 } capmem_rm_access_t;
 
 /** Name of an access type: "read", "write", "exec" or "unknown". */
-CAPMEM_API const char *capmem_rm_access_name(capmem_rm_access_t access);
+CAPMEM_API CAPMEM_NODISCARD const char *capmem_rm_access_name(capmem_rm_access_t access);
 
-/** Attributes of a new region map. Start from CAPMEM_RM_ATTR_INIT and set size. */
-typedef struct capmem_rm_attr {
+/** Attributes of a new region map. Start from CAPMEM_RM_OPEN_ATTR_INIT and set size. */
+typedef struct capmem_rm_open_attr {
     uint64_t size;         /**< bytes of address space; a non-zero page multiple */
     uint64_t donation;     /**< metadata donation paid by the client; a page multiple */
     uint64_t upgrade_step; /**< step of an expanding map; a page multiple */
     uint32_t flags;        /**< CAPMEM_RM_EXPANDING */
     const char *label;     /**< name for events and dumps (first 23 characters kept) */
-} capmem_rm_attr_t;
+} capmem_rm_open_attr_t;
 
-#define CAPMEM_RM_ATTR_INIT                                                                        \
+#define CAPMEM_RM_OPEN_ATTR_INIT                                                                   \
     {                                                                                              \
         .size = 0, .donation = CAPMEM_RM_DEFAULT_DONATION,                                         \
         .upgrade_step = CAPMEM_RM_DEFAULT_UPGRADE, .flags = 0, .label = NULL                       \
@@ -145,10 +146,23 @@ typedef struct capmem_rm_attr {
  * @retval CAPMEM_E_OUT_OF_PHYS  no contiguous physical range for the donation
  * @retval CAPMEM_E_HOST_NOMEM   the per-arena region-map state could not be allocated
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_create(capmem_arena_t *arena,
-                                                          capmem_cap_t client,
-                                                          const capmem_rm_attr_t *attr,
-                                                          capmem_cap_t *out);
+CAPMEM_API capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
+                                       const capmem_rm_open_attr_t *attr, capmem_cap_t *out);
+
+/**
+ * Upgrade a region map's donation by @p bytes, paid from its client
+ * account's quota (the map's records: regions, the map itself, its managed
+ * dataspace). The bytes become a new metadata chunk. Emits an UPGRADE event.
+ *
+ * @retval CAPMEM_E_INVALID_ARGS arena NULL; bytes not a page multiple or below two records
+ * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE @p rm is not a region map or @p payer not
+ *         an account; CAPMEM_E_DENIED payer lacks WRITE
+ * @retval CAPMEM_E_DENIED       payer is not the map's client account
+ * @retval CAPMEM_E_OUT_OF_RAM   the client's avail is below bytes
+ * @retval CAPMEM_E_OUT_OF_PHYS  no contiguous physical range of bytes
+ */
+CAPMEM_API capmem_err_t capmem_rm_upgrade(capmem_arena_t *arena, capmem_cap_t rm,
+                                          capmem_cap_t payer, uint64_t bytes);
 
 /**
  * Close a region map: its managed dataspace is revoked (and detached from
@@ -161,15 +175,15 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_create(capmem_arena_t *arena,
  * @retval CAPMEM_E_WRONG_TYPE   not a region map
  * @retval CAPMEM_E_DENIED       the capability lacks WRITE
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_close(capmem_arena_t *arena, capmem_cap_t rm);
+CAPMEM_API capmem_err_t capmem_rm_close(capmem_arena_t *arena, capmem_cap_t rm);
 
 /** What to attach and where. Start from CAPMEM_RM_ATTACH_ATTR_INIT. */
 typedef struct capmem_rm_attach_attr {
     uint64_t size;   /**< bytes; page multiple; 0 means the dataspace from offset to its end */
     uint64_t offset; /**< page-aligned offset into the dataspace */
     uint64_t at;     /**< page-aligned local address, or CAPMEM_RM_ANYWHERE */
-    int writable;    /**< 1: writes allowed (needs a writable dataspace and WRITE) */
-    int executable;  /**< 1: execute touches allowed */
+    bool writable;   /**< 1: writes allowed (needs a writable dataspace and WRITE) */
+    bool executable; /**< 1: execute touches allowed */
 } capmem_rm_attach_attr_t;
 
 #define CAPMEM_RM_ATTACH_ATTR_INIT                                                                 \
@@ -203,10 +217,8 @@ typedef struct capmem_rm_attach_attr {
  * @retval CAPMEM_E_OUT_OF_RAM   (expanding map) the client's quota cannot pay the upgrade
  * @retval CAPMEM_E_OUT_OF_PHYS  (expanding map) no contiguous physical range for the upgrade
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_attach(capmem_arena_t *arena, capmem_cap_t rm,
-                                                          capmem_cap_t ds,
-                                                          const capmem_rm_attach_attr_t *attr,
-                                                          uint64_t *out);
+CAPMEM_API capmem_err_t capmem_rm_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap_t ds,
+                                         const capmem_rm_attach_attr_t *attr, uint64_t *out);
 
 /**
  * Detach the region that contains local address @p address. Its record
@@ -216,8 +228,7 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_attach(capmem_arena_t *arena,
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED (needs WRITE) the map
  * @retval CAPMEM_E_NOT_FOUND    no region contains @p address (detail: address)
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_detach(capmem_arena_t *arena, capmem_cap_t rm,
-                                                          uint64_t address);
+CAPMEM_API capmem_err_t capmem_rm_detach(capmem_arena_t *arena, capmem_cap_t rm, uint64_t address);
 
 /** A fault as the handler sees it. */
 typedef struct capmem_rm_fault {
@@ -246,16 +257,14 @@ typedef capmem_rm_fault_result_t (*capmem_rm_fault_fn)(capmem_arena_t *arena,
  * @retval CAPMEM_E_INVALID_ARGS arena NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED (needs WRITE)
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_set_fault_handler(capmem_arena_t *arena,
-                                                                     capmem_cap_t rm,
-                                                                     capmem_rm_fault_fn fn,
-                                                                     void *ctx);
+CAPMEM_API capmem_err_t capmem_rm_set_fault_handler(capmem_arena_t *arena, capmem_cap_t rm,
+                                                    capmem_rm_fault_fn fn, void *ctx);
 
 /** A map's fault state (Genode's Region_map::State), with counters. */
 typedef struct capmem_rm_state {
-    int faulted;               /**< 1 once any fault has been raised in this map */
-    int pending;               /**< 1 while the handler of the last fault runs */
-    int unresolved;            /**< 1 if the last fault was not resolved */
+    bool faulted;              /**< 1 once any fault has been raised in this map */
+    bool pending;              /**< 1 while the handler of the last fault runs */
+    bool unresolved;           /**< 1 if the last fault was not resolved */
     capmem_rm_access_t access; /**< access type of the last fault */
     uint64_t address;          /**< local address of the last fault */
     capmem_cap_t rm;           /**< the map (its original capability) */
@@ -267,8 +276,8 @@ typedef struct capmem_rm_state {
  * @retval CAPMEM_E_INVALID_ARGS arena or state NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_state(capmem_arena_t *arena, capmem_cap_t rm,
-                                                         capmem_rm_state_t *state);
+CAPMEM_API capmem_err_t capmem_rm_state(capmem_arena_t *arena, capmem_cap_t rm,
+                                        capmem_rm_state_t *state);
 
 /**
  * Read @p len bytes at local address @p address, across region boundaries
@@ -285,8 +294,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_state(capmem_arena_t *arena, 
  * @retval CAPMEM_E_FAULT_LOOP   the handler reported CAPMEM_RM_FAULT_RETRIES resolutions in a row
  *         without the access making progress (detail: address)
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_read(capmem_arena_t *arena, capmem_cap_t rm,
-                                                        uint64_t address, void *buf, size_t len);
+CAPMEM_API capmem_err_t capmem_rm_read(capmem_arena_t *arena, capmem_cap_t rm, uint64_t address,
+                                       void *buf, size_t len);
 
 /**
  * Write @p len bytes at local address @p address. Every region on the way
@@ -294,9 +303,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_read(capmem_arena_t *arena, c
  * read-only dataspace. Needs WRITE on the map.
  * @retval as capmem_rm_read()
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_write(capmem_arena_t *arena, capmem_cap_t rm,
-                                                         uint64_t address, const void *buf,
-                                                         size_t len);
+CAPMEM_API capmem_err_t capmem_rm_write(capmem_arena_t *arena, capmem_cap_t rm, uint64_t address,
+                                        const void *buf, size_t len);
 
 /**
  * Touch @p len bytes at @p address for @p access without moving bytes
@@ -305,18 +313,17 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_write(capmem_arena_t *arena, 
  * @retval CAPMEM_E_INVALID_ARGS arena NULL or unknown access type
  * @retval others as capmem_rm_read()
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_touch(capmem_arena_t *arena, capmem_cap_t rm,
-                                                         uint64_t address, size_t len,
-                                                         capmem_rm_access_t access);
+CAPMEM_API capmem_err_t capmem_rm_touch(capmem_arena_t *arena, capmem_cap_t rm, uint64_t address,
+                                        size_t len, capmem_rm_access_t access);
 
 /** One attachment, as capmem_rm_lookup() reports it. */
 typedef struct capmem_rm_region {
     uint64_t address; /**< local address of its first byte */
     uint64_t size;    /**< bytes */
     uint64_t offset;  /**< offset into the dataspace */
-    int writable;     /**< writes allowed */
-    int executable;   /**< execute touches allowed */
-    int managed;      /**< the dataspace is another map's managed dataspace */
+    bool writable;    /**< writes allowed */
+    bool executable;  /**< execute touches allowed */
+    bool managed;     /**< the dataspace is another map's managed dataspace */
 } capmem_rm_region_t;
 
 /**
@@ -325,9 +332,8 @@ typedef struct capmem_rm_region {
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE the map
  * @retval CAPMEM_E_NOT_FOUND    no region contains @p address
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_lookup(capmem_arena_t *arena, capmem_cap_t rm,
-                                                          uint64_t address,
-                                                          capmem_rm_region_t *out);
+CAPMEM_API capmem_err_t capmem_rm_lookup(capmem_arena_t *arena, capmem_cap_t rm, uint64_t address,
+                                         capmem_rm_region_t *out);
 
 /** A snapshot of a region map. */
 typedef struct capmem_rm_info {
@@ -340,8 +346,8 @@ typedef struct capmem_rm_info {
     uint64_t upgrade_step;     /**< step of the expanding map */
     uint64_t upgrades;         /**< upgrades done so far */
     uint64_t faults;           /**< faults raised in it */
-    int expanding;             /**< 1 if it upgrades itself on OUT_OF_METADATA */
-    int has_handler;           /**< 1 if a fault handler is installed */
+    bool expanding;            /**< 1 if it upgrades itself on OUT_OF_METADATA */
+    bool has_handler;          /**< 1 if a fault handler is installed */
     char label[24];            /**< the label given at creation */
 } capmem_rm_info_t;
 
@@ -350,8 +356,8 @@ typedef struct capmem_rm_info {
  * @retval CAPMEM_E_INVALID_ARGS arena or info NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_info(capmem_arena_t *arena, capmem_cap_t rm,
-                                                        capmem_rm_info_t *info);
+CAPMEM_API capmem_err_t capmem_rm_info(capmem_arena_t *arena, capmem_cap_t rm,
+                                       capmem_rm_info_t *info);
 
 /**
  * Return the map's managed dataspace, the map used as a dataspace of its
@@ -367,8 +373,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_info(capmem_arena_t *arena, c
  * @retval CAPMEM_E_OUT_OF_CAPS  the client's capability quota is used up
  * @retval CAPMEM_E_OUT_OF_METADATA, CAPMEM_E_OUT_OF_RAM, CAPMEM_E_OUT_OF_PHYS as for attach
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_rm_dataspace(capmem_arena_t *arena, capmem_cap_t rm,
-                                                             capmem_cap_t *ds);
+CAPMEM_API capmem_err_t capmem_rm_dataspace(capmem_arena_t *arena, capmem_cap_t rm,
+                                            capmem_cap_t *ds);
 
 #ifdef __cplusplus
 }

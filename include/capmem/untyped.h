@@ -36,6 +36,7 @@
 #define CAPMEM_UNTYPED_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "capmem/alloc.h"
@@ -80,7 +81,7 @@ typedef enum capmem_untyped_policy {
 } capmem_untyped_policy_t;
 
 /** Name of a policy: "watermark", "range", "buddy", "inherit", or "user". */
-CAPMEM_API const char *capmem_untyped_policy_name(capmem_untyped_policy_t policy);
+CAPMEM_API CAPMEM_NODISCARD const char *capmem_untyped_policy_name(capmem_untyped_policy_t policy);
 
 /** "Anywhere": let the policy choose the offset. */
 #define CAPMEM_RETYPE_ANYWHERE UINT64_MAX
@@ -113,13 +114,13 @@ typedef struct capmem_untyped_info {
     uint64_t phys;         /**< physical address of its first byte */
     uint64_t offset;       /**< backing offset of its first byte */
     unsigned size_bits;    /**< its size is 2^size_bits bytes */
-    int device;            /**< 1 for device memory (never zeroed; frames and untyped only) */
+    bool device;           /**< 1 for device memory (never zeroed; frames and untyped only) */
     const char *policy;    /**< policy name */
     uint64_t free_bytes;   /**< bytes a retype could still use (policy's view) */
     uint64_t largest_free; /**< largest single block still free */
     uint64_t watermark;    /**< watermark policy: bytes below the free index; else 0 */
     uint64_t children;     /**< live objects retyped from it */
-    int full;              /**< marked full by capmem_untyped_copy() */
+    bool full;             /**< marked full by capmem_untyped_copy() */
 } capmem_untyped_info_t;
 
 /**
@@ -135,9 +136,8 @@ typedef struct capmem_untyped_info {
  * @retval CAPMEM_E_OUT_OF_CAPS  the capability table is full
  * @retval CAPMEM_E_HOST_NOMEM   host memory for the records ran out
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_boot(capmem_arena_t *arena,
-                                                             capmem_untyped_info_t *out, size_t max,
-                                                             size_t *count);
+CAPMEM_API capmem_err_t capmem_untyped_boot(capmem_arena_t *arena, capmem_untyped_info_t *out,
+                                            size_t max, size_t *count);
 
 /**
  * Create device untypeds for a device range registered after boot
@@ -148,10 +148,9 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_boot(capmem_arena_t *are
  * @retval CAPMEM_E_DELETE_FIRST the range is covered by untypeds already
  * @retval CAPMEM_E_OUT_OF_CAPS, CAPMEM_E_HOST_NOMEM as for capmem_untyped_boot()
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_add_device(capmem_arena_t *arena,
-                                                                   uint32_t device_id,
-                                                                   capmem_untyped_info_t *out,
-                                                                   size_t max, size_t *count);
+CAPMEM_API capmem_err_t capmem_untyped_add_device(capmem_arena_t *arena, uint32_t device_id,
+                                                  capmem_untyped_info_t *out, size_t max,
+                                                  size_t *count);
 
 /**
  * Change the placement policy of an untyped that has no children: a
@@ -166,10 +165,9 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_add_device(capmem_arena_
  * @retval CAPMEM_E_REVOKE_FIRST the untyped has children
  * @retval CAPMEM_E_HOST_NOMEM   the policy's metadata could not be allocated
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena,
-                                                                   capmem_cap_t untyped,
-                                                                   capmem_untyped_policy_t policy,
-                                                                   capmem_alloc_t *user);
+CAPMEM_API capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena, capmem_cap_t untyped,
+                                                  capmem_untyped_policy_t policy,
+                                                  capmem_alloc_t *user);
 
 /**
  * Retype: create attr->count objects of 2^attr->size_bits bytes from the
@@ -191,10 +189,9 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_set_policy(capmem_arena_
  * @retval CAPMEM_E_OUT_OF_CAPS  not enough free capability slots
  * @retval CAPMEM_E_HOST_NOMEM   host memory for the records ran out
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_retype(capmem_arena_t *arena,
-                                                               capmem_cap_t untyped,
-                                                               const capmem_retype_attr_t *attr,
-                                                               capmem_cap_t *dest, size_t dest_len);
+CAPMEM_API capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
+                                              const capmem_retype_attr_t *attr, capmem_cap_t *dest,
+                                              size_t dest_len);
 
 /**
  * seL4's copy of an untyped capability: refused while the untyped has
@@ -207,18 +204,16 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_retype(capmem_arena_t *a
  * @retval CAPMEM_E_REVOKE_FIRST the untyped has children
  * @retval CAPMEM_E_OUT_OF_CAPS, CAPMEM_E_HOST_NOMEM
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_copy(capmem_arena_t *arena,
-                                                             capmem_cap_t untyped,
-                                                             capmem_cap_t *out);
+CAPMEM_API capmem_err_t capmem_untyped_copy(capmem_arena_t *arena, capmem_cap_t untyped,
+                                            capmem_cap_t *out);
 
 /**
  * Describe an untyped.
  * @retval CAPMEM_E_INVALID_ARGS arena or info NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE the capability
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_untyped_info(capmem_arena_t *arena,
-                                                             capmem_cap_t untyped,
-                                                             capmem_untyped_info_t *info);
+CAPMEM_API capmem_err_t capmem_untyped_info(capmem_arena_t *arena, capmem_cap_t untyped,
+                                            capmem_untyped_info_t *info);
 
 /** Description of a frame or kernel object retyped from untyped. */
 typedef struct capmem_object_info {
@@ -226,7 +221,7 @@ typedef struct capmem_object_info {
     uint64_t phys;      /**< physical address */
     uint64_t offset;    /**< backing offset */
     unsigned size_bits; /**< size is 2^size_bits bytes */
-    int device;         /**< 1 if it lies in device memory */
+    bool device;        /**< 1 if it lies in device memory */
 } capmem_object_info_t;
 
 /**
@@ -235,25 +230,23 @@ typedef struct capmem_object_info {
  * @retval CAPMEM_E_INVALID_CAP  stale or forged
  * @retval CAPMEM_E_WRONG_TYPE   neither a frame nor a kernel object
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_object_info(capmem_arena_t *arena, capmem_cap_t obj,
-                                                            capmem_object_info_t *info);
+CAPMEM_API capmem_err_t capmem_object_info(capmem_arena_t *arena, capmem_cap_t obj,
+                                           capmem_object_info_t *info);
 
 /**
  * Read @p len bytes at @p offset of a frame (needs READ).
  * @retval CAPMEM_E_INVALID_ARGS arena or buf NULL; offset + len beyond the frame or overflowing
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE (not a frame), CAPMEM_E_DENIED
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_frame_read(capmem_arena_t *arena,
-                                                           capmem_cap_t frame, uint64_t offset,
-                                                           void *buf, size_t len);
+CAPMEM_API capmem_err_t capmem_frame_read(capmem_arena_t *arena, capmem_cap_t frame,
+                                          uint64_t offset, void *buf, size_t len);
 
 /**
  * Write @p len bytes at @p offset of a frame (needs WRITE).
  * @retval as capmem_frame_read()
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_frame_write(capmem_arena_t *arena,
-                                                            capmem_cap_t frame, uint64_t offset,
-                                                            const void *buf, size_t len);
+CAPMEM_API capmem_err_t capmem_frame_write(capmem_arena_t *arena, capmem_cap_t frame,
+                                           uint64_t offset, const void *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -24,14 +24,19 @@ extern "C" {
 #endif
 
 #if defined(__GNUC__)
-/** Marks calls whose returned error must be looked at. */
+/**
+ * Marks calls made only for their result (queries, names, check functions):
+ * discarding it means the call did nothing. Calls that act and return an
+ * error code are not marked, so code may ignore an error it cannot handle
+ * (GCC offers no cast that silences warn_unused_result).
+ */
 #define CAPMEM_NODISCARD __attribute__((warn_unused_result))
 #else
 #define CAPMEM_NODISCARD
 #endif
 
 /** Return the run-time library version as "major.minor.patch". */
-CAPMEM_API const char *capmem_version(void);
+CAPMEM_API CAPMEM_NODISCARD const char *capmem_version(void);
 
 #ifdef __cplusplus
 }

@@ -38,7 +38,7 @@
  * handler sees, and what the handler does about each. The handler (on_fault)
  * draws nothing itself: it replays the model's script, so the library and
  * the model see the same attachments. Predictions are exact; the accesses'
- * bytes are checked against capmem_dataspace_read() of the backing
+ * bytes are checked against capmem_ds_read() of the backing
  * dataspace at the model's translated offset.
  */
 #include "interp.h"
@@ -468,7 +468,7 @@ typedef struct largest_ctx {
     uint64_t run, best;
 } largest_ctx_t;
 
-static int largest_visit(uint64_t phys, uint64_t size, int used, void *ctx)
+static int largest_visit(uint64_t phys, uint64_t size, bool used, void *ctx)
 {
     largest_ctx_t *c = ctx;
     (void)phys;
@@ -1043,7 +1043,9 @@ static int op_upgrade(interp_t *in, interp_src_t *s)
 {
     int se;
     int pa;
-    capmem_cap_t hs = pick_handle(in, s, take(s, 4) == 0 ? M(K_RM) : M(K_ACC), &se);
+    /* A map is upgraded with capmem_rm_upgrade, an account with capmem_ram_upgrade. */
+    const int as_map = take(s, 4) == 0;
+    capmem_cap_t hs = pick_handle(in, s, as_map ? M(K_RM) : M(K_ACC), &se);
     capmem_cap_t hp = pick_handle(in, s, M(K_ACC), &pa);
     if (take(s, 2) && se >= 0 && in->e[se].kind == K_ACC) {
         pa = in->e[in->e[se].obj].ref >= 0 && take(s, 2) ? in->e[in->e[se].obj].ref : se;
@@ -1053,16 +1055,15 @@ static int op_upgrade(interp_t *in, interp_src_t *s)
         hp = in->e[pa].h;
     }
     uint64_t bytes = take(s, 8) == 0 ? pick_size(s) : (take(s, 4) + 1) * PAGE;
-    opf(in, "upgrade(session=%d, payer=%d, %" PRIu64 ")", se, pa, bytes);
+    opf(in, "%s_upgrade(session=%d, payer=%d, %" PRIu64 ")", as_map ? "rm" : "ram", se, pa, bytes);
     capmem_err_t e = CAPMEM_OK;
     FIRST(e, !step_ok(bytes), CAPMEM_E_INVALID_ARGS);
     if (e == CAPMEM_OK) {
         e = lookup(in, pa, K_ACC, CAPMEM_RIGHT_WRITE);
     }
     if (e == CAPMEM_OK) {
-        e = lookup(in, se, K_NONE, 0);
+        e = lookup(in, se, as_map ? K_RM : K_ACC, 0);
     }
-    FIRST(e, in->e[se].kind != K_ACC && in->e[se].kind != K_RM, CAPMEM_E_WRONG_TYPE);
     int so = se >= 0 ? in->e[se].obj : -1;
     int po = pa >= 0 ? in->e[pa].obj : -1;
     if (e == CAPMEM_OK && in->e[so].kind == K_RM) {
@@ -1071,7 +1072,8 @@ static int op_upgrade(interp_t *in, interp_src_t *s)
     FIRST(e, in->e[so].kind == K_ACC && so != po && in->e[so].ref != po, CAPMEM_E_DENIED);
     FIRST(e, avail_of(in, po) < bytes, CAPMEM_E_OUT_OF_RAM);
     FIRST(e, largest_free(in) < bytes, CAPMEM_E_OUT_OF_PHYS);
-    capmem_err_t got = capmem_ram_upgrade(in->arena, hs, hp, bytes);
+    capmem_err_t got = as_map ? capmem_rm_upgrade(in->arena, hs, hp, bytes)
+                              : capmem_ram_upgrade(in->arena, hs, hp, bytes);
     if (expect(in, got, e, e)) {
         return 1;
     }
@@ -1154,7 +1156,7 @@ static int op_alloc(interp_t *in, interp_src_t *s)
     }
     if (got == CAPMEM_OK) {
         capmem_ds_info_t di;
-        if (capmem_dataspace_info(in->arena, out, &di) != CAPMEM_OK || di.size != bytes) {
+        if (capmem_ds_info(in->arena, out, &di) != CAPMEM_OK || di.size != bytes) {
             return fail(in, "new dataspace: info failed or size %" PRIu64 " != %" PRIu64, di.size,
                         bytes);
         }
@@ -1174,7 +1176,7 @@ static int op_alloc(interp_t *in, interp_src_t *s)
         x->root_uid = x->uid;
         /* No overcommit, and the memory reads as zeros. */
         uint8_t b[8] = {1};
-        if (capmem_dataspace_read(in->arena, out, bytes - sizeof(b), b, sizeof(b)) != CAPMEM_OK ||
+        if (capmem_ds_read(in->arena, out, bytes - sizeof(b), b, sizeof(b)) != CAPMEM_OK ||
             memcmp(b, "\0\0\0\0\0\0\0\0", sizeof(b)) != 0) {
             return fail(in, "new dataspace does not read as zeros");
         }
@@ -1190,7 +1192,7 @@ static int op_free(interp_t *in, interp_src_t *s)
     capmem_err_t e = lookup(in, d, K_DS, 0);
     FIRST(e, in->e[d].obj != d, CAPMEM_E_INVALID_ARGS);
     FIRST(e, in->e[d].kind == K_MDS, CAPMEM_E_WRONG_TYPE);
-    capmem_err_t got = capmem_dataspace_free(in->arena, h);
+    capmem_err_t got = capmem_ds_free(in->arena, h);
     if (expect(in, got, e, e)) {
         return 1;
     }
@@ -1259,7 +1261,7 @@ static int op_alias(interp_t *in, interp_src_t *s)
         }
     }
     capmem_cap_t out = CAPMEM_CAP_NULL;
-    capmem_err_t got = capmem_dataspace_alias(in->arena, hs, hd, &at, &out);
+    capmem_err_t got = capmem_ds_alias(in->arena, hs, hd, &at, &out);
     if (expect(in, got, e, e)) {
         return 1;
     }
@@ -1325,20 +1327,20 @@ static int op_rw(interp_t *in, interp_src_t *s)
         for (size_t i = 0; i < len; i++) {
             in->buf[i] = (uint8_t)(in->ops * 5u + i * 11u + 3u);
         }
-        capmem_err_t got = write ? capmem_dataspace_write(in->arena, h, off, in->buf, len)
-                                 : capmem_dataspace_read(in->arena, h, off, in->buf, len);
+        capmem_err_t got = write ? capmem_ds_write(in->arena, h, off, in->buf, len)
+                                 : capmem_ds_read(in->arena, h, off, in->buf, len);
         return check_access(in, write ? CAPMEM_RM_WRITE : CAPMEM_RM_READ, got, e);
     }
     uint8_t buf[64];
     uint8_t back[64];
     memset(buf, (int)(in->ops & 0xff) | 1, sizeof(buf));
-    capmem_err_t got = write ? capmem_dataspace_write(in->arena, h, off, buf, len)
-                             : capmem_dataspace_read(in->arena, h, off, buf, len);
+    capmem_err_t got = write ? capmem_ds_write(in->arena, h, off, buf, len)
+                             : capmem_ds_read(in->arena, h, off, buf, len);
     if (expect(in, got, e, e)) {
         return 1;
     }
     if (got == CAPMEM_OK && write && (in->e[d].rights & CAPMEM_RIGHT_READ)) {
-        if (capmem_dataspace_read(in->arena, h, off, back, len) != CAPMEM_OK ||
+        if (capmem_ds_read(in->arena, h, off, back, len) != CAPMEM_OK ||
             memcmp(buf, back, len) != 0) {
             return fail(in, "bytes written through a dataspace do not read back");
         }
@@ -1570,7 +1572,7 @@ static int op_rm_create(interp_t *in, interp_src_t *s)
     capmem_cap_t hc = pick_handle(in, s, M(K_ACC), &c);
     static const uint64_t dons[] = {
         PAGE, 2 * PAGE, CAPMEM_RM_DEFAULT_DONATION, PAGE, PAGE, 0, PAGE + 64, 3 * PAGE, PAGE, 300};
-    capmem_rm_attr_t at = CAPMEM_RM_ATTR_INIT;
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
     at.size = pick_map_size(in, s);
     at.donation = dons[take(s, sizeof(dons) / sizeof(dons[0]))];
     at.upgrade_step = take(s, 8) == 0 ? 100 : (take(s, 3) + 1) * PAGE;
@@ -1603,7 +1605,7 @@ static int op_rm_create(interp_t *in, interp_src_t *s)
     FIRST(e, in->e[co].caps_limit - caps_used_of(in, co) < 1, CAPMEM_E_OUT_OF_CAPS);
     FIRST(e, largest_free(in) < at.donation, CAPMEM_E_OUT_OF_PHYS);
     capmem_cap_t out = CAPMEM_CAP_NULL;
-    capmem_err_t got = capmem_rm_create(in->arena, hc, &at, &out);
+    capmem_err_t got = capmem_rm_open(in->arena, hc, &at, &out);
     if (expect(in, got, e, e)) {
         return 1;
     }
@@ -2104,7 +2106,7 @@ static int check_access(interp_t *in, int access, capmem_err_t got, capmem_err_t
     }
     for (unsigned i = 0; i < in->nseg; i++) {
         const seg_t *g = &in->seg[i];
-        if (capmem_dataspace_read(in->arena, in->e[g->ds].h, g->off, in->back, g->n) != CAPMEM_OK) {
+        if (capmem_ds_read(in->arena, in->e[g->ds].h, g->off, in->back, g->n) != CAPMEM_OK) {
             return fail(in, "backing dataspace %d of segment %u does not read", g->ds, i);
         }
         if (access == CAPMEM_RM_READ && memcmp(in->back, in->buf + g->at, g->n) != 0) {
@@ -2215,14 +2217,13 @@ static int op_free_attached(interp_t *in, interp_src_t *s)
     capmem_err_t e = CAPMEM_OK;
     if (managed) {
         /* A managed dataspace cannot be freed; deleting its capability is how it goes alone. */
-        capmem_err_t got = capmem_dataspace_free(in->arena, h);
+        capmem_err_t got = capmem_ds_free(in->arena, h);
         if (expect(in, got, CAPMEM_E_WRONG_TYPE, CAPMEM_E_WRONG_TYPE)) {
             return 1;
         }
         FIRST(e, has_children(in, d), CAPMEM_E_REVOKE_FIRST);
     }
-    capmem_err_t got =
-        managed ? capmem_cap_delete(in->arena, h) : capmem_dataspace_free(in->arena, h);
+    capmem_err_t got = managed ? capmem_cap_delete(in->arena, h) : capmem_ds_free(in->arena, h);
     if (expect(in, got, e, e)) {
         return 1;
     }
