@@ -212,19 +212,26 @@ static capmem_err_t check_block(const char *fn, const capmem_alloc_t *a, uint64_
     return CAPMEM_OK;
 }
 
-/* A policy's own failure keeps its message; the public name is ours. */
-static capmem_err_t named(capmem_err_t err, const char *fn)
+/*
+ * A hook failed: pass its own detail on. A hook that recorded the failure
+ * (with capmem_error_set(), or through a library call of its own that
+ * failed) keeps its message and numbers; only the function label becomes
+ * the public call's, and the code the one the hook returned. A hook that
+ * recorded nothing gets a message naming the policy. Whether the hook
+ * recorded anything is asked of the failure counter, not of the record's
+ * code: the record survives successful calls, so a stale record with the
+ * same code may be lying there.
+ */
+static capmem_err_t hook_failed(const capmem_alloc_t *a, capmem_err_t err, uint64_t failures,
+                                const char *fn)
 {
-    if (err != CAPMEM_OK) {
-        capmem_error_info_t *d = capmem__detail();
-        if (d->code != err) {
-            /* A custom policy returned an error without recording it (the
-             * record is only written on failure, so a stale one may remain
-             * when the codes happen to match; its function is ours anyway). */
-            capmem__fail(err, fn, "%s", capmem_strerror(err));
-        }
-        d->function = fn;
+    if (capmem__failures() == failures) {
+        return capmem__fail(err, fn, "policy '%s' failed: %s", capmem_alloc_name(a),
+                            capmem_strerror(err));
     }
+    capmem_error_info_t *d = capmem__detail();
+    d->code = err;
+    d->function = fn;
     return err;
 }
 
@@ -242,9 +249,10 @@ capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align
                             (unsigned long long)align);
     }
     uint64_t off = 0;
+    uint64_t failures = capmem__failures();
     capmem_err_t err = a->ops->alloc(a->self, size, align, &off);
     if (err != CAPMEM_OK) {
-        return named(err, __func__);
+        return hook_failed(a, err, failures, __func__);
     }
     CAPMEM_ASSERT(off >= a->base && off - a->base <= a->size && size <= a->size - (off - a->base),
                   "a policy returned a block outside its span");
@@ -258,7 +266,9 @@ capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset, uint64_t 
     if (err != CAPMEM_OK) {
         return err;
     }
-    return named(a->ops->alloc_at(a->self, offset, size), __func__);
+    uint64_t failures = capmem__failures();
+    err = a->ops->alloc_at(a->self, offset, size);
+    return err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
 }
 
 capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size)
@@ -267,7 +277,9 @@ capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size
     if (err != CAPMEM_OK) {
         return err;
     }
-    return named(a->ops->free(a->self, offset, size), __func__);
+    uint64_t failures = capmem__failures();
+    err = a->ops->free(a->self, offset, size);
+    return err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
 }
 
 uint64_t capmem_alloc_avail(const capmem_alloc_t *a)
@@ -346,7 +358,9 @@ capmem_err_t capmem_alloc_walk(const capmem_alloc_t *a, capmem_alloc_walk_fn fn,
         return capmem__fail(CAPMEM_E_UNSUPPORTED, __func__, "policy '%s' has no walk hook",
                             capmem_alloc_name(a));
     }
-    return named(a->ops->walk(a->self, fn, ctx), __func__);
+    uint64_t failures = capmem__failures();
+    capmem_err_t err = a->ops->walk(a->self, fn, ctx);
+    return err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
 }
 
 capmem_err_t capmem_alloc_free_ranges(const capmem_alloc_t *a, capmem_alloc_walk_fn fn, void *ctx)

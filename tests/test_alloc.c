@@ -696,6 +696,159 @@ static void test_custom_first_fit_policy_works_through_generic_api(void **state)
     assert_int_equal(g.destroyed, 0);
 }
 
+/* ---- custom policies that answer wrongly --------------------------------- */
+
+/*
+ * The tests' first fit with a switch: while lie is LIE_NONE it answers
+ * honestly; otherwise its hooks answer as told, without changing the first
+ * fit's state, so that "nothing changed" can be asserted after the wrapper
+ * refuses the answer.
+ */
+typedef enum lie {
+    LIE_NONE,
+    LIE_OWN_DETAIL, /* fail with a detail record of its own (capmem_error_set) */
+    LIE_SILENT,     /* fail without recording anything */
+} lie_t;
+
+typedef struct liar {
+    test_ff_t ff; /* the honest policy underneath */
+    lie_t lie;
+    int calls; /* mutating hooks called, honest or not */
+} liar_t;
+
+static capmem_err_t liar_own_detail(void)
+{
+    capmem_err_t err = capmem_error_set(CAPMEM_E_NOT_ENOUGH_MEMORY, "liar: quota of %d blocks", 3);
+    capmem_error_set_numbers(7, 3);
+    return err;
+}
+
+static capmem_err_t liar_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
+{
+    liar_t *l = self;
+    l->calls++;
+    switch (l->lie) {
+    case LIE_OWN_DETAIL:
+        return liar_own_detail();
+    case LIE_SILENT:
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    case LIE_NONE:
+    default:
+        return test_ff_ops.alloc(&l->ff, size, align, offset);
+    }
+}
+
+static capmem_err_t liar_alloc_at(void *self, uint64_t offset, uint64_t size)
+{
+    liar_t *l = self;
+    l->calls++;
+    switch (l->lie) {
+    case LIE_OWN_DETAIL:
+        return liar_own_detail();
+    case LIE_SILENT:
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    case LIE_NONE:
+    default:
+        return test_ff_ops.alloc_at(&l->ff, offset, size);
+    }
+}
+
+static capmem_err_t liar_free(void *self, uint64_t offset, uint64_t size)
+{
+    liar_t *l = self;
+    l->calls++;
+    if (l->lie == LIE_OWN_DETAIL) {
+        return liar_own_detail();
+    }
+    return test_ff_ops.free(&l->ff, offset, size);
+}
+
+static uint64_t liar_avail(const void *self)
+{
+    return test_ff_ops.avail(&((const liar_t *)self)->ff);
+}
+
+static uint64_t liar_largest(const void *self)
+{
+    return test_ff_ops.largest(&((const liar_t *)self)->ff);
+}
+
+static void liar_reset(void *self)
+{
+    liar_t *l = self;
+    l->calls++;
+    test_ff_ops.reset(&l->ff);
+}
+
+static capmem_err_t liar_walk(const void *self, capmem_alloc_walk_fn fn, void *ctx)
+{
+    return test_ff_ops.walk(&((const liar_t *)self)->ff, fn, ctx);
+}
+
+static const capmem_alloc_ops_t liar_ops = {
+    .name = "liar",
+    .alloc = liar_alloc,
+    .alloc_at = liar_alloc_at,
+    .free = liar_free,
+    .avail = liar_avail,
+    .largest = liar_largest,
+    .reset = liar_reset,
+    .walk = liar_walk,
+};
+
+/* A liar over [base, base + size), honest until told otherwise. */
+static capmem_alloc_t *make_liar(liar_t *l, uint64_t base, uint64_t size)
+{
+    memset(l, 0, sizeof(*l));
+    l->ff.base = base;
+    l->ff.size = size;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_custom_span(&liar_ops, l, base, size, &a), CAPMEM_OK);
+    CHECK(a);
+    return a;
+}
+
+static void test_custom_hook_own_detail_is_passed_on_unchanged(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    uint64_t off = 5;
+    l.lie = LIE_OWN_DETAIL;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x2000, 0x100), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, x, 0x400), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    const capmem_error_info_t *d = capmem_last_error();
+    assert_int_equal(d->code, CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_string_equal(d->message, "liar: quota of 3 blocks");
+    assert_int_equal(d->needed, 7);
+    assert_int_equal(d->available, 3);
+    assert_string_equal(d->function, "capmem_alloc_free"); /* the label is the public call's */
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_string_equal(capmem_last_error()->message, "liar: quota of 3 blocks");
+    assert_string_equal(capmem_last_error()->function, "capmem_alloc_alloc");
+    assert_int_equal(capmem_last_error()->needed, 7);
+
+    /* A hook that records nothing gets a message naming the policy, even when
+     * a stale record with the same code is lying there from before. */
+    (void)capmem_error_set(CAPMEM_E_NOT_ENOUGH_MEMORY, "stale");
+    capmem_error_set_numbers(1, 2);
+    l.lie = LIE_SILENT;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    d = capmem_last_error();
+    assert_non_null(strstr(d->message, "'liar'"));
+    assert_null(strstr(d->message, "stale"));
+    assert_int_equal(d->needed, 0);
+    assert_string_equal(d->function, "capmem_alloc_alloc");
+    assert_int_equal(off, 5);
+
+    l.lie = LIE_NONE;
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
 /* ---- randomized runs against a shadow bitmap ----------------------------- */
 
 typedef struct live {
@@ -1093,6 +1246,7 @@ int main(void)
         cmocka_unit_test(test_buddy_alloc_at_splits_toward_offset),
         cmocka_unit_test(test_buddy_alignment_above_block_size_finds_aligned_block),
         cmocka_unit_test(test_custom_first_fit_policy_works_through_generic_api),
+        cmocka_unit_test(test_custom_hook_own_detail_is_passed_on_unchanged),
         cmocka_unit_test(test_range_random_ops_match_shadow_model),
         cmocka_unit_test(test_buddy_random_ops_match_shadow_model),
         cmocka_unit_test(test_watermark_random_ops_match_shadow_model),

@@ -50,7 +50,11 @@ typedef int (*capmem_alloc_walk_fn)(uint64_t offset, uint64_t size, capmem_block
  * arguments first (see each one), so these hooks see: size > 0, align a
  * power of two, [offset, offset + size) inside the span given at creation.
  * A hook that fails must change nothing and report through its return
- * value (it may set the detail record with its own message).
+ * value. It may set the detail record with its own message and numbers,
+ * with capmem_error_set() and capmem_error_set_numbers() (capmem/error.h):
+ * the generic call then passes that record on unchanged, except that its
+ * function is the public call's and its code the one the hook returned. A
+ * hook that records nothing gets a message naming the policy.
  */
 typedef struct capmem_alloc_ops {
     const char *name; /**< short policy name, e.g. "first-fit" */
