@@ -235,6 +235,52 @@ static capmem_err_t hook_failed(const capmem_alloc_t *a, capmem_err_t err, uint6
     return err;
 }
 
+/*
+ * Is an answer of alloc(size, align) inside the span and aligned? Two
+ * compares and a mask, on every answer of every policy. off - base wraps to
+ * a value above a->size when off < base, so one compare covers both ends.
+ */
+static inline bool answer_fits(const capmem_alloc_t *a, uint64_t size, uint64_t align, uint64_t off)
+{
+    uint64_t rel = off - a->base;
+    return rel <= a->size && size <= a->size - rel && capmem__is_aligned(off, align);
+}
+
+/*
+ * Refuse a wrong answer of alloc(size, align): POLICY, with the policy, the
+ * request and the answer in the message and the answer in address and
+ * size. The wrapper has changed nothing, and the policy is not called again
+ * for this request, not even to free the bad block (it may not be one the
+ * policy could free): a policy that answers wrongly owns its inconsistent
+ * state.
+ */
+static capmem_err_t bad_answer(const capmem_alloc_t *a, const char *fn, uint64_t size,
+                               uint64_t align, uint64_t off)
+{
+    const char *name = capmem_alloc_name(a);
+    uint64_t rel = off - a->base;
+    capmem_error_info_t *d = capmem__detail();
+    if (rel > a->size || size > a->size - rel) {
+        capmem__fail(CAPMEM_E_POLICY, fn,
+                     "policy '%s' answered alloc(size 0x%llx, align 0x%llx) with offset 0x%llx%s: "
+                     "the block leaves the span [0x%llx, 0x%llx)",
+                     name, (unsigned long long)size, (unsigned long long)align,
+                     (unsigned long long)off, off == UINT64_MAX ? " (none stored?)" : "",
+                     (unsigned long long)a->base, (unsigned long long)(a->base + a->size));
+        d->bound_min = a->base;
+        d->bound_max = a->base + a->size;
+    } else {
+        capmem__fail(CAPMEM_E_POLICY, fn,
+                     "policy '%s' answered alloc(size 0x%llx, align 0x%llx) with offset 0x%llx: "
+                     "not a multiple of the alignment",
+                     name, (unsigned long long)size, (unsigned long long)align,
+                     (unsigned long long)off);
+    }
+    d->address = off;
+    d->size = size;
+    return CAPMEM_E_POLICY;
+}
+
 capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align, uint64_t *offset)
 {
     if (a == NULL || offset == NULL) {
@@ -248,14 +294,17 @@ capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "alignment %llu is not a power of two",
                             (unsigned long long)align);
     }
-    uint64_t off = 0;
+    /* UINT64_MAX is never a valid answer: a hook that says OK without
+     * storing an offset is caught as out of span. */
+    uint64_t off = UINT64_MAX;
     uint64_t failures = capmem__failures();
     capmem_err_t err = a->ops->alloc(a->self, size, align, &off);
     if (err != CAPMEM_OK) {
         return hook_failed(a, err, failures, __func__);
     }
-    CAPMEM_ASSERT(off >= a->base && off - a->base <= a->size && size <= a->size - (off - a->base),
-                  "a policy returned a block outside its span");
+    if (!answer_fits(a, size, align, off)) {
+        return bad_answer(a, __func__, size, align, off);
+    }
     *offset = off;
     return CAPMEM_OK;
 }

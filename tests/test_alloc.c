@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "alloc_internal.h" /* one test bends a built-in policy's vtable */
 #include "capmem/alloc.h"
 #include "first_fit.h"
 #include "internal.h"
@@ -706,6 +707,8 @@ static void test_custom_first_fit_policy_works_through_generic_api(void **state)
  */
 typedef enum lie {
     LIE_NONE,
+    LIE_ANSWER,     /* alloc says OK with offset `answer`, recording nothing */
+    LIE_NO_OFFSET,  /* alloc says OK without storing an offset */
     LIE_OWN_DETAIL, /* fail with a detail record of its own (capmem_error_set) */
     LIE_SILENT,     /* fail without recording anything */
 } lie_t;
@@ -713,6 +716,7 @@ typedef enum lie {
 typedef struct liar {
     test_ff_t ff; /* the honest policy underneath */
     lie_t lie;
+    uint64_t answer;
     int calls; /* mutating hooks called, honest or not */
 } liar_t;
 
@@ -728,6 +732,11 @@ static capmem_err_t liar_alloc(void *self, uint64_t size, uint64_t align, uint64
     liar_t *l = self;
     l->calls++;
     switch (l->lie) {
+    case LIE_ANSWER:
+        *offset = l->answer;
+        return CAPMEM_OK;
+    case LIE_NO_OFFSET:
+        return CAPMEM_OK;
     case LIE_OWN_DETAIL:
         return liar_own_detail();
     case LIE_SILENT:
@@ -742,7 +751,7 @@ static capmem_err_t liar_alloc_at(void *self, uint64_t offset, uint64_t size)
 {
     liar_t *l = self;
     l->calls++;
-    switch (l->lie) {
+    switch ((int)l->lie) {
     case LIE_OWN_DETAIL:
         return liar_own_detail();
     case LIE_SILENT:
@@ -847,6 +856,136 @@ static void test_custom_hook_own_detail_is_passed_on_unchanged(void **state)
     EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
     CHECK(a);
     capmem_alloc_destroy(a);
+}
+
+/* A refused answer: POLICY, the detail names policy, request and answer. */
+static void expect_policy(capmem_alloc_t *a, liar_t *l, uint64_t size, uint64_t align,
+                          uint64_t answer, const char *why, int line)
+{
+    char req[96];
+    char ans[40];
+    uint64_t off = 0xdead;
+    int calls = l->calls;
+    snap_t *before = snap_take(a);
+    expect_err(capmem_alloc_alloc(a, size, align, &off), CAPMEM_E_POLICY, "alloc", line);
+    snap_t *after = snap_take(a);
+    snap_same(before, after, "a refused answer", line);
+    free(before);
+    free(after);
+    check_ok(a, line);
+    const capmem_error_info_t *d = capmem_last_error();
+    snprintf(req, sizeof(req), "'%s' answered alloc(size 0x%llx, align 0x%llx)",
+             capmem_alloc_name(a), (unsigned long long)size, (unsigned long long)align);
+    snprintf(ans, sizeof(ans), "offset 0x%llx", (unsigned long long)answer);
+    if (strstr(d->message, req) == NULL || strstr(d->message, ans) == NULL ||
+        strstr(d->message, why) == NULL) {
+        fail_msg("line %d: message '%s' lacks '%s', '%s' or '%s'", line, d->message, req, ans, why);
+    }
+    assert_string_equal(d->function, "capmem_alloc_alloc");
+    assert_int_equal(d->address, answer);
+    assert_int_equal(d->size, size);
+    assert_int_equal(off, 0xdead);
+    /* Asked once, and not again (not even to free the bad block). */
+    assert_int_equal(l->calls, calls + 1);
+}
+#define EXPECT_POLICY(a, l, size, align, answer, why)                                              \
+    expect_policy((a), (l), (size), (align), (answer), (why), __LINE__)
+
+static void test_custom_answer_outside_span_is_refused_as_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    l.lie = LIE_ANSWER;
+    const uint64_t answers[] = {0x3000, 0x2f00, 0x800, 0, UINT64_MAX - 0x10};
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        l.answer = answers[i];
+        EXPECT_POLICY(a, &l, 0x400, 0x100, answers[i], "leaves the span [0x1000, 0x3000)");
+        assert_int_equal(capmem_last_error()->bound_min, 0x1000);
+        assert_int_equal(capmem_last_error()->bound_max, 0x3000);
+    }
+    /* OK without an offset: nothing was stored, which is no block at all. */
+    l.lie = LIE_NO_OFFSET;
+    EXPECT_POLICY(a, &l, 0x10, 1, UINT64_MAX, "none stored");
+    /* The policy still works for honest answers. */
+    l.lie = LIE_NONE;
+    assert_int_equal(ALLOC(a, 0x400, 0x400), 0x1400);
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    EXPECT(capmem_alloc_free(a, 0x1400, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+static void test_custom_misaligned_answer_is_refused_as_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    l.lie = LIE_ANSWER;
+    l.answer = 0x2100;
+    EXPECT_POLICY(a, &l, 0x100, 0x200, 0x2100, "not a multiple of the alignment");
+    l.answer = 0x2200;
+    EXPECT_POLICY(a, &l, 0x400, 0x400, 0x2200, "not a multiple of the alignment");
+    l.answer = 0x2001;
+    EXPECT_POLICY(a, &l, 1, 2, 0x2001, "not a multiple of the alignment");
+    /* The same offsets are fine where the alignment allows them. */
+    l.answer = 0x2100;
+    assert_int_equal(ALLOC(a, 0x100, 0x100), 0x2100);
+    l.lie = LIE_NONE;
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/*
+ * The built-in policies' answers go through the same check. They never
+ * answer wrongly (their own checkers prove them), so the test bends one:
+ * it swaps the handle's vtable for a copy whose alloc lies.
+ */
+static uint64_t bent_answer;
+
+static capmem_err_t bent_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
+{
+    (void)self;
+    (void)size;
+    (void)align;
+    *offset = bent_answer;
+    return CAPMEM_OK;
+}
+
+static void test_builtin_answers_are_checked_for_span_and_alignment(void **state)
+{
+    (void)state;
+    for (int p = 0; p < P_COUNT; p++) {
+        capmem_alloc_t *a = make(p, 0x10000, 0x4000);
+        uint64_t x = ALLOC(a, 0x400, 0x400);
+        const capmem_alloc_ops_t *honest = a->ops;
+        capmem_alloc_ops_t bent = *honest;
+        bent.alloc = bent_alloc;
+        const uint64_t answers[] = {0x14000, 0xfc00, 0x11100};
+        for (size_t i = 0; i < 3; i++) {
+            bent_answer = answers[i];
+            a->ops = &bent;
+            uint64_t off = 1;
+            snap_t *before = snap_take(a);
+            EXPECT(capmem_alloc_alloc(a, 0x400, 0x400, &off), CAPMEM_E_POLICY);
+            snap_t *after = snap_take(a);
+            snap_same(before, after, "a refused built-in answer", __LINE__);
+            free(before);
+            free(after);
+            assert_int_equal(off, 1);
+            assert_int_equal(capmem_last_error()->address, answers[i]);
+            assert_int_equal(capmem_last_error()->size, 0x400);
+            assert_non_null(strstr(capmem_last_error()->message, capmem_alloc_name(a)));
+            a->ops = honest;
+            CHECK(a);
+        }
+        EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+        CHECK(a);
+        capmem_alloc_destroy(a);
+    }
 }
 
 /* ---- randomized runs against a shadow bitmap ----------------------------- */
@@ -1247,6 +1386,9 @@ int main(void)
         cmocka_unit_test(test_buddy_alignment_above_block_size_finds_aligned_block),
         cmocka_unit_test(test_custom_first_fit_policy_works_through_generic_api),
         cmocka_unit_test(test_custom_hook_own_detail_is_passed_on_unchanged),
+        cmocka_unit_test(test_custom_answer_outside_span_is_refused_as_policy),
+        cmocka_unit_test(test_custom_misaligned_answer_is_refused_as_policy),
+        cmocka_unit_test(test_builtin_answers_are_checked_for_span_and_alignment),
         cmocka_unit_test(test_range_random_ops_match_shadow_model),
         cmocka_unit_test(test_buddy_random_ops_match_shadow_model),
         cmocka_unit_test(test_watermark_random_ops_match_shadow_model),

@@ -174,6 +174,10 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_custom_span(
  *                                     has needed (size) and available.
  * @retval CAPMEM_E_HOST_NOMEM         (watermark only) its live-block table
  *                                     could not grow.
+ * @retval CAPMEM_E_POLICY             the policy answered with a block that
+ *                                     leaves the span or is not aligned to
+ *                                     @p align; the detail's address and size
+ *                                     are the answer. Nothing changed.
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size,
                                                             uint64_t align, uint64_t *offset);
