@@ -19,10 +19,60 @@ typedef enum capmem__alloc_kind {
     CAPMEM__ALLOC_CUSTOM,
 } capmem__alloc_kind_t;
 
+/* ---- shadow set of a custom policy's live blocks (alloc_shadow.c) --------- */
+
+typedef struct capmem__shadow_node {
+    uint64_t offset; /* absolute; the key */
+    uint64_t size;   /* as the caller asked for it */
+    struct capmem__shadow_node *left;
+    struct capmem__shadow_node *right; /* left also links the spare list */
+    unsigned level;                    /* AA tree level, 1 for leaves */
+} capmem__shadow_node_t;
+
+/*
+ * Invariants (checked by capmem__shadow_check): an AA tree in strict offset
+ * order (a left child one level below its parent, a right child on the same
+ * level or one below, never two right links on one level); blocks non-empty,
+ * pairwise disjoint and inside the span; count nodes in the tree, nspare
+ * (at most a small constant) on the spare list.
+ */
+typedef struct capmem__shadow {
+    capmem__shadow_node_t *root;
+    capmem__shadow_node_t *spare;
+    size_t count;
+    size_t nspare;
+} capmem__shadow_t;
+
+/* A node for the next insert: from the spare list or the host; NULL if none. */
+capmem__shadow_node_t *capmem__shadow_reserve(capmem__shadow_t *sh);
+/* Give back a reserved node that was not inserted. */
+void capmem__shadow_release(capmem__shadow_t *sh, capmem__shadow_node_t *n);
+/* Record [offset, offset + size) in a reserved node; cannot fail. */
+void capmem__shadow_insert(capmem__shadow_t *sh, capmem__shadow_node_t *n, uint64_t offset,
+                           uint64_t size);
+/* Forget the block starting at offset (it must be in the set). */
+void capmem__shadow_remove(capmem__shadow_t *sh, uint64_t offset);
+/* The last live block overlapping [offset, offset + size), or NULL. O(log n). */
+const capmem__shadow_node_t *capmem__shadow_overlap(const capmem__shadow_t *sh, uint64_t offset,
+                                                    uint64_t size);
+/* The live block starting exactly at offset, or NULL. O(log n). */
+const capmem__shadow_node_t *capmem__shadow_find(const capmem__shadow_t *sh, uint64_t offset);
+/* Forget every block (spare nodes are kept); destroy also frees the spares. */
+void capmem__shadow_clear(capmem__shadow_t *sh);
+void capmem__shadow_destroy(capmem__shadow_t *sh);
+uint64_t capmem__shadow_bytes(const capmem__shadow_t *sh);
+capmem_err_t capmem__shadow_check(const capmem__shadow_t *sh, uint64_t base, uint64_t size,
+                                  char *why, size_t len);
+
+/* ---- the generic handle ------------------------------------------------- */
+
 /*
  * The generic handle. Invariant: ops and its mandatory hooks are not NULL;
  * [base, base + size) does not overflow (size may be UINT64_MAX - base for
- * custom policies without a span).
+ * custom policies without a span). For a custom policy, shadow holds
+ * exactly the blocks its hooks handed out and have not taken back (as the
+ * callers asked for them), and busy is set while one of its mutating hooks
+ * runs; built-in policies use neither.
  */
 struct capmem_alloc {
     const capmem_alloc_ops_t *ops;
@@ -30,6 +80,8 @@ struct capmem_alloc {
     uint64_t base;
     uint64_t size;
     capmem__alloc_kind_t kind;
+    bool busy;
+    capmem__shadow_t shadow;
 };
 
 /* Built-in policies: constructors (arguments already validated by alloc.c

@@ -711,13 +711,17 @@ typedef enum lie {
     LIE_NO_OFFSET,  /* alloc says OK without storing an offset */
     LIE_OWN_DETAIL, /* fail with a detail record of its own (capmem_error_set) */
     LIE_SILENT,     /* fail without recording anything */
+    LIE_OK,         /* alloc_at says OK to anything, recording nothing */
+    LIE_REENTER,    /* alloc calls back into its own wrapper, then answers honestly */
 } lie_t;
 
 typedef struct liar {
     test_ff_t ff; /* the honest policy underneath */
     lie_t lie;
     uint64_t answer;
-    int calls; /* mutating hooks called, honest or not */
+    int calls;              /* mutating hooks called, honest or not */
+    capmem_alloc_t *handle; /* the wrapper, for LIE_REENTER */
+    capmem_err_t nested[3]; /* what the calls back returned */
 } liar_t;
 
 static capmem_err_t liar_own_detail(void)
@@ -737,6 +741,15 @@ static capmem_err_t liar_alloc(void *self, uint64_t size, uint64_t align, uint64
         return CAPMEM_OK;
     case LIE_NO_OFFSET:
         return CAPMEM_OK;
+    case LIE_REENTER: {
+        uint64_t nested_off = 0;
+        l->nested[0] = capmem_alloc_alloc(l->handle, size, align, &nested_off);
+        l->nested[1] = capmem_alloc_alloc_at(l->handle, l->ff.base, size);
+        l->nested[2] = capmem_alloc_free(l->handle, l->ff.base, size);
+        capmem_alloc_reset(l->handle);   /* does nothing from inside a hook */
+        capmem_alloc_destroy(l->handle); /* neither does this */
+        return test_ff_ops.alloc(&l->ff, size, align, offset);
+    }
     case LIE_OWN_DETAIL:
         return liar_own_detail();
     case LIE_SILENT:
@@ -752,6 +765,8 @@ static capmem_err_t liar_alloc_at(void *self, uint64_t offset, uint64_t size)
     liar_t *l = self;
     l->calls++;
     switch ((int)l->lie) {
+    case LIE_OK:
+        return CAPMEM_OK;
     case LIE_OWN_DETAIL:
         return liar_own_detail();
     case LIE_SILENT:
@@ -813,6 +828,7 @@ static capmem_alloc_t *make_liar(liar_t *l, uint64_t base, uint64_t size)
     l->ff.size = size;
     capmem_alloc_t *a = NULL;
     EXPECT(capmem_alloc_create_custom_span(&liar_ops, l, base, size, &a), CAPMEM_OK);
+    l->handle = a;
     CHECK(a);
     return a;
 }
@@ -939,6 +955,176 @@ static void test_custom_misaligned_answer_is_refused_as_policy(void **state)
     capmem_alloc_destroy(a);
 }
 
+static void test_custom_answer_overlapping_live_block_is_refused_as_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    uint64_t y = ALLOC(a, 0x400, 0x400);
+    l.lie = LIE_ANSWER;
+    l.answer = 0x1200; /* inside x */
+    EXPECT_POLICY(a, &l, 0x100, 0x100, 0x1200, "overlaps the live block [0x1000, +0x400)");
+    l.answer = 0x13c0; /* from the end of x into y */
+    EXPECT_POLICY(a, &l, 0x80, 0x40, 0x13c0, "overlaps the live block [0x1400, +0x400)");
+    l.answer = 0x800 + 0x400; /* a block covering x and y whole */
+    EXPECT_POLICY(a, &l, 0x1000, 0x400, 0xc00, "leaves the span");
+    l.answer = 0x1000;
+    EXPECT_POLICY(a, &l, 0x1000, 0x1000, 0x1000, "overlaps the live block [0x1400, +0x400)");
+    /* Right after y is free: accepted, and then live itself. */
+    l.answer = 0x1800;
+    assert_int_equal(ALLOC(a, 0x100, 0x100), 0x1800);
+    EXPECT_POLICY(a, &l, 0x100, 0x100, 0x1800, "overlaps the live block [0x1800, +0x100)");
+    l.lie = LIE_NONE;
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    EXPECT(capmem_alloc_free(a, y, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/* A policy that forgets to move on answers the same offset twice. */
+static void test_custom_same_offset_twice_is_refused_as_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    l.lie = LIE_ANSWER;
+    l.answer = x;
+    EXPECT_POLICY(a, &l, 0x400, 0x400, x, "overlaps the live block [0x1000, +0x400)");
+    EXPECT_POLICY(a, &l, 0x10, 0x10, x, "overlaps the live block [0x1000, +0x400)");
+    EXPECT_BLOCKS(a, U(0x1000, 0x400), F(0x1400, 0x1c00));
+    l.lie = LIE_NONE;
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    /* Free again, the same offset is a fine answer. */
+    l.lie = LIE_ANSWER;
+    assert_int_equal(ALLOC(a, 0x400, 0x400), x);
+    l.lie = LIE_NONE;
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/*
+ * An alloc_at over a live block never reaches the policy: the wrapper
+ * refuses it first, so a policy that would OK it cannot. Where it does OK
+ * a block without recording it, the shadow set still knows the block is
+ * live and refuses the policy's next answer that lands on it.
+ */
+static void test_custom_alloc_at_over_live_block_is_refused_before_the_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    l.lie = LIE_OK;
+    int calls = l.calls;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1200, 0x100), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_non_null(strstr(capmem_last_error()->message, "overlaps the live block [0x1000"));
+    assert_int_equal(capmem_last_error()->address, 0x1200);
+    assert_int_equal(capmem_last_error()->size, 0x100);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x13ff, 2), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1000, 0x2000), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(l.calls, calls);
+    /* OK'd over free space: recorded by the wrapper (the liar forgot it). */
+    EXPECT(capmem_alloc_alloc_at(a, 0x2000, 0x100), CAPMEM_OK);
+    assert_int_equal(l.calls, calls + 1);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x2000, 0x100), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(l.calls, calls + 1);
+    /*
+     * The first fit does not know 0x2000 is taken and offers it: refused. The
+     * first fit has recorded the block it offered, so its own numbers change;
+     * a policy that answers wrongly owns that state. The wrapper's do not:
+     * the refused block cannot be freed through it.
+     */
+    l.lie = LIE_NONE;
+    uint64_t off = 1;
+    EXPECT(capmem_alloc_alloc(a, 0x1000, 0x1000, &off), CAPMEM_E_POLICY);
+    assert_non_null(
+        strstr(capmem_last_error()->message, "overlaps the live block [0x2000, +0x100)"));
+    assert_int_equal(capmem_last_error()->address, 0x2000);
+    assert_int_equal(off, 1);
+    CHECK(a);
+    calls = l.calls;
+    EXPECT(capmem_alloc_free(a, 0x2000, 0x1000), CAPMEM_E_NOT_ALLOCATED);
+    assert_int_equal(l.calls, calls);
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+static void test_custom_free_of_block_not_live_is_refused_before_the_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    int calls = l.calls;
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, 0x2000, 0x100), CAPMEM_E_NOT_ALLOCATED);
+    assert_non_null(strstr(capmem_last_error()->message, "never handed out"));
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, x, 0x200), CAPMEM_E_NOT_ALLOCATED);
+    assert_non_null(strstr(capmem_last_error()->message, "asked for with size 0x400"));
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, x + 0x100, 0x100), CAPMEM_E_NOT_ALLOCATED);
+    assert_non_null(strstr(capmem_last_error()->message, "overlaps the live block [0x1000"));
+    assert_int_equal(capmem_last_error()->address, x + 0x100);
+    assert_string_equal(capmem_last_error()->function, "capmem_alloc_free");
+    assert_int_equal(l.calls, calls);
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    calls = l.calls;
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, x, 0x400), CAPMEM_E_NOT_ALLOCATED);
+    assert_int_equal(l.calls, calls);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/* The shadow set's node is taken before the policy is asked. */
+static void test_custom_shadow_host_failure_is_clean_and_asks_nothing(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    int calls = l.calls;
+    uint64_t off = 3;
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100, 1, &off), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    assert_non_null(strstr(capmem_last_error()->message, "'liar'"));
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1000, 0x100), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    assert_int_equal(l.calls, calls);
+    assert_int_equal(off, 3);
+    uint64_t x = ALLOC(a, 0x100, 1);
+    EXPECT(capmem_alloc_free(a, x, 0x100), CAPMEM_OK);
+    /* A freed block's node is kept for the next one: no host allocation. */
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    x = ALLOC(a, 0x100, 1);
+    assert_int_equal(capmem__inject_count(CAPMEM__HOST_MALLOC), 0);
+    capmem__inject_reset();
+    EXPECT(capmem_alloc_free(a, x, 0x100), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/* A hook that calls back into its own allocator is refused, and the allocator survives. */
+static void test_custom_hook_calling_back_is_refused_as_reentrant(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    l.lie = LIE_REENTER;
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    assert_int_equal(x, 0x1000);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(l.nested[i], CAPMEM_E_REENTRANT);
+    }
+    assert_int_equal(capmem_alloc_avail(a), 0x1c00);
+    EXPECT_BLOCKS(a, U(0x1000, 0x400), F(0x1400, 0x1c00));
+    l.lie = LIE_NONE;
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
 /*
  * The built-in policies' answers go through the same check. They never
  * answer wrongly (their own checkers prove them), so the test bends one:
@@ -986,6 +1172,101 @@ static void test_builtin_answers_are_checked_for_span_and_alignment(void **state
         CHECK(a);
         capmem_alloc_destroy(a);
     }
+}
+
+/*
+ * The shadow set itself (alloc_internal.h), at a size where the AA tree has
+ * many levels: random inserts and removes of disjoint blocks, every query
+ * compared with a plain array, the tree's invariants checked as it goes.
+ */
+static void test_shadow_set_stays_balanced_and_answers_like_an_array(void **state)
+{
+    (void)state;
+    enum { UNITS = 1 << 14, UNIT = 16, BASE = 0x100000 };
+    int32_t *owner = malloc(UNITS * sizeof(*owner)); /* start unit of the block there, or -1 */
+    uint32_t *len = calloc(UNITS, sizeof(*len));     /* length of a block starting there */
+    assert_non_null(owner);
+    assert_non_null(len);
+    for (int u = 0; u < UNITS; u++) {
+        owner[u] = -1;
+    }
+    capmem__shadow_t sh = {0};
+    char why[160];
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    size_t live = 0;
+    size_t peak = 0;
+    for (int op = 0; op < 200000; op++) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        uint32_t u = (uint32_t)(seed % UNITS);
+        uint32_t n = 1 + (uint32_t)((seed >> 20) % 8);
+        if (u + n > UNITS) {
+            n = UNITS - u;
+        }
+        uint64_t off = BASE + (uint64_t)u * UNIT;
+        /* The reference answers: the last block overlapping [u, u + n) (the
+         * one the set names), a block starting at u. */
+        int32_t over = -1;
+        for (uint32_t v = u + n; v > u && over < 0; v--) {
+            over = owner[v - 1];
+        }
+        const capmem__shadow_node_t *o = capmem__shadow_overlap(&sh, off, (uint64_t)n * UNIT);
+        assert_int_equal(o != NULL, over >= 0);
+        if (o != NULL) {
+            assert_int_equal(o->offset, BASE + (uint64_t)over * UNIT);
+        }
+        const capmem__shadow_node_t *f = capmem__shadow_find(&sh, off);
+        assert_int_equal(f != NULL, owner[u] == (int32_t)u);
+        bool grow = (seed >> 40) % 100 < (live < 3000 ? 70 : 30);
+        if (over < 0 && grow) {
+            capmem__shadow_node_t *node = capmem__shadow_reserve(&sh);
+            assert_non_null(node);
+            capmem__shadow_insert(&sh, node, off, (uint64_t)n * UNIT);
+            for (uint32_t v = u; v < u + n; v++) {
+                owner[v] = (int32_t)u;
+            }
+            len[u] = n;
+            live++;
+        } else if (over >= 0 && !grow) {
+            uint32_t s0 = (uint32_t)over;
+            capmem__shadow_remove(&sh, BASE + (uint64_t)s0 * UNIT);
+            for (uint32_t v = s0; v < s0 + len[s0]; v++) {
+                owner[v] = -1;
+            }
+            len[s0] = 0;
+            live--;
+        }
+        peak = live > peak ? live : peak;
+        if (op % 4096 == 0) {
+            if (capmem__shadow_check(&sh, BASE, (uint64_t)UNITS * UNIT, why, sizeof(why)) !=
+                CAPMEM_OK) {
+                fail_msg("op %d: %s", op, why);
+            }
+            assert_int_equal(sh.count, live);
+        }
+    }
+    assert_true(peak > 1000);
+    assert_int_equal(capmem__shadow_check(&sh, BASE, (uint64_t)UNITS * UNIT, why, sizeof(why)),
+                     CAPMEM_OK);
+    capmem__shadow_clear(&sh);
+    assert_int_equal(capmem__shadow_check(&sh, BASE, UNIT, why, sizeof(why)), CAPMEM_OK);
+    assert_null(capmem__shadow_overlap(&sh, BASE, UNIT));
+    /* Its checker reports what breaks it: a block outside the span, a bad level. */
+    for (uint64_t i = 0; i < 3; i++) {
+        capmem__shadow_insert(&sh, capmem__shadow_reserve(&sh), BASE + i * UNIT, UNIT);
+    }
+    assert_int_equal(capmem__shadow_check(&sh, BASE + UNIT, 4 * UNIT, why, sizeof(why)),
+                     CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "outside the span"));
+    sh.root->level += 2;
+    assert_int_equal(capmem__shadow_check(&sh, BASE, 4 * UNIT, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "levels"));
+    sh.root->level -= 2;
+    assert_int_equal(capmem__shadow_check(&sh, BASE, 4 * UNIT, why, sizeof(why)), CAPMEM_OK);
+    capmem__shadow_destroy(&sh);
+    free(owner);
+    free(len);
 }
 
 /* ---- randomized runs against a shadow bitmap ----------------------------- */
@@ -1388,6 +1669,13 @@ int main(void)
         cmocka_unit_test(test_custom_hook_own_detail_is_passed_on_unchanged),
         cmocka_unit_test(test_custom_answer_outside_span_is_refused_as_policy),
         cmocka_unit_test(test_custom_misaligned_answer_is_refused_as_policy),
+        cmocka_unit_test(test_custom_answer_overlapping_live_block_is_refused_as_policy),
+        cmocka_unit_test(test_custom_same_offset_twice_is_refused_as_policy),
+        cmocka_unit_test(test_custom_alloc_at_over_live_block_is_refused_before_the_policy),
+        cmocka_unit_test(test_custom_free_of_block_not_live_is_refused_before_the_policy),
+        cmocka_unit_test(test_custom_shadow_host_failure_is_clean_and_asks_nothing),
+        cmocka_unit_test(test_custom_hook_calling_back_is_refused_as_reentrant),
+        cmocka_unit_test(test_shadow_set_stays_balanced_and_answers_like_an_array),
         cmocka_unit_test(test_builtin_answers_are_checked_for_span_and_alignment),
         cmocka_unit_test(test_range_random_ops_match_shadow_model),
         cmocka_unit_test(test_buddy_random_ops_match_shadow_model),
