@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internals of the alloc layer: the generic handle and the built-in
- * policies' constructors and vtables. Never installed.
+ * Internals of the alloc layer: the generic handle, the shadow set through
+ * which it checks a custom policy's answers, and the built-in policies'
+ * constructors and vtables. Never installed.
  */
 #ifndef CAPMEM_ALLOC_INTERNAL_H
 #define CAPMEM_ALLOC_INTERNAL_H
