@@ -119,10 +119,12 @@ void capmem__ut_child_release(capmem_arena_t *arena, capmem__ut_child_t *child)
      * Range and buddy reuse the memory at once. Watermark records the free
      * (so double frees stay detectable) but reuses nothing until reset.
      */
-    capmem_err_t err =
-        capmem_alloc_free(p->alloc, child->offset - p->base.offset, 1ull << child->size_bits);
-    CAPMEM_ASSERT(err == CAPMEM_OK, "every child's block was allocated by its parent");
-    (void)err;
+    /*
+     * Deletion cannot fail. A built-in policy takes every child's block
+     * back; a user policy that refuses keeps the block reserved (its own
+     * inconsistency, visible in its avail) and nothing else changes.
+     */
+    (void)capmem_alloc_free(p->alloc, child->offset - p->base.offset, 1ull << child->size_bits);
 }
 
 static void ut_destroy(capmem_arena_t *arena, capmem__object_t *obj)
@@ -589,11 +591,15 @@ static capmem_err_t place(capmem__untyped_t *ut, const capmem_retype_attr_t *att
     }
     capmem_err_t place_err = err;
     while (i-- > 0) {
-        err = capmem_alloc_free(ut->alloc, rel[i], sz);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "undoing our own allocation");
+        /*
+         * Undo. A built-in policy always takes its own block back; a user
+         * policy that refuses keeps it reserved, its own inconsistency, and
+         * the retype still fails cleanly.
+         */
+        (void)capmem_alloc_free(ut->alloc, rel[i], sz);
     }
-    if (place_err == CAPMEM_E_HOST_NOMEM) {
-        return place_err;
+    if (place_err == CAPMEM_E_HOST_NOMEM || place_err == CAPMEM_E_POLICY) {
+        return place_err; /* the policy's own detail explains it */
     }
     return insufficient(func, n, attr->size_bits, ut_free_bytes(ut));
 }
@@ -616,13 +622,15 @@ static capmem_err_t place_run(capmem__untyped_t *ut, const capmem_retype_attr_t 
     uint64_t at;
     capmem_err_t err = capmem_alloc_alloc(ut->alloc, run, sz, &at);
     if (err != CAPMEM_OK) {
-        if (err == CAPMEM_E_HOST_NOMEM) {
+        if (err == CAPMEM_E_HOST_NOMEM || err == CAPMEM_E_POLICY) {
             return err;
         }
         return insufficient(func, attr->count, attr->size_bits, ut_free_bytes(ut));
     }
     err = capmem_alloc_free(ut->alloc, at, run);
-    CAPMEM_ASSERT(err == CAPMEM_OK, "freeing the run we just took");
+    if (err != CAPMEM_OK) {
+        return err; /* a user policy refused the run it just gave: its detail says why */
+    }
     capmem_retype_attr_t exact = *attr;
     exact.offset = at;
     return place(ut, &exact, rel, func);

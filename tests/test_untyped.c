@@ -661,17 +661,7 @@ static const capmem_alloc_ops_t garbage_ops = {
     .reset = garbage_reset,
 };
 
-/*
- * capmem_untyped_retype reports every placement failure other than
- * HOST_NOMEM as its own "Insufficient memory" (place() and place_run() in
- * src/untyped.c), so today a refused answer reaches the caller relabelled
- * NOT_ENOUGH_MEMORY. The untyped layer is being rewritten; the change it
- * needs (pass POLICY through as it passes HOST_NOMEM) is in the alloc-policy
- * branch's hand-over notes. With that change, set this to 1: the test then
- * demands POLICY naming the policy. Either way it demands one exact outcome,
- * so it fails, and says so, when the behaviour changes.
- */
-#define UNTYPED_PASSES_POLICY 0
+/* A refused answer reaches the caller as POLICY, with the policy's name in the detail. */
 
 /*
  * Retype through the garbage policy: refused, the untyped's info and the
@@ -686,12 +676,9 @@ static void retype_is_refused(fixture_t *f, capmem_cap_t ut, uint32_t count, int
     capmem_cap_t d[2] = {CAPMEM_CAP_NULL, CAPMEM_CAP_NULL};
     capmem_err_t err = retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 10, count, d);
     const capmem_error_info_t *e = capmem_last_error();
-    if (UNTYPED_PASSES_POLICY ? err != CAPMEM_E_POLICY || strstr(e->message, "'garbage'") == NULL
-                              : err != CAPMEM_E_NOT_ENOUGH_MEMORY ||
-                                    strstr(e->message, "Insufficient memory") == NULL) {
-        fail_msg(
-            "line %d: retype returned %s (%s), expected %s", line, capmem_err_name(err), e->message,
-            UNTYPED_PASSES_POLICY ? "POLICY" : "NOT_ENOUGH_MEMORY (see UNTYPED_PASSES_POLICY)");
+    if (err != CAPMEM_E_POLICY || strstr(e->message, "'garbage'") == NULL) {
+        fail_msg("line %d: retype returned %s (%s), expected POLICY", line, capmem_err_name(err),
+                 e->message);
     }
     assert_ok(capmem_untyped_info(f->arena, ut, &after));
     if (after.free_bytes != before.free_bytes || after.largest_free != before.largest_free ||

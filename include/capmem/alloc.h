@@ -107,8 +107,8 @@ typedef struct capmem_alloc_ops {
  * @retval CAPMEM_E_INVALID_ARGS  out is NULL, size is 0 or base + size overflows.
  * @retval CAPMEM_E_HOST_NOMEM    a host allocation failed.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_watermark(uint64_t base, uint64_t size,
-                                                                       capmem_alloc_t **out);
+CAPMEM_API capmem_err_t capmem_alloc_create_watermark(uint64_t base, uint64_t size,
+                                                      capmem_alloc_t **out);
 
 /**
  * Create a range (offset) policy over [base, base + size) in units of
@@ -128,9 +128,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_watermark(uint64_t 
  *                                granules.
  * @retval CAPMEM_E_HOST_NOMEM    a host allocation or mapping failed.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_range(uint64_t base, uint64_t size,
-                                                                   uint64_t granule,
-                                                                   capmem_alloc_t **out);
+CAPMEM_API capmem_err_t capmem_alloc_create_range(uint64_t base, uint64_t size, uint64_t granule,
+                                                  capmem_alloc_t **out);
 
 /**
  * Create a buddy policy over [base, base + size) with blocks of
@@ -150,10 +149,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_range(uint64_t base
  *                                than 2^36 minimum blocks.
  * @retval CAPMEM_E_HOST_NOMEM    a host allocation or mapping failed.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_buddy(uint64_t base, uint64_t size,
-                                                                   unsigned min_order,
-                                                                   unsigned max_order,
-                                                                   capmem_alloc_t **out);
+CAPMEM_API capmem_err_t capmem_alloc_create_buddy(uint64_t base, uint64_t size, unsigned min_order,
+                                                  unsigned max_order, capmem_alloc_t **out);
 
 /**
  * Wrap a user policy. The span is [0, UINT64_MAX): the generic calls check
@@ -178,9 +175,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_buddy(uint64_t base
  *                                reset) is NULL.
  * @retval CAPMEM_E_HOST_NOMEM    a host allocation failed.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_custom(const capmem_alloc_ops_t *ops,
-                                                                    void *self,
-                                                                    capmem_alloc_t **out);
+CAPMEM_API capmem_err_t capmem_alloc_create_custom(const capmem_alloc_ops_t *ops, void *self,
+                                                   capmem_alloc_t **out);
 
 /**
  * Like capmem_alloc_create_custom(), with the span [base, base + size) the
@@ -191,8 +187,9 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_custom(const capmem
  *                                or base + size overflows.
  * @retval CAPMEM_E_HOST_NOMEM    a host allocation failed.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_custom_span(
-    const capmem_alloc_ops_t *ops, void *self, uint64_t base, uint64_t size, capmem_alloc_t **out);
+CAPMEM_API capmem_err_t capmem_alloc_create_custom_span(const capmem_alloc_ops_t *ops, void *self,
+                                                        uint64_t base, uint64_t size,
+                                                        capmem_alloc_t **out);
 
 /**
  * Allocate @p size bytes aligned to @p align (absolute offsets) and store
@@ -215,8 +212,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_custom_span(
  * @retval other                       a custom policy's hook failed: its code
  *                                     and detail record, passed on.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size,
-                                                            uint64_t align, uint64_t *offset);
+CAPMEM_API capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align,
+                                           uint64_t *offset);
 
 /**
  * Allocate exactly [offset, offset + size).
@@ -236,8 +233,7 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, u
  * @retval other                       a custom policy's hook failed: its code
  *                                     and detail record, passed on.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset,
-                                                               uint64_t size);
+CAPMEM_API capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset, uint64_t size);
 
 /**
  * Free the block at @p offset that was allocated with @p size.
@@ -255,23 +251,22 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a
  * @retval other                  a custom policy's hook failed: its code and
  *                                detail record, passed on.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset,
-                                                           uint64_t size);
+CAPMEM_API capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size);
 
 /** Total free bytes; 0 for NULL. */
-CAPMEM_API uint64_t capmem_alloc_avail(const capmem_alloc_t *a);
+CAPMEM_API CAPMEM_NODISCARD uint64_t capmem_alloc_avail(const capmem_alloc_t *a);
 
 /** Largest block alloc(size, 1) could return now; 0 for NULL. */
-CAPMEM_API uint64_t capmem_alloc_largest(const capmem_alloc_t *a);
+CAPMEM_API CAPMEM_NODISCARD uint64_t capmem_alloc_largest(const capmem_alloc_t *a);
 
 /** First offset of the span; 0 for NULL. */
-CAPMEM_API uint64_t capmem_alloc_base(const capmem_alloc_t *a);
+CAPMEM_API CAPMEM_NODISCARD uint64_t capmem_alloc_base(const capmem_alloc_t *a);
 
 /** Size of the span in bytes; 0 for NULL. */
-CAPMEM_API uint64_t capmem_alloc_size(const capmem_alloc_t *a);
+CAPMEM_API CAPMEM_NODISCARD uint64_t capmem_alloc_size(const capmem_alloc_t *a);
 
 /** Policy name ("watermark", "range", "buddy" or the custom ops' name); "" for NULL. */
-CAPMEM_API const char *capmem_alloc_name(const capmem_alloc_t *a);
+CAPMEM_API CAPMEM_NODISCARD const char *capmem_alloc_name(const capmem_alloc_t *a);
 
 /**
  * Make everything free again (forgets every allocation). NULL is a no-op,
@@ -310,8 +305,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_check(const capmem_alloc_t
  * @retval other                  a custom policy's walk hook failed: its code
  *                                and detail record, passed on.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_walk(const capmem_alloc_t *a,
-                                                           capmem_alloc_walk_fn fn, void *ctx);
+CAPMEM_API capmem_err_t capmem_alloc_walk(const capmem_alloc_t *a, capmem_alloc_walk_fn fn,
+                                          void *ctx);
 
 /**
  * Range policy only: visit the free ranges in address order (state is
@@ -321,9 +316,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_walk(const capmem_alloc_t 
  * @retval CAPMEM_E_INVALID_ARGS  a or fn is NULL.
  * @retval CAPMEM_E_WRONG_TYPE    a is not a range policy.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_free_ranges(const capmem_alloc_t *a,
-                                                                  capmem_alloc_walk_fn fn,
-                                                                  void *ctx);
+CAPMEM_API capmem_err_t capmem_alloc_free_ranges(const capmem_alloc_t *a, capmem_alloc_walk_fn fn,
+                                                 void *ctx);
 
 #ifdef __cplusplus
 }
