@@ -26,7 +26,6 @@
 #include "cap_internal.h"
 #include "capmem/region_map.h"
 #include "ram_internal.h"
-#include "rm_hooks.h"
 #include "rm_internal.h"
 
 /* Per-arena state: the list of maps (for the checker and conservation). */
@@ -37,6 +36,10 @@ typedef struct rm_state {
 
 static capmem_err_t rm_check(capmem_arena_t *arena, void *state, char *why, size_t len);
 static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle);
+static void detach_all(capmem_arena_t *arena, capmem__ds_t *ds);
+static const capmem__ds_kind_ops_t managed_kind;
+static capmem_err_t managed_access(capmem_arena_t *arena, capmem__ds_t *ds, uint64_t offset,
+                                   void *buf, size_t len, bool write);
 
 static void rm_fini(capmem_arena_t *arena, void *state)
 {
@@ -61,10 +64,13 @@ static const capmem__type_ops_t rm_type = {
 static rm_state_t *rm_state(capmem_arena_t *arena)
 {
     void *st = NULL;
-    if (capmem__layer_setup(arena, &rm_layer, sizeof(rm_state_t), &st) != CAPMEM_OK) {
+    if (capmem__layer_setup(arena, &rm_layer, sizeof(rm_state_t), &st) != CAPMEM_OK ||
+        capmem__ds_setup(arena) != CAPMEM_OK) {
         return NULL;
     }
     capmem__type_register(arena, &rm_type);
+    capmem__ds_kind_register(arena, CAPMEM__DS_MANAGED, &managed_kind);
+    capmem__ds_set_detach(arena, detach_all);
     return st;
 }
 
@@ -345,9 +351,10 @@ static void region_remove(capmem__rm_t *rm, rm_region_t *r, capmem__ds_t *ds)
     capmem__meta_free(&rm->meta, r);
 }
 
-/* ---- hooks for the lower layers ------------------------------------------------ */
+/* ---- what the dataspace layer reaches through its registry ------------------------ */
 
-void capmem__rm_detach_all(capmem_arena_t *arena, struct capmem__ds *ds)
+/* A dataspace is going away: detach it everywhere (Genode's Region_map_detach). */
+static void detach_all(capmem_arena_t *arena, capmem__ds_t *ds)
 {
     while (ds->regions != NULL) {
         rm_region_t *r = ds->regions;
@@ -355,36 +362,28 @@ void capmem__rm_detach_all(capmem_arena_t *arena, struct capmem__ds *ds)
     }
 }
 
-void capmem__rm_managed_destroy(capmem_arena_t *arena, struct capmem__ds *ds)
+/* A managed dataspace's record is going away: drop the map's pointer to it. */
+static void managed_destroy(capmem_arena_t *arena, capmem__ds_t *ds)
 {
     (void)arena;
-    capmem__rm_t *rm = ds->owner;
+    capmem__rm_t *rm = capmem__ds_map(ds);
     CAPMEM_ASSERT(rm->managed == ds, "a map has one managed dataspace");
     rm->managed = NULL;
 }
 
-uint64_t capmem__rm_donations(capmem_arena_t *arena, const struct capmem__ram_service *svc)
-{
-    rm_state_t *st = capmem__layer_state(arena, &rm_layer);
-    uint64_t sum = 0;
-    for (const capmem__rm_t *rm = st != NULL ? st->maps : NULL; rm != NULL; rm = rm->next) {
-        if (rm->client->svc == svc) {
-            sum += rm->meta.donation;
-        }
-    }
-    return sum;
-}
-
-uint64_t capmem__rm_records_in(capmem_arena_t *arena, const struct capmem__meta *m)
+static int managed_describe(capmem_arena_t *arena, const capmem__ds_t *ds, char *buf, size_t len)
 {
     (void)arena;
-    if (m->account != NULL) {
-        return 0; /* a RAM account's slab holds no region records */
-    }
-    const capmem__rm_t *rm =
-        (const capmem__rm_t *)(const void *)((const uint8_t *)m - offsetof(capmem__rm_t, meta));
-    return rm->regions;
+    const capmem__rm_t *rm = capmem__ds_map(ds);
+    return snprintf(buf, len, "managed dataspace of region map \"%s\" (%llu bytes)", rm->label,
+                    (unsigned long long)ds->size);
 }
+
+static const capmem__ds_kind_ops_t managed_kind = {
+    .access = managed_access,
+    .destroy = managed_destroy,
+    .describe = managed_describe,
+};
 
 static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
 {
@@ -418,7 +417,8 @@ static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
     }
     capmem__account_t *client = rm->client;
     uint64_t returned = rm->meta.donation;
-    client->quota += returned;
+    client->ram.limit += returned;
+    client->donated -= returned;
     client->sessions--;
     if (capmem__events_on(arena)) {
         capmem__emitf(arena, CAPMEM_EVENT_SESSION_CLOSE, handle, returned, 0,
@@ -427,7 +427,7 @@ static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
     }
     /* The record lives in its own first chunk: copy the slab header before releasing it. */
     capmem__meta_t m = rm->meta;
-    capmem__meta_release(client->svc, &m);
+    capmem__meta_release(&arena->mem, client->phys, &m);
 }
 
 /* ---- create and close ---------------------------------------------------------- */
@@ -475,27 +475,21 @@ capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
         err = check_bytes(arena, attr->upgrade_step, 2 * CAPMEM__REC, "upgrade step", fn);
     }
     if (err == CAPMEM_OK) {
-        err = capmem__account_lookup(arena, client, CAPMEM_RIGHT_WRITE, fn, &acc);
+        err = capmem__account_lookup(arena, client, CAPMEM_RIGHT_WRITE, &acc);
     }
-    if (err == CAPMEM_OK && acc->quota - acc->used < attr->donation) {
-        err = capmem__fail_space(CAPMEM_E_OUT_OF_RAM, fn, attr->donation, acc->quota - acc->used,
+    if (err == CAPMEM_OK && !capmem__quota_can(&acc->ram, attr->donation)) {
+        err = capmem__fail_space(CAPMEM_E_OUT_OF_RAM, NULL, attr->donation,
+                                 capmem__quota_avail(&acc->ram),
                                  "a region map's donation of %llu bytes exceeds the %llu bytes "
                                  "\"%s\" has available",
                                  (unsigned long long)attr->donation,
-                                 (unsigned long long)(acc->quota - acc->used), acc->label);
+                                 (unsigned long long)capmem__quota_avail(&acc->ram), acc->label);
     }
     if (err == CAPMEM_OK) {
         err = capmem__cap_reserve_check(arena, &acc->caps, 1);
     }
     if (err == CAPMEM_OK) {
-        uint64_t largest = capmem_alloc_largest(acc->svc->phys);
-        if (largest < attr->donation) {
-            err =
-                capmem__fail_space(CAPMEM_E_OUT_OF_PHYS, fn, attr->donation, largest,
-                                   "no contiguous physical range of %llu bytes for the "
-                                   "donation (largest free range: %llu bytes)",
-                                   (unsigned long long)attr->donation, (unsigned long long)largest);
-        }
+        err = capmem__ram_phys_check(acc->phys, attr->donation, "the donation");
     }
     rm_state_t *st = NULL;
     if (err == CAPMEM_OK) {
@@ -506,12 +500,11 @@ capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
     }
     if (err == CAPMEM_OK) {
         /* Commit: nothing below fails. */
-        capmem__meta_t m = {0};
-        err = capmem__meta_add_chunk(arena, acc->svc, &m, attr->donation, fn);
+        capmem__meta_t m = {.kind = CAPMEM__META_RM};
+        err = capmem__meta_add_chunk(&arena->mem, acc->phys, &m, attr->donation);
         CAPMEM_ASSERT(err == CAPMEM_OK, "the physical range was checked above");
         capmem__rm_t *rm = capmem__meta_session_record(&m, CAPMEM_RM_SESSION_SLOTS);
         rm->meta = m;
-        rm->meta.account = NULL;
         rm->client = acc;
         rm->size = attr->size;
         rm->pages = (uint32_t)(attr->size / arena->mem.page_size);
@@ -519,7 +512,8 @@ capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
         rm->flags = attr->flags;
         snprintf(rm->label, sizeof(rm->label), "%s",
                  attr->label != NULL ? attr->label : "region map");
-        acc->quota -= attr->donation;
+        acc->ram.limit -= attr->donation;
+        acc->donated += attr->donation;
         acc->sessions++;
         rm->next = st->maps;
         if (st->maps != NULL) {
@@ -573,7 +567,7 @@ capmem_err_t capmem_rm_upgrade(capmem_arena_t *arena, capmem_cap_t rm, capmem_ca
     capmem__rm_t *m = NULL;
     capmem_err_t err = check_bytes(arena, bytes, 2 * CAPMEM__REC, "upgrade", __func__);
     if (err == CAPMEM_OK) {
-        err = capmem__account_lookup(arena, payer, CAPMEM_RIGHT_WRITE, __func__, &pay);
+        err = capmem__account_lookup(arena, payer, CAPMEM_RIGHT_WRITE, &pay);
     }
     if (err == CAPMEM_OK) {
         err = rm_lookup(arena, rm, 0, __func__, NULL, &m);
@@ -584,7 +578,7 @@ capmem_err_t capmem_rm_upgrade(capmem_arena_t *arena, capmem_cap_t rm, capmem_ca
                            m->label, m->client->label);
     }
     if (err == CAPMEM_OK) {
-        err = capmem__meta_upgrade(arena, &m->meta, pay, rm, m->label, bytes, __func__);
+        err = capmem__account_upgrade(arena, &m->meta, pay, rm, m->label, bytes);
     }
     CAPMEM__LEAVE(arena);
     return err;
@@ -599,23 +593,10 @@ capmem_err_t capmem_rm_upgrade(capmem_arena_t *arena, capmem_cap_t rm, capmem_ca
  */
 static capmem_err_t rm_reserve(capmem_arena_t *arena, capmem__rm_t *rm, const char *func)
 {
-    if (capmem__meta_has_room(&rm->meta, 1)) {
-        return CAPMEM_OK;
-    }
-    if (!(rm->flags & CAPMEM_RM_EXPANDING)) {
-        return capmem__fail_space(CAPMEM_E_OUT_OF_METADATA, func, CAPMEM__REC, 0,
-                                  "Could not allocate metadata (%u-byte region record; the "
-                                  "donation of %llu bytes to region map \"%s\" is used up)",
-                                  CAPMEM__REC, (unsigned long long)rm->meta.donation, rm->label);
-    }
-    while (!capmem__meta_has_room(&rm->meta, 1)) {
-        capmem_err_t err = capmem__meta_upgrade(arena, &rm->meta, rm->client, rm_handle(arena, rm),
-                                                rm->label, rm->upgrade_step, func);
-        if (err != CAPMEM_OK) {
-            return err;
-        }
-    }
-    return CAPMEM_OK;
+    (void)func;
+    return capmem__account_make_room(arena, &rm->meta, rm->client,
+                                     (rm->flags & CAPMEM_RM_EXPANDING) != 0, rm->upgrade_step,
+                                     rm_handle(arena, rm), rm->label, 1);
 }
 
 /* ---- attach and detach ------------------------------------------------------------ */
@@ -677,7 +658,7 @@ capmem_err_t capmem_rm_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap
     uint64_t at_pg = 0;
     capmem_err_t err = rm_lookup(arena, rm, CAPMEM_RIGHT_WRITE, fn, NULL, &m);
     if (err == CAPMEM_OK) {
-        err = capmem__ds_lookup(arena, ds, CAPMEM_RIGHT_READ, fn, &ds_slot, &d);
+        err = capmem__ds_lookup(arena, ds, CAPMEM_RIGHT_READ, &ds_slot, &d);
     }
     if (err == CAPMEM_OK &&
         (!capmem__is_aligned(attr->offset, page) || !capmem__is_aligned(size, page) ||
@@ -711,9 +692,9 @@ capmem_err_t capmem_rm_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap
         err = capmem__fail_range(fn, 3, size, 0, m->size, "region larger than the region map");
     }
     if (err == CAPMEM_OK && capmem__ds_kind(d) == CAPMEM__DS_MANAGED &&
-        would_cycle(arena, m, d->owner)) {
+        would_cycle(arena, m, capmem__ds_map(d))) {
         err = capmem__fail(CAPMEM_E_CYCLE, fn, "region map \"%s\" would end up inside itself",
-                           ((capmem__rm_t *)d->owner)->label);
+                           ((capmem__rm_t *)capmem__ds_map(d))->label);
     }
     uint64_t pages = size >> shift;
     if (err == CAPMEM_OK && attr->at != CAPMEM_RM_ANYWHERE) {
@@ -738,7 +719,7 @@ capmem_err_t capmem_rm_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap
     }
     if (err == CAPMEM_OK) {
         rm_region_t *r = NULL;
-        err = capmem__meta_alloc(&m->meta, fn, (void **)&r);
+        err = capmem__meta_alloc(&m->meta, (void **)&r);
         CAPMEM_ASSERT(err == CAPMEM_OK, "room was made above");
         r->off = attr->offset;
         r->ds_slot = d->slot;
@@ -835,7 +816,7 @@ capmem_err_t capmem_rm_info(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_in
         info->regions = m->regions;
         info->donation = m->meta.donation;
         info->records_used = m->meta.used;
-        info->records_capacity = m->meta.capacity;
+        info->records_capacity = capmem__meta_capacity(&m->meta);
         info->upgrade_step = m->upgrade_step;
         /* Every chunk after the first is an upgrade, whoever asked for it. */
         for (const uint8_t *c = m->meta.chunks; c != NULL; c = ((const capmem__chunk_t *)c)->next) {
@@ -903,16 +884,9 @@ capmem_err_t capmem_rm_dataspace(capmem_arena_t *arena, capmem_cap_t rm, capmem_
     }
     if (err == CAPMEM_OK) {
         capmem__ds_t *rec = NULL;
-        err = capmem__meta_alloc(&m->meta, fn, (void **)&rec);
+        err = capmem__meta_alloc(&m->meta, (void **)&rec);
         CAPMEM_ASSERT(err == CAPMEM_OK, "room was made above");
-        rec->meta = &m->meta;
-        rec->off = 0;
-        rec->size = m->size;
-        rec->owner = m;
-        rec->flags = CAPMEM__DS_MANAGED | CAPMEM__DS_WRITABLE;
-        *ds = capmem__cap_create(arena, CAPMEM_OBJ_DATASPACE, rec, CAPMEM_RIGHTS_ALL,
-                                 CAPMEM__SLOT_ORIGINAL, m->slot, &m->client->caps);
-        rec->slot = capmem__cap_index(*ds);
+        *ds = capmem__ds_make_managed(arena, &m->meta, rec, m, m->size, m->slot, &m->client->caps);
         m->managed = rec;
     }
     CAPMEM__LEAVE(arena);
@@ -963,7 +937,7 @@ static inline void translate(const capmem_arena_t *arena, capmem__rm_t *rm, uint
         const capmem__ds_t *d = rg_ds(arena, r);
         uint64_t dsoff = addr - rstart + r->off;
         if (capmem__ds_kind(d) == CAPMEM__DS_MANAGED) {
-            rm = d->owner;
+            rm = capmem__ds_map(d);
             addr = dsoff;
             continue;
         }
@@ -1050,10 +1024,10 @@ static capmem_err_t top_lookup(capmem_arena_t *arena, capmem_cap_t top, unsigned
     if (capmem_cap_type(top) == CAPMEM_OBJ_DATASPACE) {
         capmem__slot_t *s;
         capmem__ds_t *d;
-        capmem_err_t err = capmem__ds_lookup(arena, top, rights, func, &s, &d);
+        capmem_err_t err = capmem__ds_lookup(arena, top, rights, &s, &d);
         if (err == CAPMEM_OK) {
             CAPMEM_ASSERT(capmem__ds_kind(d) == CAPMEM__DS_MANAGED, "accesses start at a map");
-            *out = d->owner;
+            *out = capmem__ds_map(d);
         }
         return err;
     }
@@ -1161,13 +1135,12 @@ capmem_err_t capmem_rm_touch(capmem_arena_t *arena, capmem_cap_t rm, uint64_t ad
     return rm_access_public(arena, rm, address, NULL, len, access, __func__);
 }
 
-capmem_err_t capmem__rm_managed_access(capmem_arena_t *arena, struct capmem__ds *ds,
-                                       uint64_t offset, void *buf, size_t len, int write,
-                                       const char *func)
+static capmem_err_t managed_access(capmem_arena_t *arena, capmem__ds_t *ds, uint64_t offset,
+                                   void *buf, size_t len, bool write)
 {
     capmem_cap_t top = capmem__slot_handle(&arena->cspace, ds->slot);
-    return rm_access(arena, top, ds->owner, offset, buf, len,
-                     write ? CAPMEM_RM_WRITE : CAPMEM_RM_READ, func);
+    return rm_access(arena, top, capmem__ds_map(ds), offset, buf, len,
+                     write ? CAPMEM_RM_WRITE : CAPMEM_RM_READ, NULL);
 }
 
 /* ---- the checker --------------------------------------------------------------------- */
@@ -1272,7 +1245,7 @@ static capmem_err_t rm_check(capmem_arena_t *arena, void *state, char *why, size
     for (const capmem__rm_t *rm = st->maps; rm != NULL; rm = rm->next) {
         if (!slot_is(arena, rm->slot, CAPMEM_OBJ_REGION_MAP, rm) ||
             !slot_is(arena, rm->client->slot, CAPMEM_OBJ_RAM_SESSION, rm->client) ||
-            (rm->next != NULL && rm->next->prev != rm) || rm->meta.account != NULL) {
+            (rm->next != NULL && rm->next->prev != rm) || rm->meta.kind != CAPMEM__META_RM) {
             snprintf(why, len,
                      "region map \"%s\": its capability, client or list links are "
                      "broken",
@@ -1281,8 +1254,9 @@ static capmem_err_t rm_check(capmem_arena_t *arena, void *state, char *why, size
         }
         if (rm->managed != NULL &&
             (!slot_is(arena, rm->managed->slot, CAPMEM_OBJ_DATASPACE, rm->managed) ||
-             capmem__ds_kind(rm->managed) != CAPMEM__DS_MANAGED || rm->managed->owner != rm ||
-             rm->managed->meta != &rm->meta || rm->managed->size != rm->size)) {
+             capmem__ds_kind(rm->managed) != CAPMEM__DS_MANAGED ||
+             rm->managed->u.managed.map != rm || rm->managed->meta != &rm->meta ||
+             rm->managed->size != rm->size)) {
             snprintf(why, len, "region map \"%s\": its managed dataspace is inconsistent",
                      rm->label);
             return CAPMEM_E_CORRUPT;
@@ -1298,10 +1272,25 @@ static capmem_err_t rm_check(capmem_arena_t *arena, void *state, char *why, size
         }
         total += w.count;
         capmem_err_t err =
-            capmem__meta_check(arena, &rm->meta, rm->label, rm->managed != NULL ? 1 : 0,
+            capmem__meta_check(&rm->meta, rm->label, rm->regions + (rm->managed != NULL ? 1 : 0),
                                CAPMEM_RM_SESSION_SLOTS, why, len);
         if (err != CAPMEM_OK) {
             return err;
+        }
+        rm->client->meta.tally = 0; /* reset for the donation sums below */
+    }
+    /* Each client's donated bytes are its maps' donations: the RAM side of conservation. */
+    for (const capmem__rm_t *rm = st->maps; rm != NULL; rm = rm->next) {
+        rm->client->meta.tally += rm->meta.donation;
+    }
+    for (const capmem__rm_t *rm = st->maps; rm != NULL; rm = rm->next) {
+        if (rm->client->meta.tally != rm->client->donated) {
+            snprintf(why, len,
+                     "account \"%s\": it has donated %llu bytes to region maps, but its maps "
+                     "hold %llu",
+                     rm->client->label, (unsigned long long)rm->client->donated,
+                     (unsigned long long)rm->client->meta.tally);
+            return CAPMEM_E_CORRUPT;
         }
     }
     /* Every attachment in a dataspace's list is a region of a live map, and no others exist. */
