@@ -887,6 +887,16 @@ static void test_ram_destroy_refuses_anything_but_the_roots_original(void **stat
     CHECK_INVARIANTS(f->arena);
 }
 
+static void test_ram_label_keeps_its_first_23_characters(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t c = open_child(f, f->root, 4096, 0, "a-label-of-thirty-characters!!");
+    capmem_ram_info_t in = info(f->arena, c);
+    assert_string_equal(in.label, "a-label-of-thirty-chara");
+    assert_int_equal(strlen(in.label), 23);
+    assert_ok(capmem_ram_close(f->arena, c));
+}
+
 static void test_ram_upgrade_takes_accounts_only(void **state)
 {
     fixture_t *f = *state;
@@ -913,6 +923,7 @@ int main(void)
         T(test_ram_destroy_closes_everything_and_returns_the_untypeds),
         T(test_ram_destroy_refuses_anything_but_the_roots_original),
         T(test_ram_upgrade_takes_accounts_only),
+        T(test_ram_label_keeps_its_first_23_characters),
         T(test_ram_default_donation_pays_for_documented_dataspaces),
         T(test_ram_expanding_client_upgrades_in_steps),
         T(test_ram_init_distributes_budget_and_children_are_isolated),
