@@ -239,6 +239,16 @@ static capmem_err_t decode_create(capmem_arena_t *arena, const capmem_cap_t *unt
         if (s->first_child != 0 || ut->children != 0) {
             return capmem__fail(CAPMEM_E_REVOKE_FIRST, NULL, "untyped %zu has children", i);
         }
+        if (ut->user_policy) {
+            /*
+             * A pool takes the untyped whole through its policy; a user
+             * policy could refuse that after other pools were claimed.
+             */
+            return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
+                                "untyped %zu has a user placement policy: give the RAM service "
+                                "untypeds with a built-in one",
+                                i);
+        }
         if (size < arena->mem.page_size) {
             return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL, "untyped %zu is smaller than a page",
                                 i);
