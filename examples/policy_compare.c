@@ -238,7 +238,7 @@ int main(void)
     /* What the table must show, checked, so the example cannot rot. */
     int ok = 1;
     ok &= strstr(res[0].failure, "#4 (0x400): Untyped Retype: Insufficient memory (1 * 1024 "
-                                 "bytes needed, 0 bytes available)") == NULL
+                                 "bytes needed, 0 bytes available).") == NULL
               ? 0
               : 1;
     ok &= res[0].wasted > 0;  /* the watermark lost its alignment gap */

@@ -593,8 +593,8 @@ static capmem_err_t insufficient(const char *func, uint32_t count, unsigned bits
 {
     return capmem__fail_space(
         CAPMEM_E_NOT_ENOUGH_MEMORY, func, (uint64_t)count << bits, available,
-        "Untyped Retype: Insufficient memory (%u * %llu bytes needed, %llu bytes available)", count,
-        (unsigned long long)(1ull << bits), (unsigned long long)available);
+        "Untyped Retype: Insufficient memory (%u * %llu bytes needed, %llu bytes available).",
+        count, (unsigned long long)(1ull << bits), (unsigned long long)available);
 }
 
 /*

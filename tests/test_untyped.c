@@ -161,7 +161,7 @@ static void fragmentation(fixture_t *f, capmem_untyped_policy_t policy, int expe
         const capmem_error_info_t *d = capmem_last_error();
         assert_string_equal(
             d->message,
-            "Untyped Retype: Insufficient memory (1 * 1024 bytes needed, 0 bytes available)");
+            "Untyped Retype: Insufficient memory (1 * 1024 bytes needed, 0 bytes available).");
         assert_int_equal(d->needed, 1024);
         assert_int_equal(d->available, 0);
     }
@@ -292,7 +292,7 @@ static void test_untyped_exact_fill_sixteen_frames(void **state)
     assert_err(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &fr), CAPMEM_E_NOT_ENOUGH_MEMORY);
     assert_string_equal(
         capmem_last_error()->message,
-        "Untyped Retype: Insufficient memory (1 * 4096 bytes needed, 0 bytes available)");
+        "Untyped Retype: Insufficient memory (1 * 4096 bytes needed, 0 bytes available).");
 }
 
 /* ---- seL4's checks and their order --------------------------------------- */
@@ -351,7 +351,7 @@ static void test_untyped_retype_errors_follow_sel4_order(void **state)
     assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 300), CAPMEM_E_NOT_ENOUGH_MEMORY);
     assert_string_equal(
         capmem_last_error()->message,
-        "Untyped Retype: Insufficient memory (2 * 4096 bytes needed, 4096 bytes available)");
+        "Untyped Retype: Insufficient memory (2 * 4096 bytes needed, 4096 bytes available).");
     /* Too few destination slots, NULL arguments. */
     at.count = 1;
     assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 0), CAPMEM_E_INVALID_ARGS);

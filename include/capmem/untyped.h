@@ -23,7 +23,7 @@
  *
  * Errors follow seL4's decode order (type, size, count, then memory) and
  * its wording: "Untyped Retype: Insufficient memory (1 * 1024 bytes needed,
- * 0 bytes available)". seL4_RangeError is CAPMEM_E_RANGE,
+ * 0 bytes available)." seL4_RangeError is CAPMEM_E_RANGE,
  * seL4_InvalidArgument is CAPMEM_E_INVALID_ARGS, seL4_NotEnoughMemory is
  * CAPMEM_E_NOT_ENOUGH_MEMORY.
  *
@@ -185,7 +185,7 @@ CAPMEM_API capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena, capmem_
  *         count 0 or above 256 (detail: the bounds)
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED  the capability
  * @retval CAPMEM_E_NOT_ENOUGH_MEMORY "Untyped Retype: Insufficient memory (N * S bytes
- *         needed, A bytes available)" with needed and available in the detail
+ *         needed, A bytes available)." with needed and available in the detail
  * @retval CAPMEM_E_OUT_OF_CAPS  not enough free capability slots
  * @retval CAPMEM_E_HOST_NOMEM   host memory for the records ran out
  */
