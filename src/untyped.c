@@ -150,7 +150,12 @@ static void ut_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
     (void)handle;
     capmem__untyped_t *ut = obj;
     CAPMEM_ASSERT(ut->children == 0, "the derivation tree destroys children first");
+    CAPMEM_ASSERT(ut->copies == 0, "a copy lies in its source's subtree and dies first");
     capmem__ut_child_release(arena, &ut->base);
+    if (ut->copy_of != NULL) {
+        CAPMEM_ASSERT(ut->copy_of->copies > 0, "a source counts each live copy");
+        ut->copy_of->copies--;
+    }
     if (ut->device != NULL) {
         CAPMEM_ASSERT(ut->device->pins > 0, "pinned once per covering untyped");
         ut->device->pins--;
@@ -441,15 +446,21 @@ static capmem_err_t lookup_ut(capmem_arena_t *arena, capmem_cap_t cap, unsigned 
     return err;
 }
 
-/* seL4's reset condition: nothing derived from the invoked capability, no live child. */
+/*
+ * seL4's reset condition, for the capability in slot @p s: nothing derived
+ * from it (ensureNoChildren), no live child retyped through any capability
+ * to the untyped, and no live copy (whose capability may hang below
+ * another capability to the same untyped).
+ */
 static bool childless(const capmem__slot_t *s, const capmem__untyped_t *ut)
 {
-    return s->first_child == 0 && ut->children == 0;
+    return s->first_child == 0 && ut->children == 0 && ut->copies == 0;
 }
 
+/* Nothing while a copy covers the untyped (seL4 marks the source full). */
 static uint64_t ut_free_bytes(const capmem__untyped_t *ut)
 {
-    return ut->full ? 0 : capmem_alloc_avail(ut->alloc);
+    return ut->copies > 0 ? 0 : capmem_alloc_avail(ut->alloc);
 }
 
 static capmem_err_t fill_info(capmem_arena_t *arena, capmem_cap_t cap, capmem__untyped_t *ut,
@@ -471,12 +482,12 @@ static capmem_err_t fill_info(capmem_arena_t *arena, capmem_cap_t cap, capmem__u
     info->policy =
         ut->user_policy ? capmem_alloc_name(ut->alloc) : capmem_untyped_policy_name(ut->policy);
     info->free_bytes = ut_free_bytes(ut);
-    info->largest_free = ut->full ? 0 : capmem_alloc_largest(ut->alloc);
+    info->largest_free = ut->copies > 0 ? 0 : capmem_alloc_largest(ut->alloc);
     if (ut->policy == CAPMEM_UNTYPED_WATERMARK && !ut->user_policy) {
         info->watermark = ut_size(ut) - capmem_alloc_avail(ut->alloc);
     }
     info->children = ut->children;
-    info->full = ut->full;
+    info->full = ut->copies > 0;
     return CAPMEM_OK;
 }
 
@@ -513,8 +524,9 @@ capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena, capmem_cap_t untyp
     capmem_err_t err = lookup_ut(arena, untyped, CAPMEM_RIGHT_WRITE, __func__, &s, &ut);
     if (err == CAPMEM_OK && !childless(s, ut)) {
         err = capmem__fail(CAPMEM_E_REVOKE_FIRST, __func__,
-                           "untyped has %llu children: revoke them first",
-                           (unsigned long long)ut->children);
+                           "untyped has %llu children, %u copies or derived capabilities: "
+                           "revoke them first",
+                           (unsigned long long)ut->children, ut->copies);
     }
     if (err == CAPMEM_OK && user != NULL &&
         (capmem_alloc_base(user) != 0 || capmem_alloc_size(user) < ut_size(ut))) {
@@ -531,7 +543,6 @@ capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena, capmem_cap_t untyp
         ut->alloc = na;
         ut->user_policy = user != NULL;
         ut->policy = user != NULL ? CAPMEM_UNTYPED_WATERMARK : policy;
-        ut->full = false;
     }
     CAPMEM__LEAVE(arena);
     return err;
@@ -703,9 +714,7 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
     }
     const bool reset = childless(s, ut);
     /* Memory, as seL4 counts it: free bytes >> object size >= count. */
-    uint64_t free_now = ut->full && !reset ? 0
-                        : reset            ? ut_size(ut)
-                                           : capmem_alloc_avail(ut->alloc);
+    uint64_t free_now = reset ? ut_size(ut) : ut_free_bytes(ut);
     if ((free_now >> attr->size_bits) < attr->count) {
         err = insufficient(fn, attr->count, attr->size_bits, free_now);
         goto out;
@@ -770,20 +779,12 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
      * reset would only cost time (clearing their maps); watermark and user
      * policies are reset, as seL4 resets its free index.
      */
-    bool was_full = ut->full;
-    if (reset) {
-        if (ut->user_policy || ut->policy == CAPMEM_UNTYPED_WATERMARK) {
-            capmem_alloc_reset(ut->alloc);
-        }
-        ut->full = false;
+    if (reset && (ut->user_policy || ut->policy == CAPMEM_UNTYPED_WATERMARK)) {
+        capmem_alloc_reset(ut->alloc);
     }
     err = place_run(ut, attr, rel, fn);
     if (err != CAPMEM_OK) {
-        /*
-         * A reset of a childless untyped is invisible (no child, no
-         * memory in use), except for the full flag, which we restore.
-         */
-        ut->full = was_full;
+        /* A reset of a childless untyped is invisible (no child, no memory in use). */
         goto out;
     }
 
@@ -845,14 +846,15 @@ capmem_err_t capmem_untyped_copy(capmem_arena_t *arena, capmem_cap_t untyped, ca
     }
     if (err == CAPMEM_OK) {
         /*
-         * The copy covers the same memory, so it is not a child that takes
-         * memory from the original's allocator: parent stays NULL and the
-         * original is marked full instead, as seL4 sets its free index to
-         * the end.
+         * The copy covers the same memory, so it is no child that takes
+         * memory from the source's policy: its parent stays NULL. Instead
+         * the source counts it and is full while it lives, as seL4 sets the
+         * source's free index to the end (setUntypedCapAsFull).
          */
         *out = capmem__cap_create(arena, CAPMEM_OBJ_UNTYPED, cp, s->rights, CAPMEM__SLOT_ORIGINAL,
                                   capmem__slot_index(&arena->cspace, s), NULL);
-        ut->full = true;
+        cp->copy_of = ut;
+        ut->copies++;
     }
     CAPMEM__LEAVE(arena);
     return err;
@@ -883,7 +885,6 @@ capmem_err_t capmem__untyped_claim(capmem_arena_t *arena, capmem_cap_t untyped,
         return err;
     }
     capmem_alloc_reset(ut->alloc);
-    ut->full = false;
     uint64_t rel = 0;
     err = capmem_alloc_alloc(ut->alloc, ut_size(ut), ut_size(ut), &rel);
     if (err != CAPMEM_OK) {
@@ -1007,34 +1008,93 @@ capmem_err_t capmem_frame_write(capmem_arena_t *arena, capmem_cap_t frame, uint6
 
 /* ---- checker ------------------------------------------------------------- */
 
-typedef struct span {
-    const capmem__untyped_t *parent;
+/*
+ * One fact per live object, sorted by `who`: a child's span in its parent
+ * (kind SPAN), an untyped's own counts (kind SELF), or a copy naming its
+ * source (kind COPY). Sorting by (who, kind, off) puts each untyped's
+ * record first in its group, its children's spans in address order next.
+ */
+enum { FACT_SELF = 0, FACT_SPAN = 1, FACT_COPY = 2 };
+
+typedef struct fact {
+    const capmem__untyped_t *who;
+    int kind;
     uint64_t off;
     uint64_t size;
-} span_t;
+} fact_t;
 
-static int cmp_span(const void *x, const void *y)
+static int cmp_fact(const void *x, const void *y)
 {
-    const span_t *a = x;
-    const span_t *b = y;
-    if (a->parent != b->parent) {
-        return ((uintptr_t)a->parent > (uintptr_t)b->parent) -
-               ((uintptr_t)a->parent < (uintptr_t)b->parent);
+    const fact_t *a = x;
+    const fact_t *b = y;
+    if (a->who != b->who) {
+        return ((uintptr_t)a->who > (uintptr_t)b->who) - ((uintptr_t)a->who < (uintptr_t)b->who);
+    }
+    if (a->kind != b->kind) {
+        return a->kind - b->kind;
     }
     return (a->off > b->off) - (a->off < b->off);
 }
 
-static bool is_ut_child(const capmem__slot_t *s)
+static bool is_ut_object(const capmem__slot_t *s)
 {
     return (s->flags & CAPMEM__SLOT_ORIGINAL) &&
            (s->type == CAPMEM_OBJ_UNTYPED || s->type == CAPMEM_OBJ_FRAME ||
             s->type == CAPMEM_OBJ_KOBJ);
 }
 
+/* Check one untyped's group of facts [f, end): its children and its copies. */
+static capmem_err_t check_group(const fact_t *f, const fact_t *end, char *why, size_t len)
+{
+    const capmem__untyped_t *p = f->who;
+    if (f->kind != FACT_SELF) {
+        snprintf(why, len, "an object names a parent or source untyped that is not alive");
+        return CAPMEM_E_CORRUPT;
+    }
+    uint64_t spans = 0;
+    uint64_t copies = 0;
+    for (const fact_t *g = f + 1; g < end; g++) {
+        if (g->kind == FACT_COPY) {
+            copies++;
+            continue;
+        }
+        spans++;
+        if (g->off < p->base.offset || g->off + g->size > p->base.offset + ut_size(p)) {
+            snprintf(why, len, "untyped at 0x%llx: child at 0x%llx lies outside it",
+                     (unsigned long long)p->base.offset, (unsigned long long)g->off);
+            return CAPMEM_E_CORRUPT;
+        }
+        if (g - 1 > f && g[-1].off + g[-1].size > g->off) {
+            snprintf(why, len, "untyped at 0x%llx: children at 0x%llx and 0x%llx overlap",
+                     (unsigned long long)p->base.offset, (unsigned long long)g[-1].off,
+                     (unsigned long long)g->off);
+            return CAPMEM_E_CORRUPT;
+        }
+    }
+    if (spans != p->children) {
+        snprintf(why, len, "untyped at 0x%llx counts %llu children, %llu are alive",
+                 (unsigned long long)p->base.offset, (unsigned long long)p->children,
+                 (unsigned long long)spans);
+        return CAPMEM_E_CORRUPT;
+    }
+    if (copies != p->copies) {
+        snprintf(why, len, "untyped at 0x%llx counts %u copies, %llu are alive",
+                 (unsigned long long)p->base.offset, p->copies, (unsigned long long)copies);
+        return CAPMEM_E_CORRUPT;
+    }
+    if (copies > 0 && spans > 0) {
+        snprintf(why, len, "untyped at 0x%llx has a copy and children of its own",
+                 (unsigned long long)p->base.offset);
+        return CAPMEM_E_CORRUPT;
+    }
+    return CAPMEM_OK;
+}
+
 /*
  * Every live object retyped from an untyped lies inside its parent, no two
- * children of one parent overlap, each parent's children count is the
- * number of its live children, and each policy's own check passes.
+ * children of one parent overlap, each untyped's children and copies
+ * counts are the numbers of its live children and copies, an untyped with
+ * a copy has no children, and each policy's own check passes.
  * O(n log n) in the number of capabilities.
  */
 static capmem_err_t ut_check(capmem_arena_t *arena, void *state, char *why, size_t len)
@@ -1043,11 +1103,10 @@ static capmem_err_t ut_check(capmem_arena_t *arena, void *state, char *why, size
     capmem__cspace_t *cs = &arena->cspace;
     size_t n = 0;
     for (uint32_t i = 1; i < cs->high; i++) {
-        const capmem__slot_t *s = &cs->slots[i];
-        n += is_ut_child(s) && ((capmem__ut_child_t *)s->obj)->parent != NULL;
+        n += is_ut_object(&cs->slots[i]) ? 2 : 0; /* at most SELF and SPAN or COPY */
     }
-    span_t *spans = capmem__malloc((n + 1) * sizeof(*spans));
-    if (spans == NULL) {
+    fact_t *facts = capmem__malloc((n + 1) * sizeof(*facts));
+    if (facts == NULL) {
         snprintf(why, len, "untyped check: no host memory");
         return CAPMEM_E_HOST_NOMEM;
     }
@@ -1055,7 +1114,7 @@ static capmem_err_t ut_check(capmem_arena_t *arena, void *state, char *why, size
     capmem_err_t err = CAPMEM_OK;
     for (uint32_t i = 1; i < cs->high && err == CAPMEM_OK; i++) {
         const capmem__slot_t *s = &cs->slots[i];
-        if (!is_ut_child(s)) {
+        if (!is_ut_object(s)) {
             continue;
         }
         const capmem__ut_child_t *c = (const capmem__ut_child_t *)s->obj;
@@ -1067,38 +1126,24 @@ static capmem_err_t ut_check(capmem_arena_t *arena, void *state, char *why, size
                          (unsigned long long)c->offset, sub);
                 err = CAPMEM_E_CORRUPT;
             }
+            facts[k++] = (fact_t){ut, FACT_SELF, 0, 0};
+            if (ut->copy_of != NULL) {
+                facts[k++] = (fact_t){ut->copy_of, FACT_COPY, 0, 0};
+            }
         }
         if (c->parent != NULL) {
-            spans[k++] = (span_t){c->parent, c->offset, 1ull << c->size_bits};
+            facts[k++] = (fact_t){c->parent, FACT_SPAN, c->offset, 1ull << c->size_bits};
         }
     }
-    qsort(spans, k, sizeof(*spans), cmp_span);
+    qsort(facts, k, sizeof(*facts), cmp_fact);
     for (size_t i = 0; i < k && err == CAPMEM_OK;) {
-        const capmem__untyped_t *p = spans[i].parent;
-        size_t j = i;
-        for (; j < k && spans[j].parent == p; j++) {
-            if (spans[j].off < p->base.offset ||
-                spans[j].off + spans[j].size > p->base.offset + ut_size(p)) {
-                snprintf(why, len, "untyped at 0x%llx: child at 0x%llx lies outside it",
-                         (unsigned long long)p->base.offset, (unsigned long long)spans[j].off);
-                err = CAPMEM_E_CORRUPT;
-                break;
-            }
-            if (j > i && spans[j - 1].off + spans[j - 1].size > spans[j].off) {
-                snprintf(why, len, "untyped at 0x%llx: children at 0x%llx and 0x%llx overlap",
-                         (unsigned long long)p->base.offset, (unsigned long long)spans[j - 1].off,
-                         (unsigned long long)spans[j].off);
-                err = CAPMEM_E_CORRUPT;
-                break;
-            }
+        size_t j = i + 1;
+        while (j < k && facts[j].who == facts[i].who) {
+            j++;
         }
-        if (err == CAPMEM_OK && j - i != p->children) {
-            snprintf(why, len, "untyped at 0x%llx counts %llu children, %zu are alive",
-                     (unsigned long long)p->base.offset, (unsigned long long)p->children, j - i);
-            err = CAPMEM_E_CORRUPT;
-        }
+        err = check_group(&facts[i], &facts[j], why, len);
         i = j;
     }
-    capmem__free(spans);
+    capmem__free(facts);
     return err;
 }

@@ -28,27 +28,33 @@ typedef struct capmem__ut_claim {
 struct capmem__ut_child {
     capmem_obj_type_t type;          /* UNTYPED, FRAME or KOBJ */
     const capmem__ut_claim_t *claim; /* a claimed object's hooks, else NULL */
-    capmem__untyped_t *parent;       /* NULL for boot untypeds */
+    capmem__untyped_t *parent;       /* NULL for boot untypeds and copies */
     uint64_t offset;                 /* backing offset */
     unsigned size_bits;
     bool device;
 };
 
 /*
- * Invariants: children counts the live objects retyped from this untyped
- * (through any of its capabilities); every one lies inside
- * [offset, offset + 2^size_bits) and none overlap; alloc hands out offsets
- * relative to `offset`.
+ * Invariants (checked by the untyped layer's checker):
+ * - children counts the live objects retyped from this untyped (through
+ *   any of its capabilities); every one lies inside
+ *   [offset, offset + 2^size_bits) and none overlap; alloc hands out
+ *   offsets relative to `offset`;
+ * - copies counts the live untypeds whose copy_of is this one. A copy
+ *   covers the same memory without taking it from alloc, so while
+ *   copies > 0 this untyped is full: it has no children and retypes none.
+ *   A copy lives in its source's capability subtree, so it dies first.
  */
 struct capmem__untyped {
     capmem__ut_child_t base;
     capmem_untyped_policy_t policy; /* built-in policy, or WATERMARK when user-supplied */
     bool user_policy;
-    bool full;             /* marked full by a copy (seL4): 0 bytes available */
     capmem_alloc_t *alloc; /* relative offsets */
     uint64_t children;
-    capmem__device_t *device; /* pinned device range, or NULL */
-    uint32_t boot_id;         /* 1-based position in the boot list, 0 otherwise */
+    uint32_t copies;            /* live copies of this untyped (capmem_untyped_copy) */
+    capmem__untyped_t *copy_of; /* the untyped this one is a copy of, or NULL */
+    capmem__device_t *device;   /* pinned device range, or NULL */
+    uint32_t boot_id;           /* 1-based position in the boot list, 0 otherwise */
 };
 
 /*

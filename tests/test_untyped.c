@@ -903,6 +903,67 @@ static void test_untyped_revoke_returns_everything(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/* ---- copies ------------------------------------------------------------------- */
+
+static void test_untyped_copy_marks_source_full_while_the_copy_lives(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 13, CAPMEM_UNTYPED_WATERMARK);
+    capmem_cap_t cp;
+    assert_ok(capmem_untyped_copy(f->arena, ut, &cp));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_true(ui.full);
+    assert_int_equal(ui.free_bytes, 0);
+    assert_int_equal(ui.largest_free, 0);
+    assert_ok(capmem_untyped_info(f->arena, cp, &ui));
+    assert_false(ui.full); /* the copy itself can use everything */
+    assert_int_equal(ui.free_bytes, 0x2000);
+    CHECK_INVARIANTS(f->arena);
+    /* Deleting the copy ends it: not full, every byte free again. */
+    assert_ok(capmem_cap_delete(f->arena, cp));
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_false(ui.full);
+    assert_int_equal(ui.free_bytes, 0x2000);
+    assert_int_equal(ui.largest_free, 0x2000);
+    capmem_cap_t fr[2];
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 2, fr));
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_copy_marks_source_full_through_every_capability(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 13, CAPMEM_UNTYPED_WATERMARK);
+    capmem_cap_t via;
+    capmem_cap_t cp;
+    capmem_cap_t other;
+    assert_ok(capmem_cap_mint(f->arena, ut, CAPMEM_RIGHTS_ALL, &via));
+    assert_ok(capmem_untyped_copy(f->arena, via, &cp));
+    /* A capability with no children of its own still sees the copy: no reset, no memory. */
+    assert_ok(capmem_cap_mint(f->arena, ut, CAPMEM_RIGHTS_ALL, &other));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, other, &ui));
+    assert_true(ui.full);
+    assert_int_equal(ui.free_bytes, 0);
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    assert_refused(f->arena, other, retype(f->arena, other, CAPMEM_OBJ_FRAME, 12, 1, &x),
+                   CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(capmem_last_error()->available, 0);
+    assert_refused(f->arena, other, capmem_untyped_copy(f->arena, other, &x),
+                   CAPMEM_E_REVOKE_FIRST);
+    assert_refused(f->arena, other,
+                   capmem_untyped_set_policy(f->arena, other, CAPMEM_UNTYPED_RANGE, NULL),
+                   CAPMEM_E_REVOKE_FIRST);
+    assert_int_equal(x, CAPMEM_CAP_NULL);
+    assert_ok(capmem_cap_delete(f->arena, cp));
+    assert_ok(capmem_untyped_info(f->arena, other, &ui));
+    assert_false(ui.full);
+    assert_int_equal(ui.free_bytes, 0x2000);
+    assert_ok(retype(f->arena, other, CAPMEM_OBJ_FRAME, 12, 1, &x));
+    CHECK_INVARIANTS(f->arena);
+}
+
 /* ---- every refusal changes nothing ------------------------------------------- */
 
 static void test_untyped_boot_refusals_change_nothing(void **state)
@@ -1183,6 +1244,8 @@ int main(void)
         T(test_untyped_host_failure_changes_nothing),
         T(test_untyped_retype_emits_event),
         T(test_untyped_revoke_returns_everything),
+        T(test_untyped_copy_marks_source_full_while_the_copy_lives),
+        T(test_untyped_copy_marks_source_full_through_every_capability),
         T(test_untyped_boot_refusals_change_nothing),
         T(test_untyped_add_device_refusals_change_nothing),
         T(test_untyped_set_policy_refusals_change_nothing),
