@@ -272,8 +272,7 @@ static void add_piece(uint64_t phys, unsigned bits, void *ctx)
     }
 }
 
-static capmem_err_t fill_info(capmem_arena_t *arena, capmem_cap_t cap, capmem__untyped_t *ut,
-                              capmem_untyped_info_t *info);
+static void fill_info(capmem_arena_t *arena, const capmem__slot_t *s, capmem_untyped_info_t *info);
 
 /*
  * Create root untypeds for the pieces; all or nothing. @p dev is the
@@ -337,7 +336,7 @@ static capmem_err_t boot_pieces(capmem_arena_t *arena, ut_state_t *st, const pie
     }
     for (size_t i = 0; i < pl->n; i++) {
         uts[i]->boot_id = (uint32_t)(st->nboot + 1);
-        fill_info(arena, caps[i], uts[i], &st->boot[st->nboot]);
+        fill_info(arena, capmem__cspace_get(&arena->cspace, caps[i]), &st->boot[st->nboot]);
         st->nboot++;
     }
     return CAPMEM_OK;
@@ -353,7 +352,7 @@ static void copy_out(capmem_arena_t *arena, ut_state_t *st, size_t from, capmem_
             /* Refresh the numbers of untypeds that still exist. */
             const capmem__slot_t *s = capmem__cspace_get(&arena->cspace, st->boot[i].cap);
             if (st->boot[i].cap != CAPMEM_CAP_NULL && s != NULL) {
-                fill_info(arena, st->boot[i].cap, (capmem__untyped_t *)s->obj, &out[n]);
+                fill_info(arena, s, &out[n]);
             }
         }
     }
@@ -463,11 +462,30 @@ static uint64_t ut_free_bytes(const capmem__untyped_t *ut)
     return ut->copies > 0 ? 0 : capmem_alloc_avail(ut->alloc);
 }
 
-static capmem_err_t fill_info(capmem_arena_t *arena, capmem_cap_t cap, capmem__untyped_t *ut,
-                              capmem_untyped_info_t *info)
+/*
+ * What a retype through slot @p s can use: all of the untyped when it is
+ * childless (the retype resets it first), nothing while a copy covers it,
+ * else what its policy has left.
+ */
+static uint64_t ut_avail(const capmem__slot_t *s, const capmem__untyped_t *ut)
 {
+    return childless(s, ut) ? ut_size(ut) : ut_free_bytes(ut);
+}
+
+static uint64_t ut_largest(const capmem__slot_t *s, const capmem__untyped_t *ut)
+{
+    if (childless(s, ut)) {
+        return ut_size(ut);
+    }
+    return ut->copies > 0 ? 0 : capmem_alloc_largest(ut->alloc);
+}
+
+/* Describe the untyped that slot @p s names, as a retype through @p s sees it. */
+static void fill_info(capmem_arena_t *arena, const capmem__slot_t *s, capmem_untyped_info_t *info)
+{
+    const capmem__untyped_t *ut = s->obj;
     memset(info, 0, sizeof(*info));
-    info->cap = cap;
+    info->cap = capmem__slot_handle(&arena->cspace, capmem__slot_index(&arena->cspace, s));
     info->offset = ut->base.offset;
     info->phys = ut->device != NULL
                      ? ut->device->phys + (ut->base.offset - ut->device->backing_offset)
@@ -481,14 +499,13 @@ static capmem_err_t fill_info(capmem_arena_t *arena, capmem_cap_t cap, capmem__u
     info->device = ut->base.device;
     info->policy =
         ut->user_policy ? capmem_alloc_name(ut->alloc) : capmem_untyped_policy_name(ut->policy);
-    info->free_bytes = ut_free_bytes(ut);
-    info->largest_free = ut->copies > 0 ? 0 : capmem_alloc_largest(ut->alloc);
+    info->free_bytes = ut_avail(s, ut);
+    info->largest_free = ut_largest(s, ut);
     if (ut->policy == CAPMEM_UNTYPED_WATERMARK && !ut->user_policy) {
         info->watermark = ut_size(ut) - capmem_alloc_avail(ut->alloc);
     }
     info->children = ut->children;
     info->full = ut->copies > 0;
-    return CAPMEM_OK;
 }
 
 capmem_err_t capmem_untyped_info(capmem_arena_t *arena, capmem_cap_t untyped,
@@ -502,7 +519,7 @@ capmem_err_t capmem_untyped_info(capmem_arena_t *arena, capmem_cap_t untyped,
     capmem__untyped_t *ut = NULL;
     capmem_err_t err = lookup_ut(arena, untyped, 0, __func__, &s, &ut);
     if (err == CAPMEM_OK) {
-        fill_info(arena, untyped, ut, info);
+        fill_info(arena, s, info);
     }
     CAPMEM__LEAVE(arena);
     return err;
@@ -714,7 +731,7 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
     }
     const bool reset = childless(s, ut);
     /* Memory, as seL4 counts it: free bytes >> object size >= count. */
-    uint64_t free_now = reset ? ut_size(ut) : ut_free_bytes(ut);
+    uint64_t free_now = ut_avail(s, ut);
     if ((free_now >> attr->size_bits) < attr->count) {
         err = insufficient(fn, attr->count, attr->size_bits, free_now);
         goto out;

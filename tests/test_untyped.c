@@ -903,7 +903,7 @@ static void test_untyped_revoke_returns_everything(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
-/* ---- copies ------------------------------------------------------------------- */
+/* ---- copies and free bytes ------------------------------------------------- */
 
 static void test_untyped_copy_marks_source_full_while_the_copy_lives(void **state)
 {
@@ -961,6 +961,37 @@ static void test_untyped_copy_marks_source_full_through_every_capability(void **
     assert_false(ui.full);
     assert_int_equal(ui.free_bytes, 0x2000);
     assert_ok(retype(f->arena, other, CAPMEM_OBJ_FRAME, 12, 1, &x));
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_childless_watermark_reports_what_a_retype_can_use(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 14, CAPMEM_UNTYPED_WATERMARK); /* 16 KiB */
+    capmem_cap_t fr[4];
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, fr));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.free_bytes, 0x3000);
+    assert_int_equal(ui.largest_free, 0x3000);
+    /* Childless: the index is still at 0x1000, but the next retype starts at 0. */
+    assert_ok(capmem_cap_delete(f->arena, fr[0]));
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.children, 0);
+    assert_int_equal(ui.watermark, 0x1000);
+    assert_int_equal(ui.free_bytes, 0x4000);
+    assert_int_equal(ui.largest_free, 0x4000);
+    /* A derived capability is a child of this one: a retype through it would not reset. */
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(f->arena, ut, CAPMEM_RIGHT_READ, &ro));
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.free_bytes, 0x3000);
+    assert_ok(capmem_cap_delete(f->arena, ro));
+    /* What info promised, a retype gets. */
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 4, fr));
+    assert_int_equal(offset_in(f->arena, ut, fr[0]), 0);
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.free_bytes, 0);
     CHECK_INVARIANTS(f->arena);
 }
 
@@ -1246,6 +1277,7 @@ int main(void)
         T(test_untyped_revoke_returns_everything),
         T(test_untyped_copy_marks_source_full_while_the_copy_lives),
         T(test_untyped_copy_marks_source_full_through_every_capability),
+        T(test_untyped_childless_watermark_reports_what_a_retype_can_use),
         T(test_untyped_boot_refusals_change_nothing),
         T(test_untyped_add_device_refusals_change_nothing),
         T(test_untyped_set_policy_refusals_change_nothing),

@@ -111,16 +111,23 @@ typedef struct capmem_retype_attr {
 /** Description of an untyped region. */
 typedef struct capmem_untyped_info {
     capmem_cap_t cap;
-    uint64_t phys;         /**< physical address of its first byte */
-    uint64_t offset;       /**< backing offset of its first byte */
-    unsigned size_bits;    /**< its size is 2^size_bits bytes */
-    bool device;           /**< 1 for device memory (never zeroed; frames and untyped only) */
-    const char *policy;    /**< policy name */
-    uint64_t free_bytes;   /**< bytes a retype could still use (policy's view) */
-    uint64_t largest_free; /**< largest single block still free */
-    uint64_t watermark;    /**< watermark policy: bytes below the free index; else 0 */
-    uint64_t children;     /**< live objects retyped from it */
-    bool full;             /**< a copy of it (capmem_untyped_copy()) is alive: it retypes nothing */
+    uint64_t phys;      /**< physical address of its first byte */
+    uint64_t offset;    /**< backing offset of its first byte */
+    unsigned size_bits; /**< its size is 2^size_bits bytes */
+    bool device;        /**< 1 for device memory (never zeroed; frames and untyped only) */
+    const char *policy; /**< policy name */
+    /**
+     * Bytes a retype through this capability can use: all of them when it
+     * would reset the untyped (no children, no copy, no capability derived
+     * from this one), 0 while the untyped is full, else what its policy has
+     * left.
+     */
+    uint64_t free_bytes;
+    uint64_t largest_free; /**< largest single block a retype can use, counted the same way */
+    /** Watermark policy: bytes below the free index, until a retype resets it; else 0. */
+    uint64_t watermark;
+    uint64_t children; /**< live objects retyped from it */
+    bool full;         /**< a copy of it (capmem_untyped_copy()) is alive: it retypes nothing */
 } capmem_untyped_info_t;
 
 /**
@@ -214,7 +221,8 @@ CAPMEM_API capmem_err_t capmem_untyped_copy(capmem_arena_t *arena, capmem_cap_t 
                                             capmem_cap_t *out);
 
 /**
- * Describe an untyped.
+ * Describe an untyped; the free numbers are what a retype through @p untyped
+ * can use (see ::capmem_untyped_info_t).
  * @retval CAPMEM_E_INVALID_ARGS arena or info NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE the capability
  */
