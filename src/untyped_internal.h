@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Untyped objects and their children, shared with the RAM layer. */
+/*
+ * Untyped objects and their children: shared by untyped.c (retype, copy,
+ * info, policies, frames), untyped_boot.c (the boot untypeds) and the RAM
+ * layer, which claims whole untypeds. Never installed.
+ */
 #ifndef CAPMEM_UNTYPED_INTERNAL_H
 #define CAPMEM_UNTYPED_INTERNAL_H
 
@@ -62,7 +66,7 @@ struct capmem__untyped {
  * childless RAM untyped into one kernel object @p child with the caller's
  * hooks @p claim. On success child->offset/size_bits/parent are filled and
  * *child_cap is the new capability (a child of @p untyped, charged to
- * nobody).
+ * nobody). On failure nothing changed.
  */
 capmem_err_t capmem__untyped_claim(capmem_arena_t *arena, capmem_cap_t untyped,
                                    capmem__ut_child_t *child, const capmem__ut_claim_t *claim,
@@ -70,5 +74,22 @@ capmem_err_t capmem__untyped_claim(capmem_arena_t *arena, capmem_cap_t untyped,
 
 /* Give a child's memory back to its parent (call from the child's destroy hook). */
 void capmem__ut_child_release(capmem_arena_t *arena, capmem__ut_child_t *child);
+
+/* ---- between untyped.c and untyped_boot.c -------------------------------- */
+
+/* A new untyped record (host memory) with a built-in policy; no capability yet. */
+capmem_err_t capmem__ut_new(capmem_untyped_policy_t policy, uint64_t offset, unsigned size_bits,
+                            bool device, capmem__untyped_t **out);
+/* Free a record that never got a capability. */
+void capmem__ut_free(capmem__untyped_t *ut);
+/* Describe the untyped that live slot @p s names, as a retype through @p s sees it. */
+void capmem__ut_fill_info(capmem_arena_t *arena, const capmem__slot_t *s,
+                          capmem_untyped_info_t *info);
+/* Register the untyped, frame and kernel-object types (idempotent). */
+void capmem__ut_register_types(capmem_arena_t *arena);
+/* The layer's checker: children inside and apart, counts of children and copies. */
+capmem_err_t capmem__ut_check(capmem_arena_t *arena, void *state, char *why, size_t len);
+/* An untyped is destroyed: if it is on the boot list, its entry's capability becomes NULL. */
+void capmem__ut_boot_forget(capmem_arena_t *arena, const capmem__untyped_t *ut);
 
 #endif
