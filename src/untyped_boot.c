@@ -130,7 +130,7 @@ static capmem_err_t decode_roots(capmem_arena_t *arena, ut_state_t *st, const ut
     for (size_t i = 0; i < nr; i++) {
         n += count_pieces(&r[i]);
     }
-    /* Fewer than 2 * 64 pieces per range, at most 1 + CAPMEM_DEVICE_MAX ranges: n fits. */
+    /* Under 2 * 47 pieces per range (sizes rise, then fall), 1 + CAPMEM_DEVICE_MAX ranges. */
     capmem_err_t err = capmem__cap_reserve_check(arena, NULL, (uint32_t)n);
     if (err != CAPMEM_OK) {
         return err;
