@@ -226,6 +226,11 @@ static bool childless(const capmem__slot_t *s, const capmem__untyped_t *ut)
     return s->first_child == 0 && ut->children == 0 && ut->copies == 0;
 }
 
+bool capmem__ut_childless(const capmem__slot_t *s)
+{
+    return childless(s, (const capmem__untyped_t *)s->obj);
+}
+
 /*
  * What a retype through slot @p s can use: all of the untyped when it is
  * childless (the retype resets it first), nothing while a copy covers it

@@ -72,6 +72,13 @@ capmem_err_t capmem__untyped_claim(capmem_arena_t *arena, capmem_cap_t untyped,
                                    capmem__ut_child_t *child, const capmem__ut_claim_t *claim,
                                    capmem_cap_t *child_cap);
 
+/*
+ * seL4's reset condition for the untyped capability in slot @p s: no
+ * capability derived from it, no live child, no live copy. A layer that
+ * claims untypeds checks it in its decode step, so the claim cannot fail.
+ */
+bool capmem__ut_childless(const capmem__slot_t *s);
+
 /* Give a child's memory back to its parent (call from the child's destroy hook). */
 void capmem__ut_child_release(capmem_arena_t *arena, capmem__ut_child_t *child);
 
