@@ -236,7 +236,7 @@ static capmem_err_t decode_create(capmem_arena_t *arena, const capmem_cap_t *unt
         if (ut->base.device) {
             return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL, "untyped %zu is device memory", i);
         }
-        if (s->first_child != 0 || ut->children != 0) {
+        if (!capmem__ut_childless(s)) {
             return capmem__fail(CAPMEM_E_REVOKE_FIRST, NULL, "untyped %zu has children", i);
         }
         if (ut->user_policy) {
