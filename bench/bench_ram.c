@@ -191,7 +191,7 @@ void bench_ram(const bench_t *b)
     }
     const uint64_t iters = b->quick ? 100000 : 1000000;
     double ns = bench_median_ns(b, body_alloc_free, NULL, &c, iters);
-    bench_row("ram_alloc+ram_free 1-page dataspace", ns, 64.0,
+    bench_row("ram_alloc+ds_free 1-page dataspace", ns, 64.0,
               "cap + quota + record + phys range + zeroing; target < 250 ns");
     c.cap = root;
     ns = bench_median_ns(b, body_mint_delete, NULL, &c, iters);
