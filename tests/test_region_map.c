@@ -1474,6 +1474,42 @@ static void test_rm_query_errors(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/* ---- the label --------------------------------------------------------------------------- */
+
+static void label_event(capmem_arena_t *a, const capmem_event_t *ev, void *ctx)
+{
+    (void)a;
+    if (ev->kind == CAPMEM_EVENT_DONATE) {
+        snprintf(ctx, 128, "%s", ev->message);
+    }
+}
+
+static void test_rm_label_keeps_first_23_characters(void **state)
+{
+    fixture_t *f = *state;
+    char msg[128] = "";
+    assert_ok(capmem_arena_set_event_handler(f->arena, label_event, msg));
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
+    at.size = 16 * PAGE;
+    at.label = "abcdefghijklmnopqrstuvwxyz0123456789";
+    capmem_cap_t rm;
+    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
+    capmem_rm_info_t in = rm_info(f->arena, rm);
+    assert_int_equal(sizeof(in.label), 24);
+    assert_string_equal(in.label, "abcdefghijklmnopqrstuvw");
+    /* Events and dumps name the map by the label as kept. */
+    assert_non_null(strstr(msg, "region map \"abcdefghijklmnopqrstuvw\" opened"));
+    /* Exactly 23 characters are kept whole; no label gives the default. */
+    at.label = "12345678901234567890123";
+    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
+    assert_string_equal(rm_info(f->arena, rm).label, "12345678901234567890123");
+    at.label = NULL;
+    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
+    assert_string_equal(rm_info(f->arena, rm).label, "region map");
+    assert_ok(capmem_arena_set_event_handler(f->arena, NULL, NULL));
+    CHECK_INVARIANTS(f->arena);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1504,6 +1540,7 @@ int main(void)
         T(test_rm_nested_scenario),
         T(test_rm_iso9660_pager_scenario),
         T(test_rm_query_errors),
+        T(test_rm_label_keeps_first_23_characters),
     };
 #undef T
     return cmocka_run_group_tests_name("region_map", tests, NULL, NULL);
