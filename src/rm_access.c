@@ -32,9 +32,13 @@ const char *capmem_rm_access_name(capmem_rm_access_t access)
 
 /* ---- translate and deliver --------------------------------------------------------- */
 
-/* Cycles are refused at attach, so the walk ends after at most as many levels as maps exist. */
-void capmem__rm_translate(const capmem_arena_t *arena, capmem__rm_t *rm, uint64_t addr,
-                          capmem_rm_access_t access, capmem__rm_xlate_t *x)
+/*
+ * Cycles are refused at attach, so the walk ends after at most as many
+ * levels as maps exist. Inline for the simulated accesses, which run it for
+ * every piece they copy; capmem__rm_translate is the same for other callers.
+ */
+static inline void translate(const capmem_arena_t *arena, capmem__rm_t *rm, uint64_t addr,
+                             capmem_rm_access_t access, capmem__rm_xlate_t *x)
 {
     const unsigned shift = arena->mem.page_shift;
     uint64_t avail = UINT64_MAX;
@@ -61,6 +65,12 @@ void capmem__rm_translate(const capmem_arena_t *arena, capmem__rm_t *rm, uint64_
         x->avail = avail;
         return;
     }
+}
+
+void capmem__rm_translate(const capmem_arena_t *arena, capmem__rm_t *rm, uint64_t addr,
+                          capmem_rm_access_t access, capmem__rm_xlate_t *x)
+{
+    translate(arena, rm, addr, access, x);
 }
 
 /* The map a handle names, without touching the error record; NULL if gone. */
@@ -167,7 +177,7 @@ static capmem_err_t rm_access(capmem_arena_t *arena, capmem_cap_t top, capmem__r
     unsigned retries = 0;
     while (done < len) {
         capmem__rm_xlate_t x;
-        capmem__rm_translate(arena, rm, addr + done, access, &x);
+        translate(arena, rm, addr + done, access, &x);
         if (x.fault_rm != NULL) {
             capmem_err_t err = capmem__rm_deliver(arena, x.fault_rm, x.fault_addr, access);
             if (err != CAPMEM_OK) {

@@ -174,6 +174,32 @@ static inline capmem__rm_t *rg_rm(const capmem_arena_t *arena, const rm_region_t
     return arena->cspace.slots[r->rm_slot].obj;
 }
 
+/*
+ * The region of @p rm containing local address @p address, or NULL (also
+ * beyond the map), in O(log n). Inline, unlike the rest of the tree
+ * (rm_tree.c), because the access path runs it on every access and every
+ * level of nesting.
+ */
+static inline rm_region_t *capmem__rm_region_at(const capmem_arena_t *arena, const capmem__rm_t *rm,
+                                                uint64_t address)
+{
+    if (address >= rm->size) {
+        return NULL;
+    }
+    const uint64_t pg = address >> arena->mem.page_shift;
+    rm_region_t *n = rm->root;
+    while (n != NULL) {
+        if (pg < n->base) {
+            n = rg_left(n);
+        } else if (pg >= rg_end(n)) {
+            n = rg_right(n);
+        } else {
+            return n;
+        }
+    }
+    return NULL;
+}
+
 /* ---- maps (rm_session.c, inline) ------------------------------------------------ */
 
 /* The map's original capability. */
@@ -217,10 +243,6 @@ uint32_t capmem__rm_visit_stamp(capmem_arena_t *arena);
 
 /* The region of @p rm overlapping pages [b, e), or NULL, in O(log n). */
 rm_region_t *capmem__rm_tree_overlap(const capmem__rm_t *rm, uint64_t b, uint64_t e);
-
-/* The region of @p rm containing local address @p address, or NULL (also beyond the map). */
-rm_region_t *capmem__rm_region_at(const capmem_arena_t *arena, const capmem__rm_t *rm,
-                                  uint64_t address);
 
 /*
  * Link region @p x (base, pages, flags set) into @p rm's tree, keeping the

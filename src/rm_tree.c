@@ -132,16 +132,6 @@ rm_region_t *capmem__rm_tree_overlap(const capmem__rm_t *rm, uint64_t b, uint64_
     return NULL;
 }
 
-rm_region_t *capmem__rm_region_at(const capmem_arena_t *arena, const capmem__rm_t *rm,
-                                  uint64_t address)
-{
-    if (address >= rm->size) {
-        return NULL;
-    }
-    const uint64_t pg = address >> arena->mem.page_shift;
-    return capmem__rm_tree_overlap(rm, pg, pg + 1);
-}
-
 /*
  * The new region's own gap comes from its predecessor, and its successor's
  * gap shrinks; both lie on the search path, so the recursive insert
