@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "rm_internal.h"
 #include "support.h"
 
 #define PAGE 4096ull
@@ -1807,6 +1808,88 @@ static void test_rm_fragmented_ram_gives_out_of_phys_everywhere(void **state)
     capmem_arena_destroy(a);
 }
 
+/* ---- the seam of real mappings ---------------------------------------------------------- */
+
+/* A pager that replaces the read-only page under a write fault by a writable one. */
+typedef struct upgrade_pager {
+    capmem_cap_t ds;
+    int calls;
+} upgrade_pager_t;
+
+static capmem_rm_fault_result_t upgrade_fn(capmem_arena_t *a, const capmem_rm_fault_t *fault,
+                                           void *ctx)
+{
+    upgrade_pager_t *p = ctx;
+    p->calls++;
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    at.at = fault->address & ~(PAGE - 1);
+    at.offset = PAGE;
+    at.size = PAGE;
+    uint64_t addr;
+    if (capmem_rm_detach(a, fault->rm, fault->address) != CAPMEM_OK ||
+        capmem_rm_attach(a, fault->rm, p->ds, &at, &addr) != CAPMEM_OK) {
+        return CAPMEM_RM_FAULT_UNRESOLVED;
+    }
+    return CAPMEM_RM_FAULT_RESOLVED;
+}
+
+/* Translate and deliver on their own, inside a call, as a SIGSEGV path will use them. */
+static void test_rm_translate_and_deliver_stand_alone(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->arena;
+    capmem_cap_t outer = rm_new(f, 16 * PAGE);
+    capmem_cap_t inner = rm_new(f, 8 * PAGE);
+    capmem_cap_t mds;
+    assert_ok(capmem_rm_dataspace(a, inner, &mds));
+    attach(f, outer, mds, 4 * PAGE, 0, 0, 1); /* inner page p at outer page 4 + p */
+    capmem_cap_t ds = ds_new(f, 2 * PAGE, 0x31);
+    attach(f, inner, ds, 2 * PAGE, PAGE, PAGE, 0); /* ds page 1, read-only, at inner page 2 */
+    capmem_ds_info_t di;
+    assert_ok(capmem_ds_info(a, ds, &di));
+    upgrade_pager_t p = {.ds = ds};
+    assert_ok(capmem_rm_set_fault_handler(a, inner, upgrade_fn, &p));
+    const char *prev = NULL;
+    assert_ok(capmem__enter(a, "test", &prev));
+    capmem__rm_t *o = NULL;
+    capmem__rm_t *i = NULL;
+    assert_ok(capmem__rm_lookup(a, outer, 0, &o));
+    assert_ok(capmem__rm_lookup(a, inner, 0, &i));
+    capmem__rm_xlate_t x;
+    capmem__rm_translate(a, o, 6 * PAGE + 8, CAPMEM_RM_READ, &x);
+    assert_null(x.fault_rm);
+    assert_int_equal(x.boff, di.offset + PAGE + 8);
+    assert_int_equal(x.avail, PAGE - 8);
+    /* A write faults in the inner map, at the inner address; translating records nothing. */
+    capmem__rm_translate(a, o, 6 * PAGE + 8, CAPMEM_RM_WRITE, &x);
+    assert_ptr_equal(x.fault_rm, i);
+    assert_int_equal(x.fault_addr, 2 * PAGE + 8);
+    assert_int_equal(i->faults, 0);
+    capmem__rm_translate(a, o, PAGE, CAPMEM_RM_READ, &x);
+    assert_ptr_equal(x.fault_rm, o);
+    assert_int_equal(x.fault_addr, PAGE);
+    /* Delivering runs the inner handler, which may call in; then translate again. */
+    assert_ok(capmem__rm_deliver(a, i, 2 * PAGE + 8, CAPMEM_RM_WRITE));
+    assert_int_equal(p.calls, 1);
+    assert_ok(capmem__rm_lookup(a, outer, 0, &o));
+    capmem__rm_translate(a, o, 6 * PAGE + 8, CAPMEM_RM_WRITE, &x);
+    assert_null(x.fault_rm);
+    assert_int_equal(x.boff, di.offset + PAGE + 8);
+    /* No handler: unresolved, with the address, and the state says so. */
+    assert_err(capmem__rm_deliver(a, o, PAGE, CAPMEM_RM_READ), CAPMEM_E_UNRESOLVED_FAULT);
+    assert_int_equal(capmem_last_error()->address, PAGE);
+    assert_string_equal(capmem_last_error()->function, "test");
+    capmem__leave(a, prev);
+    capmem_rm_state_t st;
+    assert_ok(capmem_rm_state(a, outer, &st));
+    assert_true(st.unresolved);
+    assert_int_equal(st.address, PAGE);
+    assert_ok(capmem_rm_state(a, inner, &st));
+    assert_false(st.unresolved);
+    assert_int_equal(st.faults, 1);
+    CHECK_INVARIANTS(a);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1845,6 +1928,7 @@ int main(void)
         T(test_rm_access_refusals_change_nothing),
         T(test_rm_dataspace_refusals_change_nothing),
         cmocka_unit_test(test_rm_fragmented_ram_gives_out_of_phys_everywhere),
+        T(test_rm_translate_and_deliver_stand_alone),
     };
 #undef T
     return cmocka_run_group_tests_name("region_map", tests, NULL, NULL);
