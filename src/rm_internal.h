@@ -200,7 +200,7 @@ static inline rm_region_t *capmem__rm_region_at(const capmem_arena_t *arena, con
     return NULL;
 }
 
-/* ---- maps (rm_session.c, inline) ------------------------------------------------ */
+/* ---- maps (inline, but the visit stamp: rm_session.c) ------------------------- */
 
 /* The map's original capability. */
 static inline capmem_cap_t capmem__rm_handle(const capmem_arena_t *arena, const capmem__rm_t *rm)
