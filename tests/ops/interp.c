@@ -1651,7 +1651,7 @@ static int op_rm_close(interp_t *in, interp_src_t *s)
 
 /*
  * The expected result of capmem_rm_attach(map entry m, ds entry d, *at), in
- * the library's check order (src/region_map.c). On OK, *pg and *pages say
+ * the library's check order (decode_attach in src/rm_attach.c). On OK, *pg and *pages say
  * where the region goes and *upgrade whether an expanding map upgrades first.
  */
 static capmem_err_t predict_attach(interp_t *in, int m, int d, const capmem_rm_attach_attr_t *at,
