@@ -39,6 +39,19 @@ struct capmem__ram_service {
 /* The smallest upgrade or step: a chunk header and one record, a page multiple. */
 capmem_err_t capmem__ram_check_step(const capmem_arena_t *arena, uint64_t bytes, const char *what);
 
+/* OUT_OF_PHYS with the largest free range of @p phys, for @p bytes of @p what. */
+capmem_err_t capmem__ram_phys_fail(capmem_alloc_t *phys, uint64_t bytes, const char *what);
+
+/* The smallest donation: a chunk header, the session record and one record. */
+uint64_t capmem__ram_min_donation(const capmem_arena_t *arena);
+
+/*
+ * Lay out a new account in the first slots of a fresh chunk of @p donation
+ * bytes from @p phys (whose range the caller checked): cannot fail.
+ */
+capmem__account_t *capmem__ram_account_init(capmem_arena_t *arena, capmem_alloc_t *phys,
+                                            uint64_t donation, const char *label);
+
 /* OUT_OF_PHYS unless @p phys has a contiguous free range of @p bytes. */
 capmem_err_t capmem__ram_phys_check(capmem_alloc_t *phys, uint64_t bytes, const char *what);
 
