@@ -78,6 +78,16 @@ capmem_err_t capmem__cap_lookup_slow(capmem_arena_t *arena, capmem_cap_t cap,
     return CAPMEM_OK;
 }
 
+capmem_err_t capmem__cap_require_original(const capmem__slot_t *s, const char *verb,
+                                          const char *what)
+{
+    if (s->flags & CAPMEM__SLOT_ORIGINAL) {
+        return CAPMEM_OK;
+    }
+    return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
+                        "%s needs the %s's original capability, not a copy", verb, what);
+}
+
 capmem_err_t capmem__cap_reserve_check(capmem_arena_t *arena, const capmem__quota_t *quota,
                                        uint32_t count)
 {

@@ -38,6 +38,14 @@ static inline capmem_err_t capmem__cap_lookup(capmem_arena_t *arena, capmem_cap_
 }
 
 /*
+ * INVALID_ARGS unless @p s is its object's original capability: closing,
+ * freeing or destroying an object takes the original, not a copy. The
+ * message reads "<verb> needs the <what>'s original capability, not a copy".
+ */
+capmem_err_t capmem__cap_require_original(const capmem__slot_t *s, const char *verb,
+                                          const char *what);
+
+/*
  * Can @p count more capabilities be created now, charged to @p quota (may
  * be NULL)? OUT_OF_CAPS with needed and available otherwise. For decode
  * phases: capmem__cap_create cannot fail after it said yes.

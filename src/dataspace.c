@@ -632,9 +632,9 @@ static capmem_err_t decode_free(capmem_arena_t *arena, capmem_cap_t ds, uint32_t
     if (err != CAPMEM_OK) {
         return err;
     }
-    if (!(s->flags & CAPMEM__SLOT_ORIGINAL)) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
-                            "free needs the dataspace's original capability, not a copy");
+    err = capmem__cap_require_original(s, "free", "dataspace");
+    if (err != CAPMEM_OK) {
+        return err;
     }
     if (capmem__ds_kind(d) == CAPMEM__DS_MANAGED) {
         return capmem__fail(CAPMEM_E_WRONG_TYPE, NULL,

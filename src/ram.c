@@ -422,9 +422,10 @@ static capmem_err_t decode_destroy(capmem_arena_t *arena, capmem_cap_t root,
                             "capmem_ram_close()",
                             acc->label);
     }
-    if (!(capmem__slot(&arena->cspace, capmem__cap_index(root))->flags & CAPMEM__SLOT_ORIGINAL)) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
-                            "destroy needs the root account's original capability, not a copy");
+    err = capmem__cap_require_original(capmem__slot(&arena->cspace, capmem__cap_index(root)),
+                                       "destroy", "root account");
+    if (err != CAPMEM_OK) {
+        return err;
     }
     *svc = service_of(arena, acc);
     return CAPMEM_OK;

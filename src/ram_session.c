@@ -117,10 +117,10 @@ static capmem_err_t decode_close(capmem_arena_t *arena, capmem_cap_t account,
     if (err != CAPMEM_OK) {
         return err;
     }
-    if (!(capmem__slot(&arena->cspace, capmem__cap_index(account))->flags &
-          CAPMEM__SLOT_ORIGINAL)) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
-                            "close needs the account's original capability, not a copy");
+    err = capmem__cap_require_original(capmem__slot(&arena->cspace, capmem__cap_index(account)),
+                                       "close", "account");
+    if (err != CAPMEM_OK) {
+        return err;
     }
     if ((*acc)->ref == NULL && (*acc)->sessions != 0) {
         return capmem__fail(CAPMEM_E_DELETE_FIRST, NULL,

@@ -278,9 +278,9 @@ static capmem_err_t decode_close(capmem_arena_t *arena, capmem_cap_t rm, close_p
     if (err != CAPMEM_OK) {
         return err;
     }
-    if (!(s->flags & CAPMEM__SLOT_ORIGINAL)) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
-                            "close needs the region map's original capability, not a copy");
+    err = capmem__cap_require_original(s, "close", "region map");
+    if (err != CAPMEM_OK) {
+        return err;
     }
     plan->arena = arena;
     plan->slot = capmem__cap_index(rm);
