@@ -2053,6 +2053,63 @@ static void test_watermark_alloc_at_table_growth_failure_is_clean(void **state)
     capmem_alloc_destroy(a);
 }
 
+/*
+ * Range with an alignment above the granule: when the first candidates in
+ * best-fit order hold no aligned block, the policy takes the smallest
+ * range long enough to hold one wherever it starts; failing that it scans
+ * the shorter ones, so alloc never fails while some free range fits.
+ */
+static void range_gaps(capmem_alloc_t *a)
+{
+    /* Nine free gaps of 0x200 at k * 0x1000 + 0x100: none holds a 0x1000-aligned block. */
+    for (uint64_t k = 0; k < 9; k++) {
+        EXPECT(capmem_alloc_alloc_at(a, k * 0x1000, 0x100), CAPMEM_OK);
+        EXPECT(capmem_alloc_alloc_at(a, k * 0x1000 + 0x300, 0xd00), CAPMEM_OK);
+    }
+    EXPECT(capmem_alloc_alloc_at(a, 0x9000, 0xf00), CAPMEM_OK);
+    CHECK(a);
+}
+
+static void test_range_alignment_search_beyond_the_first_candidates(void **state)
+{
+    (void)state;
+    /* A long free range after the gaps: found through its length. */
+    capmem_alloc_t *a = make(P_RANGE, 0, 0x100000);
+    range_gaps(a);
+    assert_int_equal(ALLOC(a, 0x200, 0x1000), 0xa000);
+    capmem_alloc_destroy(a);
+
+    /* Only a short range, tenth in best-fit order, holds an aligned block: found by the scan. */
+    a = make(P_RANGE, 0, 0x100000);
+    range_gaps(a);
+    EXPECT(capmem_alloc_alloc_at(a, 0xa200, 0x100000 - 0xa200),
+           CAPMEM_OK); /* gap [0x9f00, 0xa200) */
+    assert_int_equal(capmem_alloc_largest(a), 0x300);
+    assert_int_equal(ALLOC(a, 0x200, 0x1000), 0xa000);
+    /* No free range holds another one. */
+    uint64_t off = 5;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x200, 0x1000, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(off, 5);
+    /* Without the alignment, best fit takes the lowest of the equally short gaps. */
+    assert_int_equal(ALLOC(a, 0x200, 1), 0x100);
+    capmem_alloc_destroy(a);
+}
+
+/* Range: an alignment whose rounding wraps past 2^64 fails like no room. */
+static void test_range_alignment_beyond_the_address_space_is_no_room(void **state)
+{
+    (void)state;
+    const uint64_t base = 0ull - 0x20000; /* granule 1: offsets are granules */
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(base, 0x10000, 1, &a), CAPMEM_OK);
+    assert_int_equal(ALLOC(a, 0x10, 1), base);
+    uint64_t off = 7;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x10, 1ull << 63, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(off, 7);
+    assert_int_equal(ALLOC(a, 0x10, 0x1000), base + 0x1000);
+    capmem_alloc_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2102,6 +2159,8 @@ int main(void)
         cmocka_unit_test(test_buddy_alloc_at_refuses_oversized_and_overhanging_blocks),
         cmocka_unit_test(test_watermark_alignment_beyond_the_address_space_is_no_room),
         cmocka_unit_test(test_watermark_alloc_at_table_growth_failure_is_clean),
+        cmocka_unit_test(test_range_alignment_search_beyond_the_first_candidates),
+        cmocka_unit_test(test_range_alignment_beyond_the_address_space_is_no_room),
     };
     return cmocka_run_group_tests_name("alloc", tests, NULL, NULL);
 }
