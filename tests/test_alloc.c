@@ -1854,7 +1854,13 @@ static void test_alloc_check_finds_each_broken_shadow_invariant(void **state)
 
     right->size = 0xf00; /* [0x1200, 0x2100) leaves the span */
     EXPECT_SHADOW_BROKEN(a, "block empty or outside the span at 0x1200");
+    right->size = UINT64_MAX; /* its end wraps past 2^64 */
+    EXPECT_SHADOW_BROKEN(a, "block empty or outside the span at 0x1200");
     right->size = 0x100;
+
+    left->level = 0;
+    EXPECT_SHADOW_BROKEN(a, "AA tree levels broken");
+    left->level = 1;
 
     left->size = 0x180; /* overlaps the root's block */
     EXPECT_SHADOW_BROKEN(a, "blocks out of order or overlapping at 0x1100");
@@ -2030,6 +2036,9 @@ static void test_watermark_alignment_beyond_the_address_space_is_no_room(void **
     EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x10, 1ull << 63, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
     assert_int_equal(capmem_last_error()->available, 0);
     assert_int_equal(off, 7);
+    /* An alignment that lands beyond the span's end, without wrapping. */
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x10, 0x100000, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(capmem_last_error()->available, 0);
     /* An alignment that the span can serve still works. */
     assert_int_equal(ALLOC(a, 0x10, 0x1000), base + 0x1000);
     capmem_alloc_destroy(a);

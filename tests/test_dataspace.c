@@ -599,6 +599,12 @@ static void test_ds_checker_names_a_foreign_record_in_the_lent_list(void **state
                                 "lent first-class alias"));
     rec->flags |= CAPMEM__DS_LENT;
 
+    /* A dependent alias where a first-class one belongs. */
+    rec->flags = (rec->flags & ~(uint32_t)CAPMEM__DS_KIND_MASK) | CAPMEM__DS_ALIAS_DEP;
+    assert_err(capmem_check(f->arena, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "account \"lender\": its lent list"));
+    rec->flags = (rec->flags & ~(uint32_t)CAPMEM__DS_KIND_MASK) | CAPMEM__DS_ALIAS_FC;
+
     capmem__account_t *other = NULL;
     assert_ok(capmem__account_lookup(f->arena, borrower, 0, &other));
     capmem__account_t *saved = rec->u.fc.lender;
