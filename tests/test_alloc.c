@@ -1643,6 +1643,482 @@ static void test_range_large_span_is_lazy_and_usable(void **state)
     capmem_alloc_destroy(a);
 }
 
+/* ---- what the generic front refuses, and what it reports ------------------ */
+
+/* A custom policy is refused before it is wrapped when a piece is missing. */
+static void test_alloc_create_custom_names_what_is_missing(void **state)
+{
+    (void)state;
+    capmem_alloc_t *sentinel = (capmem_alloc_t *)(uintptr_t)0x4321;
+    capmem_alloc_t *a = sentinel;
+    test_ff_t f = {.base = 0, .size = 0x1000};
+    EXPECT(capmem_alloc_create_custom_span(&test_ff_ops, &f, 0, 0x1000, NULL),
+           CAPMEM_E_INVALID_ARGS);
+    assert_non_null(strstr(capmem_last_error()->message, "out is NULL"));
+    EXPECT(capmem_alloc_create_custom_span(NULL, &f, 0, 0x1000, &a), CAPMEM_E_INVALID_ARGS);
+    assert_non_null(strstr(capmem_last_error()->message, "ops is NULL"));
+    /* Each mandatory hook on its own. */
+    for (int hook = 0; hook < 6; hook++) {
+        capmem_alloc_ops_t ops = test_ff_ops;
+        switch (hook) {
+        case 0:
+            ops.alloc = NULL;
+            break;
+        case 1:
+            ops.alloc_at = NULL;
+            break;
+        case 2:
+            ops.free = NULL;
+            break;
+        case 3:
+            ops.avail = NULL;
+            break;
+        case 4:
+            ops.largest = NULL;
+            break;
+        default:
+            ops.reset = NULL;
+            break;
+        }
+        EXPECT(capmem_alloc_create_custom_span(&ops, &f, 0, 0x1000, &a), CAPMEM_E_INVALID_ARGS);
+        assert_non_null(strstr(capmem_last_error()->message, "mandatory hook"));
+        EXPECT(capmem_alloc_create_custom(&ops, &f, &a), CAPMEM_E_INVALID_ARGS);
+        assert_string_equal(capmem_last_error()->function, "capmem_alloc_create_custom");
+    }
+    /* The span is checked like a built-in policy's. */
+    EXPECT(capmem_alloc_create_custom_span(&test_ff_ops, &f, 0x1000, 0, &a), CAPMEM_E_INVALID_ARGS);
+    assert_non_null(strstr(capmem_last_error()->message, "size is 0"));
+    EXPECT(capmem_alloc_create_custom_span(&test_ff_ops, &f, UINT64_MAX - 0xff, 0x200, &a),
+           CAPMEM_E_INVALID_ARGS);
+    assert_non_null(strstr(capmem_last_error()->message, "overflows"));
+    assert_string_equal(capmem_last_error()->function, "capmem_alloc_create_custom_span");
+    assert_ptr_equal(a, sentinel);
+    assert_int_equal(f.calls, 0);
+    assert_int_equal(f.destroyed, 0);
+}
+
+/* NULL is 0 (or "" or a no-op) for every query; a policy without a name is "". */
+static void test_alloc_queries_on_null_and_on_a_nameless_policy(void **state)
+{
+    (void)state;
+    assert_int_equal(capmem_alloc_avail(NULL), 0);
+    assert_int_equal(capmem_alloc_largest(NULL), 0);
+    assert_int_equal(capmem_alloc_base(NULL), 0);
+    assert_int_equal(capmem_alloc_size(NULL), 0);
+    assert_string_equal(capmem_alloc_name(NULL), "");
+    capmem_alloc_reset(NULL);
+    capmem_alloc_destroy(NULL);
+
+    capmem_alloc_ops_t nameless = test_ff_ops;
+    nameless.name = NULL;
+    test_ff_t f = {.base = 0x100, .size = 0x100};
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_custom_span(&nameless, &f, 0x100, 0x100, &a), CAPMEM_OK);
+    assert_string_equal(capmem_alloc_name(a), "");
+    /* A failure of the nameless policy still gets a message. */
+    uint64_t off = 0;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x200, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_true(capmem_last_error()->message[0] != '\0');
+    capmem_alloc_destroy(a);
+    assert_int_equal(f.destroyed, 1);
+}
+
+/*
+ * A custom policy's check hook speaks for the policy: its finding (CORRUPT
+ * with its text, or another code) is what capmem_alloc_check returns, named
+ * after the policy, also when the caller gave no buffer. Its walk hook's
+ * failure is passed on the same way.
+ */
+typedef struct judged {
+    test_ff_t ff;
+    capmem_err_t verdict; /* what check returns */
+    capmem_err_t walk_err;
+    int checks;
+} judged_t;
+
+static capmem_err_t judged_check(const void *self, char *why, size_t len)
+{
+    judged_t *j = (judged_t *)self;
+    j->checks++;
+    if (j->verdict == CAPMEM_E_CORRUPT && why != NULL && len > 0) {
+        snprintf(why, len, "block 3 lost its end tag");
+    }
+    return j->verdict;
+}
+
+static capmem_err_t judged_walk(const void *self, capmem_alloc_walk_fn fn, void *ctx)
+{
+    const judged_t *j = self;
+    if (j->walk_err != CAPMEM_OK) {
+        return j->walk_err;
+    }
+    return test_ff_ops.walk(&j->ff, fn, ctx);
+}
+
+static void test_alloc_custom_check_and_walk_hook_failures_are_reported(void **state)
+{
+    (void)state;
+    capmem_alloc_ops_t ops = test_ff_ops;
+    ops.name = "judged";
+    ops.check = judged_check;
+    ops.walk = judged_walk;
+    ops.destroy = NULL;
+    judged_t j = {.ff = {.base = 0, .size = 0x1000}};
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_custom_span(&ops, &j.ff, 0, 0x1000, &a), CAPMEM_OK);
+    assert_int_equal(ALLOC(a, 0x100, 1), 0);
+    j.checks = 0;
+
+    char why[128];
+    j.verdict = CAPMEM_E_CORRUPT;
+    EXPECT(capmem_alloc_check(a, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_string_equal(why, "block 3 lost its end tag");
+    const capmem_error_info_t *d = capmem_last_error();
+    assert_string_equal(d->function, "capmem_alloc_check");
+    assert_non_null(strstr(d->message, "judged: invariant broken: block 3 lost its end tag"));
+    /* Without a buffer the hook's text is not there to quote. */
+    EXPECT(capmem_alloc_check(a, NULL, 0), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(capmem_last_error()->message, "(no buffer)"));
+    /* Another code from the hook is passed on as it is. */
+    j.verdict = CAPMEM_E_UNSUPPORTED;
+    EXPECT(capmem_alloc_check(a, why, sizeof(why)), CAPMEM_E_UNSUPPORTED);
+    assert_int_equal(j.checks, 3);
+
+    /* A failing walk hook: its code, with a message naming the policy. */
+    j.walk_err = CAPMEM_E_UNSUPPORTED;
+    EXPECT(capmem_alloc_walk(a, snap_visit, NULL), CAPMEM_E_UNSUPPORTED);
+    assert_string_equal(capmem_last_error()->function, "capmem_alloc_walk");
+    assert_non_null(strstr(capmem_last_error()->message, "'judged'"));
+
+    /* Nothing was changed by any of it. */
+    j.verdict = CAPMEM_OK;
+    j.walk_err = CAPMEM_OK;
+    EXPECT_BLOCKS(a, U(0, 0x100), F(0x100, 0xf00));
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/*
+ * The wrapper's own check of a custom policy: its shadow set. Each test
+ * breaks one invariant of the set on purpose (alloc_internal.h), asserts
+ * that capmem_alloc_check names it, and puts the set back.
+ */
+static void expect_shadow_broken(const capmem_alloc_t *a, const char *what, int line)
+{
+    char why[160];
+    capmem_err_t err = capmem_alloc_check(a, why, sizeof(why));
+    if (err != CAPMEM_E_CORRUPT || strstr(why, what) == NULL) {
+        fail_msg("line %d: check returned %s (%s), expected CORRUPT naming \"%s\"", line,
+                 capmem_err_name(err), why, what);
+    }
+    /* Without a buffer the finding is still CORRUPT. */
+    expect_err(capmem_alloc_check(a, NULL, 0), CAPMEM_E_CORRUPT, "check without buffer", line);
+}
+#define EXPECT_SHADOW_BROKEN(a, what) expect_shadow_broken((a), (what), __LINE__)
+
+static void test_alloc_check_finds_each_broken_shadow_invariant(void **state)
+{
+    (void)state;
+    test_ff_t f = {.base = 0x1000, .size = 0x1000};
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_custom_span(&test_ff_ops, &f, 0x1000, 0x1000, &a), CAPMEM_OK);
+    /* Three blocks: an AA tree with a root on level 2 and two leaves. */
+    assert_int_equal(ALLOC(a, 0x100, 1), 0x1000);
+    assert_int_equal(ALLOC(a, 0x100, 1), 0x1100);
+    assert_int_equal(ALLOC(a, 0x100, 1), 0x1200);
+    CHECK(a);
+    capmem__shadow_t *sh = &a->shadow;
+    capmem__shadow_node_t *root = sh->root;
+    assert_int_equal(root->offset, 0x1100);
+    assert_int_equal(root->level, 2);
+    capmem__shadow_node_t *left = root->left;
+    capmem__shadow_node_t *right = root->right;
+    assert_non_null(left);
+    assert_non_null(right);
+
+    root->level = 1;
+    EXPECT_SHADOW_BROKEN(a, "AA tree levels broken at 0x1100");
+    root->level = 2;
+
+    right->level = 3;
+    EXPECT_SHADOW_BROKEN(a, "AA tree levels broken at 0x1100");
+    right->level = 1;
+
+    left->offset = 0x800; /* below the span */
+    EXPECT_SHADOW_BROKEN(a, "block empty or outside the span at 0x800");
+    left->offset = 0x1000;
+
+    left->size = 0;
+    EXPECT_SHADOW_BROKEN(a, "block empty or outside the span at 0x1000");
+    left->size = 0x100;
+
+    right->size = 0xf00; /* [0x1200, 0x2100) leaves the span */
+    EXPECT_SHADOW_BROKEN(a, "block empty or outside the span at 0x1200");
+    right->size = UINT64_MAX; /* its end wraps past 2^64 */
+    EXPECT_SHADOW_BROKEN(a, "block empty or outside the span at 0x1200");
+    right->size = 0x100;
+
+    left->level = 0;
+    EXPECT_SHADOW_BROKEN(a, "AA tree levels broken");
+    left->level = 1;
+
+    left->size = 0x180; /* overlaps the root's block */
+    EXPECT_SHADOW_BROKEN(a, "blocks out of order or overlapping at 0x1100");
+    left->size = 0x100;
+
+    sh->count++;
+    EXPECT_SHADOW_BROKEN(a, "4 blocks counted, 3 in the tree");
+    sh->count--;
+
+    /* A spare node appears after a free; the spare count must match the list. */
+    EXPECT(capmem_alloc_free(a, 0x1200, 0x100), CAPMEM_OK);
+    assert_int_equal(sh->nspare, 1);
+    sh->nspare = 2;
+    EXPECT_SHADOW_BROKEN(a, "2 spare nodes counted, 1 listed");
+    sh->nspare = 1;
+    /* A cycle in the spare list is cut off after the most spares there can be. */
+    sh->spare->left = sh->spare;
+    EXPECT_SHADOW_BROKEN(a, "1 spare nodes counted, 17 listed");
+    sh->spare->left = NULL;
+
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/*
+ * Host bytes of metadata per policy (what the benchmark reports), as
+ * alloc.h documents them: the watermark's table of 16-byte entries that
+ * doubles; range and buddy reserve everything at creation; a custom policy
+ * pays one 40-byte node per live block, spares included.
+ */
+static void test_alloc_metadata_bytes_follow_the_documented_costs(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = make(P_WATERMARK, 0, 1 << 20);
+    const uint64_t wm0 = capmem__alloc_metadata_bytes(a);
+    assert_int_equal(wm0, 16 * 16); /* the initial table of 16 entries */
+    for (int i = 0; i < 16; i++) {
+        (void)ALLOC(a, 8, 8);
+    }
+    assert_int_equal(capmem__alloc_metadata_bytes(a), wm0);
+    (void)ALLOC(a, 8, 8); /* the 17th entry doubles the table */
+    assert_int_equal(capmem__alloc_metadata_bytes(a), 2 * wm0);
+    capmem_alloc_destroy(a);
+
+    for (int p = P_RANGE; p <= P_BUDDY; p++) {
+        a = make(p, 0, 1 << 20);
+        const uint64_t m0 = capmem__alloc_metadata_bytes(a);
+        if (p == P_RANGE) {
+            /* At least the 8 bytes of tags per granule (0x100 here). */
+            assert_true(m0 >= 8 * ((1 << 20) / 0x100));
+        } else {
+            assert_true(m0 > 0);
+        }
+        uint64_t x = ALLOC(a, 0x100, 1);
+        (void)ALLOC(a, 0x1000, 0x1000);
+        EXPECT(capmem_alloc_free(a, x, 0x100), CAPMEM_OK);
+        assert_int_equal(capmem__alloc_metadata_bytes(a), m0);
+        capmem_alloc_destroy(a);
+    }
+
+    test_ff_t f = {.base = 0, .size = 0x1000};
+    EXPECT(capmem_alloc_create_custom_span(&test_ff_ops, &f, 0, 0x1000, &a), CAPMEM_OK);
+    assert_int_equal(capmem__alloc_metadata_bytes(a), 0);
+    uint64_t x = ALLOC(a, 0x100, 1);
+    (void)ALLOC(a, 0x100, 1);
+    assert_int_equal(capmem__alloc_metadata_bytes(a), 2 * sizeof(capmem__shadow_node_t));
+    assert_true(sizeof(capmem__shadow_node_t) <= 40);
+    /* A freed block's node stays as a spare. */
+    EXPECT(capmem_alloc_free(a, x, 0x100), CAPMEM_OK);
+    assert_int_equal(capmem__alloc_metadata_bytes(a), 2 * sizeof(capmem__shadow_node_t));
+    capmem_alloc_destroy(a);
+}
+
+/* A walk stops at the first visit that returns non-zero, for every policy. */
+static int stop_after(uint64_t off, uint64_t size, capmem_block_state_t st, void *ctx)
+{
+    (void)off;
+    (void)size;
+    (void)st;
+    int *left = ctx;
+    return --*left <= 0;
+}
+
+static void test_alloc_walk_stops_when_the_visitor_says_so(void **state)
+{
+    (void)state;
+    for (int p = 0; p < P_COUNT; p++) {
+        capmem_alloc_t *a = make(p, 0x10000, 0x4000);
+        (void)ALLOC(a, 0x400, 0x400);
+        (void)ALLOC(a, 0x400, 0x400);
+        (void)ALLOC(a, 0x400, 0x400);
+        snap_t *all = snap_take(a);
+        assert_true(all->n >= 4);
+        for (int stop = 1; stop < (int)all->n; stop++) {
+            int left = stop;
+            EXPECT(capmem_alloc_walk(a, stop_after, &left), CAPMEM_OK);
+            assert_int_equal(left, 0); /* visited exactly `stop` blocks */
+        }
+        if (p == P_RANGE) {
+            int left = 1;
+            EXPECT(capmem_alloc_free_ranges(a, stop_after, &left), CAPMEM_OK);
+            assert_int_equal(left, 0);
+        }
+        free(all);
+        CHECK(a);
+        capmem_alloc_destroy(a);
+    }
+}
+
+/* ---- policy-specific paths ---------------------------------------------- */
+
+/* Reset forgets every block of a range policy: one free range again, nothing committed anew. */
+static void test_range_reset_frees_every_block(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = make(P_RANGE, 0x100000, 0x10000);
+    (void)ALLOC(a, 0x100, 1);
+    uint64_t b = ALLOC(a, 0x3000, 0x1000);
+    (void)ALLOC(a, 0x200, 1);
+    EXPECT(capmem_alloc_alloc_at(a, 0x10f000, 0x1000), CAPMEM_OK);
+    EXPECT(capmem_alloc_free(a, b, 0x3000), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_reset(a);
+    CHECK(a);
+    assert_int_equal(capmem_alloc_avail(a), 0x10000);
+    assert_int_equal(capmem_alloc_largest(a), 0x10000);
+    EXPECT_BLOCKS(a, F(0x100000, 0x10000));
+    /* The forgotten blocks are free to take again. */
+    EXPECT(capmem_alloc_alloc_at(a, 0x10f000, 0x1000), CAPMEM_OK);
+    assert_int_equal(ALLOC(a, 0x100, 1), 0x100000);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/* Buddy alloc_at: a block larger than the largest order, or one reaching past the end. */
+static void test_buddy_alloc_at_refuses_oversized_and_overhanging_blocks(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    /* Orders 8..12 over 0x4000: the largest block is 0x1000. */
+    EXPECT(capmem_alloc_create_buddy(0, 0x4000, 8, 12, &a), CAPMEM_OK);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0, 0x2000), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(capmem_last_error()->needed, 0x2000);
+    assert_int_equal(capmem_last_error()->available, 0x1000);
+    assert_string_equal(capmem_last_error()->function, "capmem_alloc_alloc_at");
+    capmem_alloc_destroy(a);
+
+    /*
+     * 0x7000 is tiled by 0x4000 + 0x2000 + 0x1000: a request of 0x2100 bytes
+     * at 0x4000 is a 0x4000 block there, which would reach 0x8000.
+     */
+    EXPECT(capmem_alloc_create_buddy(0, 0x7000, 8, 20, &a), CAPMEM_OK);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x4000, 0x2100), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(capmem_last_error()->needed, 0x4000);
+    assert_int_equal(capmem_last_error()->available, 0x3000);
+    assert_non_null(strstr(capmem_last_error()->message, "reaches past the end"));
+    /* The same offset with a block that fits is fine. */
+    EXPECT(capmem_alloc_alloc_at(a, 0x4000, 0x2000), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0, 0x4000), U(0x4000, 0x2000), F(0x6000, 0x1000));
+    capmem_alloc_destroy(a);
+}
+
+/* Watermark: an alignment that overflows the address space fails like no room. */
+static void test_watermark_alignment_beyond_the_address_space_is_no_room(void **state)
+{
+    (void)state;
+    const uint64_t base = 0xf000000000000000ull;
+    capmem_alloc_t *a = make(P_WATERMARK, base, 0x10000);
+    assert_int_equal(ALLOC(a, 0x10, 1), base);
+    uint64_t off = 7;
+    /* base + 0x10 aligned up to 2^63 wraps past 2^64. */
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x10, 1ull << 63, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(capmem_last_error()->available, 0);
+    assert_int_equal(off, 7);
+    /* An alignment that lands beyond the span's end, without wrapping. */
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x10, 0x100000, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(capmem_last_error()->available, 0);
+    /* An alignment that the span can serve still works. */
+    assert_int_equal(ALLOC(a, 0x10, 0x1000), base + 0x1000);
+    capmem_alloc_destroy(a);
+}
+
+/* Watermark alloc_at grows the same table as alloc: a failed growth changes nothing. */
+static void test_watermark_alloc_at_table_growth_failure_is_clean(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = make(P_WATERMARK, 0, 1 << 20);
+    for (int i = 0; i < 16; i++) {
+        (void)ALLOC(a, 8, 8);
+    }
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1000, 8), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    assert_string_equal(capmem_last_error()->function, "capmem_alloc_alloc_at");
+    assert_int_equal(capmem_alloc_avail(a), (1 << 20) - 16 * 8);
+    EXPECT(capmem_alloc_alloc_at(a, 0x1000, 8), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/*
+ * Range with an alignment above the granule: when the first candidates in
+ * best-fit order hold no aligned block, the policy takes the smallest
+ * range long enough to hold one wherever it starts; failing that it scans
+ * the shorter ones, so alloc never fails while some free range fits.
+ */
+static void range_gaps(capmem_alloc_t *a)
+{
+    /* Nine free gaps of 0x200 at k * 0x1000 + 0x100: none holds a 0x1000-aligned block. */
+    for (uint64_t k = 0; k < 9; k++) {
+        EXPECT(capmem_alloc_alloc_at(a, k * 0x1000, 0x100), CAPMEM_OK);
+        EXPECT(capmem_alloc_alloc_at(a, k * 0x1000 + 0x300, 0xd00), CAPMEM_OK);
+    }
+    EXPECT(capmem_alloc_alloc_at(a, 0x9000, 0xf00), CAPMEM_OK);
+    CHECK(a);
+}
+
+static void test_range_alignment_search_beyond_the_first_candidates(void **state)
+{
+    (void)state;
+    /* A long free range after the gaps: found through its length. */
+    capmem_alloc_t *a = make(P_RANGE, 0, 0x100000);
+    range_gaps(a);
+    assert_int_equal(ALLOC(a, 0x200, 0x1000), 0xa000);
+    capmem_alloc_destroy(a);
+
+    /* Only a short range, tenth in best-fit order, holds an aligned block: found by the scan. */
+    a = make(P_RANGE, 0, 0x100000);
+    range_gaps(a);
+    EXPECT(capmem_alloc_alloc_at(a, 0xa200, 0x100000 - 0xa200),
+           CAPMEM_OK); /* gap [0x9f00, 0xa200) */
+    assert_int_equal(capmem_alloc_largest(a), 0x300);
+    assert_int_equal(ALLOC(a, 0x200, 0x1000), 0xa000);
+    /* No free range holds another one. */
+    uint64_t off = 5;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x200, 0x1000, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(off, 5);
+    /* Without the alignment, best fit takes the lowest of the equally short gaps. */
+    assert_int_equal(ALLOC(a, 0x200, 1), 0x100);
+    capmem_alloc_destroy(a);
+}
+
+/* Range: an alignment whose rounding wraps past 2^64 fails like no room. */
+static void test_range_alignment_beyond_the_address_space_is_no_room(void **state)
+{
+    (void)state;
+    const uint64_t base = 0ull - 0x20000; /* granule 1: offsets are granules */
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(base, 0x10000, 1, &a), CAPMEM_OK);
+    assert_int_equal(ALLOC(a, 0x10, 1), base);
+    uint64_t off = 7;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x10, 1ull << 63, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(off, 7);
+    assert_int_equal(ALLOC(a, 0x10, 0x1000), base + 0x1000);
+    capmem_alloc_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1682,6 +2158,18 @@ int main(void)
         cmocka_unit_test(test_watermark_random_ops_match_shadow_model),
         cmocka_unit_test(test_create_host_failure_is_clean_error_without_leak),
         cmocka_unit_test(test_range_large_span_is_lazy_and_usable),
+        cmocka_unit_test(test_alloc_create_custom_names_what_is_missing),
+        cmocka_unit_test(test_alloc_queries_on_null_and_on_a_nameless_policy),
+        cmocka_unit_test(test_alloc_custom_check_and_walk_hook_failures_are_reported),
+        cmocka_unit_test(test_alloc_check_finds_each_broken_shadow_invariant),
+        cmocka_unit_test(test_alloc_metadata_bytes_follow_the_documented_costs),
+        cmocka_unit_test(test_alloc_walk_stops_when_the_visitor_says_so),
+        cmocka_unit_test(test_range_reset_frees_every_block),
+        cmocka_unit_test(test_buddy_alloc_at_refuses_oversized_and_overhanging_blocks),
+        cmocka_unit_test(test_watermark_alignment_beyond_the_address_space_is_no_room),
+        cmocka_unit_test(test_watermark_alloc_at_table_growth_failure_is_clean),
+        cmocka_unit_test(test_range_alignment_search_beyond_the_first_candidates),
+        cmocka_unit_test(test_range_alignment_beyond_the_address_space_is_no_room),
     };
     return cmocka_run_group_tests_name("alloc", tests, NULL, NULL);
 }

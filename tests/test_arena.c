@@ -299,6 +299,56 @@ static void test_arena_host_failures_are_clean_errors(void **state)
     assert_int_equal(test_open_fds(), fds_before);
 }
 
+/*
+ * Device ranges below RAM, touching it from either side, and lookups
+ * between ranges; a size that is not a page multiple. Every refusal
+ * changes nothing.
+ */
+static void test_arena_device_ranges_around_ram(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 1 << 20;
+    at.phys_base = 0x100000; /* RAM is [0x100000, 0x200000) */
+    at.device_window = 64 * 1024;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&at, &a));
+    capmem_device_info_t low;
+    capmem_device_info_t high;
+    /* Right below RAM and right above it: touching is not overlapping. */
+    assert_ok(capmem_arena_device_add(a, 0xff000, 0x1000, &low));
+    assert_ok(capmem_arena_device_add(a, 0x200000, 0x1000, &high));
+    capmem_device_info_t x = {.id = 999};
+    /* Reaching into RAM from below, and from inside RAM out of it. */
+    assert_err(capmem_arena_device_add(a, 0xfe000, 0x3000, &x), CAPMEM_E_REGION_CONFLICT);
+    assert_int_equal(capmem_last_error()->address, 0x100000);
+    assert_err(capmem_arena_device_add(a, 0x1ff000, 0x2000, &x), CAPMEM_E_REGION_CONFLICT);
+    /* Overlapping the low device from below. */
+    assert_err(capmem_arena_device_add(a, 0xfe000, 0x2000, &x), CAPMEM_E_REGION_CONFLICT);
+    assert_int_equal(capmem_last_error()->address, 0xff000);
+    /* A page-aligned address with a size that is not a page multiple. */
+    assert_err(capmem_arena_device_add(a, 0x400000, 0x1800, &x), CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(x.id, 999);
+    size_t n = 0;
+    assert_ok(capmem_arena_devices(a, NULL, 0, &n));
+    assert_int_equal(n, 2);
+    /* Lookups: in each device, below both, between RAM and a device, above both. */
+    uint64_t off = 0;
+    assert_ok(capmem_arena_phys_to_offset(a, 0xff800, &off));
+    assert_int_equal(off, low.backing_offset + 0x800);
+    assert_ok(capmem_arena_phys_to_offset(a, 0x200fff, &off));
+    assert_int_equal(off, high.backing_offset + 0xfff);
+    const uint64_t nowhere[3] = {0xfe000, 0x201000, 0x10000000};
+    for (int i = 0; i < 3; i++) {
+        off = 0x5a5a;
+        assert_err(capmem_arena_phys_to_offset(a, nowhere[i], &off), CAPMEM_E_NOT_FOUND);
+        assert_int_equal(capmem_last_error()->address, nowhere[i]);
+        assert_int_equal(off, 0x5a5a);
+    }
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_arena_device_ranges),
         cmocka_unit_test(test_arena_device_table_full),
         cmocka_unit_test(test_arena_host_failures_are_clean_errors),
+        cmocka_unit_test(test_arena_device_ranges_around_ram),
     };
     return cmocka_run_group_tests_name("arena", tests, NULL, NULL);
 }

@@ -537,6 +537,231 @@ static void test_cap_threads_share_one_arena(void **state)
     CHECK_INVARIANTS(a);
 }
 
+/* The visitor stops the walk at the root, deep inside, or between roots. */
+typedef struct stopper {
+    size_t seen;
+    size_t stop_at; /* stop at the stop_at-th visit (1-based) */
+    unsigned depth[16];
+} stopper_t;
+
+static int stop_visit(const capmem_cap_info_t *info, unsigned depth, void *ctx)
+{
+    (void)info;
+    stopper_t *s = ctx;
+    if (s->seen < 16) {
+        s->depth[s->seen] = depth;
+    }
+    return ++s->seen == s->stop_at;
+}
+
+static void test_cap_walk_stops_where_the_visitor_says_and_refuses_bad_roots(void **state)
+{
+    capmem_arena_t *a = *state;
+    /* A hole in the table before the trees: a deleted capability. */
+    capmem_cap_t gone = make(a, CAPMEM_RIGHTS_ALL);
+    capmem_cap_t r1 = make(a, CAPMEM_RIGHTS_ALL);
+    capmem_cap_t c1;
+    capmem_cap_t g1;
+    assert_ok(capmem_cap_mint(a, r1, CAPMEM_RIGHTS_ALL, &c1));
+    assert_ok(capmem_cap_mint(a, c1, CAPMEM_RIGHTS_ALL, &g1));
+    capmem_cap_t r2 = make(a, CAPMEM_RIGHTS_ALL);
+    assert_ok(capmem_cap_delete(a, gone));
+    /* The whole table: r1 (0), c1 (1), g1 (2), r2 (0). */
+    stopper_t s = {.stop_at = 100};
+    assert_ok(capmem_cap_walk(a, CAPMEM_CAP_NULL, stop_visit, &s));
+    assert_int_equal(s.seen, 4);
+    assert_int_equal(s.depth[0], 0);
+    assert_int_equal(s.depth[1], 1);
+    assert_int_equal(s.depth[2], 2);
+    assert_int_equal(s.depth[3], 0);
+    for (size_t stop = 1; stop <= 4; stop++) {
+        s = (stopper_t){.stop_at = stop};
+        assert_ok(capmem_cap_walk(a, CAPMEM_CAP_NULL, stop_visit, &s));
+        assert_int_equal(s.seen, stop);
+    }
+    /* One subtree, stopped at its root and below it. */
+    for (size_t stop = 1; stop <= 3; stop++) {
+        s = (stopper_t){.stop_at = stop};
+        assert_ok(capmem_cap_walk(a, r1, stop_visit, &s));
+        assert_int_equal(s.seen, stop);
+    }
+    /* A stale root is refused and nothing is visited. */
+    s = (stopper_t){.stop_at = 100};
+    assert_err(capmem_cap_walk(a, gone, stop_visit, &s), CAPMEM_E_INVALID_CAP);
+    assert_int_equal(s.seen, 0);
+    assert_string_equal(capmem_last_error()->function, "capmem_cap_walk");
+    assert_ok(capmem_cap_revoke(a, r1));
+    assert_ok(capmem_cap_delete(a, r1));
+    assert_ok(capmem_cap_delete(a, r2));
+    assert_int_equal(capmem_cap_count(a), 0);
+    assert_int_equal(capmem_cap_count(NULL), 0);
+    CHECK_INVARIANTS(a);
+}
+
+/* A user type without a name is a "user object"; errors about it say "?". */
+static void test_cap_user_type_without_a_name(void **state)
+{
+    capmem_arena_t *a = *state;
+    static const capmem_user_type_t nameless = {.name = NULL};
+    static const capmem_user_type_t other = {.name = NULL};
+    capmem_cap_t c;
+    assert_ok(capmem_cap_create_user(a, &nameless, NULL, CAPMEM_RIGHTS_ALL, &c));
+    capmem_cap_info_t info;
+    assert_ok(capmem_cap_identify(a, c, &info));
+    assert_string_equal(info.name, "user object");
+    void *obj = (void *)1;
+    assert_err(capmem_cap_user_object(a, c, &other, 0, &obj), CAPMEM_E_WRONG_TYPE);
+    assert_non_null(strstr(capmem_last_error()->message, "type \"?\", not \"?\""));
+    assert_ptr_equal(obj, (void *)1);
+    assert_err(capmem_cap_create_user(a, &nameless, NULL, 0x100, &c), CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(capmem_cap_count(a), 1);
+    assert_ok(capmem_cap_delete(a, c));
+    CHECK_INVARIANTS(a);
+}
+
+/*
+ * The table's checker names each broken invariant (cspace_internal.h). Each
+ * step breaks one piece of a slot or of the table on purpose, asserts that
+ * capmem_cap_check (and capmem_check) says CORRUPT with the right text, and
+ * puts it back.
+ */
+static void expect_cap_broken(capmem_arena_t *a, const char *what, int line)
+{
+    char why[256];
+    capmem_err_t err = capmem_cap_check(a, why, sizeof(why));
+    if (err != CAPMEM_E_CORRUPT || strstr(why, what) == NULL) {
+        fail_msg("line %d: capmem_cap_check returned %s (%s), expected CORRUPT naming \"%s\"", line,
+                 capmem_err_name(err), err == CAPMEM_OK ? "" : why, what);
+    }
+    if (capmem_cap_check(a, NULL, 0) != CAPMEM_E_CORRUPT || capmem_check(a, NULL, 0) != err) {
+        fail_msg("line %d: without a buffer, or through capmem_check, the finding differs", line);
+    }
+}
+#define EXPECT_CAP_BROKEN(a, what) expect_cap_broken((a), (what), __LINE__)
+
+static void test_cap_checker_names_each_broken_table_invariant(void **state)
+{
+    capmem_arena_t *a = *state;
+    capmem__cspace_t *cs = &a->cspace;
+    /* r with children c1, c2; a child k of r2 in a slot below r2's; a free slot f. */
+    capmem_cap_t early = make(a, CAPMEM_RIGHTS_ALL);
+    capmem_cap_t r = make(a, CAPMEM_RIGHTS_ALL);
+    capmem_cap_t c1;
+    capmem_cap_t c2;
+    assert_ok(capmem_cap_mint(a, r, CAPMEM_RIGHTS_ALL, &c1));
+    assert_ok(capmem_cap_mint(a, r, CAPMEM_RIGHTS_ALL, &c2));
+    capmem_cap_t r2 = make(a, CAPMEM_RIGHTS_ALL);
+    assert_ok(capmem_cap_delete(a, early));
+    capmem_cap_t k;
+    assert_ok(capmem_cap_mint(a, r2, CAPMEM_RIGHT_READ, &k)); /* takes early's slot */
+    capmem_cap_t f = make(a, CAPMEM_RIGHTS_ALL);
+    assert_ok(capmem_cap_delete(a, f));
+    const uint32_t R = capmem__cap_index(r);
+    const uint32_t C1 = capmem__cap_index(c1);
+    const uint32_t C2 = capmem__cap_index(c2);
+    const uint32_t K = capmem__cap_index(k);
+    const uint32_t F = capmem__cap_index(f);
+    assert_true(K < capmem__cap_index(r2));
+    capmem__slot_t *sr = capmem__slot(cs, R);
+    capmem__slot_t *s1 = capmem__slot(cs, C1);
+    capmem__slot_t *s2 = capmem__slot(cs, C2);
+    capmem__slot_t *sk = capmem__slot(cs, K);
+    capmem__slot_t *sf = capmem__slot(cs, F);
+    CHECK_INVARIANTS(a);
+    char what[96];
+
+    void *obj = s1->obj;
+    s1->obj = NULL;
+    snprintf(what, sizeof(what), "slot %u: bad type", C1);
+    EXPECT_CAP_BROKEN(a, what);
+    s1->obj = obj;
+    s1->type = 200;
+    EXPECT_CAP_BROKEN(a, what);
+    s1->type = CAPMEM_OBJ_USER;
+
+    s1->rights |= 0x80;
+    snprintf(what, sizeof(what), "slot %u: unknown rights 0x", C1);
+    EXPECT_CAP_BROKEN(a, what);
+    s1->rights &= ~0x80;
+
+    /* k's slot comes before its parent's, so its own parent link is checked first. */
+    uint32_t saved = sk->parent;
+    sk->parent = F;
+    snprintf(what, sizeof(what), "slot %u: parent %u is not alive", K, F);
+    EXPECT_CAP_BROKEN(a, what);
+    sk->parent = cs->high + 3; /* beyond the slots in use */
+    snprintf(what, sizeof(what), "slot %u: parent %u is not alive", K, cs->high + 3);
+    EXPECT_CAP_BROKEN(a, what);
+    sk->parent = saved;
+
+    sr->first_child = F;
+    snprintf(what, sizeof(what), "slot %u: child %u is not alive", R, F);
+    EXPECT_CAP_BROKEN(a, what);
+    sr->first_child = cs->high;
+    snprintf(what, sizeof(what), "slot %u: child %u is not alive", R, cs->high);
+    EXPECT_CAP_BROKEN(a, what);
+    sr->first_child = C1;
+
+    s2->prev_sib = 0;
+    snprintf(what, sizeof(what), "slot %u: prev link broken at child %u", R, C2);
+    EXPECT_CAP_BROKEN(a, what);
+    s2->prev_sib = C1;
+
+    s1->prev_sib = C1; /* the first child's prev_sib points at the last child */
+    snprintf(what, sizeof(what), "slot %u: first child does not point to last %u", R, C2);
+    EXPECT_CAP_BROKEN(a, what);
+    s1->prev_sib = C2;
+
+    s2->next_sib = C1; /* a ring of children */
+    snprintf(what, sizeof(what), "slot %u: child list longer than the table", R);
+    EXPECT_CAP_BROKEN(a, what);
+    s2->next_sib = 0;
+
+    cs->live++;
+    EXPECT_CAP_BROKEN(a, "does not match the table");
+    cs->live--;
+
+    /* c2 dropped from r's list, though it still names r as its parent. */
+    s1->next_sib = 0;
+    s1->prev_sib = C1;
+    EXPECT_CAP_BROKEN(a, "children + roots do not add up");
+    s1->next_sib = C2;
+    s1->prev_sib = C2;
+
+    /* r2 and k each other's parent: both in a list, neither reachable from a root. */
+    capmem__slot_t *sr2 = capmem__slot(cs, capmem__cap_index(r2));
+    sr2->parent = K;
+    sk->first_child = capmem__cap_index(r2);
+    sr2->prev_sib = capmem__cap_index(r2);
+    EXPECT_CAP_BROKEN(a, "reachable from roots");
+    sr2->parent = 0;
+    sk->first_child = 0;
+    sr2->prev_sib = 0;
+
+    saved = cs->free_head;
+    assert_int_equal(saved, F);
+    cs->free_head = R;
+    snprintf(what, sizeof(what), "free list holds slot %u which is in use", R);
+    EXPECT_CAP_BROKEN(a, what);
+    cs->free_head = cs->high;
+    snprintf(what, sizeof(what), "free list holds slot %u", cs->high);
+    EXPECT_CAP_BROKEN(a, what);
+    cs->free_head = saved;
+
+    saved = sf->next_sib;
+    sf->next_sib = F;
+    EXPECT_CAP_BROKEN(a, "free list has a cycle");
+    sf->next_sib = saved;
+
+    CHECK_INVARIANTS(a);
+    assert_ok(capmem_cap_revoke(a, r));
+    assert_ok(capmem_cap_delete(a, r));
+    assert_ok(capmem_cap_revoke(a, r2));
+    assert_ok(capmem_cap_delete(a, r2));
+    assert_int_equal(capmem_cap_count(a), 0);
+    CHECK_INVARIANTS(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -565,6 +790,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cap_checker_finds_broken_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_revoke_and_delete_emit_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_threads_share_one_arena, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_cap_walk_stops_where_the_visitor_says_and_refuses_bad_roots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cap_user_type_without_a_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cap_checker_names_each_broken_table_invariant, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("cap", tests, NULL, NULL);
 }

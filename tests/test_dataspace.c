@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "account_internal.h"
+#include "ds_internal.h"
 #include "support.h"
 
 #define PAGE 4096u
@@ -546,6 +548,79 @@ static void test_ds_splitting_with_first_class_aliases(void **state)
     splitting(*state, CAPMEM_ALIAS_FIRST_CLASS);
 }
 
+/* Every kind has its name, and info reports the kind each dataspace is. */
+static void test_ds_kind_names_name_every_kind(void **state)
+{
+    fixture_t *f = *state;
+    assert_string_equal(capmem_ds_kind_name(CAPMEM_DS_RAM), "RAM");
+    assert_string_equal(capmem_ds_kind_name(CAPMEM_DS_ALIAS_DEPENDENT), "dependent alias");
+    assert_string_equal(capmem_ds_kind_name(CAPMEM_DS_ALIAS_FIRST_CLASS), "first-class alias");
+    assert_string_equal(capmem_ds_kind_name(CAPMEM_DS_MANAGED), "managed");
+    assert_string_equal(capmem_ds_kind_name((capmem_ds_kind_t)99), "unknown");
+    capmem_cap_t s = session(f, f->root, 1 << 20, "kinds");
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, s, 2 * PAGE, &ds));
+    capmem_cap_t dep = alias(f, s, ds, 0, PAGE, 0, CAPMEM_ALIAS_DEPENDENT);
+    capmem_ds_info_t di;
+    assert_ok(capmem_ds_info(f->arena, dep, &di));
+    assert_int_equal(di.kind, CAPMEM_DS_ALIAS_DEPENDENT);
+    assert_false(di.writable);
+    assert_int_equal(di.rights & CAPMEM_RIGHT_WRITE, 0);
+    assert_ok(capmem_ds_info(f->arena, ds, &di));
+    assert_int_equal(di.kind, CAPMEM_DS_RAM);
+    assert_ok(capmem_ds_free(f->arena, ds));
+    assert_false(alive(f->arena, dep));
+    assert_ok(capmem_ram_close(f->arena, s));
+    CHECK_INVARIANTS(f->arena);
+}
+
+/*
+ * The RAM checker walks each account's lent list: a record there that is
+ * not a lent first-class alias of that account is named (ds_internal.h).
+ */
+static void test_ds_checker_names_a_foreign_record_in_the_lent_list(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t lender = session(f, f->root, 1 << 20, "lender");
+    capmem_cap_t borrower = session(f, f->root, 0, "borrower");
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, lender, 2 * PAGE, &ds));
+    capmem_cap_t a = alias(f, borrower, ds, 0, PAGE, 1, CAPMEM_ALIAS_FIRST_CLASS);
+    assert_ok(capmem_ds_free(f->arena, ds));
+    assert_int_equal(info(f->arena, lender).lent, PAGE);
+    capmem__ds_t *rec = NULL;
+    assert_ok(capmem__ds_lookup(f->arena, a, 0, NULL, &rec));
+    assert_true(rec->flags & CAPMEM__DS_LENT);
+    char why[256];
+
+    rec->flags &= ~(uint32_t)CAPMEM__DS_LENT;
+    assert_err(capmem_check(f->arena, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "account \"lender\": its lent list holds a record that is not its "
+                                "lent first-class alias"));
+    rec->flags |= CAPMEM__DS_LENT;
+
+    /* A dependent alias where a first-class one belongs. */
+    rec->flags = (rec->flags & ~(uint32_t)CAPMEM__DS_KIND_MASK) | CAPMEM__DS_ALIAS_DEP;
+    assert_err(capmem_check(f->arena, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "account \"lender\": its lent list"));
+    rec->flags = (rec->flags & ~(uint32_t)CAPMEM__DS_KIND_MASK) | CAPMEM__DS_ALIAS_FC;
+
+    capmem__account_t *other = NULL;
+    assert_ok(capmem__account_lookup(f->arena, borrower, 0, &other));
+    capmem__account_t *saved = rec->u.fc.lender;
+    rec->u.fc.lender = other;
+    assert_err(capmem_check(f->arena, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "account \"lender\": its lent list"));
+    rec->u.fc.lender = saved;
+
+    CHECK_INVARIANTS(f->arena);
+    assert_ok(capmem_ds_free(f->arena, a));
+    assert_int_equal(info(f->arena, lender).lent, 0);
+    assert_ok(capmem_ram_close(f->arena, borrower));
+    assert_ok(capmem_ram_close(f->arena, lender));
+    CHECK_INVARIANTS(f->arena);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -563,6 +638,8 @@ int main(void)
         T(test_ds_session_close_event_names_the_session),
         T(test_ds_splitting_with_dependent_aliases),
         T(test_ds_splitting_with_first_class_aliases),
+        T(test_ds_kind_names_name_every_kind),
+        T(test_ds_checker_names_a_foreign_record_in_the_lent_list),
     };
 #undef T
     return cmocka_run_group_tests_name("dataspace", tests, NULL, NULL);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "account_internal.h"
 #include "cap_internal.h"
 #include "internal.h"
 #include "first_fit.h"
@@ -940,6 +941,464 @@ static void test_ram_upgrade_takes_accounts_only(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/* ---- several services on one arena --------------------------------------------- */
+
+/* An arena of 4 MiB cut into four 1 MiB untypeds (phys 0, 1, 2, 3 MiB). */
+static capmem_arena_t *four_untypeds(capmem_cap_t u[4])
+{
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 4ull << 20;
+    aa.phys_base = 0;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&aa, &a));
+    capmem_untyped_info_t boot[4];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 4, &n));
+    assert_int_equal(n, 1);
+    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
+    rt.type = CAPMEM_OBJ_UNTYPED;
+    rt.size_bits = 20;
+    rt.count = 4;
+    assert_ok(capmem_untyped_retype(a, boot[0].cap, &rt, u, 4));
+    return a;
+}
+
+typedef struct map_log {
+    int blocks;
+    int stop_after;      /* 0: never */
+    uint64_t used_at_1m; /* size of the used block that starts at 1 MiB, if any */
+} map_log_t;
+
+static int log_map(uint64_t phys, uint64_t size, bool used, void *ctx)
+{
+    map_log_t *m = ctx;
+    m->blocks++;
+    if (used && phys == 1ull << 20) {
+        m->used_at_1m = size;
+    }
+    return m->stop_after != 0 && m->blocks >= m->stop_after;
+}
+
+typedef struct close_log {
+    int closes;
+    char last[160];
+} close_log_t;
+
+static void log_close(capmem_arena_t *a, const capmem_event_t *ev, void *ctx)
+{
+    (void)a;
+    close_log_t *l = ctx;
+    if (ev->kind == CAPMEM_EVENT_SESSION_CLOSE) {
+        l->closes++;
+        snprintf(l->last, sizeof(l->last), "%s", ev->message);
+    }
+}
+
+/*
+ * Two services on one arena: A over the untypeds at 0 and 2 MiB (the one at
+ * 1 MiB between them is not A's and A never hands it out), B over the one
+ * at 1 MiB. Their accounts do not mix, each conserves its own RAM, and
+ * destroying A leaves B working and A's untypeds free.
+ */
+static void test_ram_two_services_with_a_hole_between_pools_stay_apart(void **state)
+{
+    (void)state;
+    capmem_cap_t u[4];
+    capmem_arena_t *a = four_untypeds(u);
+    capmem_cap_t ra;
+    capmem_cap_t rb;
+    const capmem_cap_t for_a[2] = {u[0], u[2]};
+    assert_ok(capmem_ram_create(a, for_a, 2, NULL, &ra));
+    assert_ok(capmem_ram_create(a, &u[1], 1, NULL, &rb));
+    CHECK_INVARIANTS(a);
+    capmem_ram_info_t ia = info(a, ra);
+    capmem_ram_info_t ib = info(a, rb);
+    assert_int_equal(ia.quota + ia.donation, 2ull << 20);
+    assert_int_equal(ib.quota + ib.donation, 1ull << 20);
+    /* A's map shows the hole at 1 MiB as reserved for good. */
+    map_log_t m = {0};
+    assert_ok(capmem_ram_map(a, ra, log_map, &m));
+    assert_int_equal(m.used_at_1m, 1ull << 20);
+    /* Quota never moves between the services. */
+    assert_err(capmem_ram_transfer(a, ra, rb, 4096), CAPMEM_E_DENIED);
+    assert_err(capmem_ram_transfer(a, rb, ra, 4096), CAPMEM_E_DENIED);
+    /* A hands out all it has, and none of it lies in B's untyped. */
+    capmem_cap_t ds[8];
+    int n = 0;
+    while (n < 8 && capmem_ram_alloc(a, ra, 256 << 10, &ds[n]) == CAPMEM_OK) {
+        capmem_ds_info_t di;
+        assert_ok(capmem_ds_info(a, ds[n], &di));
+        assert_true(di.phys + di.size <= (1ull << 20) || di.phys >= (2ull << 20));
+        n++;
+    }
+    assert_int_equal(n, 7); /* 2 MiB less the root's 64 KiB donation */
+    capmem_cap_t x;
+    assert_ok(capmem_ram_alloc(a, rb, 256 << 10, &x));
+    CHECK_INVARIANTS(a);
+    /* Destroying A: its root's close names no reference account; B is untouched. */
+    close_log_t log = {0};
+    assert_ok(capmem_arena_set_event_handler(a, log_close, &log));
+    ib = info(a, rb);
+    assert_ok(capmem_ram_destroy(a, ra));
+    assert_int_equal(log.closes, 1);
+    assert_non_null(strstr(log.last, "return to \"(none)\""));
+    capmem_ram_info_t r;
+    assert_err(capmem_ram_info(a, ra, &r), CAPMEM_E_INVALID_CAP);
+    capmem_ram_info_t ib2 = info(a, rb);
+    assert_memory_equal(&ib2, &ib, sizeof(ib));
+    CHECK_INVARIANTS(a);
+    /* A's untypeds are childless again: they can be retyped. */
+    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
+    capmem_cap_t fr;
+    assert_ok(capmem_untyped_retype(a, u[0], &rt, &fr, 1));
+    assert_ok(capmem_untyped_retype(a, u[2], &rt, &fr, 1));
+    assert_ok(capmem_ds_free(a, x));
+    assert_ok(capmem_ram_destroy(a, rb));
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+/*
+ * The root account may close once it has no child sessions: the service is
+ * then dead, but its pools stay children of their untypeds until those are
+ * revoked.
+ */
+static void test_ram_closed_root_leaves_its_pools_until_the_untyped_is_revoked(void **state)
+{
+    (void)state;
+    capmem_cap_t u[4];
+    capmem_arena_t *a = four_untypeds(u);
+    capmem_cap_t root;
+    assert_ok(capmem_ram_create(a, &u[3], 1, NULL, &root));
+    capmem_cap_t child = open_child(&(fixture_t){.arena = a, .root = root}, root, 4096, 0, "c");
+    assert_err(capmem_ram_close(a, root), CAPMEM_E_DELETE_FIRST);
+    assert_ok(capmem_ram_close(a, child));
+    const size_t caps = capmem_cap_count(a);
+    assert_ok(capmem_ram_close(a, root));
+    assert_int_equal(capmem_cap_count(a), caps - 1);
+    capmem_ram_info_t r;
+    assert_err(capmem_ram_info(a, root, &r), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_ram_destroy(a, root), CAPMEM_E_INVALID_CAP);
+    CHECK_INVARIANTS(a);
+    /* The pool still holds the untyped. */
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(a, u[3], &ui));
+    assert_int_equal(ui.children, 1);
+    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
+    capmem_cap_t fr;
+    assert_err(capmem_untyped_retype(a, u[3], &rt, &fr, 1), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    /* Revoking the untyped releases the pool, and the service with it. */
+    assert_ok(capmem_cap_revoke(a, u[3]));
+    assert_int_equal(capmem_cap_count(a), caps - 2);
+    assert_ok(capmem_untyped_retype(a, u[3], &rt, &fr, 1));
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+/* Bad lists of untypeds are refused before anything is claimed. */
+static void test_ram_create_refuses_bad_untyped_lists_and_changes_nothing(void **state)
+{
+    (void)state;
+    capmem_cap_t u[4];
+    capmem_arena_t *a = four_untypeds(u);
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    const size_t caps = capmem_cap_count(a);
+    capmem_cap_t many[65];
+    for (int i = 0; i < 65; i++) {
+        many[i] = u[i % 4];
+    }
+    assert_err(capmem_ram_create(NULL, u, 1, NULL, &root), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_create(a, NULL, 1, NULL, &root), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_create(a, u, 1, NULL, NULL), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_create(a, many, 65, NULL, &root), CAPMEM_E_INVALID_ARGS);
+    /* A stale untyped after a good one: the good one is not claimed. */
+    capmem_cap_t gone;
+    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
+    rt.type = CAPMEM_OBJ_UNTYPED;
+    rt.size_bits = 19;
+    assert_ok(capmem_untyped_retype(a, u[1], &rt, &gone, 1));
+    assert_ok(capmem_cap_delete(a, gone));
+    const capmem_cap_t stale[2] = {u[0], gone};
+    assert_err(capmem_ram_create(a, stale, 2, NULL, &root), CAPMEM_E_INVALID_CAP);
+    /* Something that is not an untyped. */
+    const capmem_user_type_t t = {.name = "not memory"};
+    capmem_cap_t user;
+    assert_ok(capmem_cap_create_user(a, &t, NULL, CAPMEM_RIGHTS_ALL, &user));
+    const capmem_cap_t wrong[2] = {u[0], user};
+    assert_err(capmem_ram_create(a, wrong, 2, NULL, &root), CAPMEM_E_WRONG_TYPE);
+    /* An untyped without WRITE. */
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(a, u[2], CAPMEM_RIGHT_READ | CAPMEM_RIGHT_GRANT, &ro));
+    assert_err(capmem_ram_create(a, &ro, 1, NULL, &root), CAPMEM_E_DENIED);
+    assert_int_equal(root, CAPMEM_CAP_NULL);
+    assert_ok(capmem_cap_delete(a, ro));
+    assert_ok(capmem_cap_delete(a, user));
+    assert_int_equal(capmem_cap_count(a), caps);
+    CHECK_INVARIANTS(a);
+    /* u[0] was never claimed; a root capability quota is the one asked for. */
+    capmem_ram_attr_t at = CAPMEM_RAM_ATTR_INIT;
+    at.root_caps = 100;
+    assert_ok(capmem_ram_create(a, &u[0], 1, &at, &root));
+    capmem_ram_info_t r = info(a, root);
+    assert_int_equal(r.caps_limit, 100);
+    assert_ok(capmem_ram_destroy(a, root));
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+/* Host failures while creating a service over two pools: clean, nothing claimed. */
+static void test_ram_create_over_two_pools_host_failures_leak_nothing(void **state)
+{
+    (void)state;
+    capmem_cap_t u[4];
+    capmem_arena_t *a = four_untypeds(u);
+    const capmem_cap_t two[2] = {u[0], u[1]};
+    const size_t caps = capmem_cap_count(a);
+    for (int kind = CAPMEM__HOST_MALLOC; kind <= CAPMEM__HOST_MMAP; kind++) {
+        int failures = 0;
+        for (uint64_t nth = 1; nth < 16; nth++) {
+            capmem_cap_t root = CAPMEM_CAP_NULL;
+            capmem__inject_fail((capmem__host_kind_t)kind, nth);
+            capmem_err_t e = capmem_ram_create(a, two, 2, NULL, &root);
+            capmem__inject_reset();
+            if (e == CAPMEM_OK) {
+                assert_ok(capmem_ram_destroy(a, root));
+                break;
+            }
+            failures++;
+            assert_int_equal(e, CAPMEM_E_HOST_NOMEM);
+            assert_int_equal(root, CAPMEM_CAP_NULL);
+            assert_int_equal(capmem_cap_count(a), caps);
+            CHECK_INVARIANTS(a);
+        }
+        /* malloc: the state, the service, the allocator and both pools; mmap: the allocator. */
+        assert_true(failures >= (kind == CAPMEM__HOST_MALLOC ? 4 : 1));
+    }
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(a, u[1], &ui));
+    assert_int_equal(ui.children, 0);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+/* The checker itself needs host memory; without it, it says so and changes nothing. */
+static void test_ram_checker_host_failure_is_reported_not_corrupt(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t child = open_child(f, f->root, 1 << 20, 0, "child");
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, child, 8192, &ds));
+    const capmem_ram_info_t before = info(f->arena, child);
+    int failures = 0;
+    for (uint64_t nth = 1; nth < 16; nth++) {
+        char why[160] = "x";
+        capmem__inject_fail(CAPMEM__HOST_MALLOC, nth);
+        capmem_err_t e = capmem_check(f->arena, why, sizeof(why));
+        capmem__inject_reset();
+        if (e == CAPMEM_OK) {
+            assert_string_equal(why, "");
+            break;
+        }
+        failures++;
+        assert_int_equal(e, CAPMEM_E_HOST_NOMEM);
+        assert_non_null(strstr(why, "no host memory"));
+    }
+    /* The RAM layer's table and one per account (root and child) for their lent pages. */
+    assert_true(failures >= 3);
+    const capmem_ram_info_t after = info(f->arena, child);
+    assert_memory_equal(&after, &before, sizeof(after));
+    assert_ok(capmem_ds_free(f->arena, ds));
+    assert_ok(capmem_ram_close(f->arena, child));
+    CHECK_INVARIANTS(f->arena);
+}
+
+/* An account overdrawing its capability quota is named by the checker. */
+static void test_ram_checker_names_an_overdrawn_capability_quota(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t child = open_child(f, f->root, 1 << 20, 0, "overdrawn");
+    capmem__account_t *acc = NULL;
+    assert_ok(capmem__account_lookup(f->arena, child, 0, &acc));
+    const uint64_t saved = acc->caps.used;
+    acc->caps.used = acc->caps.limit + 1;
+    char why[256];
+    assert_err(capmem_check(f->arena, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    char what[96];
+    snprintf(what, sizeof(what), "account \"overdrawn\": %llu capabilities charged, quota %llu",
+             (unsigned long long)acc->caps.limit + 1, (unsigned long long)acc->caps.limit);
+    assert_non_null(strstr(why, what));
+    acc->caps.used = saved;
+    CHECK_INVARIANTS(f->arena);
+    assert_ok(capmem_ram_close(f->arena, child));
+}
+
+/* ---- argument checks of open and map ---------------------------------------------- */
+
+static void test_ram_open_refuses_a_bad_upgrade_step_and_changes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    const capmem_ram_info_t before = info(f->arena, f->root);
+    const size_t caps = capmem_cap_count(f->arena);
+    capmem_ram_open_attr_t at = CAPMEM_RAM_OPEN_ATTR_INIT;
+    capmem_cap_t c = CAPMEM_CAP_NULL;
+    const uint64_t bad[3] = {0, 100, 4096 + 64}; /* zero, below a page, not a page multiple */
+    for (int i = 0; i < 3; i++) {
+        at.upgrade_step = bad[i];
+        assert_err(capmem_ram_open(f->arena, f->root, &at, &c), CAPMEM_E_INVALID_ARGS);
+        assert_non_null(strstr(capmem_last_error()->message, "upgrade step"));
+    }
+    assert_int_equal(c, CAPMEM_CAP_NULL);
+    const capmem_ram_info_t after = info(f->arena, f->root);
+    assert_memory_equal(&after, &before, sizeof(after));
+    assert_int_equal(capmem_cap_count(f->arena), caps);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_ram_map_refuses_bad_accounts_and_stops_on_request(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t child = open_child(f, f->root, 1 << 20, 0, "mapped");
+    capmem_cap_t ds[3];
+    for (int i = 0; i < 3; i++) {
+        assert_ok(capmem_ram_alloc(f->arena, child, 4096, &ds[i]));
+    }
+    assert_ok(capmem_ds_free(f->arena, ds[1])); /* a free block between used ones */
+    map_log_t all = {0};
+    assert_ok(capmem_ram_map(f->arena, child, log_map, &all));
+    assert_true(all.blocks >= 4);
+    map_log_t two = {.stop_after = 2};
+    assert_ok(capmem_ram_map(f->arena, child, log_map, &two));
+    assert_int_equal(two.blocks, 2);
+    map_log_t none = {0};
+    assert_err(capmem_ram_map(f->arena, ds[1], log_map, &none), CAPMEM_E_INVALID_CAP);
+    assert_err(capmem_ram_map(f->arena, ds[0], log_map, &none), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_ram_map(f->arena, child, NULL, &none), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_ram_map(NULL, child, log_map, &none), CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(none.blocks, 0);
+    assert_ok(capmem_ram_close(f->arena, child));
+    CHECK_INVARIANTS(f->arena);
+}
+
+/*
+ * A dataspace that could not be placed anyway is refused before an
+ * expanding account upgrades for its record: with the donation full and no
+ * contiguous physical range, the answer is OUT_OF_PHYS and neither the
+ * donation nor the quota moved.
+ */
+static void test_ram_full_donation_and_no_phys_range_upgrades_nothing(void **state)
+{
+    (void)state;
+    fixture_t *f = &fx;
+    setup_size(state, 1ull << 20);
+    /* The root takes every other page of the RAM: no two free pages in a row. */
+    capmem_cap_t pages[256];
+    unsigned n = 0;
+    while (n < 256 && capmem_ram_alloc(f->arena, f->root, 4096, &pages[n]) == CAPMEM_OK) {
+        n++;
+    }
+    assert_int_equal(capmem_last_error()->code, CAPMEM_E_OUT_OF_RAM);
+    for (unsigned i = 0; i < n; i += 2) {
+        assert_ok(capmem_ds_free(f->arena, pages[i]));
+    }
+    /* An expanding child whose donation pays for 60 dataspaces, with quota to spare. */
+    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+    oa.quota = 64 * 4096;
+    oa.donation = 4096; /* 64 slots: the chunk header, the session record, 60 dataspaces */
+    oa.flags = CAPMEM_RAM_EXPANDING;
+    oa.caps = 256;
+    capmem_cap_t c = CAPMEM_CAP_NULL;
+    assert_ok(capmem_ram_open(f->arena, f->root, &oa, &c));
+    /* The child fills its donation's records with single pages. */
+    capmem_ram_info_t in = info(f->arena, c);
+    capmem_cap_t ds;
+    for (uint64_t i = in.records_used; i < in.records_capacity; i++) {
+        assert_ok(capmem_ram_alloc(f->arena, c, 4096, &ds));
+    }
+    CHECK_INVARIANTS(f->arena);
+    const capmem_ram_info_t full = info(f->arena, c);
+    assert_int_equal(full.records_used, full.records_capacity);
+    assert_true(full.avail >= 8192 + full.upgrade_step);
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_alloc(f->arena, c, 8192, &x), CAPMEM_E_OUT_OF_PHYS);
+    assert_int_equal(capmem_last_error()->needed, 8192);
+    assert_int_equal(capmem_last_error()->available, 4096);
+    assert_int_equal(x, CAPMEM_CAP_NULL);
+    const capmem_ram_info_t after = info(f->arena, c);
+    assert_memory_equal(&after, &full, sizeof(after));
+    assert_int_equal(after.upgrades, 0);
+    /*
+     * A single page could be placed, so the account tries to upgrade; its
+     * 8 KiB chunk finds no range either: OUT_OF_PHYS for the metadata, and
+     * again nothing moved.
+     */
+    assert_err(capmem_ram_alloc(f->arena, c, 4096, &x), CAPMEM_E_OUT_OF_PHYS);
+    assert_non_null(strstr(capmem_last_error()->message, "for metadata"));
+    assert_int_equal(capmem_last_error()->needed, full.upgrade_step);
+    const capmem_ram_info_t again = info(f->arena, c);
+    assert_memory_equal(&again, &full, sizeof(again));
+    CHECK_INVARIANTS(f->arena);
+    teardown(state);
+}
+
+/*
+ * A full capability table refuses a new service and a new session with
+ * OUT_OF_CAPS, even where the capability quota would pay, and changes nothing.
+ */
+static void test_ram_full_capability_table_refuses_create_and_open(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 2ull << 20;
+    aa.phys_base = 0;
+    aa.cap_slots = 32;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&aa, &a));
+    capmem_untyped_info_t boot[4];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 4, &n));
+    assert_int_equal(n, 1);
+    capmem_cap_t half[2];
+    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
+    rt.type = CAPMEM_OBJ_UNTYPED;
+    rt.size_bits = 20;
+    rt.count = 2;
+    assert_ok(capmem_untyped_retype(a, boot[0].cap, &rt, half, 2));
+    capmem_cap_t root;
+    assert_ok(capmem_ram_create(a, &half[0], 1, NULL, &root));
+    /* Fill the table with user objects: they are charged to no quota. */
+    const capmem_user_type_t t = {.name = "filler"};
+    capmem_cap_t filler[32];
+    size_t k = 0;
+    while (k < 32 &&
+           capmem_cap_create_user(a, &t, NULL, CAPMEM_RIGHTS_ALL, &filler[k]) == CAPMEM_OK) {
+        k++;
+    }
+    assert_int_equal(capmem_last_error()->code, CAPMEM_E_OUT_OF_CAPS);
+    assert_int_equal(capmem_cap_count(a), 31);
+    const capmem_ram_info_t before = info(a, root);
+    assert_true(before.caps_limit - before.caps_used >= 2); /* the quota would pay */
+    capmem_cap_t out = CAPMEM_CAP_NULL;
+    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+    oa.caps = 1;
+    assert_err(capmem_ram_open(a, root, &oa, &out), CAPMEM_E_OUT_OF_CAPS);
+    assert_non_null(strstr(capmem_last_error()->message, "capability table full"));
+    assert_err(capmem_ram_create(a, &half[1], 1, NULL, &out), CAPMEM_E_OUT_OF_CAPS);
+    assert_int_equal(capmem_last_error()->needed, 2); /* the pool and the root account */
+    assert_int_equal(out, CAPMEM_CAP_NULL);
+    const capmem_ram_info_t after = info(a, root);
+    assert_memory_equal(&after, &before, sizeof(after));
+    assert_int_equal(capmem_cap_count(a), 31);
+    CHECK_INVARIANTS(a);
+    /* Room again: both work. */
+    assert_ok(capmem_cap_delete(a, filler[0]));
+    assert_ok(capmem_cap_delete(a, filler[1]));
+    assert_ok(capmem_ram_open(a, root, &oa, &out));
+    assert_ok(capmem_ram_close(a, out));
+    assert_ok(capmem_ram_create(a, &half[1], 1, NULL, &out));
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -970,6 +1429,16 @@ int main(void)
         T(test_ram_expanding_client_that_cannot_pay_changes_nothing),
         T(test_ram_transfer_emits_event),
         T(test_ram_freed_records_are_unaddressable_under_valgrind),
+        cmocka_unit_test(test_ram_two_services_with_a_hole_between_pools_stay_apart),
+        cmocka_unit_test(test_ram_closed_root_leaves_its_pools_until_the_untyped_is_revoked),
+        cmocka_unit_test(test_ram_create_refuses_bad_untyped_lists_and_changes_nothing),
+        cmocka_unit_test(test_ram_create_over_two_pools_host_failures_leak_nothing),
+        T(test_ram_checker_host_failure_is_reported_not_corrupt),
+        T(test_ram_checker_names_an_overdrawn_capability_quota),
+        T(test_ram_open_refuses_a_bad_upgrade_step_and_changes_nothing),
+        T(test_ram_map_refuses_bad_accounts_and_stops_on_request),
+        cmocka_unit_test(test_ram_full_donation_and_no_phys_range_upgrades_nothing),
+        cmocka_unit_test(test_ram_full_capability_table_refuses_create_and_open),
     };
 #undef T
     return cmocka_run_group_tests_name("ram", tests, NULL, NULL);
