@@ -90,6 +90,8 @@ CAPMEM_API CAPMEM_NODISCARD const char *capmem_event_kind_name(capmem_event_kind
  * @retval CAPMEM_OK             every invariant holds; @p why is set to ""
  * @retval CAPMEM_E_INVALID_ARGS arena NULL
  * @retval CAPMEM_E_CORRUPT      an invariant is broken; @p why says which
+ * @retval CAPMEM_E_HOST_NOMEM   the checker's scratch memory (host, O(slots)) could not be
+ *         allocated; nothing was checked past that point
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_check(capmem_arena_t *arena, char *why, size_t len);
 

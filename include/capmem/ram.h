@@ -268,16 +268,22 @@ CAPMEM_API capmem_err_t capmem_ram_info(capmem_arena_t *arena, capmem_cap_t acco
  * (capmem/dataspace.h), which refunds the quota, the record and the
  * capability.
  *
- * Checks, in order, each leaving everything unchanged:
+ * Checks, in order, each leaving everything unchanged (an expanding
+ * account's upgrade is the one step that stays done: it is reported with an
+ * UPGRADE event):
  * @retval CAPMEM_E_INVALID_ARGS   arena or ds NULL, size 0 or overflowing when rounded
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED (needs WRITE)
  * @retval CAPMEM_E_OUT_OF_RAM     quota: needed and available in the detail
  * @retval CAPMEM_E_OUT_OF_CAPS    capability quota
+ * @retval CAPMEM_E_OUT_OF_PHYS    when the donation has no free record, the physical range is
+ *         checked before anything is upgraded: no contiguous range of the size (the detail
+ *         gives the largest free range as available)
+ * @retval CAPMEM_E_OUT_OF_RAM     an expanding account cannot pay both an upgrade step and
+ *         the dataspace
  * @retval CAPMEM_E_OUT_OF_METADATA "Could not allocate metadata": the donation has no free
- *         record (needed 64 bytes); an expanding account upgrades first and fails with
- *         OUT_OF_RAM only when its own quota cannot pay the upgrade
- * @retval CAPMEM_E_OUT_OF_PHYS    quota is there but no contiguous physical range: the detail
- *         gives the largest free range as available
+ *         record (needed 64 bytes) and the account is not expanding
+ * @retval CAPMEM_E_OUT_OF_PHYS    quota and records are there but no contiguous physical
+ *         range: the detail gives the largest free range as available
  */
 CAPMEM_API capmem_err_t capmem_ram_alloc(capmem_arena_t *arena, capmem_cap_t account, uint64_t size,
                                          capmem_cap_t *ds);
