@@ -46,4 +46,14 @@ const char *interp_last_op(const interp_t *in);
 uint64_t interp_ops(const interp_t *in);
 uint64_t interp_refused(const interp_t *in);
 
+/* What the steps exercised beyond their own op, for the test's summary line. */
+typedef struct interp_stats {
+    uint64_t events;     /* events delivered to the interpreter's callback */
+    uint64_t nested;     /* ops the callback ran from inside event deliveries */
+    uint64_t aimed;      /* nested ops aimed at the event's object or its account */
+    uint64_t aimed_done; /* of those, the ones that closed, freed, deleted or revoked it */
+    uint64_t other_uses; /* handle arguments replaced by a live handle of the second arena */
+} interp_stats_t;
+void interp_stats(const interp_t *in, interp_stats_t *out);
+
 #endif
