@@ -2980,3 +2980,25 @@ void interp_stats(const interp_t *in, interp_stats_t *out)
     out->aimed = in->aimed;
     out->aimed_done = in->aimed_done;
 }
+
+capmem_arena_t *interp_arena(const interp_t *in)
+{
+    return in->arena;
+}
+
+size_t interp_handles(const interp_t *in, interp_kind_t kind, capmem_cap_t *out, size_t max)
+{
+    static const int kinds[INTERP_KINDS] = {K_ACC,   K_DS,   K_DEP, K_FC, K_UT,
+                                            K_FRAME, K_KOBJ, K_RM,  K_MDS};
+    size_t n = 0;
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *x = &in->e[i];
+        if (x->alive && x->obj == i && x->kind == kinds[kind]) {
+            if (n < max) {
+                out[n] = x->h;
+            }
+            n++;
+        }
+    }
+    return n;
+}
