@@ -2,15 +2,24 @@
 /*
  * The alloc layer's generic front: argument validation shared by every
  * policy (so a user policy only ever sees validated input), dispatch through
- * the vtable, and the hierarchical bitmap the range and buddy policies use.
+ * the vtable, and the check of every answer a policy gives.
  *
  * Validation order, the same for every call: handle and out-pointers, then
  * size, then alignment, then the span. Only then does the policy run, and
  * the policy itself checks everything before it changes anything.
+ *
+ * Answers. Every alloc answer of every policy must lie inside the span and
+ * be aligned as asked (answer_fits: two compares and a mask, cheap enough
+ * for the built-ins' hot path). A custom policy is untrusted code, so its
+ * wrapper also keeps the shadow set of the blocks it handed out
+ * (alloc_shadow.c): an answer that overlaps a live block is refused, and so
+ * are, before the policy is asked, a free of a block that is not live and
+ * an alloc_at over a live block. A refused answer is CAPMEM_E_POLICY and
+ * leaves the wrapper as it was. The built-ins' overlap-freedom is proved by
+ * their own check functions instead, which the tests run after every step.
  */
 #include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "alloc_internal.h"
 
@@ -23,133 +32,6 @@ capmem_err_t capmem__alloc_broken(char *why, size_t len, const char *fmt, ...)
         va_end(ap);
     }
     return CAPMEM_E_CORRUPT;
-}
-
-/* ---- hierarchical bitmap ------------------------------------------------ */
-
-static unsigned hbm_layout(uint64_t n, uint64_t nbits[CAPMEM__HBM_MAX_LEVELS], uint64_t *words)
-{
-    unsigned levels = 0;
-    uint64_t total = 0;
-    for (;;) {
-        uint64_t w = (n + 63) / 64;
-        nbits[levels++] = n;
-        total += w;
-        if (w <= 1) {
-            break;
-        }
-        n = w;
-    }
-    *words = total;
-    return levels;
-}
-
-uint64_t capmem__hbm_words(uint64_t n)
-{
-    uint64_t nbits[CAPMEM__HBM_MAX_LEVELS];
-    uint64_t words;
-    (void)hbm_layout(n == 0 ? 1 : n, nbits, &words);
-    return words;
-}
-
-void capmem__hbm_init(capmem__hbm_t *h, uint64_t n, uint64_t *words)
-{
-    uint64_t total;
-    memset(h, 0, sizeof(*h));
-    h->levels = hbm_layout(n == 0 ? 1 : n, h->nbits, &total);
-    for (unsigned l = 0; l < h->levels; l++) {
-        h->lvl[l] = words;
-        words += (h->nbits[l] + 63) / 64;
-    }
-}
-
-uint64_t capmem__hbm_next(const capmem__hbm_t *h, uint64_t i)
-{
-    unsigned l = 0;
-    if (i >= h->nbits[0]) {
-        return CAPMEM__HBM_NONE;
-    }
-    /* Climb while the rest of the current word is empty... */
-    for (;;) {
-        uint64_t w = i >> 6;
-        if (i >= h->nbits[l]) {
-            return CAPMEM__HBM_NONE;
-        }
-        uint64_t bits = h->lvl[l][w] & (~0ull << (i & 63));
-        if (bits != 0) {
-            i = (w << 6) + (uint64_t)__builtin_ctzll(bits);
-            break;
-        }
-        if (l + 1 == h->levels) {
-            return CAPMEM__HBM_NONE;
-        }
-        l++;
-        i = w + 1;
-    }
-    /* ...then descend, always to the lowest set bit (summaries are exact). */
-    while (l > 0) {
-        l--;
-        i = (i << 6) + (uint64_t)__builtin_ctzll(h->lvl[l][i]);
-    }
-    return i;
-}
-
-uint64_t capmem__hbm_prev(const capmem__hbm_t *h, uint64_t i)
-{
-    unsigned l = 0;
-    if (i >= h->nbits[0]) {
-        i = h->nbits[0] - 1;
-    }
-    for (;;) {
-        uint64_t w = i >> 6;
-        unsigned b = (unsigned)(i & 63);
-        uint64_t mask = b == 63 ? ~0ull : ((2ull << b) - 1);
-        uint64_t bits = h->lvl[l][w] & mask;
-        if (bits != 0) {
-            i = (w << 6) + 63u - (uint64_t)__builtin_clzll(bits);
-            break;
-        }
-        if (w == 0 || l + 1 == h->levels) {
-            return CAPMEM__HBM_NONE;
-        }
-        l++;
-        i = w - 1;
-    }
-    while (l > 0) {
-        l--;
-        i = (i << 6) + 63u - (uint64_t)__builtin_clzll(h->lvl[l][i]);
-    }
-    return i;
-}
-
-uint64_t capmem__hbm_count(const capmem__hbm_t *h)
-{
-    uint64_t c = 0;
-    for (uint64_t w = 0; w < (h->nbits[0] + 63) / 64; w++) {
-        c += (uint64_t)__builtin_popcountll(h->lvl[0][w]);
-    }
-    return c;
-}
-
-bool capmem__hbm_check(const capmem__hbm_t *h)
-{
-    for (unsigned l = 0; l < h->levels; l++) {
-        uint64_t nw = (h->nbits[l] + 63) / 64;
-        /* No bit beyond the level's length. */
-        if ((h->nbits[l] & 63) != 0 && (h->lvl[l][nw - 1] >> (h->nbits[l] & 63)) != 0) {
-            return false;
-        }
-        if (l == 0) {
-            continue;
-        }
-        for (uint64_t w = 0; w < h->nbits[l]; w++) {
-            bool sum = (h->lvl[l][w >> 6] >> (w & 63)) & 1u;
-            if (sum != (h->lvl[l - 1][w] != 0)) {
-                return false;
-            }
-        }
-    }
-    return true;
 }
 
 /* ---- creation ----------------------------------------------------------- */
@@ -166,6 +48,8 @@ static capmem_err_t wrap(const char *fn, const capmem_alloc_ops_t *ops, void *se
     a->base = base;
     a->size = size;
     a->kind = kind;
+    a->busy = false;
+    a->shadow = (capmem__shadow_t){0};
     *out = a;
     return CAPMEM_OK;
 }
@@ -340,20 +224,219 @@ static capmem_err_t check_block(const char *fn, const capmem_alloc_t *a, uint64_
     return CAPMEM_OK;
 }
 
-/* A policy's own failure keeps its message; the public name is ours. */
-static capmem_err_t named(capmem_err_t err, const char *fn)
+/*
+ * A hook failed: pass its own detail on. A hook that recorded the failure
+ * (with capmem_error_set(), or through a library call of its own that
+ * failed) keeps its message and numbers; only the function label becomes
+ * the public call's, and the code the one the hook returned. A hook that
+ * recorded nothing gets a message naming the policy. Whether the hook
+ * recorded anything is asked of the failure counter, not of the record's
+ * code: the record survives successful calls, so a stale record with the
+ * same code may be lying there.
+ */
+static capmem_err_t hook_failed(const capmem_alloc_t *a, capmem_err_t err, uint64_t failures,
+                                const char *fn)
 {
-    if (err != CAPMEM_OK) {
-        capmem_error_info_t *d = capmem__detail();
-        if (d->code != err) {
-            /* A custom policy returned an error without recording it (the
-             * record is only written on failure, so a stale one may remain
-             * when the codes happen to match; its function is ours anyway). */
-            capmem__fail(err, fn, "%s", capmem_strerror(err));
-        }
-        d->function = fn;
+    if (capmem__failures() == failures) {
+        return capmem__fail(err, fn, "policy '%s' failed: %s", capmem_alloc_name(a),
+                            capmem_strerror(err));
     }
+    capmem_error_info_t *d = capmem__detail();
+    d->code = err;
+    d->function = fn;
     return err;
+}
+
+/*
+ * Is an answer of alloc(size, align) inside the span and aligned? Two
+ * compares and a mask, on every answer of every policy. off - base wraps to
+ * a value above a->size when off < base, so one compare covers both ends.
+ */
+static inline bool answer_fits(const capmem_alloc_t *a, uint64_t size, uint64_t align, uint64_t off)
+{
+    uint64_t rel = off - a->base;
+    return rel <= a->size && size <= a->size - rel && capmem__is_aligned(off, align);
+}
+
+/*
+ * Refuse a wrong answer of alloc(size, align): out of span, misaligned, or
+ * (live != NULL) overlapping that live block. POLICY, with the policy, the
+ * request and the answer in the message and the answer in address and
+ * size. The wrapper has changed nothing, and the policy is not called again
+ * for this request, not even to free the bad block (it may not be one the
+ * policy could free): a policy that answers wrongly owns its inconsistent
+ * state.
+ */
+static capmem_err_t bad_answer(const capmem_alloc_t *a, const char *fn, uint64_t size,
+                               uint64_t align, uint64_t off, const capmem__shadow_node_t *live)
+{
+    const char *name = capmem_alloc_name(a);
+    uint64_t rel = off - a->base;
+    capmem_error_info_t *d = capmem__detail();
+    if (rel > a->size || size > a->size - rel) {
+        capmem__fail(CAPMEM_E_POLICY, fn,
+                     "policy '%s' answered alloc(size 0x%llx, align 0x%llx) with offset 0x%llx%s: "
+                     "the block leaves the span [0x%llx, 0x%llx)",
+                     name, (unsigned long long)size, (unsigned long long)align,
+                     (unsigned long long)off, off == UINT64_MAX ? " (none stored?)" : "",
+                     (unsigned long long)a->base, (unsigned long long)(a->base + a->size));
+        d->bound_min = a->base;
+        d->bound_max = a->base + a->size;
+    } else if (live == NULL) {
+        capmem__fail(CAPMEM_E_POLICY, fn,
+                     "policy '%s' answered alloc(size 0x%llx, align 0x%llx) with offset 0x%llx: "
+                     "not a multiple of the alignment",
+                     name, (unsigned long long)size, (unsigned long long)align,
+                     (unsigned long long)off);
+    } else {
+        capmem__fail(CAPMEM_E_POLICY, fn,
+                     "policy '%s' answered alloc(size 0x%llx, align 0x%llx) with offset 0x%llx: "
+                     "overlaps the live block [0x%llx, +0x%llx)",
+                     name, (unsigned long long)size, (unsigned long long)align,
+                     (unsigned long long)off, (unsigned long long)live->offset,
+                     (unsigned long long)live->size);
+    }
+    d->address = off;
+    d->size = size;
+    return CAPMEM_E_POLICY;
+}
+
+/*
+ * A hook of a custom policy called back into the allocator it serves. The
+ * wrapper would then change its live set under its own feet (a check done
+ * before the hook no longer holding after it), so such calls are refused.
+ */
+static capmem_err_t reentered(const capmem_alloc_t *a, const char *fn)
+{
+    return capmem__fail(CAPMEM_E_REENTRANT, fn,
+                        "policy '%s': %s was called from inside one of the policy's own hooks",
+                        capmem_alloc_name(a), fn);
+}
+
+static capmem_err_t no_node(const capmem_alloc_t *a, const char *fn)
+{
+    return capmem__fail(CAPMEM_E_HOST_NOMEM, fn,
+                        "policy '%s': no host memory to record a live block; the policy was not "
+                        "asked",
+                        capmem_alloc_name(a));
+}
+
+/*
+ * Custom alloc: the node that will record the answer is reserved first, so
+ * that once the policy has answered nothing can fail but the answer itself.
+ */
+static capmem_err_t custom_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align, uint64_t *offset,
+                                 const char *fn)
+{
+    if (a->busy) {
+        return reentered(a, fn);
+    }
+    capmem__shadow_node_t *n = capmem__shadow_reserve(&a->shadow);
+    if (n == NULL) {
+        return no_node(a, fn);
+    }
+    uint64_t off = UINT64_MAX;
+    uint64_t failures = capmem__failures();
+    a->busy = true;
+    capmem_err_t err = a->ops->alloc(a->self, size, align, &off);
+    a->busy = false;
+    if (err != CAPMEM_OK) {
+        err = hook_failed(a, err, failures, fn);
+    } else if (!answer_fits(a, size, align, off)) {
+        err = bad_answer(a, fn, size, align, off, NULL);
+    } else {
+        const capmem__shadow_node_t *live = capmem__shadow_overlap(&a->shadow, off, size);
+        if (live != NULL) {
+            err = bad_answer(a, fn, size, align, off, live);
+        }
+    }
+    if (err != CAPMEM_OK) {
+        capmem__shadow_release(&a->shadow, n);
+        return err;
+    }
+    capmem__shadow_insert(&a->shadow, n, off, size);
+    *offset = off;
+    return CAPMEM_OK;
+}
+
+/*
+ * Custom alloc_at: a block overlapping a live one is refused before the
+ * policy is asked, so the policy cannot OK it; and the live set cannot change
+ * while the hook runs (reentry is refused), so an OK needs no second look.
+ */
+static capmem_err_t custom_alloc_at(capmem_alloc_t *a, uint64_t offset, uint64_t size,
+                                    const char *fn)
+{
+    if (a->busy) {
+        return reentered(a, fn);
+    }
+    const capmem__shadow_node_t *live = capmem__shadow_overlap(&a->shadow, offset, size);
+    if (live != NULL) {
+        capmem__fail(CAPMEM_E_NOT_ENOUGH_MEMORY, fn,
+                     "policy '%s': [0x%llx, +0x%llx) overlaps the live block [0x%llx, +0x%llx)",
+                     capmem_alloc_name(a), (unsigned long long)offset, (unsigned long long)size,
+                     (unsigned long long)live->offset, (unsigned long long)live->size);
+        capmem__detail()->address = offset;
+        capmem__detail()->size = size;
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    }
+    capmem__shadow_node_t *n = capmem__shadow_reserve(&a->shadow);
+    if (n == NULL) {
+        return no_node(a, fn);
+    }
+    uint64_t failures = capmem__failures();
+    a->busy = true;
+    capmem_err_t err = a->ops->alloc_at(a->self, offset, size);
+    a->busy = false;
+    if (err != CAPMEM_OK) {
+        capmem__shadow_release(&a->shadow, n);
+        return hook_failed(a, err, failures, fn);
+    }
+    capmem__shadow_insert(&a->shadow, n, offset, size);
+    return CAPMEM_OK;
+}
+
+/* Custom free: only a live block, with the size it was asked for, reaches the policy. */
+static capmem_err_t custom_free(capmem_alloc_t *a, uint64_t offset, uint64_t size, const char *fn)
+{
+    if (a->busy) {
+        return reentered(a, fn);
+    }
+    const capmem__shadow_node_t *live = capmem__shadow_find(&a->shadow, offset);
+    if (live == NULL || live->size != size) {
+        const char *name = capmem_alloc_name(a);
+        const capmem__shadow_node_t *in = capmem__shadow_overlap(&a->shadow, offset, size);
+        if (live != NULL) {
+            capmem__fail(CAPMEM_E_NOT_ALLOCATED, fn,
+                         "policy '%s': [0x%llx, +0x%llx) is not a live block: the one at 0x%llx "
+                         "was asked for with size 0x%llx",
+                         name, (unsigned long long)offset, (unsigned long long)size,
+                         (unsigned long long)live->offset, (unsigned long long)live->size);
+        } else if (in != NULL) {
+            capmem__fail(CAPMEM_E_NOT_ALLOCATED, fn,
+                         "policy '%s': [0x%llx, +0x%llx) is not a live block: it overlaps the "
+                         "live block [0x%llx, +0x%llx)",
+                         name, (unsigned long long)offset, (unsigned long long)size,
+                         (unsigned long long)in->offset, (unsigned long long)in->size);
+        } else {
+            capmem__fail(CAPMEM_E_NOT_ALLOCATED, fn,
+                         "policy '%s': [0x%llx, +0x%llx) is not a live block (never handed out, "
+                         "or already freed)",
+                         name, (unsigned long long)offset, (unsigned long long)size);
+        }
+        capmem__detail()->address = offset;
+        capmem__detail()->size = size;
+        return CAPMEM_E_NOT_ALLOCATED;
+    }
+    uint64_t failures = capmem__failures();
+    a->busy = true;
+    capmem_err_t err = a->ops->free(a->self, offset, size);
+    a->busy = false;
+    if (err != CAPMEM_OK) {
+        return hook_failed(a, err, failures, fn);
+    }
+    capmem__shadow_remove(&a->shadow, offset);
+    return CAPMEM_OK;
 }
 
 capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align, uint64_t *offset)
@@ -369,13 +452,20 @@ capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "alignment %llu is not a power of two",
                             (unsigned long long)align);
     }
-    uint64_t off = 0;
+    if (a->kind == CAPMEM__ALLOC_CUSTOM) {
+        return custom_alloc(a, size, align, offset, __func__);
+    }
+    /* UINT64_MAX is never a valid answer: a hook that says OK without
+     * storing an offset is caught as out of span. */
+    uint64_t off = UINT64_MAX;
+    uint64_t failures = capmem__failures();
     capmem_err_t err = a->ops->alloc(a->self, size, align, &off);
     if (err != CAPMEM_OK) {
-        return named(err, __func__);
+        return hook_failed(a, err, failures, __func__);
     }
-    CAPMEM_ASSERT(off >= a->base && off - a->base <= a->size && size <= a->size - (off - a->base),
-                  "a policy returned a block outside its span");
+    if (!answer_fits(a, size, align, off)) {
+        return bad_answer(a, __func__, size, align, off, NULL);
+    }
     *offset = off;
     return CAPMEM_OK;
 }
@@ -386,7 +476,12 @@ capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset, uint64_t 
     if (err != CAPMEM_OK) {
         return err;
     }
-    return named(a->ops->alloc_at(a->self, offset, size), __func__);
+    if (a->kind == CAPMEM__ALLOC_CUSTOM) {
+        return custom_alloc_at(a, offset, size, __func__);
+    }
+    uint64_t failures = capmem__failures();
+    err = a->ops->alloc_at(a->self, offset, size);
+    return err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
 }
 
 capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size)
@@ -395,7 +490,12 @@ capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size
     if (err != CAPMEM_OK) {
         return err;
     }
-    return named(a->ops->free(a->self, offset, size), __func__);
+    if (a->kind == CAPMEM__ALLOC_CUSTOM) {
+        return custom_free(a, offset, size, __func__);
+    }
+    uint64_t failures = capmem__failures();
+    err = a->ops->free(a->self, offset, size);
+    return err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
 }
 
 uint64_t capmem_alloc_avail(const capmem_alloc_t *a)
@@ -426,21 +526,28 @@ const char *capmem_alloc_name(const capmem_alloc_t *a)
     return a->ops->name;
 }
 
+/* From inside one of the policy's own hooks (busy), reset and destroy do nothing: see alloc.h. */
 void capmem_alloc_reset(capmem_alloc_t *a)
 {
-    if (a != NULL) {
-        a->ops->reset(a->self);
+    if (a == NULL || a->busy) {
+        return;
     }
+    a->busy = true;
+    a->ops->reset(a->self);
+    a->busy = false;
+    capmem__shadow_clear(&a->shadow);
 }
 
 void capmem_alloc_destroy(capmem_alloc_t *a)
 {
-    if (a == NULL) {
+    if (a == NULL || a->busy) {
         return;
     }
+    a->busy = true; /* a destroy hook that calls back is refused */
     if (a->ops->destroy != NULL) {
         a->ops->destroy(a->self);
     }
+    capmem__shadow_destroy(&a->shadow);
     capmem__free(a);
 }
 
@@ -453,10 +560,13 @@ capmem_err_t capmem_alloc_check(const capmem_alloc_t *a, char *why, size_t len)
     if (why != NULL && len > 0) {
         why[0] = '\0';
     }
-    if (a->ops->check == NULL) {
-        return CAPMEM_OK;
+    capmem_err_t err = CAPMEM_OK;
+    if (a->ops->check != NULL) {
+        err = a->ops->check(a->self, why, len);
     }
-    capmem_err_t err = a->ops->check(a->self, why, len);
+    if (err == CAPMEM_OK && a->kind == CAPMEM__ALLOC_CUSTOM) {
+        err = capmem__shadow_check(&a->shadow, a->base, a->size, why, len);
+    }
     if (err != CAPMEM_OK) {
         return capmem__fail(err, __func__, "%s: invariant broken: %s", capmem_alloc_name(a),
                             why != NULL && len > 0 ? why : "(no buffer)");
@@ -474,7 +584,9 @@ capmem_err_t capmem_alloc_walk(const capmem_alloc_t *a, capmem_alloc_walk_fn fn,
         return capmem__fail(CAPMEM_E_UNSUPPORTED, __func__, "policy '%s' has no walk hook",
                             capmem_alloc_name(a));
     }
-    return named(a->ops->walk(a->self, fn, ctx), __func__);
+    uint64_t failures = capmem__failures();
+    capmem_err_t err = a->ops->walk(a->self, fn, ctx);
+    return err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
 }
 
 capmem_err_t capmem_alloc_free_ranges(const capmem_alloc_t *a, capmem_alloc_walk_fn fn, void *ctx)
@@ -502,6 +614,6 @@ uint64_t capmem__alloc_metadata_bytes(const capmem_alloc_t *a)
         return capmem__buddy_metadata(a->self);
     case CAPMEM__ALLOC_CUSTOM:
     default:
-        return 0;
+        return capmem__shadow_bytes(&a->shadow);
     }
 }

@@ -16,7 +16,7 @@
  * Metadata, all fixed at creation (no host memory per operation): for each
  * order j two bitmaps indexed by (offset - origin_j) >> j, with origin_j the
  * base rounded down to 2^j:
- *   - free[j]: a hierarchical bitmap (alloc_internal.h), bit set iff the
+ *   - free[j]: a hierarchical bitmap (hbm.h), bit set iff the
  *     block is a free block of the current tiling. Its summary levels find
  *     the lowest-address free block of an order in one word per level.
  *   - used[j]: plain bitmap, bit set iff the block was handed out whole.
@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "alloc_internal.h"
+#include "hbm.h"
 
 #define BD_ORDERS 64
 

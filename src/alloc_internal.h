@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internals of the alloc layer: the generic handle, the built-in policies'
- * constructors and vtables, and a hierarchical bitmap shared by the range
- * and buddy policies. Never installed.
+ * Internals of the alloc layer: the generic handle, the shadow set through
+ * which it checks a custom policy's answers, and the built-in policies'
+ * constructors and vtables. Never installed.
  */
 #ifndef CAPMEM_ALLOC_INTERNAL_H
 #define CAPMEM_ALLOC_INTERNAL_H
@@ -20,10 +20,60 @@ typedef enum capmem__alloc_kind {
     CAPMEM__ALLOC_CUSTOM,
 } capmem__alloc_kind_t;
 
+/* ---- shadow set of a custom policy's live blocks (alloc_shadow.c) --------- */
+
+typedef struct capmem__shadow_node {
+    uint64_t offset; /* absolute; the key */
+    uint64_t size;   /* as the caller asked for it */
+    struct capmem__shadow_node *left;
+    struct capmem__shadow_node *right; /* left also links the spare list */
+    unsigned level;                    /* AA tree level, 1 for leaves */
+} capmem__shadow_node_t;
+
+/*
+ * Invariants (checked by capmem__shadow_check): an AA tree in strict offset
+ * order (a left child one level below its parent, a right child on the same
+ * level or one below, never two right links on one level); blocks non-empty,
+ * pairwise disjoint and inside the span; count nodes in the tree, nspare
+ * (at most a small constant) on the spare list.
+ */
+typedef struct capmem__shadow {
+    capmem__shadow_node_t *root;
+    capmem__shadow_node_t *spare;
+    size_t count;
+    size_t nspare;
+} capmem__shadow_t;
+
+/* A node for the next insert: from the spare list or the host; NULL if none. */
+capmem__shadow_node_t *capmem__shadow_reserve(capmem__shadow_t *sh);
+/* Give back a reserved node that was not inserted. */
+void capmem__shadow_release(capmem__shadow_t *sh, capmem__shadow_node_t *n);
+/* Record [offset, offset + size) in a reserved node; cannot fail. */
+void capmem__shadow_insert(capmem__shadow_t *sh, capmem__shadow_node_t *n, uint64_t offset,
+                           uint64_t size);
+/* Forget the block starting at offset (it must be in the set). */
+void capmem__shadow_remove(capmem__shadow_t *sh, uint64_t offset);
+/* The last live block overlapping [offset, offset + size), or NULL. O(log n). */
+const capmem__shadow_node_t *capmem__shadow_overlap(const capmem__shadow_t *sh, uint64_t offset,
+                                                    uint64_t size);
+/* The live block starting exactly at offset, or NULL. O(log n). */
+const capmem__shadow_node_t *capmem__shadow_find(const capmem__shadow_t *sh, uint64_t offset);
+/* Forget every block (spare nodes are kept); destroy also frees the spares. */
+void capmem__shadow_clear(capmem__shadow_t *sh);
+void capmem__shadow_destroy(capmem__shadow_t *sh);
+uint64_t capmem__shadow_bytes(const capmem__shadow_t *sh);
+capmem_err_t capmem__shadow_check(const capmem__shadow_t *sh, uint64_t base, uint64_t size,
+                                  char *why, size_t len);
+
+/* ---- the generic handle ------------------------------------------------- */
+
 /*
  * The generic handle. Invariant: ops and its mandatory hooks are not NULL;
  * [base, base + size) does not overflow (size may be UINT64_MAX - base for
- * custom policies without a span).
+ * custom policies without a span). For a custom policy, shadow holds
+ * exactly the blocks its hooks handed out and have not taken back (as the
+ * callers asked for them), and busy is set while one of its mutating hooks
+ * runs; built-in policies use neither.
  */
 struct capmem_alloc {
     const capmem_alloc_ops_t *ops;
@@ -31,6 +81,8 @@ struct capmem_alloc {
     uint64_t base;
     uint64_t size;
     capmem__alloc_kind_t kind;
+    bool busy;
+    capmem__shadow_t shadow;
 };
 
 /* Built-in policies: constructors (arguments already validated by alloc.c
@@ -56,93 +108,8 @@ uint64_t capmem__watermark_metadata(const void *self);
 uint64_t capmem__range_metadata(const void *self);
 uint64_t capmem__buddy_metadata(const void *self);
 
-/* Write a check failure into why (if any room) and return CAPMEM_E_SYSTEM. */
+/* Write a check failure into why (if any room) and return CAPMEM_E_CORRUPT. */
 capmem_err_t capmem__alloc_broken(char *why, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-
-/* ---- hierarchical bitmap --------------------------------------------------
- *
- * A bitmap of n bits with summary levels on top: bit i of level L+1 is set
- * iff word i of level L is non-zero. Finding the next (or previous) set bit
- * from any position therefore costs one word per level (ceil(log64 n)
- * levels: 3 for 2^18 bits, 6 for 2^36), instead of a scan. The words live
- * in memory the owner provides (a lazily committed mapping), all zero at
- * start.
- *
- * Invariant (checked by capmem__hbm_check): for every level L > 0 and every
- * word w of level L-1, bit w of level L == (word w != 0); no bit at or
- * beyond a level's length is set.
- */
-#define CAPMEM__HBM_MAX_LEVELS 8
-#define CAPMEM__HBM_NONE UINT64_MAX
-
-typedef struct capmem__hbm {
-    uint64_t *lvl[CAPMEM__HBM_MAX_LEVELS]; /* lvl[0] is the bitmap itself */
-    uint64_t nbits[CAPMEM__HBM_MAX_LEVELS];
-    unsigned levels;
-} capmem__hbm_t;
-
-/* Words needed for an n-bit hierarchical bitmap (n >= 1). */
-uint64_t capmem__hbm_words(uint64_t n);
-/* Lay the bitmap out over words (capmem__hbm_words(n) of them, zeroed). */
-void capmem__hbm_init(capmem__hbm_t *h, uint64_t n, uint64_t *words);
-uint64_t capmem__hbm_next(const capmem__hbm_t *h, uint64_t i); /* first set >= i */
-uint64_t capmem__hbm_prev(const capmem__hbm_t *h, uint64_t i); /* last set <= i */
-uint64_t capmem__hbm_count(const capmem__hbm_t *h);            /* level-0 popcount */
-bool capmem__hbm_check(const capmem__hbm_t *h);
-
-/* First set bit, or CAPMEM__HBM_NONE: one word per level, from the top down. */
-static inline uint64_t capmem__hbm_first(const capmem__hbm_t *h)
-{
-    unsigned l = h->levels - 1;
-    uint64_t w = h->lvl[l][0];
-    if (w == 0) {
-        return CAPMEM__HBM_NONE;
-    }
-    uint64_t i = (uint64_t)__builtin_ctzll(w);
-    while (l > 0) {
-        l--;
-        i = (i << 6) + (uint64_t)__builtin_ctzll(h->lvl[l][i]);
-    }
-    return i;
-}
-
-/* True when no bit is set (the top word summarizes everything). */
-static inline bool capmem__hbm_empty(const capmem__hbm_t *h)
-{
-    return h->lvl[h->levels - 1][0] == 0;
-}
-
-static inline bool capmem__hbm_test(const capmem__hbm_t *h, uint64_t i)
-{
-    return (h->lvl[0][i >> 6] >> (i & 63)) & 1u;
-}
-
-static inline void capmem__hbm_set(capmem__hbm_t *h, uint64_t i)
-{
-    /* Go up only while a word turns from empty to non-empty. */
-    for (unsigned l = 0; l < h->levels; l++) {
-        uint64_t *w = &h->lvl[l][i >> 6];
-        uint64_t old = *w;
-        *w = old | (1ull << (i & 63));
-        if (old != 0) {
-            return;
-        }
-        i >>= 6;
-    }
-}
-
-static inline void capmem__hbm_clear(capmem__hbm_t *h, uint64_t i)
-{
-    /* Go up only while a word turns from non-empty to empty. */
-    for (unsigned l = 0; l < h->levels; l++) {
-        uint64_t *w = &h->lvl[l][i >> 6];
-        *w &= ~(1ull << (i & 63));
-        if (*w != 0) {
-            return;
-        }
-        i >>= 6;
-    }
-}
 
 #endif /* CAPMEM_ALLOC_INTERNAL_H */

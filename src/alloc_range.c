@@ -55,6 +55,7 @@
 #include <string.h>
 
 #include "alloc_internal.h"
+#include "hbm.h"
 
 #define RANGE_CANDIDATES 8
 #define RANGE_SMALL 16 /* free blocks of 1..RANGE_SMALL granules live in bitmaps */

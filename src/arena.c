@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Layer 1: the arena. One memfd, one MAP_SHARED mapping, RAM first and the
- * device window after it. Nothing here touches the pages: the kernel hands
- * them in on first access, so the size of an arena costs address space, not
- * memory.
+ * Layer 1: the arena, the backing memory. One memfd, one MAP_SHARED
+ * mapping, RAM first and the device window after it. Nothing here touches
+ * the pages: the kernel hands them in on first access, so the size of an
+ * arena costs address space, not memory. Locking and the public calls are
+ * the machine's (machine.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,7 +15,7 @@
 
 #include "arena_internal.h"
 
-static capmem_err_t validate_attr(const capmem_arena_attr_t *at)
+capmem_err_t capmem__backing_validate(const capmem_arena_attr_t *at)
 {
     const char *fn = "capmem_arena_create";
     if (!capmem__is_pow2(at->page_size) || at->page_size < CAPMEM_PAGE_SIZE_MIN ||
@@ -49,18 +50,13 @@ static capmem_err_t validate_attr(const capmem_arena_attr_t *at)
                             "physical base 0x%llx is misaligned or RAM would wrap around",
                             (unsigned long long)at->phys_base);
     }
-    if (at->cap_slots < 16 || at->cap_slots > CAPMEM_CAP_SLOTS_MAX) {
-        return capmem__fail_range(fn, 1, at->cap_slots, 16, CAPMEM_CAP_SLOTS_MAX,
-                                  "capability slots");
-    }
     if ((at->flags & ~(uint32_t)CAPMEM_ARENA_FORCE_ANON) != 0) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "unknown flags 0x%x", at->flags);
     }
     return CAPMEM_OK;
 }
 
-/* Map the backing. On failure nothing is left open. */
-static capmem_err_t map_backing(capmem_arena_t *a, uint64_t total, uint32_t flags)
+static capmem_err_t map_backing(capmem__backing_t *a, uint64_t total, uint32_t flags)
 {
     const char *fn = "capmem_arena_create";
     a->fd = -1;
@@ -113,186 +109,31 @@ static capmem_err_t map_backing(capmem_arena_t *a, uint64_t total, uint32_t flag
     return CAPMEM_OK;
 }
 
-capmem_err_t capmem_arena_create(const capmem_arena_attr_t *attr, capmem_arena_t **out)
+capmem_err_t capmem__backing_init(capmem__backing_t *b, const capmem_arena_attr_t *at)
 {
-    static const capmem_arena_attr_t defaults = CAPMEM_ARENA_ATTR_INIT;
-    const capmem_arena_attr_t *at = attr != NULL ? attr : &defaults;
-    if (out == NULL) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "out is NULL");
-    }
-    capmem_err_t err = validate_attr(at);
-    if (err != CAPMEM_OK) {
-        return err;
-    }
-    capmem_arena_t *a = capmem__calloc(1, sizeof(*a));
-    if (a == NULL) {
-        return capmem__fail(CAPMEM_E_HOST_NOMEM, __func__, "no host memory for the arena");
-    }
-    a->ram_size = at->ram_size;
-    a->page_size = at->page_size;
-    a->page_shift = capmem__log2(at->page_size);
-    a->host_page = (uint64_t)sysconf(_SC_PAGESIZE);
-    a->phys_base = at->phys_base;
-    a->device_window = at->device_window;
-    a->map_size = at->ram_size + at->device_window;
-    a->next_device_id = 1;
-
-    err = map_backing(a, a->map_size, at->flags);
-    if (err != CAPMEM_OK) {
-        capmem__free(a);
-        return err;
-    }
-    uint32_t tag = 0;
-    err = capmem__tag_take(&tag);
-    if (err == CAPMEM_OK) {
-        err = capmem__cspace_init(&a->cspace, at->cap_slots, tag);
-        if (err != CAPMEM_OK) {
-            capmem__tag_give(tag);
-        }
-    }
-    if (err != CAPMEM_OK) {
-        capmem__unmap(a->base, (size_t)a->map_size);
-        if (a->fd >= 0) {
-            close(a->fd);
-        }
-        capmem__free(a);
-        return err;
-    }
-    capmem__machine_init(a);
-    *out = a;
-    return CAPMEM_OK;
+    memset(b, 0, sizeof(*b));
+    b->ram_size = at->ram_size;
+    b->page_size = at->page_size;
+    b->page_shift = capmem__log2(at->page_size);
+    b->host_page = (uint64_t)sysconf(_SC_PAGESIZE);
+    b->phys_base = at->phys_base;
+    b->device_window = at->device_window;
+    b->map_size = at->ram_size + at->device_window;
+    b->next_device_id = 1;
+    return map_backing(b, b->map_size, at->flags);
 }
 
-void capmem_arena_destroy(capmem_arena_t *arena)
+void capmem__backing_fini(capmem__backing_t *b)
 {
-    if (arena == NULL) {
-        return;
+    capmem__unmap(b->base, (size_t)b->map_size);
+    if (b->fd >= 0) {
+        close(b->fd);
     }
-    if (capmem__forked(arena)) {
-        /*
-         * A forked child: the records are the parent's (shared memory), and
-         * tearing them down would destroy the parent's objects. The child's
-         * copies of the mapping and host state go when it exits or execs.
-         */
-        return;
-    }
-    if (capmem__destroy_deferred(arena)) {
-        return;
-    }
-    capmem__arena_destroy_now(arena);
+    b->base = NULL;
+    b->fd = -1;
 }
 
-void capmem__arena_destroy_now(capmem_arena_t *arena)
-{
-    capmem__lock(arena);
-    arena->tearing_down = true;
-    capmem__cspace_teardown(arena);
-    for (int i = CAPMEM__EXT_COUNT - 1; i >= 0; i--) {
-        if (arena->ext_fini[i] != NULL) {
-            arena->ext_fini[i](arena);
-        }
-    }
-    uint32_t tag = arena->cspace.tag;
-    capmem__cspace_fini(&arena->cspace);
-    capmem__user_obj_t *dead = arena->dead_users;
-    arena->dead_users = NULL;
-    capmem__unlock(arena);
-    pthread_mutex_destroy(&arena->lock);
-    capmem__unmap(arena->base, (size_t)arena->map_size);
-    if (arena->fd >= 0) {
-        close(arena->fd);
-    }
-    capmem__free(arena->evq.ring);
-    capmem__free(arena);
-    capmem__tag_give(tag);
-    /* Last, as after any call: the hooks may do anything but use this arena. */
-    capmem__run_user_destroys(dead);
-}
-
-uint64_t capmem_arena_ram_size(const capmem_arena_t *arena)
-{
-    return arena ? arena->ram_size : 0;
-}
-
-uint64_t capmem_arena_page_size(const capmem_arena_t *arena)
-{
-    return arena ? arena->page_size : 0;
-}
-
-uint64_t capmem_arena_phys_base(const capmem_arena_t *arena)
-{
-    return arena ? arena->phys_base : 0;
-}
-
-capmem_backing_t capmem_arena_backing(const capmem_arena_t *arena)
-{
-    return arena ? arena->backing : (capmem_backing_t)0;
-}
-
-const char *capmem_backing_name(capmem_backing_t backing)
-{
-    switch (backing) {
-    case CAPMEM_BACKING_MEMFD:
-        return "memfd";
-    case CAPMEM_BACKING_ANON_SHARED:
-        return "anonymous shared";
-    }
-    return "unknown";
-}
-
-int capmem_arena_fd(const capmem_arena_t *arena)
-{
-    return arena ? arena->fd : -1;
-}
-
-capmem_err_t capmem_arena_offset_to_phys(const capmem_arena_t *arena, uint64_t offset,
-                                         uint64_t *phys)
-{
-    if (arena == NULL || phys == NULL) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or phys is NULL");
-    }
-    if (offset >= arena->ram_size) {
-        capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "offset 0x%llx is beyond RAM (0x%llx bytes)",
-                     (unsigned long long)offset, (unsigned long long)arena->ram_size);
-        capmem__detail()->address = offset;
-        return CAPMEM_E_INVALID_ARGS;
-    }
-    *phys = arena->phys_base + offset;
-    return CAPMEM_OK;
-}
-
-capmem_err_t capmem_arena_phys_to_offset(const capmem_arena_t *arena, uint64_t phys,
-                                         uint64_t *offset)
-{
-    if (arena == NULL || offset == NULL) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or offset is NULL");
-    }
-    if (phys >= arena->phys_base && phys - arena->phys_base < arena->ram_size) {
-        *offset = phys - arena->phys_base;
-        return CAPMEM_OK;
-    }
-    capmem_arena_t *a = (capmem_arena_t *)arena;
-    CAPMEM__ENTER_OR_RETURN(a);
-    capmem_err_t err = CAPMEM_E_NOT_FOUND;
-    for (int i = 0; i < CAPMEM_DEVICE_MAX; i++) {
-        const capmem__device_t *d = &a->devices[i];
-        if (d->id != 0 && phys >= d->phys && phys - d->phys < d->size) {
-            *offset = d->backing_offset + (phys - d->phys);
-            err = CAPMEM_OK;
-            break;
-        }
-    }
-    if (err != CAPMEM_OK) {
-        capmem__fail(CAPMEM_E_NOT_FOUND, NULL,
-                     "physical address 0x%llx is neither RAM nor device memory",
-                     (unsigned long long)phys);
-        capmem__detail()->address = phys;
-    }
-    CAPMEM__LEAVE(a);
-    return err;
-}
-
-void capmem__arena_zero(capmem_arena_t *arena, uint64_t off, uint64_t size)
+void capmem__backing_zero(capmem__backing_t *arena, uint64_t off, uint64_t size)
 {
     const uint64_t host_page = arena->host_page;
     uint64_t lo = (off + host_page - 1) & ~(host_page - 1);
@@ -319,7 +160,7 @@ static bool overlaps(uint64_t a, uint64_t asz, uint64_t b, uint64_t bsz)
     return a < b + bsz && b < a + asz;
 }
 
-capmem__device_t *capmem__device_at_backing(capmem_arena_t *arena, uint64_t off, uint64_t size)
+capmem__device_t *capmem__device_at_backing(capmem__backing_t *arena, uint64_t off, uint64_t size)
 {
     for (int i = 0; i < CAPMEM_DEVICE_MAX; i++) {
         capmem__device_t *d = &arena->devices[i];
@@ -330,8 +171,7 @@ capmem__device_t *capmem__device_at_backing(capmem_arena_t *arena, uint64_t off,
     return NULL;
 }
 
-/* First fit in the device window; the window is small and changes rarely. */
-static bool device_window_fit(const capmem_arena_t *a, uint64_t size, uint64_t *out)
+static bool device_window_fit(const capmem__backing_t *a, uint64_t size, uint64_t *out)
 {
     uint64_t cand = a->ram_size;
     const uint64_t end = a->ram_size + a->device_window;
@@ -354,25 +194,21 @@ static bool device_window_fit(const capmem_arena_t *a, uint64_t size, uint64_t *
     }
 }
 
-capmem_err_t capmem_arena_device_add(capmem_arena_t *arena, uint64_t phys, uint64_t size,
-                                     capmem_device_info_t *out)
+capmem_err_t capmem__device_add(capmem__backing_t *arena, uint64_t phys, uint64_t size,
+                                capmem_device_info_t *out)
 {
-    if (arena == NULL || out == NULL) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or out is NULL");
-    }
     uint64_t end;
     if (size == 0 || !capmem__is_aligned(phys, arena->page_size) ||
         !capmem__is_aligned(size, arena->page_size) || !capmem__add_ok(phys, size, &end)) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
                             "device range 0x%llx+0x%llx is empty, misaligned or wraps",
                             (unsigned long long)phys, (unsigned long long)size);
     }
-    CAPMEM__ENTER_OR_RETURN(arena);
     capmem_err_t err = CAPMEM_OK;
     if (overlaps(phys, size, arena->phys_base, arena->ram_size)) {
-        err = capmem__fail(CAPMEM_E_REGION_CONFLICT, __func__,
-                           "device range 0x%llx+0x%llx overlaps RAM", (unsigned long long)phys,
-                           (unsigned long long)size);
+        err =
+            capmem__fail(CAPMEM_E_REGION_CONFLICT, NULL, "device range 0x%llx+0x%llx overlaps RAM",
+                         (unsigned long long)phys, (unsigned long long)size);
         capmem__detail()->address = arena->phys_base;
         capmem__detail()->size = arena->ram_size;
         goto out;
@@ -385,7 +221,7 @@ capmem_err_t capmem_arena_device_add(capmem_arena_t *arena, uint64_t phys, uint6
                 free_idx = i;
             }
         } else if (overlaps(phys, size, d->phys, d->size)) {
-            err = capmem__fail(CAPMEM_E_REGION_CONFLICT, __func__,
+            err = capmem__fail(CAPMEM_E_REGION_CONFLICT, NULL,
                                "device range 0x%llx+0x%llx overlaps device %u at 0x%llx+0x%llx",
                                (unsigned long long)phys, (unsigned long long)size, d->id,
                                (unsigned long long)d->phys, (unsigned long long)d->size);
@@ -395,14 +231,14 @@ capmem_err_t capmem_arena_device_add(capmem_arena_t *arena, uint64_t phys, uint6
         }
     }
     if (free_idx < 0) {
-        err = capmem__fail(CAPMEM_E_OUT_OF_CAPS, __func__, "%d device ranges registered already",
+        err = capmem__fail(CAPMEM_E_OUT_OF_CAPS, NULL, "%d device ranges registered already",
                            CAPMEM_DEVICE_MAX);
         goto out;
     }
     uint64_t boff;
     if (!device_window_fit(arena, size, &boff)) {
         err =
-            capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, __func__, size, arena->device_window,
+            capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, NULL, size, arena->device_window,
                                "device window (%llu bytes) has no free run of %llu bytes",
                                (unsigned long long)arena->device_window, (unsigned long long)size);
         goto out;
@@ -420,16 +256,11 @@ capmem_err_t capmem_arena_device_add(capmem_arena_t *arena, uint64_t phys, uint6
     out->size = size;
     out->backing_offset = boff;
 out:
-    CAPMEM__LEAVE(arena);
     return err;
 }
 
-capmem_err_t capmem_arena_device_remove(capmem_arena_t *arena, uint32_t id)
+capmem_err_t capmem__device_remove(capmem__backing_t *arena, uint32_t id)
 {
-    if (arena == NULL) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
-    }
-    CAPMEM__ENTER_OR_RETURN(arena);
     capmem_err_t err = CAPMEM_OK;
     capmem__device_t *found = NULL;
     for (int i = 0; id != 0 && i < CAPMEM_DEVICE_MAX; i++) {
@@ -438,45 +269,24 @@ capmem_err_t capmem_arena_device_remove(capmem_arena_t *arena, uint32_t id)
         }
     }
     if (found == NULL) {
-        err = capmem__fail(CAPMEM_E_NOT_FOUND, __func__, "no device range with id %u", id);
+        err = capmem__fail(CAPMEM_E_NOT_FOUND, NULL, "no device range with id %u", id);
     } else if (found->pins != 0) {
-        err = capmem__fail(CAPMEM_E_DELETE_FIRST, __func__,
+        err = capmem__fail(CAPMEM_E_DELETE_FIRST, NULL,
                            "device range %u is covered by %u untyped object(s)", id, found->pins);
     } else {
         memset(found, 0, sizeof(*found));
     }
-    CAPMEM__LEAVE(arena);
     return err;
 }
 
-static int cmp_dev(const void *x, const void *y)
+bool capmem__device_phys_to_offset(const capmem__backing_t *b, uint64_t phys, uint64_t *offset)
 {
-    const capmem_device_info_t *a = x;
-    const capmem_device_info_t *b = y;
-    return (a->phys > b->phys) - (a->phys < b->phys);
-}
-
-capmem_err_t capmem_arena_devices(const capmem_arena_t *arena, capmem_device_info_t *out,
-                                  size_t max, size_t *count)
-{
-    if (arena == NULL || count == NULL || (out == NULL && max > 0)) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or count is NULL");
-    }
-    capmem_arena_t *a = (capmem_arena_t *)arena;
-    capmem_device_info_t all[CAPMEM_DEVICE_MAX];
-    size_t n = 0;
-    CAPMEM__ENTER_OR_RETURN(a);
     for (int i = 0; i < CAPMEM_DEVICE_MAX; i++) {
-        const capmem__device_t *d = &a->devices[i];
-        if (d->id != 0) {
-            all[n++] = (capmem_device_info_t){d->id, d->phys, d->size, d->backing_offset};
+        const capmem__device_t *d = &b->devices[i];
+        if (d->id != 0 && phys >= d->phys && phys - d->phys < d->size) {
+            *offset = d->backing_offset + (phys - d->phys);
+            return true;
         }
     }
-    CAPMEM__LEAVE(a);
-    qsort(all, n, sizeof(all[0]), cmp_dev);
-    for (size_t i = 0; i < n && i < max; i++) {
-        out[i] = all[i];
-    }
-    *count = n;
-    return CAPMEM_OK;
+    return false;
 }

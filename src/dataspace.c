@@ -240,8 +240,10 @@ void capmem__pass_lent(capmem__account_t *from, capmem__account_t *to)
 
 /* ---- teardown ---------------------------------------------------------------- */
 
-void capmem__ds_destroy(capmem_arena_t *arena, capmem__ds_t *ds)
+static void ds_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
 {
+    (void)handle;
+    capmem__ds_t *ds = obj;
     capmem__rm_detach_all(arena, ds);
     switch (capmem__ds_kind(ds)) {
     case CAPMEM__DS_RAM:
@@ -263,6 +265,22 @@ void capmem__ds_destroy(capmem_arena_t *arena, capmem__ds_t *ds)
     }
     capmem__meta_free(ds->meta, ds);
 }
+
+static int ds_describe(capmem_arena_t *arena, const void *obj, char *buf, size_t len)
+{
+    const capmem__ds_t *ds = obj;
+    (void)arena;
+    return snprintf(buf, len, "%s dataspace of %llu bytes at offset 0x%llx",
+                    capmem_ds_kind_name((capmem_ds_kind_t)capmem__ds_kind(ds)),
+                    (unsigned long long)ds->size, (unsigned long long)ds->off);
+}
+
+const capmem__type_ops_t capmem__ds_type = {
+    .type = CAPMEM_OBJ_DATASPACE,
+    .name = "dataspace",
+    .destroy = ds_destroy,
+    .describe = ds_describe,
+};
 
 /* ---- public calls --------------------------------------------------------------- */
 
@@ -286,7 +304,7 @@ capmem_err_t capmem_ds_info(capmem_arena_t *arena, capmem_cap_t ds, capmem_ds_in
         info->size = d->size;
         if (info->kind != CAPMEM_DS_MANAGED) {
             info->offset = d->off;
-            info->phys = arena->phys_base + d->off;
+            info->phys = arena->mem.phys_base + d->off;
         }
         info->writable = writable(s, d);
         info->rights = s->rights;
@@ -324,9 +342,9 @@ static capmem_err_t access(capmem_arena_t *arena, capmem_cap_t ds, uint64_t offs
              */
             err = capmem__rm_managed_access(arena, d, offset, buf, len, write, func);
         } else if (write) {
-            memcpy(capmem__bytes(arena, d->off + offset), buf, len);
+            memcpy(capmem__bytes(&arena->mem, d->off + offset), buf, len);
         } else {
-            memcpy(buf, capmem__bytes(arena, d->off + offset), len);
+            memcpy(buf, capmem__bytes(&arena->mem, d->off + offset), len);
         }
     }
     CAPMEM__LEAVE(arena);
@@ -394,8 +412,8 @@ capmem_err_t capmem_ds_alias(capmem_arena_t *arena, capmem_cap_t session, capmem
         if (size == 0 && attr->offset < src->size) {
             size = src->size - attr->offset;
         }
-        if (size == 0 || !capmem__is_aligned(attr->offset, arena->page_size) ||
-            !capmem__is_aligned(size, arena->page_size) ||
+        if (size == 0 || !capmem__is_aligned(attr->offset, arena->mem.page_size) ||
+            !capmem__is_aligned(size, arena->mem.page_size) ||
             !capmem__add_ok(attr->offset, size, &end) || end > src->size) {
             err = capmem__fail(CAPMEM_E_INVALID_ARGS, fn,
                                "alias 0x%llx+0x%llx of a 0x%llx-byte dataspace is empty, "
@@ -410,7 +428,7 @@ capmem_err_t capmem_ds_alias(capmem_arena_t *arena, capmem_cap_t session, capmem
                            "a writable alias of a read-only dataspace or capability");
     }
     if (err == CAPMEM_OK) {
-        err = capmem__cap_reserve_check(arena, &acc->caps, 1, fn);
+        err = capmem__cap_reserve_check(arena, &acc->caps, 1);
     }
     if (err == CAPMEM_OK) {
         err = capmem__meta_reserve(arena, &acc->meta, acc, session, acc->label, 1, fn);
@@ -454,9 +472,8 @@ capmem_err_t capmem_ds_alias(capmem_arena_t *arena, capmem_cap_t session, capmem
             }
             parent = acc->slot;
         }
-        err = capmem__cap_create_typed(arena, CAPMEM_OBJ_DATASPACE, rec, rights,
-                                       CAPMEM__SLOT_ORIGINAL, parent, &acc->caps, fn, out);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "slot and capability quota reserved");
+        *out = capmem__cap_create(arena, CAPMEM_OBJ_DATASPACE, rec, rights, CAPMEM__SLOT_ORIGINAL,
+                                  parent, &acc->caps);
         rec->slot = capmem__cap_index(*out);
     }
     CAPMEM__LEAVE(arena);
@@ -605,7 +622,7 @@ uint64_t capmem__ds_records_in(capmem_arena_t *arena, const capmem__meta_t *m, u
 
 capmem_err_t capmem__ram_check(capmem_arena_t *arena, char *why, size_t len)
 {
-    capmem__ram_state_t *st = arena->ext[CAPMEM__EXT_RAM];
+    capmem__ram_state_t *st = capmem__ram_state(arena);
     capmem__cspace_t *cs = &arena->cspace;
     capmem_err_t err = CAPMEM_OK;
     for (capmem__ram_service_t *svc = st->services; svc != NULL && err == CAPMEM_OK;

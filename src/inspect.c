@@ -2,7 +2,7 @@
 /* Layer 9: inspection. The invariant checker over every layer present. */
 #include <string.h>
 
-#include "arena_internal.h"
+#include "machine_internal.h"
 
 capmem_err_t capmem_check(capmem_arena_t *arena, char *why, size_t len)
 {
@@ -17,11 +17,9 @@ capmem_err_t capmem_check(capmem_arena_t *arena, char *why, size_t len)
     }
     why[0] = '\0';
     CAPMEM__ENTER_OR_RETURN(arena);
-    capmem_err_t err = capmem__cspace_check(arena, why, len);
-    for (int i = 0; err == CAPMEM_OK && i < CAPMEM__EXT_COUNT; i++) {
-        if (arena->ext_check[i] != NULL) {
-            err = arena->ext_check[i](arena, why, len);
-        }
+    capmem_err_t err = capmem__cspace_check(&arena->cspace, why, len);
+    if (err == CAPMEM_OK) {
+        err = capmem__layers_check(arena, why, len);
     }
     CAPMEM__LEAVE(arena);
     return err;

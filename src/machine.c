@@ -19,6 +19,13 @@
  * may call anything, including closing the object the event is about. The
  * events a callback raises are delivered after it returns, by the same
  * loop. The destroy hooks of user object types are deferred the same way.
+ *
+ * The machine also owns the capability table with its type registry (each
+ * layer registers how its objects are destroyed, named and described, so
+ * deleting a capability here names no layer above), and the list of layers
+ * set up on the arena with their state and checkers. The arena's own public
+ * calls (creation, destruction, devices, addresses) are here too: they are
+ * the backing memory (arena.c) behind the lock.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -26,7 +33,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "arena_internal.h"
+#include <stdlib.h>
+
+#include "machine_internal.h"
 
 _Thread_local char capmem__thread_tag;
 
@@ -50,7 +59,7 @@ static void register_fork_handler(void)
     pthread_atfork(NULL, NULL, on_fork_child);
 }
 
-void capmem__machine_init(capmem_arena_t *arena)
+static void machine_init(capmem_arena_t *arena)
 {
     pthread_once(&fork_once, register_fork_handler);
     arena->fork_gen = atomic_load_explicit(&fork_generation, memory_order_relaxed);
@@ -77,7 +86,7 @@ static pthread_mutex_t tag_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint64_t tag_live[(CAPMEM__CAP_TAG_MASK + 1) / 64];
 static uint32_t tag_cursor;
 
-capmem_err_t capmem__tag_take(uint32_t *tag)
+static capmem_err_t tag_take(uint32_t *tag)
 {
     capmem_err_t err = CAPMEM_E_OUT_OF_CAPS;
     pthread_mutex_lock(&tag_lock);
@@ -101,7 +110,7 @@ capmem_err_t capmem__tag_take(uint32_t *tag)
     return CAPMEM_OK;
 }
 
-void capmem__tag_give(uint32_t tag)
+static void tag_give(uint32_t tag)
 {
     atomic_fetch_and(&tag_live[tag / 64], ~(1ull << (tag % 64)));
 }
@@ -145,6 +154,7 @@ capmem_err_t capmem__enter(capmem_arena_t *arena, const char *func, const char *
 }
 
 static void drain(capmem_arena_t *arena);
+static void destroy_now(capmem_arena_t *arena);
 
 void capmem__leave(capmem_arena_t *arena, const char *prev)
 {
@@ -153,7 +163,7 @@ void capmem__leave(capmem_arena_t *arena, const char *prev)
         capmem__unlock(arena);
         return;
     }
-    const bool pending = arena->evq.n != 0 || arena->evq.lost != 0 || arena->dead_users != NULL ||
+    const bool pending = arena->evq.n != 0 || arena->evq.lost != 0 || arena->deferred != NULL ||
                          arena->destroy_requested;
     capmem__unlock(arena);
     if (pending) {
@@ -246,31 +256,23 @@ void capmem__emitf(capmem_arena_t *arena, capmem_event_kind_t kind, capmem_cap_t
     va_end(ap);
 }
 
-void capmem__defer_user_destroy(capmem_arena_t *arena, capmem__user_obj_t *u)
+void capmem__defer(capmem_arena_t *arena, capmem__deferred_t *d)
 {
     /* FIFO, so hooks run in the order their objects died. */
-    u->next = NULL;
-    if (arena->dead_users == NULL) {
-        arena->dead_users = u;
+    d->next = NULL;
+    if (arena->deferred == NULL) {
+        arena->deferred = d;
     } else {
-        arena->dead_users_tail->next = u;
+        arena->deferred_tail->next = d;
     }
-    arena->dead_users_tail = u;
+    arena->deferred_tail = d;
 }
 
-static void run_user_destroy(capmem__user_obj_t *u)
-{
-    if (u->utype->destroy != NULL) {
-        u->utype->destroy(u->object, u->utype->ctx);
-    }
-    capmem__free(u);
-}
-
-void capmem__run_user_destroys(capmem__user_obj_t *list)
+static void run_deferred(capmem__deferred_t *list)
 {
     while (list != NULL) {
-        capmem__user_obj_t *next = list->next;
-        run_user_destroy(list);
+        capmem__deferred_t *next = list->next;
+        list->run(list);
         list = next;
     }
 }
@@ -300,14 +302,14 @@ static void drain(capmem_arena_t *arena)
         if (arena->destroy_requested) {
             atomic_store_explicit(&arena->delivering, 0, memory_order_relaxed);
             capmem__unlock(arena);
-            capmem__arena_destroy_now(arena);
+            destroy_now(arena);
             return;
         }
-        capmem__user_obj_t *dead = arena->dead_users;
-        if (dead != NULL) {
-            arena->dead_users = dead->next;
+        capmem__deferred_t *d = arena->deferred;
+        if (d != NULL) {
+            arena->deferred = d->next;
             capmem__unlock(arena);
-            run_user_destroy(dead);
+            d->run(d);
             continue;
         }
         capmem__evq_t *q = &arena->evq;
@@ -337,7 +339,7 @@ static void drain(capmem_arena_t *arena)
     }
 }
 
-bool capmem__destroy_deferred(capmem_arena_t *arena)
+static bool destroy_deferred(capmem_arena_t *arena)
 {
     const uintptr_t self = self_tag();
     if (atomic_load_explicit(&arena->lock_owner, memory_order_relaxed) == self ||
@@ -351,4 +353,358 @@ bool capmem__destroy_deferred(capmem_arena_t *arena)
         return true;
     }
     return false;
+}
+
+/* ---- the type registry ------------------------------------------------------ */
+
+void capmem__type_register(capmem_arena_t *arena, const capmem__type_ops_t *ops)
+{
+    CAPMEM_ASSERT((unsigned)ops->type < CAPMEM_OBJ_TYPE_COUNT && ops->destroy != NULL,
+                  "a registered type has a number and a destroy hook");
+    CAPMEM_ASSERT(arena->types[ops->type] == NULL || arena->types[ops->type] == ops,
+                  "one layer owns each type");
+    arena->types[ops->type] = ops;
+}
+
+const char *capmem__object_name(const capmem_arena_t *arena, capmem_obj_type_t type,
+                                const void *obj)
+{
+    const capmem__type_ops_t *ops =
+        (unsigned)type < CAPMEM_OBJ_TYPE_COUNT ? arena->types[type] : NULL;
+    if (ops == NULL) {
+        return capmem_obj_type_name(type);
+    }
+    return ops->name_of != NULL && obj != NULL ? ops->name_of(obj) : ops->name;
+}
+
+/* ---- layers ------------------------------------------------------------------- */
+
+void *capmem__layer_state(const capmem_arena_t *arena, const capmem__layer_t *layer)
+{
+    for (unsigned i = 0; i < arena->nlayers; i++) {
+        if (arena->layers[i].layer == layer) {
+            return arena->layers[i].state;
+        }
+    }
+    return NULL;
+}
+
+capmem_err_t capmem__layer_setup(capmem_arena_t *arena, const capmem__layer_t *layer, size_t size,
+                                 void **state)
+{
+    void *st = capmem__layer_state(arena, layer);
+    if (st == NULL) {
+        if (arena->nlayers == CAPMEM__LAYERS_MAX) {
+            return capmem__fail(CAPMEM_E_OUT_OF_CAPS, NULL, "%u layers set up already",
+                                CAPMEM__LAYERS_MAX);
+        }
+        st = capmem__calloc(1, size);
+        if (st == NULL) {
+            return capmem__fail(CAPMEM_E_HOST_NOMEM, NULL, "no host memory for the %s layer",
+                                layer->name);
+        }
+        arena->layers[arena->nlayers].layer = layer;
+        arena->layers[arena->nlayers].state = st;
+        arena->nlayers++;
+    }
+    *state = st;
+    return CAPMEM_OK;
+}
+
+capmem_err_t capmem__layers_check(capmem_arena_t *arena, char *why, size_t len)
+{
+    capmem_err_t err = CAPMEM_OK;
+    for (unsigned i = 0; i < arena->nlayers && err == CAPMEM_OK; i++) {
+        const capmem__layer_t *l = arena->layers[i].layer;
+        if (l->check != NULL) {
+            err = l->check(arena, arena->layers[i].state, why, len);
+        }
+    }
+    return err;
+}
+
+/* ---- deleting capabilities ------------------------------------------------------ */
+
+void capmem__cap_delete_leaf(capmem_arena_t *arena, uint32_t idx)
+{
+    capmem__cspace_t *cs = &arena->cspace;
+    capmem__slot_t *s = capmem__slot(cs, idx);
+    const capmem_cap_t handle = capmem__slot_handle(cs, idx);
+    void *obj = s->obj;
+    const capmem_obj_type_t type = (capmem_obj_type_t)s->type;
+    const bool original = (s->flags & CAPMEM__SLOT_ORIGINAL) != 0;
+    if (s->quota != NULL) {
+        CAPMEM_ASSERT(s->quota->used > 0, "every charged slot was counted");
+        capmem__quota_replenish(s->quota, 1);
+    }
+    /* The teardown may free obj: take what the event needs first. */
+    const char *name = capmem__object_name(arena, type, obj);
+    /* Free the slot before the teardown runs, so the teardown sees a consistent table. */
+    capmem__cspace_release(cs, idx);
+    if (original && obj != NULL) {
+        const capmem__type_ops_t *ops = arena->types[type];
+        CAPMEM_ASSERT(ops != NULL, "objects exist only of registered types");
+        ops->destroy(arena, obj, handle);
+    }
+    if (capmem__events_on(arena)) {
+        capmem__emitf(arena, CAPMEM_EVENT_CAP_DELETE, handle, 0, 0, "delete %s capability", name);
+    }
+}
+
+uint64_t capmem__cap_revoke_index(capmem_arena_t *arena, uint32_t root)
+{
+    capmem__cspace_t *cs = &arena->cspace;
+    uint64_t n = 0;
+    uint32_t c = root;
+    /*
+     * Post-order without a stack: descend to a leaf, delete it, continue
+     * from its parent. Each edge is descended once, so the whole revoke is
+     * O(descendants) however deep or wide the tree is.
+     */
+    for (;;) {
+        while (cs->slots[c].first_child != 0) {
+            c = cs->slots[c].first_child;
+        }
+        if (c == root) {
+            break;
+        }
+        uint32_t p = cs->slots[c].parent;
+        capmem__cap_delete_leaf(arena, c);
+        n++;
+        c = p;
+    }
+    return n;
+}
+
+/* Delete every capability, children before parents. */
+static void teardown_caps(capmem_arena_t *arena)
+{
+    capmem__cspace_t *cs = &arena->cspace;
+    for (uint32_t i = 1; i < cs->high; i++) {
+        capmem__slot_t *s = capmem__slot(cs, i);
+        if (s->type != CAPMEM_OBJ_NONE && s->parent == 0) {
+            capmem__cap_revoke_index(arena, i);
+            capmem__cap_delete_leaf(arena, i);
+        }
+    }
+}
+
+/* ---- the arena's public calls ------------------------------------------------------ */
+
+capmem_err_t capmem_arena_create(const capmem_arena_attr_t *attr, capmem_arena_t **out)
+{
+    static const capmem_arena_attr_t defaults = CAPMEM_ARENA_ATTR_INIT;
+    const capmem_arena_attr_t *at = attr != NULL ? attr : &defaults;
+    if (out == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "out is NULL");
+    }
+    capmem_err_t err = capmem__backing_validate(at);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    if (at->cap_slots < 16 || at->cap_slots > CAPMEM_CAP_SLOTS_MAX) {
+        return capmem__fail_range(__func__, 1, at->cap_slots, 16, CAPMEM_CAP_SLOTS_MAX,
+                                  "capability slots");
+    }
+    capmem_arena_t *a = capmem__calloc(1, sizeof(*a));
+    if (a == NULL) {
+        return capmem__fail(CAPMEM_E_HOST_NOMEM, __func__, "no host memory for the arena");
+    }
+    uint32_t tag = 0;
+    err = capmem__backing_init(&a->mem, at);
+    if (err == CAPMEM_OK) {
+        err = tag_take(&tag);
+        if (err != CAPMEM_OK) {
+            capmem__backing_fini(&a->mem);
+        }
+    }
+    if (err == CAPMEM_OK) {
+        err = capmem__cspace_init(&a->cspace, at->cap_slots, tag);
+        if (err != CAPMEM_OK) {
+            tag_give(tag);
+            capmem__backing_fini(&a->mem);
+        }
+    }
+    if (err != CAPMEM_OK) {
+        capmem__free(a);
+        return err;
+    }
+    machine_init(a);
+    *out = a;
+    return CAPMEM_OK;
+}
+
+void capmem_arena_destroy(capmem_arena_t *arena)
+{
+    if (arena == NULL) {
+        return;
+    }
+    if (capmem__forked(arena)) {
+        /*
+         * A forked child: the records are the parent's (shared memory), and
+         * tearing them down would destroy the parent's objects. The child's
+         * copies of the mapping and host state go when it exits or execs.
+         */
+        return;
+    }
+    if (destroy_deferred(arena)) {
+        return;
+    }
+    destroy_now(arena);
+}
+
+static void destroy_now(capmem_arena_t *arena)
+{
+    capmem__lock(arena);
+    arena->tearing_down = true;
+    teardown_caps(arena);
+    for (unsigned i = arena->nlayers; i-- > 0;) {
+        const capmem__layer_t *l = arena->layers[i].layer;
+        if (l->fini != NULL) {
+            l->fini(arena, arena->layers[i].state);
+        }
+        capmem__free(arena->layers[i].state);
+    }
+    const uint32_t tag = arena->cspace.tag;
+    capmem__cspace_fini(&arena->cspace);
+    capmem__deferred_t *dead = arena->deferred;
+    arena->deferred = NULL;
+    capmem__unlock(arena);
+    pthread_mutex_destroy(&arena->lock);
+    capmem__backing_fini(&arena->mem);
+    capmem__free(arena->evq.ring);
+    capmem__free(arena);
+    tag_give(tag);
+    /* Last, as after any call: the hooks may do anything but use this arena. */
+    run_deferred(dead);
+}
+
+uint64_t capmem_arena_ram_size(const capmem_arena_t *arena)
+{
+    return arena ? arena->mem.ram_size : 0;
+}
+
+uint64_t capmem_arena_page_size(const capmem_arena_t *arena)
+{
+    return arena ? arena->mem.page_size : 0;
+}
+
+uint64_t capmem_arena_phys_base(const capmem_arena_t *arena)
+{
+    return arena ? arena->mem.phys_base : 0;
+}
+
+capmem_backing_t capmem_arena_backing(const capmem_arena_t *arena)
+{
+    return arena ? arena->mem.backing : (capmem_backing_t)0;
+}
+
+const char *capmem_backing_name(capmem_backing_t backing)
+{
+    switch (backing) {
+    case CAPMEM_BACKING_MEMFD:
+        return "memfd";
+    case CAPMEM_BACKING_ANON_SHARED:
+        return "anonymous shared";
+    }
+    return "unknown";
+}
+
+int capmem_arena_fd(const capmem_arena_t *arena)
+{
+    return arena ? arena->mem.fd : -1;
+}
+
+capmem_err_t capmem_arena_offset_to_phys(const capmem_arena_t *arena, uint64_t offset,
+                                         uint64_t *phys)
+{
+    if (arena == NULL || phys == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or phys is NULL");
+    }
+    if (offset >= arena->mem.ram_size) {
+        capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "offset 0x%llx is beyond RAM (0x%llx bytes)",
+                     (unsigned long long)offset, (unsigned long long)arena->mem.ram_size);
+        capmem__detail()->address = offset;
+        return CAPMEM_E_INVALID_ARGS;
+    }
+    *phys = arena->mem.phys_base + offset;
+    return CAPMEM_OK;
+}
+
+capmem_err_t capmem_arena_phys_to_offset(const capmem_arena_t *arena, uint64_t phys,
+                                         uint64_t *offset)
+{
+    if (arena == NULL || offset == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or offset is NULL");
+    }
+    if (phys >= arena->mem.phys_base && phys - arena->mem.phys_base < arena->mem.ram_size) {
+        *offset = phys - arena->mem.phys_base;
+        return CAPMEM_OK;
+    }
+    capmem_arena_t *a = (capmem_arena_t *)arena;
+    CAPMEM__ENTER_OR_RETURN(a);
+    capmem_err_t err = CAPMEM_OK;
+    if (!capmem__device_phys_to_offset(&a->mem, phys, offset)) {
+        err = capmem__fail(CAPMEM_E_NOT_FOUND, NULL,
+                           "physical address 0x%llx is neither RAM nor device memory",
+                           (unsigned long long)phys);
+        capmem__detail()->address = phys;
+    }
+    CAPMEM__LEAVE(a);
+    return err;
+}
+
+capmem_err_t capmem_arena_device_add(capmem_arena_t *arena, uint64_t phys, uint64_t size,
+                                     capmem_device_info_t *out)
+{
+    if (arena == NULL || out == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or out is NULL");
+    }
+    CAPMEM__ENTER_OR_RETURN(arena);
+    capmem_err_t err = capmem__device_add(&arena->mem, phys, size, out);
+    CAPMEM__LEAVE(arena);
+    return err;
+}
+
+capmem_err_t capmem_arena_device_remove(capmem_arena_t *arena, uint32_t id)
+{
+    if (arena == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
+    }
+    CAPMEM__ENTER_OR_RETURN(arena);
+    capmem_err_t err = capmem__device_remove(&arena->mem, id);
+    CAPMEM__LEAVE(arena);
+    return err;
+}
+
+static int cmp_dev(const void *x, const void *y)
+{
+    const capmem_device_info_t *a = x;
+    const capmem_device_info_t *b = y;
+    return (a->phys > b->phys) - (a->phys < b->phys);
+}
+
+capmem_err_t capmem_arena_devices(const capmem_arena_t *arena, capmem_device_info_t *out,
+                                  size_t max, size_t *count)
+{
+    if (arena == NULL || count == NULL || (out == NULL && max > 0)) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or count is NULL");
+    }
+    capmem_arena_t *a = (capmem_arena_t *)arena;
+    capmem_device_info_t all[CAPMEM_DEVICE_MAX];
+    size_t n = 0;
+    CAPMEM__ENTER_OR_RETURN(a);
+    for (int i = 0; i < CAPMEM_DEVICE_MAX; i++) {
+        const capmem__device_t *d = &a->mem.devices[i];
+        if (d->id != 0) {
+            all[n++] = (capmem_device_info_t){d->id, d->phys, d->size, d->backing_offset};
+        }
+    }
+    CAPMEM__LEAVE(a);
+    qsort(all, n, sizeof(all[0]), cmp_dev);
+    for (size_t i = 0; i < n && i < max; i++) {
+        out[i] = all[i];
+    }
+    *count = n;
+    return CAPMEM_OK;
 }

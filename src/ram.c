@@ -46,28 +46,43 @@ static void push_free_slot(capmem__meta_t *m, void *slot)
 
 /* ---- per-arena state ----------------------------------------------------- */
 
-static void ram_fini(capmem_arena_t *arena)
+static void ram_fini(capmem_arena_t *arena, void *state)
 {
-    capmem__ram_state_t *st = arena->ext[CAPMEM__EXT_RAM];
-    if (st != NULL) {
-        CAPMEM_ASSERT(st->services == NULL, "every service died with its pools");
-        capmem__free(st);
-        arena->ext[CAPMEM__EXT_RAM] = NULL;
-    }
+    (void)arena;
+    const capmem__ram_state_t *st = state;
+    CAPMEM_ASSERT(st->services == NULL, "every service died with its pools");
+    (void)st;
 }
+
+static capmem_err_t ram_check(capmem_arena_t *arena, void *state, char *why, size_t len)
+{
+    (void)state;
+    return capmem__ram_check(arena, why, len);
+}
+
+static const capmem__layer_t ram_layer = {
+    .name = "RAM service",
+    .fini = ram_fini,
+    .check = ram_check,
+};
+
+static void account_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle);
+
+static const capmem__type_ops_t account_type = {
+    .type = CAPMEM_OBJ_RAM_SESSION,
+    .name = "RAM session",
+    .destroy = account_destroy,
+};
 
 capmem__ram_state_t *capmem__ram_state(capmem_arena_t *arena)
 {
-    if (arena->ext[CAPMEM__EXT_RAM] == NULL) {
-        capmem__ram_state_t *st = capmem__calloc(1, sizeof(*st));
-        if (st == NULL) {
-            return NULL;
-        }
-        arena->ext[CAPMEM__EXT_RAM] = st;
-        arena->ext_fini[CAPMEM__EXT_RAM] = ram_fini;
-        arena->ext_check[CAPMEM__EXT_RAM] = capmem__ram_check;
+    void *st = NULL;
+    if (capmem__layer_setup(arena, &ram_layer, sizeof(capmem__ram_state_t), &st) != CAPMEM_OK) {
+        return NULL;
     }
-    return arena->ext[CAPMEM__EXT_RAM];
+    capmem__type_register(arena, &account_type);
+    capmem__type_register(arena, &capmem__ds_type);
+    return st;
 }
 
 /* ---- metadata slabs -------------------------------------------------------- */
@@ -86,7 +101,7 @@ capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem__ram_service_t
                                     capmem__meta_t *m, uint64_t bytes, const char *func)
 {
     uint64_t off;
-    capmem_err_t err = capmem_alloc_alloc(svc->phys, bytes, arena->page_size, &off);
+    capmem_err_t err = capmem_alloc_alloc(svc->phys, bytes, arena->mem.page_size, &off);
     if (err != CAPMEM_OK) {
         uint64_t largest = capmem_alloc_largest(svc->phys);
         return capmem__fail_space(CAPMEM_E_OUT_OF_PHYS, func, bytes, largest,
@@ -94,8 +109,8 @@ capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem__ram_service_t
                                   "(largest free range: %llu bytes)",
                                   (unsigned long long)bytes, (unsigned long long)largest);
     }
-    uint8_t *chunk = capmem__bytes(arena, off);
-    capmem__arena_zero(arena, off, bytes);
+    uint8_t *chunk = capmem__bytes(&arena->mem, off);
+    capmem__backing_zero(&arena->mem, off, bytes);
     capmem__chunk_t *hdr = (capmem__chunk_t *)chunk;
     hdr->size = bytes;
     hdr->next = NULL;
@@ -249,7 +264,7 @@ capmem_err_t capmem__account_lookup(capmem_arena_t *arena, capmem_cap_t cap, uns
                                     const char *func, capmem__account_t **out)
 {
     capmem__slot_t *s = NULL;
-    capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_RAM_SESSION, rights, func, &s);
+    capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_RAM_SESSION, rights, &s);
     if (err == CAPMEM_OK) {
         *out = s->obj;
     }
@@ -259,7 +274,7 @@ capmem_err_t capmem__account_lookup(capmem_arena_t *arena, capmem_cap_t cap, uns
 capmem_err_t capmem__ds_lookup(capmem_arena_t *arena, capmem_cap_t cap, unsigned rights,
                                const char *func, capmem__slot_t **slot, capmem__ds_t **out)
 {
-    capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_DATASPACE, rights, func, slot);
+    capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_DATASPACE, rights, slot);
     if (err == CAPMEM_OK) {
         *out = (*slot)->obj;
     }
@@ -300,9 +315,10 @@ static void svc_unref(capmem_arena_t *arena, capmem__ram_service_t *svc)
     capmem__free(svc);
 }
 
-static void pool_destroy(capmem_arena_t *arena, capmem__object_t *obj)
+static void pool_destroy(capmem_arena_t *arena, capmem__ut_child_t *child, capmem_cap_t handle)
 {
-    ram_pool_t *pool = (ram_pool_t *)obj;
+    (void)handle;
+    ram_pool_t *pool = (ram_pool_t *)child;
     capmem__ram_service_t *svc = pool->svc;
     if (svc->alive) {
         /*
@@ -322,8 +338,7 @@ static void pool_destroy(capmem_arena_t *arena, capmem__object_t *obj)
     svc_unref(arena, svc);
 }
 
-static const capmem__object_ops_t pool_ops = {
-    .type = CAPMEM_OBJ_KOBJ, .name = "RAM pool", .destroy = pool_destroy};
+static const capmem__ut_claim_t pool_claim = {.name = "RAM pool", .destroy = pool_destroy};
 
 static void set_label(capmem__account_t *acc, const char *label)
 {
@@ -352,17 +367,18 @@ static capmem__account_t *account_init(capmem_arena_t *arena, capmem__ram_servic
 static uint64_t min_donation(const capmem_arena_t *arena)
 {
     uint64_t need = CAPMEM__REC * (2 + CAPMEM_RAM_SESSION_SLOTS);
-    return need < arena->page_size ? arena->page_size : need;
+    return need < arena->mem.page_size ? arena->mem.page_size : need;
 }
 
 static capmem_err_t check_step(const capmem_arena_t *arena, uint64_t bytes, const char *what,
                                const char *func)
 {
-    if (bytes == 0 || !capmem__is_aligned(bytes, arena->page_size) || bytes < 2 * CAPMEM__REC) {
+    if (bytes == 0 || !capmem__is_aligned(bytes, arena->mem.page_size) || bytes < 2 * CAPMEM__REC) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, func,
                             "%s of %llu bytes is zero, not a multiple of the page size (%llu) "
                             "or too small for a chunk",
-                            what, (unsigned long long)bytes, (unsigned long long)arena->page_size);
+                            what, (unsigned long long)bytes,
+                            (unsigned long long)arena->mem.page_size);
     }
     return CAPMEM_OK;
 }
@@ -422,8 +438,7 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
     /* Decode every untyped before claiming any. */
     for (size_t i = 0; err == CAPMEM_OK && i < n; i++) {
         capmem__slot_t *s = NULL;
-        err =
-            capmem__cap_lookup(arena, untypeds[i], CAPMEM_OBJ_UNTYPED, CAPMEM_RIGHT_WRITE, fn, &s);
+        err = capmem__cap_lookup(arena, untypeds[i], CAPMEM_OBJ_UNTYPED, CAPMEM_RIGHT_WRITE, &s);
         if (err != CAPMEM_OK) {
             break;
         }
@@ -439,7 +454,7 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
         if (err == CAPMEM_OK && (s->first_child != 0 || ut->children != 0)) {
             err = capmem__fail(CAPMEM_E_REVOKE_FIRST, fn, "untyped %zu has children", i);
         }
-        if (err == CAPMEM_OK && (1ull << ut->base.size_bits) < arena->page_size) {
+        if (err == CAPMEM_OK && (1ull << ut->base.size_bits) < arena->mem.page_size) {
             err = capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "untyped %zu is smaller than a page", i);
         }
         if (err == CAPMEM_OK) {
@@ -466,7 +481,7 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
                                  (unsigned long long)largest_pool);
     }
     if (err == CAPMEM_OK) {
-        err = capmem__cap_reserve_check(arena, NULL, (uint32_t)n + 1, fn);
+        err = capmem__cap_reserve_check(arena, NULL, (uint32_t)n + 1);
     }
     if (err != CAPMEM_OK) {
         goto out;
@@ -477,7 +492,7 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
         err = capmem__fail(CAPMEM_E_HOST_NOMEM, fn, "no host memory for the service");
         goto out;
     }
-    err = capmem_alloc_create_range(lo, hi - lo, arena->page_size, &svc->phys);
+    err = capmem_alloc_create_range(lo, hi - lo, arena->mem.page_size, &svc->phys);
     for (size_t i = 0; err == CAPMEM_OK && i < n; i++) {
         pools[i] = capmem__calloc(1, sizeof(*pools[i]));
         if (pools[i] == NULL) {
@@ -488,7 +503,7 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
         goto out;
     }
     /* Commit: nothing below fails. */
-    svc->base = arena->base;
+    svc->base = arena->mem.base;
     svc->lo = lo;
     svc->hi = hi;
     svc->total = total;
@@ -500,8 +515,7 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
             uint64_t next_end = hi;
             for (size_t i = 0; i < n; i++) {
                 capmem__slot_t *s = NULL;
-                capmem_err_t e2 =
-                    capmem__cap_lookup(arena, untypeds[i], CAPMEM_OBJ_UNTYPED, 0, fn, &s);
+                capmem_err_t e2 = capmem__cap_lookup(arena, untypeds[i], CAPMEM_OBJ_UNTYPED, 0, &s);
                 CAPMEM_ASSERT(e2 == CAPMEM_OK, "decoded above");
                 (void)e2;
                 capmem__untyped_t *ut = s->obj;
@@ -522,11 +536,11 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
         }
     }
     for (size_t i = 0; i < n; i++) {
-        pools[i]->base.hdr.ops = &pool_ops;
         pools[i]->svc = svc;
         pools[i]->primary = i == 0;
         pools[i]->index = (uint32_t)i;
-        err = capmem__untyped_claim(arena, untypeds[i], &pools[i]->base, fn, &pool_caps[i]);
+        err =
+            capmem__untyped_claim(arena, untypeds[i], &pools[i]->base, &pool_claim, &pool_caps[i]);
         CAPMEM_ASSERT(err == CAPMEM_OK, "decoded above");
         svc->pool_slot[i] = capmem__cap_index(pool_caps[i]);
         svc->pools++;
@@ -537,10 +551,8 @@ capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untype
     acc->caps.limit = at->root_caps != 0 ? at->root_caps : arena->cspace.capacity;
     acc->flags = at->flags;
     snprintf(acc->label, sizeof(acc->label), "root");
-    err = capmem__cap_create_typed(arena, CAPMEM_OBJ_RAM_SESSION, acc, CAPMEM_RIGHTS_ALL,
-                                   CAPMEM__SLOT_ORIGINAL, capmem__cap_index(pool_caps[0]), NULL, fn,
-                                   root);
-    CAPMEM_ASSERT(err == CAPMEM_OK, "slot reserved");
+    *root = capmem__cap_create(arena, CAPMEM_OBJ_RAM_SESSION, acc, CAPMEM_RIGHTS_ALL,
+                               CAPMEM__SLOT_ORIGINAL, capmem__cap_index(pool_caps[0]), NULL);
     acc->slot = capmem__cap_index(*root);
     svc->root = acc;
     svc->alive = true;
@@ -675,7 +687,7 @@ capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
                                (unsigned long long)(at->caps + 1));
     }
     if (err == CAPMEM_OK) {
-        err = capmem__cap_reserve_check(arena, &p->caps, 1, fn);
+        err = capmem__cap_reserve_check(arena, &p->caps, 1);
     }
     if (err == CAPMEM_OK) {
         err = phys_check(p->svc, at->donation, "the session's donation", fn);
@@ -691,9 +703,8 @@ capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
         p->quota -= need;
         p->caps.limit -= at->caps;
         p->sessions++;
-        err = capmem__cap_create_typed(arena, CAPMEM_OBJ_RAM_SESSION, acc, CAPMEM_RIGHTS_ALL,
-                                       CAPMEM__SLOT_ORIGINAL, p->slot, &p->caps, fn, out);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "slot and quota reserved");
+        *out = capmem__cap_create(arena, CAPMEM_OBJ_RAM_SESSION, acc, CAPMEM_RIGHTS_ALL,
+                                  CAPMEM__SLOT_ORIGINAL, p->slot, &p->caps);
         acc->slot = capmem__cap_index(*out);
         if (capmem__events_on(arena)) {
             capmem__emitf(arena, CAPMEM_EVENT_DONATE, *out, at->donation, at->quota,
@@ -706,10 +717,10 @@ capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t parent,
     return err;
 }
 
-void capmem__account_destroy(capmem_arena_t *arena, capmem__account_t *acc)
+static void account_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
 {
+    capmem__account_t *acc = obj;
     capmem__ram_service_t *svc = acc->svc;
-    const capmem_cap_t handle = arena->dying;
     /*
      * Dependent aliases this account paid for may live under other
      * sessions' dataspaces: they go now, before their records' memory does.
@@ -863,7 +874,7 @@ capmem_err_t capmem_ram_upgrade(capmem_arena_t *arena, capmem_cap_t session, cap
         err = capmem__account_lookup(arena, payer, CAPMEM_RIGHT_WRITE, __func__, &pay);
     }
     if (err == CAPMEM_OK) {
-        err = capmem__cap_lookup(arena, session, CAPMEM_OBJ_RAM_SESSION, 0, __func__, &s);
+        err = capmem__cap_lookup(arena, session, CAPMEM_OBJ_RAM_SESSION, 0, &s);
     }
     capmem__meta_t *m = NULL;
     const char *who = "?";
@@ -950,7 +961,7 @@ capmem_err_t capmem_ram_alloc(capmem_arena_t *arena, capmem_cap_t account, uint6
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "arena or ds is NULL, or size is 0");
     }
     uint64_t bytes;
-    if (!capmem__align_up_ok(size, arena->page_size, &bytes)) {
+    if (!capmem__align_up_ok(size, arena->mem.page_size, &bytes)) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "size %llu overflows when rounded up",
                             (unsigned long long)size);
     }
@@ -965,7 +976,7 @@ capmem_err_t capmem_ram_alloc(capmem_arena_t *arena, capmem_cap_t account, uint6
                                  (unsigned long long)(acc->quota - acc->used));
     }
     if (err == CAPMEM_OK) {
-        err = capmem__cap_reserve_check(arena, &acc->caps, 1, fn);
+        err = capmem__cap_reserve_check(arena, &acc->caps, 1);
     }
     if (err == CAPMEM_OK && !capmem__meta_has_room(&acc->meta, 1)) {
         /* Do not upgrade for a dataspace that could not be placed anyway. */
@@ -990,22 +1001,21 @@ capmem_err_t capmem_ram_alloc(capmem_arena_t *arena, capmem_cap_t account, uint6
      */
     uint64_t off = 0;
     if (err == CAPMEM_OK &&
-        capmem_alloc_alloc(acc->svc->phys, bytes, arena->page_size, &off) != CAPMEM_OK) {
+        capmem_alloc_alloc(acc->svc->phys, bytes, arena->mem.page_size, &off) != CAPMEM_OK) {
         err = phys_fail(acc->svc, bytes, "the dataspace", fn);
     }
     if (err == CAPMEM_OK) {
         capmem__ds_t *rec = NULL;
         err = capmem__meta_alloc(&acc->meta, fn, (void **)&rec);
         CAPMEM_ASSERT(err == CAPMEM_OK, "room was made above");
-        capmem__arena_zero(arena, off, bytes);
+        capmem__backing_zero(&arena->mem, off, bytes);
         rec->meta = &acc->meta;
         rec->off = off;
         rec->size = bytes;
         rec->owner = acc;
         rec->flags = CAPMEM__DS_RAM | CAPMEM__DS_WRITABLE;
-        err = capmem__cap_create_typed(arena, CAPMEM_OBJ_DATASPACE, rec, CAPMEM_RIGHTS_ALL,
-                                       CAPMEM__SLOT_ORIGINAL, acc->slot, &acc->caps, fn, ds);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "slot and capability quota reserved");
+        *ds = capmem__cap_create(arena, CAPMEM_OBJ_DATASPACE, rec, CAPMEM_RIGHTS_ALL,
+                                 CAPMEM__SLOT_ORIGINAL, acc->slot, &acc->caps);
         rec->slot = capmem__cap_index(*ds);
         acc->used += bytes;
     }
@@ -1037,7 +1047,7 @@ capmem_err_t capmem_ram_map(capmem_arena_t *arena, capmem_cap_t account, capmem_
     capmem__account_t *acc = NULL;
     capmem_err_t err = capmem__account_lookup(arena, account, 0, __func__, &acc);
     if (err == CAPMEM_OK) {
-        map_walk_t w = {.phys_base = arena->phys_base, .fn = fn, .ctx = ctx};
+        map_walk_t w = {.phys_base = arena->mem.phys_base, .fn = fn, .ctx = ctx};
         err = capmem_alloc_walk(acc->svc->phys, map_visit, &w);
     }
     CAPMEM__LEAVE(arena);

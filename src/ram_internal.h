@@ -61,7 +61,7 @@ struct capmem__account {
     uint64_t quota;
     uint64_t used;
     uint64_t lent;
-    capmem__cap_quota_t caps;
+    capmem__quota_t caps;
     capmem__meta_t meta;
     uint64_t upgrade_step;
     uint64_t upgrades;
@@ -171,9 +171,8 @@ capmem_err_t capmem__account_lookup(capmem_arena_t *arena, capmem_cap_t cap, uns
 capmem_err_t capmem__ds_lookup(capmem_arena_t *arena, capmem_cap_t cap, unsigned rights,
                                const char *func, capmem__slot_t **slot, capmem__ds_t **out);
 
-/* Teardown hooks dispatched by capmem__object_destroy(). */
-void capmem__account_destroy(capmem_arena_t *arena, capmem__account_t *acc);
-void capmem__ds_destroy(capmem_arena_t *arena, capmem__ds_t *ds);
+/* The dataspace type's hooks (dataspace.c), registered by the RAM layer. */
+extern const capmem__type_ops_t capmem__ds_type;
 
 /* Dataspace kind and writability. */
 static inline unsigned capmem__ds_kind(const capmem__ds_t *ds)

@@ -23,7 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "arena_internal.h"
+#include "cap_internal.h"
 #include "capmem/region_map.h"
 #include "ram_internal.h"
 #include "rm_hooks.h"
@@ -35,30 +35,37 @@ typedef struct rm_state {
     uint32_t stamp;
 } rm_state_t;
 
-static capmem_err_t rm_check(capmem_arena_t *arena, char *why, size_t len);
+static capmem_err_t rm_check(capmem_arena_t *arena, void *state, char *why, size_t len);
+static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle);
 
-static void rm_fini(capmem_arena_t *arena)
+static void rm_fini(capmem_arena_t *arena, void *state)
 {
-    rm_state_t *st = arena->ext[CAPMEM__EXT_RM];
-    if (st != NULL) {
-        CAPMEM_ASSERT(st->maps == NULL, "every map closed with its client");
-        capmem__free(st);
-        arena->ext[CAPMEM__EXT_RM] = NULL;
-    }
+    (void)arena;
+    const rm_state_t *st = state;
+    CAPMEM_ASSERT(st->maps == NULL, "every map closed with its client");
+    (void)st;
 }
+
+static const capmem__layer_t rm_layer = {
+    .name = "region maps",
+    .fini = rm_fini,
+    .check = rm_check,
+};
+
+static const capmem__type_ops_t rm_type = {
+    .type = CAPMEM_OBJ_REGION_MAP,
+    .name = "region map",
+    .destroy = rm_destroy,
+};
 
 static rm_state_t *rm_state(capmem_arena_t *arena)
 {
-    if (arena->ext[CAPMEM__EXT_RM] == NULL) {
-        rm_state_t *st = capmem__calloc(1, sizeof(*st));
-        if (st == NULL) {
-            return NULL;
-        }
-        arena->ext[CAPMEM__EXT_RM] = st;
-        arena->ext_fini[CAPMEM__EXT_RM] = rm_fini;
-        arena->ext_check[CAPMEM__EXT_RM] = rm_check;
+    void *st = NULL;
+    if (capmem__layer_setup(arena, &rm_layer, sizeof(rm_state_t), &st) != CAPMEM_OK) {
+        return NULL;
     }
-    return arena->ext[CAPMEM__EXT_RM];
+    capmem__type_register(arena, &rm_type);
+    return st;
 }
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -85,7 +92,7 @@ static capmem_err_t rm_lookup(capmem_arena_t *arena, capmem_cap_t cap, unsigned 
                               const char *func, capmem__slot_t **slot, capmem__rm_t **out)
 {
     capmem__slot_t *s;
-    capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_REGION_MAP, rights, func, &s);
+    capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_REGION_MAP, rights, &s);
     if (err == CAPMEM_OK) {
         *out = s->obj;
         if (slot != NULL) {
@@ -98,16 +105,8 @@ static capmem_err_t rm_lookup(capmem_arena_t *arena, capmem_cap_t cap, unsigned 
 /* The map a handle names, without touching the error record; NULL if gone. */
 static capmem__rm_t *rm_by_handle(capmem_arena_t *arena, capmem_cap_t h)
 {
-    capmem__cspace_t *cs = &arena->cspace;
-    uint32_t idx = capmem__cap_index(h);
-    if (idx == 0 || idx >= cs->high) {
-        return NULL;
-    }
-    const capmem__slot_t *s = &cs->slots[idx];
-    if (s->type != CAPMEM_OBJ_REGION_MAP || capmem__cap_gen(h) != (s->gen & CAPMEM__CAP_GEN_MASK)) {
-        return NULL;
-    }
-    return s->obj;
+    const capmem__slot_t *s = capmem__cspace_get(&arena->cspace, h);
+    return s != NULL && s->type == CAPMEM_OBJ_REGION_MAP ? s->obj : NULL;
 }
 
 /* ---- the region tree ----------------------------------------------------- */
@@ -366,7 +365,7 @@ void capmem__rm_managed_destroy(capmem_arena_t *arena, struct capmem__ds *ds)
 
 uint64_t capmem__rm_donations(capmem_arena_t *arena, const struct capmem__ram_service *svc)
 {
-    rm_state_t *st = arena->ext[CAPMEM__EXT_RM];
+    rm_state_t *st = capmem__layer_state(arena, &rm_layer);
     uint64_t sum = 0;
     for (const capmem__rm_t *rm = st != NULL ? st->maps : NULL; rm != NULL; rm = rm->next) {
         if (rm->client->svc == svc) {
@@ -387,10 +386,9 @@ uint64_t capmem__rm_records_in(capmem_arena_t *arena, const struct capmem__meta 
     return rm->regions;
 }
 
-void capmem__rm_destroy(capmem_arena_t *arena, void *obj)
+static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
 {
     capmem__rm_t *rm = obj;
-    const capmem_cap_t handle = arena->dying;
     CAPMEM_ASSERT(rm->managed == NULL, "the managed dataspace is a child capability: gone first");
     /* Every region leaves its dataspace's list; the records go with the chunks. */
     rm_region_t *stack[128];
@@ -409,7 +407,7 @@ void capmem__rm_destroy(capmem_arena_t *arena, void *obj)
         CAPMEM_ASSERT(top < 128, "an AVL tree of 2^32 nodes is at most 46 high");
         ds_unlink(rg_ds(arena, r), r);
     }
-    rm_state_t *st = arena->ext[CAPMEM__EXT_RM];
+    rm_state_t *st = capmem__layer_state(arena, &rm_layer);
     if (rm->prev != NULL) {
         rm->prev->next = rm->next;
     } else {
@@ -437,12 +435,12 @@ void capmem__rm_destroy(capmem_arena_t *arena, void *obj)
 static capmem_err_t check_bytes(const capmem_arena_t *arena, uint64_t bytes, uint64_t min,
                                 const char *what, const char *func)
 {
-    if (bytes < min || !capmem__is_aligned(bytes, arena->page_size)) {
+    if (bytes < min || !capmem__is_aligned(bytes, arena->mem.page_size)) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, func,
                             "%s of %llu bytes is not a multiple of the page size (%llu) or "
                             "below %llu bytes",
-                            what, (unsigned long long)bytes, (unsigned long long)arena->page_size,
-                            (unsigned long long)min);
+                            what, (unsigned long long)bytes,
+                            (unsigned long long)arena->mem.page_size, (unsigned long long)min);
     }
     return CAPMEM_OK;
 }
@@ -462,12 +460,12 @@ capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
     /* The donation must hold the chunk header, the map's record and one region. */
     uint64_t min_donation = CAPMEM__REC * (2u + CAPMEM_RM_SESSION_SLOTS);
     capmem_err_t err = CAPMEM_OK;
-    if (attr->size == 0 || !capmem__is_aligned(attr->size, arena->page_size) ||
-        attr->size / arena->page_size > CAPMEM_RM_MAX_PAGES) {
+    if (attr->size == 0 || !capmem__is_aligned(attr->size, arena->mem.page_size) ||
+        attr->size / arena->mem.page_size > CAPMEM_RM_MAX_PAGES) {
         err = capmem__fail(CAPMEM_E_INVALID_ARGS, fn,
                            "map size %llu is 0, not a multiple of the page size (%llu) or above "
                            "%llu pages",
-                           (unsigned long long)attr->size, (unsigned long long)arena->page_size,
+                           (unsigned long long)attr->size, (unsigned long long)arena->mem.page_size,
                            CAPMEM_RM_MAX_PAGES);
     }
     if (err == CAPMEM_OK) {
@@ -487,7 +485,7 @@ capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
                                  (unsigned long long)(acc->quota - acc->used), acc->label);
     }
     if (err == CAPMEM_OK) {
-        err = capmem__cap_reserve_check(arena, &acc->caps, 1, fn);
+        err = capmem__cap_reserve_check(arena, &acc->caps, 1);
     }
     if (err == CAPMEM_OK) {
         uint64_t largest = capmem_alloc_largest(acc->svc->phys);
@@ -516,7 +514,7 @@ capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
         rm->meta.account = NULL;
         rm->client = acc;
         rm->size = attr->size;
-        rm->pages = (uint32_t)(attr->size / arena->page_size);
+        rm->pages = (uint32_t)(attr->size / arena->mem.page_size);
         rm->upgrade_step = attr->upgrade_step;
         rm->flags = attr->flags;
         snprintf(rm->label, sizeof(rm->label), "%s",
@@ -528,9 +526,8 @@ capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
             st->maps->prev = rm;
         }
         st->maps = rm;
-        err = capmem__cap_create_typed(arena, CAPMEM_OBJ_REGION_MAP, rm, CAPMEM_RIGHTS_ALL,
-                                       CAPMEM__SLOT_ORIGINAL, acc->slot, &acc->caps, fn, out);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "slot and capability quota reserved");
+        *out = capmem__cap_create(arena, CAPMEM_OBJ_REGION_MAP, rm, CAPMEM_RIGHTS_ALL,
+                                  CAPMEM__SLOT_ORIGINAL, acc->slot, &acc->caps);
         rm->slot = capmem__cap_index(*out);
         if (capmem__events_on(arena)) {
             capmem__emitf(arena, CAPMEM_EVENT_DONATE, *out, attr->donation, attr->size,
@@ -652,7 +649,7 @@ static bool contains_up(capmem_arena_t *arena, capmem__rm_t *m, const capmem__rm
 
 static bool would_cycle(capmem_arena_t *arena, capmem__rm_t *outer, const capmem__rm_t *inner)
 {
-    rm_state_t *st = arena->ext[CAPMEM__EXT_RM];
+    rm_state_t *st = capmem__layer_state(arena, &rm_layer);
     if (++st->stamp == 0) {
         for (capmem__rm_t *m = st->maps; m != NULL; m = m->next) {
             m->stamp = 0;
@@ -670,8 +667,8 @@ capmem_err_t capmem_rm_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap
         return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "arena, attr or out is NULL");
     }
     CAPMEM__ENTER_OR_RETURN(arena);
-    const uint64_t page = arena->page_size;
-    const unsigned shift = arena->page_shift;
+    const uint64_t page = arena->mem.page_size;
+    const unsigned shift = arena->mem.page_shift;
     capmem__rm_t *m = NULL;
     capmem__slot_t *ds_slot = NULL;
     capmem__ds_t *d = NULL;
@@ -767,7 +764,7 @@ capmem_err_t capmem_rm_detach(capmem_arena_t *arena, capmem_cap_t rm, uint64_t a
     capmem__rm_t *m = NULL;
     capmem_err_t err = rm_lookup(arena, rm, CAPMEM_RIGHT_WRITE, __func__, NULL, &m);
     if (err == CAPMEM_OK) {
-        uint64_t pg = address >> arena->page_shift;
+        uint64_t pg = address >> arena->mem.page_shift;
         rm_region_t *r = address < m->size ? rg_overlap(m->root, pg, pg + 1) : NULL;
         if (r == NULL) {
             err = capmem__fail(CAPMEM_E_NOT_FOUND, __func__,
@@ -864,7 +861,7 @@ capmem_err_t capmem_rm_lookup(capmem_arena_t *arena, capmem_cap_t rm, uint64_t a
     capmem__rm_t *m = NULL;
     capmem_err_t err = rm_lookup(arena, rm, 0, __func__, NULL, &m);
     if (err == CAPMEM_OK) {
-        uint64_t pg = address >> arena->page_shift;
+        uint64_t pg = address >> arena->mem.page_shift;
         rm_region_t *r = address < m->size ? rg_overlap(m->root, pg, pg + 1) : NULL;
         if (r == NULL) {
             err = capmem__fail(CAPMEM_E_NOT_FOUND, __func__, "no region at 0x%llx",
@@ -872,8 +869,8 @@ capmem_err_t capmem_rm_lookup(capmem_arena_t *arena, capmem_cap_t rm, uint64_t a
             capmem__detail()->address = address;
         } else {
             memset(out, 0, sizeof(*out));
-            out->address = (uint64_t)r->base << arena->page_shift;
-            out->size = (uint64_t)r->pages << arena->page_shift;
+            out->address = (uint64_t)r->base << arena->mem.page_shift;
+            out->size = (uint64_t)r->pages << arena->mem.page_shift;
             out->offset = r->off;
             out->writable = (rg_flags(r) & RG_WRITABLE) != 0;
             out->executable = (rg_flags(r) & RG_EXEC) != 0;
@@ -899,7 +896,7 @@ capmem_err_t capmem_rm_dataspace(capmem_arena_t *arena, capmem_cap_t rm, capmem_
         return CAPMEM_OK;
     }
     if (err == CAPMEM_OK) {
-        err = capmem__cap_reserve_check(arena, &m->client->caps, 1, fn);
+        err = capmem__cap_reserve_check(arena, &m->client->caps, 1);
     }
     if (err == CAPMEM_OK) {
         err = rm_reserve(arena, m, fn);
@@ -913,9 +910,8 @@ capmem_err_t capmem_rm_dataspace(capmem_arena_t *arena, capmem_cap_t rm, capmem_
         rec->size = m->size;
         rec->owner = m;
         rec->flags = CAPMEM__DS_MANAGED | CAPMEM__DS_WRITABLE;
-        err = capmem__cap_create_typed(arena, CAPMEM_OBJ_DATASPACE, rec, CAPMEM_RIGHTS_ALL,
-                                       CAPMEM__SLOT_ORIGINAL, m->slot, &m->client->caps, fn, ds);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "slot and capability quota reserved");
+        *ds = capmem__cap_create(arena, CAPMEM_OBJ_DATASPACE, rec, CAPMEM_RIGHTS_ALL,
+                                 CAPMEM__SLOT_ORIGINAL, m->slot, &m->client->caps);
         rec->slot = capmem__cap_index(*ds);
         m->managed = rec;
     }
@@ -941,7 +937,7 @@ typedef struct xlate {
 static inline void translate(const capmem_arena_t *arena, capmem__rm_t *rm, uint64_t addr,
                              capmem_rm_access_t access, xlate_t *x)
 {
-    const unsigned shift = arena->page_shift;
+    const unsigned shift = arena->mem.page_shift;
     uint64_t avail = UINT64_MAX;
     for (;;) {
         uint64_t pg = addr >> shift;
@@ -1104,9 +1100,9 @@ static capmem_err_t rm_access(capmem_arena_t *arena, capmem_cap_t top, capmem__r
         }
         if (buf != NULL) {
             if (access == CAPMEM_RM_WRITE) {
-                memcpy(capmem__bytes(arena, x.boff), buf + done, n);
+                memcpy(capmem__bytes(&arena->mem, x.boff), buf + done, n);
             } else {
-                memcpy(buf + done, capmem__bytes(arena, x.boff), n);
+                memcpy(buf + done, capmem__bytes(&arena->mem, x.boff), n);
             }
         }
         done += n;
@@ -1212,7 +1208,7 @@ static int check_subtree(walk_t *w, const rm_region_t *n, unsigned depth)
     if (hl < 0) {
         return -1;
     }
-    uint64_t a = (uint64_t)n->base << arena->page_shift;
+    uint64_t a = (uint64_t)n->base << arena->mem.page_shift;
     if (n->rm_slot != rm->slot || n->pages == 0 || n->base < w->prev_end || rg_end(n) > rm->pages ||
         n->gap != n->base - w->prev_end) {
         snprintf(w->why, w->len,
@@ -1229,7 +1225,7 @@ static int check_subtree(walk_t *w, const rm_region_t *n, unsigned depth)
         return -1;
     }
     const capmem__ds_t *d = rg_ds(arena, n);
-    uint64_t bytes = (uint64_t)n->pages << arena->page_shift;
+    uint64_t bytes = (uint64_t)n->pages << arena->mem.page_shift;
     if (n->off > d->size || d->size - n->off < bytes ||
         ((rg_flags(n) & RG_WRITABLE) && !(d->flags & CAPMEM__DS_WRITABLE))) {
         snprintf(w->why, w->len,
@@ -1263,9 +1259,10 @@ static int check_subtree(walk_t *w, const rm_region_t *n, unsigned depth)
     return h;
 }
 
-static capmem_err_t rm_check(capmem_arena_t *arena, char *why, size_t len)
+static capmem_err_t rm_check(capmem_arena_t *arena, void *state, char *why, size_t len)
 {
-    rm_state_t *st = arena->ext[CAPMEM__EXT_RM];
+    (void)state;
+    rm_state_t *st = capmem__layer_state(arena, &rm_layer);
     char scratch[8];
     if (why == NULL || len == 0) {
         why = scratch;

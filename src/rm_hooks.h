@@ -33,7 +33,4 @@ capmem_err_t capmem__rm_managed_access(capmem_arena_t *arena, struct capmem__ds 
 uint64_t capmem__rm_donations(capmem_arena_t *arena, const struct capmem__ram_service *svc);
 uint64_t capmem__rm_records_in(capmem_arena_t *arena, const struct capmem__meta *m);
 
-/* Teardown of a region map session (its capability's original was deleted). */
-void capmem__rm_destroy(capmem_arena_t *arena, void *rm);
-
 #endif

@@ -6,7 +6,7 @@
 #ifndef CAPMEM_RM_INTERNAL_H
 #define CAPMEM_RM_INTERNAL_H
 
-#include "arena_internal.h"
+#include "cap_internal.h"
 #include "capmem/region_map.h"
 #include "ram_internal.h"
 

@@ -22,15 +22,33 @@ typedef struct ut_state {
     bool booted;
 } ut_state_t;
 
-static void ut_destroy(capmem_arena_t *arena, capmem__object_t *obj);
-static void leaf_destroy(capmem_arena_t *arena, capmem__object_t *obj);
+static void ut_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle);
+static void leaf_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle);
+static const char *leaf_name(const void *obj);
+static int ut_describe(capmem_arena_t *arena, const void *obj, char *buf, size_t len);
+static int leaf_describe(capmem_arena_t *arena, const void *obj, char *buf, size_t len);
 
-static const capmem__object_ops_t untyped_ops = {
-    .type = CAPMEM_OBJ_UNTYPED, .name = "untyped", .destroy = ut_destroy};
-static const capmem__object_ops_t frame_ops = {
-    .type = CAPMEM_OBJ_FRAME, .name = "frame", .destroy = leaf_destroy};
-static const capmem__object_ops_t kobj_ops = {
-    .type = CAPMEM_OBJ_KOBJ, .name = "kernel object", .destroy = leaf_destroy};
+static const capmem__layer_t untyped_layer;
+
+static const capmem__type_ops_t untyped_type = {
+    .type = CAPMEM_OBJ_UNTYPED,
+    .name = "untyped",
+    .destroy = ut_destroy,
+    .describe = ut_describe,
+};
+static const capmem__type_ops_t frame_type = {
+    .type = CAPMEM_OBJ_FRAME,
+    .name = "frame",
+    .destroy = leaf_destroy,
+    .describe = leaf_describe,
+};
+static const capmem__type_ops_t kobj_type = {
+    .type = CAPMEM_OBJ_KOBJ,
+    .name = "kernel object",
+    .destroy = leaf_destroy,
+    .name_of = leaf_name,
+    .describe = leaf_describe,
+};
 
 const char *capmem_untyped_policy_name(capmem_untyped_policy_t policy)
 {
@@ -91,7 +109,7 @@ static capmem_err_t ut_new(capmem_untyped_policy_t policy, uint64_t offset, unsi
         capmem__free(ut);
         return err;
     }
-    ut->base.hdr.ops = &untyped_ops;
+    ut->base.type = CAPMEM_OBJ_UNTYPED;
     ut->base.offset = offset;
     ut->base.size_bits = size_bits;
     ut->base.device = device;
@@ -119,62 +137,91 @@ void capmem__ut_child_release(capmem_arena_t *arena, capmem__ut_child_t *child)
      * Range and buddy reuse the memory at once. Watermark records the free
      * (so double frees stay detectable) but reuses nothing until reset.
      */
-    capmem_err_t err =
-        capmem_alloc_free(p->alloc, child->offset - p->base.offset, 1ull << child->size_bits);
-    CAPMEM_ASSERT(err == CAPMEM_OK, "every child's block was allocated by its parent");
-    (void)err;
+    /*
+     * Deletion cannot fail. A built-in policy takes every child's block
+     * back; a user policy that refuses keeps the block reserved (its own
+     * inconsistency, visible in its avail) and nothing else changes.
+     */
+    (void)capmem_alloc_free(p->alloc, child->offset - p->base.offset, 1ull << child->size_bits);
 }
 
-static void ut_destroy(capmem_arena_t *arena, capmem__object_t *obj)
+static void ut_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
 {
-    capmem__untyped_t *ut = (capmem__untyped_t *)obj;
+    (void)handle;
+    capmem__untyped_t *ut = obj;
     CAPMEM_ASSERT(ut->children == 0, "the derivation tree destroys children first");
     capmem__ut_child_release(arena, &ut->base);
     if (ut->device != NULL) {
         CAPMEM_ASSERT(ut->device->pins > 0, "pinned once per covering untyped");
         ut->device->pins--;
     }
-    if (ut->boot_id != 0 && arena->ext[CAPMEM__EXT_UNTYPED] != NULL) {
-        ut_state_t *st = arena->ext[CAPMEM__EXT_UNTYPED];
+    ut_state_t *st = capmem__layer_state(arena, &untyped_layer);
+    if (ut->boot_id != 0 && st != NULL) {
         st->boot[ut->boot_id - 1].cap = CAPMEM_CAP_NULL;
     }
     ut_free(ut);
 }
 
-static void leaf_destroy(capmem_arena_t *arena, capmem__object_t *obj)
+static void leaf_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
 {
-    capmem__ut_child_t *c = (capmem__ut_child_t *)obj;
+    capmem__ut_child_t *c = obj;
+    if (c->claim != NULL) {
+        c->claim->destroy(arena, c, handle); /* a claimed object goes the claimer's way */
+        return;
+    }
     capmem__ut_child_release(arena, c);
     capmem__free(c);
 }
 
-/* ---- boot ---------------------------------------------------------------- */
-
-static void ut_fini(capmem_arena_t *arena)
+static const char *leaf_name(const void *obj)
 {
-    ut_state_t *st = arena->ext[CAPMEM__EXT_UNTYPED];
-    if (st != NULL) {
-        capmem__free(st->boot);
-        capmem__free(st);
-        arena->ext[CAPMEM__EXT_UNTYPED] = NULL;
-    }
+    const capmem__ut_child_t *c = obj;
+    return c->claim != NULL ? c->claim->name : "kernel object";
 }
 
-static capmem_err_t ut_check(capmem_arena_t *arena, char *why, size_t len);
+static int ut_describe(capmem_arena_t *arena, const void *obj, char *buf, size_t len)
+{
+    const capmem__untyped_t *ut = obj;
+    return snprintf(buf, len, "untyped of 2^%u bytes at phys 0x%llx, %s%s, %llu children",
+                    ut->base.size_bits,
+                    (unsigned long long)(arena->mem.phys_base + ut->base.offset),
+                    ut->base.device ? "device, " : "", capmem_alloc_name(ut->alloc),
+                    (unsigned long long)ut->children);
+}
+
+static int leaf_describe(capmem_arena_t *arena, const void *obj, char *buf, size_t len)
+{
+    const capmem__ut_child_t *c = obj;
+    return snprintf(buf, len, "%s of 2^%u bytes at phys 0x%llx", leaf_name(obj), c->size_bits,
+                    (unsigned long long)(arena->mem.phys_base + c->offset));
+}
+
+/* ---- boot ---------------------------------------------------------------- */
+
+static void ut_fini(capmem_arena_t *arena, void *state)
+{
+    (void)arena;
+    ut_state_t *st = state;
+    capmem__free(st->boot);
+}
+
+static capmem_err_t ut_check(capmem_arena_t *arena, void *state, char *why, size_t len);
+
+static const capmem__layer_t untyped_layer = {
+    .name = "untyped",
+    .fini = ut_fini,
+    .check = ut_check,
+};
 
 static capmem_err_t ut_state(capmem_arena_t *arena, ut_state_t **out)
 {
-    if (arena->ext[CAPMEM__EXT_UNTYPED] == NULL) {
-        ut_state_t *st = capmem__calloc(1, sizeof(*st));
-        if (st == NULL) {
-            return capmem__fail(CAPMEM_E_HOST_NOMEM, "capmem_untyped", "no host memory");
-        }
-        arena->ext[CAPMEM__EXT_UNTYPED] = st;
-        arena->ext_fini[CAPMEM__EXT_UNTYPED] = ut_fini;
-        arena->ext_check[CAPMEM__EXT_UNTYPED] = ut_check;
+    capmem_err_t err = capmem__layer_setup(arena, &untyped_layer, sizeof(ut_state_t), (void **)out);
+    if (err == CAPMEM_OK) {
+        capmem__type_register(arena, &untyped_type);
+        capmem__type_register(arena, &frame_type);
+        capmem__type_register(arena, &kobj_type);
     }
-    *out = arena->ext[CAPMEM__EXT_UNTYPED];
-    return CAPMEM_OK;
+    return err;
 }
 
 /*
@@ -230,13 +277,13 @@ static capmem_err_t fill_info(capmem_arena_t *arena, capmem_cap_t cap, capmem__u
 static capmem_err_t make_roots(capmem_arena_t *arena, const piece_list_t *pl, capmem__device_t *dev,
                                capmem_cap_t *caps, capmem__untyped_t **uts, const char *func)
 {
-    capmem_err_t err = capmem__cap_reserve_check(arena, NULL, (uint32_t)pl->n, func);
+    capmem_err_t err = capmem__cap_reserve_check(arena, NULL, (uint32_t)pl->n);
     if (err != CAPMEM_OK) {
         return err;
     }
     for (size_t i = 0; i < pl->n; i++) {
         uint64_t off = dev != NULL ? dev->backing_offset + (pl->phys[i] - dev->phys)
-                                   : pl->phys[i] - arena->phys_base;
+                                   : pl->phys[i] - arena->mem.phys_base;
         err = ut_new(CAPMEM_UNTYPED_WATERMARK, off, pl->bits[i], dev != NULL, &uts[i]);
         if (err != CAPMEM_OK) {
             while (i-- > 0) {
@@ -246,9 +293,8 @@ static capmem_err_t make_roots(capmem_arena_t *arena, const piece_list_t *pl, ca
         }
     }
     for (size_t i = 0; i < pl->n; i++) {
-        err = capmem__cap_create(arena, &uts[i]->base.hdr, CAPMEM_RIGHTS_ALL, CAPMEM__SLOT_ORIGINAL,
-                                 0, NULL, func, &caps[i]);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "slots were reserved");
+        caps[i] = capmem__cap_create(arena, CAPMEM_OBJ_UNTYPED, uts[i], CAPMEM_RIGHTS_ALL,
+                                     CAPMEM__SLOT_ORIGINAL, 0, NULL);
         if (dev != NULL) {
             uts[i]->device = dev;
             dev->pins++;
@@ -299,11 +345,9 @@ static void copy_out(capmem_arena_t *arena, ut_state_t *st, size_t from, capmem_
     for (size_t i = from; i < st->nboot; i++, n++) {
         if (n < max) {
             out[n] = st->boot[i];
-            capmem__slot_t *s = NULL;
             /* Refresh the numbers of untypeds that still exist. */
-            if (st->boot[i].cap != CAPMEM_CAP_NULL &&
-                capmem__cap_lookup(arena, st->boot[i].cap, CAPMEM_OBJ_UNTYPED, 0, "boot", &s) ==
-                    CAPMEM_OK) {
+            const capmem__slot_t *s = capmem__cspace_get(&arena->cspace, st->boot[i].cap);
+            if (st->boot[i].cap != CAPMEM_CAP_NULL && s != NULL) {
                 fill_info(arena, st->boot[i].cap, (capmem__untyped_t *)s->obj, &out[n]);
             }
         }
@@ -322,10 +366,11 @@ capmem_err_t capmem_untyped_boot(capmem_arena_t *arena, capmem_untyped_info_t *o
     capmem_err_t err = ut_state(arena, &st);
     if (err == CAPMEM_OK && !st->booted) {
         piece_list_t pl = {.n = 0};
-        cut_aligned(arena->phys_base, arena->ram_size, CAPMEM_UNTYPED_MIN_BITS, add_piece, &pl);
+        cut_aligned(arena->mem.phys_base, arena->mem.ram_size, CAPMEM_UNTYPED_MIN_BITS, add_piece,
+                    &pl);
         err = boot_pieces(arena, st, &pl, NULL, __func__);
         for (int i = 0; err == CAPMEM_OK && i < CAPMEM_DEVICE_MAX; i++) {
-            capmem__device_t *d = &arena->devices[i];
+            capmem__device_t *d = &arena->mem.devices[i];
             if (d->id != 0 && d->pins == 0) {
                 pl.n = 0;
                 cut_aligned(d->phys, d->size, CAPMEM_UNTYPED_MIN_BITS, add_piece, &pl);
@@ -336,9 +381,7 @@ capmem_err_t capmem_untyped_boot(capmem_arena_t *arena, capmem_untyped_info_t *o
         if (err != CAPMEM_OK) {
             /* All or nothing: undo the pieces made so far. */
             for (size_t i = 0; i < st->nboot; i++) {
-                capmem__slot_t *s = NULL;
-                if (capmem__cap_lookup(arena, st->boot[i].cap, CAPMEM_OBJ_UNTYPED, 0, __func__,
-                                       &s) == CAPMEM_OK) {
+                if (capmem__cspace_get(&arena->cspace, st->boot[i].cap) != NULL) {
                     capmem__cap_delete_leaf(arena, capmem__cap_index(st->boot[i].cap));
                 }
             }
@@ -361,8 +404,8 @@ capmem_err_t capmem_untyped_add_device(capmem_arena_t *arena, uint32_t device_id
     CAPMEM__ENTER_OR_RETURN(arena);
     capmem__device_t *dev = NULL;
     for (int i = 0; device_id != 0 && i < CAPMEM_DEVICE_MAX; i++) {
-        if (arena->devices[i].id == device_id) {
-            dev = &arena->devices[i];
+        if (arena->mem.devices[i].id == device_id) {
+            dev = &arena->mem.devices[i];
         }
     }
     ut_state_t *st = NULL;
@@ -391,7 +434,7 @@ capmem_err_t capmem_untyped_add_device(capmem_arena_t *arena, uint32_t device_id
 static capmem_err_t lookup_ut(capmem_arena_t *arena, capmem_cap_t cap, unsigned rights,
                               const char *func, capmem__slot_t **slot, capmem__untyped_t **ut)
 {
-    capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_UNTYPED, rights, func, slot);
+    capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_UNTYPED, rights, slot);
     if (err == CAPMEM_OK) {
         *ut = (capmem__untyped_t *)(*slot)->obj;
     }
@@ -417,10 +460,10 @@ static capmem_err_t fill_info(capmem_arena_t *arena, capmem_cap_t cap, capmem__u
     info->offset = ut->base.offset;
     info->phys = ut->device != NULL
                      ? ut->device->phys + (ut->base.offset - ut->device->backing_offset)
-                     : arena->phys_base + ut->base.offset;
+                     : arena->mem.phys_base + ut->base.offset;
     if (ut->base.device && ut->device == NULL) {
         /* A device child: find its range by backing offset. */
-        capmem__device_t *d = capmem__device_at_backing(arena, ut->base.offset, 1);
+        capmem__device_t *d = capmem__device_at_backing(&arena->mem, ut->base.offset, 1);
         info->phys = d != NULL ? d->phys + (ut->base.offset - d->backing_offset) : 0;
     }
     info->size_bits = ut->base.size_bits;
@@ -519,8 +562,8 @@ static capmem_err_t decode_args(capmem_arena_t *arena, const capmem_retype_attr_
         capmem__detail()->argument = 2;
         return CAPMEM_E_INVALID_ARGS;
     }
-    if (t == CAPMEM_OBJ_FRAME && attr->size_bits < arena->page_shift) {
-        return capmem__fail_range(func, 2, attr->size_bits, arena->page_shift,
+    if (t == CAPMEM_OBJ_FRAME && attr->size_bits < arena->mem.page_shift) {
+        return capmem__fail_range(func, 2, attr->size_bits, arena->mem.page_shift,
                                   CAPMEM_UNTYPED_MAX_BITS, "Untyped Retype: frame size bits");
     }
     if (t == CAPMEM_OBJ_KOBJ && attr->size_bits < CAPMEM_UNTYPED_MIN_BITS) {
@@ -589,11 +632,15 @@ static capmem_err_t place(capmem__untyped_t *ut, const capmem_retype_attr_t *att
     }
     capmem_err_t place_err = err;
     while (i-- > 0) {
-        err = capmem_alloc_free(ut->alloc, rel[i], sz);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "undoing our own allocation");
+        /*
+         * Undo. A built-in policy always takes its own block back; a user
+         * policy that refuses keeps it reserved, its own inconsistency, and
+         * the retype still fails cleanly.
+         */
+        (void)capmem_alloc_free(ut->alloc, rel[i], sz);
     }
-    if (place_err == CAPMEM_E_HOST_NOMEM) {
-        return place_err;
+    if (place_err == CAPMEM_E_HOST_NOMEM || place_err == CAPMEM_E_POLICY) {
+        return place_err; /* the policy's own detail explains it */
     }
     return insufficient(func, n, attr->size_bits, ut_free_bytes(ut));
 }
@@ -616,13 +663,15 @@ static capmem_err_t place_run(capmem__untyped_t *ut, const capmem_retype_attr_t 
     uint64_t at;
     capmem_err_t err = capmem_alloc_alloc(ut->alloc, run, sz, &at);
     if (err != CAPMEM_OK) {
-        if (err == CAPMEM_E_HOST_NOMEM) {
+        if (err == CAPMEM_E_HOST_NOMEM || err == CAPMEM_E_POLICY) {
             return err;
         }
         return insufficient(func, attr->count, attr->size_bits, ut_free_bytes(ut));
     }
     err = capmem_alloc_free(ut->alloc, at, run);
-    CAPMEM_ASSERT(err == CAPMEM_OK, "freeing the run we just took");
+    if (err != CAPMEM_OK) {
+        return err; /* a user policy refused the run it just gave: its detail says why */
+    }
     capmem_retype_attr_t exact = *attr;
     exact.offset = at;
     return place(ut, &exact, rel, func);
@@ -687,7 +736,7 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
             goto out;
         }
     }
-    err = capmem__cap_reserve_check(arena, NULL, attr->count, fn);
+    err = capmem__cap_reserve_check(arena, NULL, attr->count);
     if (err != CAPMEM_OK) {
         goto out;
     }
@@ -707,7 +756,7 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
             if (r == NULL) {
                 err = capmem__fail(CAPMEM_E_HOST_NOMEM, fn, "no host memory for a record");
             } else {
-                r->hdr.ops = attr->type == CAPMEM_OBJ_FRAME ? &frame_ops : &kobj_ops;
+                r->type = attr->type;
             }
         }
         if (err != CAPMEM_OK) {
@@ -747,11 +796,10 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
         r->device = ut->base.device;
         ut->children++;
         if (!ut->base.device) {
-            capmem__arena_zero(arena, r->offset, sz);
+            capmem__backing_zero(&arena->mem, r->offset, sz);
         }
-        err = capmem__cap_create(arena, &r->hdr, CAPMEM_RIGHTS_ALL, CAPMEM__SLOT_ORIGINAL,
-                                 capmem__slot_index(&arena->cspace, s), NULL, fn, &dest[i]);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "slots were reserved in decode");
+        dest[i] = capmem__cap_create(arena, r->type, r, CAPMEM_RIGHTS_ALL, CAPMEM__SLOT_ORIGINAL,
+                                     capmem__slot_index(&arena->cspace, s), NULL);
         /* Creating a slot may not move the table (it is one fixed mapping). */
     }
     nrec = 0;
@@ -764,7 +812,7 @@ capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_t untyped,
 out:
     while (nrec > 0) {
         nrec--;
-        if (recs[nrec]->hdr.ops == &untyped_ops) {
+        if (recs[nrec]->type == CAPMEM_OBJ_UNTYPED) {
             ut_free((capmem__untyped_t *)recs[nrec]);
         } else {
             capmem__free(recs[nrec]);
@@ -789,7 +837,7 @@ capmem_err_t capmem_untyped_copy(capmem_arena_t *arena, capmem_cap_t untyped, ca
                            "untyped has children: revoke before copying");
     }
     if (err == CAPMEM_OK) {
-        err = capmem__cap_reserve_check(arena, NULL, 1, __func__);
+        err = capmem__cap_reserve_check(arena, NULL, 1);
     }
     if (err == CAPMEM_OK) {
         err = ut_new(ut->user_policy ? CAPMEM_UNTYPED_WATERMARK : ut->policy, ut->base.offset,
@@ -802,9 +850,8 @@ capmem_err_t capmem_untyped_copy(capmem_arena_t *arena, capmem_cap_t untyped, ca
          * original is marked full instead, as seL4 sets its free index to
          * the end.
          */
-        err = capmem__cap_create(arena, &cp->base.hdr, s->rights, CAPMEM__SLOT_ORIGINAL,
-                                 capmem__slot_index(&arena->cspace, s), NULL, __func__, out);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "slot was reserved");
+        *out = capmem__cap_create(arena, CAPMEM_OBJ_UNTYPED, cp, s->rights, CAPMEM__SLOT_ORIGINAL,
+                                  capmem__slot_index(&arena->cspace, s), NULL);
         ut->full = true;
     }
     CAPMEM__LEAVE(arena);
@@ -814,9 +861,10 @@ capmem_err_t capmem_untyped_copy(capmem_arena_t *arena, capmem_cap_t untyped, ca
 /* ---- claim (for the RAM service) ---------------------------------------- */
 
 capmem_err_t capmem__untyped_claim(capmem_arena_t *arena, capmem_cap_t untyped,
-                                   capmem__ut_child_t *child, const char *func,
+                                   capmem__ut_child_t *child, const capmem__ut_claim_t *claim,
                                    capmem_cap_t *child_cap)
 {
+    const char *func = NULL;
     capmem__slot_t *s = NULL;
     capmem__untyped_t *ut = NULL;
     capmem_err_t err = lookup_ut(arena, untyped, CAPMEM_RIGHT_WRITE, func, &s, &ut);
@@ -830,7 +878,7 @@ capmem_err_t capmem__untyped_claim(capmem_arena_t *arena, capmem_cap_t untyped,
         return capmem__fail(CAPMEM_E_REVOKE_FIRST, func,
                             "untyped has children: revoke it before giving it away");
     }
-    err = capmem__cap_reserve_check(arena, NULL, 1, func);
+    err = capmem__cap_reserve_check(arena, NULL, 1);
     if (err != CAPMEM_OK) {
         return err;
     }
@@ -841,15 +889,17 @@ capmem_err_t capmem__untyped_claim(capmem_arena_t *arena, capmem_cap_t untyped,
     if (err != CAPMEM_OK) {
         return err; /* a user policy that cannot hand out its whole span */
     }
+    child->type = CAPMEM_OBJ_KOBJ;
+    child->claim = claim;
     child->parent = ut;
     child->offset = ut->base.offset + rel;
     child->size_bits = ut->base.size_bits;
     child->device = false;
     ut->children++;
-    capmem__arena_zero(arena, child->offset, ut_size(ut));
-    err = capmem__cap_create(arena, &child->hdr, CAPMEM_RIGHTS_ALL, CAPMEM__SLOT_ORIGINAL,
-                             capmem__slot_index(&arena->cspace, s), NULL, func, child_cap);
-    CAPMEM_ASSERT(err == CAPMEM_OK, "slot was reserved");
+    capmem__backing_zero(&arena->mem, child->offset, ut_size(ut));
+    *child_cap =
+        capmem__cap_create(arena, CAPMEM_OBJ_KOBJ, child, CAPMEM_RIGHTS_ALL, CAPMEM__SLOT_ORIGINAL,
+                           capmem__slot_index(&arena->cspace, s), NULL);
     return CAPMEM_OK;
 }
 
@@ -859,7 +909,7 @@ static capmem_err_t lookup_leaf(capmem_arena_t *arena, capmem_cap_t cap, unsigne
                                 const char *func, capmem__ut_child_t **out)
 {
     capmem__slot_t *s = NULL;
-    capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_NONE, 0, func, &s);
+    capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_NONE, 0, &s);
     if (err != CAPMEM_OK) {
         return err;
     }
@@ -886,13 +936,13 @@ capmem_err_t capmem_object_info(capmem_arena_t *arena, capmem_cap_t obj, capmem_
     capmem__ut_child_t *c = NULL;
     capmem_err_t err = lookup_leaf(arena, obj, 0, __func__, &c);
     if (err == CAPMEM_OK) {
-        info->type = c->hdr.ops->type;
+        info->type = c->type;
         info->offset = c->offset;
         info->size_bits = c->size_bits;
         info->device = c->device;
-        info->phys = arena->phys_base + c->offset;
+        info->phys = arena->mem.phys_base + c->offset;
         if (c->device) {
-            capmem__device_t *d = capmem__device_at_backing(arena, c->offset, 1);
+            capmem__device_t *d = capmem__device_at_backing(&arena->mem, c->offset, 1);
             info->phys = d != NULL ? d->phys + (c->offset - d->backing_offset) : 0;
         }
     }
@@ -908,7 +958,7 @@ static capmem_err_t frame_access(capmem_arena_t *arena, capmem_cap_t frame, uint
     if (err != CAPMEM_OK) {
         return err;
     }
-    if (c->hdr.ops->type != CAPMEM_OBJ_FRAME) {
+    if (c->type != CAPMEM_OBJ_FRAME) {
         return capmem__fail(CAPMEM_E_WRONG_TYPE, func, "a kernel object has no readable bytes");
     }
     uint64_t end;
@@ -919,7 +969,7 @@ static capmem_err_t frame_access(capmem_arena_t *arena, capmem_cap_t frame, uint
         capmem__detail()->address = offset;
         return CAPMEM_E_INVALID_ARGS;
     }
-    *where = capmem__bytes(arena, c->offset + offset);
+    *where = capmem__bytes(&arena->mem, c->offset + offset);
     return CAPMEM_OK;
 }
 
@@ -987,8 +1037,9 @@ static bool is_ut_child(const capmem__slot_t *s)
  * number of its live children, and each policy's own check passes.
  * O(n log n) in the number of capabilities.
  */
-static capmem_err_t ut_check(capmem_arena_t *arena, char *why, size_t len)
+static capmem_err_t ut_check(capmem_arena_t *arena, void *state, char *why, size_t len)
 {
+    (void)state;
     capmem__cspace_t *cs = &arena->cspace;
     size_t n = 0;
     for (uint32_t i = 1; i < cs->high; i++) {

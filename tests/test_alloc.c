@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "alloc_internal.h" /* one test bends a built-in policy's vtable */
 #include "capmem/alloc.h"
 #include "first_fit.h"
 #include "internal.h"
@@ -696,6 +697,578 @@ static void test_custom_first_fit_policy_works_through_generic_api(void **state)
     assert_int_equal(g.destroyed, 0);
 }
 
+/* ---- custom policies that answer wrongly --------------------------------- */
+
+/*
+ * The tests' first fit with a switch: while lie is LIE_NONE it answers
+ * honestly; otherwise its hooks answer as told, without changing the first
+ * fit's state, so that "nothing changed" can be asserted after the wrapper
+ * refuses the answer.
+ */
+typedef enum lie {
+    LIE_NONE,
+    LIE_ANSWER,     /* alloc says OK with offset `answer`, recording nothing */
+    LIE_NO_OFFSET,  /* alloc says OK without storing an offset */
+    LIE_OWN_DETAIL, /* fail with a detail record of its own (capmem_error_set) */
+    LIE_SILENT,     /* fail without recording anything */
+    LIE_OK,         /* alloc_at says OK to anything, recording nothing */
+    LIE_REENTER,    /* alloc calls back into its own wrapper, then answers honestly */
+} lie_t;
+
+typedef struct liar {
+    test_ff_t ff; /* the honest policy underneath */
+    lie_t lie;
+    uint64_t answer;
+    int calls;              /* mutating hooks called, honest or not */
+    capmem_alloc_t *handle; /* the wrapper, for LIE_REENTER */
+    capmem_err_t nested[3]; /* what the calls back returned */
+} liar_t;
+
+static capmem_err_t liar_own_detail(void)
+{
+    capmem_err_t err = capmem_error_set(CAPMEM_E_NOT_ENOUGH_MEMORY, "liar: quota of %d blocks", 3);
+    capmem_error_set_numbers(7, 3);
+    return err;
+}
+
+static capmem_err_t liar_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
+{
+    liar_t *l = self;
+    l->calls++;
+    switch (l->lie) {
+    case LIE_ANSWER:
+        *offset = l->answer;
+        return CAPMEM_OK;
+    case LIE_NO_OFFSET:
+        return CAPMEM_OK;
+    case LIE_REENTER: {
+        uint64_t nested_off = 0;
+        l->nested[0] = capmem_alloc_alloc(l->handle, size, align, &nested_off);
+        l->nested[1] = capmem_alloc_alloc_at(l->handle, l->ff.base, size);
+        l->nested[2] = capmem_alloc_free(l->handle, l->ff.base, size);
+        capmem_alloc_reset(l->handle);   /* does nothing from inside a hook */
+        capmem_alloc_destroy(l->handle); /* neither does this */
+        return test_ff_ops.alloc(&l->ff, size, align, offset);
+    }
+    case LIE_OWN_DETAIL:
+        return liar_own_detail();
+    case LIE_SILENT:
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    case LIE_NONE:
+    default:
+        return test_ff_ops.alloc(&l->ff, size, align, offset);
+    }
+}
+
+static capmem_err_t liar_alloc_at(void *self, uint64_t offset, uint64_t size)
+{
+    liar_t *l = self;
+    l->calls++;
+    switch ((int)l->lie) {
+    case LIE_OK:
+        return CAPMEM_OK;
+    case LIE_OWN_DETAIL:
+        return liar_own_detail();
+    case LIE_SILENT:
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    case LIE_NONE:
+    default:
+        return test_ff_ops.alloc_at(&l->ff, offset, size);
+    }
+}
+
+static capmem_err_t liar_free(void *self, uint64_t offset, uint64_t size)
+{
+    liar_t *l = self;
+    l->calls++;
+    if (l->lie == LIE_OWN_DETAIL) {
+        return liar_own_detail();
+    }
+    return test_ff_ops.free(&l->ff, offset, size);
+}
+
+static uint64_t liar_avail(const void *self)
+{
+    return test_ff_ops.avail(&((const liar_t *)self)->ff);
+}
+
+static uint64_t liar_largest(const void *self)
+{
+    return test_ff_ops.largest(&((const liar_t *)self)->ff);
+}
+
+static void liar_reset(void *self)
+{
+    liar_t *l = self;
+    l->calls++;
+    test_ff_ops.reset(&l->ff);
+}
+
+static capmem_err_t liar_walk(const void *self, capmem_alloc_walk_fn fn, void *ctx)
+{
+    return test_ff_ops.walk(&((const liar_t *)self)->ff, fn, ctx);
+}
+
+static const capmem_alloc_ops_t liar_ops = {
+    .name = "liar",
+    .alloc = liar_alloc,
+    .alloc_at = liar_alloc_at,
+    .free = liar_free,
+    .avail = liar_avail,
+    .largest = liar_largest,
+    .reset = liar_reset,
+    .walk = liar_walk,
+};
+
+/* A liar over [base, base + size), honest until told otherwise. */
+static capmem_alloc_t *make_liar(liar_t *l, uint64_t base, uint64_t size)
+{
+    memset(l, 0, sizeof(*l));
+    l->ff.base = base;
+    l->ff.size = size;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_custom_span(&liar_ops, l, base, size, &a), CAPMEM_OK);
+    l->handle = a;
+    CHECK(a);
+    return a;
+}
+
+static void test_custom_hook_own_detail_is_passed_on_unchanged(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    uint64_t off = 5;
+    l.lie = LIE_OWN_DETAIL;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x2000, 0x100), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, x, 0x400), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    const capmem_error_info_t *d = capmem_last_error();
+    assert_int_equal(d->code, CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_string_equal(d->message, "liar: quota of 3 blocks");
+    assert_int_equal(d->needed, 7);
+    assert_int_equal(d->available, 3);
+    assert_string_equal(d->function, "capmem_alloc_free"); /* the label is the public call's */
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_string_equal(capmem_last_error()->message, "liar: quota of 3 blocks");
+    assert_string_equal(capmem_last_error()->function, "capmem_alloc_alloc");
+    assert_int_equal(capmem_last_error()->needed, 7);
+
+    /* A hook that records nothing gets a message naming the policy, even when
+     * a stale record with the same code is lying there from before. */
+    (void)capmem_error_set(CAPMEM_E_NOT_ENOUGH_MEMORY, "stale");
+    capmem_error_set_numbers(1, 2);
+    l.lie = LIE_SILENT;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    d = capmem_last_error();
+    assert_non_null(strstr(d->message, "'liar'"));
+    assert_null(strstr(d->message, "stale"));
+    assert_int_equal(d->needed, 0);
+    assert_string_equal(d->function, "capmem_alloc_alloc");
+    assert_int_equal(off, 5);
+
+    l.lie = LIE_NONE;
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/* A refused answer: POLICY, the detail names policy, request and answer. */
+static void expect_policy(capmem_alloc_t *a, liar_t *l, uint64_t size, uint64_t align,
+                          uint64_t answer, const char *why, int line)
+{
+    char req[96];
+    char ans[40];
+    uint64_t off = 0xdead;
+    int calls = l->calls;
+    snap_t *before = snap_take(a);
+    expect_err(capmem_alloc_alloc(a, size, align, &off), CAPMEM_E_POLICY, "alloc", line);
+    snap_t *after = snap_take(a);
+    snap_same(before, after, "a refused answer", line);
+    free(before);
+    free(after);
+    check_ok(a, line);
+    const capmem_error_info_t *d = capmem_last_error();
+    snprintf(req, sizeof(req), "'%s' answered alloc(size 0x%llx, align 0x%llx)",
+             capmem_alloc_name(a), (unsigned long long)size, (unsigned long long)align);
+    snprintf(ans, sizeof(ans), "offset 0x%llx", (unsigned long long)answer);
+    if (strstr(d->message, req) == NULL || strstr(d->message, ans) == NULL ||
+        strstr(d->message, why) == NULL) {
+        fail_msg("line %d: message '%s' lacks '%s', '%s' or '%s'", line, d->message, req, ans, why);
+    }
+    assert_string_equal(d->function, "capmem_alloc_alloc");
+    assert_int_equal(d->address, answer);
+    assert_int_equal(d->size, size);
+    assert_int_equal(off, 0xdead);
+    /* Asked once, and not again (not even to free the bad block). */
+    assert_int_equal(l->calls, calls + 1);
+}
+#define EXPECT_POLICY(a, l, size, align, answer, why)                                              \
+    expect_policy((a), (l), (size), (align), (answer), (why), __LINE__)
+
+static void test_custom_answer_outside_span_is_refused_as_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    l.lie = LIE_ANSWER;
+    const uint64_t answers[] = {0x3000, 0x2f00, 0x800, 0, UINT64_MAX - 0x10};
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        l.answer = answers[i];
+        EXPECT_POLICY(a, &l, 0x400, 0x100, answers[i], "leaves the span [0x1000, 0x3000)");
+        assert_int_equal(capmem_last_error()->bound_min, 0x1000);
+        assert_int_equal(capmem_last_error()->bound_max, 0x3000);
+    }
+    /* OK without an offset: nothing was stored, which is no block at all. */
+    l.lie = LIE_NO_OFFSET;
+    EXPECT_POLICY(a, &l, 0x10, 1, UINT64_MAX, "none stored");
+    /* The policy still works for honest answers. */
+    l.lie = LIE_NONE;
+    assert_int_equal(ALLOC(a, 0x400, 0x400), 0x1400);
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    EXPECT(capmem_alloc_free(a, 0x1400, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+static void test_custom_misaligned_answer_is_refused_as_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    l.lie = LIE_ANSWER;
+    l.answer = 0x2100;
+    EXPECT_POLICY(a, &l, 0x100, 0x200, 0x2100, "not a multiple of the alignment");
+    l.answer = 0x2200;
+    EXPECT_POLICY(a, &l, 0x400, 0x400, 0x2200, "not a multiple of the alignment");
+    l.answer = 0x2001;
+    EXPECT_POLICY(a, &l, 1, 2, 0x2001, "not a multiple of the alignment");
+    /* The same offsets are fine where the alignment allows them. */
+    l.answer = 0x2100;
+    assert_int_equal(ALLOC(a, 0x100, 0x100), 0x2100);
+    l.lie = LIE_NONE;
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+static void test_custom_answer_overlapping_live_block_is_refused_as_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    uint64_t y = ALLOC(a, 0x400, 0x400);
+    l.lie = LIE_ANSWER;
+    l.answer = 0x1200; /* inside x */
+    EXPECT_POLICY(a, &l, 0x100, 0x100, 0x1200, "overlaps the live block [0x1000, +0x400)");
+    l.answer = 0x13c0; /* from the end of x into y */
+    EXPECT_POLICY(a, &l, 0x80, 0x40, 0x13c0, "overlaps the live block [0x1400, +0x400)");
+    l.answer = 0x800 + 0x400; /* a block covering x and y whole */
+    EXPECT_POLICY(a, &l, 0x1000, 0x400, 0xc00, "leaves the span");
+    l.answer = 0x1000;
+    EXPECT_POLICY(a, &l, 0x1000, 0x1000, 0x1000, "overlaps the live block [0x1400, +0x400)");
+    /* Right after y is free: accepted, and then live itself. */
+    l.answer = 0x1800;
+    assert_int_equal(ALLOC(a, 0x100, 0x100), 0x1800);
+    EXPECT_POLICY(a, &l, 0x100, 0x100, 0x1800, "overlaps the live block [0x1800, +0x100)");
+    l.lie = LIE_NONE;
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    EXPECT(capmem_alloc_free(a, y, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/* A policy that forgets to move on answers the same offset twice. */
+static void test_custom_same_offset_twice_is_refused_as_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    l.lie = LIE_ANSWER;
+    l.answer = x;
+    EXPECT_POLICY(a, &l, 0x400, 0x400, x, "overlaps the live block [0x1000, +0x400)");
+    EXPECT_POLICY(a, &l, 0x10, 0x10, x, "overlaps the live block [0x1000, +0x400)");
+    EXPECT_BLOCKS(a, U(0x1000, 0x400), F(0x1400, 0x1c00));
+    l.lie = LIE_NONE;
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    /* Free again, the same offset is a fine answer. */
+    l.lie = LIE_ANSWER;
+    assert_int_equal(ALLOC(a, 0x400, 0x400), x);
+    l.lie = LIE_NONE;
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/*
+ * An alloc_at over a live block never reaches the policy: the wrapper
+ * refuses it first, so a policy that would OK it cannot. Where it does OK
+ * a block without recording it, the shadow set still knows the block is
+ * live and refuses the policy's next answer that lands on it.
+ */
+static void test_custom_alloc_at_over_live_block_is_refused_before_the_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    l.lie = LIE_OK;
+    int calls = l.calls;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1200, 0x100), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_non_null(strstr(capmem_last_error()->message, "overlaps the live block [0x1000"));
+    assert_int_equal(capmem_last_error()->address, 0x1200);
+    assert_int_equal(capmem_last_error()->size, 0x100);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x13ff, 2), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1000, 0x2000), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(l.calls, calls);
+    /* OK'd over free space: recorded by the wrapper (the liar forgot it). */
+    EXPECT(capmem_alloc_alloc_at(a, 0x2000, 0x100), CAPMEM_OK);
+    assert_int_equal(l.calls, calls + 1);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x2000, 0x100), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(l.calls, calls + 1);
+    /*
+     * The first fit does not know 0x2000 is taken and offers it: refused. The
+     * first fit has recorded the block it offered, so its own numbers change;
+     * a policy that answers wrongly owns that state. The wrapper's do not:
+     * the refused block cannot be freed through it.
+     */
+    l.lie = LIE_NONE;
+    uint64_t off = 1;
+    EXPECT(capmem_alloc_alloc(a, 0x1000, 0x1000, &off), CAPMEM_E_POLICY);
+    assert_non_null(
+        strstr(capmem_last_error()->message, "overlaps the live block [0x2000, +0x100)"));
+    assert_int_equal(capmem_last_error()->address, 0x2000);
+    assert_int_equal(off, 1);
+    CHECK(a);
+    calls = l.calls;
+    EXPECT(capmem_alloc_free(a, 0x2000, 0x1000), CAPMEM_E_NOT_ALLOCATED);
+    assert_int_equal(l.calls, calls);
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+static void test_custom_free_of_block_not_live_is_refused_before_the_policy(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    int calls = l.calls;
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, 0x2000, 0x100), CAPMEM_E_NOT_ALLOCATED);
+    assert_non_null(strstr(capmem_last_error()->message, "never handed out"));
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, x, 0x200), CAPMEM_E_NOT_ALLOCATED);
+    assert_non_null(strstr(capmem_last_error()->message, "asked for with size 0x400"));
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, x + 0x100, 0x100), CAPMEM_E_NOT_ALLOCATED);
+    assert_non_null(strstr(capmem_last_error()->message, "overlaps the live block [0x1000"));
+    assert_int_equal(capmem_last_error()->address, x + 0x100);
+    assert_string_equal(capmem_last_error()->function, "capmem_alloc_free");
+    assert_int_equal(l.calls, calls);
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    calls = l.calls;
+    EXPECT_UNCHANGED(a, capmem_alloc_free(a, x, 0x400), CAPMEM_E_NOT_ALLOCATED);
+    assert_int_equal(l.calls, calls);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/* The shadow set's node is taken before the policy is asked. */
+static void test_custom_shadow_host_failure_is_clean_and_asks_nothing(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    int calls = l.calls;
+    uint64_t off = 3;
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x100, 1, &off), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    assert_non_null(strstr(capmem_last_error()->message, "'liar'"));
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x1000, 0x100), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    assert_int_equal(l.calls, calls);
+    assert_int_equal(off, 3);
+    uint64_t x = ALLOC(a, 0x100, 1);
+    EXPECT(capmem_alloc_free(a, x, 0x100), CAPMEM_OK);
+    /* A freed block's node is kept for the next one: no host allocation. */
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    x = ALLOC(a, 0x100, 1);
+    assert_int_equal(capmem__inject_count(CAPMEM__HOST_MALLOC), 0);
+    capmem__inject_reset();
+    EXPECT(capmem_alloc_free(a, x, 0x100), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/* A hook that calls back into its own allocator is refused, and the allocator survives. */
+static void test_custom_hook_calling_back_is_refused_as_reentrant(void **state)
+{
+    (void)state;
+    liar_t l;
+    capmem_alloc_t *a = make_liar(&l, 0x1000, 0x2000);
+    l.lie = LIE_REENTER;
+    uint64_t x = ALLOC(a, 0x400, 0x400);
+    assert_int_equal(x, 0x1000);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(l.nested[i], CAPMEM_E_REENTRANT);
+    }
+    assert_int_equal(capmem_alloc_avail(a), 0x1c00);
+    EXPECT_BLOCKS(a, U(0x1000, 0x400), F(0x1400, 0x1c00));
+    l.lie = LIE_NONE;
+    EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+    CHECK(a);
+    capmem_alloc_destroy(a);
+}
+
+/*
+ * The built-in policies' answers go through the same check. They never
+ * answer wrongly (their own checkers prove them), so the test bends one:
+ * it swaps the handle's vtable for a copy whose alloc lies.
+ */
+static uint64_t bent_answer;
+
+static capmem_err_t bent_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
+{
+    (void)self;
+    (void)size;
+    (void)align;
+    *offset = bent_answer;
+    return CAPMEM_OK;
+}
+
+static void test_builtin_answers_are_checked_for_span_and_alignment(void **state)
+{
+    (void)state;
+    for (int p = 0; p < P_COUNT; p++) {
+        capmem_alloc_t *a = make(p, 0x10000, 0x4000);
+        uint64_t x = ALLOC(a, 0x400, 0x400);
+        const capmem_alloc_ops_t *honest = a->ops;
+        capmem_alloc_ops_t bent = *honest;
+        bent.alloc = bent_alloc;
+        const uint64_t answers[] = {0x14000, 0xfc00, 0x11100};
+        for (size_t i = 0; i < 3; i++) {
+            bent_answer = answers[i];
+            a->ops = &bent;
+            uint64_t off = 1;
+            snap_t *before = snap_take(a);
+            EXPECT(capmem_alloc_alloc(a, 0x400, 0x400, &off), CAPMEM_E_POLICY);
+            snap_t *after = snap_take(a);
+            snap_same(before, after, "a refused built-in answer", __LINE__);
+            free(before);
+            free(after);
+            assert_int_equal(off, 1);
+            assert_int_equal(capmem_last_error()->address, answers[i]);
+            assert_int_equal(capmem_last_error()->size, 0x400);
+            assert_non_null(strstr(capmem_last_error()->message, capmem_alloc_name(a)));
+            a->ops = honest;
+            CHECK(a);
+        }
+        EXPECT(capmem_alloc_free(a, x, 0x400), CAPMEM_OK);
+        CHECK(a);
+        capmem_alloc_destroy(a);
+    }
+}
+
+/*
+ * The shadow set itself (alloc_internal.h), at a size where the AA tree has
+ * many levels: random inserts and removes of disjoint blocks, every query
+ * compared with a plain array, the tree's invariants checked as it goes.
+ */
+static void test_shadow_set_stays_balanced_and_answers_like_an_array(void **state)
+{
+    (void)state;
+    enum { UNITS = 1 << 14, UNIT = 16, BASE = 0x100000 };
+    int32_t *owner = malloc(UNITS * sizeof(*owner)); /* start unit of the block there, or -1 */
+    uint32_t *len = calloc(UNITS, sizeof(*len));     /* length of a block starting there */
+    assert_non_null(owner);
+    assert_non_null(len);
+    for (int u = 0; u < UNITS; u++) {
+        owner[u] = -1;
+    }
+    capmem__shadow_t sh = {0};
+    char why[160];
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    size_t live = 0;
+    size_t peak = 0;
+    for (int op = 0; op < 200000; op++) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        uint32_t u = (uint32_t)(seed % UNITS);
+        uint32_t n = 1 + (uint32_t)((seed >> 20) % 8);
+        if (u + n > UNITS) {
+            n = UNITS - u;
+        }
+        uint64_t off = BASE + (uint64_t)u * UNIT;
+        /* The reference answers: the last block overlapping [u, u + n) (the
+         * one the set names), a block starting at u. */
+        int32_t over = -1;
+        for (uint32_t v = u + n; v > u && over < 0; v--) {
+            over = owner[v - 1];
+        }
+        const capmem__shadow_node_t *o = capmem__shadow_overlap(&sh, off, (uint64_t)n * UNIT);
+        assert_int_equal(o != NULL, over >= 0);
+        if (o != NULL) {
+            assert_int_equal(o->offset, BASE + (uint64_t)over * UNIT);
+        }
+        const capmem__shadow_node_t *f = capmem__shadow_find(&sh, off);
+        assert_int_equal(f != NULL, owner[u] == (int32_t)u);
+        bool grow = (seed >> 40) % 100 < (live < 3000 ? 70 : 30);
+        if (over < 0 && grow) {
+            capmem__shadow_node_t *node = capmem__shadow_reserve(&sh);
+            assert_non_null(node);
+            capmem__shadow_insert(&sh, node, off, (uint64_t)n * UNIT);
+            for (uint32_t v = u; v < u + n; v++) {
+                owner[v] = (int32_t)u;
+            }
+            len[u] = n;
+            live++;
+        } else if (over >= 0 && !grow) {
+            uint32_t s0 = (uint32_t)over;
+            capmem__shadow_remove(&sh, BASE + (uint64_t)s0 * UNIT);
+            for (uint32_t v = s0; v < s0 + len[s0]; v++) {
+                owner[v] = -1;
+            }
+            len[s0] = 0;
+            live--;
+        }
+        peak = live > peak ? live : peak;
+        if (op % 4096 == 0) {
+            if (capmem__shadow_check(&sh, BASE, (uint64_t)UNITS * UNIT, why, sizeof(why)) !=
+                CAPMEM_OK) {
+                fail_msg("op %d: %s", op, why);
+            }
+            assert_int_equal(sh.count, live);
+        }
+    }
+    assert_true(peak > 1000);
+    assert_int_equal(capmem__shadow_check(&sh, BASE, (uint64_t)UNITS * UNIT, why, sizeof(why)),
+                     CAPMEM_OK);
+    capmem__shadow_clear(&sh);
+    assert_int_equal(capmem__shadow_check(&sh, BASE, UNIT, why, sizeof(why)), CAPMEM_OK);
+    assert_null(capmem__shadow_overlap(&sh, BASE, UNIT));
+    /* Its checker reports what breaks it: a block outside the span, a bad level. */
+    for (uint64_t i = 0; i < 3; i++) {
+        capmem__shadow_insert(&sh, capmem__shadow_reserve(&sh), BASE + i * UNIT, UNIT);
+    }
+    assert_int_equal(capmem__shadow_check(&sh, BASE + UNIT, 4 * UNIT, why, sizeof(why)),
+                     CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "outside the span"));
+    sh.root->level += 2;
+    assert_int_equal(capmem__shadow_check(&sh, BASE, 4 * UNIT, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "levels"));
+    sh.root->level -= 2;
+    assert_int_equal(capmem__shadow_check(&sh, BASE, 4 * UNIT, why, sizeof(why)), CAPMEM_OK);
+    capmem__shadow_destroy(&sh);
+    free(owner);
+    free(len);
+}
+
 /* ---- randomized runs against a shadow bitmap ----------------------------- */
 
 typedef struct live {
@@ -1093,6 +1666,17 @@ int main(void)
         cmocka_unit_test(test_buddy_alloc_at_splits_toward_offset),
         cmocka_unit_test(test_buddy_alignment_above_block_size_finds_aligned_block),
         cmocka_unit_test(test_custom_first_fit_policy_works_through_generic_api),
+        cmocka_unit_test(test_custom_hook_own_detail_is_passed_on_unchanged),
+        cmocka_unit_test(test_custom_answer_outside_span_is_refused_as_policy),
+        cmocka_unit_test(test_custom_misaligned_answer_is_refused_as_policy),
+        cmocka_unit_test(test_custom_answer_overlapping_live_block_is_refused_as_policy),
+        cmocka_unit_test(test_custom_same_offset_twice_is_refused_as_policy),
+        cmocka_unit_test(test_custom_alloc_at_over_live_block_is_refused_before_the_policy),
+        cmocka_unit_test(test_custom_free_of_block_not_live_is_refused_before_the_policy),
+        cmocka_unit_test(test_custom_shadow_host_failure_is_clean_and_asks_nothing),
+        cmocka_unit_test(test_custom_hook_calling_back_is_refused_as_reentrant),
+        cmocka_unit_test(test_shadow_set_stays_balanced_and_answers_like_an_array),
+        cmocka_unit_test(test_builtin_answers_are_checked_for_span_and_alignment),
         cmocka_unit_test(test_range_random_ops_match_shadow_model),
         cmocka_unit_test(test_buddy_random_ops_match_shadow_model),
         cmocka_unit_test(test_watermark_random_ops_match_shadow_model),

@@ -6,7 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "arena_internal.h"
+#include "cap_internal.h"
 #include "support.h"
 
 static capmem_arena_t *const SENTINEL = (capmem_arena_t *)(uintptr_t)0x5a5a;
@@ -142,8 +142,8 @@ static void test_arena_anonymous_fallback_reports_itself(void **state)
     assert_int_equal(capmem_arena_backing(a), CAPMEM_BACKING_ANON_SHARED);
     assert_string_equal(capmem_backing_name(CAPMEM_BACKING_ANON_SHARED), "anonymous shared");
     assert_int_equal(capmem_arena_fd(a), -1);
-    capmem__bytes(a, 100)[0] = 42; /* the bytes are usable */
-    assert_int_equal(capmem__bytes(a, 100)[0], 42);
+    capmem__bytes(&a->mem, 100)[0] = 42; /* the bytes are usable */
+    assert_int_equal(capmem__bytes(&a->mem, 100)[0], 42);
     capmem_arena_destroy(a);
 }
 
@@ -155,10 +155,10 @@ static void test_arena_fd_maps_the_same_bytes(void **state)
     assert_true(fd >= 0);
     uint8_t *view = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 4096);
     assert_true(view != MAP_FAILED);
-    capmem__bytes(a, 4096 + 10)[0] = 0xab;
+    capmem__bytes(&a->mem, 4096 + 10)[0] = 0xab;
     assert_int_equal(view[10], 0xab);
     view[20] = 0xcd;
-    assert_int_equal(capmem__bytes(a, 4096 + 20)[0], 0xcd);
+    assert_int_equal(capmem__bytes(&a->mem, 4096 + 20)[0], 0xcd);
     munmap(view, 8192);
     capmem_arena_destroy(a);
 }
@@ -180,7 +180,7 @@ static void test_arena_64gib_is_lazy(void **state)
     assert_ok(capmem_arena_create(&at, &a));
     uint64_t after = test_rss_bytes();
     /* Touch one byte near the end: the whole range is really there. */
-    capmem__bytes(a, size - 1)[0] = 1;
+    capmem__bytes(&a->mem, size - 1)[0] = 1;
     capmem_arena_destroy(a);
     if (native) {
         assert_true(before > 0);
@@ -237,7 +237,7 @@ static void test_arena_device_ranges(void **state)
     assert_int_equal(n, 2); /* nothing changed */
 
     /* Pinned (an untyped covers it): removal refused. */
-    capmem__device_t *dev = capmem__device_at_backing(a, d1.backing_offset, 0x4000);
+    capmem__device_t *dev = capmem__device_at_backing(&a->mem, d1.backing_offset, 0x4000);
     assert_non_null(dev);
     dev->pins = 1;
     assert_err(capmem_arena_device_remove(a, d1.id), CAPMEM_E_DELETE_FIRST);
@@ -248,10 +248,10 @@ static void test_arena_device_ranges(void **state)
     assert_err(capmem_arena_device_remove(NULL, 1), CAPMEM_E_INVALID_ARGS);
     assert_err(capmem_arena_phys_to_offset(a, 0xfe000010, &off), CAPMEM_E_NOT_FOUND);
     /* Hot-plug again into the freed window space: first fit reuses it, zeroed. */
-    capmem__bytes(a, d1.backing_offset)[0] = 0x77;
+    capmem__bytes(&a->mem, d1.backing_offset)[0] = 0x77;
     assert_ok(capmem_arena_device_add(a, 0xfc000000, 0x1000, &x));
     assert_int_equal(x.backing_offset, d1.backing_offset);
-    assert_int_equal(capmem__bytes(a, x.backing_offset)[0], 0);
+    assert_int_equal(capmem__bytes(&a->mem, x.backing_offset)[0], 0);
     assert_err(capmem_arena_devices(a, NULL, 1, &n), CAPMEM_E_INVALID_ARGS);
     assert_err(capmem_arena_devices(a, list, 4, NULL), CAPMEM_E_INVALID_ARGS);
     capmem_arena_destroy(a);

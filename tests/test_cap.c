@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arena_internal.h"
+#include "cap_internal.h"
 #include "support.h"
 
 static int destroyed;
@@ -81,7 +81,7 @@ static void test_cap_user_object_lookup_checks_type_and_rights(void **state)
     assert_err(capmem_cap_user_object(NULL, c, &widget, 0, &got), CAPMEM_E_INVALID_ARGS);
     /* Wrong object type entirely (internal lookup for an untyped). */
     capmem__slot_t *s = NULL;
-    assert_err(capmem__cap_lookup(a, c, CAPMEM_OBJ_UNTYPED, 0, "t", &s), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem__cap_lookup(a, c, CAPMEM_OBJ_UNTYPED, 0, &s), CAPMEM_E_WRONG_TYPE);
     assert_null(s);
     /* obj lives on this stack: destroy it before returning, and see the teardown run. */
     assert_ok(capmem_cap_delete(a, c));
@@ -376,9 +376,9 @@ static void test_cap_quota_is_charged_and_refunded(void **state)
 {
     capmem_arena_t *a = *state;
     capmem_cap_t root = make(a, CAPMEM_RIGHTS_ALL);
-    capmem__cap_quota_t q = {.limit = 2, .used = 0};
+    capmem__quota_t q = {.limit = 2, .used = 0};
     capmem__slot_t *s = NULL;
-    assert_ok(capmem__cap_lookup(a, root, CAPMEM_OBJ_NONE, 0, "t", &s));
+    assert_ok(capmem__cap_lookup(a, root, CAPMEM_OBJ_NONE, 0, &s));
     s->quota = &q; /* as the RAM layer does for an account's objects */
     q.used = 1;
     capmem_cap_t c1;
@@ -391,7 +391,7 @@ static void test_cap_quota_is_charged_and_refunded(void **state)
     assert_int_equal(q.used, 2);
     assert_ok(capmem_cap_delete(a, c1));
     assert_int_equal(q.used, 1);
-    assert_ok(capmem__cap_lookup(a, root, CAPMEM_OBJ_NONE, 0, "t", &s));
+    assert_ok(capmem__cap_lookup(a, root, CAPMEM_OBJ_NONE, 0, &s));
     s->quota = NULL;
 }
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arena_internal.h"
+#include "cap_internal.h"
 #include "ram_internal.h"
 #include "rm_internal.h"
 #include "support.h"

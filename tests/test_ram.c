@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "arena_internal.h"
+#include "cap_internal.h"
 #include "internal.h"
 #include "support.h"
 

@@ -606,6 +606,122 @@ static void test_untyped_user_policy_runs_the_scenarios(void **state)
     capmem_alloc_destroy(shorter); /* refused: still ours to destroy */
 }
 
+/* ---- a garbage policy: every answer is checked ---------------------------- */
+
+/* Answers `answer` to every alloc and OK to everything else, recording nothing. */
+typedef struct garbage {
+    uint64_t answer;
+    int allocs;
+} garbage_t;
+
+static capmem_err_t garbage_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
+{
+    garbage_t *g = self;
+    (void)size;
+    (void)align;
+    g->allocs++;
+    *offset = g->answer;
+    return CAPMEM_OK;
+}
+
+static capmem_err_t garbage_alloc_at(void *self, uint64_t offset, uint64_t size)
+{
+    (void)self;
+    (void)offset;
+    (void)size;
+    return CAPMEM_OK;
+}
+
+static capmem_err_t garbage_free(void *self, uint64_t offset, uint64_t size)
+{
+    (void)self;
+    (void)offset;
+    (void)size;
+    return CAPMEM_OK;
+}
+
+static uint64_t garbage_avail(const void *self)
+{
+    (void)self;
+    return 0x2000;
+}
+
+static void garbage_reset(void *self)
+{
+    (void)self;
+}
+
+static const capmem_alloc_ops_t garbage_ops = {
+    .name = "garbage",
+    .alloc = garbage_alloc,
+    .alloc_at = garbage_alloc_at,
+    .free = garbage_free,
+    .avail = garbage_avail,
+    .largest = garbage_avail,
+    .reset = garbage_reset,
+};
+
+/* A refused answer reaches the caller as POLICY, with the policy's name in the detail. */
+
+/*
+ * Retype through the garbage policy: refused, the untyped's info and the
+ * capability count unchanged, no handle written, the checker passes.
+ */
+static void retype_is_refused(fixture_t *f, capmem_cap_t ut, uint32_t count, int line)
+{
+    capmem_untyped_info_t before;
+    capmem_untyped_info_t after;
+    assert_ok(capmem_untyped_info(f->arena, ut, &before));
+    size_t caps = capmem_cap_count(f->arena);
+    capmem_cap_t d[2] = {CAPMEM_CAP_NULL, CAPMEM_CAP_NULL};
+    capmem_err_t err = retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 10, count, d);
+    const capmem_error_info_t *e = capmem_last_error();
+    if (err != CAPMEM_E_POLICY || strstr(e->message, "'garbage'") == NULL) {
+        fail_msg("line %d: retype returned %s (%s), expected POLICY", line, capmem_err_name(err),
+                 e->message);
+    }
+    assert_ok(capmem_untyped_info(f->arena, ut, &after));
+    if (after.free_bytes != before.free_bytes || after.largest_free != before.largest_free ||
+        after.children != before.children || after.watermark != before.watermark ||
+        after.full != before.full || strcmp(after.policy, before.policy) != 0) {
+        fail_msg("line %d: a refused retype changed the untyped", line);
+    }
+    assert_int_equal(capmem_cap_count(f->arena), caps);
+    assert_int_equal(d[0], CAPMEM_CAP_NULL);
+    assert_int_equal(d[1], CAPMEM_CAP_NULL);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_garbage_policy_answer_is_refused_and_changes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    static garbage_t g;
+    memset(&g, 0, sizeof(g));
+    capmem_alloc_t *pol = NULL;
+    assert_ok(capmem_alloc_create_custom_span(&garbage_ops, &g, 0, 0x2000, &pol));
+    capmem_cap_t ut = make_untyped(f, 13, CAPMEM_UNTYPED_WATERMARK);
+    assert_ok(capmem_untyped_set_policy(f->arena, ut, CAPMEM_UNTYPED_WATERMARK, pol));
+    /* Out of the span, at its end and far beyond; misaligned for 1 KiB objects. */
+    const uint64_t answers[] = {0x2000, 0x1c00 + 0x800, UINT64_MAX - 0x100, 0x10, 0x200};
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        g.answer = answers[i];
+        for (uint32_t count = 1; count <= 2; count++) {
+            int allocs = g.allocs;
+            retype_is_refused(f, ut, count, __LINE__);
+            assert_int_equal(g.allocs, allocs + 1); /* asked once, not again */
+        }
+    }
+    /* The same offset twice: the first answer is fine, the second overlaps it. */
+    g.answer = 0x400;
+    capmem_cap_t first = CAPMEM_CAP_NULL;
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_KOBJ, 10, 1, &first));
+    assert_int_equal(offset_in(f->arena, ut, first), 0x400);
+    CHECK_INVARIANTS(f->arena);
+    retype_is_refused(f, ut, 1, __LINE__);
+    assert_ok(capmem_cap_delete(f->arena, first));
+    CHECK_INVARIANTS(f->arena);
+}
+
 /* ---- host failures, events ---------------------------------------------- */
 
 static void test_untyped_host_failure_changes_nothing(void **state)
@@ -700,6 +816,7 @@ int main(void)
         T(test_untyped_range_retype_at_offset),
         T(test_untyped_children_inherit_policy_only_when_asked),
         T(test_untyped_user_policy_runs_the_scenarios),
+        T(test_untyped_garbage_policy_answer_is_refused_and_changes_nothing),
         T(test_untyped_host_failure_changes_nothing),
         T(test_untyped_retype_emits_event),
         T(test_untyped_revoke_returns_everything),

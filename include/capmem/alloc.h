@@ -18,6 +18,21 @@
  * Every generic call validates its arguments before it reaches the policy,
  * so a custom policy only ever sees validated input. A failed call changes
  * nothing and leaves out-parameters untouched. See docs/alloc.md.
+ *
+ * Every answer of a policy is checked before it is used. An alloc answer
+ * must lie inside the span and be aligned as asked, for the block of the
+ * size asked for; this costs two compares and a mask, for the built-in
+ * policies too. A custom policy is untrusted code, so its wrapper also keeps
+ * a shadow set of the blocks it handed out (host memory, O(log n) per call,
+ * see capmem_alloc_create_custom()) and refuses an answer that overlaps a
+ * live block. A wrong answer is refused with ::CAPMEM_E_POLICY: the message
+ * names the policy (capmem_alloc_name()), the request and the answer, the
+ * detail's address and size are the answer, the wrapper changes nothing,
+ * and the policy is not called again for that request, not even to free
+ * the bad block. A policy that answers wrongly owns the inconsistent state
+ * it may have left behind. The built-in policies keep no shadow set: that
+ * they never hand out overlapping blocks is established by their own check
+ * functions (capmem_alloc_check()), which the tests run after every step.
  */
 #ifndef CAPMEM_ALLOC_H
 #define CAPMEM_ALLOC_H
@@ -49,8 +64,17 @@ typedef int (*capmem_alloc_walk_fn)(uint64_t offset, uint64_t size, capmem_block
  * The policy vtable. Offsets are absolute. The generic calls validate
  * arguments first (see each one), so these hooks see: size > 0, align a
  * power of two, [offset, offset + size) inside the span given at creation.
- * A hook that fails must change nothing and report through its return
- * value (it may set the detail record with its own message).
+ * Hooks must not call back into the allocator they serve: alloc, alloc_at
+ * and free are then refused with ::CAPMEM_E_REENTRANT, and reset and
+ * destroy do nothing. A hook that fails must change nothing and report
+ * through its return value. It may set the detail record with its own
+ * message and numbers, with capmem_error_set() and
+ * capmem_error_set_numbers() (capmem/error.h): the generic call then passes
+ * that record on unchanged, except that its function is the public call's
+ * and its code the one the hook returned. A hook that records nothing gets
+ * a message naming the policy. What the wrapper checks about the answers of
+ * alloc, alloc_at and free is said at the top of this file and at
+ * capmem_alloc_create_custom().
  */
 typedef struct capmem_alloc_ops {
     const char *name; /**< short policy name, e.g. "first-fit" */
@@ -83,8 +107,8 @@ typedef struct capmem_alloc_ops {
  * @retval CAPMEM_E_INVALID_ARGS  out is NULL, size is 0 or base + size overflows.
  * @retval CAPMEM_E_HOST_NOMEM    a host allocation failed.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_watermark(uint64_t base, uint64_t size,
-                                                                       capmem_alloc_t **out);
+CAPMEM_API capmem_err_t capmem_alloc_create_watermark(uint64_t base, uint64_t size,
+                                                      capmem_alloc_t **out);
 
 /**
  * Create a range (offset) policy over [base, base + size) in units of
@@ -104,9 +128,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_watermark(uint64_t 
  *                                granules.
  * @retval CAPMEM_E_HOST_NOMEM    a host allocation or mapping failed.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_range(uint64_t base, uint64_t size,
-                                                                   uint64_t granule,
-                                                                   capmem_alloc_t **out);
+CAPMEM_API capmem_err_t capmem_alloc_create_range(uint64_t base, uint64_t size, uint64_t granule,
+                                                  capmem_alloc_t **out);
 
 /**
  * Create a buddy policy over [base, base + size) with blocks of
@@ -126,10 +149,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_range(uint64_t base
  *                                than 2^36 minimum blocks.
  * @retval CAPMEM_E_HOST_NOMEM    a host allocation or mapping failed.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_buddy(uint64_t base, uint64_t size,
-                                                                   unsigned min_order,
-                                                                   unsigned max_order,
-                                                                   capmem_alloc_t **out);
+CAPMEM_API capmem_err_t capmem_alloc_create_buddy(uint64_t base, uint64_t size, unsigned min_order,
+                                                  unsigned max_order, capmem_alloc_t **out);
 
 /**
  * Wrap a user policy. The span is [0, UINT64_MAX): the generic calls check
@@ -137,15 +158,25 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_buddy(uint64_t base
  * checked against a span. capmem_alloc_destroy() calls ops->destroy(self)
  * when it is not NULL. @p ops must outlive the policy.
  *
+ * The wrapper checks the policy's answers against a shadow set of the
+ * blocks it handed out and has not taken back, with the sizes the callers
+ * asked for. Through it the wrapper also refuses, before the policy is
+ * asked, a free of a block that is not live (or with another size than it
+ * was asked for) and an alloc_at overlapping a live block. Cost, the price
+ * of checking untrusted code: one 40-byte host node per live block (plus up
+ * to 16 spare ones kept after frees), O(log n) per alloc, alloc_at and free
+ * for n live blocks (an AA tree), O(n) per reset, check and destroy. A node
+ * is taken before the policy is asked, so an alloc or alloc_at may fail
+ * with CAPMEM_E_HOST_NOMEM without the policy having run.
+ *
  * @retval CAPMEM_OK              *out holds the new policy.
  * @retval CAPMEM_E_INVALID_ARGS  ops or out is NULL, or a mandatory hook
  *                                (alloc, alloc_at, free, avail, largest,
  *                                reset) is NULL.
  * @retval CAPMEM_E_HOST_NOMEM    a host allocation failed.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_custom(const capmem_alloc_ops_t *ops,
-                                                                    void *self,
-                                                                    capmem_alloc_t **out);
+CAPMEM_API capmem_err_t capmem_alloc_create_custom(const capmem_alloc_ops_t *ops, void *self,
+                                                   capmem_alloc_t **out);
 
 /**
  * Like capmem_alloc_create_custom(), with the span [base, base + size) the
@@ -156,8 +187,9 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_custom(const capmem
  *                                or base + size overflows.
  * @retval CAPMEM_E_HOST_NOMEM    a host allocation failed.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_custom_span(
-    const capmem_alloc_ops_t *ops, void *self, uint64_t base, uint64_t size, capmem_alloc_t **out);
+CAPMEM_API capmem_err_t capmem_alloc_create_custom_span(const capmem_alloc_ops_t *ops, void *self,
+                                                        uint64_t base, uint64_t size,
+                                                        capmem_alloc_t **out);
 
 /**
  * Allocate @p size bytes aligned to @p align (absolute offsets) and store
@@ -168,11 +200,20 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_create_custom_span(
  *                                     is not a power of two.
  * @retval CAPMEM_E_NOT_ENOUGH_MEMORY  no free block fits; the detail record
  *                                     has needed (size) and available.
- * @retval CAPMEM_E_HOST_NOMEM         (watermark only) its live-block table
- *                                     could not grow.
+ * @retval CAPMEM_E_HOST_NOMEM         the watermark's live-block table, or a
+ *                                     custom policy's shadow set, could not
+ *                                     grow (then the policy was not asked).
+ * @retval CAPMEM_E_POLICY             the policy answered with a block that
+ *                                     leaves the span, is not aligned to
+ *                                     @p align or (custom) overlaps a live
+ *                                     block; the detail's address and size
+ *                                     are the answer. Nothing changed.
+ * @retval CAPMEM_E_REENTRANT          called from a hook of a's own policy.
+ * @retval other                       a custom policy's hook failed: its code
+ *                                     and detail record, passed on.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size,
-                                                            uint64_t align, uint64_t *offset);
+CAPMEM_API capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align,
+                                           uint64_t *offset);
 
 /**
  * Allocate exactly [offset, offset + size).
@@ -183,10 +224,16 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, u
  *                                     offset is misaligned for the policy.
  * @retval CAPMEM_E_NOT_ENOUGH_MEMORY  the block overlaps an allocated block
  *                                     (or, watermark, lies below the index).
- * @retval CAPMEM_E_HOST_NOMEM         (watermark only) table growth failed.
+ *                                     A custom policy is not asked when its
+ *                                     shadow set shows the overlap, so it
+ *                                     never gets to OK such a block.
+ * @retval CAPMEM_E_HOST_NOMEM         the watermark's table or a custom
+ *                                     policy's shadow set could not grow.
+ * @retval CAPMEM_E_REENTRANT          called from a hook of a's own policy.
+ * @retval other                       a custom policy's hook failed: its code
+ *                                     and detail record, passed on.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset,
-                                                               uint64_t size);
+CAPMEM_API capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset, uint64_t size);
 
 /**
  * Free the block at @p offset that was allocated with @p size.
@@ -197,40 +244,52 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a
  *                                overflows or leaves the span.
  * @retval CAPMEM_E_NOT_ALLOCATED no block was handed out exactly there with
  *                                that size (double free, sub-range, range
- *                                spanning blocks, wrong size).
+ *                                spanning blocks, wrong size). A custom
+ *                                policy is not asked when its shadow set
+ *                                shows no such live block.
+ * @retval CAPMEM_E_REENTRANT     called from a hook of a's own policy.
+ * @retval other                  a custom policy's hook failed: its code and
+ *                                detail record, passed on.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset,
-                                                           uint64_t size);
+CAPMEM_API capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size);
 
 /** Total free bytes; 0 for NULL. */
-CAPMEM_API uint64_t capmem_alloc_avail(const capmem_alloc_t *a);
+CAPMEM_API CAPMEM_NODISCARD uint64_t capmem_alloc_avail(const capmem_alloc_t *a);
 
 /** Largest block alloc(size, 1) could return now; 0 for NULL. */
-CAPMEM_API uint64_t capmem_alloc_largest(const capmem_alloc_t *a);
+CAPMEM_API CAPMEM_NODISCARD uint64_t capmem_alloc_largest(const capmem_alloc_t *a);
 
 /** First offset of the span; 0 for NULL. */
-CAPMEM_API uint64_t capmem_alloc_base(const capmem_alloc_t *a);
+CAPMEM_API CAPMEM_NODISCARD uint64_t capmem_alloc_base(const capmem_alloc_t *a);
 
 /** Size of the span in bytes; 0 for NULL. */
-CAPMEM_API uint64_t capmem_alloc_size(const capmem_alloc_t *a);
+CAPMEM_API CAPMEM_NODISCARD uint64_t capmem_alloc_size(const capmem_alloc_t *a);
 
 /** Policy name ("watermark", "range", "buddy" or the custom ops' name); "" for NULL. */
-CAPMEM_API const char *capmem_alloc_name(const capmem_alloc_t *a);
+CAPMEM_API CAPMEM_NODISCARD const char *capmem_alloc_name(const capmem_alloc_t *a);
 
-/** Make everything free again (forgets every allocation). NULL is a no-op. */
+/**
+ * Make everything free again (forgets every allocation). NULL is a no-op,
+ * and so is a call from a hook of a's own policy.
+ */
 CAPMEM_API void capmem_alloc_reset(capmem_alloc_t *a);
 
-/** Destroy the policy and its metadata. NULL is a no-op. */
+/**
+ * Destroy the policy and its metadata. NULL is a no-op, and so is a call
+ * from a hook of a's own policy.
+ */
 CAPMEM_API void capmem_alloc_destroy(capmem_alloc_t *a);
 
 /**
  * Walk the policy's structures and report the first broken invariant.
- * A custom policy without a check hook passes.
+ * For a custom policy: its check hook, if any, then the wrapper's shadow
+ * set (order, balance, blocks disjoint and inside the span).
  *
  * @param why  buffer for the reason (may be NULL when len is 0)
  * @retval CAPMEM_OK              all invariants hold.
  * @retval CAPMEM_E_INVALID_ARGS  a is NULL, or why is NULL with len > 0.
  * @retval CAPMEM_E_CORRUPT       an invariant is broken; why says which.
+ * @retval other                  a custom policy's check hook returned it.
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_check(const capmem_alloc_t *a, char *why,
                                                             size_t len);
@@ -243,9 +302,11 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_check(const capmem_alloc_t
  * @retval CAPMEM_OK              the walk ran (or was stopped by fn).
  * @retval CAPMEM_E_INVALID_ARGS  a or fn is NULL.
  * @retval CAPMEM_E_UNSUPPORTED   a custom policy without a walk hook.
+ * @retval other                  a custom policy's walk hook failed: its code
+ *                                and detail record, passed on.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_walk(const capmem_alloc_t *a,
-                                                           capmem_alloc_walk_fn fn, void *ctx);
+CAPMEM_API capmem_err_t capmem_alloc_walk(const capmem_alloc_t *a, capmem_alloc_walk_fn fn,
+                                          void *ctx);
 
 /**
  * Range policy only: visit the free ranges in address order (state is
@@ -255,9 +316,8 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_walk(const capmem_alloc_t 
  * @retval CAPMEM_E_INVALID_ARGS  a or fn is NULL.
  * @retval CAPMEM_E_WRONG_TYPE    a is not a range policy.
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_alloc_free_ranges(const capmem_alloc_t *a,
-                                                                  capmem_alloc_walk_fn fn,
-                                                                  void *ctx);
+CAPMEM_API capmem_err_t capmem_alloc_free_ranges(const capmem_alloc_t *a, capmem_alloc_walk_fn fn,
+                                                 void *ctx);
 
 #ifdef __cplusplus
 }

@@ -93,6 +93,7 @@ typedef struct capmem_cap_info {
     capmem_cap_t parent;    /**< parent in the derivation tree, CAPMEM_CAP_NULL for a root */
     size_t children;        /**< number of direct children */
     uint64_t object_id;     /**< identifies the object: equal for a capability and its copies */
+    const char *name;       /**< the object's type name; a user type's own name for user objects */
 } capmem_cap_info_t;
 
 /**

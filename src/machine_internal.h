@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The per-arena machine: the lock every public call takes, the capability
+ * table with its type registry, the event queue and the layers set up on
+ * the arena. `struct capmem_arena` is the machine; its backing memory is the
+ * arena proper (arena_internal.h). Higher layers reach it through the
+ * registries here and are never named by it. Never installed.
+ */
+#ifndef CAPMEM_MACHINE_INTERNAL_H
+#define CAPMEM_MACHINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "arena_internal.h"
+#include "capmem/inspect.h"
+#include "cspace_internal.h"
+#include "internal.h"
+
+/*
+ * A layer set up on an arena (untyped, RAM, region maps...): its per-arena
+ * state, torn down after every capability is gone, and its invariant
+ * checker, run by capmem_check() in the order the layers were set up.
+ */
+typedef struct capmem__layer {
+    const char *name;
+    void (*fini)(capmem_arena_t *arena, void *state);
+    capmem_err_t (*check)(capmem_arena_t *arena, void *state, char *why, size_t len);
+} capmem__layer_t;
+
+#define CAPMEM__LAYERS_MAX 8u
+
+/*
+ * Work deferred to after the call, outside the lock, like an event: the
+ * destroy hooks of user object types. run() is called once and frees the
+ * record that embeds the node.
+ */
+typedef struct capmem__deferred {
+    struct capmem__deferred *next;
+    void (*run)(struct capmem__deferred *d);
+} capmem__deferred_t;
+
+/* Events one call may raise before the rest are counted as lost. */
+#define CAPMEM__EVENT_RING 1024u
+
+typedef struct capmem__event_rec {
+    capmem_event_kind_t kind;
+    capmem_cap_t cap;
+    uint64_t a;
+    uint64_t b;
+    char msg[160];
+} capmem__event_rec_t;
+
+/*
+ * The event queue: a ring of CAPMEM__EVENT_RING records, made with the
+ * first handler. Invariant: n <= CAPMEM__EVENT_RING; lost != 0 only while
+ * the ring was full at some push since the last LOST event was delivered.
+ */
+typedef struct capmem__evq {
+    capmem__event_rec_t *ring;
+    uint32_t head;
+    uint32_t n;
+    uint64_t lost;
+} capmem__evq_t;
+
+struct capmem_arena {
+    /*
+     * Recursive for fault handlers, which may call any library function on
+     * the same arena from the same thread. Other threads block until the
+     * outermost call returns. Built from a plain mutex and an owner word
+     * instead of a PTHREAD_MUTEX_RECURSIVE mutex: the owner check is a
+     * load, and the plain mutex is glibc's fastest path.
+     */
+    pthread_mutex_t lock;
+    _Atomic uintptr_t lock_owner; /* the owning thread's tag, 0 when free */
+    unsigned lock_depth;          /* written only by the owner */
+    /* The lock depth at which a nested call is allowed (a fault handler runs there), or 0. */
+    unsigned reentry_depth;
+
+    capmem__backing_t mem;
+    capmem__cspace_t cspace;
+    /* The type registry: how each type's objects are destroyed, named, described. */
+    const capmem__type_ops_t *types[CAPMEM_OBJ_TYPE_COUNT];
+    struct {
+        const capmem__layer_t *layer;
+        void *state;
+    } layers[CAPMEM__LAYERS_MAX];
+    unsigned nlayers;
+
+    /* The process that made the arena; a forked child is refused (capmem__forked). */
+    unsigned fork_gen;
+    long creator;
+
+    capmem_event_fn on_event;
+    void *event_ctx;
+    capmem__evq_t evq;
+    capmem__deferred_t *deferred; /* FIFO of work to run after the call */
+    capmem__deferred_t *deferred_tail;
+    _Atomic uintptr_t delivering; /* the thread running the delivery loop, 0 if none */
+    bool destroy_requested;       /* capmem_arena_destroy from inside a call or callback */
+    bool tearing_down;            /* destroy in progress: no events, no new objects */
+};
+
+/* ---- the lock ----------------------------------------------------------- */
+
+/* An address unique to the calling thread: its tag for the arena lock. */
+extern _Thread_local char capmem__thread_tag;
+
+static inline void capmem__lock(capmem_arena_t *arena)
+{
+    const uintptr_t self = (uintptr_t)&capmem__thread_tag;
+    /*
+     * Only this thread stores its own tag, and clears it before unlocking,
+     * so a relaxed load that sees our tag means we hold the lock already.
+     */
+    if (atomic_load_explicit(&arena->lock_owner, memory_order_relaxed) == self) {
+        arena->lock_depth++;
+        return;
+    }
+    pthread_mutex_lock(&arena->lock);
+    atomic_store_explicit(&arena->lock_owner, self, memory_order_relaxed);
+    arena->lock_depth = 1;
+}
+
+static inline void capmem__unlock(capmem_arena_t *arena)
+{
+    CAPMEM_ASSERT(arena->lock_depth > 0, "unlock by the owning thread");
+    if (--arena->lock_depth == 0) {
+        atomic_store_explicit(&arena->lock_owner, 0, memory_order_relaxed);
+        pthread_mutex_unlock(&arena->lock);
+    }
+}
+
+/* ---- entering and leaving a public call ------------------------------------ */
+
+/*
+ * Enter a public call: refuse a forked child (UNSUPPORTED) and a call from
+ * a callback that runs mid-call (REENTRANT), take the lock, and record
+ * @p func for error reports; *prev receives the name to restore. Pair with
+ * capmem__leave(arena, prev), the last thing the call does with the arena:
+ * leaving the outermost call delivers the queued events.
+ */
+capmem_err_t capmem__enter(capmem_arena_t *arena, const char *func, const char **prev)
+    __attribute__((warn_unused_result));
+void capmem__leave(capmem_arena_t *arena, const char *prev);
+
+/*
+ * The entry and exit of a public call that returns capmem_err_t: enter
+ * (capmem__enter) or return its error from the enclosing function; leave
+ * as the last thing done with the arena. The _AS form names the call for
+ * error reports when a shared helper does the entering.
+ */
+#define CAPMEM__ENTER_OR_RETURN(arena) CAPMEM__ENTER_AS_OR_RETURN(arena, __func__)
+#define CAPMEM__ENTER_AS_OR_RETURN(arena, func)                                                    \
+    const char *capmem__prev_func_;                                                                \
+    do {                                                                                           \
+        capmem_err_t capmem__enter_err_ = capmem__enter((arena), (func), &capmem__prev_func_);     \
+        if (capmem__enter_err_ != CAPMEM_OK) {                                                     \
+            return capmem__enter_err_;                                                             \
+        }                                                                                          \
+    } while (0)
+#define CAPMEM__LEAVE(arena) capmem__leave((arena), capmem__prev_func_)
+
+/*
+ * Around a fault handler: allow nested calls at the current depth; returns
+ * what capmem__reentry_restore puts back afterwards.
+ */
+unsigned capmem__reentry_allow(capmem_arena_t *arena);
+void capmem__reentry_restore(capmem_arena_t *arena, unsigned saved);
+
+/* True when the calling process is a fork child of the arena's creator. */
+bool capmem__forked(const capmem_arena_t *arena);
+
+/* Arena tags (see capmem__cap_make): is one live? */
+bool capmem__tag_live(uint32_t tag);
+
+/* ---- registries ------------------------------------------------------------ */
+
+/* Register the hooks of an object type on this arena (idempotent). */
+void capmem__type_register(capmem_arena_t *arena, const capmem__type_ops_t *ops);
+/* The name of an object: its type's, or the object's own (a user type's). */
+const char *capmem__object_name(const capmem_arena_t *arena, capmem_obj_type_t type,
+                                const void *obj);
+
+/* A layer's state on this arena, or NULL when it is not set up. */
+void *capmem__layer_state(const capmem_arena_t *arena, const capmem__layer_t *layer);
+/*
+ * Set a layer up on this arena: a zeroed state of @p size bytes (host
+ * memory), torn down by layer->fini at arena destruction. Returns the
+ * existing state if it is set up already. HOST_NOMEM, or OUT_OF_CAPS when
+ * CAPMEM__LAYERS_MAX layers are set up.
+ */
+capmem_err_t capmem__layer_setup(capmem_arena_t *arena, const capmem__layer_t *layer, size_t size,
+                                 void **state);
+/* Run every layer's checker, in set-up order. */
+capmem_err_t capmem__layers_check(capmem_arena_t *arena, char *why, size_t len);
+
+/* ---- deleting capabilities ---------------------------------------------------- */
+
+/*
+ * Delete a slot that has no children: unlink and free it, and if it was an
+ * original, destroy its object through the type registry; raise CAP_DELETE.
+ */
+void capmem__cap_delete_leaf(capmem_arena_t *arena, uint32_t index);
+/* Delete every descendant of @p index, children first; returns how many. */
+uint64_t capmem__cap_revoke_index(capmem_arena_t *arena, uint32_t index);
+
+/* ---- events and deferred work -------------------------------------------------- */
+
+/* Is anybody listening? Callers skip formatting an event when not. */
+static inline bool capmem__events_on(const capmem_arena_t *arena)
+{
+    return arena->on_event != NULL && !arena->tearing_down;
+}
+
+/* Queue an event with a printf message (nothing when nobody listens). */
+void capmem__emitf(capmem_arena_t *arena, capmem_event_kind_t kind, capmem_cap_t cap, uint64_t a,
+                   uint64_t b, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Queue work to run after the call, in order, outside the lock. */
+void capmem__defer(capmem_arena_t *arena, capmem__deferred_t *d);
+
+#endif
