@@ -2,9 +2,11 @@
 /*
  * The operation interpreter and its reference model (see interp.h).
  *
- * The world: an arena of 3 MiB at phys 0x100000, so the boot untypeds are a
- * 1 MiB piece (the untyped world: retype, mint, delete, revoke) and a 2 MiB
- * piece that becomes a RAM service (accounts, dataspaces, aliases).
+ * The world: an arena of 3 MiB + 64 KiB at phys 0x100000, so the boot
+ * untypeds are a 1 MiB piece (the untyped world: retype, mint, delete,
+ * revoke), a 2 MiB piece that becomes a RAM service (accounts, dataspaces,
+ * aliases, region maps) and a 64 KiB piece whose placement policy is the
+ * liar, a custom policy that sometimes answers garbage (see liar_t).
  *
  * The model keeps one entry per capability the test created. Quantities
  * that follow from the set of live objects (used, lent, records, capability
@@ -62,6 +64,18 @@
  * treats like a forged one (INVALID_CAP at the handle's place in the check
  * order), and after such a step the second arena's numbers are compared
  * with a snapshot and its checker runs.
+ *
+ * The liar's untyped is retyped by op_liar_retype() only. Before each
+ * retype the op tells the liar how to answer the request's first alloc:
+ * honestly or with garbage, which must be refused with POLICY (or, for a
+ * failure code no policy should return, the untyped's NOT_ENOUGH_MEMORY)
+ * with nothing changed and no handle written. The model predicts on a copy
+ * of the liar, with its own emulation of the wrapper's checks and the
+ * untyped's placement, and after the call the real liar (blocks, and the
+ * hook calls counted) must equal the copy: the library asked exactly what
+ * the model says, and never freed a refused block. compare() checks that
+ * every live object of the untyped is a block the liar handed out and that
+ * its hooks saw their calls into the library refused as REENTRANT.
  */
 #include "interp.h"
 
@@ -84,7 +98,8 @@
 #define MAX_PLAN 128
 #define MAX_LEN (3 * PAGE + 64)
 
-enum kind { K_NONE = 0, K_ACC, K_DS, K_DEP, K_FC, K_UT, K_FRAME, K_KOBJ, K_RM, K_MDS };
+/* K_LUT: the untyped whose placement policy is the liar (below). */
+enum kind { K_NONE = 0, K_ACC, K_DS, K_DEP, K_FC, K_UT, K_FRAME, K_KOBJ, K_RM, K_MDS, K_LUT };
 
 typedef struct ent {
     int alive;
@@ -156,6 +171,48 @@ typedef struct plan {
 } plan_t;
 
 /*
+ * The liar: a custom placement policy (capmem/alloc.h vtable) of one
+ * untyped of the world, LIAR_SIZE bytes, first fit over the blocks it
+ * handed out. Before each retype, op_liar_retype() tells it how to answer
+ * the first alloc of the request: honestly, or with garbage the library
+ * must refuse with CAPMEM_E_POLICY (a block leaving the untyped, a
+ * misaligned offset, an offset overlapping a live block, OK without an
+ * offset) or a failure code no policy should return. It may also refuse
+ * frees (deletions still succeed; the block stays its own). Each hook
+ * checks that a call into the library from it is refused as REENTRANT.
+ * The model predicts with a copy of the liar and an emulation of the
+ * wrapper's checks, then compares the two liars.
+ */
+#define LIAR_BITS 16
+/*
+ * 0: the liar is made with capmem_alloc_create_custom_span() over the
+ * untyped's own span. 1: with capmem_alloc_create_custom() (span [0, 2^64)),
+ * as capmem_untyped_set_policy() accepts too; then only the untyped can
+ * refuse answers past its end, and it does not yet: see
+ * tests/test_known_bugs.c. Set to 1 when that test passes.
+ */
+#define LIAR_UNBOUNDED 0
+#define LIAR_SIZE (1ull << LIAR_BITS)
+#define LIAR_MAX 96
+
+enum { L_HONEST, L_SPAN, L_FAR, L_ALIGN, L_OVERLAP, L_UNSET, L_CODE, L_MODES };
+
+typedef struct liar {
+    uint64_t off[LIAR_MAX], size[LIAR_MAX];
+    int leaked[LIAR_MAX]; /* a free it refused */
+    unsigned n;
+    int mode;        /* how to answer the next alloc */
+    int refuse_free; /* refuse frees outside the liar's own retypes */
+    int in_retype;   /* a retype of its untyped is in progress (its run frees are honest) */
+    uint64_t allocs, alloc_ats, frees, resets, lies;
+    /* The real one only: probe reentry through this arena and handle. */
+    capmem_arena_t *probe;
+    capmem_cap_t h;
+    int bad;
+    char why[200];
+} liar_t;
+
+/*
  * A library call in progress. Events are delivered before the call returns
  * (docs/threads.md), and the event callback may run nested operations, so
  * the model must know the call's effects by then: the op describes them
@@ -218,6 +275,7 @@ struct interp {
     int failed;        /* fail() ran in this step: why holds the first reason */
     int in_cb;         /* inside the event callback */
     int cb_kind;       /* the event it is called for */
+    int at_event;      /* settling the step's call at this event */
     int outer_only;    /* no nested op ran since the step's call began: events are its own */
     unsigned nested;   /* nested ops run in this step */
     uint64_t events;   /* events delivered in all */
@@ -233,6 +291,8 @@ struct interp {
     unsigned nother;
     uint64_t other_snap[MAX_SNAP];
     unsigned nsnap;
+    liar_t liar; /* the policy of the untyped entry liar_ent */
+    int liar_ent;
     int used_other; /* a handle of the second arena went to a call in this step */
     uint64_t other_uses;
 };
@@ -304,6 +364,9 @@ static int fail(interp_t *in, const char *fmt, ...)
     if (in->in_cb) {
         n = snprintf(in->why, sizeof(in->why), "in the callback on event %s: ",
                      capmem_event_kind_name((capmem_event_kind_t)in->cb_kind));
+    } else if (in->at_event) {
+        n = snprintf(in->why, sizeof(in->why), "at event %s, before the call returned: ",
+                     capmem_event_kind_name((capmem_event_kind_t)in->at_event));
     }
     va_list ap;
     va_start(ap, fmt);
@@ -389,7 +452,7 @@ static int pick(interp_t *in, interp_src_t *s, unsigned mask)
 #define M_DSALL (M(K_DS) | M(K_DEP) | M(K_FC))
 #define M_UTW (M(K_UT) | M(K_FRAME) | M(K_KOBJ))
 #define M_RMALL (M(K_RM) | M(K_MDS))
-#define M_ALL (M(K_ACC) | M_DSALL | M_UTW | M_RMALL)
+#define M_ALL (M(K_ACC) | M_DSALL | M_UTW | M_RMALL | M(K_LUT))
 
 /*
  * A handle argument: usually a live entry of the wanted kinds, sometimes a
@@ -441,7 +504,8 @@ static capmem_err_t lookup(const interp_t *in, int ent, int kind, unsigned right
     int k = x->kind;
     /* Frames, kernel objects and untypeds have their own handle types; all aliases are ds. */
     int same = kind == K_NONE || k == kind ||
-               (kind == K_DS && (k == K_DS || k == K_DEP || k == K_FC || k == K_MDS));
+               (kind == K_DS && (k == K_DS || k == K_DEP || k == K_FC || k == K_MDS)) ||
+               (kind == K_UT && k == K_LUT);
     if (!same) {
         return CAPMEM_E_WRONG_TYPE;
     }
@@ -821,6 +885,8 @@ static void kill(interp_t *in, const int *start, int n)
 
 /* ---- comparison ------------------------------------------------------------------ */
 
+static int compare_liar(interp_t *in);
+
 static int compare(interp_t *in)
 {
     size_t caps = capmem_cap_count(in->arena);
@@ -953,6 +1019,9 @@ static int compare(interp_t *in)
                         m, st.faulted, st.unresolved, st.address, (int)st.access, x->f_faulted,
                         x->f_unres, x->f_addr, x->f_access);
         }
+    }
+    if (compare_liar(in)) {
+        return 1;
     }
     char why[512];
     if (capmem_check(in->arena, why, sizeof(why)) != CAPMEM_OK) {
@@ -1606,7 +1675,9 @@ static int op_delete(interp_t *in, interp_src_t *s, int revoke)
     capmem_err_t e = lookup(in, x, K_NONE, 0);
     if (!revoke) {
         FIRST(e, has_children(in, x), CAPMEM_E_REVOKE_FIRST);
-        if (e == CAPMEM_OK && (x == in->root || (in->e[x].kind == K_UT && in->e[x].ut < 0))) {
+        if (e == CAPMEM_OK &&
+            (x == in->root || ((in->e[x].kind == K_UT || in->e[x].kind == K_LUT) &&
+                               in->e[x].ut < 0 && in->e[x].obj == x))) {
             return 0; /* deleting the root account or the world's untyped ends the sequence */
         }
     }
@@ -1651,6 +1722,9 @@ static int op_retype(interp_t *in, interp_src_t *s)
 {
     int u;
     capmem_cap_t h = pick_handle(in, s, M(K_UT), &u);
+    if (u >= 0 && in->e[u].kind == K_LUT) {
+        return 0; /* the liar's untyped is op_liar_retype's: its placement is the liar's */
+    }
     capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
     static const capmem_obj_type_t types[] = {CAPMEM_OBJ_FRAME, CAPMEM_OBJ_KOBJ, CAPMEM_OBJ_UNTYPED,
                                               CAPMEM_OBJ_DATASPACE};
@@ -2503,6 +2577,434 @@ static int op_free_attached(interp_t *in, interp_src_t *s)
     return finish(in, &p, managed ? capmem_cap_delete(in->arena, h) : capmem_ds_free(in->arena, h));
 }
 
+/* ---- the liar: a custom policy that answers garbage --------------------------------- */
+
+static void liar_broke(liar_t *l, const char *what)
+{
+    if (!l->bad) {
+        l->bad = 1;
+        snprintf(l->why, sizeof(l->why), "%s", what);
+    }
+}
+
+/* A hook runs in the middle of a library call: calling in must be refused. */
+static void liar_probe(liar_t *l, const char *hook)
+{
+    if (l->probe == NULL) {
+        return;
+    }
+    capmem_untyped_info_t ui;
+    capmem_err_t e = capmem_untyped_info(l->probe, l->h, &ui);
+    if (e != CAPMEM_E_REENTRANT) {
+        char why[120];
+        snprintf(why, sizeof(why), "the liar's %s hook called in and got %s, not REENTRANT", hook,
+                 capmem_err_name(e));
+        liar_broke(l, why);
+    }
+}
+
+static int liar_overlap(const liar_t *l, uint64_t off, uint64_t size)
+{
+    for (unsigned i = 0; i < l->n; i++) {
+        if (off < l->off[i] + l->size[i] && l->off[i] < off + size) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* First fit: the lowest aligned offset where the block fits, or 0 for none. */
+static int liar_fit(const liar_t *l, uint64_t size, uint64_t align, uint64_t *at)
+{
+    uint64_t pos = 0;
+    for (;;) {
+        pos = (pos + align - 1) & ~(align - 1);
+        if (pos > LIAR_SIZE || size > LIAR_SIZE - pos) {
+            return 0;
+        }
+        int o = liar_overlap(l, pos, size);
+        if (o < 0) {
+            *at = pos;
+            return 1;
+        }
+        pos = l->off[o] + l->size[o];
+    }
+}
+
+static void liar_add(liar_t *l, uint64_t off, uint64_t size)
+{
+    l->off[l->n] = off;
+    l->size[l->n] = size;
+    l->leaked[l->n] = 0;
+    l->n++;
+}
+
+static capmem_err_t liar_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
+{
+    liar_t *l = self;
+    liar_probe(l, "alloc");
+    l->allocs++;
+    const int mode = l->mode;
+    l->mode = L_HONEST; /* one lie per request */
+    uint64_t at = 0;
+    const int fits = l->n < LIAR_MAX && liar_fit(l, size, align, &at);
+    if (mode != L_HONEST) {
+        l->lies++;
+    }
+    switch (mode) {
+    case L_SPAN: /* the block ends past the untyped */
+        *offset = LIAR_SIZE - (size > align ? align : 0);
+        if (*offset + size <= LIAR_SIZE) {
+            *offset = LIAR_SIZE;
+        }
+        return CAPMEM_OK;
+    case L_FAR: /* far beyond it, aligned */
+        *offset = (UINT64_MAX / 2) & ~(align - 1);
+        return CAPMEM_OK;
+    case L_ALIGN:
+        *offset = (fits ? at : 0) + align / 2;
+        return CAPMEM_OK;
+    case L_OVERLAP:
+        if (l->n > 0) {
+            *offset = l->off[l->n - 1] & ~(align - 1);
+            return CAPMEM_OK;
+        }
+        *offset = LIAR_SIZE; /* nothing to overlap: out of the untyped instead */
+        return CAPMEM_OK;
+    case L_UNSET:
+        return CAPMEM_OK; /* "OK" without an offset */
+    case L_CODE:
+        return (capmem_err_t)999;
+    default:
+        break;
+    }
+    if (!fits) {
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    }
+    liar_add(l, at, size);
+    *offset = at;
+    return CAPMEM_OK;
+}
+
+static capmem_err_t liar_alloc_at(void *self, uint64_t offset, uint64_t size)
+{
+    liar_t *l = self;
+    liar_probe(l, "alloc_at");
+    l->alloc_ats++;
+    if (offset > LIAR_SIZE || size > LIAR_SIZE - offset || liar_overlap(l, offset, size) >= 0 ||
+        l->n >= LIAR_MAX) {
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    }
+    liar_add(l, offset, size);
+    return CAPMEM_OK;
+}
+
+static capmem_err_t liar_free(void *self, uint64_t offset, uint64_t size)
+{
+    liar_t *l = self;
+    liar_probe(l, "free");
+    l->frees++;
+    for (unsigned i = 0; i < l->n; i++) {
+        if (l->off[i] == offset && !l->leaked[i]) {
+            if (l->size[i] != size) {
+                liar_broke(l, "the library freed a block with another size than it was given");
+                return CAPMEM_E_INVALID_ARGS;
+            }
+            if (l->refuse_free && !l->in_retype) {
+                l->leaked[i] = 1;
+                return CAPMEM_E_DENIED;
+            }
+            l->n--;
+            l->off[i] = l->off[l->n];
+            l->size[i] = l->size[l->n];
+            l->leaked[i] = l->leaked[l->n];
+            return CAPMEM_OK;
+        }
+    }
+    liar_broke(l, "the library freed a block the liar never handed out (or a refused one)");
+    return CAPMEM_E_NOT_ALLOCATED;
+}
+
+static uint64_t liar_avail(const void *self)
+{
+    const liar_t *l = self;
+    uint64_t used = 0;
+    for (unsigned i = 0; i < l->n; i++) {
+        used += l->size[i];
+    }
+    return LIAR_SIZE - used;
+}
+
+static uint64_t liar_largest(const void *self)
+{
+    const liar_t *l = self;
+    run_t runs[LIAR_MAX];
+    for (unsigned i = 0; i < l->n; i++) {
+        runs[i] = (run_t){l->off[i], l->off[i] + l->size[i]};
+    }
+    qsort(runs, l->n, sizeof(runs[0]), cmp_run);
+    uint64_t pos = 0;
+    uint64_t best = 0;
+    for (unsigned i = 0; i < l->n; i++) {
+        best = runs[i].off - pos > best ? runs[i].off - pos : best;
+        pos = runs[i].end;
+    }
+    return LIAR_SIZE - pos > best ? LIAR_SIZE - pos : best;
+}
+
+static void liar_reset(void *self)
+{
+    liar_t *l = self;
+    l->n = 0;
+    l->resets++;
+}
+
+static const capmem_alloc_ops_t liar_ops = {
+    .name = "liar",
+    .alloc = liar_alloc,
+    .alloc_at = liar_alloc_at,
+    .free = liar_free,
+    .avail = liar_avail,
+    .largest = liar_largest,
+    .reset = liar_reset,
+};
+
+/*
+ * The model of the library's side: the wrapper's checks (capmem/alloc.h:
+ * an answer inside the untyped, aligned, not over a live block, else
+ * POLICY; an alloc_at over a live block refused before the policy is asked)
+ * and the untyped's placement (one alloc for one object; for a run, one
+ * alloc of the whole run, its free, then an alloc_at per object; an
+ * explicit offset, an alloc_at per object), applied to a copy of the liar.
+ */
+static capmem_err_t model_alloc(liar_t *l, uint64_t size, uint64_t align, uint64_t *off)
+{
+    const unsigned before = l->n;
+    *off = UINT64_MAX;
+    capmem_err_t e = liar_alloc(l, size, align, off);
+    if (e != CAPMEM_OK) {
+        return e;
+    }
+    int fits = *off <= LIAR_SIZE && size <= LIAR_SIZE - *off && *off % align == 0;
+    for (unsigned i = 0; fits && i < before; i++) {
+        fits = !(*off < l->off[i] + l->size[i] && l->off[i] < *off + size);
+    }
+    if (!fits) {
+        l->n = before;
+        return CAPMEM_E_POLICY;
+    }
+    return CAPMEM_OK;
+}
+
+static capmem_err_t model_alloc_at(liar_t *l, uint64_t off, uint64_t size)
+{
+    if (liar_overlap(l, off, size) >= 0) {
+        return CAPMEM_E_NOT_ENOUGH_MEMORY; /* the wrapper refuses; the liar is not asked */
+    }
+    return liar_alloc_at(l, off, size);
+}
+
+static capmem_err_t model_place(liar_t *l, const capmem_retype_attr_t *at, uint64_t *rel)
+{
+    const uint64_t sz = 1ull << at->size_bits;
+    uint64_t base = at->offset;
+    if (at->offset == CAPMEM_RETYPE_ANYWHERE) {
+        uint64_t run = at->count * sz;
+        capmem_err_t e = model_alloc(l, run, sz, &base);
+        if (e == CAPMEM_E_POLICY) {
+            return e;
+        }
+        if (e != CAPMEM_OK) {
+            return CAPMEM_E_NOT_ENOUGH_MEMORY; /* the untyped's own "Insufficient memory" */
+        }
+        if (at->count == 1) {
+            rel[0] = base;
+            return CAPMEM_OK;
+        }
+        (void)liar_free(l, base, run);
+    }
+    for (uint32_t i = 0; i < at->count; i++) {
+        rel[i] = base + i * sz;
+        if (model_alloc_at(l, rel[i], sz) != CAPMEM_OK) {
+            while (i-- > 0) {
+                (void)liar_free(l, rel[i], sz);
+            }
+            return CAPMEM_E_NOT_ENOUGH_MEMORY;
+        }
+    }
+    return CAPMEM_OK;
+}
+
+static int same_liar(const liar_t *a, const liar_t *b)
+{
+    if (a->n != b->n || a->allocs != b->allocs || a->alloc_ats != b->alloc_ats ||
+        a->frees != b->frees || a->resets != b->resets) {
+        return 0;
+    }
+    for (unsigned i = 0; i < a->n; i++) {
+        if (a->off[i] != b->off[i] || a->size[i] != b->size[i] || a->leaked[i] != b->leaked[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The liar's model and its untyped's retype, built on the pieces above. */
+typedef struct liar_call {
+    liar_t want; /* the liar as the model expects it after the call */
+    capmem_retype_attr_t at;
+    uint64_t rel[4];
+    capmem_cap_t dest[4];
+    int u, uo;
+} liar_call_t;
+
+static int settle_liar(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    liar_t *l = &in->liar;
+    const liar_call_t *c = p->attr;
+    l->in_retype = 0;
+    if (!same_liar(l, &c->want)) {
+        return fail(
+            in,
+            "the liar's hooks were not called as the model predicts: blocks %u, allocs %" PRIu64
+            ", alloc_ats %" PRIu64 ", frees %" PRIu64 ", resets %" PRIu64
+            "; model blocks %u, allocs %" PRIu64 ", alloc_ats %" PRIu64 ", frees %" PRIu64
+            ", resets %" PRIu64,
+            l->n, l->allocs, l->alloc_ats, l->frees, l->resets, c->want.n, c->want.allocs,
+            c->want.alloc_ats, c->want.frees, c->want.resets);
+    }
+    if (got != CAPMEM_OK) {
+        if (c->dest[0] != CAPMEM_CAP_NULL) {
+            return fail(in, "a refused retype wrote a handle");
+        }
+        return 0;
+    }
+    const uint64_t base = in->e[c->uo].base;
+    for (uint32_t i = 0; i < c->at.count; i++) {
+        capmem_object_info_t oi;
+        if (capmem_object_info(in->arena, c->dest[i], &oi) != CAPMEM_OK ||
+            oi.offset != base + c->rel[i] || oi.size_bits != c->at.size_bits) {
+            return fail(in, "object %u of the liar's retype is not at 0x%" PRIx64, i,
+                        base + c->rel[i]);
+        }
+        int n = new_ent(in);
+        ent_t *x = &in->e[n];
+        x->alive = 1;
+        x->kind = c->at.type == CAPMEM_OBJ_FRAME ? K_FRAME : K_KOBJ;
+        x->h = c->dest[i];
+        x->parent = c->u;
+        x->rights = CAPMEM_RIGHTS_ALL;
+        x->bits = c->at.size_bits;
+        x->ut = c->uo;
+        in->e[c->uo].children++;
+    }
+    return 0;
+}
+
+static int op_liar_retype(interp_t *in, interp_src_t *s)
+{
+    liar_t *l = &in->liar;
+    liar_call_t c;
+    memset(&c, 0, sizeof(c));
+    capmem_cap_t h = pick_handle(in, s, M(K_LUT), &c.u);
+    c.at = (capmem_retype_attr_t)CAPMEM_RETYPE_ATTR_INIT;
+    c.at.type = take(s, 2) ? CAPMEM_OBJ_KOBJ : CAPMEM_OBJ_FRAME;
+    c.at.size_bits =
+        c.at.type == CAPMEM_OBJ_FRAME ? 12 + (unsigned)take(s, 3) : 4 + (unsigned)take(s, 11);
+    c.at.count = 1 + (uint32_t)take(s, 3);
+    if (take(s, 6) == 0) {
+        c.at.offset = take(s, 20) << c.at.size_bits; /* sometimes outside the untyped */
+    }
+    l->mode = take(s, 2) ? L_HONEST : 1 + (int)take(s, L_MODES - 1);
+    l->refuse_free = take(s, 4) == 0;
+    static const char *const modes[] = {"honest",      "past the end", "far",     "misaligned",
+                                        "overlapping", "unset",        "code 999"};
+    opf(in, "liar_retype(%d, type=%d, bits=%u, count=%u, offset=0x%" PRIx64 ", answer %s%s)", c.u,
+        (int)c.at.type, c.at.size_bits, c.at.count, c.at.offset, modes[l->mode],
+        l->refuse_free ? ", refusing frees" : "");
+    if (count_alive(in) + (int)c.at.count + 1 >= MAX_ENT || (c.u >= 0 && in->e[c.u].kind == K_UT)) {
+        l->mode = L_HONEST; /* another untyped (a bad-kind pick) is op_retype's */
+        return 0;
+    }
+    capmem_err_t e = lookup(in, c.u, K_UT, CAPMEM_RIGHT_WRITE);
+    c.uo = c.u >= 0 ? in->e[c.u].obj : -1;
+    c.want = *l;
+    c.want.probe = NULL;
+    const uint64_t sz = 1ull << c.at.size_bits;
+    const int reset = e == CAPMEM_OK && in->e[c.uo].children == 0 && !has_children(in, c.u);
+    FIRST(e, ((reset ? LIAR_SIZE : liar_avail(l)) >> c.at.size_bits) < c.at.count,
+          CAPMEM_E_NOT_ENOUGH_MEMORY);
+    FIRST(e,
+          c.at.offset != CAPMEM_RETYPE_ANYWHERE &&
+              (c.at.offset % sz != 0 || c.at.offset + c.at.count * sz > LIAR_SIZE),
+          CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK) {
+        if (reset) {
+            liar_reset(&c.want);
+        }
+        c.want.in_retype = 1;
+        e = model_place(&c.want, &c.at, c.rel);
+        c.want.in_retype = 0;
+    }
+    /* The lie is told only when the request reaches the policy's alloc. */
+    c.want.mode = L_HONEST;
+    pend_t p = {.attr = &c};
+    begin(in, &p, settle_liar, e, e);
+    l->in_retype = 1;
+    capmem_err_t got = capmem_untyped_retype(in->arena, h, &c.at, c.dest, 4);
+    l->in_retype = 0;
+    l->mode = L_HONEST;
+    return finish(in, &p, got);
+}
+
+/* The liar's untyped in the library agrees with the model and the liar's own blocks. */
+static int compare_liar(interp_t *in)
+{
+    liar_t *l = &in->liar;
+    if (l->bad) {
+        return fail(in, "liar: %s", l->why);
+    }
+    const ent_t *x = &in->e[in->liar_ent];
+    capmem_untyped_info_t ui;
+    if (capmem_untyped_info(in->arena, x->h, &ui) != CAPMEM_OK) {
+        return fail(in, "liar's untyped: info failed: %s", capmem_last_error()->message);
+    }
+    if (ui.children != x->children || ui.free_bytes != liar_avail(l)) {
+        return fail(in,
+                    "liar's untyped: library children %" PRIu64 " free %" PRIu64
+                    "; model children %" PRIu64 ", the liar's free %" PRIu64,
+                    ui.children, ui.free_bytes, x->children, liar_avail(l));
+    }
+    /* Every live object of it is a block the liar handed out, and every block is one. */
+    uint64_t live = 0;
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *c = &in->e[i];
+        if (!c->alive || c->ut != in->liar_ent || c->obj != i) {
+            continue;
+        }
+        capmem_object_info_t oi;
+        if (capmem_object_info(in->arena, c->h, &oi) != CAPMEM_OK) {
+            return fail(in, "liar's object %d: info failed", i);
+        }
+        int b = liar_overlap(l, oi.offset - x->base, 1ull << c->bits);
+        if (b < 0 || l->off[b] != oi.offset - x->base || l->size[b] != 1ull << c->bits ||
+            l->leaked[b]) {
+            return fail(in, "liar's object %d at 0x%" PRIx64 " is not a block the liar handed out",
+                        i, oi.offset);
+        }
+        live++;
+    }
+    uint64_t blocks = 0;
+    for (unsigned i = 0; i < l->n; i++) {
+        blocks += !l->leaked[i];
+    }
+    if (blocks != live) {
+        return fail(in, "the liar holds %" PRIu64 " blocks for %" PRIu64 " live objects", blocks,
+                    live);
+    }
+    return 0;
+}
+
 /* The op table: weight and function. */
 typedef struct op_row {
     const char *name;
@@ -2554,6 +3056,7 @@ static const op_row_t ops[] = {
     {"rm_handler", 2, op_rm_handler},
     {"rm_access", 10, op_rm_access},
     {"free_attached", 2, op_free_attached},
+    {"liar_retype", 4, op_liar_retype},
 };
 
 static unsigned ops_total(void)
@@ -2685,13 +3188,17 @@ static void on_event(capmem_arena_t *arena, const capmem_event_t *ev, void *ctx)
         return;
     }
     if (in->outer_only) {
-        /* No nested op ran yet: the event is the call's own. */
-        if (!p->settled && settle_now(in, p, presume(p))) {
-            return;
-        }
-        if (p->presumed != CAPMEM_OK && !(p->fail_events & (1u << ev->kind))) {
+        /* No nested op ran yet: the event is the call's own, delivered before it returned. */
+        in->at_event = ev->kind;
+        const capmem_err_t presumed = p->settled ? p->presumed : presume(p);
+        if (presumed != CAPMEM_OK && !(p->fail_events & (1u << ev->kind))) {
             fail(in, "a call the model expects to fail with %s raised event %s (\"%s\")",
-                 capmem_err_name(p->presumed), capmem_event_kind_name(ev->kind), ev->message);
+                 capmem_err_name(presumed), capmem_event_kind_name(ev->kind), ev->message);
+        } else if (!p->settled) {
+            (void)settle_now(in, p, presumed);
+        }
+        in->at_event = 0;
+        if (in->failed) {
             return;
         }
     }
@@ -2869,15 +3376,22 @@ interp_t *interp_new(void)
         return NULL;
     }
     capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = 3ull << 20;
+    at.ram_size = (3ull << 20) + LIAR_SIZE; /* boot untypeds: 1 MiB, 2 MiB and the liar's */
     at.phys_base = 0x100000;
     at.cap_slots = 1u << 14;
     capmem_untyped_info_t boot[8];
     size_t nboot = 0;
     capmem_cap_t root = CAPMEM_CAP_NULL;
+    capmem_alloc_t *liar = NULL;
     if (capmem_arena_create(&at, &in->arena) != CAPMEM_OK ||
-        capmem_untyped_boot(in->arena, boot, 8, &nboot) != CAPMEM_OK || nboot != 2 ||
-        boot[0].size_bits != 20 || boot[1].size_bits != 21) {
+        capmem_untyped_boot(in->arena, boot, 8, &nboot) != CAPMEM_OK || nboot != 3 ||
+        boot[0].size_bits != 20 || boot[1].size_bits != 21 || boot[2].size_bits != LIAR_BITS ||
+        (LIAR_UNBOUNDED ? capmem_alloc_create_custom(&liar_ops, &in->liar, &liar)
+                        : capmem_alloc_create_custom_span(&liar_ops, &in->liar, 0, LIAR_SIZE,
+                                                          &liar)) != CAPMEM_OK ||
+        capmem_untyped_set_policy(in->arena, boot[2].cap, CAPMEM_UNTYPED_WATERMARK, liar) !=
+            CAPMEM_OK) {
+        capmem_alloc_destroy(liar);
         fprintf(stderr, "interp: setup failed: %s\n", capmem_last_error()->message);
         interp_free(in);
         return NULL;
@@ -2912,7 +3426,17 @@ interp_t *interp_new(void)
     x->rights = CAPMEM_RIGHTS_ALL;
     x->bits = 20;
     x->policy = CAPMEM_UNTYPED_WATERMARK;
-    in->base_caps = capmem_cap_count(in->arena) - 2;
+    in->liar_ent = new_ent(in);
+    x = &in->e[in->liar_ent];
+    x->alive = 1;
+    x->kind = K_LUT;
+    x->h = boot[2].cap;
+    x->rights = CAPMEM_RIGHTS_ALL;
+    x->bits = LIAR_BITS;
+    x->base = boot[2].offset;
+    in->liar.probe = in->arena;
+    in->liar.h = boot[2].cap;
+    in->base_caps = capmem_cap_count(in->arena) - 3;
     if (capmem_arena_set_event_handler(in->arena, on_event, in) != CAPMEM_OK || other_new(in)) {
         fprintf(stderr, "interp: setup failed: %s\n", capmem_last_error()->message);
         interp_free(in);
@@ -2924,6 +3448,7 @@ interp_t *interp_new(void)
 void interp_free(interp_t *in)
 {
     if (in != NULL) {
+        in->liar.probe = NULL; /* its hooks may run while the arena goes */
         capmem_arena_destroy(in->arena);
         if (in->other != NULL) {
             capmem_arena_destroy(in->other);
@@ -2979,6 +3504,7 @@ void interp_stats(const interp_t *in, interp_stats_t *out)
     out->other_uses = in->other_uses;
     out->aimed = in->aimed;
     out->aimed_done = in->aimed_done;
+    out->lies = in->liar.lies;
 }
 
 capmem_arena_t *interp_arena(const interp_t *in)

@@ -75,6 +75,7 @@ typedef struct interp_stats {
     uint64_t aimed;      /* nested ops aimed at the event's object or its account */
     uint64_t aimed_done; /* of those, the ones that closed, freed, deleted or revoked it */
     uint64_t other_uses; /* handle arguments replaced by a live handle of the second arena */
+    uint64_t lies;       /* garbage answers of the custom policy the library had to refuse */
 } interp_stats_t;
 void interp_stats(const interp_t *in, interp_stats_t *out);
 
