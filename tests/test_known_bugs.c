@@ -16,7 +16,10 @@
  *    the untyped's end: the retype succeeds with an object outside the
  *    untyped (capmem_check: "child at ... lies outside it"), and an answer
  *    beyond the arena makes the retype zero memory that is not mapped
- *    (SIGSEGV in capmem__backing_zero). Expected, per DESIGN.md ("every
+ *    (SIGSEGV in capmem__backing_zero); once an object lies outside, the
+ *    arena's destruction leaks the boot untypeds' records (Valgrind; which
+ *    is why this file does not run under the Valgrind setup). Expected, per
+ *    DESIGN.md ("every
  *    answer of a placement policy ... is checked (inside the span ...)")
  *    and capmem/alloc.h: CAPMEM_E_POLICY, nothing changed. The interpreter's
  *    liar (tests/ops/interp.c, LIAR_UNBOUNDED) hits it at once when it uses
