@@ -6,7 +6,7 @@
  * requests served, bytes wasted to alignment, largest free block, and the
  * first failure with its message.
  *
- * The sequence starts with the seL4 fragmentation case from DESIGN.md
+ * The sequence starts with the seL4 fragmentation case of docs/untyped.md
  * (0x400, 0x800, 0x1000, 0x400 in 0x2000 bytes), then deletes the first
  * object and keeps asking: watermark reuses nothing until the region is
  * childless, the others reuse at once.

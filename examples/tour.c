@@ -44,8 +44,7 @@ static int print_cap(const capmem_cap_info_t *info, unsigned depth, void *ctx)
     (void)ctx;
     char r[4];
     printf("    %*s%s %-12s rights %s  handle 0x%016" PRIx64 "\n", (int)depth * 4, "",
-           depth ? "`-" : "*", capmem_obj_type_name(info->type), rights_str(info->rights, r),
-           info->cap);
+           depth ? "`-" : "*", info->name, rights_str(info->rights, r), info->cap);
     return 0;
 }
 

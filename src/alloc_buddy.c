@@ -27,7 +27,7 @@
  *
  * Allocation picks the smallest order that has a suitable free block and,
  * in that order, the lowest address; it then splits, keeping the lower half
- * each time, so a fresh region fills from the bottom (the DESIGN.md halving
+ * each time, so a fresh region fills from the bottom (the docs/alloc.md halving
  * scenario). O(orders) bit operations; with align > block size, orders
  * below log2(align) are searched for aligned free blocks by jumping from
  * one aligned index to the next free one (one hbm search per candidate).

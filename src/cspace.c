@@ -10,6 +10,25 @@
 
 #include "cspace_internal.h"
 
+static const char *const type_names[CAPMEM_OBJ_TYPE_COUNT] = {
+    [CAPMEM_OBJ_NONE] = "none",
+    [CAPMEM_OBJ_UNTYPED] = "untyped",
+    [CAPMEM_OBJ_FRAME] = "frame",
+    [CAPMEM_OBJ_KOBJ] = "kernel object",
+    [CAPMEM_OBJ_RAM_SESSION] = "RAM session",
+    [CAPMEM_OBJ_DATASPACE] = "dataspace",
+    [CAPMEM_OBJ_REGION_MAP] = "region map",
+    [CAPMEM_OBJ_USER] = "user object",
+};
+
+const char *capmem_obj_type_name(capmem_obj_type_t type)
+{
+    if ((unsigned)type >= CAPMEM_OBJ_TYPE_COUNT) {
+        return "invalid";
+    }
+    return type_names[type];
+}
+
 capmem_err_t capmem__cspace_init(capmem__cspace_t *cs, uint32_t capacity, uint32_t tag)
 {
     memset(cs, 0, sizeof(*cs));

@@ -1,7 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Region-map records, shared by src/region_map.c and the tests that
- * corrupt them on purpose to prove the checker notices.
+ * Region-map internals, shared by the files of layer 7 and by the tests
+ * that corrupt records on purpose to prove the checker notices. Never
+ * installed. docs/region_map.md explains the layer for a reader new to it.
+ *
+ * The layer, one file per seam:
+ *   rm_tree.c     the region tree (AVL, augmented with free gaps) and each
+ *                 dataspace's list of attachments
+ *   rm_session.c  the layer's set-up and registrations, open, close,
+ *                 upgrade, the fault handler, state, info, lookup, the
+ *                 managed dataspace
+ *   rm_attach.c   attach and detach (cycle refusal, detach everywhere)
+ *   rm_access.c   the access path: translate, deliver, read, write, touch
+ *   rm_check.c    the invariant checker
  */
 #ifndef CAPMEM_RM_INTERNAL_H
 #define CAPMEM_RM_INTERNAL_H
@@ -31,7 +42,7 @@ typedef struct capmem__rm capmem__rm_t;
  * lifetime, 4 bytes each) rather than by pointers; that and storing page
  * numbers in 32 bits is what makes room for the gap augmentation.
  *
- * Invariants (checked by rm_check): regions do not overlap and lie in the
+ * Invariants (checked by capmem__rm_check): regions do not overlap and lie in the
  * map; gap == base - end of the predecessor (0 for the first); max_gap is
  * the largest gap in the subtree; heights are exact and balanced; the
  * dataspace slot names a live dataspace original that covers
@@ -94,12 +105,24 @@ struct capmem__rm {
     uint16_t in_handler;
     uint8_t fault_access;
     uint8_t state;
-    char label[24];
+    char label[24]; /* NUL-terminated: the first 23 characters of the label given at open */
 };
 
 _Static_assert(sizeof(capmem__rm_t) <= CAPMEM_RM_SESSION_SLOTS * CAPMEM__REC,
                "the region-map record fits its session slots");
 _Static_assert(CAPMEM_RAM_RECORD_SIZE == 64, "records are 64-byte slots");
+_Static_assert(sizeof(((capmem__rm_t *)0)->label) == sizeof(((capmem_rm_info_t *)0)->label),
+               "capmem_rm_info() reports the label as kept, neither cut further nor padded");
+
+/*
+ * The layer's per-arena state (host memory, set up by the first open):
+ * every open map, for the checker and for the cycle search's visit marks.
+ * Invariant: a map is in the list from open until its capability dies.
+ */
+typedef struct capmem__rm_arena {
+    capmem__rm_t *maps;
+    uint32_t stamp; /* the last visit mark handed out */
+} capmem__rm_arena_t;
 
 static inline rm_region_t *rg_left(const rm_region_t *n)
 {
@@ -150,5 +173,152 @@ static inline capmem__rm_t *rg_rm(const capmem_arena_t *arena, const rm_region_t
 {
     return arena->cspace.slots[r->rm_slot].obj;
 }
+
+/*
+ * The region of @p rm containing local address @p address, or NULL (also
+ * beyond the map), in O(log n). Inline, unlike the rest of the tree
+ * (rm_tree.c), because the access path runs it on every access and every
+ * level of nesting.
+ */
+static inline rm_region_t *capmem__rm_region_at(const capmem_arena_t *arena, const capmem__rm_t *rm,
+                                                uint64_t address)
+{
+    if (address >= rm->size) {
+        return NULL;
+    }
+    const uint64_t pg = address >> arena->mem.page_shift;
+    rm_region_t *n = rm->root;
+    while (n != NULL) {
+        if (pg < n->base) {
+            n = rg_left(n);
+        } else if (pg >= rg_end(n)) {
+            n = rg_right(n);
+        } else {
+            return n;
+        }
+    }
+    return NULL;
+}
+
+/* ---- maps (inline, but the visit stamp: rm_session.c) ------------------------- */
+
+/* The map's original capability. */
+static inline capmem_cap_t capmem__rm_handle(const capmem_arena_t *arena, const capmem__rm_t *rm)
+{
+    return capmem__slot_handle(&arena->cspace, rm->slot);
+}
+
+/* Look a map up (REGION_MAP capability with @p rights); errors as capmem__cap_lookup. */
+static inline capmem_err_t capmem__rm_lookup(capmem_arena_t *arena, capmem_cap_t cap,
+                                             unsigned rights, capmem__rm_t **out)
+{
+    capmem__slot_t *s = NULL;
+    capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_REGION_MAP, rights, &s);
+    if (err == CAPMEM_OK) {
+        *out = s->obj;
+    }
+    return err;
+}
+
+/*
+ * Make room for one record in the map's slab, for a decode phase: an
+ * expanding map upgrades from its client's quota in steps (each a completed
+ * action with its UPGRADE event, as the expanding RAM client's); otherwise
+ * OUT_OF_METADATA. Afterwards capmem__meta_alloc cannot fail.
+ */
+static inline capmem_err_t capmem__rm_make_room(capmem_arena_t *arena, capmem__rm_t *rm)
+{
+    return capmem__account_make_room(arena, &rm->meta, rm->client,
+                                     (rm->flags & CAPMEM_RM_EXPANDING) != 0, rm->upgrade_step,
+                                     capmem__rm_handle(arena, rm), rm->label, 1);
+}
+
+/*
+ * A fresh visit mark for a walk over the maps (the cycle search): no map
+ * carries it yet. When the counter wraps, every map's mark is cleared.
+ */
+uint32_t capmem__rm_visit_stamp(capmem_arena_t *arena);
+
+/* ---- the region tree and the attachment lists (rm_tree.c) ------------------------ */
+
+/* The region of @p rm overlapping pages [b, e), or NULL, in O(log n). */
+rm_region_t *capmem__rm_tree_overlap(const capmem__rm_t *rm, uint64_t b, uint64_t e);
+
+/*
+ * Link region @p x (base, pages, flags set) into @p rm's tree, keeping the
+ * gaps exact. The caller checked that [base, base + pages) is free.
+ */
+void capmem__rm_tree_insert(capmem__rm_t *rm, rm_region_t *x);
+
+/* Unlink region @p x from @p rm's tree; its pages become free space. */
+void capmem__rm_tree_remove(capmem__rm_t *rm, rm_region_t *x);
+
+/* The lowest first page of a free run of @p need pages of @p rm, in O(log n); false if none. */
+bool capmem__rm_tree_find_free(const capmem__rm_t *rm, uint64_t need, uint64_t *at);
+
+/* Add @p r to, or remove it from, the list of attachments of dataspace @p ds. */
+void capmem__rm_ds_link(capmem__ds_t *ds, rm_region_t *r);
+void capmem__rm_ds_unlink(capmem__ds_t *ds, rm_region_t *r);
+
+/*
+ * A map is going away: every region of it leaves its dataspace's list. The
+ * tree is left as it is; its records go with the map's chunks.
+ */
+void capmem__rm_ds_unlink_all(capmem_arena_t *arena, capmem__rm_t *rm);
+
+/* ---- attach and detach (rm_attach.c) ----------------------------------------------- */
+
+/*
+ * The dataspace layer's detach hook (Genode's Region_map_detach): @p ds is
+ * going away, so each of its attachments is detached from its map.
+ */
+void capmem__rm_detach_all(capmem_arena_t *arena, capmem__ds_t *ds);
+
+/* ---- the access path (rm_access.c) ---------------------------------------------- */
+
+/*
+ * Where an access lands: the backing bytes, or a fault to deliver. The
+ * simulated mode copies the bytes; a real (mmap) mode would map
+ * [boff, boff + avail) of the arena's memory at the faulting address.
+ */
+typedef struct capmem__rm_xlate {
+    capmem__rm_t *fault_rm; /* NULL: backed; else the map the fault belongs to */
+    uint64_t fault_addr;    /* local address in fault_rm */
+    uint64_t boff;          /* backed: arena offset of the byte at the address */
+    uint64_t avail;         /* backed: contiguous bytes from there with the same translation */
+} capmem__rm_xlate_t;
+
+/*
+ * Translate local address @p addr of @p rm for @p access, through nested
+ * maps, into *x. Pure: it changes nothing and runs nothing, so any caller
+ * holding the lock may use it (the simulated accesses, a future SIGSEGV
+ * path). A fault is a missing region, a write to a region that is not
+ * writable, or an exec of one that is not executable, in the innermost map
+ * reached; its address is local to that map. The caller keeps @p addr
+ * below the map's size.
+ */
+void capmem__rm_translate(const capmem_arena_t *arena, capmem__rm_t *rm, uint64_t addr,
+                          capmem_rm_access_t access, capmem__rm_xlate_t *x);
+
+/*
+ * Deliver a fault of @p rm at @p addr (as translate reported it): record it
+ * as the map's state, queue the FAULT event, run the map's handler
+ * synchronously with nested calls allowed. OK only when the handler reports
+ * the fault resolved; otherwise UNRESOLVED_FAULT (detail: address), naming
+ * the handler's own failed call as the root cause if it had one. The
+ * handler may change anything, even close @p rm: afterwards the caller
+ * trusts no pointer and looks its top-level capability up again.
+ */
+capmem_err_t capmem__rm_deliver(capmem_arena_t *arena, capmem__rm_t *rm, uint64_t addr,
+                                capmem_rm_access_t access);
+
+/* The MANAGED kind's access hook: bytes of a managed dataspace go through its map. */
+capmem_err_t capmem__rm_managed_access(capmem_arena_t *arena, capmem__ds_t *ds, uint64_t offset,
+                                       void *buf, size_t len, bool write);
+
+/* ---- the checker (rm_check.c) -------------------------------------------------- */
+
+/* The layer's checker (capmem__layer_t.check); @p state is the capmem__rm_arena_t. */
+capmem_err_t capmem__rm_check(capmem_arena_t *arena, void *state, char *why, size_t len);
 
 #endif

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 # Install the library into a scratch DESTDIR, then build and run a small
 # program against it through pkg-config, as a user would after
-# `meson install`. Usage: install_test.sh BUILD_ROOT SOURCE_ROOT
+# `meson install`; then build and run the same program against the build
+# tree through the uninstalled .pc file Meson writes, as the README shows.
+# Usage: install_test.sh BUILD_ROOT SOURCE_ROOT
 set -euo pipefail
 build=$1
 src=$2
@@ -21,3 +23,19 @@ ${CC:-cc} -std=c11 -Wall -Wextra -Werror $cflags "$src/tests/install_consumer.c"
     -o "$tmp/consumer"
 so=$(find "$tmp/root" -name 'libcapmem.so.*' -print -quit)
 LD_LIBRARY_PATH=$(dirname "$so") "$tmp/consumer"
+
+# Without installing: PKG_CONFIG_PATH=BUILD_ROOT/meson-uninstalled, where
+# pkg-config takes capmem-uninstalled.pc for capmem, and the library from
+# BUILD_ROOT/src at run time.
+unset PKG_CONFIG_SYSROOT_DIR
+export PKG_CONFIG_PATH=$build/meson-uninstalled
+cflags=$(pkg-config --cflags capmem)
+libs=$(pkg-config --libs capmem)
+echo "uninstalled: pkg-config --cflags --libs capmem: $cflags $libs"
+case " $cflags " in
+*" -I$src/include "*) ;;
+*) echo "the uninstalled .pc does not point at $src/include"; exit 1 ;;
+esac
+${CC:-cc} -std=c11 -Wall -Wextra -Werror $cflags "$src/tests/install_consumer.c" $libs \
+    -o "$tmp/consumer-uninstalled"
+LD_LIBRARY_PATH=$build/src "$tmp/consumer-uninstalled"

@@ -2,7 +2,7 @@
 /*
  * Tests of the alloc layer through its public API: every error path of every
  * policy (and that it changes nothing), the reference scenarios of
- * DESIGN.md, a user policy plugged in through the vtable, seeded randomized
+ * docs/alloc.md, a user policy plugged in through the vtable, seeded randomized
  * runs checked against a shadow bitmap, and host-failure injection.
  */
 #include <setjmp.h>
@@ -300,7 +300,7 @@ static void test_every_policy_refuses_foreign_frees_and_changes_nothing(void **s
 
 /* ---- watermark ------------------------------------------------------------ */
 
-/* DESIGN.md's seL4 fragmentation scenario, watermark side. */
+/* The seL4 fragmentation scenario (docs/untyped.md), watermark side. */
 static void test_watermark_skips_alignment_gap_and_fails_fourth_request(void **state)
 {
     (void)state;
@@ -528,7 +528,7 @@ static void test_range_alignment_above_granule_places_block_aligned(void **state
 
 /* ---- buddy ---------------------------------------------------------------- */
 
-/* DESIGN.md's halving scenario, block by block. */
+/* The buddy halving scenario (docs/alloc.md), block by block. */
 static void test_buddy_halving_splits_lowest_first_and_consumes_pieces(void **state)
 {
     (void)state;

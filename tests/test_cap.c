@@ -88,6 +88,25 @@ static void test_cap_user_object_lookup_checks_type_and_rights(void **state)
     assert_int_equal(obj, 1);
 }
 
+static void test_cap_identify_names_user_types_by_their_own_name(void **state)
+{
+    capmem_arena_t *a = *state;
+    capmem_cap_t w = make(a, CAPMEM_RIGHTS_ALL);
+    capmem_cap_t copy;
+    assert_ok(capmem_cap_mint(a, w, CAPMEM_RIGHT_READ | CAPMEM_RIGHT_GRANT, &copy));
+    capmem_cap_info_t info;
+    assert_ok(capmem_cap_identify(a, copy, &info));
+    assert_string_equal(info.name, "widget"); /* the user type's name, copies too */
+    capmem_untyped_info_t boot[4];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 4, &n));
+    assert_ok(capmem_cap_identify(a, boot[0].cap, &info));
+    assert_string_equal(info.name, "untyped");
+    assert_ok(capmem_cap_revoke(a, w));
+    assert_ok(capmem_cap_delete(a, w));
+    CHECK_INVARIANTS(a);
+}
+
 static void test_cap_mint_only_reduces_rights(void **state)
 {
     capmem_arena_t *a = *state;
@@ -268,6 +287,9 @@ static void test_cap_revoke_destroys_every_descendant_only(void **state)
     assert_ok(capmem_cap_delete(a, root));
     assert_int_equal(o1, 1);
     assert_int_equal(o2, 0);
+    /* o2 lives on this stack: its object goes before the test returns. */
+    assert_ok(capmem_cap_delete(a, other));
+    assert_int_equal(o2, 1);
     CHECK_INVARIANTS(a);
 }
 
@@ -521,6 +543,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cap_handle_encodes_type_and_is_not_null, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cap_user_object_lookup_checks_type_and_rights, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cap_identify_names_user_types_by_their_own_name, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cap_mint_only_reduces_rights, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_stale_handle_is_refused_everywhere, setup,

@@ -87,28 +87,28 @@ static void test_checker_catches_bumped_quota(void **state)
 {
     fixture_t *f = *state;
     capmem__account_t *acc = account_of(f->arena, f->acc);
-    acc->quota += 4096;
+    acc->ram.limit += 4096;
     expect_caught(f->arena, "conservation");
-    acc->quota -= 4096;
+    acc->ram.limit -= 4096;
 }
 
 static void test_checker_catches_used_beyond_quota(void **state)
 {
     fixture_t *f = *state;
     capmem__account_t *acc = account_of(f->arena, f->acc);
-    uint64_t q = acc->quota;
-    acc->quota = acc->used - 1;
+    uint64_t q = acc->ram.limit;
+    acc->ram.limit = acc->ram.used - 1;
     expect_caught(f->arena, "exceeds quota");
-    acc->quota = q;
+    acc->ram.limit = q;
 }
 
 static void test_checker_catches_charge_without_dataspace(void **state)
 {
     fixture_t *f = *state;
     capmem__account_t *acc = account_of(f->arena, f->acc);
-    acc->used += 4096;
+    acc->ram.used += 4096;
     expect_caught(f->arena, "holds");
-    acc->used -= 4096;
+    acc->ram.used -= 4096;
 }
 
 static void test_checker_catches_page_owned_twice(void **state)
@@ -126,9 +126,9 @@ static void test_checker_catches_leaked_physical_page(void **state)
     fixture_t *f = *state;
     capmem__account_t *acc = account_of(f->arena, f->acc);
     uint64_t off = 0;
-    assert_ok(capmem_alloc_alloc(acc->svc->phys, 4096, 4096, &off));
+    assert_ok(capmem_alloc_alloc(acc->phys, 4096, 4096, &off));
     expect_caught(f->arena, "exclusivity");
-    assert_ok(capmem_alloc_free(acc->svc->phys, off, 4096));
+    assert_ok(capmem_alloc_free(acc->phys, off, 4096));
 }
 
 static void test_checker_catches_overlapping_untyped_children(void **state)
@@ -236,10 +236,10 @@ static void test_checker_catches_lent_count_drift(void **state)
     capmem__account_t *acc = account_of(f->arena, f->acc);
     assert_int_equal(acc->lent, 4096);
     acc->lent -= 4096;
-    acc->used -= 4096;
+    acc->ram.used -= 4096;
     expect_caught(f->arena, "lent");
     acc->lent += 4096;
-    acc->used += 4096;
+    acc->ram.used += 4096;
     CHECK_INVARIANTS(f->arena);
 }
 
@@ -267,12 +267,12 @@ static void test_checker_needs_no_buffer_to_report(void **state)
 {
     fixture_t *f = *state;
     capmem__account_t *acc = account_of(f->arena, f->acc);
-    acc->quota += 4096;
+    acc->ram.limit += 4096;
     assert_err(capmem_check(f->arena, NULL, 0), CAPMEM_E_CORRUPT);
     char tiny[8];
     assert_err(capmem_check(f->arena, tiny, sizeof(tiny)), CAPMEM_E_CORRUPT);
     assert_int_equal(strlen(tiny), sizeof(tiny) - 1); /* truncated, terminated */
-    acc->quota -= 4096;
+    acc->ram.limit -= 4096;
     assert_ok(capmem_check(f->arena, NULL, 0));
 }
 

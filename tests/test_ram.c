@@ -6,6 +6,7 @@
 
 #include "cap_internal.h"
 #include "internal.h"
+#include "first_fit.h"
 #include "support.h"
 
 typedef struct fixture {
@@ -887,6 +888,40 @@ static void test_ram_destroy_refuses_anything_but_the_roots_original(void **stat
     CHECK_INVARIANTS(f->arena);
 }
 
+static void test_ram_label_keeps_its_first_23_characters(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t c = open_child(f, f->root, 4096, 0, "a-label-of-thirty-characters!!");
+    capmem_ram_info_t in = info(f->arena, c);
+    assert_string_equal(in.label, "a-label-of-thirty-chara");
+    assert_int_equal(strlen(in.label), 23);
+    assert_ok(capmem_ram_close(f->arena, c));
+}
+
+static void test_ram_create_refuses_an_untyped_with_a_user_policy(void **state)
+{
+    (void)state;
+    capmem_arena_t *a = test_arena(4u << 20, 4096);
+    capmem_untyped_info_t boot[8];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 8, &n));
+    static test_ff_t ff;
+    ff = (test_ff_t){.base = 0, .size = 1ull << boot[0].size_bits};
+    capmem_alloc_t *pol = NULL;
+    assert_ok(capmem_alloc_create_custom_span(&test_ff_ops, &ff, 0, ff.size, &pol));
+    assert_ok(capmem_untyped_set_policy(a, boot[0].cap, CAPMEM_UNTYPED_WATERMARK, pol));
+    const size_t caps = capmem_cap_count(a);
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    /* A pool takes the untyped whole through its policy, which a user policy could refuse. */
+    assert_err(capmem_ram_create(a, &boot[0].cap, 1, NULL, &root), CAPMEM_E_INVALID_ARGS);
+    assert_non_null(strstr(capmem_last_error()->message, "user placement policy"));
+    assert_int_equal(root, CAPMEM_CAP_NULL);
+    assert_int_equal(capmem_cap_count(a), caps);
+    assert_int_equal(ff.calls, 0);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a); /* the untyped owned the policy */
+}
+
 static void test_ram_upgrade_takes_accounts_only(void **state)
 {
     fixture_t *f = *state;
@@ -913,6 +948,8 @@ int main(void)
         T(test_ram_destroy_closes_everything_and_returns_the_untypeds),
         T(test_ram_destroy_refuses_anything_but_the_roots_original),
         T(test_ram_upgrade_takes_accounts_only),
+        T(test_ram_label_keeps_its_first_23_characters),
+        cmocka_unit_test(test_ram_create_refuses_an_untyped_with_a_user_policy),
         T(test_ram_default_donation_pays_for_documented_dataspaces),
         T(test_ram_expanding_client_upgrades_in_steps),
         T(test_ram_init_distributes_budget_and_children_are_isolated),

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "rm_internal.h"
 #include "support.h"
 
 #define PAGE 4096ull
@@ -1474,6 +1475,421 @@ static void test_rm_query_errors(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/* ---- the label --------------------------------------------------------------------------- */
+
+static void label_event(capmem_arena_t *a, const capmem_event_t *ev, void *ctx)
+{
+    (void)a;
+    if (ev->kind == CAPMEM_EVENT_DONATE) {
+        snprintf(ctx, 128, "%s", ev->message);
+    }
+}
+
+static void test_rm_label_keeps_first_23_characters(void **state)
+{
+    fixture_t *f = *state;
+    char msg[128] = "";
+    assert_ok(capmem_arena_set_event_handler(f->arena, label_event, msg));
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
+    at.size = 16 * PAGE;
+    at.label = "abcdefghijklmnopqrstuvwxyz0123456789";
+    capmem_cap_t rm;
+    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
+    capmem_rm_info_t in = rm_info(f->arena, rm);
+    assert_int_equal(sizeof(in.label), 24);
+    assert_string_equal(in.label, "abcdefghijklmnopqrstuvw");
+    /* Events and dumps name the map by the label as kept. */
+    assert_non_null(strstr(msg, "region map \"abcdefghijklmnopqrstuvw\" opened"));
+    /* Exactly 23 characters are kept whole; no label gives the default. */
+    at.label = "12345678901234567890123";
+    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
+    assert_string_equal(rm_info(f->arena, rm).label, "12345678901234567890123");
+    at.label = NULL;
+    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
+    assert_string_equal(rm_info(f->arena, rm).label, "region map");
+    assert_ok(capmem_arena_set_event_handler(f->arena, NULL, NULL));
+    CHECK_INVARIANTS(f->arena);
+}
+
+/* ---- refusals change nothing ---------------------------------------------------------------- */
+
+/* What a refused call must leave as it was: the paying account, the map, its fault state. */
+typedef struct snap {
+    capmem_ram_info_t client;
+    capmem_rm_info_t map;
+    capmem_rm_state_t state;
+} snap_t;
+
+static snap_t snap(capmem_arena_t *a, capmem_cap_t client, capmem_cap_t rm)
+{
+    snap_t s;
+    memset(&s, 0, sizeof(s));
+    assert_ok(capmem_ram_info(a, client, &s.client));
+    assert_ok(capmem_rm_info(a, rm, &s.map));
+    assert_ok(capmem_rm_state(a, rm, &s.state));
+    return s;
+}
+
+/* @p call fails with @p code, and the client, the map @p rm and the invariants are as before. */
+#define EXPECT_REFUSED(a, client, rm, call, code)                                                  \
+    do {                                                                                           \
+        const snap_t before_ = snap((a), (client), (rm));                                          \
+        assert_err((call), (code));                                                                \
+        const snap_t after_ = snap((a), (client), (rm));                                           \
+        assert_memory_equal(&after_, &before_, sizeof(before_));                                   \
+        CHECK_INVARIANTS(a);                                                                       \
+    } while (0)
+
+static void test_rm_open_without_host_memory_changes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_ram_info_t before = acc_info(f->arena, f->client);
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
+    at.size = 16 * PAGE;
+    capmem_cap_t rm = CAPMEM_CAP_NULL;
+    /* The first map of an arena sets the layer up: its state is the one host allocation. */
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    assert_err(capmem_rm_open(f->arena, f->client, &at, &rm), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 0);
+    assert_int_equal(rm, CAPMEM_CAP_NULL);
+    capmem_ram_info_t after = acc_info(f->arena, f->client);
+    assert_memory_equal(&after, &before, sizeof(after));
+    CHECK_INVARIANTS(f->arena);
+    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_rm_open_step_and_donation_bounds(void **state)
+{
+    (void)state;
+    /* 256-byte pages: a donation can be a page multiple and still too small for the record. */
+    capmem_arena_t *a = test_arena(1ull << 20, 256);
+    capmem_cap_t root;
+    assert_ok(capmem_ram_boot(a, NULL, &root));
+    capmem_ram_info_t before = acc_info(a, root);
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
+    at.size = 16 * 256;
+    capmem_cap_t rm = CAPMEM_CAP_NULL;
+    at.donation = 256; /* header + 4 session slots + 1 region need 384 bytes */
+    assert_err(capmem_rm_open(a, root, &at, &rm), CAPMEM_E_INVALID_ARGS);
+    at.donation = 512;
+    at.upgrade_step = 0;
+    assert_err(capmem_rm_open(a, root, &at, &rm), CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(rm, CAPMEM_CAP_NULL);
+    capmem_ram_info_t after = acc_info(a, root);
+    assert_memory_equal(&after, &before, sizeof(after));
+    CHECK_INVARIANTS(a);
+    /* The smallest of both is fine: 384 bytes round up to two pages, a step of one page. */
+    at.upgrade_step = 256;
+    assert_ok(capmem_rm_open(a, root, &at, &rm));
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+static void test_rm_upgrade_refusals_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->arena;
+    capmem_cap_t rm = rm_new(f, 16 * PAGE);
+    capmem_cap_t gone = rm_new(f, 16 * PAGE);
+    assert_ok(capmem_rm_close(a, gone));
+    capmem_cap_t ds = ds_new(f, PAGE, 0);
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(a, f->client, CAPMEM_RIGHT_READ, &ro));
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_upgrade(NULL, rm, f->client, PAGE),
+                   CAPMEM_E_INVALID_ARGS);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_upgrade(a, rm, f->client, PAGE + 64),
+                   CAPMEM_E_INVALID_ARGS);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_upgrade(a, rm, f->client, 0), CAPMEM_E_INVALID_ARGS);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_upgrade(a, gone, f->client, PAGE),
+                   CAPMEM_E_INVALID_CAP);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_upgrade(a, ds, f->client, PAGE),
+                   CAPMEM_E_WRONG_TYPE);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_upgrade(a, rm, ds, PAGE), CAPMEM_E_WRONG_TYPE);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_upgrade(a, rm, 0x1234567ull, PAGE),
+                   CAPMEM_E_INVALID_CAP);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_upgrade(a, rm, ro, PAGE), CAPMEM_E_DENIED);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_upgrade(a, rm, f->root, PAGE), CAPMEM_E_DENIED);
+    /* The client's avail is below the bytes. */
+    const uint64_t avail = acc_info(a, f->client).avail;
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_upgrade(a, rm, f->client, avail + PAGE),
+                   CAPMEM_E_OUT_OF_RAM);
+    assert_int_equal(capmem_last_error()->needed, avail + PAGE);
+    assert_int_equal(capmem_last_error()->available, avail);
+    assert_ok(capmem_cap_delete(a, ro));
+    CHECK_INVARIANTS(a);
+}
+
+static void test_rm_stale_and_wrong_handles_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->arena;
+    capmem_cap_t rm = rm_new(f, 16 * PAGE);
+    capmem_cap_t ds = ds_new(f, PAGE, 0);
+    attach(f, rm, ds, 0, 0, 0, 1);
+    capmem_cap_t gone = rm_new(f, 16 * PAGE);
+    assert_ok(capmem_rm_close(a, gone));
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    uint64_t addr = 0xdead;
+    capmem_rm_state_t st;
+    capmem_rm_region_t r;
+    capmem_cap_t out = CAPMEM_CAP_NULL;
+    uint8_t b = 0;
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_close(a, gone), CAPMEM_E_INVALID_CAP);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_attach(a, gone, ds, &at, &addr),
+                   CAPMEM_E_INVALID_CAP);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_detach(a, gone, 0), CAPMEM_E_INVALID_CAP);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_set_fault_handler(a, gone, pager_fn, NULL),
+                   CAPMEM_E_INVALID_CAP);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_set_fault_handler(a, ds, pager_fn, NULL),
+                   CAPMEM_E_WRONG_TYPE);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_state(a, ds, &st), CAPMEM_E_WRONG_TYPE);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_lookup(a, gone, 0, &r), CAPMEM_E_INVALID_CAP);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_lookup(a, ds, 0, &r), CAPMEM_E_WRONG_TYPE);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_dataspace(a, gone, &out), CAPMEM_E_INVALID_CAP);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_read(a, gone, 0, &b, 1), CAPMEM_E_INVALID_CAP);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_read(a, ds, 0, &b, 1), CAPMEM_E_WRONG_TYPE);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_write(a, gone, 0, &b, 1), CAPMEM_E_INVALID_CAP);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_write(a, ds, 0, &b, 1), CAPMEM_E_WRONG_TYPE);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_touch(a, gone, 0, 1, CAPMEM_RM_READ),
+                   CAPMEM_E_INVALID_CAP);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_touch(a, f->client, 0, 1, CAPMEM_RM_READ),
+                   CAPMEM_E_WRONG_TYPE);
+    assert_int_equal(addr, 0xdead);
+    assert_int_equal(out, CAPMEM_CAP_NULL);
+    assert_int_equal(b, 0);
+    assert_false(rm_info(a, rm).has_handler);
+}
+
+static void test_rm_access_refusals_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->arena;
+    capmem_cap_t rm = rm_new(f, 16 * PAGE);
+    capmem_cap_t ds = ds_new(f, PAGE, 0x21);
+    attach(f, rm, ds, 0, 0, 0, 1);
+    pager_t p = {.resolve = 1};
+    assert_ok(capmem_rm_set_fault_handler(a, rm, pager_fn, &p));
+    capmem_cap_t ro;
+    capmem_cap_t grant_only;
+    assert_ok(capmem_cap_mint(a, rm, CAPMEM_RIGHT_READ, &ro));
+    assert_ok(capmem_cap_mint(a, rm, CAPMEM_RIGHT_GRANT, &grant_only));
+    uint8_t buf[8];
+    memset(buf, 0x5a, sizeof(buf));
+    /* Refused before any byte moves and before any fault: no state, no handler call. */
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_read(NULL, rm, 0, buf, 1), CAPMEM_E_INVALID_ARGS);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_write(a, rm, 0, NULL, 1), CAPMEM_E_INVALID_ARGS);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_read(a, grant_only, 0, buf, 1), CAPMEM_E_DENIED);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_touch(a, grant_only, 0, 1, CAPMEM_RM_EXEC),
+                   CAPMEM_E_DENIED);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_touch(a, ro, 0, 1, CAPMEM_RM_WRITE),
+                   CAPMEM_E_DENIED);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_write(a, rm, 16 * PAGE - 4, buf, 8), CAPMEM_E_RANGE);
+    assert_int_equal(capmem_last_error()->argument, 3);
+    assert_int_equal(capmem_last_error()->bound_max, 16 * PAGE);
+    assert_int_equal(capmem_last_error()->size, 8);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_touch(a, rm, 16 * PAGE, 1, CAPMEM_RM_READ),
+                   CAPMEM_E_RANGE);
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_touch(a, rm, UINT64_MAX, 2, CAPMEM_RM_READ),
+                   CAPMEM_E_RANGE);
+    assert_int_equal(p.calls, 0);
+    uint8_t back[8];
+    assert_ok(capmem_ds_read(a, ds, 0, back, sizeof(back)));
+    for (unsigned i = 0; i < sizeof(back); i++) {
+        assert_int_equal(back[i], 0x21);
+    }
+    assert_ok(capmem_cap_delete(a, ro));
+    assert_ok(capmem_cap_delete(a, grant_only));
+    CHECK_INVARIANTS(a);
+}
+
+static void test_rm_dataspace_refusals_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->arena;
+    capmem_cap_t rm = rm_new(f, 16 * PAGE);
+    capmem_cap_t out = CAPMEM_CAP_NULL;
+    /* WRITE alone is not enough: the managed dataspace can be handed on, so GRANT too. */
+    capmem_cap_t no_grant;
+    assert_ok(capmem_cap_mint(a, rm, CAPMEM_RIGHT_READ | CAPMEM_RIGHT_WRITE, &no_grant));
+    EXPECT_REFUSED(a, f->client, rm, capmem_rm_dataspace(a, no_grant, &out), CAPMEM_E_DENIED);
+    assert_ok(capmem_cap_delete(a, no_grant));
+    /* A client whose capability quota went to the map itself. */
+    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+    oa.quota = 4 * PAGE;
+    oa.caps = 1;
+    capmem_cap_t capless;
+    assert_ok(capmem_ram_open(a, f->client, &oa, &capless));
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
+    ra.size = 16 * PAGE;
+    ra.donation = PAGE;
+    capmem_cap_t crm;
+    assert_ok(capmem_rm_open(a, capless, &ra, &crm));
+    EXPECT_REFUSED(a, capless, crm, capmem_rm_dataspace(a, crm, &out), CAPMEM_E_OUT_OF_CAPS);
+    assert_int_equal(capmem_last_error()->needed, 1);
+    assert_int_equal(capmem_last_error()->available, 0);
+    /* An expanding map, full, of a client with no quota left: the upgrade cannot be paid. */
+    oa.quota = 3 * PAGE;
+    oa.caps = 8;
+    capmem_cap_t poor;
+    assert_ok(capmem_ram_open(a, f->client, &oa, &poor));
+    ra.size = 64 * PAGE;
+    ra.flags = CAPMEM_RM_EXPANDING;
+    ra.upgrade_step = PAGE;
+    capmem_cap_t prm;
+    assert_ok(capmem_rm_open(a, poor, &ra, &prm)); /* quota left: 2 pages */
+    capmem_cap_t pds;
+    assert_ok(capmem_ram_alloc(a, poor, 2 * PAGE, &pds)); /* quota left: 0 */
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    at.size = PAGE;
+    uint64_t addr;
+    for (unsigned i = 0; i < 59; i++) {
+        assert_ok(capmem_rm_attach(a, prm, pds, &at, &addr));
+    }
+    EXPECT_REFUSED(a, poor, prm, capmem_rm_dataspace(a, prm, &out), CAPMEM_E_OUT_OF_RAM);
+    assert_int_equal(capmem_last_error()->needed, PAGE);
+    assert_int_equal(capmem_last_error()->available, 0);
+    assert_int_equal(out, CAPMEM_CAP_NULL);
+    assert_ok(capmem_ram_close(a, capless));
+    assert_ok(capmem_ram_close(a, poor));
+    CHECK_INVARIANTS(a);
+}
+
+/* The service's RAM in single free pages: every call that needs a contiguous range says so. */
+static void test_rm_fragmented_ram_gives_out_of_phys_everywhere(void **state)
+{
+    (void)state;
+    capmem_arena_t *a = test_arena(1ull << 20, PAGE);
+    capmem_cap_t root;
+    assert_ok(capmem_ram_boot(a, NULL, &root));
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
+    ra.size = 64 * PAGE;
+    ra.donation = PAGE; /* 59 regions */
+    ra.upgrade_step = 2 * PAGE;
+    ra.flags = CAPMEM_RM_EXPANDING;
+    capmem_cap_t rm;
+    assert_ok(capmem_rm_open(a, root, &ra, &rm));
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(a, root, PAGE, &ds));
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    uint64_t addr = 0xdead;
+    for (unsigned i = 0; i < 59; i++) {
+        assert_ok(capmem_rm_attach(a, rm, ds, &at, &addr));
+    }
+    /* Fill the rest with single pages, then free every other one. */
+    capmem_cap_t pages[256];
+    unsigned n = 0;
+    while (n < 256 && capmem_ram_alloc(a, root, PAGE, &pages[n]) == CAPMEM_OK) {
+        n++;
+    }
+    for (unsigned i = 0; i < n; i += 2) {
+        assert_ok(capmem_ds_free(a, pages[i]));
+    }
+    CHECK_INVARIANTS(a);
+    assert_true(acc_info(a, root).avail >= 4 * PAGE);
+    capmem_cap_t out = CAPMEM_CAP_NULL;
+    ra.flags = 0;
+    ra.donation = 2 * PAGE;
+    EXPECT_REFUSED(a, root, rm, capmem_rm_open(a, root, &ra, &out), CAPMEM_E_OUT_OF_PHYS);
+    assert_int_equal(capmem_last_error()->needed, 2 * PAGE);
+    assert_int_equal(capmem_last_error()->available, PAGE);
+    EXPECT_REFUSED(a, root, rm, capmem_rm_upgrade(a, rm, root, 2 * PAGE), CAPMEM_E_OUT_OF_PHYS);
+    assert_int_equal(capmem_last_error()->needed, 2 * PAGE);
+    /* The expanding map is full: its upgrade step of two pages has nowhere to go. */
+    addr = 0xdead;
+    EXPECT_REFUSED(a, root, rm, capmem_rm_attach(a, rm, ds, &at, &addr), CAPMEM_E_OUT_OF_PHYS);
+    EXPECT_REFUSED(a, root, rm, capmem_rm_dataspace(a, rm, &out), CAPMEM_E_OUT_OF_PHYS);
+    assert_int_equal(addr, 0xdead);
+    assert_int_equal(out, CAPMEM_CAP_NULL);
+    /* One page is enough for an upgrade of one page, and then attach has room. */
+    assert_ok(capmem_rm_upgrade(a, rm, root, PAGE));
+    assert_ok(capmem_rm_attach(a, rm, ds, &at, &addr));
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+/* ---- the seam of real mappings ---------------------------------------------------------- */
+
+/* A pager that replaces the read-only page under a write fault by a writable one. */
+typedef struct upgrade_pager {
+    capmem_cap_t ds;
+    int calls;
+} upgrade_pager_t;
+
+static capmem_rm_fault_result_t upgrade_fn(capmem_arena_t *a, const capmem_rm_fault_t *fault,
+                                           void *ctx)
+{
+    upgrade_pager_t *p = ctx;
+    p->calls++;
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    at.at = fault->address & ~(PAGE - 1);
+    at.offset = PAGE;
+    at.size = PAGE;
+    uint64_t addr;
+    if (capmem_rm_detach(a, fault->rm, fault->address) != CAPMEM_OK ||
+        capmem_rm_attach(a, fault->rm, p->ds, &at, &addr) != CAPMEM_OK) {
+        return CAPMEM_RM_FAULT_UNRESOLVED;
+    }
+    return CAPMEM_RM_FAULT_RESOLVED;
+}
+
+/* Translate and deliver on their own, inside a call, as a SIGSEGV path will use them. */
+static void test_rm_translate_and_deliver_stand_alone(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->arena;
+    capmem_cap_t outer = rm_new(f, 16 * PAGE);
+    capmem_cap_t inner = rm_new(f, 8 * PAGE);
+    capmem_cap_t mds;
+    assert_ok(capmem_rm_dataspace(a, inner, &mds));
+    attach(f, outer, mds, 4 * PAGE, 0, 0, 1); /* inner page p at outer page 4 + p */
+    capmem_cap_t ds = ds_new(f, 2 * PAGE, 0x31);
+    attach(f, inner, ds, 2 * PAGE, PAGE, PAGE, 0); /* ds page 1, read-only, at inner page 2 */
+    capmem_ds_info_t di;
+    assert_ok(capmem_ds_info(a, ds, &di));
+    upgrade_pager_t p = {.ds = ds};
+    assert_ok(capmem_rm_set_fault_handler(a, inner, upgrade_fn, &p));
+    const char *prev = NULL;
+    assert_ok(capmem__enter(a, "test", &prev));
+    capmem__rm_t *o = NULL;
+    capmem__rm_t *i = NULL;
+    assert_ok(capmem__rm_lookup(a, outer, 0, &o));
+    assert_ok(capmem__rm_lookup(a, inner, 0, &i));
+    capmem__rm_xlate_t x;
+    capmem__rm_translate(a, o, 6 * PAGE + 8, CAPMEM_RM_READ, &x);
+    assert_null(x.fault_rm);
+    assert_int_equal(x.boff, di.offset + PAGE + 8);
+    assert_int_equal(x.avail, PAGE - 8);
+    /* A write faults in the inner map, at the inner address; translating records nothing. */
+    capmem__rm_translate(a, o, 6 * PAGE + 8, CAPMEM_RM_WRITE, &x);
+    assert_ptr_equal(x.fault_rm, i);
+    assert_int_equal(x.fault_addr, 2 * PAGE + 8);
+    assert_int_equal(i->faults, 0);
+    capmem__rm_translate(a, o, PAGE, CAPMEM_RM_READ, &x);
+    assert_ptr_equal(x.fault_rm, o);
+    assert_int_equal(x.fault_addr, PAGE);
+    /* Delivering runs the inner handler, which may call in; then translate again. */
+    assert_ok(capmem__rm_deliver(a, i, 2 * PAGE + 8, CAPMEM_RM_WRITE));
+    assert_int_equal(p.calls, 1);
+    assert_ok(capmem__rm_lookup(a, outer, 0, &o));
+    capmem__rm_translate(a, o, 6 * PAGE + 8, CAPMEM_RM_WRITE, &x);
+    assert_null(x.fault_rm);
+    assert_int_equal(x.boff, di.offset + PAGE + 8);
+    /* No handler: unresolved, with the address, and the state says so. */
+    assert_err(capmem__rm_deliver(a, o, PAGE, CAPMEM_RM_READ), CAPMEM_E_UNRESOLVED_FAULT);
+    assert_int_equal(capmem_last_error()->address, PAGE);
+    assert_string_equal(capmem_last_error()->function, "test");
+    capmem__leave(a, prev);
+    capmem_rm_state_t st;
+    assert_ok(capmem_rm_state(a, outer, &st));
+    assert_true(st.unresolved);
+    assert_int_equal(st.address, PAGE);
+    assert_ok(capmem_rm_state(a, inner, &st));
+    assert_false(st.unresolved);
+    assert_int_equal(st.faults, 1);
+    CHECK_INVARIANTS(a);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1504,6 +1920,15 @@ int main(void)
         T(test_rm_nested_scenario),
         T(test_rm_iso9660_pager_scenario),
         T(test_rm_query_errors),
+        T(test_rm_label_keeps_first_23_characters),
+        T(test_rm_open_without_host_memory_changes_nothing),
+        cmocka_unit_test(test_rm_open_step_and_donation_bounds),
+        T(test_rm_upgrade_refusals_change_nothing),
+        T(test_rm_stale_and_wrong_handles_change_nothing),
+        T(test_rm_access_refusals_change_nothing),
+        T(test_rm_dataspace_refusals_change_nothing),
+        cmocka_unit_test(test_rm_fragmented_ram_gives_out_of_phys_everywhere),
+        T(test_rm_translate_and_deliver_stand_alone),
     };
 #undef T
     return cmocka_run_group_tests_name("region_map", tests, NULL, NULL);

@@ -69,6 +69,102 @@ static uint64_t offset_in(capmem_arena_t *a, capmem_cap_t ut, capmem_cap_t obj)
     return oi.offset - ui.offset;
 }
 
+/* ---- what a refused call must leave alone --------------------------------- */
+
+/* The capability count and one untyped's description (none when ut is NULL). */
+typedef struct snapshot {
+    size_t caps;
+    capmem_untyped_info_t ui;
+} snapshot_t;
+
+static snapshot_t snap(capmem_arena_t *a, capmem_cap_t ut)
+{
+    snapshot_t s;
+    memset(&s, 0, sizeof(s));
+    s.caps = capmem_cap_count(a);
+    if (ut != CAPMEM_CAP_NULL) {
+        assert_ok(capmem_untyped_info(a, ut, &s.ui));
+    }
+    return s;
+}
+
+static void unchanged(capmem_arena_t *a, capmem_cap_t ut, const snapshot_t *before,
+                      const char *call, int line)
+{
+    const snapshot_t now = snap(a, ut);
+    const capmem_untyped_info_t *x = &before->ui;
+    const capmem_untyped_info_t *y = &now.ui;
+    if (now.caps != before->caps || x->cap != y->cap || x->phys != y->phys ||
+        x->offset != y->offset || x->size_bits != y->size_bits || x->device != y->device ||
+        x->free_bytes != y->free_bytes || x->largest_free != y->largest_free ||
+        x->watermark != y->watermark || x->children != y->children || x->full != y->full ||
+        (ut != CAPMEM_CAP_NULL && strcmp(x->policy, y->policy) != 0)) {
+        fail_msg("line %d: refused %s changed the capabilities (%zu, now %zu) or the untyped", line,
+                 call, before->caps, now.caps);
+    }
+    test_check_invariants(a, __FILE__, line);
+}
+
+/* @p call fails with @p code and changes neither the capability count nor untyped @p ut. */
+#define assert_refused(a, ut, call, code)                                                          \
+    do {                                                                                           \
+        const snapshot_t before_ = snap((a), (ut));                                                \
+        assert_err((call), (code));                                                                \
+        unchanged((a), (ut), &before_, #call, __LINE__);                                           \
+    } while (0)
+
+/*
+ * Make the 1st, 2nd, ... host allocation of @p call fail until the call
+ * succeeds: each failure is HOST_NOMEM and changes nothing.
+ */
+#define assert_host_failures_refused(a, ut, call)                                                  \
+    do {                                                                                           \
+        uint64_t nth_ = 1;                                                                         \
+        for (;; nth_++) {                                                                          \
+            const snapshot_t before_ = snap((a), (ut));                                            \
+            capmem__inject_fail(CAPMEM__HOST_MALLOC, nth_);                                        \
+            const capmem_err_t err_ = (call);                                                      \
+            capmem__inject_reset();                                                                \
+            if (err_ == CAPMEM_OK) {                                                               \
+                break;                                                                             \
+            }                                                                                      \
+            assert_err(err_, CAPMEM_E_HOST_NOMEM);                                                 \
+            unchanged((a), (ut), &before_, #call, __LINE__);                                       \
+        }                                                                                          \
+        assert_true(nth_ > 1); /* at least one allocation was made, and refused */                 \
+    } while (0)
+
+/*
+ * An arena with a 16-slot capability table and one boot untyped of 1 MiB,
+ * for running out of capabilities.
+ */
+static capmem_arena_t *small_arena(capmem_cap_t *root)
+{
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 1 << 20;
+    at.phys_base = 0x100000;
+    at.device_window = 1 << 16;
+    at.cap_slots = 16;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&at, &a));
+    capmem_untyped_info_t boot[1];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 1, &n));
+    assert_int_equal(n, 1);
+    *root = boot[0].cap;
+    return a;
+}
+
+/* Mint @p cap until the table is full. */
+static void fill_caps(capmem_arena_t *a, capmem_cap_t cap)
+{
+    capmem_cap_t x;
+    capmem_err_t err;
+    while ((err = capmem_cap_mint(a, cap, CAPMEM_RIGHT_READ, &x)) == CAPMEM_OK) {
+    }
+    assert_err(err, CAPMEM_E_OUT_OF_CAPS);
+}
+
 /* ---- boot ----------------------------------------------------------------- */
 
 static void test_untyped_boot_covers_ram_with_aligned_pieces(void **state)
@@ -118,6 +214,7 @@ static void test_untyped_boot_covers_ram_with_aligned_pieces(void **state)
     assert_ok(capmem_cap_delete(a, boot[i].cap));
     assert_ok(capmem_cap_delete(a, boot[i + 1].cap));
     assert_ok(capmem_arena_device_remove(a, dev.id));
+    CHECK_INVARIANTS(a);
     capmem_arena_destroy(a);
 }
 
@@ -161,12 +258,13 @@ static void fragmentation(fixture_t *f, capmem_untyped_policy_t policy, int expe
         const capmem_error_info_t *d = capmem_last_error();
         assert_string_equal(
             d->message,
-            "Untyped Retype: Insufficient memory (1 * 1024 bytes needed, 0 bytes available)");
+            "Untyped Retype: Insufficient memory (1 * 1024 bytes needed, 0 bytes available).");
         assert_int_equal(d->needed, 1024);
         assert_int_equal(d->available, 0);
     }
     assert_ok(capmem_cap_revoke(f->arena, ut));
     assert_ok(capmem_cap_delete(f->arena, ut));
+    CHECK_INVARIANTS(f->arena);
 }
 
 static void test_untyped_watermark_fragmentation_fails_fourth(void **state)
@@ -215,6 +313,7 @@ static void test_untyped_buddy_halving_consumes_exact_pieces(void **state)
     assert_ok(capmem_cap_revoke(f->arena, ut));
     assert_ok(capmem_untyped_info(f->arena, ut, &ui));
     assert_int_equal(ui.largest_free, 0x2000);
+    CHECK_INVARIANTS(f->arena);
 }
 
 static void test_untyped_watermark_reuse_only_when_childless(void **state)
@@ -292,7 +391,8 @@ static void test_untyped_exact_fill_sixteen_frames(void **state)
     assert_err(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &fr), CAPMEM_E_NOT_ENOUGH_MEMORY);
     assert_string_equal(
         capmem_last_error()->message,
-        "Untyped Retype: Insufficient memory (1 * 4096 bytes needed, 0 bytes available)");
+        "Untyped Retype: Insufficient memory (1 * 4096 bytes needed, 0 bytes available).");
+    CHECK_INVARIANTS(f->arena);
 }
 
 /* ---- seL4's checks and their order --------------------------------------- */
@@ -351,7 +451,7 @@ static void test_untyped_retype_errors_follow_sel4_order(void **state)
     assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 300), CAPMEM_E_NOT_ENOUGH_MEMORY);
     assert_string_equal(
         capmem_last_error()->message,
-        "Untyped Retype: Insufficient memory (2 * 4096 bytes needed, 4096 bytes available)");
+        "Untyped Retype: Insufficient memory (2 * 4096 bytes needed, 4096 bytes available).");
     /* Too few destination slots, NULL arguments. */
     at.count = 1;
     assert_err(capmem_untyped_retype(f->arena, ut, &at, d, 0), CAPMEM_E_INVALID_ARGS);
@@ -361,6 +461,7 @@ static void test_untyped_retype_errors_follow_sel4_order(void **state)
     capmem_untyped_info_t ui;
     assert_ok(capmem_untyped_info(f->arena, ut, &ui));
     assert_int_equal(ui.children, 0); /* nothing was created by any failure */
+    CHECK_INVARIANTS(f->arena);
 }
 
 static void test_untyped_untyped_sizes_span_4_to_47_bits(void **state)
@@ -378,6 +479,7 @@ static void test_untyped_untyped_sizes_span_4_to_47_bits(void **state)
     assert_int_equal(ui.size_bits, 4);
     at.size_bits = 47; /* within seL4's bounds, but larger than this 1 MiB root */
     assert_err(capmem_untyped_retype(f->arena, f->root, &at, &c, 1), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    CHECK_INVARIANTS(f->arena);
 }
 
 static void test_untyped_capability_checks(void **state)
@@ -406,6 +508,7 @@ static void test_untyped_capability_checks(void **state)
     assert_err(capmem_untyped_info(f->arena, ut, NULL), CAPMEM_E_INVALID_ARGS);
     assert_err(capmem_object_info(f->arena, ut, &oi), CAPMEM_E_WRONG_TYPE);
     assert_err(capmem_object_info(NULL, ut, &oi), CAPMEM_E_INVALID_ARGS);
+    CHECK_INVARIANTS(f->arena);
 }
 
 static void test_untyped_frame_access_checks_bounds_and_rights(void **state)
@@ -432,6 +535,7 @@ static void test_untyped_frame_access_checks_bounds_and_rights(void **state)
     capmem_cap_t none;
     assert_ok(capmem_cap_mint(f->arena, fr, CAPMEM_RIGHT_GRANT, &none));
     assert_err(capmem_frame_read(f->arena, none, 0, back, 1), CAPMEM_E_DENIED);
+    CHECK_INVARIANTS(f->arena);
 }
 
 static void test_untyped_device_yields_frames_and_untyped_only(void **state)
@@ -499,6 +603,7 @@ static void test_untyped_copy_rules(void **state)
     assert_ok(capmem_cap_revoke(f->arena, ut));
     assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, &x));
     assert_err(capmem_untyped_copy(f->arena, ut, NULL), CAPMEM_E_INVALID_ARGS);
+    CHECK_INVARIANTS(f->arena);
 }
 
 static void test_untyped_range_retype_at_offset(void **state)
@@ -553,6 +658,7 @@ static void test_untyped_children_inherit_policy_only_when_asked(void **state)
     assert_err(capmem_untyped_retype(f->arena, ut, &at, &x, 1), CAPMEM_E_INVALID_ARGS);
     assert_string_equal(capmem_untyped_policy_name(CAPMEM_UNTYPED_RANGE), "range");
     assert_string_equal(capmem_untyped_policy_name((capmem_untyped_policy_t)9), "unknown");
+    CHECK_INVARIANTS(f->arena);
 }
 
 /* ---- a user policy: the tests' first fit (tests/first_fit.c) ------------- */
@@ -604,6 +710,7 @@ static void test_untyped_user_policy_runs_the_scenarios(void **state)
     assert_err(capmem_untyped_set_policy(f->arena, ut, CAPMEM_UNTYPED_WATERMARK, shorter),
                CAPMEM_E_INVALID_ARGS);
     capmem_alloc_destroy(shorter); /* refused: still ours to destroy */
+    CHECK_INVARIANTS(f->arena);
 }
 
 /* ---- a garbage policy: every answer is checked ---------------------------- */
@@ -746,6 +853,7 @@ static void test_untyped_host_failure_changes_nothing(void **state)
         CHECK_INVARIANTS(f->arena);
     }
     assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 4, d));
+    CHECK_INVARIANTS(f->arena);
 }
 
 static int retypes_seen;
@@ -769,6 +877,7 @@ static void test_untyped_retype_emits_event(void **state)
     assert_ok(retype(f->arena, f->root, CAPMEM_OBJ_FRAME, 12, 3, d));
     assert_int_equal(retypes_seen, 1);
     assert_ok(capmem_arena_set_event_handler(f->arena, NULL, NULL));
+    CHECK_INVARIANTS(f->arena);
 }
 
 static void test_untyped_revoke_returns_everything(void **state)
@@ -791,6 +900,352 @@ static void test_untyped_revoke_returns_everything(void **state)
     assert_int_equal(ui.children, 0);
     assert_int_equal(ui.free_bytes, 1 << 16);
     assert_int_equal(capmem_cap_count(f->arena), 2); /* root and ut */
+    CHECK_INVARIANTS(f->arena);
+}
+
+/* ---- copies and free bytes ------------------------------------------------- */
+
+static void test_untyped_copy_marks_source_full_while_the_copy_lives(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 13, CAPMEM_UNTYPED_WATERMARK);
+    capmem_cap_t cp;
+    assert_ok(capmem_untyped_copy(f->arena, ut, &cp));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_true(ui.full);
+    assert_int_equal(ui.free_bytes, 0);
+    assert_int_equal(ui.largest_free, 0);
+    assert_ok(capmem_untyped_info(f->arena, cp, &ui));
+    assert_false(ui.full); /* the copy itself can use everything */
+    assert_int_equal(ui.free_bytes, 0x2000);
+    CHECK_INVARIANTS(f->arena);
+    /* Deleting the copy ends it: not full, every byte free again. */
+    assert_ok(capmem_cap_delete(f->arena, cp));
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_false(ui.full);
+    assert_int_equal(ui.free_bytes, 0x2000);
+    assert_int_equal(ui.largest_free, 0x2000);
+    capmem_cap_t fr[2];
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 2, fr));
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_copy_marks_source_full_through_every_capability(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 13, CAPMEM_UNTYPED_WATERMARK);
+    capmem_cap_t via;
+    capmem_cap_t cp;
+    capmem_cap_t other;
+    assert_ok(capmem_cap_mint(f->arena, ut, CAPMEM_RIGHTS_ALL, &via));
+    assert_ok(capmem_untyped_copy(f->arena, via, &cp));
+    /* A capability with no children of its own still sees the copy: no reset, no memory. */
+    assert_ok(capmem_cap_mint(f->arena, ut, CAPMEM_RIGHTS_ALL, &other));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, other, &ui));
+    assert_true(ui.full);
+    assert_int_equal(ui.free_bytes, 0);
+    capmem_cap_t x = CAPMEM_CAP_NULL;
+    assert_refused(f->arena, other, retype(f->arena, other, CAPMEM_OBJ_FRAME, 12, 1, &x),
+                   CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(capmem_last_error()->available, 0);
+    assert_refused(f->arena, other, capmem_untyped_copy(f->arena, other, &x),
+                   CAPMEM_E_REVOKE_FIRST);
+    assert_refused(f->arena, other,
+                   capmem_untyped_set_policy(f->arena, other, CAPMEM_UNTYPED_RANGE, NULL),
+                   CAPMEM_E_REVOKE_FIRST);
+    assert_int_equal(x, CAPMEM_CAP_NULL);
+    assert_ok(capmem_cap_delete(f->arena, cp));
+    assert_ok(capmem_untyped_info(f->arena, other, &ui));
+    assert_false(ui.full);
+    assert_int_equal(ui.free_bytes, 0x2000);
+    assert_ok(retype(f->arena, other, CAPMEM_OBJ_FRAME, 12, 1, &x));
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_childless_watermark_reports_what_a_retype_can_use(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 14, CAPMEM_UNTYPED_WATERMARK); /* 16 KiB */
+    capmem_cap_t fr[4];
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 1, fr));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.free_bytes, 0x3000);
+    assert_int_equal(ui.largest_free, 0x3000);
+    /* Childless: the index is still at 0x1000, but the next retype starts at 0. */
+    assert_ok(capmem_cap_delete(f->arena, fr[0]));
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.children, 0);
+    assert_int_equal(ui.watermark, 0x1000);
+    assert_int_equal(ui.free_bytes, 0x4000);
+    assert_int_equal(ui.largest_free, 0x4000);
+    /* A derived capability is a child of this one: a retype through it would not reset. */
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(f->arena, ut, CAPMEM_RIGHT_READ, &ro));
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.free_bytes, 0x3000);
+    assert_ok(capmem_cap_delete(f->arena, ro));
+    /* What info promised, a retype gets. */
+    assert_ok(retype(f->arena, ut, CAPMEM_OBJ_FRAME, 12, 4, fr));
+    assert_int_equal(offset_in(f->arena, ut, fr[0]), 0);
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_int_equal(ui.free_bytes, 0);
+    CHECK_INVARIANTS(f->arena);
+}
+
+/* ---- every refusal changes nothing ------------------------------------------- */
+
+static void test_untyped_boot_refusals_change_nothing(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 0x1ffe000; /* from 0x1000: 12 pieces up to 16 MiB, 12 down from it */
+    at.phys_base = 0x1000;
+    at.cap_slots = 16;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&at, &a));
+    capmem_untyped_info_t boot[32];
+    size_t n = 0;
+    assert_refused(a, CAPMEM_CAP_NULL, capmem_untyped_boot(NULL, boot, 32, &n),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(a, CAPMEM_CAP_NULL, capmem_untyped_boot(a, boot, 32, NULL),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(a, CAPMEM_CAP_NULL, capmem_untyped_boot(a, NULL, 1, &n), CAPMEM_E_INVALID_ARGS);
+    assert_refused(a, CAPMEM_CAP_NULL, capmem_untyped_boot(a, boot, 32, &n), CAPMEM_E_OUT_OF_CAPS);
+    assert_int_equal(capmem_last_error()->needed, 24);
+    assert_int_equal(capmem_last_error()->available, 15);
+    /* Not half booted: the next call tries again, all or nothing. */
+    assert_refused(a, CAPMEM_CAP_NULL, capmem_untyped_boot(a, boot, 32, &n), CAPMEM_E_OUT_OF_CAPS);
+    assert_int_equal(n, 0);
+    capmem_arena_destroy(a);
+
+    at.cap_slots = 64;
+    at.device_window = 0x10000;
+    assert_ok(capmem_arena_create(&at, &a));
+    capmem_device_info_t dev;
+    assert_ok(capmem_arena_device_add(a, 0xfe000000, 0x3000, &dev));
+    assert_host_failures_refused(a, CAPMEM_CAP_NULL, capmem_untyped_boot(a, boot, 32, &n));
+    assert_int_equal(n, 26); /* 24 RAM pieces, 2 device pieces */
+    assert_int_equal(capmem_cap_count(a), 26);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+static void test_untyped_add_device_refusals_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_device_info_t dev;
+    assert_ok(capmem_arena_device_add(f->arena, 0xf0000000, 0x3000, &dev));
+    capmem_untyped_info_t ui[4];
+    size_t n = 0;
+    assert_refused(f->arena, f->root, capmem_untyped_add_device(NULL, dev.id, ui, 4, &n),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, f->root, capmem_untyped_add_device(f->arena, dev.id, ui, 4, NULL),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, f->root, capmem_untyped_add_device(f->arena, dev.id, NULL, 4, &n),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, f->root, capmem_untyped_add_device(f->arena, 0, ui, 4, &n),
+                   CAPMEM_E_NOT_FOUND);
+    assert_refused(f->arena, f->root, capmem_untyped_add_device(f->arena, 999, ui, 4, &n),
+                   CAPMEM_E_NOT_FOUND);
+    /* None of the refusals pinned the range. */
+    assert_ok(capmem_arena_device_remove(f->arena, dev.id));
+    assert_ok(capmem_arena_device_add(f->arena, 0xf0000000, 0x3000, &dev));
+    assert_host_failures_refused(f->arena, f->root,
+                                 capmem_untyped_add_device(f->arena, dev.id, ui, 4, &n));
+    assert_int_equal(n, 2);
+    assert_refused(f->arena, f->root, capmem_untyped_add_device(f->arena, dev.id, ui, 4, &n),
+                   CAPMEM_E_DELETE_FIRST);
+    assert_int_equal(n, 2);
+
+    /* Out of capabilities. */
+    capmem_cap_t root;
+    capmem_arena_t *a = small_arena(&root);
+    assert_ok(capmem_arena_device_add(a, 0xf0000000, 0x3000, &dev));
+    fill_caps(a, root);
+    assert_refused(a, root, capmem_untyped_add_device(a, dev.id, ui, 4, &n), CAPMEM_E_OUT_OF_CAPS);
+    assert_ok(capmem_arena_device_remove(a, dev.id)); /* still unpinned */
+    capmem_arena_destroy(a);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_set_policy_refusals_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 13, CAPMEM_UNTYPED_WATERMARK);
+    capmem_cap_t fr;
+    assert_ok(retype(f->arena, f->root, CAPMEM_OBJ_FRAME, 12, 1, &fr));
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(f->arena, ut, CAPMEM_RIGHT_READ | CAPMEM_RIGHT_GRANT, &ro));
+    assert_refused(f->arena, ut, capmem_untyped_set_policy(NULL, ut, CAPMEM_UNTYPED_RANGE, NULL),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, ut,
+                   capmem_untyped_set_policy(f->arena, ut, CAPMEM_UNTYPED_INHERIT, NULL),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, ut,
+                   capmem_untyped_set_policy(f->arena, ut, (capmem_untyped_policy_t)42, NULL),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(
+        f->arena, ut,
+        capmem_untyped_set_policy(f->arena, 0xdeadbeefcafef00dull, CAPMEM_UNTYPED_RANGE, NULL),
+        CAPMEM_E_INVALID_CAP);
+    assert_refused(f->arena, ut,
+                   capmem_untyped_set_policy(f->arena, fr, CAPMEM_UNTYPED_RANGE, NULL),
+                   CAPMEM_E_WRONG_TYPE);
+    assert_refused(f->arena, ut,
+                   capmem_untyped_set_policy(f->arena, ro, CAPMEM_UNTYPED_RANGE, NULL),
+                   CAPMEM_E_DENIED);
+    /* The derived capability is a child of ut's. */
+    assert_refused(f->arena, ut,
+                   capmem_untyped_set_policy(f->arena, ut, CAPMEM_UNTYPED_RANGE, NULL),
+                   CAPMEM_E_REVOKE_FIRST);
+    assert_ok(capmem_cap_delete(f->arena, ro));
+    assert_host_failures_refused(
+        f->arena, ut, capmem_untyped_set_policy(f->arena, ut, CAPMEM_UNTYPED_RANGE, NULL));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, ut, &ui));
+    assert_string_equal(ui.policy, "range");
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_retype_refusals_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 14, CAPMEM_UNTYPED_RANGE);
+    capmem_cap_t d[4] = {0};
+    capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
+    assert_refused(f->arena, ut, capmem_untyped_retype(NULL, ut, &at, d, 4), CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, NULL, d, 4),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, NULL, 4),
+                   CAPMEM_E_INVALID_ARGS);
+    at.type = CAPMEM_OBJ_DATASPACE;
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, d, 4),
+                   CAPMEM_E_INVALID_ARGS);
+    at = (capmem_retype_attr_t)CAPMEM_RETYPE_ATTR_INIT;
+    at.size_bits = 48;
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, d, 4), CAPMEM_E_RANGE);
+    at.size_bits = 11; /* a frame below the page size */
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, d, 4), CAPMEM_E_RANGE);
+    at.type = CAPMEM_OBJ_KOBJ;
+    at.size_bits = 3;
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, d, 4), CAPMEM_E_RANGE);
+    at.type = CAPMEM_OBJ_UNTYPED;
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, d, 4),
+                   CAPMEM_E_INVALID_ARGS);
+    at.size_bits = 12;
+    at.child_policy = (capmem_untyped_policy_t)42;
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, d, 4),
+                   CAPMEM_E_INVALID_ARGS);
+    at = (capmem_retype_attr_t)CAPMEM_RETYPE_ATTR_INIT;
+    at.count = 0;
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, d, 4), CAPMEM_E_RANGE);
+    at.count = 2;
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, d, 1),
+                   CAPMEM_E_INVALID_ARGS);
+    at.count = 5;
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, d, 5),
+                   CAPMEM_E_NOT_ENOUGH_MEMORY);
+    at.count = 1;
+    at.offset = 0x800;
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, d, 4),
+                   CAPMEM_E_INVALID_ARGS);
+    capmem_cap_t fr;
+    assert_ok(retype(f->arena, f->root, CAPMEM_OBJ_FRAME, 12, 1, &fr));
+    at.offset = CAPMEM_RETYPE_ANYWHERE;
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, fr, &at, d, 4),
+                   CAPMEM_E_WRONG_TYPE);
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, 0xdeadbeefcafef00dull, &at, d, 4),
+                   CAPMEM_E_INVALID_CAP);
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(f->arena, ut, CAPMEM_RIGHT_READ, &ro));
+    assert_refused(f->arena, ut, capmem_untyped_retype(f->arena, ro, &at, d, 4), CAPMEM_E_DENIED);
+    assert_ok(capmem_cap_delete(f->arena, ro));
+    assert_host_failures_refused(f->arena, ut, capmem_untyped_retype(f->arena, ut, &at, d, 4));
+    assert_int_equal(d[1], CAPMEM_CAP_NULL);
+
+    /* Out of capabilities: the memory would be there. */
+    capmem_cap_t root;
+    capmem_arena_t *a = small_arena(&root);
+    capmem_cap_t fr2;
+    assert_ok(retype(a, root, CAPMEM_OBJ_FRAME, 12, 1, &fr2));
+    fill_caps(a, fr2);
+    assert_refused(a, root, retype(a, root, CAPMEM_OBJ_FRAME, 12, 1, d), CAPMEM_E_OUT_OF_CAPS);
+    capmem_arena_destroy(a);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_copy_refusals_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ut = make_untyped(f, 13, CAPMEM_UNTYPED_BUDDY);
+    capmem_cap_t fr;
+    assert_ok(retype(f->arena, f->root, CAPMEM_OBJ_FRAME, 12, 1, &fr));
+    capmem_cap_t cp = CAPMEM_CAP_NULL;
+    assert_refused(f->arena, ut, capmem_untyped_copy(NULL, ut, &cp), CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, ut, capmem_untyped_copy(f->arena, ut, NULL), CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, ut, capmem_untyped_copy(f->arena, 0xdeadbeefcafef00dull, &cp),
+                   CAPMEM_E_INVALID_CAP);
+    assert_refused(f->arena, ut, capmem_untyped_copy(f->arena, fr, &cp), CAPMEM_E_WRONG_TYPE);
+    capmem_cap_t rw;
+    assert_ok(capmem_cap_mint(f->arena, ut, CAPMEM_RIGHT_READ | CAPMEM_RIGHT_WRITE, &rw));
+    assert_refused(f->arena, ut, capmem_untyped_copy(f->arena, rw, &cp), CAPMEM_E_DENIED);
+    assert_refused(f->arena, ut, capmem_untyped_copy(f->arena, ut, &cp), CAPMEM_E_REVOKE_FIRST);
+    assert_ok(capmem_cap_delete(f->arena, rw));
+    assert_int_equal(cp, CAPMEM_CAP_NULL);
+    assert_host_failures_refused(f->arena, ut, capmem_untyped_copy(f->arena, ut, &cp));
+    capmem_untyped_info_t ui;
+    assert_ok(capmem_untyped_info(f->arena, cp, &ui));
+    assert_string_equal(ui.policy, "buddy"); /* a copy has its source's built-in policy */
+
+    capmem_cap_t root;
+    capmem_arena_t *a = small_arena(&root);
+    capmem_cap_t kid;
+    capmem_cap_t fr2;
+    capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
+    at.type = CAPMEM_OBJ_UNTYPED;
+    at.size_bits = 13;
+    assert_ok(capmem_untyped_retype(a, root, &at, &kid, 1));
+    assert_ok(retype(a, root, CAPMEM_OBJ_FRAME, 12, 1, &fr2));
+    fill_caps(a, fr2);
+    assert_refused(a, kid, capmem_untyped_copy(a, kid, &cp), CAPMEM_E_OUT_OF_CAPS);
+    capmem_arena_destroy(a);
+    CHECK_INVARIANTS(f->arena);
+}
+
+static void test_untyped_queries_refuse_bad_arguments(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t fr;
+    assert_ok(retype(f->arena, f->root, CAPMEM_OBJ_FRAME, 12, 1, &fr));
+    capmem_untyped_info_t ui;
+    capmem_object_info_t oi;
+    char buf[4] = "abc";
+    assert_refused(f->arena, f->root, capmem_untyped_info(NULL, f->root, &ui),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, f->root, capmem_untyped_info(f->arena, fr, &ui), CAPMEM_E_WRONG_TYPE);
+    assert_refused(f->arena, f->root, capmem_object_info(f->arena, fr, NULL),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, f->root, capmem_object_info(f->arena, 0xdeadbeefcafef00dull, &oi),
+                   CAPMEM_E_INVALID_CAP);
+    assert_refused(f->arena, f->root, capmem_frame_read(NULL, fr, 0, buf, 1),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_refused(f->arena, f->root, capmem_frame_read(f->arena, f->root, 0, buf, 1),
+                   CAPMEM_E_WRONG_TYPE);
+    assert_refused(f->arena, f->root, capmem_frame_write(f->arena, f->root, 0, buf, 1),
+                   CAPMEM_E_WRONG_TYPE);
+    assert_refused(f->arena, f->root,
+                   capmem_frame_write(f->arena, 0xdeadbeefcafef00dull, 0, buf, 1),
+                   CAPMEM_E_INVALID_CAP);
+    assert_refused(f->arena, f->root, capmem_frame_write(f->arena, fr, 4096, buf, 1),
+                   CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(capmem_last_error()->address, 4096);
+    char back[4] = "xyz";
+    assert_ok(capmem_frame_read(f->arena, fr, 0, back, 4));
+    assert_memory_equal(back, "\0\0\0\0", 4); /* no refused write reached the frame */
+    CHECK_INVARIANTS(f->arena);
 }
 
 int main(void)
@@ -820,6 +1275,15 @@ int main(void)
         T(test_untyped_host_failure_changes_nothing),
         T(test_untyped_retype_emits_event),
         T(test_untyped_revoke_returns_everything),
+        T(test_untyped_copy_marks_source_full_while_the_copy_lives),
+        T(test_untyped_copy_marks_source_full_through_every_capability),
+        T(test_untyped_childless_watermark_reports_what_a_retype_can_use),
+        T(test_untyped_boot_refusals_change_nothing),
+        T(test_untyped_add_device_refusals_change_nothing),
+        T(test_untyped_set_policy_refusals_change_nothing),
+        T(test_untyped_retype_refusals_change_nothing),
+        T(test_untyped_copy_refusals_change_nothing),
+        T(test_untyped_queries_refuse_bad_arguments),
     };
 #undef T
     return cmocka_run_group_tests_name("untyped", tests, NULL, NULL);

@@ -60,7 +60,7 @@ typedef struct capmem_arena_attr {
     uint64_t phys_base; /**< physical address of RAM offset 0; page-aligned */
     uint64_t
         device_window;  /**< bytes of backing reserved for device ranges; multiple of page_size */
-    uint32_t cap_slots; /**< capacity of the capability space (slots), >= 16 */
+    uint32_t cap_slots; /**< capacity of the capability space: 16 to CAPMEM_CAP_SLOTS_MAX */
     uint32_t flags;     /**< CAPMEM_ARENA_* flags */
 } capmem_arena_attr_t;
 
@@ -83,7 +83,9 @@ typedef struct capmem_arena_attr {
  * @retval CAPMEM_OK           created
  * @retval CAPMEM_E_INVALID_ARGS out is NULL; ram_size 0 or not a multiple of the page size;
  *         page_size not a power of two in range; phys_base misaligned; sizes overflow or exceed
- *         CAPMEM_ARENA_MAX_BYTES; cap_slots out of range; unknown flags
+ *         CAPMEM_ARENA_MAX_BYTES; unknown flags
+ * @retval CAPMEM_E_RANGE      cap_slots outside [16, CAPMEM_CAP_SLOTS_MAX] (the detail gives the
+ *         bounds)
  * @retval CAPMEM_E_SYSTEM     memfd_create, ftruncate or mmap failed (errno in the detail)
  * @retval CAPMEM_E_HOST_NOMEM the host could not allocate the arena record
  * @retval CAPMEM_E_OUT_OF_CAPS 1023 arenas are alive in this process already (each has a

@@ -348,7 +348,7 @@ typedef struct capmem_rm_info {
     uint64_t faults;           /**< faults raised in it */
     bool expanding;            /**< 1 if it upgrades itself on OUT_OF_METADATA */
     bool has_handler;          /**< 1 if a fault handler is installed */
-    char label[24];            /**< the label given at creation */
+    char label[24];            /**< the label given at open: its first 23 characters */
 } capmem_rm_info_t;
 
 /**

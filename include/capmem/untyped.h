@@ -23,7 +23,7 @@
  *
  * Errors follow seL4's decode order (type, size, count, then memory) and
  * its wording: "Untyped Retype: Insufficient memory (1 * 1024 bytes needed,
- * 0 bytes available)". seL4_RangeError is CAPMEM_E_RANGE,
+ * 0 bytes available)." seL4_RangeError is CAPMEM_E_RANGE,
  * seL4_InvalidArgument is CAPMEM_E_INVALID_ARGS, seL4_NotEnoughMemory is
  * CAPMEM_E_NOT_ENOUGH_MEMORY.
  *
@@ -111,16 +111,23 @@ typedef struct capmem_retype_attr {
 /** Description of an untyped region. */
 typedef struct capmem_untyped_info {
     capmem_cap_t cap;
-    uint64_t phys;         /**< physical address of its first byte */
-    uint64_t offset;       /**< backing offset of its first byte */
-    unsigned size_bits;    /**< its size is 2^size_bits bytes */
-    bool device;           /**< 1 for device memory (never zeroed; frames and untyped only) */
-    const char *policy;    /**< policy name */
-    uint64_t free_bytes;   /**< bytes a retype could still use (policy's view) */
-    uint64_t largest_free; /**< largest single block still free */
-    uint64_t watermark;    /**< watermark policy: bytes below the free index; else 0 */
-    uint64_t children;     /**< live objects retyped from it */
-    bool full;             /**< marked full by capmem_untyped_copy() */
+    uint64_t phys;      /**< physical address of its first byte */
+    uint64_t offset;    /**< backing offset of its first byte */
+    unsigned size_bits; /**< its size is 2^size_bits bytes */
+    bool device;        /**< 1 for device memory (never zeroed; frames and untyped only) */
+    const char *policy; /**< policy name */
+    /**
+     * Bytes a retype through this capability can use: all of them when it
+     * would reset the untyped (no children, no copy, no capability derived
+     * from this one), 0 while the untyped is full, else what its policy has
+     * left.
+     */
+    uint64_t free_bytes;
+    uint64_t largest_free; /**< largest single block a retype can use, counted the same way */
+    /** Watermark policy: bytes below the free index, until a retype resets it; else 0. */
+    uint64_t watermark;
+    uint64_t children; /**< live objects retyped from it */
+    bool full;         /**< a copy of it (capmem_untyped_copy()) is alive: it retypes nothing */
 } capmem_untyped_info_t;
 
 /**
@@ -162,7 +169,8 @@ CAPMEM_API capmem_err_t capmem_untyped_add_device(capmem_arena_t *arena, uint32_
  *         cover [0, 2^size_bits)
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE the capability
  * @retval CAPMEM_E_DENIED       the capability lacks WRITE
- * @retval CAPMEM_E_REVOKE_FIRST the untyped has children
+ * @retval CAPMEM_E_REVOKE_FIRST the untyped has children or a live copy, or a capability was
+ *         derived from this one
  * @retval CAPMEM_E_HOST_NOMEM   the policy's metadata could not be allocated
  */
 CAPMEM_API capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena, capmem_cap_t untyped,
@@ -173,9 +181,10 @@ CAPMEM_API capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena, capmem_
  * Retype: create attr->count objects of 2^attr->size_bits bytes from the
  * untyped and store their capabilities in dest[0 .. count-1]. Needs WRITE on
  * the untyped. The new capabilities have all rights and are children of
- * @p untyped. If the untyped has no children left, a watermark untyped
- * starts again at 0 (seL4's reset). New objects in RAM read as zeros;
- * device memory is never zeroed.
+ * @p untyped. If the untyped has no children left (and no copy, and no
+ * capability derived from @p untyped), a watermark untyped starts again at
+ * 0 (seL4's reset). New objects in RAM read as zeros; device memory is
+ * never zeroed.
  *
  * Checks run in seL4's order and nothing changes on failure:
  * @retval CAPMEM_E_INVALID_ARGS arena, attr or dest NULL; type not retypable; device
@@ -185,7 +194,7 @@ CAPMEM_API capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena, capmem_
  *         count 0 or above 256 (detail: the bounds)
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED  the capability
  * @retval CAPMEM_E_NOT_ENOUGH_MEMORY "Untyped Retype: Insufficient memory (N * S bytes
- *         needed, A bytes available)" with needed and available in the detail
+ *         needed, A bytes available)." with needed and available in the detail
  * @retval CAPMEM_E_OUT_OF_CAPS  not enough free capability slots
  * @retval CAPMEM_E_HOST_NOMEM   host memory for the records ran out
  */
@@ -196,19 +205,24 @@ CAPMEM_API capmem_err_t capmem_untyped_retype(capmem_arena_t *arena, capmem_cap_
 /**
  * seL4's copy of an untyped capability: refused while the untyped has
  * children (REVOKE_FIRST); otherwise the copy becomes a child of the
- * original, can retype the whole region, and the original is marked full
- * (it reports 0 bytes available until it is childless again).
+ * original's capability, can retype the whole region, and the original is
+ * *full* for as long as the copy lives: info says full with 0 bytes free,
+ * and a retype through any capability to it fails. Once the copy is
+ * deleted the original is childless again and its next retype starts at 0.
+ * The copy has the original's built-in policy (watermark for a user policy).
  *
  * @retval CAPMEM_E_INVALID_ARGS arena or out NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED (needs GRANT)
- * @retval CAPMEM_E_REVOKE_FIRST the untyped has children
+ * @retval CAPMEM_E_REVOKE_FIRST the untyped has children or a live copy, or a capability was
+ *         derived from this one
  * @retval CAPMEM_E_OUT_OF_CAPS, CAPMEM_E_HOST_NOMEM
  */
 CAPMEM_API capmem_err_t capmem_untyped_copy(capmem_arena_t *arena, capmem_cap_t untyped,
                                             capmem_cap_t *out);
 
 /**
- * Describe an untyped.
+ * Describe an untyped; the free numbers are what a retype through @p untyped
+ * can use (see ::capmem_untyped_info_t).
  * @retval CAPMEM_E_INVALID_ARGS arena or info NULL
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE the capability
  */

@@ -962,6 +962,9 @@ static int compare(interp_t *in)
         uint64_t size = 1ull << x->bits;
         uint64_t held = held_by[u];
         uint64_t want_free = x->policy == CAPMEM_UNTYPED_WATERMARK ? size - x->wm : size - held;
+        if (x->children == 0 && !has_children(in, u)) {
+            want_free = size; /* childless: a retype through this handle resets it first */
+        }
         if (ui.children != x->children || ui.free_bytes != want_free) {
             return fail(in,
                         "untyped %d (%s, 2^%u): library children %" PRIu64 " free %" PRIu64
@@ -1931,7 +1934,7 @@ static int op_rm_close(interp_t *in, interp_src_t *s)
 
 /*
  * The expected result of capmem_rm_attach(map entry m, ds entry d, *at), in
- * the library's check order (src/region_map.c). On OK, *pg and *pages say
+ * the library's check order (decode_attach in src/rm_attach.c). On OK, *pg and *pages say
  * where the region goes and *upgrade whether an expanding map upgrades first.
  */
 static capmem_err_t predict_attach(interp_t *in, int m, int d, const capmem_rm_attach_attr_t *at,
@@ -2969,11 +2972,14 @@ static int compare_liar(interp_t *in)
     if (capmem_untyped_info(in->arena, x->h, &ui) != CAPMEM_OK) {
         return fail(in, "liar's untyped: info failed: %s", capmem_last_error()->message);
     }
-    if (ui.children != x->children || ui.free_bytes != liar_avail(l)) {
+    /* Childless, a retype through it resets the liar first: all of it is free to use. */
+    const uint64_t want_free =
+        x->children == 0 && !has_children(in, in->liar_ent) ? LIAR_SIZE : liar_avail(l);
+    if (ui.children != x->children || ui.free_bytes != want_free) {
         return fail(in,
                     "liar's untyped: library children %" PRIu64 " free %" PRIu64
-                    "; model children %" PRIu64 ", the liar's free %" PRIu64,
-                    ui.children, ui.free_bytes, x->children, liar_avail(l));
+                    "; model children %" PRIu64 " free %" PRIu64 " (the liar's own: %" PRIu64 ")",
+                    ui.children, ui.free_bytes, x->children, want_free, liar_avail(l));
     }
     /* Every live object of it is a block the liar handed out, and every block is one. */
     uint64_t live = 0;

@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Region maps, attach and detach (rm_internal.h): a dataspace becomes a
+ * region of a map, with one record of the map's donation, and stops being
+ * one, by detach or because the dataspace goes away (the detach hook the
+ * dataspace layer calls). Attaching a map's managed dataspace where it
+ * would contain itself is refused. docs/region_map.md explains the layer.
+ *
+ * Both calls decode into a plan first (capabilities, alignment, ranges,
+ * rights, cycles, the address range, the record), then invoke it in a step
+ * that cannot fail.
+ */
+#include "rm_internal.h"
+
+/* Detach region @p r of @p rm, whose dataspace is @p ds: the step that cannot fail. */
+static void region_remove(capmem__rm_t *rm, rm_region_t *r, capmem__ds_t *ds)
+{
+    capmem__rm_tree_remove(rm, r);
+    capmem__rm_ds_unlink(ds, r);
+    rm->regions--;
+    capmem__meta_free(&rm->meta, r);
+}
+
+void capmem__rm_detach_all(capmem_arena_t *arena, capmem__ds_t *ds)
+{
+    while (ds->regions != NULL) {
+        rm_region_t *r = ds->regions;
+        region_remove(rg_rm(arena, r), r, ds);
+    }
+}
+
+/* ---- cycles ------------------------------------------------------------------------ */
+
+/*
+ * Would attaching the managed dataspace of @p inner into @p outer make a
+ * cycle? Only if inner is outer or contains it: walk up from outer through
+ * the maps its managed dataspace is attached into. Visit marks keep the walk
+ * linear in the attachments on the way, however the maps share.
+ */
+static bool contains_up(capmem_arena_t *arena, capmem__rm_t *m, const capmem__rm_t *target,
+                        uint32_t stamp)
+{
+    if (m == target) {
+        return true;
+    }
+    if (m->stamp == stamp) {
+        return false;
+    }
+    m->stamp = stamp;
+    if (m->managed == NULL) {
+        return false;
+    }
+    for (rm_region_t *r = m->managed->regions; r != NULL; r = r->ds_next) {
+        if (contains_up(arena, rg_rm(arena, r), target, stamp)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool would_cycle(capmem_arena_t *arena, capmem__rm_t *outer, const capmem__rm_t *inner)
+{
+    return contains_up(arena, outer, inner, capmem__rm_visit_stamp(arena));
+}
+
+/* ---- attach ------------------------------------------------------------------------- */
+
+typedef struct attach_plan {
+    capmem__rm_t *rm;
+    capmem__ds_t *ds;
+    uint64_t offset;  /* into the dataspace */
+    uint64_t at_pg;   /* first page: the run [at_pg, at_pg + pages) is free */
+    uint64_t pages;   /* non-zero */
+    uint64_t address; /* at_pg as a local address */
+    unsigned flags;   /* RG_WRITABLE, RG_EXEC */
+} attach_plan_t;
+
+/* A fixed address: the run must be free (REGION_CONFLICT names the region in the way). */
+static capmem_err_t decode_fixed(const capmem_arena_t *arena, uint64_t at, attach_plan_t *plan)
+{
+    const unsigned shift = arena->mem.page_shift;
+    plan->at_pg = at >> shift;
+    const rm_region_t *c =
+        capmem__rm_tree_overlap(plan->rm, plan->at_pg, plan->at_pg + plan->pages);
+    if (c != NULL) {
+        const uint64_t c_at = (uint64_t)c->base << shift;
+        const uint64_t c_size = (uint64_t)c->pages << shift;
+        capmem_err_t err = capmem__fail(
+            CAPMEM_E_REGION_CONFLICT, NULL, "0x%llx+0x%llx overlaps the region at 0x%llx+0x%llx",
+            (unsigned long long)at, (unsigned long long)(plan->pages << shift),
+            (unsigned long long)c_at, (unsigned long long)c_size);
+        capmem__detail()->address = c_at;
+        capmem__detail()->size = c_size;
+        return err;
+    }
+    return CAPMEM_OK;
+}
+
+/* Anywhere: the lowest free run of the size (NOT_ENOUGH_MEMORY if none). */
+static capmem_err_t decode_anywhere(const capmem_arena_t *arena, attach_plan_t *plan)
+{
+    if (!capmem__rm_tree_find_free(plan->rm, plan->pages, &plan->at_pg)) {
+        const uint64_t size = plan->pages << arena->mem.page_shift;
+        return capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, NULL, size, 0,
+                                  "no free range of 0x%llx bytes in region map \"%s\"",
+                                  (unsigned long long)size, plan->rm->label);
+    }
+    return CAPMEM_OK;
+}
+
+static capmem_err_t decode_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap_t ds,
+                                  const capmem_rm_attach_attr_t *attr, attach_plan_t *plan)
+{
+    const uint64_t page = arena->mem.page_size;
+    const bool anywhere = attr->at == CAPMEM_RM_ANYWHERE;
+    capmem_err_t err = capmem__rm_lookup(arena, rm, CAPMEM_RIGHT_WRITE, &plan->rm);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    capmem__slot_t *ds_slot = NULL;
+    err = capmem__ds_lookup(arena, ds, CAPMEM_RIGHT_READ, &ds_slot, &plan->ds);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    const capmem__rm_t *m = plan->rm;
+    const capmem__ds_t *d = plan->ds;
+    if (!capmem__is_aligned(attr->offset, page) || !capmem__is_aligned(attr->size, page) ||
+        (!anywhere && !capmem__is_aligned(attr->at, page))) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
+                            "offset 0x%llx, size 0x%llx or address 0x%llx is not aligned to the "
+                            "page size 0x%llx",
+                            (unsigned long long)attr->offset, (unsigned long long)attr->size,
+                            (unsigned long long)attr->at, (unsigned long long)page);
+    }
+    /* Size 0: the dataspace from the offset to its end. */
+    uint64_t size = attr->size;
+    if (size == 0 && attr->offset < d->size) {
+        size = d->size - attr->offset;
+    }
+    uint64_t end = 0;
+    if (size == 0 || !capmem__add_ok(attr->offset, size, &end) || end > d->size) {
+        err = capmem__fail_range(NULL, 2, attr->offset, 0, d->size,
+                                 "offset + size beyond the dataspace");
+        capmem__detail()->size = size;
+        return err;
+    }
+    if (attr->writable && !capmem__ds_writable(ds_slot, d)) {
+        return capmem__fail(CAPMEM_E_DENIED, NULL,
+                            "a writable attachment of a read-only dataspace or capability");
+    }
+    if (!anywhere && (!capmem__add_ok(attr->at, size, &end) || end > m->size)) {
+        err = capmem__fail_range(NULL, 3, attr->at, 0, m->size, "region beyond the region map");
+        capmem__detail()->size = size;
+        return err;
+    }
+    if (anywhere && size > m->size) {
+        return capmem__fail_range(NULL, 3, size, 0, m->size, "region larger than the region map");
+    }
+    if (capmem__ds_kind(d) == CAPMEM__DS_MANAGED &&
+        would_cycle(arena, plan->rm, capmem__ds_map(d))) {
+        return capmem__fail(CAPMEM_E_CYCLE, NULL, "region map \"%s\" would end up inside itself",
+                            ((const capmem__rm_t *)capmem__ds_map(d))->label);
+    }
+    plan->offset = attr->offset;
+    plan->pages = size >> arena->mem.page_shift;
+    plan->flags = (attr->writable ? RG_WRITABLE : 0u) | (attr->executable ? RG_EXEC : 0u);
+    err = anywhere ? decode_anywhere(arena, plan) : decode_fixed(arena, attr->at, plan);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    plan->address = plan->at_pg << arena->mem.page_shift;
+    /* Last: an expanding map's upgrade is a completed step of its own. */
+    return capmem__rm_make_room(arena, plan->rm);
+}
+
+static uint64_t invoke_attach(const attach_plan_t *plan)
+{
+    capmem__rm_t *m = plan->rm;
+    rm_region_t *r = NULL;
+    capmem_err_t err = capmem__meta_alloc(&m->meta, (void **)&r);
+    CAPMEM_ASSERT(err == CAPMEM_OK, "room was made in decode");
+    (void)err;
+    r->off = plan->offset;
+    r->ds_slot = plan->ds->slot;
+    r->rm_slot = m->slot;
+    r->base = (uint32_t)plan->at_pg;
+    r->pages = (uint32_t)plan->pages;
+    r->right = plan->flags;
+    capmem__rm_tree_insert(m, r);
+    capmem__rm_ds_link(plan->ds, r);
+    m->regions++;
+    return plan->address;
+}
+
+capmem_err_t capmem_rm_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap_t ds,
+                              const capmem_rm_attach_attr_t *attr, uint64_t *out)
+{
+    if (arena == NULL || attr == NULL || out == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena, attr or out is NULL");
+    }
+    CAPMEM__ENTER_OR_RETURN(arena);
+    attach_plan_t plan = {0};
+    capmem_err_t err = decode_attach(arena, rm, ds, attr, &plan);
+    if (err == CAPMEM_OK) {
+        *out = invoke_attach(&plan);
+    }
+    CAPMEM__LEAVE(arena);
+    return err;
+}
+
+/* ---- detach -------------------------------------------------------------------------- */
+
+typedef struct detach_plan {
+    capmem__rm_t *rm;
+    rm_region_t *region;
+    capmem__ds_t *ds; /* the region's */
+} detach_plan_t;
+
+static capmem_err_t decode_detach(capmem_arena_t *arena, capmem_cap_t rm, uint64_t address,
+                                  detach_plan_t *plan)
+{
+    capmem_err_t err = capmem__rm_lookup(arena, rm, CAPMEM_RIGHT_WRITE, &plan->rm);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    plan->region = capmem__rm_region_at(arena, plan->rm, address);
+    if (plan->region == NULL) {
+        err = capmem__fail(CAPMEM_E_NOT_FOUND, NULL, "no region at 0x%llx in region map \"%s\"",
+                           (unsigned long long)address, plan->rm->label);
+        capmem__detail()->address = address;
+        return err;
+    }
+    plan->ds = rg_ds(arena, plan->region);
+    return CAPMEM_OK;
+}
+
+static void invoke_detach(const detach_plan_t *plan)
+{
+    region_remove(plan->rm, plan->region, plan->ds);
+}
+
+capmem_err_t capmem_rm_detach(capmem_arena_t *arena, capmem_cap_t rm, uint64_t address)
+{
+    if (arena == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
+    }
+    CAPMEM__ENTER_OR_RETURN(arena);
+    detach_plan_t plan = {0};
+    capmem_err_t err = decode_detach(arena, rm, address, &plan);
+    if (err == CAPMEM_OK) {
+        invoke_detach(&plan);
+    }
+    CAPMEM__LEAVE(arena);
+    return err;
+}
