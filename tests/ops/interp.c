@@ -3235,7 +3235,7 @@ static void on_event(capmem_arena_t *arena, const capmem_event_t *ev, void *ctx)
 
 /* ---- the second arena --------------------------------------------------------------- */
 
-/* The second arena's numbers, in a fixed order; 0 if a query failed. */
+/* The second arena's numbers, in a fixed order (0xdead for a handle no query accepts). */
 static unsigned other_state(interp_t *in, uint64_t *out)
 {
     uint64_t tmp[MAX_SNAP];
