@@ -7,9 +7,13 @@
  * threads each on an arena of its own. Every call
  * takes the arena's lock, so quota must be conserved and the checker must
  * pass at the end; ThreadSanitizer (scripts/check) must report nothing.
+ * Then 8 threads share an arena whose event callback calls back in on the
+ * delivering thread (opens, allocations, frees, closes of that thread's
+ * objects, the account the event names included), with strict results.
  */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -381,11 +385,287 @@ static void test_threads_on_separate_arenas_do_not_interfere(void **state)
     }
 }
 
+/* ---- event callbacks that call back in, on every thread ---------------------------- */
+
+/*
+ * Each thread works on its own account (open, alloc, write and read back,
+ * free, transfer, upgrade, close) in an arena with an event callback. The
+ * callback runs on whichever thread delivers the event (the one whose call
+ * raised it, or one delivering at that moment), and acts on the objects of
+ * that thread (found through a thread-local pointer, so nothing is shared):
+ * it opens a sub-account, allocates and frees dataspaces in it, closes it,
+ * and closes the thread's own account when the event names it. A budget
+ * refilled before each of the thread's own calls bounds what callbacks do.
+ *
+ * Every result is strict: a call on a live handle of the thread's own never
+ * returns INVALID_CAP (the loop reads its handles again after each call, so
+ * what a callback closed is not used), frees and closes succeed, and
+ * allocations fail only for lack of quota, metadata, memory or capability
+ * quota. No call returns REENTRANT or UNSUPPORTED; an event is never
+ * delivered inside a callback on the same thread.
+ */
+
+#define CB_DS 6
+
+typedef struct cbworker {
+    capmem_arena_t *arena;
+    capmem_cap_t root;
+    uint64_t seed;
+    uint64_t cb_seed;
+    unsigned iters;
+    capmem_cap_t acc;          /* the thread's account */
+    capmem_cap_t ds[CB_DS];    /* its dataspaces */
+    capmem_cap_t sub;          /* the callbacks' sub-account of acc */
+    capmem_cap_t cb_ds[CB_DS]; /* dataspaces the callbacks allocated in sub */
+    unsigned budget;           /* callback actions left before the thread's next call */
+    int in_cb;
+    uint64_t callbacks, cb_calls, cb_closed_acc, ok, refused;
+    int broken;
+    char why[400];
+} cbworker_t;
+
+static _Thread_local cbworker_t *me;
+static _Atomic uint64_t delivered;
+
+static void cb_broke(cbworker_t *w, const char *what, capmem_err_t e)
+{
+    if (!w->broken) {
+        w->broken = 1;
+        snprintf(w->why, sizeof(w->why), "%s: %s (%s)", what, capmem_err_name(e),
+                 capmem_last_error()->message);
+    }
+}
+
+/* A call on the thread's own live objects: success, or only running out of something. */
+static void cb_expect(cbworker_t *w, capmem_err_t e, int may_run_out, const char *what)
+{
+    if (e == CAPMEM_OK) {
+        w->ok++;
+        return;
+    }
+    w->refused++;
+    if (!may_run_out || (e != CAPMEM_E_OUT_OF_RAM && e != CAPMEM_E_OUT_OF_METADATA &&
+                         e != CAPMEM_E_OUT_OF_PHYS && e != CAPMEM_E_OUT_OF_CAPS)) {
+        cb_broke(w, what, e);
+    }
+}
+
+static void forget_account(cbworker_t *w)
+{
+    w->acc = CAPMEM_CAP_NULL;
+    w->sub = CAPMEM_CAP_NULL;
+    memset(w->ds, 0, sizeof(w->ds));
+    memset(w->cb_ds, 0, sizeof(w->cb_ds));
+}
+
+static void reenter(capmem_arena_t *a, const capmem_event_t *ev, void *ctx)
+{
+    (void)ctx;
+    atomic_fetch_add_explicit(&delivered, 1, memory_order_relaxed);
+    cbworker_t *w = me;
+    if (w == NULL) {
+        return; /* the main thread, setting up or closing down */
+    }
+    if (w->in_cb) {
+        cb_broke(w, "an event was delivered inside a callback", CAPMEM_OK);
+        return;
+    }
+    w->callbacks++;
+    if (w->budget == 0 || w->acc == CAPMEM_CAP_NULL) {
+        return;
+    }
+    w->budget--;
+    w->in_cb = 1;
+    uint64_t r = rnd(&w->cb_seed);
+    unsigned k = (unsigned)(r >> 8) % CB_DS;
+    capmem_err_t e;
+    if (ev->cap == w->acc && ev->kind != CAPMEM_EVENT_CAP_DELETE && r % 4 == 0) {
+        /* The event is about the thread's account (its upgrade, transfer, opening): close it. */
+        w->cb_calls++;
+        cb_expect(w, capmem_ram_close(a, w->acc), 0, "callback: close the event's account");
+        forget_account(w);
+        w->cb_closed_acc++;
+    } else if (w->sub == CAPMEM_CAP_NULL) {
+        capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+        oa.quota = 8 * 4096;
+        oa.donation = 4096;
+        oa.caps = CB_DS + 1;
+        w->cb_calls++;
+        e = capmem_ram_open(a, w->acc, &oa, &w->sub);
+        cb_expect(w, e, 1, "callback: open a sub-account");
+        if (e != CAPMEM_OK) {
+            w->sub = CAPMEM_CAP_NULL;
+        }
+    } else if (r % 8 == 1) {
+        w->cb_calls++;
+        cb_expect(w, capmem_ram_close(a, w->sub), 0, "callback: close its sub-account");
+        w->sub = CAPMEM_CAP_NULL;
+        memset(w->cb_ds, 0, sizeof(w->cb_ds));
+    } else if (w->cb_ds[k] == CAPMEM_CAP_NULL) {
+        w->cb_calls++;
+        e = capmem_ram_alloc(a, w->sub, 4096, &w->cb_ds[k]);
+        cb_expect(w, e, 1, "callback: alloc");
+        if (e != CAPMEM_OK) {
+            w->cb_ds[k] = CAPMEM_CAP_NULL;
+        }
+    } else {
+        w->cb_calls++;
+        cb_expect(w, capmem_ds_free(a, w->cb_ds[k]), 0, "callback: free");
+        w->cb_ds[k] = CAPMEM_CAP_NULL;
+    }
+    w->in_cb = 0;
+}
+
+static void *cb_work(void *arg)
+{
+    cbworker_t *w = arg;
+    me = w;
+    capmem_arena_t *a = w->arena;
+    uint8_t buf[64];
+    uint8_t back[64];
+    for (unsigned i = 0; i < w->iters && !w->broken; i++) {
+        uint64_t r = rnd(&w->seed);
+        unsigned k = (unsigned)(r >> 8) % CB_DS;
+        capmem_err_t e;
+        w->budget = 2;
+        if (w->acc == CAPMEM_CAP_NULL) {
+            capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+            oa.quota = 48 * 4096;
+            oa.donation = 4096;
+            oa.caps = 2 * CB_DS + 4;
+            oa.flags = (r & 1) ? CAPMEM_RAM_EXPANDING : 0;
+            capmem_cap_t acc = CAPMEM_CAP_NULL;
+            e = capmem_ram_open(a, w->root, &oa, &acc);
+            cb_expect(w, e, 1, "open");
+            /* (No callback closes it on its DONATE: until the call returns, acc is unset.) */
+            w->acc = e == CAPMEM_OK ? acc : CAPMEM_CAP_NULL;
+            continue;
+        }
+        switch ((r >> 4) % 8) {
+        case 0:
+        case 1:
+            if (w->ds[k] == CAPMEM_CAP_NULL) {
+                capmem_cap_t ds = CAPMEM_CAP_NULL;
+                e = capmem_ram_alloc(a, w->acc, ((r >> 16) % 4 + 1) * 4096, &ds);
+                cb_expect(w, e, 1, "alloc");
+                if (e == CAPMEM_OK && w->acc != CAPMEM_CAP_NULL) {
+                    w->ds[k] = ds; /* unless a callback closed the account meanwhile */
+                }
+            }
+            break;
+        case 2:
+            if (w->ds[k] != CAPMEM_CAP_NULL) {
+                memset(buf, (int)r | 1, sizeof(buf));
+                cb_expect(w, capmem_ds_write(a, w->ds[k], 0, buf, sizeof(buf)), 0, "write");
+                if (w->ds[k] != CAPMEM_CAP_NULL) {
+                    cb_expect(w, capmem_ds_read(a, w->ds[k], 0, back, sizeof(back)), 0, "read");
+                    if (!w->broken && memcmp(buf, back, sizeof(buf)) != 0) {
+                        cb_broke(w, "bytes written do not read back", CAPMEM_OK);
+                    }
+                }
+            }
+            break;
+        case 3:
+            if (w->ds[k] != CAPMEM_CAP_NULL) {
+                capmem_cap_t ds = w->ds[k];
+                w->ds[k] = CAPMEM_CAP_NULL;
+                cb_expect(w, capmem_ds_free(a, ds), 0, "free");
+            }
+            break;
+        case 4:
+            cb_expect(w,
+                      (r >> 24) & 1 ? capmem_ram_transfer(a, w->acc, w->root, 4096)
+                                    : capmem_ram_transfer(a, w->root, w->acc, 4096),
+                      1, "transfer");
+            break;
+        case 5:
+            cb_expect(w, capmem_ram_upgrade(a, w->acc, w->acc, 8192), 1, "upgrade");
+            break;
+        case 6: {
+            capmem_ram_info_t ri;
+            cb_expect(w, capmem_ram_info(a, w->acc, &ri), 0, "info");
+            break;
+        }
+        default:
+            if (((r >> 32) % 8) == 0) {
+                capmem_cap_t acc = w->acc;
+                forget_account(w);
+                cb_expect(w, capmem_ram_close(a, acc), 0, "close");
+            }
+            break;
+        }
+    }
+    w->budget = 0;
+    if (w->acc != CAPMEM_CAP_NULL) {
+        capmem_cap_t acc = w->acc;
+        forget_account(w);
+        cb_expect(w, capmem_ram_close(a, acc), 0, "close at the end");
+    }
+    me = NULL;
+    return NULL;
+}
+
+static void test_threads_event_callbacks_call_in_from_every_thread(void **state)
+{
+    (void)state;
+    capmem_arena_t *a;
+    capmem_cap_t root;
+    capmem_cap_t ut;
+    make_world(&a, &root, &ut);
+    const uint64_t before = conserved(a, root);
+    assert_ok(capmem_arena_set_event_handler(a, reenter, NULL));
+    atomic_store(&delivered, 0);
+    static cbworker_t w[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (cbworker_t){.arena = a,
+                            .root = root,
+                            .seed = 500u + (uint64_t)i,
+                            .cb_seed = 700u + (uint64_t)i,
+                            .iters = iterations()};
+        assert_int_equal(pthread_create(&t[i], NULL, cb_work, &w[i]), 0);
+    }
+    uint64_t callbacks = 0;
+    uint64_t cb_calls = 0;
+    uint64_t closed = 0;
+    uint64_t ok = 0;
+    uint64_t refused = 0;
+    int called_in = 0;
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        if (w[i].broken) {
+            fail_msg("thread %d: %s", i, w[i].why);
+        }
+        /* Which thread delivers depends on timing: count the threads whose callbacks called in. */
+        called_in += w[i].cb_calls > 0;
+        callbacks += w[i].callbacks;
+        cb_calls += w[i].cb_calls;
+        closed += w[i].cb_closed_acc;
+        ok += w[i].ok;
+        refused += w[i].refused;
+    }
+    assert_true(called_in >= 2);
+    assert_true(closed > 0);
+    /* Events reach the workers' callbacks only: the main thread made no call meanwhile. */
+    assert_int_equal(callbacks, atomic_load(&delivered));
+    assert_ok(capmem_arena_set_event_handler(a, NULL, NULL));
+    CHECK_INVARIANTS(a);
+    /* Every account closed, by a thread or by a callback: all quota is back at the root. */
+    assert_int_equal(conserved(a, root), before);
+    printf("# event callbacks: %d threads, %" PRIu64 " events delivered, %" PRIu64
+           " calls from callbacks on %d threads (%" PRIu64
+           " closed the account the event named), %" PRIu64 " calls succeeded, %" PRIu64
+           " ran out\n",
+           THREADS, callbacks, cb_calls, called_in, closed, ok, refused);
+    capmem_arena_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_share_one_arena_and_conserve_quota),
         cmocka_unit_test(test_threads_on_separate_arenas_do_not_interfere),
+        cmocka_unit_test(test_threads_event_callbacks_call_in_from_every_thread),
     };
     return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }

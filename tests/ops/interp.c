@@ -2,9 +2,11 @@
 /*
  * The operation interpreter and its reference model (see interp.h).
  *
- * The world: an arena of 3 MiB at phys 0x100000, so the boot untypeds are a
- * 1 MiB piece (the untyped world: retype, mint, delete, revoke) and a 2 MiB
- * piece that becomes a RAM service (accounts, dataspaces, aliases).
+ * The world: an arena of 3 MiB + 64 KiB at phys 0x100000, so the boot
+ * untypeds are a 1 MiB piece (the untyped world: retype, mint, delete,
+ * revoke), a 2 MiB piece that becomes a RAM service (accounts, dataspaces,
+ * aliases, region maps) and a 64 KiB piece whose placement policy is the
+ * liar, a custom policy that sometimes answers garbage (see liar_t).
  *
  * The model keeps one entry per capability the test created. Quantities
  * that follow from the set of live objects (used, lent, records, capability
@@ -40,6 +42,40 @@
  * the model see the same attachments. Predictions are exact; the accesses'
  * bytes are checked against capmem_ds_read() of the backing
  * dataspace at the model's translated offset.
+ *
+ * Event callbacks call back in (on_event). Events are delivered after a
+ * call has committed but before it returns, so each op describes its
+ * effects in a pend_t before calling, and they are applied to the model
+ * (settled) at the call's first event, with the result the model presumes,
+ * or after the call returns when it raised none; finish() then checks the
+ * returned code against the model and against the presumed one. At the
+ * first event the callback also checks that a call the model expects to
+ * fail raised only the events of completed steps (faults, upgrades). Then,
+ * drawn from the same source (so a seed or a fuzzer input replays it), it
+ * runs up to NEST_PER_EVENT nested ops per event and NEST_PER_STEP per
+ * step, mostly aimed at the object the event names or the account that
+ * pays for it (closed, freed, deleted, revoked; a stale handle when it is
+ * gone already), each checked like any op and followed by the comparison
+ * and capmem_check(). Events of nested ops arrive after the callback
+ * returns; one arriving inside it is a failure.
+ *
+ * A second arena, built once with an object of every kind, never changes:
+ * pick_handle() sometimes passes one of its live handles, which the model
+ * treats like a forged one (INVALID_CAP at the handle's place in the check
+ * order), and after such a step the second arena's numbers are compared
+ * with a snapshot and its checker runs.
+ *
+ * The liar's untyped is retyped by op_liar_retype() only. Before each
+ * retype the op tells the liar how to answer the request's first alloc:
+ * honestly or with garbage, which must be refused with POLICY (or, for a
+ * failure code no policy should return, the untyped's NOT_ENOUGH_MEMORY)
+ * with nothing changed and no handle written. The model predicts on a copy
+ * of the liar, with its own emulation of the wrapper's checks and the
+ * untyped's placement, and after the call the real liar (blocks, and the
+ * hook calls counted) must equal the copy: the library asked exactly what
+ * the model says, and never freed a refused block. compare() checks that
+ * every live object of the untyped is a block the liar handed out and that
+ * its hooks saw their calls into the library refused as REENTRANT.
  */
 #include "interp.h"
 
@@ -62,7 +98,8 @@
 #define MAX_PLAN 128
 #define MAX_LEN (3 * PAGE + 64)
 
-enum kind { K_NONE = 0, K_ACC, K_DS, K_DEP, K_FC, K_UT, K_FRAME, K_KOBJ, K_RM, K_MDS };
+/* K_LUT: the untyped whose placement policy is the liar (below). */
+enum kind { K_NONE = 0, K_ACC, K_DS, K_DEP, K_FC, K_UT, K_FRAME, K_KOBJ, K_RM, K_MDS, K_LUT };
 
 typedef struct ent {
     int alive;
@@ -133,6 +170,83 @@ typedef struct plan {
     uint64_t at;       /* its expected address */
 } plan_t;
 
+/*
+ * The liar: a custom placement policy (capmem/alloc.h vtable) of one
+ * untyped of the world, LIAR_SIZE bytes, first fit over the blocks it
+ * handed out. Before each retype, op_liar_retype() tells it how to answer
+ * the first alloc of the request: honestly, or with garbage the library
+ * must refuse with CAPMEM_E_POLICY (a block leaving the untyped, a
+ * misaligned offset, an offset overlapping a live block, OK without an
+ * offset) or a failure code no policy should return. It may also refuse
+ * frees (deletions still succeed; the block stays its own). Each hook
+ * checks that a call into the library from it is refused as REENTRANT.
+ * The model predicts with a copy of the liar and an emulation of the
+ * wrapper's checks, then compares the two liars.
+ */
+#define LIAR_BITS 16
+/*
+ * 0: the liar is made with capmem_alloc_create_custom_span() over the
+ * untyped's own span. 1: with capmem_alloc_create_custom() (span [0, 2^64)),
+ * as capmem_untyped_set_policy() accepts too; then only the untyped can
+ * refuse answers past its end, and it does not yet: see
+ * tests/test_known_bugs.c. Set to 1 when that test passes.
+ */
+#define LIAR_UNBOUNDED 0
+#define LIAR_SIZE (1ull << LIAR_BITS)
+#define LIAR_MAX 96
+
+enum { L_HONEST, L_SPAN, L_FAR, L_ALIGN, L_OVERLAP, L_UNSET, L_CODE, L_MODES };
+
+typedef struct liar {
+    uint64_t off[LIAR_MAX], size[LIAR_MAX];
+    int leaked[LIAR_MAX]; /* a free it refused */
+    unsigned n;
+    int mode;        /* how to answer the next alloc */
+    int refuse_free; /* refuse frees outside the liar's own retypes */
+    int in_retype;   /* a retype of its untyped is in progress (its run frees are honest) */
+    uint64_t allocs, alloc_ats, frees, resets, lies;
+    /* The real one only: probe reentry through this arena and handle. */
+    capmem_arena_t *probe;
+    capmem_cap_t h;
+    int bad;
+    char why[200];
+} liar_t;
+
+/*
+ * A library call in progress. Events are delivered before the call returns
+ * (docs/threads.md), and the event callback may run nested operations, so
+ * the model must know the call's effects by then: the op describes them
+ * here, and settle() applies them (and checks what must be checked right
+ * after the call) either at the first event, with the result the model
+ * presumes, or after the call returns, with its real result. finish()
+ * then checks the result code against the model and against the presumed
+ * one.
+ */
+typedef struct pend pend_t;
+typedef int (*settle_fn)(interp_t *in, pend_t *p, capmem_err_t got);
+
+struct pend {
+    pend_t *prev; /* the call this one is nested in (a callback's op), or NULL */
+    settle_fn settle;
+    capmem_err_t e, alt; /* the result the model expects */
+    /* When e != alt: an out-parameter the library writes only on success, which decides. */
+    const capmem_cap_t *out;
+    unsigned fail_events; /* event kinds a failing call may still raise (completed steps) */
+    int settled;
+    capmem_err_t presumed; /* the result settle() was given */
+    /* What settle() needs: model entries, numbers, the op's attributes and out-parameters. */
+    int x, y, z;
+    int upgrade;
+    uint64_t n, pg, pages;
+    const void *attr;
+    capmem_cap_t *outs;
+    const uint64_t *addr;
+    int access;
+};
+
+#define MAX_OTHER 16
+#define MAX_SNAP 64
+
 struct interp {
     capmem_arena_t *arena;
     ent_t e[MAX_ENT];
@@ -144,7 +258,7 @@ struct interp {
     uint64_t ops;
     uint64_t refused;
     char why[1024];
-    char op[256];
+    char op[1024];
     region_t rg[MAX_REG];
     seg_t seg[MAX_SEG];
     unsigned nseg;
@@ -155,6 +269,32 @@ struct interp {
     char plan_why[256];
     uint8_t buf[MAX_LEN];
     uint8_t back[MAX_LEN];
+    /* Calls in progress and the event callback's nested operations. */
+    interp_src_t *src; /* the step's source, which the callback draws from; NULL between steps */
+    pend_t *pend;      /* the innermost call in progress */
+    int failed;        /* fail() ran in this step: why holds the first reason */
+    int in_cb;         /* inside the event callback */
+    int cb_kind;       /* the event it is called for */
+    int at_event;      /* settling the step's call at this event */
+    int outer_only;    /* no nested op ran since the step's call began: events are its own */
+    unsigned nested;   /* nested ops run in this step */
+    uint64_t events;   /* events delivered in all */
+    uint64_t nested_total;
+    uint64_t aimed, aimed_done; /* nested ops aimed at the event's object, and those that acted */
+    /* The next pick_handle() returns this (a nested op aimed at an event's object). */
+    int force;
+    capmem_cap_t force_h;
+    int force_ent;
+    /* The second arena: live handles of it are mixed into handle arguments. */
+    capmem_arena_t *other;
+    capmem_cap_t other_h[MAX_OTHER];
+    unsigned nother;
+    uint64_t other_snap[MAX_SNAP];
+    unsigned nsnap;
+    liar_t liar; /* the policy of the untyped entry liar_ent */
+    int liar_ent;
+    int used_other; /* a handle of the second arena went to a call in this step */
+    uint64_t other_uses;
 };
 
 /* ---- argument sources ---------------------------------------------------- */
@@ -213,23 +353,45 @@ static uint64_t take(interp_src_t *s, uint64_t n)
 
 static int fail(interp_t *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Record a mismatch. The first one of a step stands: a callback's failure is not overwritten. */
 static int fail(interp_t *in, const char *fmt, ...)
 {
+    if (in->failed) {
+        return 1;
+    }
+    in->failed = 1;
+    int n = 0;
+    if (in->in_cb) {
+        n = snprintf(in->why, sizeof(in->why), "in the callback on event %s: ",
+                     capmem_event_kind_name((capmem_event_kind_t)in->cb_kind));
+    } else if (in->at_event) {
+        n = snprintf(in->why, sizeof(in->why), "at event %s, before the call returned: ",
+                     capmem_event_kind_name((capmem_event_kind_t)in->at_event));
+    }
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(in->why, sizeof(in->why), fmt, ap);
+    vsnprintf(in->why + n, sizeof(in->why) - (size_t)n, fmt, ap);
     va_end(ap);
     return 1;
 }
 
 static void opf(interp_t *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The op's text; a nested op's is appended to the step's, after the event that ran it. */
 static void opf(interp_t *in, const char *fmt, ...)
 {
+    char text[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(in->op, sizeof(in->op), fmt, ap);
+    vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    if (!in->in_cb) {
+        snprintf(in->op, sizeof(in->op), "%s", text);
+        return;
+    }
+    size_t n = strlen(in->op);
+    snprintf(in->op + n, sizeof(in->op) - n, " {on %s: %s}",
+             capmem_event_kind_name((capmem_event_kind_t)in->cb_kind), text);
 }
 
 static int new_ent(interp_t *in)
@@ -290,7 +452,7 @@ static int pick(interp_t *in, interp_src_t *s, unsigned mask)
 #define M_DSALL (M(K_DS) | M(K_DEP) | M(K_FC))
 #define M_UTW (M(K_UT) | M(K_FRAME) | M(K_KOBJ))
 #define M_RMALL (M(K_RM) | M(K_MDS))
-#define M_ALL (M(K_ACC) | M_DSALL | M_UTW | M_RMALL)
+#define M_ALL (M(K_ACC) | M_DSALL | M_UTW | M_RMALL | M(K_LUT))
 
 /*
  * A handle argument: usually a live entry of the wanted kinds, sometimes a
@@ -299,8 +461,19 @@ static int pick(interp_t *in, interp_src_t *s, unsigned mask)
  */
 static capmem_cap_t pick_handle(interp_t *in, interp_src_t *s, unsigned mask, int *ent)
 {
+    if (in->force) {
+        in->force = 0;
+        *ent = in->force_ent;
+        return in->force_h;
+    }
     uint64_t r = take(s, 16);
     *ent = -1;
+    if (r == 3 && in->nother > 0) {
+        /* A live handle of the second arena: refused as INVALID_CAP, like a forged one. */
+        in->used_other = 1;
+        in->other_uses++;
+        return in->other_h[take(s, in->nother)];
+    }
     if (r == 0) {
         capmem_cap_t h = raw64(s);
         for (int i = 0; i < MAX_ENT; i++) {
@@ -324,14 +497,15 @@ static capmem_cap_t pick_handle(interp_t *in, interp_src_t *s, unsigned mask, in
 /* The model's lookup: the error the library must report for this handle. */
 static capmem_err_t lookup(const interp_t *in, int ent, int kind, unsigned rights)
 {
-    if (ent < 0) {
+    if (ent < 0 || !in->e[ent].alive) {
         return CAPMEM_E_INVALID_CAP;
     }
     const ent_t *x = &in->e[ent];
     int k = x->kind;
     /* Frames, kernel objects and untypeds have their own handle types; all aliases are ds. */
     int same = kind == K_NONE || k == kind ||
-               (kind == K_DS && (k == K_DS || k == K_DEP || k == K_FC || k == K_MDS));
+               (kind == K_DS && (k == K_DS || k == K_DEP || k == K_FC || k == K_MDS)) ||
+               (kind == K_UT && k == K_LUT);
     if (!same) {
         return CAPMEM_E_WRONG_TYPE;
     }
@@ -711,6 +885,8 @@ static void kill(interp_t *in, const int *start, int n)
 
 /* ---- comparison ------------------------------------------------------------------ */
 
+static int compare_liar(interp_t *in);
+
 static int compare(interp_t *in)
 {
     size_t caps = capmem_cap_count(in->arena);
@@ -847,6 +1023,9 @@ static int compare(interp_t *in)
                         x->f_unres, x->f_addr, x->f_access);
         }
     }
+    if (compare_liar(in)) {
+        return 1;
+    }
     char why[512];
     if (capmem_check(in->arena, why, sizeof(why)) != CAPMEM_OK) {
         return fail(in, "capmem_check: %s", why);
@@ -866,6 +1045,57 @@ static int expect(interp_t *in, capmem_err_t got, capmem_err_t want, capmem_err_
     return fail(in, "returned %s (%s), model expected %s%s%s", capmem_err_name(got),
                 got != CAPMEM_OK ? capmem_last_error()->message : "-", capmem_err_name(want),
                 alt != want ? " or " : "", alt != want ? capmem_err_name(alt) : "");
+}
+
+/* A call begins: its effects are described in @p p (zeroed by the caller, then filled in). */
+static void begin(interp_t *in, pend_t *p, settle_fn settle, capmem_err_t e, capmem_err_t alt)
+{
+    p->prev = in->pend;
+    p->settle = settle;
+    p->e = e;
+    p->alt = alt;
+    in->pend = p;
+    if (!in->in_cb) {
+        in->outer_only = 1;
+    }
+}
+
+/* The result settle() is given at the first event, before the call has returned. */
+static capmem_err_t presume(const pend_t *p)
+{
+    if (p->e == p->alt || p->out == NULL) {
+        return p->e;
+    }
+    return *p->out != CAPMEM_CAP_NULL ? CAPMEM_OK : p->e != CAPMEM_OK ? p->e : p->alt;
+}
+
+static int settle_now(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    p->settled = 1;
+    p->presumed = got;
+    return p->settle != NULL ? p->settle(in, p, got) : 0;
+}
+
+/* The call returned @p got: check it, and apply its effects unless a callback did already. */
+static int finish(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    in->pend = p->prev;
+    if (in->failed) {
+        return 1;
+    }
+    if (expect(in, got, p->e, p->alt)) {
+        return 1;
+    }
+    if (p->settled) {
+        if (got != p->presumed) {
+            return fail(in,
+                        "returned %s, but its events, delivered before it returned, were "
+                        "consistent with %s",
+                        capmem_err_name(got), capmem_err_name(p->presumed));
+        }
+        return 0;
+    }
+    return settle_now(in, p, got);
 }
 
 #define FIRST(e, cond, code)                                                                       \
@@ -902,6 +1132,33 @@ static uint64_t pick_donation(interp_src_t *s)
     return d[take(s, sizeof(d) / sizeof(d[0]))];
 }
 
+static int settle_open(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    if (got != CAPMEM_OK) {
+        return 0;
+    }
+    const capmem_ram_open_attr_t *at = p->attr;
+    int po = p->x;
+    int n = new_ent(in);
+    ent_t *x = &in->e[n];
+    x->alive = 1;
+    x->kind = K_ACC;
+    x->h = *p->outs;
+    x->parent = po; /* a child of the parent's original, whichever handle was used */
+    x->payer = po;
+    x->rights = CAPMEM_RIGHTS_ALL;
+    x->ref = po;
+    x->quota = at->quota;
+    x->donation = at->donation;
+    x->caps_limit = at->caps;
+    x->step = at->upgrade_step;
+    x->chunks = 1;
+    x->expanding = (at->flags & CAPMEM_RAM_EXPANDING) != 0;
+    in->e[po].quota -= at->donation + at->quota;
+    in->e[po].caps_limit -= at->caps;
+    return 0;
+}
+
 static int op_open(interp_t *in, interp_src_t *s)
 {
     int p;
@@ -932,28 +1189,16 @@ static int op_open(interp_t *in, interp_src_t *s)
           CAPMEM_E_OUT_OF_CAPS);
     FIRST(e, largest_free(in) < at.donation, CAPMEM_E_OUT_OF_PHYS);
     capmem_cap_t out = CAPMEM_CAP_NULL;
-    capmem_err_t got = capmem_ram_open(in->arena, ph, &at, &out);
-    if (expect(in, got, e, e)) {
-        return 1;
-    }
+    pend_t pc = {.x = po, .attr = &at, .outs = &out};
+    begin(in, &pc, settle_open, e, e);
+    return finish(in, &pc, capmem_ram_open(in->arena, ph, &at, &out));
+}
+
+/* Calls that destroy entry x (and what goes with it), or the entries below x for a revoke. */
+static int settle_kill(interp_t *in, pend_t *p, capmem_err_t got)
+{
     if (got == CAPMEM_OK) {
-        int n = new_ent(in);
-        ent_t *x = &in->e[n];
-        x->alive = 1;
-        x->kind = K_ACC;
-        x->h = out;
-        x->parent = po; /* a child of the parent's original, whichever handle was used */
-        x->payer = po;
-        x->rights = CAPMEM_RIGHTS_ALL;
-        x->ref = po;
-        x->quota = at.quota;
-        x->donation = at.donation;
-        x->caps_limit = at.caps;
-        x->step = at.upgrade_step;
-        x->chunks = 1;
-        x->expanding = (at.flags & CAPMEM_RAM_EXPANDING) != 0;
-        in->e[po].quota -= need;
-        in->e[po].caps_limit -= at.caps;
+        kill(in, &p->x, 1);
     }
     return 0;
 }
@@ -969,12 +1214,21 @@ static int op_close(interp_t *in, interp_src_t *s)
     if (e == CAPMEM_OK && a == in->root) {
         return 0; /* closing the childless root ends the service: not part of the sequence */
     }
-    capmem_err_t got = capmem_ram_close(in->arena, h);
-    if (expect(in, got, e, e)) {
-        return 1;
-    }
+    pend_t p = {.x = a};
+    begin(in, &p, settle_kill, e, e);
+    return finish(in, &p, capmem_ram_close(in->arena, h));
+}
+
+static int settle_transfer(interp_t *in, pend_t *p, capmem_err_t got)
+{
     if (got == CAPMEM_OK) {
-        kill(in, &a, 1);
+        if (p->z) {
+            in->e[p->x].caps_limit -= p->n;
+            in->e[p->y].caps_limit += p->n;
+        } else {
+            in->e[p->x].quota -= p->n;
+            in->e[p->y].quota += p->n;
+        }
     }
     return 0;
 }
@@ -1017,21 +1271,11 @@ static int op_transfer(interp_t *in, interp_src_t *s, int caps)
     } else {
         FIRST(e, avail_of(in, ao) < n, CAPMEM_E_OUT_OF_RAM);
     }
-    capmem_err_t got = caps ? capmem_ram_transfer_caps(in->arena, ha, hb, n)
-                            : capmem_ram_transfer(in->arena, ha, hb, n);
-    if (expect(in, got, e, e)) {
-        return 1;
-    }
-    if (got == CAPMEM_OK) {
-        if (caps) {
-            in->e[ao].caps_limit -= n;
-            in->e[bo].caps_limit += n;
-        } else {
-            in->e[ao].quota -= n;
-            in->e[bo].quota += n;
-        }
-    }
-    return 0;
+    pend_t p = {.x = ao, .y = bo, .z = caps, .n = n};
+    begin(in, &p, settle_transfer, e, e);
+    return finish(in, &p,
+                  caps ? capmem_ram_transfer_caps(in->arena, ha, hb, n)
+                       : capmem_ram_transfer(in->arena, ha, hb, n));
 }
 
 static void apply_upgrade(interp_t *in, int session, int payer, uint64_t bytes)
@@ -1040,6 +1284,14 @@ static void apply_upgrade(interp_t *in, int session, int payer, uint64_t bytes)
     in->e[session].donation += bytes;
     in->e[session].chunks++;
     in->e[session].upgrades++;
+}
+
+static int settle_upgrade(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    if (got == CAPMEM_OK) {
+        apply_upgrade(in, p->x, p->y, p->n);
+    }
+    return 0;
 }
 
 static int op_upgrade(interp_t *in, interp_src_t *s)
@@ -1075,13 +1327,20 @@ static int op_upgrade(interp_t *in, interp_src_t *s)
     FIRST(e, in->e[so].kind == K_ACC && so != po && in->e[so].ref != po, CAPMEM_E_DENIED);
     FIRST(e, avail_of(in, po) < bytes, CAPMEM_E_OUT_OF_RAM);
     FIRST(e, largest_free(in) < bytes, CAPMEM_E_OUT_OF_PHYS);
-    capmem_err_t got = as_map ? capmem_rm_upgrade(in->arena, hs, hp, bytes)
-                              : capmem_ram_upgrade(in->arena, hs, hp, bytes);
-    if (expect(in, got, e, e)) {
-        return 1;
-    }
+    pend_t p = {.x = so, .y = po, .n = bytes};
+    begin(in, &p, settle_upgrade, e, e);
+    return finish(in, &p,
+                  as_map ? capmem_rm_upgrade(in->arena, hs, hp, bytes)
+                         : capmem_ram_upgrade(in->arena, hs, hp, bytes));
+}
+
+static int settle_expanding(interp_t *in, pend_t *p, capmem_err_t got)
+{
     if (got == CAPMEM_OK) {
-        apply_upgrade(in, so, po, bytes);
+        in->e[p->x].expanding = p->z;
+        if (p->n != 0) {
+            in->e[p->x].step = p->n;
+        }
     }
     return 0;
 }
@@ -1098,15 +1357,47 @@ static int op_expanding(interp_t *in, interp_src_t *s)
     if (e == CAPMEM_OK) {
         e = lookup(in, a, K_ACC, CAPMEM_RIGHT_WRITE);
     }
-    capmem_err_t got = capmem_ram_set_expanding(in->arena, h, on, step);
-    if (expect(in, got, e, e)) {
-        return 1;
+    pend_t p = {.x = e == CAPMEM_OK ? in->e[a].obj : -1, .z = on, .n = step};
+    begin(in, &p, settle_expanding, e, e);
+    return finish(in, &p, capmem_ram_set_expanding(in->arena, h, on, step));
+}
+
+static int settle_alloc(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    int ao = p->x;
+    uint64_t bytes = p->n;
+    if (p->upgrade) {
+        /* The upgrade is a completed step, whatever happens to the dataspace. */
+        apply_upgrade(in, ao, ao, in->e[ao].step);
     }
-    if (got == CAPMEM_OK) {
-        in->e[in->e[a].obj].expanding = on;
-        if (step != 0) {
-            in->e[in->e[a].obj].step = step;
-        }
+    if (got != CAPMEM_OK) {
+        return 0;
+    }
+    capmem_cap_t out = *p->outs;
+    capmem_ds_info_t di;
+    if (capmem_ds_info(in->arena, out, &di) != CAPMEM_OK || di.size != bytes) {
+        return fail(in, "new dataspace: info failed or size %" PRIu64 " != %" PRIu64, di.size,
+                    bytes);
+    }
+    int n = new_ent(in);
+    ent_t *x = &in->e[n];
+    x->alive = 1;
+    x->kind = K_DS;
+    x->h = out;
+    x->parent = ao;
+    x->payer = ao;
+    x->rights = CAPMEM_RIGHTS_ALL;
+    x->off = di.offset;
+    x->size = bytes;
+    x->writable = 1;
+    x->meta = ao;
+    x->root = n;
+    x->root_uid = x->uid;
+    /* No overcommit, and the memory reads as zeros. */
+    uint8_t b[8] = {1};
+    if (capmem_ds_read(in->arena, out, bytes - sizeof(b), b, sizeof(b)) != CAPMEM_OK ||
+        memcmp(b, "\0\0\0\0\0\0\0\0", sizeof(b)) != 0) {
+        return fail(in, "new dataspace does not read as zeros");
     }
     return 0;
 }
@@ -1150,41 +1441,10 @@ static int op_alloc(interp_t *in, interp_src_t *s)
         }
     }
     capmem_cap_t out = CAPMEM_CAP_NULL;
-    capmem_err_t got = capmem_ram_alloc(in->arena, h, size, &out);
-    if (expect(in, got, e, alt)) {
-        return 1;
-    }
-    if (upgrade) {
-        apply_upgrade(in, ao, ao, acc->step);
-    }
-    if (got == CAPMEM_OK) {
-        capmem_ds_info_t di;
-        if (capmem_ds_info(in->arena, out, &di) != CAPMEM_OK || di.size != bytes) {
-            return fail(in, "new dataspace: info failed or size %" PRIu64 " != %" PRIu64, di.size,
-                        bytes);
-        }
-        int n = new_ent(in);
-        ent_t *x = &in->e[n];
-        x->alive = 1;
-        x->kind = K_DS;
-        x->h = out;
-        x->parent = ao;
-        x->payer = ao;
-        x->rights = CAPMEM_RIGHTS_ALL;
-        x->off = di.offset;
-        x->size = bytes;
-        x->writable = 1;
-        x->meta = ao;
-        x->root = n;
-        x->root_uid = x->uid;
-        /* No overcommit, and the memory reads as zeros. */
-        uint8_t b[8] = {1};
-        if (capmem_ds_read(in->arena, out, bytes - sizeof(b), b, sizeof(b)) != CAPMEM_OK ||
-            memcmp(b, "\0\0\0\0\0\0\0\0", sizeof(b)) != 0) {
-            return fail(in, "new dataspace does not read as zeros");
-        }
-    }
-    return 0;
+    pend_t p = {.x = ao, .n = bytes, .upgrade = upgrade, .outs = &out, .out = &out};
+    p.fail_events = upgrade ? 1u << CAPMEM_EVENT_UPGRADE : 0;
+    begin(in, &p, settle_alloc, e, alt);
+    return finish(in, &p, capmem_ram_alloc(in->arena, h, size, &out));
 }
 
 static int op_free(interp_t *in, interp_src_t *s)
@@ -1195,12 +1455,46 @@ static int op_free(interp_t *in, interp_src_t *s)
     capmem_err_t e = lookup(in, d, K_DS, 0);
     FIRST(e, in->e[d].obj != d, CAPMEM_E_INVALID_ARGS);
     FIRST(e, in->e[d].kind == K_MDS, CAPMEM_E_WRONG_TYPE);
-    capmem_err_t got = capmem_ds_free(in->arena, h);
-    if (expect(in, got, e, e)) {
-        return 1;
+    pend_t p = {.x = d};
+    begin(in, &p, settle_kill, e, e);
+    return finish(in, &p, capmem_ds_free(in->arena, h));
+}
+
+static int settle_alias(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    if (got != CAPMEM_OK) {
+        return 0;
     }
-    if (got == CAPMEM_OK) {
-        kill(in, &d, 1);
+    const capmem_alias_attr_t *at = p->attr;
+    int so = p->x;
+    int d = p->y;
+    const ent_t *src = &in->e[p->z];
+    if (p->upgrade) {
+        apply_upgrade(in, so, so, in->e[so].step);
+    }
+    int n = new_ent(in);
+    ent_t *x = &in->e[n];
+    x->alive = 1;
+    x->h = *p->outs;
+    x->payer = so;
+    x->rights = in->e[d].rights & (at->writable ? CAPMEM_RIGHTS_ALL : ~CAPMEM_RIGHT_WRITE);
+    x->off = src->off + at->offset;
+    x->size = p->n;
+    x->writable = at->writable;
+    x->meta = so;
+    if (at->lifetime == CAPMEM_ALIAS_DEPENDENT) {
+        x->kind = K_DEP;
+        x->parent = d;
+        /* It shows its base's pages: a RAM dataspace's, or a first-class alias's. */
+        x->root = src->kind == K_DS ? p->z : src->root;
+        x->root_uid = src->root_uid;
+        x->lender = src->lender;
+    } else {
+        x->kind = K_FC;
+        x->parent = so;
+        x->root = src->root;
+        x->root_uid = src->root_uid;
+        x->lender = root_alive(in, src) ? in->e[src->root].meta : src->lender;
     }
     return 0;
 }
@@ -1264,45 +1558,16 @@ static int op_alias(interp_t *in, interp_src_t *s)
         }
     }
     capmem_cap_t out = CAPMEM_CAP_NULL;
-    capmem_err_t got = capmem_ds_alias(in->arena, hs, hd, &at, &out);
-    if (expect(in, got, e, e)) {
-        return 1;
-    }
-    if (got == CAPMEM_OK) {
-        if (upgrade) {
-            apply_upgrade(in, so, so, in->e[so].step);
-        }
-        int n = new_ent(in);
-        ent_t *x = &in->e[n];
-        x->alive = 1;
-        x->h = out;
-        x->payer = so;
-        x->rights = in->e[d].rights & (at.writable ? CAPMEM_RIGHTS_ALL : ~CAPMEM_RIGHT_WRITE);
-        x->off = src->off + at.offset;
-        x->size = size;
-        x->writable = at.writable;
-        x->meta = so;
-        if (at.lifetime == CAPMEM_ALIAS_DEPENDENT) {
-            x->kind = K_DEP;
-            x->parent = d;
-            /* It shows its base's pages: a RAM dataspace's, or a first-class alias's. */
-            x->root = src->kind == K_DS ? dobj : src->root;
-            x->root_uid = src->root_uid;
-            x->lender = src->lender;
-        } else {
-            x->kind = K_FC;
-            x->parent = so;
-            x->root = src->root;
-            x->root_uid = src->root_uid;
-            x->lender = root_alive(in, src) ? in->e[src->root].meta : src->lender;
-        }
-    }
-    return 0;
+    pend_t p = {.x = so, .y = d, .z = dobj, .n = size, .upgrade = upgrade, .attr = &at};
+    p.outs = &out;
+    begin(in, &p, settle_alias, e, e);
+    return finish(in, &p, capmem_ds_alias(in->arena, hs, hd, &at, &out));
 }
 
 static capmem_err_t simulate(interp_t *in, interp_src_t *s, int top, uint64_t addr, size_t len,
                              int access);
-static int check_access(interp_t *in, int access, capmem_err_t got, capmem_err_t e);
+static int access_call(interp_t *in, int access, capmem_err_t e, capmem_cap_t h, int kind,
+                       uint64_t addr, size_t len);
 
 static int op_rw(interp_t *in, interp_src_t *s)
 {
@@ -1330,9 +1595,8 @@ static int op_rw(interp_t *in, interp_src_t *s)
         for (size_t i = 0; i < len; i++) {
             in->buf[i] = (uint8_t)(in->ops * 5u + i * 11u + 3u);
         }
-        capmem_err_t got = write ? capmem_ds_write(in->arena, h, off, in->buf, len)
-                                 : capmem_ds_read(in->arena, h, off, in->buf, len);
-        return check_access(in, write ? CAPMEM_RM_WRITE : CAPMEM_RM_READ, got, e);
+        return access_call(in, write ? CAPMEM_RM_WRITE : CAPMEM_RM_READ, e, h, write ? 4 : 3, off,
+                           len);
     }
     uint8_t buf[64];
     uint8_t back[64];
@@ -1347,6 +1611,22 @@ static int op_rw(interp_t *in, interp_src_t *s)
             memcmp(buf, back, len) != 0) {
             return fail(in, "bytes written through a dataspace do not read back");
         }
+    }
+    return 0;
+}
+
+static int settle_mint(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    if (got == CAPMEM_OK) {
+        int n = new_ent(in);
+        ent_t *c = &in->e[n];
+        c->alive = 1;
+        c->kind = in->e[p->x].kind;
+        c->h = *p->outs;
+        c->obj = in->e[p->x].obj;
+        c->parent = p->x;
+        c->payer = p->y;
+        c->rights = (unsigned)p->n;
     }
     return 0;
 }
@@ -1370,20 +1650,22 @@ static int op_mint(interp_t *in, interp_src_t *s)
     FIRST(e, payer >= 0 && in->e[payer].caps_limit - caps_used_of(in, payer) < 1,
           CAPMEM_E_OUT_OF_CAPS);
     capmem_cap_t out = CAPMEM_CAP_NULL;
-    capmem_err_t got = capmem_cap_mint(in->arena, h, rights, &out);
-    if (expect(in, got, e, e)) {
-        return 1;
-    }
+    pend_t p = {.x = x, .y = payer, .n = rights, .outs = &out};
+    begin(in, &p, settle_mint, e, e);
+    return finish(in, &p, capmem_cap_mint(in->arena, h, rights, &out));
+}
+
+static int settle_revoke(interp_t *in, pend_t *p, capmem_err_t got)
+{
     if (got == CAPMEM_OK) {
-        int n = new_ent(in);
-        ent_t *c = &in->e[n];
-        c->alive = 1;
-        c->kind = in->e[x].kind;
-        c->h = out;
-        c->obj = in->e[x].obj;
-        c->parent = x;
-        c->payer = payer;
-        c->rights = rights;
+        int kids[MAX_ENT];
+        int n = 0;
+        for (int i = 0; i < MAX_ENT; i++) {
+            if (in->e[i].alive && is_desc(in, i, p->x)) {
+                kids[n++] = i;
+            }
+        }
+        kill(in, kids, n);
     }
     return 0;
 }
@@ -1396,27 +1678,45 @@ static int op_delete(interp_t *in, interp_src_t *s, int revoke)
     capmem_err_t e = lookup(in, x, K_NONE, 0);
     if (!revoke) {
         FIRST(e, has_children(in, x), CAPMEM_E_REVOKE_FIRST);
-        if (e == CAPMEM_OK && (x == in->root || (in->e[x].kind == K_UT && in->e[x].ut < 0))) {
+        if (e == CAPMEM_OK &&
+            (x == in->root || ((in->e[x].kind == K_UT || in->e[x].kind == K_LUT) &&
+                               in->e[x].ut < 0 && in->e[x].obj == x))) {
             return 0; /* deleting the root account or the world's untyped ends the sequence */
         }
     }
-    capmem_err_t got = revoke ? capmem_cap_revoke(in->arena, h) : capmem_cap_delete(in->arena, h);
-    if (expect(in, got, e, e)) {
-        return 1;
+    pend_t p = {.x = x};
+    begin(in, &p, revoke ? settle_revoke : settle_kill, e, e);
+    return finish(in, &p,
+                  revoke ? capmem_cap_revoke(in->arena, h) : capmem_cap_delete(in->arena, h));
+}
+
+static int settle_retype(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    if (got != CAPMEM_OK) {
+        return 0;
     }
-    if (got == CAPMEM_OK) {
-        if (revoke) {
-            int kids[MAX_ENT];
-            int n = 0;
-            for (int i = 0; i < MAX_ENT; i++) {
-                if (in->e[i].alive && is_desc(in, i, x)) {
-                    kids[n++] = i;
-                }
-            }
-            kill(in, kids, n);
-        } else {
-            kill(in, &x, 1);
-        }
+    const capmem_retype_attr_t *at = p->attr;
+    int u = p->y;
+    int uo = p->x;
+    ent_t *ut = &in->e[uo];
+    if (ut->policy == CAPMEM_UNTYPED_WATERMARK) {
+        ut->wm = p->n;
+    } else if (p->upgrade) {
+        ut->wm = 0; /* (a reset: p->upgrade says the untyped was childless) */
+    }
+    int t = at->type;
+    for (uint32_t i = 0; i < at->count; i++) {
+        int n = new_ent(in);
+        ent_t *c = &in->e[n];
+        c->alive = 1;
+        c->kind = t == CAPMEM_OBJ_FRAME ? K_FRAME : t == CAPMEM_OBJ_KOBJ ? K_KOBJ : K_UT;
+        c->h = p->outs[i];
+        c->parent = u;
+        c->rights = CAPMEM_RIGHTS_ALL;
+        c->bits = at->size_bits;
+        c->ut = uo;
+        c->policy = at->child_policy == CAPMEM_UNTYPED_INHERIT ? ut->policy : (int)at->child_policy;
+        ut->children++;
     }
     return 0;
 }
@@ -1425,6 +1725,9 @@ static int op_retype(interp_t *in, interp_src_t *s)
 {
     int u;
     capmem_cap_t h = pick_handle(in, s, M(K_UT), &u);
+    if (u >= 0 && in->e[u].kind == K_LUT) {
+        return 0; /* the liar's untyped is op_liar_retype's: its placement is the liar's */
+    }
     capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
     static const capmem_obj_type_t types[] = {CAPMEM_OBJ_FRAME, CAPMEM_OBJ_KOBJ, CAPMEM_OBJ_UNTYPED,
                                               CAPMEM_OBJ_DATASPACE};
@@ -1487,32 +1790,11 @@ static int op_retype(interp_t *in, interp_src_t *s)
         }
     }
     capmem_cap_t dest[CAPMEM_RETYPE_MAX_COUNT];
-    capmem_err_t got = capmem_untyped_retype(in->arena, h, &at, dest, CAPMEM_RETYPE_MAX_COUNT);
-    if (expect(in, got, e, alt)) {
-        return 1;
-    }
-    if (got == CAPMEM_OK) {
-        if (wm) {
-            ut->wm = wm_new;
-        } else if (reset) {
-            ut->wm = 0;
-        }
-        for (uint32_t i = 0; i < at.count; i++) {
-            int n = new_ent(in);
-            ent_t *c = &in->e[n];
-            c->alive = 1;
-            c->kind = t == CAPMEM_OBJ_FRAME ? K_FRAME : t == CAPMEM_OBJ_KOBJ ? K_KOBJ : K_UT;
-            c->h = dest[i];
-            c->parent = u;
-            c->rights = CAPMEM_RIGHTS_ALL;
-            c->bits = at.size_bits;
-            c->ut = uo;
-            c->policy =
-                at.child_policy == CAPMEM_UNTYPED_INHERIT ? ut->policy : (int)at.child_policy;
-            ut->children++;
-        }
-    }
-    return 0;
+    dest[0] = CAPMEM_CAP_NULL;
+    pend_t p = {.x = uo, .y = u, .n = wm_new, .upgrade = reset, .attr = &at, .outs = dest};
+    p.out = dest;
+    begin(in, &p, settle_retype, e, alt);
+    return finish(in, &p, capmem_untyped_retype(in->arena, h, &at, dest, CAPMEM_RETYPE_MAX_COUNT));
 }
 
 static int op_frame_rw(interp_t *in, interp_src_t *s)
@@ -1569,6 +1851,31 @@ static uint64_t pick_map_size(interp_t *in, interp_src_t *s)
     return (1 + take(s, 64)) * PAGE;
 }
 
+static int settle_rm_create(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    if (got != CAPMEM_OK) {
+        return 0;
+    }
+    const capmem_rm_open_attr_t *at = p->attr;
+    int co = p->x;
+    int n = new_ent(in);
+    ent_t *x = &in->e[n];
+    x->alive = 1;
+    x->kind = K_RM;
+    x->h = *p->outs;
+    x->parent = co;
+    x->payer = co;
+    x->client = co;
+    x->rights = CAPMEM_RIGHTS_ALL;
+    x->size = at->size;
+    x->donation = at->donation;
+    x->step = at->upgrade_step;
+    x->chunks = 1;
+    x->expanding = (at->flags & CAPMEM_RM_EXPANDING) != 0;
+    in->e[co].quota -= at->donation;
+    return 0;
+}
+
 static int op_rm_create(interp_t *in, interp_src_t *s)
 {
     int c;
@@ -1608,28 +1915,9 @@ static int op_rm_create(interp_t *in, interp_src_t *s)
     FIRST(e, in->e[co].caps_limit - caps_used_of(in, co) < 1, CAPMEM_E_OUT_OF_CAPS);
     FIRST(e, largest_free(in) < at.donation, CAPMEM_E_OUT_OF_PHYS);
     capmem_cap_t out = CAPMEM_CAP_NULL;
-    capmem_err_t got = capmem_rm_open(in->arena, hc, &at, &out);
-    if (expect(in, got, e, e)) {
-        return 1;
-    }
-    if (got == CAPMEM_OK) {
-        int n = new_ent(in);
-        ent_t *x = &in->e[n];
-        x->alive = 1;
-        x->kind = K_RM;
-        x->h = out;
-        x->parent = co;
-        x->payer = co;
-        x->client = co;
-        x->rights = CAPMEM_RIGHTS_ALL;
-        x->size = at.size;
-        x->donation = at.donation;
-        x->step = at.upgrade_step;
-        x->chunks = 1;
-        x->expanding = (at.flags & CAPMEM_RM_EXPANDING) != 0;
-        in->e[co].quota -= at.donation;
-    }
-    return 0;
+    pend_t p = {.x = co, .attr = &at, .outs = &out};
+    begin(in, &p, settle_rm_create, e, e);
+    return finish(in, &p, capmem_rm_open(in->arena, hc, &at, &out));
 }
 
 static int op_rm_close(interp_t *in, interp_src_t *s)
@@ -1639,14 +1927,9 @@ static int op_rm_close(interp_t *in, interp_src_t *s)
     opf(in, "rm_close(%d)", m);
     capmem_err_t e = lookup(in, m, K_RM, CAPMEM_RIGHT_WRITE);
     FIRST(e, in->e[m].obj != m, CAPMEM_E_INVALID_ARGS);
-    capmem_err_t got = capmem_rm_close(in->arena, h);
-    if (expect(in, got, e, e)) {
-        return 1;
-    }
-    if (got == CAPMEM_OK) {
-        kill(in, &m, 1);
-    }
-    return 0;
+    pend_t p = {.x = m};
+    begin(in, &p, settle_kill, e, e);
+    return finish(in, &p, capmem_rm_close(in->arena, h));
 }
 
 /*
@@ -1748,6 +2031,24 @@ static int check_regions(interp_t *in, int m)
     return 0;
 }
 
+static int settle_attach(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    if (got != CAPMEM_OK) {
+        return 0;
+    }
+    if (*p->addr != p->pg * PAGE) {
+        return fail(in, "attached at 0x%" PRIx64 ", model 0x%" PRIx64, *p->addr, p->pg * PAGE);
+    }
+    apply_attach(in, p->x, p->y, p->attr, p->pg, p->pages, p->upgrade);
+    return check_regions(in, in->e[p->x].obj);
+}
+
+/* Entry @p i if it still holds the object it held when its uid was @p uid, else -1. */
+static int still(const interp_t *in, int i, uint64_t uid)
+{
+    return i >= 0 && in->e[i].alive && in->e[i].uid == uid ? i : -1;
+}
+
 static int op_rm_attach(interp_t *in, interp_src_t *s)
 {
     int m;
@@ -1774,31 +2075,41 @@ static int op_rm_attach(interp_t *in, interp_src_t *s)
         ", w=%d, x=%d) x%u",
         m, d, d >= 0 ? in->e[d].kind : -1, at.offset, at.size, at.at, at.writable, at.executable,
         times);
+    const uint64_t muid = m >= 0 ? in->e[m].uid : 0;
+    const uint64_t duid = d >= 0 ? in->e[d].uid : 0;
     for (unsigned t = 0; t < times; t++) {
         if (regions_total(in) >= MAX_REG) {
             return 0;
         }
+        /* A callback may have closed the map or freed the dataspace since the last attach. */
+        m = still(in, m, muid);
+        d = still(in, d, duid);
         uint64_t pg = 0;
         uint64_t pages = 0;
         int upgrade = 0;
         capmem_err_t e = predict_attach(in, m, d, &at, &pg, &pages, &upgrade);
         uint64_t out = 0;
+        pend_t p = {.x = m, .y = d, .pg = pg, .pages = pages, .upgrade = upgrade, .attr = &at};
+        p.addr = &out;
+        begin(in, &p, settle_attach, e, e);
         capmem_err_t got = capmem_rm_attach(in->arena, hm, hd, &at, &out);
-        if (expect(in, got, e, e)) {
+        if (finish(in, &p, got)) {
             return 1;
         }
         if (got != CAPMEM_OK) {
             break;
         }
-        if (out != pg * PAGE) {
-            return fail(in, "attached at 0x%" PRIx64 ", model 0x%" PRIx64, out, pg * PAGE);
-        }
-        apply_attach(in, m, d, &at, pg, pages, upgrade);
-        if (check_regions(in, in->e[m].obj)) {
-            return 1;
-        }
     }
     return 0;
+}
+
+static int settle_detach(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    if (got != CAPMEM_OK) {
+        return 0;
+    }
+    in->rg[p->y].alive = 0;
+    return check_regions(in, p->x);
 }
 
 static int op_rm_detach(interp_t *in, interp_src_t *s)
@@ -1825,13 +2136,33 @@ static int op_rm_detach(interp_t *in, interp_src_t *s)
     capmem_err_t e = lookup(in, m, K_RM, CAPMEM_RIGHT_WRITE);
     int r = e == CAPMEM_OK && addr < in->e[mo].size ? region_at(in, mo, addr / PAGE) : -1;
     FIRST(e, r < 0, CAPMEM_E_NOT_FOUND);
-    capmem_err_t got = capmem_rm_detach(in->arena, h, addr);
-    if (expect(in, got, e, e)) {
-        return 1;
+    pend_t p = {.x = mo, .y = r};
+    begin(in, &p, settle_detach, e, e);
+    return finish(in, &p, capmem_rm_detach(in->arena, h, addr));
+}
+
+static int settle_rm_dataspace(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    int mo = p->x;
+    int have = p->y;
+    if (got == CAPMEM_OK && have >= 0 && *p->outs != in->e[have].h) {
+        return fail(in, "a second capmem_rm_dataspace returned another handle");
     }
-    if (got == CAPMEM_OK) {
-        in->rg[r].alive = 0;
-        return check_regions(in, mo);
+    if (got == CAPMEM_OK && have < 0) {
+        if (p->upgrade) {
+            apply_upgrade(in, mo, in->e[mo].client, in->e[mo].step);
+        }
+        int n = new_ent(in);
+        ent_t *x = &in->e[n];
+        x->alive = 1;
+        x->kind = K_MDS;
+        x->h = *p->outs;
+        x->parent = mo;
+        x->payer = in->e[mo].client;
+        x->rights = CAPMEM_RIGHTS_ALL;
+        x->owner = mo;
+        x->size = in->e[mo].size;
+        x->writable = 1;
     }
     return 0;
 }
@@ -1865,34 +2196,21 @@ static int op_rm_dataspace(interp_t *in, interp_src_t *s)
         }
     }
     capmem_cap_t out = CAPMEM_CAP_NULL;
-    capmem_err_t got = capmem_rm_dataspace(in->arena, h, &out);
-    if (expect(in, got, e, e)) {
-        return 1;
-    }
-    if (got == CAPMEM_OK && have >= 0 && out != in->e[have].h) {
-        return fail(in, "a second capmem_rm_dataspace returned another handle");
-    }
-    if (got == CAPMEM_OK && have < 0) {
-        if (upgrade) {
-            apply_upgrade(in, mo, in->e[mo].client, in->e[mo].step);
-        }
-        int n = new_ent(in);
-        ent_t *x = &in->e[n];
-        x->alive = 1;
-        x->kind = K_MDS;
-        x->h = out;
-        x->parent = mo;
-        x->payer = in->e[mo].client;
-        x->rights = CAPMEM_RIGHTS_ALL;
-        x->owner = mo;
-        x->size = in->e[mo].size;
-        x->writable = 1;
-    }
-    return 0;
+    pend_t p = {.x = mo, .y = have, .upgrade = upgrade, .outs = &out};
+    begin(in, &p, settle_rm_dataspace, e, e);
+    return finish(in, &p, capmem_rm_dataspace(in->arena, h, &out));
 }
 
 static capmem_rm_fault_result_t on_fault(capmem_arena_t *arena, const capmem_rm_fault_t *f,
                                          void *ctx);
+
+static int settle_rm_handler(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    if (got == CAPMEM_OK) {
+        in->e[p->x].has_handler = p->z;
+    }
+    return 0;
+}
 
 static int op_rm_handler(interp_t *in, interp_src_t *s)
 {
@@ -1901,14 +2219,9 @@ static int op_rm_handler(interp_t *in, interp_src_t *s)
     int on = take(s, 4) != 0;
     opf(in, "rm_set_fault_handler(%d, %s)", m, on ? "on" : "off");
     capmem_err_t e = lookup(in, m, K_RM, CAPMEM_RIGHT_WRITE);
-    capmem_err_t got = capmem_rm_set_fault_handler(in->arena, h, on ? on_fault : NULL, in);
-    if (expect(in, got, e, e)) {
-        return 1;
-    }
-    if (got == CAPMEM_OK) {
-        in->e[in->e[m].obj].has_handler = on;
-    }
-    return 0;
+    pend_t p = {.x = e == CAPMEM_OK ? in->e[m].obj : -1, .z = on};
+    begin(in, &p, settle_rm_handler, e, e);
+    return finish(in, &p, capmem_rm_set_fault_handler(in->arena, h, on ? on_fault : NULL, in));
 }
 
 /*
@@ -2091,17 +2404,19 @@ static capmem_err_t simulate(interp_t *in, interp_src_t *s, int top, uint64_t ad
     return CAPMEM_OK;
 }
 
-/* After an access: the handler ran as planned, and the bytes are where the model says. */
-static int check_access(interp_t *in, int access, capmem_err_t got, capmem_err_t e)
+/*
+ * After an access: the handler ran as planned, and the bytes are where the
+ * model says. The model applied the access (faults, the handler's
+ * attachments) in simulate(), before the call; this runs at the access's
+ * first event (a fault), before a callback may change anything, or after
+ * the call when it raised none.
+ */
+static int settle_access(interp_t *in, pend_t *p, capmem_err_t got)
 {
-    if (e == CAPMEM_E__COUNT) {
-        return fail(in, "the model's access simulation overflowed (segments, plan or depth)");
-    }
+    (void)got;
+    const int access = p->access;
     if (in->plan_bad) {
         return fail(in, "fault handler: %s", in->plan_why);
-    }
-    if (expect(in, got, e, e)) {
-        return 1;
     }
     if (in->plan_pos != in->nplan) {
         return fail(in, "the handler ran %u times, the model predicted %u", in->plan_pos,
@@ -2138,6 +2453,47 @@ static int check_access(interp_t *in, int access, capmem_err_t got, capmem_err_t
         }
     }
     return 0;
+}
+
+/*
+ * Make an access whose outcome simulate() predicted (@p e) and check it:
+ * kind 0-2 is capmem_rm_read/write/touch of map @p h (@p access is the touch's access
+ * type), 3-4 capmem_ds_read/write of a managed dataspace @p h.
+ */
+static int access_call(interp_t *in, int access, capmem_err_t e, capmem_cap_t h, int kind,
+                       uint64_t addr, size_t len)
+{
+    if (e == CAPMEM_E__COUNT) {
+        return fail(in, "the model's access simulation overflowed (segments, plan or depth)");
+    }
+    pend_t p = {.access = kind == 2 ? -1 : access};
+    /* A failing access still raises its faults, and the upgrades of the handler's attachments. */
+    p.fail_events = 1u << CAPMEM_EVENT_FAULT | 1u << CAPMEM_EVENT_UPGRADE;
+    begin(in, &p, settle_access, e, e);
+    capmem_err_t got;
+    switch (kind) {
+    case 0:
+        got = capmem_rm_read(in->arena, h, addr, in->buf, len);
+        break;
+    case 1:
+        got = capmem_rm_write(in->arena, h, addr, in->buf, len);
+        break;
+    case 2:
+        got = capmem_rm_touch(in->arena, h, addr, len, (capmem_rm_access_t)access);
+        break;
+    case 3:
+        got = capmem_ds_read(in->arena, h, addr, in->buf, len);
+        break;
+    default:
+        got = capmem_ds_write(in->arena, h, addr, in->buf, len);
+        break;
+    }
+    if (in->plan_bad && !p.settled) {
+        /* The handler saw something else than the model predicted: that is the first cause. */
+        in->pend = p.prev;
+        return fail(in, "fault handler: %s", in->plan_why);
+    }
+    return finish(in, &p, got);
 }
 
 static int op_rm_access(interp_t *in, interp_src_t *s)
@@ -2189,15 +2545,7 @@ static int op_rm_access(interp_t *in, interp_src_t *s)
     for (size_t i = 0; i < len; i++) {
         in->buf[i] = (uint8_t)(in->ops * 7u + i * 13u + 1u);
     }
-    capmem_err_t got;
-    if (kind == 0) {
-        got = capmem_rm_read(in->arena, h, addr, in->buf, len);
-    } else if (kind == 1) {
-        got = capmem_rm_write(in->arena, h, addr, in->buf, len);
-    } else {
-        got = capmem_rm_touch(in->arena, h, addr, len, (capmem_rm_access_t)access);
-    }
-    return check_access(in, kind == 2 ? -1 : access, got, e);
+    return access_call(in, access, e, h, kind, addr, len);
 }
 
 /* Free (or delete) a dataspace that some map has attached: it leaves every map. */
@@ -2220,18 +2568,445 @@ static int op_free_attached(interp_t *in, interp_src_t *s)
     capmem_err_t e = CAPMEM_OK;
     if (managed) {
         /* A managed dataspace cannot be freed; deleting its capability is how it goes alone. */
-        capmem_err_t got = capmem_ds_free(in->arena, h);
-        if (expect(in, got, CAPMEM_E_WRONG_TYPE, CAPMEM_E_WRONG_TYPE)) {
+        pend_t p = {.x = d};
+        begin(in, &p, NULL, CAPMEM_E_WRONG_TYPE, CAPMEM_E_WRONG_TYPE);
+        if (finish(in, &p, capmem_ds_free(in->arena, h))) {
             return 1;
         }
         FIRST(e, has_children(in, d), CAPMEM_E_REVOKE_FIRST);
     }
-    capmem_err_t got = managed ? capmem_cap_delete(in->arena, h) : capmem_ds_free(in->arena, h);
-    if (expect(in, got, e, e)) {
-        return 1;
+    pend_t p = {.x = d};
+    begin(in, &p, settle_kill, e, e);
+    return finish(in, &p, managed ? capmem_cap_delete(in->arena, h) : capmem_ds_free(in->arena, h));
+}
+
+/* ---- the liar: a custom policy that answers garbage --------------------------------- */
+
+static void liar_broke(liar_t *l, const char *what)
+{
+    if (!l->bad) {
+        l->bad = 1;
+        snprintf(l->why, sizeof(l->why), "%s", what);
     }
-    if (got == CAPMEM_OK) {
-        kill(in, &d, 1);
+}
+
+/* A hook runs in the middle of a library call: calling in must be refused. */
+static void liar_probe(liar_t *l, const char *hook)
+{
+    if (l->probe == NULL) {
+        return;
+    }
+    capmem_untyped_info_t ui;
+    capmem_err_t e = capmem_untyped_info(l->probe, l->h, &ui);
+    if (e != CAPMEM_E_REENTRANT) {
+        char why[120];
+        snprintf(why, sizeof(why), "the liar's %s hook called in and got %s, not REENTRANT", hook,
+                 capmem_err_name(e));
+        liar_broke(l, why);
+    }
+}
+
+static int liar_overlap(const liar_t *l, uint64_t off, uint64_t size)
+{
+    for (unsigned i = 0; i < l->n; i++) {
+        if (off < l->off[i] + l->size[i] && l->off[i] < off + size) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* First fit: the lowest aligned offset where the block fits, or 0 for none. */
+static int liar_fit(const liar_t *l, uint64_t size, uint64_t align, uint64_t *at)
+{
+    uint64_t pos = 0;
+    for (;;) {
+        pos = (pos + align - 1) & ~(align - 1);
+        if (pos > LIAR_SIZE || size > LIAR_SIZE - pos) {
+            return 0;
+        }
+        int o = liar_overlap(l, pos, size);
+        if (o < 0) {
+            *at = pos;
+            return 1;
+        }
+        pos = l->off[o] + l->size[o];
+    }
+}
+
+static void liar_add(liar_t *l, uint64_t off, uint64_t size)
+{
+    l->off[l->n] = off;
+    l->size[l->n] = size;
+    l->leaked[l->n] = 0;
+    l->n++;
+}
+
+static capmem_err_t liar_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
+{
+    liar_t *l = self;
+    liar_probe(l, "alloc");
+    l->allocs++;
+    const int mode = l->mode;
+    l->mode = L_HONEST; /* one lie per request */
+    uint64_t at = 0;
+    const int fits = l->n < LIAR_MAX && liar_fit(l, size, align, &at);
+    if (mode != L_HONEST) {
+        l->lies++;
+    }
+    switch (mode) {
+    case L_SPAN: /* the block ends past the untyped */
+        *offset = LIAR_SIZE - (size > align ? align : 0);
+        if (*offset + size <= LIAR_SIZE) {
+            *offset = LIAR_SIZE;
+        }
+        return CAPMEM_OK;
+    case L_FAR: /* far beyond it, aligned */
+        *offset = (UINT64_MAX / 2) & ~(align - 1);
+        return CAPMEM_OK;
+    case L_ALIGN:
+        *offset = (fits ? at : 0) + align / 2;
+        return CAPMEM_OK;
+    case L_OVERLAP:
+        if (l->n > 0) {
+            *offset = l->off[l->n - 1] & ~(align - 1);
+            return CAPMEM_OK;
+        }
+        *offset = LIAR_SIZE; /* nothing to overlap: out of the untyped instead */
+        return CAPMEM_OK;
+    case L_UNSET:
+        return CAPMEM_OK; /* "OK" without an offset */
+    case L_CODE:
+        return (capmem_err_t)999;
+    default:
+        break;
+    }
+    if (!fits) {
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    }
+    liar_add(l, at, size);
+    *offset = at;
+    return CAPMEM_OK;
+}
+
+static capmem_err_t liar_alloc_at(void *self, uint64_t offset, uint64_t size)
+{
+    liar_t *l = self;
+    liar_probe(l, "alloc_at");
+    l->alloc_ats++;
+    if (offset > LIAR_SIZE || size > LIAR_SIZE - offset || liar_overlap(l, offset, size) >= 0 ||
+        l->n >= LIAR_MAX) {
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    }
+    liar_add(l, offset, size);
+    return CAPMEM_OK;
+}
+
+static capmem_err_t liar_free(void *self, uint64_t offset, uint64_t size)
+{
+    liar_t *l = self;
+    liar_probe(l, "free");
+    l->frees++;
+    for (unsigned i = 0; i < l->n; i++) {
+        if (l->off[i] == offset && !l->leaked[i]) {
+            if (l->size[i] != size) {
+                liar_broke(l, "the library freed a block with another size than it was given");
+                return CAPMEM_E_INVALID_ARGS;
+            }
+            if (l->refuse_free && !l->in_retype) {
+                l->leaked[i] = 1;
+                return CAPMEM_E_DENIED;
+            }
+            l->n--;
+            l->off[i] = l->off[l->n];
+            l->size[i] = l->size[l->n];
+            l->leaked[i] = l->leaked[l->n];
+            return CAPMEM_OK;
+        }
+    }
+    liar_broke(l, "the library freed a block the liar never handed out (or a refused one)");
+    return CAPMEM_E_NOT_ALLOCATED;
+}
+
+static uint64_t liar_avail(const void *self)
+{
+    const liar_t *l = self;
+    uint64_t used = 0;
+    for (unsigned i = 0; i < l->n; i++) {
+        used += l->size[i];
+    }
+    return LIAR_SIZE - used;
+}
+
+static uint64_t liar_largest(const void *self)
+{
+    const liar_t *l = self;
+    run_t runs[LIAR_MAX];
+    for (unsigned i = 0; i < l->n; i++) {
+        runs[i] = (run_t){l->off[i], l->off[i] + l->size[i]};
+    }
+    qsort(runs, l->n, sizeof(runs[0]), cmp_run);
+    uint64_t pos = 0;
+    uint64_t best = 0;
+    for (unsigned i = 0; i < l->n; i++) {
+        best = runs[i].off - pos > best ? runs[i].off - pos : best;
+        pos = runs[i].end;
+    }
+    return LIAR_SIZE - pos > best ? LIAR_SIZE - pos : best;
+}
+
+static void liar_reset(void *self)
+{
+    liar_t *l = self;
+    l->n = 0;
+    l->resets++;
+}
+
+static const capmem_alloc_ops_t liar_ops = {
+    .name = "liar",
+    .alloc = liar_alloc,
+    .alloc_at = liar_alloc_at,
+    .free = liar_free,
+    .avail = liar_avail,
+    .largest = liar_largest,
+    .reset = liar_reset,
+};
+
+/*
+ * The model of the library's side: the wrapper's checks (capmem/alloc.h:
+ * an answer inside the untyped, aligned, not over a live block, else
+ * POLICY; an alloc_at over a live block refused before the policy is asked)
+ * and the untyped's placement (one alloc for one object; for a run, one
+ * alloc of the whole run, its free, then an alloc_at per object; an
+ * explicit offset, an alloc_at per object), applied to a copy of the liar.
+ */
+static capmem_err_t model_alloc(liar_t *l, uint64_t size, uint64_t align, uint64_t *off)
+{
+    const unsigned before = l->n;
+    *off = UINT64_MAX;
+    capmem_err_t e = liar_alloc(l, size, align, off);
+    if (e != CAPMEM_OK) {
+        return e;
+    }
+    int fits = *off <= LIAR_SIZE && size <= LIAR_SIZE - *off && *off % align == 0;
+    for (unsigned i = 0; fits && i < before; i++) {
+        fits = !(*off < l->off[i] + l->size[i] && l->off[i] < *off + size);
+    }
+    if (!fits) {
+        l->n = before;
+        return CAPMEM_E_POLICY;
+    }
+    return CAPMEM_OK;
+}
+
+static capmem_err_t model_alloc_at(liar_t *l, uint64_t off, uint64_t size)
+{
+    if (liar_overlap(l, off, size) >= 0) {
+        return CAPMEM_E_NOT_ENOUGH_MEMORY; /* the wrapper refuses; the liar is not asked */
+    }
+    return liar_alloc_at(l, off, size);
+}
+
+static capmem_err_t model_place(liar_t *l, const capmem_retype_attr_t *at, uint64_t *rel)
+{
+    const uint64_t sz = 1ull << at->size_bits;
+    uint64_t base = at->offset;
+    if (at->offset == CAPMEM_RETYPE_ANYWHERE) {
+        uint64_t run = at->count * sz;
+        capmem_err_t e = model_alloc(l, run, sz, &base);
+        if (e == CAPMEM_E_POLICY) {
+            return e;
+        }
+        if (e != CAPMEM_OK) {
+            return CAPMEM_E_NOT_ENOUGH_MEMORY; /* the untyped's own "Insufficient memory" */
+        }
+        if (at->count == 1) {
+            rel[0] = base;
+            return CAPMEM_OK;
+        }
+        (void)liar_free(l, base, run);
+    }
+    for (uint32_t i = 0; i < at->count; i++) {
+        rel[i] = base + i * sz;
+        if (model_alloc_at(l, rel[i], sz) != CAPMEM_OK) {
+            while (i-- > 0) {
+                (void)liar_free(l, rel[i], sz);
+            }
+            return CAPMEM_E_NOT_ENOUGH_MEMORY;
+        }
+    }
+    return CAPMEM_OK;
+}
+
+static int same_liar(const liar_t *a, const liar_t *b)
+{
+    if (a->n != b->n || a->allocs != b->allocs || a->alloc_ats != b->alloc_ats ||
+        a->frees != b->frees || a->resets != b->resets) {
+        return 0;
+    }
+    for (unsigned i = 0; i < a->n; i++) {
+        if (a->off[i] != b->off[i] || a->size[i] != b->size[i] || a->leaked[i] != b->leaked[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The liar's model and its untyped's retype, built on the pieces above. */
+typedef struct liar_call {
+    liar_t want; /* the liar as the model expects it after the call */
+    capmem_retype_attr_t at;
+    uint64_t rel[4];
+    capmem_cap_t dest[4];
+    int u, uo;
+} liar_call_t;
+
+static int settle_liar(interp_t *in, pend_t *p, capmem_err_t got)
+{
+    liar_t *l = &in->liar;
+    const liar_call_t *c = p->attr;
+    l->in_retype = 0;
+    if (!same_liar(l, &c->want)) {
+        return fail(
+            in,
+            "the liar's hooks were not called as the model predicts: blocks %u, allocs %" PRIu64
+            ", alloc_ats %" PRIu64 ", frees %" PRIu64 ", resets %" PRIu64
+            "; model blocks %u, allocs %" PRIu64 ", alloc_ats %" PRIu64 ", frees %" PRIu64
+            ", resets %" PRIu64,
+            l->n, l->allocs, l->alloc_ats, l->frees, l->resets, c->want.n, c->want.allocs,
+            c->want.alloc_ats, c->want.frees, c->want.resets);
+    }
+    if (got != CAPMEM_OK) {
+        if (c->dest[0] != CAPMEM_CAP_NULL) {
+            return fail(in, "a refused retype wrote a handle");
+        }
+        return 0;
+    }
+    const uint64_t base = in->e[c->uo].base;
+    for (uint32_t i = 0; i < c->at.count; i++) {
+        capmem_object_info_t oi;
+        if (capmem_object_info(in->arena, c->dest[i], &oi) != CAPMEM_OK ||
+            oi.offset != base + c->rel[i] || oi.size_bits != c->at.size_bits) {
+            return fail(in, "object %u of the liar's retype is not at 0x%" PRIx64, i,
+                        base + c->rel[i]);
+        }
+        int n = new_ent(in);
+        ent_t *x = &in->e[n];
+        x->alive = 1;
+        x->kind = c->at.type == CAPMEM_OBJ_FRAME ? K_FRAME : K_KOBJ;
+        x->h = c->dest[i];
+        x->parent = c->u;
+        x->rights = CAPMEM_RIGHTS_ALL;
+        x->bits = c->at.size_bits;
+        x->ut = c->uo;
+        in->e[c->uo].children++;
+    }
+    return 0;
+}
+
+static int op_liar_retype(interp_t *in, interp_src_t *s)
+{
+    liar_t *l = &in->liar;
+    liar_call_t c;
+    memset(&c, 0, sizeof(c));
+    capmem_cap_t h = pick_handle(in, s, M(K_LUT), &c.u);
+    c.at = (capmem_retype_attr_t)CAPMEM_RETYPE_ATTR_INIT;
+    c.at.type = take(s, 2) ? CAPMEM_OBJ_KOBJ : CAPMEM_OBJ_FRAME;
+    c.at.size_bits =
+        c.at.type == CAPMEM_OBJ_FRAME ? 12 + (unsigned)take(s, 3) : 4 + (unsigned)take(s, 11);
+    c.at.count = 1 + (uint32_t)take(s, 3);
+    if (take(s, 6) == 0) {
+        c.at.offset = take(s, 20) << c.at.size_bits; /* sometimes outside the untyped */
+    }
+    l->mode = take(s, 2) ? L_HONEST : 1 + (int)take(s, L_MODES - 1);
+    l->refuse_free = take(s, 4) == 0;
+    static const char *const modes[] = {"honest",      "past the end", "far",     "misaligned",
+                                        "overlapping", "unset",        "code 999"};
+    opf(in, "liar_retype(%d, type=%d, bits=%u, count=%u, offset=0x%" PRIx64 ", answer %s%s)", c.u,
+        (int)c.at.type, c.at.size_bits, c.at.count, c.at.offset, modes[l->mode],
+        l->refuse_free ? ", refusing frees" : "");
+    if (count_alive(in) + (int)c.at.count + 1 >= MAX_ENT || (c.u >= 0 && in->e[c.u].kind == K_UT)) {
+        l->mode = L_HONEST; /* another untyped (a bad-kind pick) is op_retype's */
+        return 0;
+    }
+    capmem_err_t e = lookup(in, c.u, K_UT, CAPMEM_RIGHT_WRITE);
+    c.uo = c.u >= 0 ? in->e[c.u].obj : -1;
+    c.want = *l;
+    c.want.probe = NULL;
+    const uint64_t sz = 1ull << c.at.size_bits;
+    const int reset = e == CAPMEM_OK && in->e[c.uo].children == 0 && !has_children(in, c.u);
+    FIRST(e, ((reset ? LIAR_SIZE : liar_avail(l)) >> c.at.size_bits) < c.at.count,
+          CAPMEM_E_NOT_ENOUGH_MEMORY);
+    FIRST(e,
+          c.at.offset != CAPMEM_RETYPE_ANYWHERE &&
+              (c.at.offset % sz != 0 || c.at.offset + c.at.count * sz > LIAR_SIZE),
+          CAPMEM_E_INVALID_ARGS);
+    if (e == CAPMEM_OK) {
+        if (reset) {
+            liar_reset(&c.want);
+        }
+        c.want.in_retype = 1;
+        e = model_place(&c.want, &c.at, c.rel);
+        c.want.in_retype = 0;
+    }
+    /* The lie is told only when the request reaches the policy's alloc. */
+    c.want.mode = L_HONEST;
+    pend_t p = {.attr = &c};
+    begin(in, &p, settle_liar, e, e);
+    l->in_retype = 1;
+    capmem_err_t got = capmem_untyped_retype(in->arena, h, &c.at, c.dest, 4);
+    l->in_retype = 0;
+    l->mode = L_HONEST;
+    return finish(in, &p, got);
+}
+
+/* The liar's untyped in the library agrees with the model and the liar's own blocks. */
+static int compare_liar(interp_t *in)
+{
+    liar_t *l = &in->liar;
+    if (l->bad) {
+        return fail(in, "liar: %s", l->why);
+    }
+    const ent_t *x = &in->e[in->liar_ent];
+    capmem_untyped_info_t ui;
+    if (capmem_untyped_info(in->arena, x->h, &ui) != CAPMEM_OK) {
+        return fail(in, "liar's untyped: info failed: %s", capmem_last_error()->message);
+    }
+    /* Childless, a retype through it resets the liar first: all of it is free to use. */
+    const uint64_t want_free =
+        x->children == 0 && !has_children(in, in->liar_ent) ? LIAR_SIZE : liar_avail(l);
+    if (ui.children != x->children || ui.free_bytes != want_free) {
+        return fail(in,
+                    "liar's untyped: library children %" PRIu64 " free %" PRIu64
+                    "; model children %" PRIu64 " free %" PRIu64 " (the liar's own: %" PRIu64 ")",
+                    ui.children, ui.free_bytes, x->children, want_free, liar_avail(l));
+    }
+    /* Every live object of it is a block the liar handed out, and every block is one. */
+    uint64_t live = 0;
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *c = &in->e[i];
+        if (!c->alive || c->ut != in->liar_ent || c->obj != i) {
+            continue;
+        }
+        capmem_object_info_t oi;
+        if (capmem_object_info(in->arena, c->h, &oi) != CAPMEM_OK) {
+            return fail(in, "liar's object %d: info failed", i);
+        }
+        int b = liar_overlap(l, oi.offset - x->base, 1ull << c->bits);
+        if (b < 0 || l->off[b] != oi.offset - x->base || l->size[b] != 1ull << c->bits ||
+            l->leaked[b]) {
+            return fail(in, "liar's object %d at 0x%" PRIx64 " is not a block the liar handed out",
+                        i, oi.offset);
+        }
+        live++;
+    }
+    uint64_t blocks = 0;
+    for (unsigned i = 0; i < l->n; i++) {
+        blocks += !l->leaked[i];
+    }
+    if (blocks != live) {
+        return fail(in, "the liar holds %" PRIu64 " blocks for %" PRIu64 " live objects", blocks,
+                    live);
     }
     return 0;
 }
@@ -2287,7 +3062,316 @@ static const op_row_t ops[] = {
     {"rm_handler", 2, op_rm_handler},
     {"rm_access", 10, op_rm_access},
     {"free_attached", 2, op_free_attached},
+    {"liar_retype", 4, op_liar_retype},
 };
+
+static unsigned ops_total(void)
+{
+    unsigned total = 0;
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        total += ops[i].weight;
+    }
+    return total;
+}
+
+/* One op of the table, drawn by weight. */
+static int random_op(interp_t *in, interp_src_t *src)
+{
+    uint64_t r = take(src, ops_total());
+    size_t k = 0;
+    while (r >= ops[k].weight) {
+        r -= ops[k].weight;
+        k++;
+    }
+    return ops[k].fn(in, src);
+}
+
+/* ---- event callbacks that call back in ------------------------------------------------ */
+
+/* Nested ops: at most this many per event, and per step (events of nested ops included). */
+#define NEST_PER_EVENT 2
+#define NEST_PER_STEP 4
+
+/* The account that pays for entry @p i (its reference account for an account), or -1. */
+static int account_of(const interp_t *in, int i)
+{
+    const ent_t *o = &in->e[in->e[i].obj];
+    switch (o->kind) {
+    case K_ACC:
+        return o->ref;
+    case K_DS:
+    case K_DEP:
+    case K_FC:
+        return o->meta;
+    case K_RM:
+        return o->client;
+    case K_MDS:
+        return in->e[o->owner].client;
+    default:
+        return -1;
+    }
+}
+
+typedef int (*op_fn)(interp_t *in, interp_src_t *s);
+
+/* The op that closes (frees, deletes) an object of entry @p i's kind. */
+static op_fn closer(const interp_t *in, int i, int ev_kind)
+{
+    int k = i >= 0 ? in->e[i].kind : K_NONE;
+    if (k == K_ACC || (k == K_NONE && ev_kind == CAPMEM_EVENT_SESSION_CLOSE)) {
+        return op_close;
+    }
+    if (k == K_DS || k == K_DEP || k == K_FC) {
+        return op_free;
+    }
+    if (k == K_RM) {
+        return op_rm_close;
+    }
+    return op_cap_delete;
+}
+
+/*
+ * One nested op, run from the event callback: mostly aimed at the object
+ * the event names or at the account that pays for it (closed, freed,
+ * deleted or revoked; a stale handle when the object is gone already),
+ * otherwise any op of the table. Its result is checked against the model
+ * like every other op's.
+ */
+static int nested_op(interp_t *in, interp_src_t *s, const capmem_event_t *ev)
+{
+    int t = -1;
+    for (int i = 0; i < MAX_ENT; i++) {
+        if (in->e[i].alive && in->e[i].h == ev->cap) {
+            t = i;
+        }
+    }
+    uint64_t r = take(s, 8);
+    if (r >= 5) {
+        return random_op(in, s);
+    }
+    capmem_cap_t h = ev->cap;
+    if (r >= 3 && t >= 0 && account_of(in, t) >= 0) {
+        t = account_of(in, t);
+        h = in->e[t].h;
+    }
+    in->force = 1;
+    in->force_h = h;
+    in->force_ent = t;
+    const uint64_t refused = in->refused;
+    int rc = (r == 2 || r == 4) ? op_cap_revoke(in, s) : closer(in, t, ev->kind)(in, s);
+    in->force = 0;
+    in->aimed++;
+    in->aimed_done += in->refused == refused && t >= 0;
+    return rc;
+}
+
+/*
+ * The arena's event callback. Events arrive after the call that raised them
+ * has committed and released the lock, before it returns: the first one
+ * settles that call in the model (the state the callback sees is the state
+ * after the call), checks that a call the model expects to fail raised only
+ * the events of its completed steps, and then, drawn from the step's
+ * source, up to NEST_PER_EVENT nested ops run, each checked against the
+ * model and followed by the invariant checker.
+ */
+static void on_event(capmem_arena_t *arena, const capmem_event_t *ev, void *ctx)
+{
+    interp_t *in = ctx;
+    (void)arena;
+    in->events++;
+    if (in->failed) {
+        return;
+    }
+    if (in->in_cb) {
+        fail(in, "event %s was delivered inside the callback, not after it returned",
+             capmem_event_kind_name(ev->kind));
+        return;
+    }
+    pend_t *p = in->pend;
+    if (p == NULL) {
+        fail(in, "event %s (\"%s\") was delivered during a call that raises none",
+             capmem_event_kind_name(ev->kind), ev->message);
+        return;
+    }
+    if (in->outer_only) {
+        /* No nested op ran yet: the event is the call's own, delivered before it returned. */
+        in->at_event = ev->kind;
+        const capmem_err_t presumed = p->settled ? p->presumed : presume(p);
+        if (presumed != CAPMEM_OK && !(p->fail_events & (1u << ev->kind))) {
+            fail(in, "a call the model expects to fail with %s raised event %s (\"%s\")",
+                 capmem_err_name(presumed), capmem_event_kind_name(ev->kind), ev->message);
+        } else if (!p->settled) {
+            (void)settle_now(in, p, presumed);
+        }
+        in->at_event = 0;
+        if (in->failed) {
+            return;
+        }
+    }
+    if (in->src == NULL || in->nested >= NEST_PER_STEP) {
+        return;
+    }
+    uint64_t r = take(in->src, 8);
+    unsigned n = r < 4 ? 0 : r < 7 ? 1 : NEST_PER_EVENT;
+    if (n == 0) {
+        return;
+    }
+    in->in_cb = 1;
+    in->cb_kind = ev->kind;
+    /* The callback sees the state after the call, as the model has it now. */
+    if (!in->outer_only || compare(in) == 0) {
+        in->outer_only = 0;
+        for (unsigned k = 0; k < n && in->nested < NEST_PER_STEP; k++) {
+            in->nested++;
+            in->nested_total++;
+            if (nested_op(in, in->src, ev) != 0 || compare(in) != 0) {
+                break;
+            }
+        }
+    }
+    in->in_cb = 0;
+    in->cb_kind = 0;
+}
+
+/* ---- the second arena --------------------------------------------------------------- */
+
+/* The second arena's numbers, in a fixed order (0xdead for a handle no query accepts). */
+static unsigned other_state(interp_t *in, uint64_t *out)
+{
+    uint64_t tmp[MAX_SNAP];
+    uint64_t *v = tmp;
+    capmem_arena_t *b = in->other;
+    v[0] = capmem_cap_count(b);
+    v++;
+    for (unsigned i = 0; i < in->nother && v + 12 <= tmp + MAX_SNAP; i++) {
+        capmem_cap_t h = in->other_h[i];
+        capmem_ram_info_t ri;
+        capmem_untyped_info_t ui;
+        capmem_rm_info_t mi;
+        capmem_ds_info_t di;
+        if (capmem_ram_info(b, h, &ri) == CAPMEM_OK) {
+            *v++ = ri.quota;
+            *v++ = ri.used;
+            *v++ = ri.donation;
+            *v++ = ri.records_used;
+            *v++ = ri.caps_used;
+            *v++ = ri.caps_limit;
+        } else if (capmem_untyped_info(b, h, &ui) == CAPMEM_OK) {
+            *v++ = ui.free_bytes;
+            *v++ = ui.children;
+        } else if (capmem_rm_info(b, h, &mi) == CAPMEM_OK) {
+            *v++ = mi.regions;
+            *v++ = mi.records_used;
+            *v++ = mi.faults;
+            *v++ = mi.has_handler;
+        } else if (capmem_ds_info(b, h, &di) == CAPMEM_OK) {
+            uint64_t bytes = 0;
+            if (capmem_ds_read(b, h, 0, &bytes, sizeof(bytes)) != CAPMEM_OK) {
+                bytes = 1;
+            }
+            *v++ = di.size;
+            *v++ = bytes;
+        } else {
+            *v++ = 0xdead; /* every handle of the second arena stays valid */
+        }
+    }
+    unsigned n = (unsigned)(v - tmp);
+    memcpy(out, tmp, n * sizeof(*out));
+    return n;
+}
+
+/*
+ * A second arena with one object of each kind: an account with a dataspace
+ * (bytes written), a dependent and a first-class alias, a minted copy, a
+ * region map with the dataspace attached and its managed dataspace, and an
+ * untyped child with a frame and a kernel object. Its handles are mixed
+ * into handle arguments; nothing may ever change in it.
+ */
+static int other_new(interp_t *in)
+{
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 3ull << 20;
+    at.phys_base = 0x100000; /* the same addresses as the first: only the tag tells them apart */
+    capmem_untyped_info_t boot[8];
+    size_t nboot = 0;
+    capmem_cap_t root;
+    capmem_cap_t acc;
+    capmem_cap_t ds;
+    capmem_cap_t dep;
+    capmem_cap_t fc;
+    capmem_cap_t copy;
+    capmem_cap_t rm;
+    capmem_cap_t mds;
+    capmem_cap_t ut;
+    capmem_cap_t frame;
+    capmem_cap_t kobj;
+    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+    oa.quota = 256 * 1024;
+    oa.caps = 64;
+    oa.label = "other";
+    capmem_alias_attr_t dal = CAPMEM_ALIAS_ATTR_INIT;
+    dal.size = PAGE;
+    capmem_alias_attr_t fal = CAPMEM_ALIAS_ATTR_INIT;
+    fal.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
+    fal.offset = PAGE;
+    fal.size = PAGE;
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
+    ra.size = 16 * PAGE;
+    capmem_rm_attach_attr_t aa = CAPMEM_RM_ATTACH_ATTR_INIT;
+    uint64_t addr;
+    capmem_retype_attr_t ut_at = CAPMEM_RETYPE_ATTR_INIT;
+    ut_at.type = CAPMEM_OBJ_UNTYPED;
+    ut_at.size_bits = 16;
+    capmem_retype_attr_t fr_at = CAPMEM_RETYPE_ATTR_INIT;
+    capmem_retype_attr_t ko_at = CAPMEM_RETYPE_ATTR_INIT;
+    ko_at.type = CAPMEM_OBJ_KOBJ;
+    ko_at.size_bits = 8;
+    const uint64_t pattern = 0x0123456789abcdefull;
+    if (capmem_arena_create(&at, &in->other) != CAPMEM_OK ||
+        capmem_untyped_boot(in->other, boot, 8, &nboot) != CAPMEM_OK || nboot != 2 ||
+        capmem_ram_create(in->other, &boot[1].cap, 1, NULL, &root) != CAPMEM_OK ||
+        capmem_ram_open(in->other, root, &oa, &acc) != CAPMEM_OK ||
+        capmem_ram_alloc(in->other, acc, 4 * PAGE, &ds) != CAPMEM_OK ||
+        capmem_ds_write(in->other, ds, 0, &pattern, sizeof(pattern)) != CAPMEM_OK ||
+        capmem_ds_alias(in->other, acc, ds, &dal, &dep) != CAPMEM_OK ||
+        capmem_ds_alias(in->other, acc, ds, &fal, &fc) != CAPMEM_OK ||
+        capmem_cap_mint(in->other, ds, CAPMEM_RIGHT_READ, &copy) != CAPMEM_OK ||
+        capmem_rm_open(in->other, acc, &ra, &rm) != CAPMEM_OK ||
+        capmem_rm_attach(in->other, rm, ds, &aa, &addr) != CAPMEM_OK ||
+        capmem_rm_dataspace(in->other, rm, &mds) != CAPMEM_OK ||
+        capmem_untyped_retype(in->other, boot[0].cap, &ut_at, &ut, 1) != CAPMEM_OK ||
+        capmem_untyped_retype(in->other, ut, &fr_at, &frame, 1) != CAPMEM_OK ||
+        capmem_untyped_retype(in->other, ut, &ko_at, &kobj, 1) != CAPMEM_OK) {
+        fprintf(stderr, "interp: second arena: %s\n", capmem_last_error()->message);
+        return 1;
+    }
+    const capmem_cap_t hs[] = {root, acc, ds, dep, fc, copy, rm, mds, boot[0].cap, ut, frame, kobj};
+    in->nother = sizeof(hs) / sizeof(hs[0]);
+    memcpy(in->other_h, hs, sizeof(hs));
+    in->nsnap = other_state(in, in->other_snap);
+    return 0;
+}
+
+/* Nothing changed in the second arena, and its checker passes. */
+static int other_compare(interp_t *in)
+{
+    uint64_t now[MAX_SNAP];
+    unsigned n = other_state(in, now);
+    if (n != in->nsnap || memcmp(now, in->other_snap, n * sizeof(now[0])) != 0) {
+        for (unsigned i = 0; i < n && i < in->nsnap; i++) {
+            if (now[i] != in->other_snap[i]) {
+                return fail(in, "the second arena changed: number %u is %" PRIu64 ", was %" PRIu64,
+                            i, now[i], in->other_snap[i]);
+            }
+        }
+        return fail(in, "the second arena changed: %u numbers, were %u", n, in->nsnap);
+    }
+    char why[512];
+    if (capmem_check(in->other, why, sizeof(why)) != CAPMEM_OK) {
+        return fail(in, "capmem_check of the second arena: %s", why);
+    }
+    return 0;
+}
 
 /* ---- setup ---------------------------------------------------------------------------- */
 
@@ -2298,15 +3382,22 @@ interp_t *interp_new(void)
         return NULL;
     }
     capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = 3ull << 20;
+    at.ram_size = (3ull << 20) + LIAR_SIZE; /* boot untypeds: 1 MiB, 2 MiB and the liar's */
     at.phys_base = 0x100000;
     at.cap_slots = 1u << 14;
     capmem_untyped_info_t boot[8];
     size_t nboot = 0;
     capmem_cap_t root = CAPMEM_CAP_NULL;
+    capmem_alloc_t *liar = NULL;
     if (capmem_arena_create(&at, &in->arena) != CAPMEM_OK ||
-        capmem_untyped_boot(in->arena, boot, 8, &nboot) != CAPMEM_OK || nboot != 2 ||
-        boot[0].size_bits != 20 || boot[1].size_bits != 21) {
+        capmem_untyped_boot(in->arena, boot, 8, &nboot) != CAPMEM_OK || nboot != 3 ||
+        boot[0].size_bits != 20 || boot[1].size_bits != 21 || boot[2].size_bits != LIAR_BITS ||
+        (LIAR_UNBOUNDED ? capmem_alloc_create_custom(&liar_ops, &in->liar, &liar)
+                        : capmem_alloc_create_custom_span(&liar_ops, &in->liar, 0, LIAR_SIZE,
+                                                          &liar)) != CAPMEM_OK ||
+        capmem_untyped_set_policy(in->arena, boot[2].cap, CAPMEM_UNTYPED_WATERMARK, liar) !=
+            CAPMEM_OK) {
+        capmem_alloc_destroy(liar);
         fprintf(stderr, "interp: setup failed: %s\n", capmem_last_error()->message);
         interp_free(in);
         return NULL;
@@ -2341,37 +3432,55 @@ interp_t *interp_new(void)
     x->rights = CAPMEM_RIGHTS_ALL;
     x->bits = 20;
     x->policy = CAPMEM_UNTYPED_WATERMARK;
-    in->base_caps = capmem_cap_count(in->arena) - 2;
+    in->liar_ent = new_ent(in);
+    x = &in->e[in->liar_ent];
+    x->alive = 1;
+    x->kind = K_LUT;
+    x->h = boot[2].cap;
+    x->rights = CAPMEM_RIGHTS_ALL;
+    x->bits = LIAR_BITS;
+    x->base = boot[2].offset;
+    in->liar.probe = in->arena;
+    in->liar.h = boot[2].cap;
+    in->base_caps = capmem_cap_count(in->arena) - 3;
+    if (capmem_arena_set_event_handler(in->arena, on_event, in) != CAPMEM_OK || other_new(in)) {
+        fprintf(stderr, "interp: setup failed: %s\n", capmem_last_error()->message);
+        interp_free(in);
+        return NULL;
+    }
     return in;
 }
 
 void interp_free(interp_t *in)
 {
     if (in != NULL) {
+        in->liar.probe = NULL; /* its hooks may run while the arena goes */
         capmem_arena_destroy(in->arena);
+        if (in->other != NULL) {
+            capmem_arena_destroy(in->other);
+        }
         free(in);
     }
 }
 
 int interp_step(interp_t *in, interp_src_t *src)
 {
-    unsigned total = 0;
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-        total += ops[i].weight;
-    }
-    uint64_t r = take(src, total);
-    size_t k = 0;
-    while (r >= ops[k].weight) {
-        r -= ops[k].weight;
-        k++;
-    }
     in->ops++;
     in->op[0] = '\0';
     in->why[0] = '\0';
-    if (ops[k].fn(in, src) != 0) {
+    in->failed = 0;
+    in->nested = 0;
+    in->used_other = 0;
+    in->src = src;
+    int rc = random_op(in, src);
+    in->src = NULL;
+    if (rc != 0 || in->failed) {
         return 1;
     }
-    return compare(in);
+    if (compare(in) != 0) {
+        return 1;
+    }
+    return in->used_other ? other_compare(in) : 0;
 }
 
 const char *interp_why(const interp_t *in)
@@ -2392,4 +3501,36 @@ uint64_t interp_ops(const interp_t *in)
 uint64_t interp_refused(const interp_t *in)
 {
     return in->refused;
+}
+
+void interp_stats(const interp_t *in, interp_stats_t *out)
+{
+    out->events = in->events;
+    out->nested = in->nested_total;
+    out->other_uses = in->other_uses;
+    out->aimed = in->aimed;
+    out->aimed_done = in->aimed_done;
+    out->lies = in->liar.lies;
+}
+
+capmem_arena_t *interp_arena(const interp_t *in)
+{
+    return in->arena;
+}
+
+size_t interp_handles(const interp_t *in, interp_kind_t kind, capmem_cap_t *out, size_t max)
+{
+    static const int kinds[INTERP_KINDS] = {K_ACC,   K_DS,   K_DEP, K_FC, K_UT,
+                                            K_FRAME, K_KOBJ, K_RM,  K_MDS};
+    size_t n = 0;
+    for (int i = 0; i < MAX_ENT; i++) {
+        const ent_t *x = &in->e[i];
+        if (x->alive && x->obj == i && x->kind == kinds[kind]) {
+            if (n < max) {
+                out[n] = x->h;
+            }
+            n++;
+        }
+    }
+    return n;
 }

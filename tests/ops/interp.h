@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capmem.h"
+
 /* Where arguments come from. */
 typedef struct interp_src {
     const uint8_t *data; /* byte mode when not NULL */
@@ -45,5 +47,36 @@ const char *interp_last_op(const interp_t *in);
 /* Operations applied so far, and how many of them the library refused. */
 uint64_t interp_ops(const interp_t *in);
 uint64_t interp_refused(const interp_t *in);
+
+/* The interpreter's arena (for tests that act on the state it built). */
+capmem_arena_t *interp_arena(const interp_t *in);
+
+/* Kinds of objects the model holds. */
+typedef enum interp_kind {
+    INTERP_ACCOUNT, /* the root account first */
+    INTERP_DATASPACE,
+    INTERP_DEPENDENT_ALIAS,
+    INTERP_FIRST_CLASS_ALIAS,
+    INTERP_UNTYPED, /* the world's untyped first */
+    INTERP_FRAME,
+    INTERP_KOBJ,
+    INTERP_MAP,
+    INTERP_MANAGED, /* a map's managed dataspace */
+    INTERP_KINDS
+} interp_kind_t;
+
+/* Up to @p max live handles of originals of @p kind, in entry order; returns how many exist. */
+size_t interp_handles(const interp_t *in, interp_kind_t kind, capmem_cap_t *out, size_t max);
+
+/* What the steps exercised beyond their own op, for the test's summary line. */
+typedef struct interp_stats {
+    uint64_t events;     /* events delivered to the interpreter's callback */
+    uint64_t nested;     /* ops the callback ran from inside event deliveries */
+    uint64_t aimed;      /* nested ops aimed at the event's object or its account */
+    uint64_t aimed_done; /* of those, the ones that closed, freed, deleted or revoked it */
+    uint64_t other_uses; /* handle arguments replaced by a live handle of the second arena */
+    uint64_t lies;       /* garbage answers of the custom policy the library had to refuse */
+} interp_stats_t;
+void interp_stats(const interp_t *in, interp_stats_t *out);
 
 #endif
