@@ -193,6 +193,14 @@ capmem_err_t capmem_alloc_create_custom(const capmem_alloc_ops_t *ops, void *sel
     return err;
 }
 
+void capmem__alloc_narrow(capmem_alloc_t *a, uint64_t base, uint64_t size)
+{
+    CAPMEM_ASSERT(base >= a->base && size <= a->size && base - a->base <= a->size - size,
+                  "narrowing stays inside the span");
+    a->base = base;
+    a->size = size;
+}
+
 /* ---- operations --------------------------------------------------------- */
 
 /* The block [offset, offset + size) must lie inside the span. */

@@ -20,6 +20,14 @@ typedef enum capmem__alloc_kind {
     CAPMEM__ALLOC_CUSTOM,
 } capmem__alloc_kind_t;
 
+/*
+ * Narrow the span of @p a to [base, base + size), inside its present one,
+ * so every later answer is checked against it: for a layer that owns a
+ * user policy wider than what it manages (an untyped). No block may be
+ * live outside the new span.
+ */
+void capmem__alloc_narrow(capmem_alloc_t *a, uint64_t base, uint64_t size);
+
 /* ---- shadow set of a custom policy's live blocks (alloc_shadow.c) --------- */
 
 typedef struct capmem__shadow_node {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_internal.h"
 #include "untyped_internal.h"
 
 static void ut_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle);
@@ -346,6 +347,15 @@ static void invoke_set_policy(const policy_plan_t *plan)
     capmem__untyped_t *ut = plan->ut;
     capmem_alloc_destroy(ut->alloc);
     ut->alloc = plan->alloc;
+    if (plan->user) {
+        /*
+         * A user policy's span may be wider than the untyped (a custom
+         * policy without a span has [0, 2^64)): the wrapper checks every
+         * answer against the untyped's own span from now on, so an answer
+         * past its end is POLICY like any other wrong answer.
+         */
+        capmem__alloc_narrow(ut->alloc, 0, ut_size(ut));
+    }
     ut->user_policy = plan->user;
     ut->policy = plan->policy;
 }

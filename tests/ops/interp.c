@@ -188,10 +188,9 @@ typedef struct plan {
  * 0: the liar is made with capmem_alloc_create_custom_span() over the
  * untyped's own span. 1: with capmem_alloc_create_custom() (span [0, 2^64)),
  * as capmem_untyped_set_policy() accepts too; then only the untyped can
- * refuse answers past its end, and it does not yet: see
- * tests/test_known_bugs.c. Set to 1 when that test passes.
+ * refuse answers past its end, which it does (POLICY).
  */
-#define LIAR_UNBOUNDED 0
+#define LIAR_UNBOUNDED 1
 #define LIAR_SIZE (1ull << LIAR_BITS)
 #define LIAR_MAX 96
 
