@@ -405,7 +405,7 @@ capmem_err_t capmem_cap_walk(capmem_arena_t *arena, capmem_cap_t root, capmem_ca
 
 size_t capmem_cap_count(capmem_arena_t *arena)
 {
-    const char *prev;
+    const char *prev = NULL;
     if (arena == NULL || capmem__enter(arena, __func__, &prev) != CAPMEM_OK) {
         return 0;
     }

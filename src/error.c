@@ -30,15 +30,8 @@ static _Thread_local capmem_error_info_t tls_detail;
  * down just to label an error; failures counts every failure recorded, so a
  * caller can tell whether a callback it ran failed (see capmem__failures).
  */
-static _Thread_local const char *tls_function;
+_Thread_local const char *capmem__tls_function;
 static _Thread_local uint64_t tls_failures;
-
-const char *capmem__set_function(const char *func)
-{
-    const char *old = tls_function;
-    tls_function = func;
-    return old;
-}
 
 uint64_t capmem__failures(void)
 {
@@ -80,7 +73,7 @@ static capmem_err_t vfail(capmem_err_t err, const char *func, const char *fmt, v
 {
     memset(&tls_detail, 0, sizeof(tls_detail));
     tls_detail.code = err;
-    tls_detail.function = func != NULL ? func : tls_function;
+    tls_detail.function = func != NULL ? func : capmem__tls_function;
     tls_failures++;
     if (fmt != NULL) {
         vsnprintf(tls_detail.message, sizeof(tls_detail.message), fmt, ap);

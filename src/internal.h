@@ -50,7 +50,14 @@ capmem_err_t capmem__fail(capmem_err_t err, const char *func, const char *fmt, .
  * a NULL func are labelled with it); returns the previous one, which the
  * caller restores when the call returns, so nested calls label correctly.
  */
-const char *capmem__set_function(const char *func);
+extern _Thread_local const char *capmem__tls_function;
+
+static inline const char *capmem__set_function(const char *func)
+{
+    const char *old = capmem__tls_function;
+    capmem__tls_function = func;
+    return old;
+}
 
 /* Failures recorded on this thread so far: compare before and after a callback. */
 uint64_t capmem__failures(void);

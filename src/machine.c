@@ -46,12 +46,12 @@ _Thread_local char capmem__thread_tag;
  * it was created under knows, with one load, whether it is being used by a
  * forked child. getpid() would be a system call on every entry.
  */
-static _Atomic unsigned fork_generation;
+_Atomic unsigned capmem__fork_generation;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 static void on_fork_child(void)
 {
-    atomic_fetch_add_explicit(&fork_generation, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&capmem__fork_generation, 1, memory_order_relaxed);
 }
 
 static void register_fork_handler(void)
@@ -62,15 +62,10 @@ static void register_fork_handler(void)
 static void machine_init(capmem_arena_t *arena)
 {
     pthread_once(&fork_once, register_fork_handler);
-    arena->fork_gen = atomic_load_explicit(&fork_generation, memory_order_relaxed);
+    arena->fork_gen = atomic_load_explicit(&capmem__fork_generation, memory_order_relaxed);
     arena->creator = (long)getpid();
     pthread_mutex_init(&arena->lock, NULL);
     atomic_init(&arena->lock_owner, 0);
-}
-
-bool capmem__forked(const capmem_arena_t *arena)
-{
-    return arena->fork_gen != atomic_load_explicit(&fork_generation, memory_order_relaxed);
 }
 
 /* ---- arena tags ---------------------------------------------------------- */
@@ -127,7 +122,7 @@ static uintptr_t self_tag(void)
     return (uintptr_t)&capmem__thread_tag;
 }
 
-capmem_err_t capmem__enter(capmem_arena_t *arena, const char *func, const char **prev)
+capmem_err_t capmem__enter_refused(const capmem_arena_t *arena, const char *func)
 {
     if (capmem__forked(arena)) {
         capmem__fail(CAPMEM_E_UNSUPPORTED, func,
@@ -135,41 +130,19 @@ capmem_err_t capmem__enter(capmem_arena_t *arena, const char *func, const char *
                      arena->creator);
         return CAPMEM_E_UNSUPPORTED;
     }
-    if (atomic_load_explicit(&arena->lock_owner, memory_order_relaxed) == self_tag() &&
-        arena->reentry_depth != arena->lock_depth) {
-        /*
-         * This thread is inside a call on the arena already, and not in a
-         * fault handler that call runs: an allocation policy's hook (or
-         * another callback that runs mid-call) called back. The call in
-         * progress has decided things the nested one could invalidate.
-         */
-        return capmem__fail(CAPMEM_E_REENTRANT, func,
-                            "called on this arena from a callback that runs in the middle of "
-                            "another call on it (an allocation policy's hook); only fault "
-                            "handlers and event callbacks may call in");
-    }
-    capmem__lock(arena);
-    *prev = capmem__set_function(func);
-    return CAPMEM_OK;
+    /*
+     * This thread is inside a call on the arena already, and not in a fault
+     * handler that call runs: an allocation policy's hook (or another
+     * callback that runs mid-call) called back. The call in progress has
+     * decided things the nested one could invalidate.
+     */
+    return capmem__fail(CAPMEM_E_REENTRANT, func,
+                        "called on this arena from a callback that runs in the middle of "
+                        "another call on it (an allocation policy's hook); only fault "
+                        "handlers and event callbacks may call in");
 }
 
-static void drain(capmem_arena_t *arena);
 static void destroy_now(capmem_arena_t *arena);
-
-void capmem__leave(capmem_arena_t *arena, const char *prev)
-{
-    capmem__set_function(prev);
-    if (arena->lock_depth > 1) {
-        capmem__unlock(arena);
-        return;
-    }
-    const bool pending = arena->evq.n != 0 || arena->evq.lost != 0 || arena->deferred != NULL ||
-                         arena->destroy_requested;
-    capmem__unlock(arena);
-    if (pending) {
-        drain(arena);
-    }
-}
 
 unsigned capmem__reentry_allow(capmem_arena_t *arena)
 {
@@ -206,7 +179,7 @@ capmem_err_t capmem_arena_set_event_handler(capmem_arena_t *arena, capmem_event_
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    const char *prev;
+    const char *prev = NULL;
     capmem_err_t err = capmem__enter(arena, __func__, &prev);
     if (err != CAPMEM_OK) {
         return err;
@@ -242,10 +215,12 @@ void capmem__emitf(capmem_arena_t *arena, capmem_event_kind_t kind, capmem_cap_t
          * where the gap is.
          */
         q->lost++;
+        arena->pending = true;
         return;
     }
     capmem__event_rec_t *r = &q->ring[(q->head + q->n) % CAPMEM__EVENT_RING];
     q->n++;
+    arena->pending = true;
     r->kind = kind;
     r->cap = cap;
     r->a = a;
@@ -266,6 +241,7 @@ void capmem__defer(capmem_arena_t *arena, capmem__deferred_t *d)
         arena->deferred_tail->next = d;
     }
     arena->deferred_tail = d;
+    arena->pending = true;
 }
 
 static void run_deferred(capmem__deferred_t *list)
@@ -283,7 +259,7 @@ static void run_deferred(capmem__deferred_t *list)
  * delivering leaves its events to it. Each step takes one item under the
  * lock and runs its callback without it.
  */
-static void drain(capmem_arena_t *arena)
+void capmem__drain(capmem_arena_t *arena)
 {
     capmem__lock(arena);
     if (atomic_load_explicit(&arena->delivering, memory_order_relaxed) != 0) {
@@ -326,6 +302,7 @@ static void drain(capmem_arena_t *arena)
                      (unsigned long long)q->lost, CAPMEM__EVENT_RING);
             q->lost = 0;
         } else {
+            arena->pending = false; /* under the lock, with nothing left */
             atomic_store_explicit(&arena->delivering, 0, memory_order_relaxed);
             capmem__unlock(arena);
             return;
@@ -350,6 +327,7 @@ static bool destroy_deferred(capmem_arena_t *arena)
          * so the destroy happens when it is done.
          */
         arena->destroy_requested = true;
+        arena->pending = true;
         return true;
     }
     return false;
@@ -437,8 +415,8 @@ void capmem__cap_delete_leaf(capmem_arena_t *arena, uint32_t idx)
         CAPMEM_ASSERT(s->quota->used > 0, "every charged slot was counted");
         capmem__quota_replenish(s->quota, 1);
     }
-    /* The teardown may free obj: take what the event needs first. */
-    const char *name = capmem__object_name(arena, type, obj);
+    /* The teardown may free obj: take what the event needs first (only if it is raised). */
+    const char *name = capmem__events_on(arena) ? capmem__object_name(arena, type, obj) : NULL;
     /* Free the slot before the teardown runs, so the teardown sees a consistent table. */
     capmem__cspace_release(cs, idx);
     if (original && obj != NULL) {

@@ -98,6 +98,7 @@ struct capmem_arena {
     capmem__deferred_t *deferred_tail;
     _Atomic uintptr_t delivering; /* the thread running the delivery loop, 0 if none */
     bool destroy_requested;       /* capmem_arena_destroy from inside a call or callback */
+    bool pending;                 /* events, deferred work or a destroy wait for capmem__drain */
     bool tearing_down;            /* destroy in progress: no events, no new objects */
 };
 
@@ -133,16 +134,57 @@ static inline void capmem__unlock(capmem_arena_t *arena)
 
 /* ---- entering and leaving a public call ------------------------------------ */
 
+/* Bumped in the child of every fork (machine.c). */
+extern _Atomic unsigned capmem__fork_generation;
+
+/* True when the calling process is a fork child of the arena's creator. */
+static inline bool capmem__forked(const capmem_arena_t *arena)
+{
+    return arena->fork_gen != atomic_load_explicit(&capmem__fork_generation, memory_order_relaxed);
+}
+
+/* The refusal of capmem__enter, out of line: UNSUPPORTED (forked) or REENTRANT. */
+capmem_err_t capmem__enter_refused(const capmem_arena_t *arena, const char *func);
+/* Deliver what the calls left behind (events, deferred work, a destroy). */
+void capmem__drain(capmem_arena_t *arena);
+
 /*
  * Enter a public call: refuse a forked child (UNSUPPORTED) and a call from
  * a callback that runs mid-call (REENTRANT), take the lock, and record
  * @p func for error reports; *prev receives the name to restore. Pair with
  * capmem__leave(arena, prev), the last thing the call does with the arena:
- * leaving the outermost call delivers the queued events.
+ * leaving the outermost call delivers the queued events. Inline: every
+ * public call pays this, so the common case is a few loads and the lock.
  */
-capmem_err_t capmem__enter(capmem_arena_t *arena, const char *func, const char **prev)
-    __attribute__((warn_unused_result));
-void capmem__leave(capmem_arena_t *arena, const char *prev);
+static inline __attribute__((warn_unused_result)) capmem_err_t
+capmem__enter(capmem_arena_t *arena, const char *func, const char **prev)
+{
+    const uintptr_t self = (uintptr_t)&capmem__thread_tag;
+    if (__builtin_expect(
+            capmem__forked(arena) ||
+                (atomic_load_explicit(&arena->lock_owner, memory_order_relaxed) == self &&
+                 arena->reentry_depth != arena->lock_depth),
+            0)) {
+        return capmem__enter_refused(arena, func);
+    }
+    capmem__lock(arena);
+    *prev = capmem__set_function(func);
+    return CAPMEM_OK;
+}
+
+static inline void capmem__leave(capmem_arena_t *arena, const char *prev)
+{
+    capmem__set_function(prev);
+    if (arena->lock_depth > 1) {
+        capmem__unlock(arena);
+        return;
+    }
+    const bool pending = arena->pending;
+    capmem__unlock(arena);
+    if (__builtin_expect(pending, 0)) {
+        capmem__drain(arena);
+    }
+}
 
 /*
  * The entry and exit of a public call that returns capmem_err_t: enter
@@ -152,7 +194,7 @@ void capmem__leave(capmem_arena_t *arena, const char *prev);
  */
 #define CAPMEM__ENTER_OR_RETURN(arena) CAPMEM__ENTER_AS_OR_RETURN(arena, __func__)
 #define CAPMEM__ENTER_AS_OR_RETURN(arena, func)                                                    \
-    const char *capmem__prev_func_;                                                                \
+    const char *capmem__prev_func_ = NULL;                                                         \
     do {                                                                                           \
         capmem_err_t capmem__enter_err_ = capmem__enter((arena), (func), &capmem__prev_func_);     \
         if (capmem__enter_err_ != CAPMEM_OK) {                                                     \
@@ -167,9 +209,6 @@ void capmem__leave(capmem_arena_t *arena, const char *prev);
  */
 unsigned capmem__reentry_allow(capmem_arena_t *arena);
 void capmem__reentry_restore(capmem_arena_t *arena, unsigned saved);
-
-/* True when the calling process is a fork child of the arena's creator. */
-bool capmem__forked(const capmem_arena_t *arena);
 
 /* Arena tags (see capmem__cap_make): is one live? */
 bool capmem__tag_live(uint32_t tag);
