@@ -293,6 +293,40 @@ static capmem_subscription_t sub_id(const capmem_arena_t *arena, unsigned place)
     return ((uint64_t)arena->cspace.tag << 40) | ((uint64_t)arena->subs[place].gen << 8) | place;
 }
 
+capmem_err_t capmem__subscribe(capmem_arena_t *arena, unsigned mask, capmem_event_fn fn, void *ctx,
+                               capmem_subscription_t *out)
+{
+    unsigned place = 0;
+    for (unsigned i = 1; i < CAPMEM__SUBS && place == 0; i++) {
+        if (arena->subs[i].fn == NULL) {
+            place = i;
+        }
+    }
+    if (place == 0) {
+        return capmem__fail(CAPMEM_E_OUT_OF_CAPS, NULL, "%u subscriptions exist already",
+                            CAPMEM_SUBSCRIBERS_MAX);
+    }
+    capmem_err_t err = evq_ensure(arena);
+    if (err == CAPMEM_OK) {
+        sub_set(arena, place, fn, ctx, mask);
+        *out = sub_id(arena, place);
+    }
+    return err;
+}
+
+capmem_err_t capmem__unsubscribe(capmem_arena_t *arena, capmem_subscription_t sub)
+{
+    const unsigned place = (unsigned)(sub & 0xffu);
+    if (place == 0 || place >= CAPMEM__SUBS || arena->subs[place].fn == NULL ||
+        sub != sub_id(arena, place)) {
+        return capmem__fail(CAPMEM_E_NOT_FOUND, NULL,
+                            "subscription 0x%llx is not a live subscription of this arena",
+                            (unsigned long long)sub);
+    }
+    sub_set(arena, place, NULL, NULL, 0);
+    return CAPMEM_OK;
+}
+
 capmem_err_t capmem_subscribe(capmem_arena_t *arena, unsigned mask, capmem_event_fn fn, void *ctx,
                               capmem_subscription_t *out)
 {
@@ -301,23 +335,7 @@ capmem_err_t capmem_subscribe(capmem_arena_t *arena, unsigned mask, capmem_event
                             "arena, fn or out is NULL, or mask is 0");
     }
     CAPMEM__ENTER_OR_RETURN(arena);
-    unsigned place = 0;
-    for (unsigned i = 1; i < CAPMEM__SUBS && place == 0; i++) {
-        if (arena->subs[i].fn == NULL) {
-            place = i;
-        }
-    }
-    capmem_err_t err = CAPMEM_OK;
-    if (place == 0) {
-        err = capmem__fail(CAPMEM_E_OUT_OF_CAPS, NULL, "%u subscriptions exist already",
-                           CAPMEM_SUBSCRIBERS_MAX);
-    } else {
-        err = evq_ensure(arena);
-    }
-    if (err == CAPMEM_OK) {
-        sub_set(arena, place, fn, ctx, mask);
-        *out = sub_id(arena, place);
-    }
+    capmem_err_t err = capmem__subscribe(arena, mask, fn, ctx, out);
     CAPMEM__LEAVE(arena);
     return err;
 }
@@ -328,16 +346,7 @@ capmem_err_t capmem_unsubscribe(capmem_arena_t *arena, capmem_subscription_t sub
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
     CAPMEM__ENTER_OR_RETURN(arena);
-    const unsigned place = (unsigned)(sub & 0xffu);
-    capmem_err_t err = CAPMEM_OK;
-    if (place == 0 || place >= CAPMEM__SUBS || arena->subs[place].fn == NULL ||
-        sub != sub_id(arena, place)) {
-        err = capmem__fail(CAPMEM_E_NOT_FOUND, NULL,
-                           "subscription 0x%llx is not a live subscription of this arena",
-                           (unsigned long long)sub);
-    } else {
-        sub_set(arena, place, NULL, NULL, 0);
-    }
+    capmem_err_t err = capmem__unsubscribe(arena, sub);
     CAPMEM__LEAVE(arena);
     return err;
 }

@@ -253,6 +253,11 @@ void capmem__emit(capmem_arena_t *arena, const capmem__ev_t *ev, const char *fmt
 void capmem__emitf(capmem_arena_t *arena, capmem_event_kind_t kind, capmem_cap_t cap, uint64_t a,
                    uint64_t b, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* capmem_subscribe() and capmem_unsubscribe() inside a call (the lock held, arguments checked). */
+capmem_err_t capmem__subscribe(capmem_arena_t *arena, unsigned mask, capmem_event_fn fn, void *ctx,
+                               capmem_subscription_t *out) __attribute__((warn_unused_result));
+capmem_err_t capmem__unsubscribe(capmem_arena_t *arena, capmem_subscription_t sub);
+
 /* Queue work to run after the call, in order, outside the lock. */
 void capmem__defer(capmem_arena_t *arena, capmem__deferred_t *d);
 

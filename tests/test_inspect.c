@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "support.h"
 
 #define PAGE 4096u
@@ -596,6 +597,214 @@ static void test_inspect_subscription_from_a_visitor_is_reentrant(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/* ---- the JSON writer ---------------------------------------------------------------- */
+
+static char *json_of(const char *s)
+{
+    static char buf[512];
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    capmem__json_string(f, s);
+    rewind(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void test_inspect_json_strings_are_escaped(void **state)
+{
+    (void)state;
+    assert_string_equal(json_of("plain"), "\"plain\"");
+    assert_string_equal(json_of(""), "\"\"");
+    assert_string_equal(json_of(NULL), "null");
+    assert_string_equal(json_of("say \"hi\" \\ bye"), "\"say \\\"hi\\\" \\\\ bye\"");
+    assert_string_equal(json_of("a\nb\tc\rd\be\ff"), "\"a\\nb\\tc\\rd\\be\\ff\"");
+    assert_string_equal(json_of("\x01\x1f\x7f"), "\"\\u0001\\u001f\\u007f\"");
+    /* Valid UTF-8 is kept: é (2 bytes), € (3), 😀 (4). */
+    assert_string_equal(json_of("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+                        "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+    /* Bytes that are not UTF-8 become U+FFFD, one each: a stray continuation, a
+     * truncated sequence, an overlong form, a surrogate, beyond U+10FFFF, 0xff. */
+    assert_string_equal(json_of("\x80"), "\"\\ufffd\"");
+    assert_string_equal(json_of("\xe2\x82"), "\"\\ufffd\\ufffd\"");
+    assert_string_equal(json_of("\xc0\xaf"), "\"\\ufffd\\ufffd\"");
+    assert_string_equal(json_of("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"");
+    assert_string_equal(json_of("\xf4\x90\x80\x80"), "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
+    assert_string_equal(json_of("a\xffz"), "\"a\\ufffdz\"");
+}
+
+/* ---- traces --------------------------------------------------------------------------- */
+
+/* The value of "key": in a line, as a number (hex strings included); 0 if absent. */
+static uint64_t field(const char *line, const char *key)
+{
+    char pat[32];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    if (p == NULL) {
+        return 0;
+    }
+    p += strlen(pat);
+    if (*p == '"') {
+        p++;
+    }
+    return strtoull(p, NULL, 0);
+}
+
+static int is_kind(const char *line, const char *kind)
+{
+    char pat[48];
+    snprintf(pat, sizeof(pat), "\"kind\":\"%s\"", kind);
+    return strstr(line, pat) != NULL;
+}
+
+#define MAP_MAX 64
+
+typedef struct handle_map {
+    int n;
+    uint64_t from[MAP_MAX];
+    capmem_cap_t to[MAP_MAX];
+} handle_map_t;
+
+static void map_put(handle_map_t *m, uint64_t from, capmem_cap_t to)
+{
+    assert_true(m->n < MAP_MAX);
+    m->from[m->n] = from;
+    m->to[m->n] = to;
+    m->n++;
+}
+
+static capmem_cap_t map_get(const handle_map_t *m, uint64_t from)
+{
+    for (int i = 0; i < m->n; i++) {
+        if (m->from[i] == from) {
+            return m->to[i];
+        }
+    }
+    fail_msg("handle 0x%llx not in the trace", (unsigned long long)from);
+    return CAPMEM_CAP_NULL;
+}
+
+static void test_inspect_trace_records_and_replays(void **state)
+{
+    fixture_t *f = *state;
+    char path[] = "/tmp/capmem-trace-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *out = fdopen(fd, "w+");
+    assert_non_null(out);
+    assert_ok(capmem_trace_start(f->arena, out, CAPMEM_EVENT_ALL));
+    /* A scenario: two accounts, allocations and frees that leave holes, an alias. */
+    capmem_cap_t a1 = open_account(f, f->root, 2u << 20, "first \"quoted\" \\ label\n");
+    capmem_cap_t a2 = open_account(f, f->root, 2u << 20, "caf\xc3\xa9 \xff");
+    const uint64_t sizes[] = {3 * PAGE, PAGE, 5 * PAGE, 2 * PAGE, 7 * PAGE, PAGE, 4 * PAGE};
+    capmem_cap_t ds[7];
+    for (int i = 0; i < 7; i++) {
+        assert_ok(capmem_ram_alloc(f->arena, i % 2 ? a2 : a1, sizes[i], &ds[i]));
+    }
+    assert_ok(capmem_ds_free(f->arena, ds[1]));
+    assert_ok(capmem_ds_free(f->arena, ds[4]));
+    capmem_cap_t more[3];
+    assert_ok(capmem_ram_alloc(f->arena, a1, PAGE, &more[0]));
+    assert_ok(capmem_ram_alloc(f->arena, a2, 6 * PAGE, &more[1]));
+    capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+    capmem_cap_t al;
+    assert_ok(capmem_ds_alias(f->arena, a1, ds[0], &aa, &al));
+    assert_ok(capmem_ds_free(f->arena, ds[0]));
+    assert_ok(capmem_ram_alloc(f->arena, a1, 2 * PAGE, &more[2]));
+    /* Errors of start and stop change nothing. */
+    assert_err(capmem_trace_start(f->arena, out, CAPMEM_EVENT_ALL), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_trace_start(NULL, out, CAPMEM_EVENT_ALL), CAPMEM_E_INVALID_ARGS);
+    assert_ok(capmem_trace_stop(f->arena));
+    assert_err(capmem_trace_stop(f->arena), CAPMEM_E_NOT_FOUND);
+    assert_err(capmem_trace_stop(NULL), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_trace_start(f->arena, NULL, CAPMEM_EVENT_ALL), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_trace_start(f->arena, out, 0), CAPMEM_E_INVALID_ARGS);
+    /* Nothing is written once stopped. */
+    capmem_cap_t late;
+    assert_ok(capmem_ram_alloc(f->arena, a1, PAGE, &late));
+    fflush(out);
+
+    /* Every line parses as JSON (when python3 is there to say so). */
+    if (system("command -v python3 >/dev/null 2>&1") == 0) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd),
+                 "python3 -c 'import json,sys\n"
+                 "for l in open(sys.argv[1], encoding=\"utf-8\"): json.loads(l)' %s",
+                 path);
+        assert_int_equal(system(cmd), 0);
+    }
+
+    /* Replay the allocations and frees on a fresh arena of the header's configuration. */
+    rewind(out);
+    char *line = NULL;
+    size_t cap = 0;
+    assert_true(getline(&line, &cap, out) > 0);
+    assert_non_null(strstr(line, "\"format\":\"capmem-trace\""));
+    assert_int_equal(field(line, "version"), CAPMEM_TRACE_VERSION);
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = field(line, "ram_size");
+    at.page_size = field(line, "page_size");
+    at.phys_base = field(line, "phys_base");
+    at.device_window = field(line, "device_window");
+    at.cap_slots = (uint32_t)field(line, "cap_slots");
+    assert_int_equal(at.ram_size, 16ull << 20);
+    capmem_arena_t *r = NULL;
+    assert_ok(capmem_arena_create(&at, &r));
+    capmem_cap_t rroot;
+    assert_ok(capmem_ram_boot(r, NULL, &rroot));
+    static handle_map_t map, owner; /* trace handle -> replay handle; dataspace -> its account */
+    memset(&map, 0, sizeof(map));
+    memset(&owner, 0, sizeof(owner));
+    map_put(&map, f->root, rroot);
+    int allocs = 0, frees = 0, lines = 0;
+    uint64_t last_seq = 0;
+    while (getline(&line, &cap, out) > 0) {
+        const uint64_t seq = field(line, "seq");
+        assert_true(lines == 0 || seq == last_seq + 1);
+        last_seq = seq;
+        lines++;
+        if (is_kind(line, "donate")) {
+            capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+            oa.donation = field(line, "a");
+            oa.quota = field(line, "b");
+            oa.caps = 64;
+            capmem_cap_t acc;
+            assert_ok(capmem_ram_open(r, map_get(&map, field(line, "other")), &oa, &acc));
+            map_put(&map, field(line, "cap"), acc);
+        } else if (is_kind(line, "dataspace alloc")) {
+            capmem_cap_t d;
+            assert_ok(
+                capmem_ram_alloc(r, map_get(&map, field(line, "other")), field(line, "size"), &d));
+            capmem_ds_info_t di;
+            assert_ok(capmem_ds_info(r, d, &di));
+            assert_int_equal(di.offset, field(line, "offset"));
+            map_put(&map, field(line, "cap"), d);
+            map_put(&owner, field(line, "cap"), map_get(&map, field(line, "other")));
+            allocs++;
+        } else if (is_kind(line, "alias")) {
+            capmem_cap_t d;
+            /* The alias's payer is not in the event: the scenario's is the source's account. */
+            assert_ok(capmem_ds_alias(r, map_get(&owner, field(line, "other")),
+                                      map_get(&map, field(line, "other")), &aa, &d));
+            map_put(&map, field(line, "cap"), d);
+        } else if (is_kind(line, "dataspace free") && field(line, "b") == CAPMEM_DS_RAM) {
+            assert_ok(capmem_ds_free(r, map_get(&map, field(line, "cap"))));
+            frees++;
+        }
+    }
+    assert_int_equal(allocs, 10);
+    assert_int_equal(frees, 3);
+    assert_true(lines > allocs + frees);
+    free(line);
+    fclose(out);
+    unlink(path);
+    CHECK_INVARIANTS(r);
+    capmem_arena_destroy(r);
+    CHECK_INVARIANTS(f->arena);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -614,6 +823,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_inspect_subscription_from_a_visitor_is_reentrant,
                                         setup, teardown),
+        cmocka_unit_test(test_inspect_json_strings_are_escaped),
+        cmocka_unit_test_setup_teardown(test_inspect_trace_records_and_replays, setup, teardown),
     };
     return cmocka_run_group_tests_name("inspect", tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "capmem/arena.h"
 #include "capmem/cap.h"
@@ -205,6 +206,40 @@ CAPMEM_API capmem_err_t capmem_unsubscribe(capmem_arena_t *arena, capmem_subscri
  */
 CAPMEM_API capmem_err_t capmem_arena_set_event_handler(capmem_arena_t *arena, capmem_event_fn fn,
                                                        void *ctx);
+
+/** Version of the trace format written by capmem_trace_start() (docs/inspect.md). */
+#define CAPMEM_TRACE_VERSION 1
+
+/**
+ * Record the events of the kinds in @p mask to @p out as JSON Lines: a
+ * header line (format "capmem-trace", its version, the arena's
+ * configuration, the mask, the number of the first event), then one
+ * object per event as it is delivered (docs/inspect.md, "Traces"). The
+ * recorder is a subscription (it takes one of CAPMEM_SUBSCRIBERS_MAX
+ * places) and writes from the delivering thread; @p out stays yours and
+ * must stay open until capmem_trace_stop(). The header is written before
+ * this returns. Costs host memory only (the event queue, and a few bytes
+ * of state made with the first trace).
+ * @retval CAPMEM_E_INVALID_ARGS arena or out NULL, mask 0, or a trace is being recorded already
+ * @retval CAPMEM_E_OUT_OF_CAPS  CAPMEM_SUBSCRIBERS_MAX subscriptions exist already, or the
+ *                               arena has no room for the recorder's state
+ * @retval CAPMEM_E_HOST_NOMEM   the queue or the recorder's state could not be allocated
+ * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
+ * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_trace_start(capmem_arena_t *arena, FILE *out,
+                                                            unsigned mask);
+
+/**
+ * Stop recording: no event is written after this returns; the stream is
+ * flushed, not closed.
+ * @retval CAPMEM_E_INVALID_ARGS arena NULL
+ * @retval CAPMEM_E_NOT_FOUND    no trace is being recorded
+ * @retval CAPMEM_E_SYSTEM       the stream reported a write error (the trace stops all the same)
+ * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
+ * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
+ */
+CAPMEM_API capmem_err_t capmem_trace_stop(capmem_arena_t *arena);
 
 /** Name of an event kind, e.g. "upgrade"; "unknown" otherwise. */
 CAPMEM_API CAPMEM_NODISCARD const char *capmem_event_kind_name(capmem_event_kind_t kind);
