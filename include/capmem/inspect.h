@@ -183,7 +183,10 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_subscribe(capmem_arena_t *arena,
 /**
  * End a subscription. Its callback is not called again once this returns,
  * not even for an event being delivered at that moment (so a callback may
- * unsubscribe itself or another one, and free the context). Events already
+ * unsubscribe itself or another one, and free the context). This holds on
+ * the delivering thread; when another thread is delivering events on the
+ * arena, a call of the callback it has already begun may still be running
+ * when this returns. Events already
  * queued are kept for the other subscribers. The queue stays allocated
  * until the arena is destroyed.
  * @retval CAPMEM_E_INVALID_ARGS arena NULL
