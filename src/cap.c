@@ -262,6 +262,13 @@ capmem_err_t capmem_cap_mint(capmem_arena_t *arena, capmem_cap_t src, unsigned r
         capmem__cspace_t *cs = &arena->cspace;
         *out = capmem__cap_create(arena, (capmem_obj_type_t)s->type, s->obj, rights, 0,
                                   capmem__slot_index(cs, s), s->quota);
+        if (capmem__event_wanted(arena, CAPMEM_EVENT_MINT)) {
+            capmem__emit(
+                arena,
+                &(capmem__ev_t){.kind = CAPMEM_EVENT_MINT, .cap = *out, .other = src, .a = rights},
+                "mint a %s capability with rights 0x%x",
+                capmem__object_name(arena, (capmem_obj_type_t)s->type, s->obj), rights);
+        }
     }
     CAPMEM__LEAVE(arena);
     return err;

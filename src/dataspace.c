@@ -24,7 +24,7 @@
 /* Per-arena state: the kinds' hooks and the region maps' detach hook. */
 typedef struct ds_state {
     const capmem__ds_kind_ops_t *kinds[CAPMEM__DS_KINDS];
-    void (*detach_all)(capmem_arena_t *arena, capmem__ds_t *ds);
+    void (*detach_all)(capmem_arena_t *arena, capmem__ds_t *ds, capmem_cap_t handle);
 } ds_state_t;
 
 static const capmem__layer_t ds_layer = {.name = "dataspaces"};
@@ -300,11 +300,24 @@ static const capmem__ds_kind_ops_t fc_kind = {.access = bytes_access, .destroy =
 
 static void ds_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
 {
-    (void)handle;
     capmem__ds_t *ds = obj;
     ds_state_t *st = ds_state(arena);
     if (st->detach_all != NULL) {
-        st->detach_all(arena, ds);
+        st->detach_all(arena, ds, handle);
+    }
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_DS_FREE)) {
+        const unsigned kind = capmem__ds_kind(ds);
+        const bool managed = kind == CAPMEM__DS_MANAGED;
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_DS_FREE,
+                                     .cap = handle,
+                                     .a = ds->size,
+                                     .b = kind,
+                                     .offset = managed ? 0 : ds->off,
+                                     .size = ds->size},
+                     "free %s dataspace of %llu bytes at offset 0x%llx",
+                     capmem_ds_kind_name((capmem_ds_kind_t)kind), (unsigned long long)ds->size,
+                     (unsigned long long)(managed ? 0 : ds->off));
     }
     CAPMEM_ASSERT(ds->regions == NULL, "a dataspace with attachments has a detach hook");
     st->kinds[capmem__ds_kind(ds)]->destroy(arena, ds);
@@ -352,7 +365,7 @@ void capmem__ds_kind_register(capmem_arena_t *arena, unsigned kind,
 }
 
 void capmem__ds_set_detach(capmem_arena_t *arena,
-                           void (*detach_all)(capmem_arena_t *, capmem__ds_t *))
+                           void (*detach_all)(capmem_arena_t *, capmem__ds_t *, capmem_cap_t))
 {
     ds_state(arena)->detach_all = detach_all;
 }
@@ -595,6 +608,22 @@ static capmem_cap_t invoke_alias(capmem_arena_t *arena, const alias_plan_t *p)
     const capmem_cap_t h = capmem__cap_create(arena, CAPMEM_OBJ_DATASPACE, rec, rights,
                                               CAPMEM__SLOT_ORIGINAL, parent, &acc->caps);
     rec->slot = capmem__cap_index(h);
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_ALIAS)) {
+        capmem__emit(
+            arena,
+            &(capmem__ev_t){.kind = CAPMEM_EVENT_ALIAS,
+                            .cap = h,
+                            .other = capmem__slot_handle(
+                                &arena->cspace, capmem__slot_index(&arena->cspace, p->src_slot)),
+                            .a = p->offset,
+                            .b = p->writable ? 1u : 0u,
+                            .offset = rec->off,
+                            .size = rec->size},
+            "%s %s alias of %llu bytes at offset 0x%llx",
+            p->lifetime == CAPMEM_ALIAS_DEPENDENT ? "dependent" : "first-class",
+            p->writable ? "writable" : "read-only", (unsigned long long)rec->size,
+            (unsigned long long)rec->off);
+    }
     return h;
 }
 

@@ -132,7 +132,7 @@ void capmem__ds_kind_register(capmem_arena_t *arena, unsigned kind,
  * region map (Genode's Region_map_detach): the region-map layer's.
  */
 void capmem__ds_set_detach(capmem_arena_t *arena,
-                           void (*detach_all)(capmem_arena_t *, capmem__ds_t *));
+                           void (*detach_all)(capmem_arena_t *, capmem__ds_t *, capmem_cap_t));
 
 /* Look a dataspace up (DATASPACE capability with @p rights); *slot may be NULL. */
 capmem_err_t capmem__ds_lookup(capmem_arena_t *arena, capmem_cap_t cap, unsigned rights,

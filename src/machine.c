@@ -158,20 +158,84 @@ void capmem__reentry_restore(capmem_arena_t *arena, unsigned saved)
 
 /* ---- events -------------------------------------------------------------- */
 
-static const char *const kind_names[] = {
-    [CAPMEM_EVENT_CAP_DELETE] = "delete", [CAPMEM_EVENT_REVOKE] = "revoke",
-    [CAPMEM_EVENT_RETYPE] = "retype",     [CAPMEM_EVENT_TRANSFER] = "transfer",
-    [CAPMEM_EVENT_DONATE] = "donate",     [CAPMEM_EVENT_UPGRADE] = "upgrade",
-    [CAPMEM_EVENT_FAULT] = "fault",       [CAPMEM_EVENT_SESSION_CLOSE] = "session close",
+static const char *const kind_names[CAPMEM_EVENT_KIND_COUNT] = {
+    [CAPMEM_EVENT_CAP_DELETE] = "delete",
+    [CAPMEM_EVENT_REVOKE] = "revoke",
+    [CAPMEM_EVENT_RETYPE] = "retype",
+    [CAPMEM_EVENT_TRANSFER] = "transfer",
+    [CAPMEM_EVENT_DONATE] = "donate",
+    [CAPMEM_EVENT_UPGRADE] = "upgrade",
+    [CAPMEM_EVENT_FAULT] = "fault",
+    [CAPMEM_EVENT_SESSION_CLOSE] = "session close",
     [CAPMEM_EVENT_LOST] = "lost",
+    [CAPMEM_EVENT_TRANSFER_CAPS] = "transfer caps",
+    [CAPMEM_EVENT_DS_ALLOC] = "dataspace alloc",
+    [CAPMEM_EVENT_DS_FREE] = "dataspace free",
+    [CAPMEM_EVENT_ALIAS] = "alias",
+    [CAPMEM_EVENT_ATTACH] = "attach",
+    [CAPMEM_EVENT_DETACH] = "detach",
+    [CAPMEM_EVENT_FAULT_RESOLVED] = "fault resolved",
+    [CAPMEM_EVENT_DEVICE_ADD] = "device add",
+    [CAPMEM_EVENT_DEVICE_REMOVE] = "device remove",
+    [CAPMEM_EVENT_MINT] = "mint",
 };
 
 const char *capmem_event_kind_name(capmem_event_kind_t kind)
 {
-    if ((unsigned)kind >= sizeof(kind_names) / sizeof(kind_names[0]) || kind_names[kind] == NULL) {
+    if ((unsigned)kind >= CAPMEM_EVENT_KIND_COUNT || kind_names[kind] == NULL) {
         return "unknown";
     }
     return kind_names[kind];
+}
+
+/* The union of the live subscribers' masks: an event of another kind is not queued. */
+static void sub_mask_update(capmem_arena_t *arena)
+{
+    unsigned m = 0;
+    for (unsigned i = 0; i < CAPMEM__SUBS; i++) {
+        if (arena->subs[i].fn != NULL) {
+            m |= arena->subs[i].mask;
+        }
+    }
+    arena->sub_mask = m;
+}
+
+/* The ring is made with the first subscriber: an arena nobody listens to pays nothing. */
+static capmem_err_t evq_ensure(capmem_arena_t *arena)
+{
+    if (arena->evq.ring == NULL) {
+        arena->evq.ring = capmem__calloc(CAPMEM__EVENT_RING, sizeof(*arena->evq.ring));
+        if (arena->evq.ring == NULL) {
+            return capmem__fail(CAPMEM_E_HOST_NOMEM, NULL,
+                                "no host memory for the event queue (%u events)",
+                                CAPMEM__EVENT_RING);
+        }
+    }
+    return CAPMEM_OK;
+}
+
+/*
+ * Put a subscriber in place @p i. While events are being delivered, the
+ * event in progress has number ev_seq - 1, so a subscriber added from a
+ * callback starts with the next one; otherwise with every event queued.
+ */
+static void sub_set(capmem_arena_t *arena, unsigned i, capmem_event_fn fn, void *ctx, unsigned mask)
+{
+    capmem__sub_t *s = &arena->subs[i];
+    if (fn == NULL) {
+        if (s->fn != NULL) {
+            s->gen++;
+        }
+        s->fn = NULL;
+        s->ctx = NULL;
+        s->mask = 0;
+    } else {
+        s->fn = fn;
+        s->ctx = ctx;
+        s->mask = mask;
+        s->from = arena->ev_seq;
+    }
+    sub_mask_update(arena);
 }
 
 capmem_err_t capmem_arena_set_event_handler(capmem_arena_t *arena, capmem_event_fn fn, void *ctx)
@@ -179,33 +243,91 @@ capmem_err_t capmem_arena_set_event_handler(capmem_arena_t *arena, capmem_event_
     if (arena == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
-    const char *prev = NULL;
-    capmem_err_t err = capmem__enter(arena, __func__, &prev);
-    if (err != CAPMEM_OK) {
-        return err;
-    }
-    /* The ring is made with the first handler: an arena nobody listens to pays nothing. */
-    if (fn != NULL && arena->evq.ring == NULL) {
-        arena->evq.ring = capmem__calloc(CAPMEM__EVENT_RING, sizeof(*arena->evq.ring));
-        if (arena->evq.ring == NULL) {
-            err =
-                capmem__fail(CAPMEM_E_HOST_NOMEM, NULL,
-                             "no host memory for the event queue (%u events)", CAPMEM__EVENT_RING);
+    CAPMEM__ENTER_OR_RETURN(arena);
+    capmem_err_t err = fn != NULL ? evq_ensure(arena) : CAPMEM_OK;
+    if (err == CAPMEM_OK) {
+        capmem__sub_t *s = &arena->subs[0];
+        if (fn != NULL && s->fn != NULL) {
+            /* A replacement takes the events queued for the callback it replaces. */
+            s->fn = fn;
+            s->ctx = ctx;
+        } else {
+            sub_set(arena, 0, fn, ctx, CAPMEM_EVENT_ALL);
+            s->from = 0;
         }
     }
-    if (err == CAPMEM_OK) {
-        arena->on_event = fn;
-        arena->event_ctx = ctx;
-    }
-    capmem__leave(arena, prev);
+    CAPMEM__LEAVE(arena);
     return err;
 }
 
-void capmem__emitf(capmem_arena_t *arena, capmem_event_kind_t kind, capmem_cap_t cap, uint64_t a,
-                   uint64_t b, const char *fmt, ...)
+/* A subscription's id: the arena's tag, the place's generation and the place; never 0. */
+static capmem_subscription_t sub_id(const capmem_arena_t *arena, unsigned place)
+{
+    return ((uint64_t)arena->cspace.tag << 40) | ((uint64_t)arena->subs[place].gen << 8) | place;
+}
+
+capmem_err_t capmem__subscribe(capmem_arena_t *arena, unsigned mask, capmem_event_fn fn, void *ctx,
+                               capmem_subscription_t *out)
+{
+    unsigned place = 0;
+    for (unsigned i = 1; i < CAPMEM__SUBS && place == 0; i++) {
+        if (arena->subs[i].fn == NULL) {
+            place = i;
+        }
+    }
+    if (place == 0) {
+        return capmem__fail(CAPMEM_E_OUT_OF_CAPS, NULL, "%u subscriptions exist already",
+                            CAPMEM_SUBSCRIBERS_MAX);
+    }
+    capmem_err_t err = evq_ensure(arena);
+    if (err == CAPMEM_OK) {
+        sub_set(arena, place, fn, ctx, mask);
+        *out = sub_id(arena, place);
+    }
+    return err;
+}
+
+capmem_err_t capmem__unsubscribe(capmem_arena_t *arena, capmem_subscription_t sub)
+{
+    const unsigned place = (unsigned)(sub & 0xffu);
+    if (place == 0 || place >= CAPMEM__SUBS || arena->subs[place].fn == NULL ||
+        sub != sub_id(arena, place)) {
+        return capmem__fail(CAPMEM_E_NOT_FOUND, NULL,
+                            "subscription 0x%llx is not a live subscription of this arena",
+                            (unsigned long long)sub);
+    }
+    sub_set(arena, place, NULL, NULL, 0);
+    return CAPMEM_OK;
+}
+
+capmem_err_t capmem_subscribe(capmem_arena_t *arena, unsigned mask, capmem_event_fn fn, void *ctx,
+                              capmem_subscription_t *out)
+{
+    if (arena == NULL || fn == NULL || out == NULL || mask == 0) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+                            "arena, fn or out is NULL, or mask is 0");
+    }
+    CAPMEM__ENTER_OR_RETURN(arena);
+    capmem_err_t err = capmem__subscribe(arena, mask, fn, ctx, out);
+    CAPMEM__LEAVE(arena);
+    return err;
+}
+
+capmem_err_t capmem_unsubscribe(capmem_arena_t *arena, capmem_subscription_t sub)
+{
+    if (arena == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
+    }
+    CAPMEM__ENTER_OR_RETURN(arena);
+    capmem_err_t err = capmem__unsubscribe(arena, sub);
+    CAPMEM__LEAVE(arena);
+    return err;
+}
+
+void capmem__emit(capmem_arena_t *arena, const capmem__ev_t *ev, const char *fmt, ...)
 {
     capmem__evq_t *q = &arena->evq;
-    if (!capmem__events_on(arena)) {
+    if (!capmem__event_wanted(arena, ev->kind)) {
         return;
     }
     if (q->n == CAPMEM__EVENT_RING || q->lost != 0) {
@@ -221,10 +343,29 @@ void capmem__emitf(capmem_arena_t *arena, capmem_event_kind_t kind, capmem_cap_t
     capmem__event_rec_t *r = &q->ring[(q->head + q->n) % CAPMEM__EVENT_RING];
     q->n++;
     arena->pending = true;
-    r->kind = kind;
-    r->cap = cap;
-    r->a = a;
-    r->b = b;
+    r->ev = *ev;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+    va_end(ap);
+}
+
+void capmem__emitf(capmem_arena_t *arena, capmem_event_kind_t kind, capmem_cap_t cap, uint64_t a,
+                   uint64_t b, const char *fmt, ...)
+{
+    capmem__evq_t *q = &arena->evq;
+    if (!capmem__event_wanted(arena, kind)) {
+        return;
+    }
+    if (q->n == CAPMEM__EVENT_RING || q->lost != 0) {
+        q->lost++; /* as in capmem__emit */
+        arena->pending = true;
+        return;
+    }
+    capmem__event_rec_t *r = &q->ring[(q->head + q->n) % CAPMEM__EVENT_RING];
+    q->n++;
+    arena->pending = true;
+    r->ev = (capmem__ev_t){.kind = kind, .cap = cap, .a = a, .b = b};
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
@@ -289,15 +430,13 @@ void capmem__drain(capmem_arena_t *arena)
             continue;
         }
         capmem__evq_t *q = &arena->evq;
-        capmem_event_fn fn = arena->on_event;
-        void *ctx = arena->event_ctx;
         capmem__event_rec_t r;
         if (q->n != 0) {
             r = q->ring[q->head];
             q->head = (q->head + 1) % CAPMEM__EVENT_RING;
             q->n--;
         } else if (q->lost != 0) {
-            r = (capmem__event_rec_t){.kind = CAPMEM_EVENT_LOST, .a = q->lost};
+            r = (capmem__event_rec_t){.ev = {.kind = CAPMEM_EVENT_LOST, .a = q->lost}};
             snprintf(r.msg, sizeof(r.msg), "%llu events were lost: the queue holds %u",
                      (unsigned long long)q->lost, CAPMEM__EVENT_RING);
             q->lost = 0;
@@ -307,11 +446,35 @@ void capmem__drain(capmem_arena_t *arena)
             capmem__unlock(arena);
             return;
         }
+        const uint64_t seq = arena->ev_seq++;
         capmem__unlock(arena);
-        if (fn != NULL) {
-            capmem_event_t ev = {
-                .kind = r.kind, .cap = r.cap, .a = r.a, .b = r.b, .message = r.msg};
-            fn(arena, &ev, ctx);
+        const capmem_event_t ev = {.kind = r.ev.kind,
+                                   .cap = r.ev.cap,
+                                   .a = r.ev.a,
+                                   .b = r.ev.b,
+                                   .message = r.msg,
+                                   .other = r.ev.other,
+                                   .offset = r.ev.offset,
+                                   .size = r.ev.size,
+                                   .seq = seq};
+        /*
+         * Each subscriber is looked up under the lock just before its call,
+         * so one removed by an earlier callback (of this event or another
+         * thread) is not called; one added during the delivery starts with
+         * the next event (from > seq).
+         */
+        for (unsigned i = 0; i < CAPMEM__SUBS; i++) {
+            capmem__lock(arena);
+            if (arena->destroy_requested) {
+                capmem__unlock(arena);
+                break; /* the top of the loop destroys the arena */
+            }
+            const capmem__sub_t s = arena->subs[i];
+            capmem__unlock(arena);
+            if (s.fn != NULL && s.from <= seq &&
+                (ev.kind == CAPMEM_EVENT_LOST || (s.mask & CAPMEM_EVENT_MASK(ev.kind)) != 0)) {
+                s.fn(arena, &ev, s.ctx);
+            }
         }
     }
 }
@@ -640,6 +803,15 @@ capmem_err_t capmem_arena_device_add(capmem_arena_t *arena, uint64_t phys, uint6
     }
     CAPMEM__ENTER_OR_RETURN(arena);
     capmem_err_t err = capmem__device_add(&arena->mem, phys, size, out);
+    if (err == CAPMEM_OK && capmem__event_wanted(arena, CAPMEM_EVENT_DEVICE_ADD)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_DEVICE_ADD,
+                                     .a = out->id,
+                                     .offset = out->phys,
+                                     .size = out->size},
+                     "add device memory %u: %llu bytes at physical 0x%llx", out->id,
+                     (unsigned long long)out->size, (unsigned long long)out->phys);
+    }
     CAPMEM__LEAVE(arena);
     return err;
 }
@@ -650,7 +822,22 @@ capmem_err_t capmem_arena_device_remove(capmem_arena_t *arena, uint32_t id)
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
     }
     CAPMEM__ENTER_OR_RETURN(arena);
+    capmem__device_t gone = {0};
+    for (int i = 0; i < CAPMEM_DEVICE_MAX; i++) {
+        if (id != 0 && arena->mem.devices[i].id == id) {
+            gone = arena->mem.devices[i];
+        }
+    }
     capmem_err_t err = capmem__device_remove(&arena->mem, id);
+    if (err == CAPMEM_OK && capmem__event_wanted(arena, CAPMEM_EVENT_DEVICE_REMOVE)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_DEVICE_REMOVE,
+                                     .a = id,
+                                     .offset = gone.phys,
+                                     .size = gone.size},
+                     "remove device memory %u: %llu bytes at physical 0x%llx", id,
+                     (unsigned long long)gone.size, (unsigned long long)gone.phys);
+    }
     CAPMEM__LEAVE(arena);
     return err;
 }

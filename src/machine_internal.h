@@ -43,13 +43,39 @@ typedef struct capmem__deferred {
 /* Events one call may raise before the rest are counted as lost. */
 #define CAPMEM__EVENT_RING 1024u
 
-typedef struct capmem__event_rec {
+/* An event's fields, as the layers raise it (capmem__emit); see capmem_event_kind_t. */
+typedef struct capmem__ev {
     capmem_event_kind_t kind;
     capmem_cap_t cap;
+    capmem_cap_t other;
     uint64_t a;
     uint64_t b;
+    uint64_t offset;
+    uint64_t size;
+} capmem__ev_t;
+
+typedef struct capmem__event_rec {
+    capmem__ev_t ev;
     char msg[160];
 } capmem__event_rec_t;
+
+/*
+ * A subscriber's place. Place 0 is capmem_arena_set_event_handler's, places
+ * 1..CAPMEM_SUBSCRIBERS_MAX are subscriptions. A place is free when fn is
+ * NULL; gen is bumped when it is freed, and a subscription's id is
+ * (arena tag << 40 | gen << 8 | place), so an ended subscription, or one of
+ * another arena, is never mistaken for a live one. The subscriber receives events with a
+ * sequence number >= from.
+ */
+typedef struct capmem__sub {
+    capmem_event_fn fn;
+    void *ctx;
+    unsigned mask;
+    uint32_t gen; /* wraps after 2^32 subscriptions in one place */
+    uint64_t from;
+} capmem__sub_t;
+
+#define CAPMEM__SUBS (CAPMEM_SUBSCRIBERS_MAX + 1u)
 
 /*
  * The event queue: a ring of CAPMEM__EVENT_RING records, made with the
@@ -91,8 +117,9 @@ struct capmem_arena {
     unsigned fork_gen;
     long creator;
 
-    capmem_event_fn on_event;
-    void *event_ctx;
+    capmem__sub_t subs[CAPMEM__SUBS];
+    unsigned sub_mask; /* the union of the live subscribers' masks: the kinds queued */
+    uint64_t ev_seq;   /* the sequence number of the next event delivered */
     capmem__evq_t evq;
     capmem__deferred_t *deferred; /* FIFO of work to run after the call */
     capmem__deferred_t *deferred_tail;
@@ -249,12 +276,26 @@ uint64_t capmem__cap_revoke_index(capmem_arena_t *arena, uint32_t index);
 /* Is anybody listening? Callers skip formatting an event when not. */
 static inline bool capmem__events_on(const capmem_arena_t *arena)
 {
-    return arena->on_event != NULL && !arena->tearing_down;
+    return arena->sub_mask != 0 && !arena->tearing_down;
 }
 
-/* Queue an event with a printf message (nothing when nobody listens). */
+/* Does any subscriber want events of this kind? */
+static inline bool capmem__event_wanted(const capmem_arena_t *arena, capmem_event_kind_t kind)
+{
+    return (arena->sub_mask & CAPMEM_EVENT_MASK(kind)) != 0 && !arena->tearing_down;
+}
+
+/* Queue an event with a printf message (nothing when nobody wants its kind). */
+void capmem__emit(capmem_arena_t *arena, const capmem__ev_t *ev, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same with the fields most kinds use. */
 void capmem__emitf(capmem_arena_t *arena, capmem_event_kind_t kind, capmem_cap_t cap, uint64_t a,
                    uint64_t b, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* capmem_subscribe() and capmem_unsubscribe() inside a call (the lock held, arguments checked). */
+capmem_err_t capmem__subscribe(capmem_arena_t *arena, unsigned mask, capmem_event_fn fn, void *ctx,
+                               capmem_subscription_t *out) __attribute__((warn_unused_result));
+capmem_err_t capmem__unsubscribe(capmem_arena_t *arena, capmem_subscription_t sub);
 
 /* Queue work to run after the call, in order, outside the lock. */
 void capmem__defer(capmem_arena_t *arena, capmem__deferred_t *d);

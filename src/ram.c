@@ -495,10 +495,16 @@ static void account_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handl
         svc->alive = false;
         svc->root = NULL;
     }
-    if (capmem__events_on(arena)) {
-        capmem__emitf(arena, CAPMEM_EVENT_SESSION_CLOSE, handle, returned, 0,
-                      "session \"%s\" closed: %llu bytes return to \"%s\"", acc->label,
-                      (unsigned long long)returned, ref != NULL ? ref->label : "(none)");
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_SESSION_CLOSE)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_SESSION_CLOSE,
+                                     .cap = handle,
+                                     .other = ref != NULL
+                                                  ? capmem__slot_handle(&arena->cspace, ref->slot)
+                                                  : CAPMEM_CAP_NULL,
+                                     .a = returned},
+                     "session \"%s\" closed: %llu bytes return to \"%s\"", acc->label,
+                     (unsigned long long)returned, ref != NULL ? ref->label : "(none)");
     }
     /* The account record lives in its own first chunk: copy what we need first. */
     capmem__meta_t m = acc->meta;

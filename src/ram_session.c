@@ -81,10 +81,15 @@ static capmem_cap_t invoke_open(capmem_arena_t *arena, const capmem_ram_open_att
     const capmem_cap_t h = capmem__cap_create(arena, CAPMEM_OBJ_RAM_SESSION, acc, CAPMEM_RIGHTS_ALL,
                                               CAPMEM__SLOT_ORIGINAL, pa->slot, &pa->caps);
     acc->slot = capmem__cap_index(h);
-    if (capmem__events_on(arena)) {
-        capmem__emitf(arena, CAPMEM_EVENT_DONATE, h, at->donation, at->quota,
-                      "session \"%s\" opened by \"%s\": donation %llu, quota %llu", acc->label,
-                      pa->label, (unsigned long long)at->donation, (unsigned long long)at->quota);
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_DONATE)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_DONATE,
+                                     .cap = h,
+                                     .other = capmem__slot_handle(&arena->cspace, pa->slot),
+                                     .a = at->donation,
+                                     .b = at->quota},
+                     "session \"%s\" opened by \"%s\": donation %llu, quota %llu", acc->label,
+                     pa->label, (unsigned long long)at->donation, (unsigned long long)at->quota);
     }
     return h;
 }
@@ -180,10 +185,11 @@ static capmem_err_t transfer(capmem_arena_t *arena, capmem_cap_t from, capmem_ca
                                   caps ? "capabilities" : "bytes", (unsigned long long)n);
     }
     capmem__quota_transfer(qa, qb, n);
-    if (!caps && capmem__events_on(arena)) {
-        capmem__emitf(arena, CAPMEM_EVENT_TRANSFER, from, n, 0,
-                      "transfer %llu bytes from \"%s\" to \"%s\"", (unsigned long long)n, a->label,
-                      b->label);
+    const capmem_event_kind_t kind = caps ? CAPMEM_EVENT_TRANSFER_CAPS : CAPMEM_EVENT_TRANSFER;
+    if (capmem__event_wanted(arena, kind)) {
+        capmem__emit(arena, &(capmem__ev_t){.kind = kind, .cap = from, .other = to, .a = n},
+                     "transfer %llu %s from \"%s\" to \"%s\"", (unsigned long long)n,
+                     caps ? "capabilities" : "bytes", a->label, b->label);
     }
     return CAPMEM_OK;
 }
@@ -365,7 +371,19 @@ static capmem_cap_t invoke_alloc(capmem_arena_t *arena, const alloc_plan_t *p)
     CAPMEM_ASSERT(err == CAPMEM_OK, "room was made in decode");
     (void)err;
     capmem__backing_zero(&arena->mem, p->off, p->bytes);
-    return capmem__ds_make_ram(arena, p->acc, rec, p->off, p->bytes);
+    const capmem_cap_t h = capmem__ds_make_ram(arena, p->acc, rec, p->off, p->bytes);
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_DS_ALLOC)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_DS_ALLOC,
+                                     .cap = h,
+                                     .other = capmem__slot_handle(&arena->cspace, p->acc->slot),
+                                     .a = p->bytes,
+                                     .offset = p->off,
+                                     .size = p->bytes},
+                     "allocate a dataspace of %llu bytes at offset 0x%llx for \"%s\"",
+                     (unsigned long long)p->bytes, (unsigned long long)p->off, p->acc->label);
+    }
+    return h;
 }
 
 capmem_err_t capmem_ram_alloc(capmem_arena_t *arena, capmem_cap_t account, uint64_t size,

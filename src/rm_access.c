@@ -144,6 +144,14 @@ capmem_err_t capmem__rm_deliver(capmem_arena_t *arena, capmem__rm_t *rm, uint64_
             rm->state |= ST_UNRESOLVED;
         }
     }
+    if (res == CAPMEM_RM_FAULT_RESOLVED &&
+        capmem__event_wanted(arena, CAPMEM_EVENT_FAULT_RESOLVED)) {
+        capmem__emit(
+            arena,
+            &(capmem__ev_t){
+                .kind = CAPMEM_EVENT_FAULT_RESOLVED, .cap = h, .a = addr, .b = (uint64_t)access},
+            "%s fault at 0x%llx resolved", capmem_rm_access_name(access), (unsigned long long)addr);
+    }
     return res == CAPMEM_RM_FAULT_RESOLVED ? CAPMEM_OK : unresolved(addr, access, why, &cause);
 }
 

@@ -12,20 +12,37 @@
  */
 #include "rm_internal.h"
 
-/* Detach region @p r of @p rm, whose dataspace is @p ds: the step that cannot fail. */
-static void region_remove(capmem__rm_t *rm, rm_region_t *r, capmem__ds_t *ds)
+/*
+ * Detach region @p r of @p rm, whose dataspace is @p ds (handle @p dsh): the
+ * step that cannot fail.
+ */
+static void region_remove(capmem_arena_t *arena, capmem__rm_t *rm, rm_region_t *r, capmem__ds_t *ds,
+                          capmem_cap_t dsh)
 {
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_DETACH)) {
+        const uint64_t addr = (uint64_t)r->base << arena->mem.page_shift;
+        const uint64_t size = (uint64_t)r->pages << arena->mem.page_shift;
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_DETACH,
+                                     .cap = capmem__rm_handle(arena, rm),
+                                     .other = dsh,
+                                     .a = addr,
+                                     .offset = r->off,
+                                     .size = size},
+                     "detach %llu bytes at 0x%llx from region map \"%s\"", (unsigned long long)size,
+                     (unsigned long long)addr, rm->label);
+    }
     capmem__rm_tree_remove(rm, r);
     capmem__rm_ds_unlink(ds, r);
     rm->regions--;
     capmem__meta_free(&rm->meta, r);
 }
 
-void capmem__rm_detach_all(capmem_arena_t *arena, capmem__ds_t *ds)
+void capmem__rm_detach_all(capmem_arena_t *arena, capmem__ds_t *ds, capmem_cap_t handle)
 {
     while (ds->regions != NULL) {
         rm_region_t *r = ds->regions;
-        region_remove(rg_rm(arena, r), r, ds);
+        region_remove(arena, rg_rm(arena, r), r, ds, handle);
     }
 }
 
@@ -173,7 +190,7 @@ static capmem_err_t decode_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem
     return capmem__rm_make_room(arena, plan->rm);
 }
 
-static uint64_t invoke_attach(const attach_plan_t *plan)
+static uint64_t invoke_attach(capmem_arena_t *arena, const attach_plan_t *plan)
 {
     capmem__rm_t *m = plan->rm;
     rm_region_t *r = NULL;
@@ -189,6 +206,20 @@ static uint64_t invoke_attach(const attach_plan_t *plan)
     capmem__rm_tree_insert(m, r);
     capmem__rm_ds_link(plan->ds, r);
     m->regions++;
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_ATTACH)) {
+        const uint64_t size = plan->pages << arena->mem.page_shift;
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_ATTACH,
+                                     .cap = capmem__rm_handle(arena, m),
+                                     .other = capmem__slot_handle(&arena->cspace, r->ds_slot),
+                                     .a = plan->address,
+                                     .b = ((plan->flags & RG_WRITABLE) ? 1u : 0u) |
+                                          ((plan->flags & RG_EXEC) ? 2u : 0u),
+                                     .offset = plan->offset,
+                                     .size = size},
+                     "attach %llu bytes at 0x%llx in region map \"%s\"", (unsigned long long)size,
+                     (unsigned long long)plan->address, m->label);
+    }
     return plan->address;
 }
 
@@ -202,7 +233,7 @@ capmem_err_t capmem_rm_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap
     attach_plan_t plan = {0};
     capmem_err_t err = decode_attach(arena, rm, ds, attr, &plan);
     if (err == CAPMEM_OK) {
-        *out = invoke_attach(&plan);
+        *out = invoke_attach(arena, &plan);
     }
     CAPMEM__LEAVE(arena);
     return err;
@@ -234,9 +265,10 @@ static capmem_err_t decode_detach(capmem_arena_t *arena, capmem_cap_t rm, uint64
     return CAPMEM_OK;
 }
 
-static void invoke_detach(const detach_plan_t *plan)
+static void invoke_detach(capmem_arena_t *arena, const detach_plan_t *plan)
 {
-    region_remove(plan->rm, plan->region, plan->ds);
+    region_remove(arena, plan->rm, plan->region, plan->ds,
+                  capmem__slot_handle(&arena->cspace, plan->region->ds_slot));
 }
 
 capmem_err_t capmem_rm_detach(capmem_arena_t *arena, capmem_cap_t rm, uint64_t address)
@@ -248,7 +280,7 @@ capmem_err_t capmem_rm_detach(capmem_arena_t *arena, capmem_cap_t rm, uint64_t a
     detach_plan_t plan = {0};
     capmem_err_t err = decode_detach(arena, rm, address, &plan);
     if (err == CAPMEM_OK) {
-        invoke_detach(&plan);
+        invoke_detach(arena, &plan);
     }
     CAPMEM__LEAVE(arena);
     return err;

@@ -272,7 +272,7 @@ void capmem__rm_ds_unlink_all(capmem_arena_t *arena, capmem__rm_t *rm);
  * The dataspace layer's detach hook (Genode's Region_map_detach): @p ds is
  * going away, so each of its attachments is detached from its map.
  */
-void capmem__rm_detach_all(capmem_arena_t *arena, capmem__ds_t *ds);
+void capmem__rm_detach_all(capmem_arena_t *arena, capmem__ds_t *ds, capmem_cap_t handle);
 
 /* ---- the access path (rm_access.c) ---------------------------------------------- */
 

@@ -122,10 +122,14 @@ static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
     client->ram.limit += returned;
     client->donated -= returned;
     client->sessions--;
-    if (capmem__events_on(arena)) {
-        capmem__emitf(arena, CAPMEM_EVENT_SESSION_CLOSE, handle, returned, 0,
-                      "region map \"%s\" closed: %llu bytes return to \"%s\"", rm->label,
-                      (unsigned long long)returned, client->label);
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_SESSION_CLOSE)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_SESSION_CLOSE,
+                                     .cap = handle,
+                                     .other = capmem__slot_handle(&arena->cspace, client->slot),
+                                     .a = returned},
+                     "region map \"%s\" closed: %llu bytes return to \"%s\"", rm->label,
+                     (unsigned long long)returned, client->label);
     }
     /* The record lives in its own first chunk: copy the slab header before releasing it. */
     capmem__meta_t m = rm->meta;
@@ -236,11 +240,16 @@ static capmem_cap_t invoke_open(const open_plan_t *plan)
     const capmem_cap_t h = capmem__cap_create(arena, CAPMEM_OBJ_REGION_MAP, rm, CAPMEM_RIGHTS_ALL,
                                               CAPMEM__SLOT_ORIGINAL, acc->slot, &acc->caps);
     rm->slot = capmem__cap_index(h);
-    if (capmem__events_on(arena)) {
-        capmem__emitf(arena, CAPMEM_EVENT_DONATE, h, attr->donation, attr->size,
-                      "region map \"%s\" opened by \"%s\": donation %llu, size %llu", rm->label,
-                      acc->label, (unsigned long long)attr->donation,
-                      (unsigned long long)attr->size);
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_DONATE)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_DONATE,
+                                     .cap = h,
+                                     .other = capmem__slot_handle(&arena->cspace, acc->slot),
+                                     .a = attr->donation,
+                                     .b = attr->size},
+                     "region map \"%s\" opened by \"%s\": donation %llu, size %llu", rm->label,
+                     acc->label, (unsigned long long)attr->donation,
+                     (unsigned long long)attr->size);
     }
     return h;
 }

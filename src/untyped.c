@@ -683,11 +683,18 @@ static void invoke_retype(capmem_arena_t *arena, const retype_plan_t *plan, capm
         dest[i] = capmem__cap_create(arena, r->type, r, CAPMEM_RIGHTS_ALL, CAPMEM__SLOT_ORIGINAL,
                                      plan->slot, NULL);
     }
-    if (capmem__events_on(arena)) {
-        capmem__emitf(arena, CAPMEM_EVENT_RETYPE, plan->untyped, sz, plan->count,
-                      "retype %u %s of %llu bytes at offset 0x%llx", plan->count,
-                      capmem_obj_type_name(plan->type), (unsigned long long)sz,
-                      (unsigned long long)plan->rel[0]);
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_RETYPE)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_RETYPE,
+                                     .cap = plan->untyped,
+                                     .other = dest[0],
+                                     .a = sz,
+                                     .b = plan->count,
+                                     .offset = ut->base.offset + plan->rel[0],
+                                     .size = sz * plan->count},
+                     "retype %u %s of %llu bytes at offset 0x%llx", plan->count,
+                     capmem_obj_type_name(plan->type), (unsigned long long)sz,
+                     (unsigned long long)plan->rel[0]);
     }
 }
 
@@ -754,8 +761,17 @@ static capmem_cap_t invoke_copy(capmem_arena_t *arena, const copy_plan_t *plan)
      */
     plan->copy->copy_of = plan->ut;
     plan->ut->copies++;
-    return capmem__cap_create(arena, CAPMEM_OBJ_UNTYPED, plan->copy, plan->rights,
-                              CAPMEM__SLOT_ORIGINAL, plan->slot, NULL);
+    const capmem_cap_t h = capmem__cap_create(arena, CAPMEM_OBJ_UNTYPED, plan->copy, plan->rights,
+                                              CAPMEM__SLOT_ORIGINAL, plan->slot, NULL);
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_MINT)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_MINT,
+                                     .cap = h,
+                                     .other = capmem__slot_handle(&arena->cspace, plan->slot),
+                                     .a = plan->rights},
+                     "copy an untyped capability");
+    }
+    return h;
 }
 
 capmem_err_t capmem_untyped_copy(capmem_arena_t *arena, capmem_cap_t untyped, capmem_cap_t *out)

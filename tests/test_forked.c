@@ -23,7 +23,7 @@
 #include "ops/interp.h"
 #include "support.h"
 
-#define SEED 11u
+#define SEED 1u /* the first seed tried */
 #define MAX_H 160
 #define PROBE 64 /* bytes of each dataspace and frame compared */
 
@@ -302,20 +302,32 @@ static void child_own_arena(void)
 static void test_forked_child_is_refused_every_mutating_call_and_parent_goes_on(void **state)
 {
     (void)state;
-    interp_t *in = interp_new();
-    assert_non_null(in);
+    /*
+     * Interesting state: an object of every kind the child's calls take.
+     * Which seed gets there first depends on everything the interpreter
+     * draws (event callbacks draw too), so the test takes the first seed
+     * from SEED on whose run holds every kind within 20,000 steps.
+     */
+    interp_t *in = NULL;
     interp_src_t src;
-    interp_src_seed(&src, SEED);
     world_t w;
     unsigned steps = 0;
-    /* Interesting state: an object of every kind the child's calls take. */
-    while (!complete(in, &w)) {
-        if (interp_step(in, &src) != 0) {
-            fail_msg("op %u: %s: %s", steps + 1, interp_last_op(in), interp_why(in));
+    for (unsigned seed = SEED; seed < SEED + 32 && in == NULL; seed++) {
+        in = interp_new();
+        assert_non_null(in);
+        interp_src_seed(&src, seed);
+        for (steps = 0; !complete(in, &w) && steps < 20000; steps++) {
+            if (interp_step(in, &src) != 0) {
+                fail_msg("seed %u, op %u: %s: %s", seed, steps + 1, interp_last_op(in),
+                         interp_why(in));
+            }
         }
-        steps++;
-        assert_true(steps < 50000);
+        if (!complete(in, &w)) {
+            interp_free(in);
+            in = NULL;
+        }
     }
+    assert_non_null(in);
     static snapshot_t before;
     static snapshot_t after;
     take_snapshot(in, &before);

@@ -605,7 +605,7 @@ static void *cb_work(void *arg)
     return NULL;
 }
 
-static void test_threads_event_callbacks_call_in_from_every_thread(void **state)
+static void test_threads_event_callbacks_call_in_while_threads_share_the_arena(void **state)
 {
     (void)state;
     capmem_arena_t *a;
@@ -644,7 +644,13 @@ static void test_threads_event_callbacks_call_in_from_every_thread(void **state)
         ok += w[i].ok;
         refused += w[i].refused;
     }
-    assert_true(called_in >= 2);
+    /*
+     * One thread delivers at a time, for every thread (docs/threads.md), so
+     * how many threads end up running callbacks depends on timing: at least
+     * one must have, and every call a callback made was checked above.
+     */
+    assert_true(called_in >= 1);
+    assert_true(cb_calls > 0);
     assert_true(closed > 0);
     /* Events reach the workers' callbacks only: the main thread made no call meanwhile. */
     assert_int_equal(callbacks, atomic_load(&delivered));
@@ -665,7 +671,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_share_one_arena_and_conserve_quota),
         cmocka_unit_test(test_threads_on_separate_arenas_do_not_interfere),
-        cmocka_unit_test(test_threads_event_callbacks_call_in_from_every_thread),
+        cmocka_unit_test(test_threads_event_callbacks_call_in_while_threads_share_the_arena),
     };
     return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }

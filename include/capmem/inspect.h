@@ -3,15 +3,18 @@
  * @file capmem/inspect.h
  * @brief Layer 9: events and inspection.
  *
- * Events: one callback per arena receives every quota transfer, upgrade,
- * fault, retype, revoke and delete, with a readable message. Events are
- * queued during a call and delivered after it (docs/threads.md).
+ * Events: every state-changing operation raises an event carrying the
+ * handles and numbers involved and a readable message; any number of
+ * subscribers (up to CAPMEM_SUBSCRIBERS_MAX) each receive the kinds they
+ * asked for. Events are queued during a call and delivered after it
+ * (docs/threads.md, docs/inspect.md).
  */
 #ifndef CAPMEM_INSPECT_H
 #define CAPMEM_INSPECT_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "capmem/arena.h"
 #include "capmem/cap.h"
@@ -21,26 +24,113 @@
 extern "C" {
 #endif
 
-/** What happened. The meaning of an event's a and b depends on the kind. */
+/**
+ * What happened. Each kind names the fields of capmem_event_t it fills;
+ * fields a kind does not name are 0. "cap" is the handle the event is
+ * about, "other" a second handle, "offset" and "size" a byte range (an
+ * arena offset for physical memory, an offset in the dataspace for an
+ * attachment). Handles may be stale by the time a callback looks.
+ */
 typedef enum capmem_event_kind {
-    CAPMEM_EVENT_CAP_DELETE = 1, /**< a capability was deleted; cap = the old handle */
-    CAPMEM_EVENT_REVOKE,         /**< a revoke ran; a = number of capabilities deleted */
-    CAPMEM_EVENT_RETYPE,         /**< untyped retyped; a = bytes per object, b = count */
-    CAPMEM_EVENT_TRANSFER,       /**< quota moved; a = bytes */
-    CAPMEM_EVENT_DONATE,         /**< a session was opened with a donation; a = bytes */
-    CAPMEM_EVENT_UPGRADE,        /**< "upgrading quota donation"; a = bytes */
-    CAPMEM_EVENT_FAULT,          /**< a region-map fault; a = address, b = access type */
-    CAPMEM_EVENT_SESSION_CLOSE,  /**< a session closed; a = bytes returned */
-    CAPMEM_EVENT_LOST,           /**< the queue was full; a = events dropped at this point */
+    /** a capability was deleted; cap = the old handle */
+    CAPMEM_EVENT_CAP_DELETE = 1,
+    /** a revoke ran; cap = the capability revoked, a = number of capabilities deleted */
+    CAPMEM_EVENT_REVOKE,
+    /**
+     * untyped retyped; cap = the untyped, other = the first new capability,
+     * a = bytes per object, b = count, offset = arena offset of the first
+     * object, size = a * b
+     */
+    CAPMEM_EVENT_RETYPE,
+    /** RAM quota moved; cap = from, other = to, a = bytes */
+    CAPMEM_EVENT_TRANSFER,
+    /**
+     * a session was opened with a donation (a RAM session: an account; or a
+     * region map); cap = the new session, other = the account that opened and
+     * paid it, a = donation bytes, b = the RAM session's quota or the region
+     * map's size
+     */
+    CAPMEM_EVENT_DONATE,
+    /** "upgrading quota donation"; cap = the session, a = bytes, b = its donation after */
+    CAPMEM_EVENT_UPGRADE,
+    /**
+     * a region-map fault was delivered (raised before its handler runs);
+     * cap = the map, a = address, b = access type (capmem_rm_access_t)
+     */
+    CAPMEM_EVENT_FAULT,
+    /**
+     * a session closed (RAM session or region map); cap = the old handle,
+     * other = the account its quota returned to (0 for a root account),
+     * a = bytes returned
+     */
+    CAPMEM_EVENT_SESSION_CLOSE,
+    /** the queue was full; a = events dropped at this point (every subscriber gets it) */
+    CAPMEM_EVENT_LOST,
+    /** capability quota moved; cap = from, other = to, a = count */
+    CAPMEM_EVENT_TRANSFER_CAPS,
+    /**
+     * a RAM dataspace was allocated; cap = the dataspace, other = the
+     * account that pays, a = bytes, offset = its arena offset, size = bytes
+     */
+    CAPMEM_EVENT_DS_ALLOC,
+    /**
+     * a dataspace or alias was destroyed (freed, revoked, or closed with its
+     * session); cap = the old handle, a = bytes, b = its kind
+     * (capmem_ds_kind_t), offset = its arena offset (0 for a managed
+     * dataspace), size = bytes. Pages a first-class alias still shows stay
+     * allocated.
+     */
+    CAPMEM_EVENT_DS_FREE,
+    /**
+     * an alias was made; cap = the alias, other = the dataspace it shows,
+     * a = offset in that dataspace, b = 1 if writable, offset = its arena
+     * offset, size = bytes
+     */
+    CAPMEM_EVENT_ALIAS,
+    /**
+     * a dataspace was attached to a region map; cap = the map, other = the
+     * dataspace, a = address, b = 1 if writable (+2 if executable),
+     * offset = offset in the dataspace, size = bytes
+     */
+    CAPMEM_EVENT_ATTACH,
+    /**
+     * a region was detached (by capmem_rm_detach, or because its dataspace
+     * went away); cap = the map, other = the dataspace (maybe stale),
+     * a = address, offset = offset in the dataspace, size = bytes
+     */
+    CAPMEM_EVENT_DETACH,
+    /** a fault's handler reported it resolved; cap = the map, a = address, b = access type */
+    CAPMEM_EVENT_FAULT_RESOLVED,
+    /** device memory was added; a = device id, offset = physical address, size = bytes */
+    CAPMEM_EVENT_DEVICE_ADD,
+    /** device memory was removed; a = device id, offset = physical address, size = bytes */
+    CAPMEM_EVENT_DEVICE_REMOVE,
+    /** a capability was derived (mint); cap = the new one, other = its source, a = rights */
+    CAPMEM_EVENT_MINT,
+    /** one more than the last kind */
+    CAPMEM_EVENT_KIND_COUNT
 } capmem_event_kind_t;
 
-/** One event; the struct and its message are valid only during the callback. */
+/** The mask bit of one event kind, for capmem_subscribe() and capmem_trace_start(). */
+#define CAPMEM_EVENT_MASK(kind) (1u << (unsigned)(kind))
+/** Every kind, including kinds added in later versions. */
+#define CAPMEM_EVENT_ALL (~0u)
+
+/**
+ * One event; the struct and its message are valid only during the callback.
+ * Fields after @c message were added in version 0.5; see each kind for
+ * which fields it fills.
+ */
 typedef struct capmem_event {
     capmem_event_kind_t kind;
     capmem_cap_t cap;    /**< the capability concerned (may be stale by the time you look) */
     uint64_t a;          /**< kind-specific number */
     uint64_t b;          /**< kind-specific number */
     const char *message; /**< readable text, e.g. "upgrading quota donation for child" */
+    capmem_cap_t other;  /**< a second handle (kind-specific), or 0 */
+    uint64_t offset;     /**< start of the byte range concerned (kind-specific), or 0 */
+    uint64_t size;       /**< length of the byte range concerned (kind-specific), or 0 */
+    uint64_t seq;        /**< the event's number on this arena, from 0, in delivery order */
 } capmem_event_t;
 
 /**
@@ -61,11 +151,57 @@ typedef struct capmem_event {
  */
 typedef void (*capmem_event_fn)(capmem_arena_t *arena, const capmem_event_t *event, void *ctx);
 
+/** A subscription, as returned by capmem_subscribe(); never 0. */
+typedef uint64_t capmem_subscription_t;
+
+/** Most subscriptions an arena has at once, besides capmem_arena_set_event_handler's callback. */
+#define CAPMEM_SUBSCRIBERS_MAX 15u
+
 /**
- * Install (or, with fn NULL, remove) the arena's event callback. The first
- * installation allocates the event queue (about 180 KiB of host memory);
- * an arena without a callback queues nothing. Events already queued go to
- * the callback installed when they are delivered.
+ * Subscribe @p fn to the events of the kinds in @p mask (CAPMEM_EVENT_MASK
+ * bits, or CAPMEM_EVENT_ALL). Every subscriber receives the events of its
+ * kinds in the order they were raised; for each event, subscribers are
+ * called in the order of their places (capmem_arena_set_event_handler's
+ * first, then by subscription). CAPMEM_EVENT_LOST goes to every subscriber.
+ * A subscriber added while events are being delivered (from a callback)
+ * receives the events delivered after the one in progress; see
+ * capmem_unsubscribe() for removal. The first subscriber allocates the
+ * event queue (about 220 KiB of host memory); an arena nobody subscribes to
+ * queues nothing, and an event of a kind no subscriber wants when it is
+ * raised is not queued. The caller pays nothing in arena quota.
+ * @param out receives the subscription, for capmem_unsubscribe()
+ * @retval CAPMEM_E_INVALID_ARGS arena, fn or out NULL, or mask 0
+ * @retval CAPMEM_E_OUT_OF_CAPS  CAPMEM_SUBSCRIBERS_MAX subscriptions exist already
+ * @retval CAPMEM_E_HOST_NOMEM   the queue could not be allocated
+ * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
+ * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_subscribe(capmem_arena_t *arena, unsigned mask,
+                                                          capmem_event_fn fn, void *ctx,
+                                                          capmem_subscription_t *out);
+
+/**
+ * End a subscription. Its callback is not called again once this returns,
+ * not even for an event being delivered at that moment (so a callback may
+ * unsubscribe itself or another one, and free the context). This holds on
+ * the delivering thread; when another thread is delivering events on the
+ * arena, a call of the callback it has already begun may still be running
+ * when this returns. Events already
+ * queued are kept for the other subscribers. The queue stays allocated
+ * until the arena is destroyed.
+ * @retval CAPMEM_E_INVALID_ARGS arena NULL
+ * @retval CAPMEM_E_NOT_FOUND    @p sub is not a live subscription of this arena
+ * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
+ * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
+ */
+CAPMEM_API capmem_err_t capmem_unsubscribe(capmem_arena_t *arena, capmem_subscription_t sub);
+
+/**
+ * Install (or, with fn NULL, remove) the arena's event callback: a
+ * subscriber to every kind (CAPMEM_EVENT_ALL) kept in a place of its own,
+ * so a second call replaces the first callback instead of adding one.
+ * Events already queued go to the callback installed when they are
+ * delivered. The first subscriber allocates the event queue.
  * @retval CAPMEM_E_INVALID_ARGS arena NULL
  * @retval CAPMEM_E_HOST_NOMEM   the queue could not be allocated (nothing changed)
  * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
@@ -73,6 +209,40 @@ typedef void (*capmem_event_fn)(capmem_arena_t *arena, const capmem_event_t *eve
  */
 CAPMEM_API capmem_err_t capmem_arena_set_event_handler(capmem_arena_t *arena, capmem_event_fn fn,
                                                        void *ctx);
+
+/** Version of the trace format written by capmem_trace_start() (docs/inspect.md). */
+#define CAPMEM_TRACE_VERSION 1
+
+/**
+ * Record the events of the kinds in @p mask to @p out as JSON Lines: a
+ * header line (format "capmem-trace", its version, the arena's
+ * configuration, the mask, the number of the first event), then one
+ * object per event as it is delivered (docs/inspect.md, "Traces"). The
+ * recorder is a subscription (it takes one of CAPMEM_SUBSCRIBERS_MAX
+ * places) and writes from the delivering thread; @p out stays yours and
+ * must stay open until capmem_trace_stop(). The header is written before
+ * this returns. Costs host memory only (the event queue, and a few bytes
+ * of state made with the first trace).
+ * @retval CAPMEM_E_INVALID_ARGS arena or out NULL, mask 0, or a trace is being recorded already
+ * @retval CAPMEM_E_OUT_OF_CAPS  CAPMEM_SUBSCRIBERS_MAX subscriptions exist already, or the
+ *                               arena has no room for the recorder's state
+ * @retval CAPMEM_E_HOST_NOMEM   the queue or the recorder's state could not be allocated
+ * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
+ * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_trace_start(capmem_arena_t *arena, FILE *out,
+                                                            unsigned mask);
+
+/**
+ * Stop recording: no event is written after this returns; the stream is
+ * flushed, not closed.
+ * @retval CAPMEM_E_INVALID_ARGS arena NULL
+ * @retval CAPMEM_E_NOT_FOUND    no trace is being recorded
+ * @retval CAPMEM_E_SYSTEM       the stream reported a write error (the trace stops all the same)
+ * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
+ * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
+ */
+CAPMEM_API capmem_err_t capmem_trace_stop(capmem_arena_t *arena);
 
 /** Name of an event kind, e.g. "upgrade"; "unknown" otherwise. */
 CAPMEM_API CAPMEM_NODISCARD const char *capmem_event_kind_name(capmem_event_kind_t kind);

@@ -2466,8 +2466,13 @@ static int access_call(interp_t *in, int access, capmem_err_t e, capmem_cap_t h,
         return fail(in, "the model's access simulation overflowed (segments, plan or depth)");
     }
     pend_t p = {.access = kind == 2 ? -1 : access};
-    /* A failing access still raises its faults, and the upgrades of the handler's attachments. */
-    p.fail_events = 1u << CAPMEM_EVENT_FAULT | 1u << CAPMEM_EVENT_UPGRADE;
+    /*
+     * A failing access still raises its faults, the handler's resolutions
+     * (a fault loop is resolved and faults again), and the events of the
+     * handler's own calls: attachments and their upgrades.
+     */
+    p.fail_events = 1u << CAPMEM_EVENT_FAULT | 1u << CAPMEM_EVENT_FAULT_RESOLVED |
+                    1u << CAPMEM_EVENT_ATTACH | 1u << CAPMEM_EVENT_UPGRADE;
     begin(in, &p, settle_access, e, e);
     capmem_err_t got;
     switch (kind) {

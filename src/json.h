@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A small JSON writer over a stdio stream, for traces and dumps. It keeps
+ * no state but the stream: callers write the structure ({, "key":, ,) and
+ * use these for the parts that need care. Output is always valid JSON in
+ * valid UTF-8, whatever bytes a label holds. Never installed.
+ */
+#ifndef CAPMEM_JSON_H
+#define CAPMEM_JSON_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/*
+ * Write @p s as a JSON string, quotes included: '"' and '\\' are escaped,
+ * control characters (below 0x20, and 0x7f) become \n, \t... or \u00XX,
+ * valid UTF-8 sequences are copied, and every byte that is not part of
+ * one becomes \ufffd (the replacement character). NULL writes null.
+ */
+void capmem__json_string(FILE *out, const char *s);
+/* Write "key": with @p key escaped as above. */
+void capmem__json_key(FILE *out, const char *key);
+/* An unsigned number, exact (JSON numbers have no size limit; readers may). */
+void capmem__json_u64(FILE *out, uint64_t v);
+/* A handle or address as the string "0x..." (exact in every reader). */
+void capmem__json_hex(FILE *out, uint64_t v);
+
+#endif
