@@ -344,6 +344,7 @@ void capmem__emit(capmem_arena_t *arena, const capmem__ev_t *ev, const char *fmt
     q->n++;
     arena->pending = true;
     r->ev = *ev;
+    r->owner = self_tag();
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
@@ -366,6 +367,7 @@ void capmem__emitf(capmem_arena_t *arena, capmem_event_kind_t kind, capmem_cap_t
     q->n++;
     arena->pending = true;
     r->ev = (capmem__ev_t){.kind = kind, .cap = cap, .a = a, .b = b};
+    r->owner = self_tag();
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
@@ -376,6 +378,7 @@ void capmem__defer(capmem_arena_t *arena, capmem__deferred_t *d)
 {
     /* FIFO, so hooks run in the order their objects died. */
     d->next = NULL;
+    d->owner = self_tag();
     if (arena->deferred == NULL) {
         arena->deferred = d;
     } else {
@@ -395,55 +398,115 @@ static void run_deferred(capmem__deferred_t *list)
 }
 
 /*
- * Deliver what the calls on this arena left behind. One thread delivers at
- * a time, so events keep their order; a thread that finds another one
- * delivering leaves its events to it. Each step takes one item under the
- * lock and runs its callback without it.
+ * The arenas this thread is delivering for, innermost first: a frame per
+ * capmem__drain on the stack. A callback's own call on an arena that is in
+ * the list leaves its items to the frame below, which delivers them after
+ * the callback returns.
+ */
+typedef struct delivery {
+    const capmem_arena_t *arena;
+    struct delivery *below;
+} delivery_t;
+
+static _Thread_local delivery_t *deliveries;
+
+static bool delivering(const capmem_arena_t *arena)
+{
+    for (const delivery_t *d = deliveries; d != NULL; d = d->below) {
+        if (d->arena == arena) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The oldest deferred item of this thread, unlinked; NULL if none. */
+static capmem__deferred_t *take_deferred(capmem_arena_t *arena, uintptr_t self)
+{
+    capmem__deferred_t *prev = NULL;
+    for (capmem__deferred_t *d = arena->deferred; d != NULL; prev = d, d = d->next) {
+        if (d->owner == self) {
+            if (prev == NULL) {
+                arena->deferred = d->next;
+            } else {
+                prev->next = d->next;
+            }
+            if (arena->deferred_tail == d) {
+                arena->deferred_tail = prev;
+            }
+            return d;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * The oldest event of this thread, copied out and marked taken; false if
+ * none. Taken records at the head are dropped, so the ring frees up as the
+ * threads deliver, each its own, in any order.
+ */
+static bool take_event(capmem__evq_t *q, uintptr_t self, capmem__event_rec_t *out)
+{
+    bool found = false;
+    for (uint32_t k = 0; k < q->n && !found; k++) {
+        capmem__event_rec_t *r = &q->ring[(q->head + k) % CAPMEM__EVENT_RING];
+        if (r->owner == self) {
+            *out = *r;
+            r->owner = 0;
+            found = true;
+        }
+    }
+    while (q->n != 0 && q->ring[q->head].owner == 0) {
+        q->head = (q->head + 1) % CAPMEM__EVENT_RING;
+        q->n--;
+    }
+    return found;
+}
+
+/*
+ * Deliver what this thread's calls on the arena left behind: its deferred
+ * work first, then its events, in the order they were raised, each callback
+ * run without the lock. Every thread delivers its own, so a call's events
+ * are delivered before the call returns to its caller, and a thread is
+ * never kept busy with another thread's events. LOST reports go to the
+ * first thread that delivers after the drop.
  */
 void capmem__drain(capmem_arena_t *arena)
 {
-    capmem__lock(arena);
-    if (atomic_load_explicit(&arena->delivering, memory_order_relaxed) != 0) {
-        /*
-         * Another thread delivers, and will take our items too; or this
-         * thread does, further down the stack, and a callback's own call
-         * just left: the loop in that frame delivers after it returns.
-         */
-        capmem__unlock(arena);
-        return;
+    if (delivering(arena)) {
+        return; /* a callback's own call: the frame below delivers after it returns */
     }
-    atomic_store_explicit(&arena->delivering, self_tag(), memory_order_relaxed);
-    capmem__unlock(arena);
+    const uintptr_t self = self_tag();
+    delivery_t frame = {.arena = arena, .below = deliveries};
+    deliveries = &frame;
     for (;;) {
         capmem__lock(arena);
         if (arena->destroy_requested) {
-            atomic_store_explicit(&arena->delivering, 0, memory_order_relaxed);
             capmem__unlock(arena);
+            deliveries = frame.below;
             destroy_now(arena);
             return;
         }
-        capmem__deferred_t *d = arena->deferred;
+        capmem__deferred_t *d = take_deferred(arena, self);
         if (d != NULL) {
-            arena->deferred = d->next;
             capmem__unlock(arena);
             d->run(d);
             continue;
         }
         capmem__evq_t *q = &arena->evq;
         capmem__event_rec_t r;
-        if (q->n != 0) {
-            r = q->ring[q->head];
-            q->head = (q->head + 1) % CAPMEM__EVENT_RING;
-            q->n--;
+        if (take_event(q, self, &r)) {
+            /* found */
         } else if (q->lost != 0) {
             r = (capmem__event_rec_t){.ev = {.kind = CAPMEM_EVENT_LOST, .a = q->lost}};
             snprintf(r.msg, sizeof(r.msg), "%llu events were lost: the queue holds %u",
                      (unsigned long long)q->lost, CAPMEM__EVENT_RING);
             q->lost = 0;
         } else {
-            arena->pending = false; /* under the lock, with nothing left */
-            atomic_store_explicit(&arena->delivering, 0, memory_order_relaxed);
+            /* Nothing of ours is left; other threads deliver theirs when they leave. */
+            arena->pending = q->n != 0 || arena->deferred != NULL;
             capmem__unlock(arena);
+            deliveries = frame.below;
             return;
         }
         const uint64_t seq = arena->ev_seq++;
@@ -483,7 +546,7 @@ static bool destroy_deferred(capmem_arena_t *arena)
 {
     const uintptr_t self = self_tag();
     if (atomic_load_explicit(&arena->lock_owner, memory_order_relaxed) == self ||
-        atomic_load_explicit(&arena->delivering, memory_order_relaxed) == self) {
+        delivering(arena)) {
         /*
          * Called from a fault handler, a policy hook or an event callback:
          * the call (or the delivery loop) in progress still uses the arena,

@@ -38,6 +38,7 @@ typedef struct capmem__layer {
 typedef struct capmem__deferred {
     struct capmem__deferred *next;
     void (*run)(struct capmem__deferred *d);
+    uintptr_t owner; /* the thread whose call queued it, which runs it */
 } capmem__deferred_t;
 
 /* Events one call may raise before the rest are counted as lost. */
@@ -56,6 +57,7 @@ typedef struct capmem__ev {
 
 typedef struct capmem__event_rec {
     capmem__ev_t ev;
+    uintptr_t owner; /* the thread whose call raised it, which delivers it; 0 once taken */
     char msg[160];
 } capmem__event_rec_t;
 
@@ -123,10 +125,9 @@ struct capmem_arena {
     capmem__evq_t evq;
     capmem__deferred_t *deferred; /* FIFO of work to run after the call */
     capmem__deferred_t *deferred_tail;
-    _Atomic uintptr_t delivering; /* the thread running the delivery loop, 0 if none */
-    bool destroy_requested;       /* capmem_arena_destroy from inside a call or callback */
-    bool pending;                 /* events, deferred work or a destroy wait for capmem__drain */
-    bool tearing_down;            /* destroy in progress: no events, no new objects */
+    bool destroy_requested; /* capmem_arena_destroy from inside a call or callback */
+    bool pending;           /* events, deferred work or a destroy wait for capmem__drain */
+    bool tearing_down;      /* destroy in progress: no events, no new objects */
 };
 
 /* ---- the lock ----------------------------------------------------------- */
