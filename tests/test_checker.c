@@ -718,6 +718,109 @@ static void test_checker_catches_foreign_record_in_attachment_list(void **state)
     r[0]->ds_next = NULL;
 }
 
+static void test_checker_catches_region_naming_a_slot_beyond_the_table(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t rm;
+    rm_region_t *r[1];
+    map_with(f, &rm, 1, false, r);
+    r[0]->ds_slot = f->arena->cspace.high; /* never used */
+    expect_caught(f->arena, "region map \"corrupted\": region at 0x0 names a dead dataspace");
+    r[0]->ds_slot = capmem__cap_index(f->ds);
+}
+
+static void test_checker_catches_region_naming_a_derived_capability(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t rm;
+    rm_region_t *r[1];
+    map_with(f, &rm, 1, false, r);
+    /* A dataspace capability, the same object even, but not the original. */
+    capmem_cap_t copy;
+    assert_ok(capmem_cap_mint(f->arena, f->ds, CAPMEM_RIGHTS_ALL, &copy));
+    assert_ptr_equal(slot_of(f->arena, copy)->obj, slot_of(f->arena, f->ds)->obj);
+    r[0]->ds_slot = capmem__cap_index(copy);
+    expect_caught(f->arena, "region map \"corrupted\": region at 0x0 names a dead dataspace");
+    r[0]->ds_slot = capmem__cap_index(f->ds);
+    assert_ok(capmem_cap_delete(f->arena, copy));
+}
+
+static void test_checker_catches_map_naming_another_maps_capability(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t a;
+    capmem_cap_t b;
+    rm_region_t *r[1];
+    capmem__rm_t *ma = map_with(f, &a, 1, false, r);
+    map_with(f, &b, 0, false, r);
+    /* A live original REGION_MAP slot, but of the other map's record. */
+    ma->slot = capmem__cap_index(b);
+    expect_caught(f->arena, "region map \"corrupted\": its capability, client or list links are "
+                            "broken");
+    ma->slot = capmem__cap_index(a);
+}
+
+static void test_checker_catches_left_leaning_region_tree(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t rm;
+    rm_region_t *r[3];
+    capmem__rm_t *m = map_with(f, &rm, 3, false, r);
+    assert_ptr_equal(m->root, r[1]);
+    uintptr_t left[3];
+    uintptr_t right[3];
+    for (int i = 0; i < 3; i++) {
+        left[i] = r[i]->left;
+        right[i] = r[i]->right;
+    }
+    /* A chain r2 -> r1 -> r0 to the left, heights exact, no gaps: only the balance is wrong. */
+    m->root = r[2];
+    r[2]->right &= RG_LOW_MASK;
+    r[2]->left = 3;
+    rg_set_left(r[2], r[1]);
+    r[1]->right &= RG_LOW_MASK;
+    r[1]->left = 2;
+    rg_set_left(r[1], r[0]);
+    r[0]->right &= RG_LOW_MASK;
+    r[0]->left = 1;
+    expect_caught(f->arena, "region at 0x2000: height 3 (should be 3), balance 2, max gap 0 "
+                            "(should be 0)");
+    m->root = r[1];
+    for (int i = 0; i < 3; i++) {
+        r[i]->left = left[i];
+        r[i]->right = right[i];
+    }
+}
+
+/* The region-map layer's checker, as capmem_check() runs it, and its state. */
+static capmem_err_t rm_checker(capmem_arena_t *a, char *why, size_t len)
+{
+    for (unsigned i = 0; i < a->nlayers; i++) {
+        if (a->layers[i].layer->check == capmem__rm_check) {
+            return capmem__rm_check(a, a->layers[i].state, why, len);
+        }
+    }
+    fail_msg("the region-map layer is not set up");
+    return CAPMEM_E_CORRUPT;
+}
+
+static void test_checker_region_map_checker_needs_no_buffer_to_report(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t rm;
+    rm_region_t *r[2];
+    map_with(f, &rm, 2, false, r);
+    char why[64] = "untouched";
+    assert_ok(rm_checker(f->arena, NULL, 0));
+    r[1]->gap = 3;
+    /* capmem_check() always hands a buffer down; the layer's checker does without one too. */
+    assert_err(rm_checker(f->arena, NULL, 0), CAPMEM_E_CORRUPT);
+    assert_err(rm_checker(f->arena, why, 0), CAPMEM_E_CORRUPT);
+    assert_string_equal(why, "untouched");
+    r[1]->gap = 0;
+    assert_ok(rm_checker(f->arena, why, sizeof(why)));
+}
+
 /* ---- the untyped checker (untyped_check.c) ---------------------------------- */
 
 static void test_checker_catches_child_of_dead_untyped(void **state)
@@ -911,6 +1014,16 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_checker_catches_policy_whose_check_fails, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_checker_catches_region_naming_a_slot_beyond_the_table,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checker_catches_region_naming_a_derived_capability,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checker_catches_map_naming_another_maps_capability,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checker_catches_left_leaning_region_tree, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_checker_region_map_checker_needs_no_buffer_to_report,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests_name("checker", tests, NULL, NULL);
 }
