@@ -38,10 +38,20 @@ static const capmem__layer_t rm_layer = {
 
 static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle);
 
+static int rm_describe(capmem_arena_t *arena, const void *obj, char *buf, size_t len)
+{
+    (void)arena;
+    const capmem__rm_t *rm = obj;
+    return snprintf(buf, len, "region map \"%s\" of %llu bytes, %llu regions, donation %llu",
+                    rm->label, (unsigned long long)rm->size, (unsigned long long)rm->regions,
+                    (unsigned long long)rm->meta.donation);
+}
+
 static const capmem__type_ops_t rm_type = {
     .type = CAPMEM_OBJ_REGION_MAP,
     .name = "region map",
     .destroy = rm_destroy,
+    .describe = rm_describe,
 };
 
 /* A managed dataspace's record is going away: drop the map's pointer to it. */

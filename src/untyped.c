@@ -185,15 +185,27 @@ static void leaf_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
 static const char *leaf_name(const void *obj)
 {
     const capmem__ut_child_t *c = obj;
-    return c->claim != NULL ? c->claim->name : "kernel object";
+    if (c->claim != NULL) {
+        return c->claim->name;
+    }
+    return c->type == CAPMEM_OBJ_FRAME ? "frame" : "kernel object";
+}
+
+/* The physical address of a child's first byte: RAM, or the device range it lies in. */
+static uint64_t child_phys(capmem_arena_t *arena, const capmem__ut_child_t *c)
+{
+    if (!c->device) {
+        return arena->mem.phys_base + c->offset;
+    }
+    const capmem__device_t *d = capmem__device_at_backing(&arena->mem, c->offset, 1);
+    return d != NULL ? d->phys + (c->offset - d->backing_offset) : 0;
 }
 
 static int ut_describe(capmem_arena_t *arena, const void *obj, char *buf, size_t len)
 {
     const capmem__untyped_t *ut = obj;
     return snprintf(buf, len, "untyped of 2^%u bytes at phys 0x%llx, %s%s, %llu children",
-                    ut->base.size_bits,
-                    (unsigned long long)(arena->mem.phys_base + ut->base.offset),
+                    ut->base.size_bits, (unsigned long long)child_phys(arena, &ut->base),
                     ut->base.device ? "device, " : "", capmem_alloc_name(ut->alloc),
                     (unsigned long long)ut->children);
 }
@@ -202,7 +214,7 @@ static int leaf_describe(capmem_arena_t *arena, const void *obj, char *buf, size
 {
     const capmem__ut_child_t *c = obj;
     return snprintf(buf, len, "%s of 2^%u bytes at phys 0x%llx", leaf_name(obj), c->size_bits,
-                    (unsigned long long)(arena->mem.phys_base + c->offset));
+                    (unsigned long long)child_phys(arena, c));
 }
 
 /* ---- lookup and info ----------------------------------------------------- */
@@ -261,14 +273,7 @@ void capmem__ut_fill_info(capmem_arena_t *arena, const capmem__slot_t *s,
     memset(info, 0, sizeof(*info));
     info->cap = capmem__slot_handle(&arena->cspace, capmem__slot_index(&arena->cspace, s));
     info->offset = ut->base.offset;
-    info->phys = ut->device != NULL
-                     ? ut->device->phys + (ut->base.offset - ut->device->backing_offset)
-                     : arena->mem.phys_base + ut->base.offset;
-    if (ut->base.device && ut->device == NULL) {
-        /* A device child: find its range by backing offset. */
-        capmem__device_t *d = capmem__device_at_backing(&arena->mem, ut->base.offset, 1);
-        info->phys = d != NULL ? d->phys + (ut->base.offset - d->backing_offset) : 0;
-    }
+    info->phys = child_phys(arena, &ut->base);
     info->size_bits = ut->base.size_bits;
     info->device = ut->base.device;
     info->policy =
@@ -892,11 +897,7 @@ capmem_err_t capmem_object_info(capmem_arena_t *arena, capmem_cap_t obj, capmem_
         info->offset = c->offset;
         info->size_bits = c->size_bits;
         info->device = c->device;
-        info->phys = arena->mem.phys_base + c->offset;
-        if (c->device) {
-            capmem__device_t *d = capmem__device_at_backing(&arena->mem, c->offset, 1);
-            info->phys = d != NULL ? d->phys + (c->offset - d->backing_offset) : 0;
-        }
+        info->phys = child_phys(arena, c);
     }
     CAPMEM__LEAVE(arena);
     return err;
