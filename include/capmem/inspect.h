@@ -137,10 +137,11 @@ typedef struct capmem_event {
  * Event callback.
  *
  * Events raised during a public call are queued and delivered after the
- * outermost call has committed and released the arena lock, in the order
- * they were raised, on the thread that made the call (or, if another thread
- * is delivering events on the arena at that moment, by that thread, in
- * order). The callback therefore sees the state after the call, and may
+ * outermost call has committed and released the arena lock, on the thread
+ * that made the call and before the call returns, in the order that thread
+ * raised them (threads sharing an arena each deliver their own, at the same
+ * time: events of different threads are not ordered against each other).
+ * The callback therefore sees the state after the call, and may
  * call any library function on the arena, including closing, revoking or
  * destroying the object the event is about, or destroying the arena (which
  * then happens when the callback returns). Events raised by the callback's
@@ -184,9 +185,9 @@ CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_subscribe(capmem_arena_t *arena,
  * End a subscription. Its callback is not called again once this returns,
  * not even for an event being delivered at that moment (so a callback may
  * unsubscribe itself or another one, and free the context). This holds on
- * the delivering thread; when another thread is delivering events on the
- * arena, a call of the callback it has already begun may still be running
- * when this returns. Events already
+ * the calling thread; another thread delivering its own events on the arena
+ * may still be running a call of the callback it had already begun when
+ * this returns. Events already
  * queued are kept for the other subscribers. The queue stays allocated
  * until the arena is destroyed.
  * @retval CAPMEM_E_INVALID_ARGS arena NULL
