@@ -97,12 +97,6 @@ void capmem__json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
-void capmem__json_key(FILE *out, const char *key)
-{
-    capmem__json_string(out, key);
-    fputc(':', out);
-}
-
 void capmem__json_u64(FILE *out, uint64_t v)
 {
     fprintf(out, "%llu", (unsigned long long)v);

@@ -18,8 +18,6 @@
  * one becomes \ufffd (the replacement character). NULL writes null.
  */
 void capmem__json_string(FILE *out, const char *s);
-/* Write "key": with @p key escaped as above. */
-void capmem__json_key(FILE *out, const char *key);
 /* An unsigned number, exact (JSON numbers have no size limit; readers may). */
 void capmem__json_u64(FILE *out, uint64_t v);
 /* A handle or address as the string "0x..." (exact in every reader). */
