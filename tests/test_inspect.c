@@ -386,6 +386,17 @@ static void test_inspect_caps_untyped_devices(void **state)
     assert_int_equal(e->a, d.id);
     assert_int_equal(e->offset, 0xfe000000);
     assert_int_equal(e->size, 0x4000);
+    /* An untyped's copy is a mint of the untyped, named as such. */
+    capmem_cap_t ut_copy;
+    assert_ok(capmem_untyped_copy(a, ut, &ut_copy));
+    e = find(&l, CAPMEM_EVENT_MINT, 1);
+    assert_non_null(e);
+    assert_int_equal(e->cap, ut_copy);
+    assert_int_equal(e->other, ut);
+    capmem_cap_info_t ci;
+    assert_ok(capmem_cap_identify(a, ut_copy, &ci));
+    assert_int_equal(e->a, ci.rights);
+    assert_ok(capmem_cap_delete(a, ut_copy));
     /* Failed calls raise nothing. */
     const int n0 = l.n;
     assert_err(capmem_arena_device_remove(a, d.id), CAPMEM_E_NOT_FOUND);
@@ -515,6 +526,44 @@ typedef struct policy_probe {
     capmem_err_t sub;
     capmem_err_t unsub;
 } policy_probe_t;
+
+typedef struct relay {
+    int first;  /* events the first handler saw */
+    int second; /* events the replacement saw */
+} relay_t;
+
+static void second_handler(capmem_arena_t *a, const capmem_event_t *ev, void *ctx)
+{
+    (void)a;
+    (void)ev;
+    ((relay_t *)ctx)->second++;
+}
+
+static void first_handler(capmem_arena_t *a, const capmem_event_t *ev, void *ctx)
+{
+    (void)ev;
+    relay_t *r = ctx;
+    r->first++;
+    assert_ok(capmem_arena_set_event_handler(a, second_handler, r));
+}
+
+static void test_inspect_a_replaced_handler_hands_on_the_queued_events(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t acc = open_account(f, f->root, 1u << 20, "leaf");
+    capmem_cap_t ds[3];
+    for (int i = 0; i < 3; i++) {
+        assert_ok(capmem_ram_alloc(f->arena, acc, PAGE, &ds[i]));
+    }
+    relay_t r = {0};
+    assert_ok(capmem_arena_set_event_handler(f->arena, first_handler, &r));
+    /* Closing the account raises several events; the first replaces the handler. */
+    assert_ok(capmem_ram_close(f->arena, acc));
+    assert_int_equal(r.first, 1);
+    assert_true(r.second >= 4); /* three dataspaces' deletes and frees, the close, ... */
+    assert_ok(capmem_arena_set_event_handler(f->arena, NULL, NULL));
+    CHECK_INVARIANTS(f->arena);
+}
 
 static void test_inspect_subscription_errors_change_nothing(void **state)
 {
@@ -818,6 +867,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inspect_masks_filter_and_subscribers_share_the_order,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_inspect_unsubscribe_and_subscribe_from_a_callback,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inspect_a_replaced_handler_hands_on_the_queued_events,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_inspect_subscription_errors_change_nothing, setup,
                                         teardown),
