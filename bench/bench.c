@@ -2,7 +2,7 @@
 /*
  * capmem_bench: prints one row per measured operation:
  *   operation | ns/op (median of repeats) | ops/s | bytes per object | note
- * Usage: capmem_bench [--quick] [--repeats N]
+ * Usage: capmem_bench [--quick | --smoke] [--repeats N]
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -103,7 +103,7 @@ static void body_malloc_pairs(void *vctx, uint64_t iters)
 void bench_baselines(const bench_t *b)
 {
     bench_section("baselines (same workloads, for ratios)");
-    malloc_ctx_t c = {.nlive = b->quick ? 10000 : 100000, .seed = 0x9e3779b97f4a7c15ull};
+    malloc_ctx_t c = {.nlive = bench_n(b, 100000, 10000), .seed = 0x9e3779b97f4a7c15ull};
     c.live = calloc(c.nlive, sizeof(void *));
     if (c.live == NULL) {
         abort();
@@ -111,7 +111,7 @@ void bench_baselines(const bench_t *b)
     for (size_t i = 0; i < c.nlive; i++) {
         c.live[i] = malloc(4096);
     }
-    double ns = bench_median_ns(b, body_malloc_pairs, NULL, &c, b->quick ? 100000 : 1000000);
+    double ns = bench_median_ns(b, body_malloc_pairs, NULL, &c, bench_n(b, 1000000, 100000));
     char note[96];
     snprintf(note, sizeof(note), "4 KiB blocks, %zu live, random victim", c.nlive);
     bench_row("glibc free+malloc pair", ns, -1, note);
@@ -128,10 +128,14 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--quick") == 0) {
             b.quick = true;
             b.repeats = 3;
+        } else if (strcmp(argv[i], "--smoke") == 0) {
+            b.quick = true;
+            b.smoke = true;
+            b.repeats = 1;
         } else if (strcmp(argv[i], "--repeats") == 0 && i + 1 < argc) {
             b.repeats = (unsigned)atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--repeats N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick | --smoke] [--repeats N]\n", argv[0]);
             return 2;
         }
     }

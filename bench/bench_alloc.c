@@ -283,7 +283,7 @@ static void row(const bench_t *b, const char *name, work_t *w, uint64_t iters)
 void bench_alloc(const bench_t *b)
 {
     bench_section("alloc: policies over a 1 GiB span at 4 KiB granularity");
-    uint64_t iters = b->quick ? 200000 : 2000000;
+    uint64_t iters = bench_n(b, 2000000, 200000);
 
     work_t range = {0};
     must(capmem_alloc_create_range(0, SPAN, PAGE, &range.a), "create range");
@@ -302,7 +302,7 @@ void bench_alloc(const bench_t *b)
     w_done(&buddy);
 
     /* O(n) per pair: far fewer iterations, same workload and layout. */
-    row(b, "first-fit list", &ff, b->quick ? 500 : 3000);
+    row(b, "first-fit list", &ff, bench_n(b, 3000, 500));
     w_done(&ff);
 
     work_t small = {0};

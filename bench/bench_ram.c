@@ -82,7 +82,7 @@ static void body_read8(void *vctx, uint64_t iters)
 /* The one-million-dataspaces row: fill one session, report time and memory per object. */
 static void million(const bench_t *b)
 {
-    const uint64_t n = b->quick ? 100000 : 1000000;
+    const uint64_t n = bench_n(b, 1000000, 100000);
     capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
     aa.page_size = 256;
     aa.ram_size = (n * 256) + (n * 64) + (16ull << 20);
@@ -134,7 +134,7 @@ static void million(const bench_t *b)
  */
 static void check_many(const bench_t *b)
 {
-    const unsigned accounts = b->quick ? 400 : 4000;
+    const unsigned accounts = bench_n(b, 4000, 400);
     const unsigned per = 25; /* 100,000 dataspaces at 4,000 accounts */
     capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
     aa.page_size = 256;
@@ -189,7 +189,7 @@ void bench_ram(const bench_t *b)
         capmem_cap_t ds;
         must(capmem_ram_alloc(c.arena, c.session, 4096, &ds), "prefill");
     }
-    const uint64_t iters = b->quick ? 100000 : 1000000;
+    const uint64_t iters = bench_n(b, 1000000, 100000);
     double ns = bench_median_ns(b, body_alloc_free, NULL, &c, iters);
     bench_row("ram_alloc+ds_free 1-page dataspace", ns, 64.0,
               "cap + quota + record + phys range + zeroing; target < 250 ns");

@@ -152,7 +152,7 @@ void bench_rm(const bench_t *b)
     bench_row("rm fault end to end (read 8 B)", ns, -1, note);
     TRY(capmem_rm_close(c.arena, c.rm));
     c.rm = CAPMEM_CAP_NULL;
-    c.pages = b->quick ? 20000 : 100000;
+    c.pages = bench_n(b, 100000, 20000);
     ns = bench_median_ns(b, body_fault, setup_fault, &c, c.pages);
     snprintf(note, sizeof(note), "same, map grows to %llu regions (cache misses)",
              (unsigned long long)c.pages);
@@ -162,7 +162,7 @@ void bench_rm(const bench_t *b)
     /* An 8-byte read through a mapped region. */
     c.rm = make_map(&c, 16, 16);
     fill(&c, 1);
-    ns = bench_median_ns(b, body_read8, NULL, &c, b->quick ? 1000000 : 5000000);
+    ns = bench_median_ns(b, body_read8, NULL, &c, bench_n(b, 5000000, 1000000));
     bench_row("rm read 8 B through a mapped region", ns, -1, "target <30");
     TRY(capmem_rm_close(c.arena, c.rm));
 
@@ -171,12 +171,12 @@ void bench_rm(const bench_t *b)
     for (int s = 0; s < 2; s++) {
         c.rm = make_map(&c, 2 * sizes[s], sizes[s]);
         fill(&c, sizes[s]);
-        ns = bench_median_ns(b, body_lookup, NULL, &c, b->quick ? 300000 : 2000000);
+        ns = bench_median_ns(b, body_lookup, NULL, &c, bench_n(b, 2000000, 300000));
         snprintf(note, sizeof(note), "%llu regions in one map, random address",
                  (unsigned long long)sizes[s]);
         bench_row(s == 0 ? "rm lookup, 1,000 regions" : "rm lookup, 100,000 regions", ns, 64, note);
         if (s == 0) {
-            ns = bench_median_ns(b, body_attach_detach, NULL, &c, b->quick ? 300000 : 2000000);
+            ns = bench_median_ns(b, body_attach_detach, NULL, &c, bench_n(b, 2000000, 300000));
             bench_row("rm attach (anywhere) + detach pair", ns, 64, "map holds 1,000 regions");
         }
         TRY(capmem_rm_close(c.arena, c.rm));
