@@ -59,8 +59,11 @@ capmem_err_t capmem_stats(capmem_arena_t *arena, capmem_stats_t *out)
                             arena == NULL ? "arena" : "out");
     }
     if (out->size < CAPMEM_STATS_SIZE_MIN) {
-        return capmem__fail_range(__func__, 2, out->size, CAPMEM_STATS_SIZE_MIN, UINT64_MAX,
-                                  "out->size (set it to sizeof(capmem_stats_t))");
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+                            "out->size %llu is below the oldest supported size %llu "
+                            "(set it to sizeof(capmem_stats_t))",
+                            (unsigned long long)out->size,
+                            (unsigned long long)CAPMEM_STATS_SIZE_MIN);
     }
     CAPMEM__ENTER_OR_RETURN(arena);
     const capmem__stats_t *st = &arena->stats;
