@@ -39,7 +39,7 @@ capmem_err_t capmem__account_upgrade(capmem_arena_t *arena, capmem__meta_t *m,
     if (err != CAPMEM_OK) {
         return err;
     }
-    err = capmem__meta_add_chunk(&arena->mem, payer->phys, m, bytes);
+    err = capmem__meta_add_chunk(arena, payer->phys, m, bytes);
     if (err != CAPMEM_OK) {
         return err;
     }
@@ -51,6 +51,7 @@ capmem_err_t capmem__account_upgrade(capmem_arena_t *arena, capmem__meta_t *m,
     } else {
         payer->donated += bytes;
     }
+    arena->stats.upgrades++;
     if (capmem__events_on(arena)) {
         capmem__emitf(arena, CAPMEM_EVENT_UPGRADE, session, bytes, m->donation,
                       "upgrading quota donation for %s by %llu bytes", who,

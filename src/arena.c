@@ -136,6 +136,7 @@ void capmem__backing_fini(capmem__backing_t *b)
 void capmem__backing_zero(capmem__backing_t *arena, uint64_t off, uint64_t size)
 {
     const uint64_t host_page = arena->host_page;
+    arena->zeroed += size;
     uint64_t lo = (off + host_page - 1) & ~(host_page - 1);
     uint64_t hi = (off + size) & ~(host_page - 1);
     /* Small ranges: a memset is cheaper than a syscall. */

@@ -37,6 +37,8 @@ typedef struct capmem__backing {
     /* Invariant: entries with id != 0 never overlap in phys or in backing. */
     capmem__device_t devices[CAPMEM_DEVICE_MAX];
     uint32_t next_device_id;
+    /* Bytes capmem__backing_zero cleared, ever (capmem_stats reads it; the machine sits above). */
+    uint64_t zeroed;
 } capmem__backing_t;
 
 /* Check a creation request (everything but the capability slots). */

@@ -122,6 +122,7 @@ capmem_cap_t capmem__cap_create(capmem_arena_t *arena, capmem_obj_type_t type, v
     if (quota != NULL) {
         capmem__quota_withdraw(quota, 1);
     }
+    capmem__stat_add(&arena->stats.caps, 1);
     return capmem__slot_handle(cs, idx);
 }
 
@@ -304,6 +305,7 @@ capmem_err_t capmem_cap_revoke(capmem_arena_t *arena, capmem_cap_t cap)
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_NONE, 0, &s);
     if (err == CAPMEM_OK) {
         uint64_t n = capmem__cap_revoke_index(arena, capmem__cap_index(cap));
+        arena->stats.revokes++;
         if (capmem__events_on(arena)) {
             capmem__emitf(arena, CAPMEM_EVENT_REVOKE, cap, n, 0,
                           "revoke: %llu capabilities deleted", (unsigned long long)n);

@@ -172,7 +172,7 @@ static uint64_t reserve_components(capmem_alloc_t *phys, capmem__ds_t *first, ca
  * The original RAM dataspace goes: free its block, keep what its
  * first-class aliases cover, and move them to the lender's lent list.
  */
-static void release_original(capmem__ds_t *ds)
+static void release_original(capmem_arena_t *arena, capmem__ds_t *ds)
 {
     capmem__account_t *acc = capmem__ds_account(ds);
     phys_release(acc->phys, ds->off, ds->size);
@@ -184,6 +184,7 @@ static void release_original(capmem__ds_t *ds)
     uint64_t kept = reserve_components(acc->phys, first, NULL, NULL);
     capmem__quota_replenish(&acc->ram, ds->size - kept);
     acc->lent += kept;
+    capmem__stat_add(&arena->stats.lent, kept);
     for (capmem__ds_t *d = first; d != NULL;) {
         capmem__ds_t *next = d->u.link.next;
         d->flags |= CAPMEM__DS_LENT;
@@ -198,7 +199,7 @@ static void release_original(capmem__ds_t *ds)
  * lender's runs that contains it, free that block and re-reserve what the
  * other runs in it still cover.
  */
-static void release_lent(capmem__ds_t *a)
+static void release_lent(capmem_arena_t *arena, capmem__ds_t *a)
 {
     capmem__account_t *lender = capmem__ds_lender(a);
     CAPMEM_ASSERT(lender != NULL, "a lent alias always has a living lender (see pass_lent)");
@@ -238,6 +239,7 @@ static void release_lent(capmem__ds_t *a)
     list_unlink(&lender->lent_list, a);
     capmem__quota_replenish(&lender->ram, released);
     lender->lent -= released;
+    capmem__stat_sub(&arena->stats.lent, released);
 }
 
 void capmem__ds_pass_lent(capmem__account_t *from, capmem__account_t *to)
@@ -270,8 +272,7 @@ static capmem_err_t bytes_access(capmem_arena_t *arena, capmem__ds_t *ds, uint64
 
 static void ram_destroy(capmem_arena_t *arena, capmem__ds_t *ds)
 {
-    (void)arena;
-    release_original(ds);
+    release_original(arena, ds);
 }
 
 static void dep_destroy(capmem_arena_t *arena, capmem__ds_t *ds)
@@ -284,9 +285,8 @@ static void dep_destroy(capmem_arena_t *arena, capmem__ds_t *ds)
 
 static void fc_destroy(capmem_arena_t *arena, capmem__ds_t *ds)
 {
-    (void)arena;
     if (ds->flags & CAPMEM__DS_LENT) {
-        release_lent(ds);
+        release_lent(arena, ds);
     } else {
         list_unlink(NULL, ds); /* from the original's ring; the head is a record */
     }
@@ -320,8 +320,14 @@ static void ds_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
                      (unsigned long long)(managed ? 0 : ds->off));
     }
     CAPMEM_ASSERT(ds->regions == NULL, "a dataspace with attachments has a detach hook");
-    st->kinds[capmem__ds_kind(ds)]->destroy(arena, ds);
-    capmem__meta_free(ds->meta, ds);
+    const unsigned kind = capmem__ds_kind(ds);
+    if (kind == CAPMEM__DS_RAM) {
+        capmem__stat_sub(&arena->stats.dataspaces, 1);
+    } else if (kind == CAPMEM__DS_ALIAS_DEP || kind == CAPMEM__DS_ALIAS_FC) {
+        capmem__stat_sub(&arena->stats.aliases, 1);
+    }
+    st->kinds[kind]->destroy(arena, ds);
+    capmem__meta_free(arena, ds->meta, ds);
 }
 
 static int ds_describe(capmem_arena_t *arena, const void *obj, char *buf, size_t len)
@@ -566,7 +572,7 @@ static capmem_cap_t invoke_alias(capmem_arena_t *arena, const alias_plan_t *p)
 {
     capmem__account_t *acc = p->acc;
     capmem__ds_t *rec = NULL;
-    capmem_err_t err = capmem__meta_alloc(&acc->meta, (void **)&rec);
+    capmem_err_t err = capmem__meta_alloc(arena, &acc->meta, (void **)&rec);
     CAPMEM_ASSERT(err == CAPMEM_OK, "room was made in decode");
     (void)err;
     capmem__ds_t *src = p->src;
@@ -608,6 +614,7 @@ static capmem_cap_t invoke_alias(capmem_arena_t *arena, const alias_plan_t *p)
     const capmem_cap_t h = capmem__cap_create(arena, CAPMEM_OBJ_DATASPACE, rec, rights,
                                               CAPMEM__SLOT_ORIGINAL, parent, &acc->caps);
     rec->slot = capmem__cap_index(h);
+    capmem__stat_add(&arena->stats.aliases, 1);
     if (capmem__event_wanted(arena, CAPMEM_EVENT_ALIAS)) {
         capmem__emit(
             arena,

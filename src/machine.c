@@ -645,6 +645,7 @@ void capmem__cap_delete_leaf(capmem_arena_t *arena, uint32_t idx)
     const char *name = capmem__events_on(arena) ? capmem__object_name(arena, type, obj) : NULL;
     /* Free the slot before the teardown runs, so the teardown sees a consistent table. */
     capmem__cspace_release(cs, idx);
+    capmem__stat_sub(&arena->stats.caps, 1);
     if (original && obj != NULL) {
         const capmem__type_ops_t *ops = arena->types[type];
         CAPMEM_ASSERT(ops != NULL, "objects exist only of registered types");

@@ -91,6 +91,30 @@ typedef struct capmem__evq {
     uint64_t lost;
 } capmem__evq_t;
 
+/*
+ * The arena's statistics (capmem_stats): a resource's current, peak and
+ * total, and counts of things that happened. Each layer bumps its own at
+ * the commit step of an operation, never in a decode step, so a failed
+ * call changes none of them (steps that complete on their own, an
+ * expanding client's upgrade or a fault delivered, count when they
+ * complete). Bytes zeroed are counted by the backing (mem.zeroed), which
+ * sits below the machine. Invariant: current <= peak <= total for each
+ * resource; written only with the lock held.
+ */
+typedef struct capmem__stats {
+    capmem_stat_t caps;
+    capmem_stat_t records;
+    capmem_stat_t dataspaces;
+    capmem_stat_t aliases;
+    capmem_stat_t regions;
+    capmem_stat_t lent;
+    uint64_t faults[3]; /* delivered, by capmem_rm_access_t */
+    uint64_t faults_resolved;
+    uint64_t upgrades;
+    uint64_t retypes;
+    uint64_t revokes;
+} capmem__stats_t;
+
 struct capmem_arena {
     /*
      * Recursive for fault handlers, which may call any library function on
@@ -128,7 +152,28 @@ struct capmem_arena {
     bool destroy_requested; /* capmem_arena_destroy from inside a call or callback */
     bool pending;           /* events, deferred work or a destroy wait for capmem__drain */
     bool tearing_down;      /* destroy in progress: no events, no new objects */
+
+    capmem__stats_t stats;
 };
+
+/* ---- statistics --------------------------------------------------------------- */
+
+/* @p n more of a resource: current and total grow, peak follows current. */
+static inline void capmem__stat_add(capmem_stat_t *s, uint64_t n)
+{
+    s->current += n;
+    s->total += n;
+    if (s->current > s->peak) {
+        s->peak = s->current;
+    }
+}
+
+/* @p n fewer of a resource; peak and total keep what they saw. */
+static inline void capmem__stat_sub(capmem_stat_t *s, uint64_t n)
+{
+    CAPMEM_ASSERT(s->current >= n, "a resource released was counted when it was made");
+    s->current -= n;
+}
 
 /* ---- the lock ----------------------------------------------------------- */
 

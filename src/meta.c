@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "machine_internal.h"
 #include "meta_internal.h"
 
 /*
@@ -35,9 +36,10 @@ static void push_free_slot(capmem__meta_t *m, void *slot)
     m->free = slot;
 }
 
-capmem_err_t capmem__meta_add_chunk(capmem__backing_t *mem, capmem_alloc_t *phys, capmem__meta_t *m,
+capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem_alloc_t *phys, capmem__meta_t *m,
                                     uint64_t bytes)
 {
+    capmem__backing_t *mem = &arena->mem;
     uint64_t off;
     capmem_err_t err = capmem_alloc_alloc(phys, bytes, mem->page_size, &off);
     if (err != CAPMEM_OK) {
@@ -76,10 +78,11 @@ capmem_err_t capmem__meta_add_chunk(capmem__backing_t *mem, capmem_alloc_t *phys
     m->bump = CAPMEM__REC; /* slot 0 is the header */
     m->used += 1;
     m->donation += bytes;
+    capmem__stat_add(&arena->stats.records, 1); /* the chunk header */
     return CAPMEM_OK;
 }
 
-void *capmem__meta_session_record(capmem__meta_t *m, unsigned slots)
+void *capmem__meta_session_record(capmem_arena_t *arena, capmem__meta_t *m, unsigned slots)
 {
     CAPMEM_ASSERT(m->chunks != NULL && m->cur == m->chunks && m->bump == CAPMEM__REC,
                   "a fresh slab with one chunk");
@@ -88,10 +91,11 @@ void *capmem__meta_session_record(capmem__meta_t *m, unsigned slots)
     memset(rec, 0, (size_t)CAPMEM__REC * slots);
     m->bump = CAPMEM__REC * (1u + slots);
     m->used += slots;
+    capmem__stat_add(&arena->stats.records, slots);
     return rec;
 }
 
-capmem_err_t capmem__meta_alloc(capmem__meta_t *m, void **rec)
+capmem_err_t capmem__meta_alloc(capmem_arena_t *arena, capmem__meta_t *m, void **rec)
 {
     void *r = NULL;
     if (m->free != NULL) {
@@ -106,21 +110,26 @@ capmem_err_t capmem__meta_alloc(capmem__meta_t *m, void **rec)
     VALGRIND_MEMPOOL_ALLOC(m->chunks, r, CAPMEM__REC);
     memset(r, 0, CAPMEM__REC);
     m->used++;
+    capmem__stat_add(&arena->stats.records, 1);
     *rec = r;
     return CAPMEM_OK;
 }
 
-void capmem__meta_free(capmem__meta_t *m, void *rec)
+void capmem__meta_free(capmem_arena_t *arena, capmem__meta_t *m, void *rec)
 {
     CAPMEM_ASSERT(m->used > 0, "freeing a record that was allocated");
     /* From here a stale pointer into the record is a Valgrind error. */
     VALGRIND_MEMPOOL_FREE(m->chunks, rec);
     push_free_slot(m, rec);
     m->used--;
+    capmem__stat_sub(&arena->stats.records, 1);
 }
 
-void capmem__meta_release(const capmem__backing_t *mem, capmem_alloc_t *phys, capmem__meta_t *m)
+void capmem__meta_release(capmem_arena_t *arena, capmem_alloc_t *phys, capmem__meta_t *m)
 {
+    const capmem__backing_t *mem = &arena->mem;
+    /* The chunk headers, the session record and any record left go with the chunks. */
+    capmem__stat_sub(&arena->stats.records, m->used);
     uint8_t *c = m->chunks;
     if (c != NULL) {
         VALGRIND_DESTROY_MEMPOOL(c);

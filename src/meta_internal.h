@@ -67,18 +67,18 @@ static inline bool capmem__meta_has_room(const capmem__meta_t *m, uint64_t slots
  * Reserve @p bytes of @p phys (page-aligned) as a new chunk of @p m;
  * OUT_OF_PHYS with the largest free range as available when there is none.
  */
-capmem_err_t capmem__meta_add_chunk(capmem__backing_t *mem, capmem_alloc_t *phys, capmem__meta_t *m,
+capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem_alloc_t *phys, capmem__meta_t *m,
                                     uint64_t bytes);
 /*
  * Lay out a session in the first chunk of a fresh slab: the @p slots after
  * the chunk header become its record (returned, zeroed); records follow.
  */
-void *capmem__meta_session_record(capmem__meta_t *m, unsigned slots);
+void *capmem__meta_session_record(capmem_arena_t *arena, capmem__meta_t *m, unsigned slots);
 /* One zeroed record; OUT_OF_METADATA (needed 64, available 0) when the slab is full. */
-capmem_err_t capmem__meta_alloc(capmem__meta_t *m, void **rec);
-void capmem__meta_free(capmem__meta_t *m, void *rec);
+capmem_err_t capmem__meta_alloc(capmem_arena_t *arena, capmem__meta_t *m, void **rec);
+void capmem__meta_free(capmem_arena_t *arena, capmem__meta_t *m, void *rec);
 /* Give every chunk back to @p phys. The slab (and the session record in it) is gone. */
-void capmem__meta_release(const capmem__backing_t *mem, capmem_alloc_t *phys, capmem__meta_t *m);
+void capmem__meta_release(capmem_arena_t *arena, capmem_alloc_t *phys, capmem__meta_t *m);
 
 /* OUT_OF_METADATA for @p slots records of @p m, with the numbers. */
 capmem_err_t capmem__meta_full(const capmem__meta_t *m, uint64_t slots);

@@ -174,10 +174,10 @@ capmem__account_t *capmem__ram_account_init(capmem_arena_t *arena, capmem_alloc_
                                             uint64_t donation, const char *label)
 {
     capmem__meta_t m = {.kind = CAPMEM__META_ACCOUNT};
-    capmem_err_t err = capmem__meta_add_chunk(&arena->mem, phys, &m, donation);
+    capmem_err_t err = capmem__meta_add_chunk(arena, phys, &m, donation);
     CAPMEM_ASSERT(err == CAPMEM_OK, "callers check the physical range first");
     (void)err;
-    capmem__account_t *acc = capmem__meta_session_record(&m, CAPMEM_RAM_SESSION_SLOTS);
+    capmem__account_t *acc = capmem__meta_session_record(arena, &m, CAPMEM_RAM_SESSION_SLOTS);
     acc->meta = m;
     acc->phys = phys;
     acc->upgrade_step = CAPMEM_RAM_DEFAULT_UPGRADE;
@@ -509,7 +509,7 @@ static void account_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handl
     /* The account record lives in its own first chunk: copy what we need first. */
     capmem__meta_t m = acc->meta;
     capmem_alloc_t *phys = acc->phys;
-    capmem__meta_release(&arena->mem, phys, &m);
+    capmem__meta_release(arena, phys, &m);
     if (svc != NULL) {
         svc_unref(arena, svc);
     }

@@ -367,11 +367,12 @@ static capmem_err_t decode_alloc(capmem_arena_t *arena, capmem_cap_t account, al
 static capmem_cap_t invoke_alloc(capmem_arena_t *arena, const alloc_plan_t *p)
 {
     capmem__ds_t *rec = NULL;
-    capmem_err_t err = capmem__meta_alloc(&p->acc->meta, (void **)&rec);
+    capmem_err_t err = capmem__meta_alloc(arena, &p->acc->meta, (void **)&rec);
     CAPMEM_ASSERT(err == CAPMEM_OK, "room was made in decode");
     (void)err;
     capmem__backing_zero(&arena->mem, p->off, p->bytes);
     const capmem_cap_t h = capmem__ds_make_ram(arena, p->acc, rec, p->off, p->bytes);
+    capmem__stat_add(&arena->stats.dataspaces, 1);
     if (capmem__event_wanted(arena, CAPMEM_EVENT_DS_ALLOC)) {
         capmem__emit(arena,
                      &(capmem__ev_t){.kind = CAPMEM_EVENT_DS_ALLOC,

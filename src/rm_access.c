@@ -109,6 +109,7 @@ capmem_err_t capmem__rm_deliver(capmem_arena_t *arena, capmem__rm_t *rm, uint64_
     rm->fault_addr = addr;
     rm->fault_access = (uint8_t)access;
     rm->faults++;
+    arena->stats.faults[access]++;
     if (capmem__events_on(arena)) {
         capmem__emitf(arena, CAPMEM_EVENT_FAULT, h, addr, (uint64_t)access,
                       "%s fault at 0x%llx in region map \"%s\"", capmem_rm_access_name(access),
@@ -143,6 +144,9 @@ capmem_err_t capmem__rm_deliver(capmem_arena_t *arena, capmem__rm_t *rm, uint64_
         if (res != CAPMEM_RM_FAULT_RESOLVED) {
             rm->state |= ST_UNRESOLVED;
         }
+    }
+    if (res == CAPMEM_RM_FAULT_RESOLVED) {
+        arena->stats.faults_resolved++;
     }
     if (res == CAPMEM_RM_FAULT_RESOLVED &&
         capmem__event_wanted(arena, CAPMEM_EVENT_FAULT_RESOLVED)) {

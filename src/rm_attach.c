@@ -35,7 +35,8 @@ static void region_remove(capmem_arena_t *arena, capmem__rm_t *rm, rm_region_t *
     capmem__rm_tree_remove(rm, r);
     capmem__rm_ds_unlink(ds, r);
     rm->regions--;
-    capmem__meta_free(&rm->meta, r);
+    capmem__meta_free(arena, &rm->meta, r);
+    capmem__stat_sub(&arena->stats.regions, 1);
 }
 
 void capmem__rm_detach_all(capmem_arena_t *arena, capmem__ds_t *ds, capmem_cap_t handle)
@@ -194,7 +195,7 @@ static uint64_t invoke_attach(capmem_arena_t *arena, const attach_plan_t *plan)
 {
     capmem__rm_t *m = plan->rm;
     rm_region_t *r = NULL;
-    capmem_err_t err = capmem__meta_alloc(&m->meta, (void **)&r);
+    capmem_err_t err = capmem__meta_alloc(arena, &m->meta, (void **)&r);
     CAPMEM_ASSERT(err == CAPMEM_OK, "room was made in decode");
     (void)err;
     r->off = plan->offset;
@@ -206,6 +207,7 @@ static uint64_t invoke_attach(capmem_arena_t *arena, const attach_plan_t *plan)
     capmem__rm_tree_insert(m, r);
     capmem__rm_ds_link(plan->ds, r);
     m->regions++;
+    capmem__stat_add(&arena->stats.regions, 1);
     if (capmem__event_wanted(arena, CAPMEM_EVENT_ATTACH)) {
         const uint64_t size = plan->pages << arena->mem.page_shift;
         capmem__emit(arena,

@@ -118,6 +118,8 @@ static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
     capmem__rm_t *rm = obj;
     CAPMEM_ASSERT(rm->managed == NULL, "the managed dataspace is a child capability: gone first");
     capmem__rm_ds_unlink_all(arena, rm);
+    /* Its regions' records go with its chunks: they stop being regions here. */
+    capmem__stat_sub(&arena->stats.regions, rm->regions);
     capmem__rm_arena_t *st = capmem__layer_state(arena, &rm_layer);
     if (rm->prev != NULL) {
         rm->prev->next = rm->next;
@@ -143,7 +145,7 @@ static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
     }
     /* The record lives in its own first chunk: copy the slab header before releasing it. */
     capmem__meta_t m = rm->meta;
-    capmem__meta_release(&arena->mem, client->phys, &m);
+    capmem__meta_release(arena, client->phys, &m);
 }
 
 /* ---- open ------------------------------------------------------------------------- */
@@ -227,10 +229,10 @@ static capmem_cap_t invoke_open(const open_plan_t *plan)
     capmem__account_t *acc = plan->client;
     capmem__rm_arena_t *st = plan->st;
     capmem__meta_t m = {.kind = CAPMEM__META_RM};
-    capmem_err_t err = capmem__meta_add_chunk(&arena->mem, acc->phys, &m, attr->donation);
+    capmem_err_t err = capmem__meta_add_chunk(arena, acc->phys, &m, attr->donation);
     CAPMEM_ASSERT(err == CAPMEM_OK, "the physical range was checked in decode");
     (void)err;
-    capmem__rm_t *rm = capmem__meta_session_record(&m, CAPMEM_RM_SESSION_SLOTS);
+    capmem__rm_t *rm = capmem__meta_session_record(arena, &m, CAPMEM_RM_SESSION_SLOTS);
     rm->meta = m;
     rm->client = acc;
     rm->size = attr->size;
@@ -568,7 +570,7 @@ static capmem_cap_t invoke_dataspace(const dataspace_plan_t *plan)
         return capmem__slot_handle(&arena->cspace, m->managed->slot);
     }
     capmem__ds_t *rec = NULL;
-    capmem_err_t err = capmem__meta_alloc(&m->meta, (void **)&rec);
+    capmem_err_t err = capmem__meta_alloc(arena, &m->meta, (void **)&rec);
     CAPMEM_ASSERT(err == CAPMEM_OK, "room was made in decode");
     (void)err;
     const capmem_cap_t h =

@@ -688,6 +688,7 @@ static void invoke_retype(capmem_arena_t *arena, const retype_plan_t *plan, capm
         dest[i] = capmem__cap_create(arena, r->type, r, CAPMEM_RIGHTS_ALL, CAPMEM__SLOT_ORIGINAL,
                                      plan->slot, NULL);
     }
+    arena->stats.retypes++;
     if (capmem__event_wanted(arena, CAPMEM_EVENT_RETYPE)) {
         capmem__emit(arena,
                      &(capmem__ev_t){.kind = CAPMEM_EVENT_RETYPE,

@@ -8,6 +8,9 @@
  * subscribers (up to CAPMEM_SUBSCRIBERS_MAX) each receive the kinds they
  * asked for. Events are queued during a call and delivered after it
  * (docs/threads.md, docs/inspect.md).
+ *
+ * Statistics: capmem_stats() returns a versioned snapshot with the
+ * current, peak and total of each resource.
  */
 #ifndef CAPMEM_INSPECT_H
 #define CAPMEM_INSPECT_H
@@ -247,6 +250,76 @@ CAPMEM_API capmem_err_t capmem_trace_stop(capmem_arena_t *arena);
 
 /** Name of an event kind, e.g. "upgrade"; "unknown" otherwise. */
 CAPMEM_API CAPMEM_NODISCARD const char *capmem_event_kind_name(capmem_event_kind_t kind);
+
+/** One resource in a statistics snapshot. */
+typedef struct capmem_stat {
+    uint64_t current; /**< how many exist now (bytes, for a byte resource) */
+    uint64_t peak;    /**< the most that existed at once since the arena was made */
+    uint64_t total;   /**< how many were ever made (bytes ever used, for a byte resource) */
+} capmem_stat_t;
+
+/** The layout of capmem_stats_t this header describes (capmem_stats_t.version). */
+#define CAPMEM_STATS_VERSION 1u
+
+/**
+ * A snapshot of an arena's statistics, as capmem_stats() writes it.
+ * Versioned as mimalloc's stats are: the caller sets @c size to
+ * sizeof(capmem_stats_t) as its header knows it, and the library writes
+ * only that many bytes. Fields are only ever added at the end, so a caller
+ * compiled against an older, smaller header gets exactly the fields it
+ * knows, and a newer caller learns from @c size and @c version what an
+ * older library filled.
+ *
+ * Resources that exist have a capmem_stat_t; things that happen (faults,
+ * upgrades, retypes, revokes, zeroing) only add up, so they have a count.
+ * Every number is counted when the operation commits: a call that fails
+ * changes none, except for steps that completed before it failed (an
+ * expanding client's upgrade, a fault delivered to a map).
+ */
+typedef struct capmem_stats {
+    /**
+     * In: sizeof(capmem_stats_t) as the caller knows it (at least
+     * CAPMEM_STATS_SIZE_MIN). Out: the bytes written, the smaller of that
+     * and the library's own size.
+     */
+    uint64_t size;
+    uint32_t version;   /**< out: CAPMEM_STATS_VERSION of the library */
+    uint32_t reserved;  /**< out: 0 */
+    capmem_stat_t caps; /**< capabilities (live ones: capmem_cap_count()) */
+    /**
+     * metadata records of donations in use, counted as capmem_ram_info's
+     * and capmem_rm_info's records_used are (chunk headers and session
+     * records included): current is their sum over every account and map
+     */
+    capmem_stat_t records;
+    capmem_stat_t dataspaces; /**< RAM dataspaces (not aliases, not managed ones) */
+    capmem_stat_t aliases;    /**< aliases, dependent and first-class */
+    capmem_stat_t regions;    /**< attachments in region maps */
+    capmem_stat_t bytes_lent; /**< bytes lent: kept alive by first-class aliases only */
+    uint64_t faults_read;     /**< read faults delivered to a region map */
+    uint64_t faults_write;    /**< write faults delivered */
+    uint64_t faults_exec;     /**< execute faults delivered */
+    uint64_t faults_resolved; /**< faults a handler reported resolved */
+    uint64_t upgrades;        /**< donation upgrades (RAM sessions and region maps) */
+    uint64_t retypes;         /**< successful capmem_untyped_retype() calls */
+    uint64_t revokes;         /**< successful capmem_cap_revoke() calls */
+    uint64_t bytes_zeroed;    /**< bytes of backing memory cleared for new objects and records */
+} capmem_stats_t;
+
+/** The smallest @c size capmem_stats() accepts: the header and the capabilities. */
+#define CAPMEM_STATS_SIZE_MIN (offsetof(capmem_stats_t, caps) + sizeof(capmem_stat_t))
+
+/**
+ * Take a snapshot of the arena's statistics. Set @c out->size to
+ * sizeof(*out) first; the library writes the first out->size bytes it
+ * knows (see capmem_stats_t) and sets out->size to how many that was.
+ * Costs nothing in quota; O(1).
+ * @retval CAPMEM_E_INVALID_ARGS arena or out NULL, or out->size below CAPMEM_STATS_SIZE_MIN
+ *                               (*out unchanged)
+ * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
+ * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_stats(capmem_arena_t *arena, capmem_stats_t *out);
 
 /**
  * The invariant checker: walk every layer of the arena and return the first
