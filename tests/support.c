@@ -73,3 +73,29 @@ int test_open_fds(void)
     closedir(d);
     return n;
 }
+
+void test_world_open(test_world_t *w, uint64_t ram, uint64_t client_quota)
+{
+    *w = (test_world_t){0};
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = ram;
+    assert_ok(capmem_arena_create(&at, &w->arena));
+    assert_ok(capmem_ram_boot(w->arena, NULL, &w->root));
+    if (client_quota != 0) {
+        capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+        oa.quota = client_quota;
+        oa.caps = 4096;
+        oa.label = "client";
+        assert_ok(capmem_ram_open(w->arena, w->root, &oa, &w->client));
+    }
+    CHECK_INVARIANTS(w->arena);
+}
+
+void test_world_close(test_world_t *w)
+{
+    if (w->arena != NULL) {
+        CHECK_INVARIANTS(w->arena);
+        capmem_arena_destroy(w->arena);
+    }
+    w->arena = NULL;
+}

@@ -32,6 +32,22 @@ void test_assert_err(capmem_err_t got, capmem_err_t want, const char *expr, cons
 /* An arena with the given RAM and page size (other attributes default). */
 capmem_arena_t *test_arena(uint64_t ram_size, uint64_t page_size);
 
+/*
+ * The world most tests start from: an arena of @p ram bytes, its RAM
+ * service booted (root), and, when @p client_quota is not 0, an account
+ * "client" of the root with that quota and 4,096 capabilities. The checker
+ * runs at both ends. close tolerates a world whose arena a test destroyed
+ * itself (arena set to NULL).
+ */
+typedef struct test_world {
+    capmem_arena_t *arena;
+    capmem_cap_t root;
+    capmem_cap_t client;
+} test_world_t;
+
+void test_world_open(test_world_t *w, uint64_t ram, uint64_t client_quota);
+void test_world_close(test_world_t *w);
+
 /* True when the suite runs under Valgrind (the setup exports CAPMEM_UNDER_VALGRIND). */
 int test_under_valgrind(void);
 

@@ -12,31 +12,20 @@
 
 #define PAGE 4096u
 
-typedef struct fixture {
-    capmem_arena_t *arena;
-    capmem_cap_t root;
-} fixture_t;
+typedef test_world_t fixture_t;
 
 static fixture_t fx;
 
 static int setup(void **state)
 {
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = 16ull << 20;
-    assert_ok(capmem_arena_create(&at, &fx.arena));
-    assert_ok(capmem_ram_boot(fx.arena, NULL, &fx.root));
+    test_world_open(&fx, 16ull << 20, 0);
     *state = &fx;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    if (f->arena != NULL) {
-        CHECK_INVARIANTS(f->arena);
-        capmem_arena_destroy(f->arena);
-    }
-    f->arena = NULL;
+    test_world_close(*state);
     return 0;
 }
 

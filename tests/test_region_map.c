@@ -14,35 +14,20 @@
 
 #define PAGE 4096ull
 
-typedef struct fixture {
-    capmem_arena_t *arena;
-    capmem_cap_t root;
-    capmem_cap_t client;
-} fixture_t;
+typedef test_world_t fixture_t;
 
 static fixture_t fx;
 
 static int setup(void **state)
 {
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = 64ull << 20;
-    assert_ok(capmem_arena_create(&at, &fx.arena));
-    assert_ok(capmem_ram_boot(fx.arena, NULL, &fx.root));
-    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
-    oa.quota = 16ull << 20;
-    oa.caps = 4096;
-    oa.label = "client";
-    assert_ok(capmem_ram_open(fx.arena, fx.root, &oa, &fx.client));
+    test_world_open(&fx, 64ull << 20, 16ull << 20);
     *state = &fx;
-    CHECK_INVARIANTS(fx.arena);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    CHECK_INVARIANTS(f->arena);
-    capmem_arena_destroy(f->arena);
+    test_world_close(*state);
     return 0;
 }
 
