@@ -324,12 +324,11 @@ capmem_err_t capmem_unsubscribe(capmem_arena_t *arena, capmem_subscription_t sub
     return err;
 }
 
-void capmem__emit(capmem_arena_t *arena, const capmem__ev_t *ev, const char *fmt, ...)
+/* Queue one event of this thread with its formatted message (the caller checked it is wanted). */
+static void vpush(capmem_arena_t *arena, const capmem__ev_t *ev, const char *fmt, va_list ap)
 {
     capmem__evq_t *q = &arena->evq;
-    if (!capmem__event_wanted(arena, ev->kind)) {
-        return;
-    }
+    arena->pending = true;
     if (q->n == CAPMEM__EVENT_RING || q->lost != 0) {
         /*
          * Full: count what is dropped from here on, and keep dropping until
@@ -337,40 +336,36 @@ void capmem__emit(capmem_arena_t *arena, const capmem__ev_t *ev, const char *fmt
          * where the gap is.
          */
         q->lost++;
-        arena->pending = true;
         return;
     }
     capmem__event_rec_t *r = &q->ring[(q->head + q->n) % CAPMEM__EVENT_RING];
     q->n++;
-    arena->pending = true;
     r->ev = *ev;
     r->owner = self_tag();
+    vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+}
+
+void capmem__emit(capmem_arena_t *arena, const capmem__ev_t *ev, const char *fmt, ...)
+{
+    if (!capmem__event_wanted(arena, ev->kind)) {
+        return;
+    }
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+    vpush(arena, ev, fmt, ap);
     va_end(ap);
 }
 
 void capmem__emitf(capmem_arena_t *arena, capmem_event_kind_t kind, capmem_cap_t cap, uint64_t a,
                    uint64_t b, const char *fmt, ...)
 {
-    capmem__evq_t *q = &arena->evq;
     if (!capmem__event_wanted(arena, kind)) {
         return;
     }
-    if (q->n == CAPMEM__EVENT_RING || q->lost != 0) {
-        q->lost++; /* as in capmem__emit */
-        arena->pending = true;
-        return;
-    }
-    capmem__event_rec_t *r = &q->ring[(q->head + q->n) % CAPMEM__EVENT_RING];
-    q->n++;
-    arena->pending = true;
-    r->ev = (capmem__ev_t){.kind = kind, .cap = cap, .a = a, .b = b};
-    r->owner = self_tag();
+    const capmem__ev_t ev = {.kind = kind, .cap = cap, .a = a, .b = b};
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+    vpush(arena, &ev, fmt, ap);
     va_end(ap);
 }
 
