@@ -349,6 +349,7 @@ typedef struct capmem_rm_info {
     bool expanding;            /**< 1 if it upgrades itself on OUT_OF_METADATA */
     bool has_handler;          /**< 1 if a fault handler is installed */
     char label[24];            /**< the label given at open: its first 23 characters */
+    void *real_base; /**< where the map is mapped in real mode (capmem/rm_real.h), or NULL */
 } capmem_rm_info_t;
 
 /**
