@@ -2,7 +2,8 @@
 /**
  * @file capmem/region_map.h
  * @brief Layer 7: region maps (RM sessions), after Genode's region-map
- *        service, in the simulated access mode.
+ *        service, in the simulated access mode (capmem/rm_real.h maps a
+ *        map into the process for real loads and stores).
  *
  * A region map is a virtual address space of a given size into which
  * dataspaces are *attached*. Addresses are local to the map: 0 is its first
