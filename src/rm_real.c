@@ -91,12 +91,12 @@ static const capmem__layer_t real_layer = {
 
 /* ---- the host calls ------------------------------------------------------------------- */
 
-static _Atomic uint64_t inject_at[3];
-static _Atomic uint64_t inject_n[3];
+static _Atomic uint64_t inject_at[4];
+static _Atomic uint64_t inject_n[4];
 
 void capmem__real_inject(unsigned kind, uint64_t nth)
 {
-    if (kind < 3) {
+    if (kind < 4) {
         atomic_store(&inject_n[kind], 0);
         atomic_store(&inject_at[kind], nth);
     }
@@ -350,10 +350,17 @@ static void real_fini(capmem_arena_t *arena, void *state)
     sys_munmap(st->pool, pool_bytes(st->cap));
 }
 
+/* Host memory of real mode: a reservation, a view's table, the pool (kind 3 of the hook). */
+static void *sys_mmap_host(size_t len, int prot)
+{
+    return injected(3)
+               ? MAP_FAILED
+               : sys_mmap(NULL, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+}
+
 static capmem_err_t pool_make(real_arena_t *st, uint32_t cap)
 {
-    void *p = sys_mmap(NULL, pool_bytes(cap), PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *p = sys_mmap_host(pool_bytes(cap), PROT_READ | PROT_WRITE);
     if (p == MAP_FAILED) {
         return capmem__fail(CAPMEM_E_HOST_NOMEM, NULL,
                             "no host memory for %u records of mapped pieces", cap);
@@ -635,12 +642,10 @@ static capmem_err_t decode_map(capmem_arena_t *arena, capmem_cap_t rm, unsigned 
                             CAPMEM_RM_REAL_MAX_VIEWS);
     }
     plan->rm = m;
-    plan->base = sys_mmap(NULL, (size_t)m->size, PROT_NONE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    plan->base = sys_mmap_host((size_t)m->size, PROT_NONE);
     int e = errno;
     if (plan->base != MAP_FAILED) {
-        plan->table = sys_mmap(NULL, (size_t)m->pages * sizeof(uint32_t), PROT_READ | PROT_WRITE,
-                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        plan->table = sys_mmap_host((size_t)m->pages * sizeof(uint32_t), PROT_READ | PROT_WRITE);
         e = errno;
     } else {
         plan->base = NULL;

@@ -84,7 +84,8 @@ capmem_err_t capmem__real_resolve(capmem_arena_t *arena, real_view_t *v, uint64_
 /*
  * Test-only: make the @p nth next view mapping of a kind fail with ENOMEM
  * (0 disarms): 0 a piece's mmap, 1 the PROT_NONE mmap that drops a piece,
- * 2 the mprotect fallback of a drop.
+ * 2 the mprotect fallback of a drop, 3 host memory (a view's reservation
+ * or table, the pool of piece records).
  */
 void capmem__real_inject(unsigned kind, uint64_t nth);
 

@@ -1154,6 +1154,93 @@ static void test_rm_real_budget_evicts_the_least_recently_mapped(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+static capmem_rm_fault_result_t unmapping_pager(capmem_arena_t *arena, const capmem_rm_fault_t *f,
+                                                void *ctx)
+{
+    (void)ctx;
+    return capmem_rm_real_unmap(arena, f->rm) == CAPMEM_OK ? CAPMEM_RM_FAULT_RESOLVED
+                                                           : CAPMEM_RM_FAULT_UNRESOLVED;
+}
+
+typedef struct nest {
+    capmem_arena_t *arena;
+    unsigned depth;
+    capmem_err_t deepest;
+} nest_t;
+
+static void nest_guard(void *ctx)
+{
+    nest_t *n = ctx;
+    n->depth++;
+    capmem_err_t err = capmem_rm_real_guard(n->arena, nest_guard, n);
+    if (err != CAPMEM_OK) {
+        n->deepest = err;
+    }
+}
+
+static void test_rm_real_refusals_of_host_failures_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    views_on();
+    capmem_cap_t rm = rm_new(f, 16 * PAGE, "host");
+    void *base = (void *)0x1;
+    /* The pool of the arena's first view. */
+    capmem__real_inject(3, 1);
+    assert_err(capmem_rm_real_map(f->arena, rm, 0, &base), CAPMEM_E_HOST_NOMEM);
+    /* The reservation, then the table. */
+    capmem__real_inject(3, 2);
+    assert_err(capmem_rm_real_map(f->arena, rm, 0, &base), CAPMEM_E_SYSTEM);
+    assert_int_equal(capmem_last_error()->sys_errno, ENOMEM);
+    capmem__real_inject(3, 2); /* the pool is there now: the reservation, then the table */
+    assert_err(capmem_rm_real_map(f->arena, rm, 0, &base), CAPMEM_E_SYSTEM);
+    capmem__real_inject(3, 0);
+    assert_ptr_equal(base, (void *)0x1);
+    capmem_rm_real_stats_t s = real_stats(f);
+    assert_int_equal(s.views, 0);
+    capmem_rm_info_t info;
+    assert_ok(capmem_rm_info(f->arena, rm, &info));
+    assert_null(info.real_base);
+    CHECK_INVARIANTS(f->arena);
+    /* A bigger pool that cannot be had leaves the old one. */
+    uint8_t *v = map_real(f, rm);
+    attach(f, rm, ds_new(f, PAGE, 5), 0, 0, 1, 0);
+    assert_int_equal(v[0], 5);
+    capmem__real_inject(3, 1);
+    assert_err(capmem_rm_real_set_budget(f->arena, 100), CAPMEM_E_HOST_NOMEM);
+    capmem__real_inject(3, 0);
+    s = real_stats(f);
+    assert_int_equal(s.budget, CAPMEM_RM_REAL_DEFAULT_BUDGET);
+    assert_int_equal(s.pieces, 1);
+    /* A prefault whose piece cannot be mapped. */
+    attach(f, rm, ds_new(f, PAGE, 6), 2 * PAGE, 0, 1, 0);
+    capmem__real_inject(0, 1);
+    assert_ok(capmem_rm_real_set_budget(f->arena, 1));
+    assert_err(capmem_rm_real_prefault(f->arena, rm, 2 * PAGE, 1, CAPMEM_RM_READ), CAPMEM_E_SYSTEM);
+    capmem__real_inject(0, 0);
+    assert_int_equal(real_stats(f).pieces, 0);
+    /* A prefault for a write needs WRITE on the capability; unmap needs a map. */
+    capmem_cap_t ro;
+    assert_ok(capmem_cap_mint(f->arena, rm, CAPMEM_RIGHT_READ, &ro));
+    assert_err(capmem_rm_real_prefault(f->arena, ro, 0, 1, CAPMEM_RM_WRITE), CAPMEM_E_DENIED);
+    assert_err(capmem_rm_real_unmap(f->arena, f->client), CAPMEM_E_WRONG_TYPE);
+    assert_int_equal(real_stats(f).pieces, 0);
+    assert_ok(capmem_rm_real_set_budget(f->arena, CAPMEM_RM_REAL_DEFAULT_BUDGET));
+    CHECK_INVARIANTS(f->arena);
+
+    /* A pager that unmaps the view it serves: the fault has nowhere to go. */
+    assert_ok(capmem_rm_set_fault_handler(f->arena, rm, unmapping_pager, NULL));
+    assert_err(load(f, v + 4 * PAGE), CAPMEM_E_INVALID_CAP);
+    assert_string_equal(maps_perms(v), "");
+    CHECK_INVARIANTS(f->arena);
+
+    /* Guards nest 16 deep. */
+    nest_t n = {.arena = f->arena};
+    assert_ok(capmem_rm_real_guard(f->arena, nest_guard, &n));
+    assert_int_equal(n.deepest, CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(n.depth, 16);
+    CHECK_INVARIANTS(f->arena);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1176,6 +1263,7 @@ int main(void)
         T(test_rm_real_read_syscall_gets_efault_before_and_works_after_prefault),
         T(test_rm_real_unresolved_fault_without_a_guard_ends_the_process),
         T(test_rm_real_budget_evicts_the_least_recently_mapped),
+        T(test_rm_real_refusals_of_host_failures_change_nothing),
     };
     return cmocka_run_group_tests_name("rm_real", tests, NULL, NULL);
 }
