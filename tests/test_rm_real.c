@@ -499,6 +499,13 @@ static void test_rm_real_pointer_rm_read_ds_read_and_aliases_agree(void **state)
 
 /* ---- the pager ---------------------------------------------------------------------------- */
 
+static void count_event(capmem_arena_t *arena, const capmem_event_t *ev, void *ctx)
+{
+    (void)arena;
+    unsigned *n = ctx;
+    n[ev->kind == CAPMEM_EVENT_FAULT ? 0 : 1]++;
+}
+
 static void test_rm_real_pager_runs_once_per_page_with_address_access_and_state(void **state)
 {
     views_on();
@@ -506,12 +513,22 @@ static void test_rm_real_pager_runs_once_per_page_with_address_access_and_state(
     capmem_cap_t rm = rm_new(f, 64 * PAGE, "paged");
     pager_t pg = {.account = f->client, .resolve = 1};
     assert_ok(capmem_rm_set_fault_handler(f->arena, rm, demand_pager, &pg));
+    /* The same events as simulated faults, delivered when the handler leaves the arena. */
+    unsigned events[2] = {0, 0};
+    capmem_subscription_t sub;
+    assert_ok(capmem_subscribe(f->arena,
+                               CAPMEM_EVENT_MASK(CAPMEM_EVENT_FAULT) |
+                                   CAPMEM_EVENT_MASK(CAPMEM_EVENT_FAULT_RESOLVED),
+                               count_event, events, &sub));
     uint8_t *v = map_real(f, rm);
     for (unsigned i = 0; i < 16; i++) {
         v[i * PAGE + 123] = (uint8_t)(i + 1);
         v[i * PAGE + 124] = (uint8_t)(i + 2); /* same page: no second fault */
     }
     assert_int_equal(pg.calls, 16);
+    assert_int_equal(events[0], 16);
+    assert_int_equal(events[1], 16);
+    assert_ok(capmem_unsubscribe(f->arena, sub));
     for (unsigned i = 0; i < 16; i++) {
         assert_int_equal(pg.addresses[i], i * PAGE + 123);
         assert_int_equal(pg.accesses[i], CAPMEM_RM_WRITE);
