@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "rm_real_internal.h"
@@ -1258,6 +1259,144 @@ static void test_rm_real_refusals_of_host_failures_change_nothing(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+typedef struct lib_call {
+    capmem_arena_t *arena;
+    capmem_cap_t ds;
+    uint8_t *buf;
+    capmem_err_t err;
+} lib_call_t;
+
+static void read_into(void *ctx)
+{
+    lib_call_t *c = ctx;
+    c->err = capmem_ds_read(c->arena, c->ds, 0, c->buf, 64);
+}
+
+static void test_rm_real_guard_unwinds_library_calls_and_other_arenas(void **state)
+{
+    views_on();
+    fixture_t *f = *state;
+    capmem_cap_t rm = rm_new(f, 16 * PAGE, "unwound");
+    pager_t pg = {.account = f->client, .resolve = 0};
+    assert_ok(capmem_rm_set_fault_handler(f->arena, rm, demand_pager, &pg));
+    uint8_t *v = map_real(f, rm);
+    capmem_cap_t ds = ds_new(f, PAGE, 9);
+    /* A library call copying into an unbacked page: abandoned, its lock released. */
+    lib_call_t c = {.arena = f->arena, .ds = ds, .buf = v + 3 * PAGE, .err = CAPMEM_E_CORRUPT};
+    assert_err(capmem_rm_real_guard(f->arena, read_into, &c), CAPMEM_E_UNRESOLVED_FAULT);
+    assert_int_equal(c.err, CAPMEM_E_CORRUPT); /* it never returned */
+    assert_int_equal(pg.calls, 1);
+    capmem_rm_state_t st;
+    assert_ok(capmem_rm_state(f->arena, rm, &st));
+    assert_false(st.pending);
+    CHECK_INVARIANTS(f->arena); /* the arena is usable: the lock was given back */
+
+    /* A guard on another arena catches a fault of this one's view. */
+    capmem_arena_t *other = test_arena(1ull << 20, PAGE);
+    uint8_t got;
+    access_ctx_t a = {.p = v + 5 * PAGE};
+    assert_err(capmem_rm_real_guard(other, do_access, &a), CAPMEM_E_UNRESOLVED_FAULT);
+    assert_int_equal(capmem_last_error()->address, 5 * PAGE);
+    CHECK_INVARIANTS(other);
+    capmem_arena_destroy(other);
+    assert_err(guarded(f->arena, v + 5 * PAGE, 0, 0, &got), CAPMEM_E_UNRESOLVED_FAULT);
+    CHECK_INVARIANTS(f->arena);
+}
+
+#if defined(__x86_64__)
+/*
+ * Without an error code in the signal context (Valgrind's instruction
+ * fetches, other architectures), a fault on a page mapped already is
+ * promoted: READ on a readable page is a WRITE, on a writable one an EXEC.
+ */
+static void test_rm_real_faults_without_error_code_are_promoted(void **state)
+{
+    views_on();
+    fixture_t *f = *state;
+    capmem_cap_t rm = rm_new(f, 16 * PAGE, "promoted");
+    capmem_cap_t ds = ds_new(f, PAGE, 1);
+    attach(f, rm, ds, 0, 0, 0, 0);        /* read-only */
+    attach(f, rm, ds, PAGE, 0, 1, 0);     /* writable, not executable */
+    attach(f, rm, ds, 2 * PAGE, 0, 1, 1); /* everything */
+    pager_t pg = {.account = f->client, .resolve = 0};
+    assert_ok(capmem_rm_set_fault_handler(f->arena, rm, demand_pager, &pg));
+    uint8_t *v = map_real(f, rm);
+    assert_ok(capmem_rm_real_prefault(f->arena, rm, 0, 3 * PAGE, CAPMEM_RM_READ));
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    ucontext_t uc;
+    memset(&uc, 0, sizeof(uc));
+    si.si_addr = v + 8;
+    assert_int_equal(capmem_rm_real_handle_signal(SIGSEGV, &si, &uc), 0);
+    assert_int_equal(pg.calls, 1);
+    assert_int_equal(pg.last.access, CAPMEM_RM_WRITE);
+    si.si_addr = v + PAGE + 8;
+    assert_int_equal(capmem_rm_real_handle_signal(SIGSEGV, &si, &uc), 0);
+    assert_int_equal(pg.calls, 2);
+    assert_int_equal(pg.last.access, CAPMEM_RM_EXEC);
+    /* Every access allowed: another thread was first, nothing to do. */
+    const uint64_t spurious = real_stats(f).spurious;
+    si.si_addr = v + 2 * PAGE + 8;
+    assert_int_equal(capmem_rm_real_handle_signal(SIGSEGV, &si, &uc), 1);
+    assert_int_equal(pg.calls, 2);
+    assert_int_equal(real_stats(f).spurious, spurious + 1);
+    /* With the error code: a user-mode read of a readable page is just spurious. */
+    uc.uc_mcontext.gregs[REG_ERR] = 0x4 | 0x1;
+    si.si_addr = v + 8;
+    assert_int_equal(capmem_rm_real_handle_signal(SIGSEGV, &si, &uc), 1);
+    assert_int_equal(pg.calls, 2);
+    CHECK_INVARIANTS(f->arena);
+}
+#endif
+
+/* The checker notices a view whose pieces disagree with its table or with the model. */
+static void test_rm_real_checker_finds_broken_views(void **state)
+{
+    views_on();
+    fixture_t *f = *state;
+    capmem_cap_t rm = rm_new(f, 16 * PAGE, "checked");
+    capmem_cap_t ds = ds_new(f, 2 * PAGE, 1);
+    attach(f, rm, ds, 0, PAGE, 1, 0);
+    uint8_t *v = map_real(f, rm);
+    assert_int_equal(v[0], 1);
+    CHECK_INVARIANTS(f->arena);
+    capmem_rm_info_t info;
+    assert_ok(capmem_rm_info(f->arena, rm, &info));
+    real_view_t *view = NULL;
+    for (unsigned i = 0; i < CAPMEM_RM_REAL_MAX_VIEWS; i++) {
+        if ((void *)atomic_load(&capmem__real_slot(i)->base) == info.real_base) {
+            view = capmem__real_slot(i);
+        }
+    }
+    assert_non_null(view);
+    char why[256];
+    /* The table forgets the piece. */
+    const uint32_t saved = view->table[0];
+    view->table[0] = 0;
+    assert_err(capmem_check(f->arena, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "not in its view's table"));
+    view->table[0] = saved;
+    /* The count of pieces is off. */
+    view->npieces++;
+    assert_err(capmem_check(f->arena, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "in views"));
+    view->npieces--;
+    /* The model moves under a mapped piece (a region's offset changes behind the hooks). */
+    capmem_arena_t *a = f->arena;
+    capmem__rm_t *m = NULL;
+    capmem__lock(a);
+    assert_ok(capmem__rm_lookup(a, rm, 0, &m));
+    rm_region_t *r = capmem__rm_region_at(a, m, 0);
+    r->off = PAGE;
+    capmem__unlock(a);
+    assert_err(capmem_check(f->arena, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "no longer shows"));
+    capmem__lock(a);
+    r->off = 0;
+    capmem__unlock(a);
+    CHECK_INVARIANTS(f->arena);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1281,6 +1420,11 @@ int main(void)
         T(test_rm_real_unresolved_fault_without_a_guard_ends_the_process),
         T(test_rm_real_budget_evicts_the_least_recently_mapped),
         T(test_rm_real_refusals_of_host_failures_change_nothing),
+        T(test_rm_real_guard_unwinds_library_calls_and_other_arenas),
+#if defined(__x86_64__)
+        T(test_rm_real_faults_without_error_code_are_promoted),
+#endif
+        T(test_rm_real_checker_finds_broken_views),
     };
     return cmocka_run_group_tests_name("rm_real", tests, NULL, NULL);
 }
