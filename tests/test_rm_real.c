@@ -255,6 +255,13 @@ static void app_handler(int sig, siginfo_t *si, void *uctx)
     }
 }
 
+static void app_plain_handler(int sig)
+{
+    (void)sig;
+    app_faults++;
+    mprotect(app_page, PAGE, PROT_READ | PROT_WRITE);
+}
+
 static void app_handler_first(int sig, siginfo_t *si, void *uctx)
 {
     if (capmem_rm_real_handle_signal(sig, si, uctx)) {
@@ -306,6 +313,16 @@ static void test_rm_real_app_handler_still_gets_faults_outside_the_views(void **
     memset(&si, 0, sizeof(si));
     si.si_addr = app_page;
     assert_int_equal(capmem_rm_real_handle_signal(SIGSEGV, &si, NULL), 0);
+    /* The library's handler before a plain (not SA_SIGINFO) one: chained to it too. */
+    mprotect(app_page, PAGE, PROT_NONE);
+    (void)VALGRIND_MAKE_MEM_DEFINED(app_page, PAGE);
+    struct sigaction plain;
+    memset(&plain, 0, sizeof(plain));
+    plain.sa_handler = app_plain_handler;
+    capmem__real_reinstall(&plain);
+    *(volatile uint8_t *)app_page = 3;
+    assert_int_equal(app_faults, 3);
+    assert_int_equal(v[4 * PAGE], 9);
     /* The library's handler back, for the other tests. */
     assert_int_equal(sigaction(SIGSEGV, &lib, NULL), 0);
     munmap(app_page, PAGE);
@@ -1394,6 +1411,27 @@ static void test_rm_real_checker_finds_broken_views(void **state)
     capmem__lock(a);
     r->off = 0;
     capmem__unlock(a);
+    CHECK_INVARIANTS(f->arena);
+    /* A view of a map that is not the one its capability names any more. */
+    capmem__rm_t fake;
+    capmem__lock(a);
+    memcpy(&fake, m, sizeof(fake));
+    capmem__unlock(a);
+    capmem_cap_t rm2 = rm_new(f, 4 * PAGE, "second");
+    void *b2;
+    assert_ok(capmem_rm_real_map(f->arena, rm2, 0, &b2));
+    real_view_t *v2 = NULL;
+    for (unsigned i = 0; i < CAPMEM_RM_REAL_MAX_VIEWS; i++) {
+        if ((void *)atomic_load(&capmem__real_slot(i)->base) == b2) {
+            v2 = capmem__real_slot(i);
+        }
+    }
+    assert_non_null(v2);
+    capmem__rm_t *real_rm = v2->rm;
+    v2->rm = &fake;
+    assert_err(capmem_check(f->arena, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "a map that is gone"));
+    v2->rm = real_rm;
     CHECK_INVARIANTS(f->arena);
 }
 
