@@ -435,7 +435,8 @@ capmem_err_t capmem_rm_set_fault_handler(capmem_arena_t *arena, capmem_cap_t rm,
 
 /* ---- queries ------------------------------------------------------------------------- */
 
-static void fill_state(const capmem_arena_t *arena, const capmem__rm_t *m, capmem_rm_state_t *state)
+void capmem__rm_fill_state(const capmem_arena_t *arena, const capmem__rm_t *m,
+                           capmem_rm_state_t *state)
 {
     memset(state, 0, sizeof(*state));
     state->faulted = (m->state & ST_FAULTED) != 0;
@@ -456,13 +457,14 @@ capmem_err_t capmem_rm_state(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_s
     capmem__rm_t *m = NULL;
     capmem_err_t err = capmem__rm_lookup(arena, rm, 0, &m);
     if (err == CAPMEM_OK) {
-        fill_state(arena, m, state);
+        capmem__rm_fill_state(arena, m, state);
     }
     CAPMEM__LEAVE(arena);
     return err;
 }
 
-static void fill_info(const capmem_arena_t *arena, const capmem__rm_t *m, capmem_rm_info_t *info)
+void capmem__rm_fill_info(const capmem_arena_t *arena, const capmem__rm_t *m,
+                          capmem_rm_info_t *info)
 {
     memset(info, 0, sizeof(*info));
     info->client = capmem__account_handle(arena, m->client);
@@ -493,7 +495,7 @@ capmem_err_t capmem_rm_info(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_in
     capmem__rm_t *m = NULL;
     capmem_err_t err = capmem__rm_lookup(arena, rm, 0, &m);
     if (err == CAPMEM_OK) {
-        fill_info(arena, m, info);
+        capmem__rm_fill_info(arena, m, info);
     }
     CAPMEM__LEAVE(arena);
     return err;
