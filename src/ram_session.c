@@ -275,6 +275,17 @@ capmem_err_t capmem_ram_set_expanding(capmem_arena_t *arena, capmem_cap_t accoun
         if (step != 0) {
             acc->upgrade_step = step;
         }
+        if (capmem__event_wanted(arena, CAPMEM_EVENT_SET_EXPANDING)) {
+            capmem__emit(arena,
+                         &(capmem__ev_t){.kind = CAPMEM_EVENT_SET_EXPANDING,
+                                         .cap = capmem__account_handle(arena, acc),
+                                         .a = on ? 1u : 0u,
+                                         .b = acc->upgrade_step},
+                         "\"%s\" %s (upgrade step %llu bytes)", acc->label,
+                         on ? "expands its donation when it runs out of records"
+                            : "does not expand its donation",
+                         (unsigned long long)acc->upgrade_step);
+        }
     }
     CAPMEM__LEAVE(arena);
     return err;

@@ -428,6 +428,13 @@ capmem_err_t capmem_rm_set_fault_handler(capmem_arena_t *arena, capmem_cap_t rm,
     capmem_err_t err = decode_set_fault_handler(arena, rm, fn, ctx, &plan);
     if (err == CAPMEM_OK) {
         invoke_set_fault_handler(&plan);
+        if (capmem__event_wanted(arena, CAPMEM_EVENT_SET_FAULT_HANDLER)) {
+            capmem__emit(arena,
+                         &(capmem__ev_t){.kind = CAPMEM_EVENT_SET_FAULT_HANDLER,
+                                         .cap = rm,
+                                         .a = fn != NULL ? 1u : 0u},
+                         "map %s a fault handler", fn != NULL ? "has" : "no longer has");
+        }
     }
     CAPMEM__LEAVE(arena);
     return err;
@@ -578,6 +585,16 @@ static capmem_cap_t invoke_dataspace(const dataspace_plan_t *plan)
     const capmem_cap_t h =
         capmem__ds_make_managed(arena, &m->meta, rec, m, m->size, m->slot, &m->client->caps);
     m->managed = rec;
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_MANAGED_NEW)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_MANAGED_NEW,
+                                     .cap = h,
+                                     .other = capmem__rm_handle(arena, m),
+                                     .size = m->size,
+                                     .payer = capmem__account_handle(arena, m->client)},
+                     "map \"%s\" as a managed dataspace of %llu bytes", m->label,
+                     (unsigned long long)m->size);
+    }
     return h;
 }
 

@@ -90,8 +90,10 @@ typedef enum capmem_event_kind {
     CAPMEM_EVENT_DS_FREE,
     /**
      * an alias was made; cap = the alias, other = the dataspace it shows,
-     * a = offset in that dataspace, b = 1 if writable, offset = its arena
-     * offset, size = bytes
+     * payer = the session whose donation holds its record (and whose
+     * capability quota its capability), a = offset in that dataspace,
+     * b = 1 if writable, +2 if first-class, offset = its arena offset,
+     * size = bytes
      */
     CAPMEM_EVENT_ALIAS,
     /**
@@ -114,6 +116,36 @@ typedef enum capmem_event_kind {
     CAPMEM_EVENT_DEVICE_REMOVE,
     /** a capability was derived (mint); cap = the new one, other = its source, a = rights */
     CAPMEM_EVENT_MINT,
+    /**
+     * an untyped was made by capmem_untyped_boot() or capmem_untyped_add_device()
+     * (a root of the capability tree); cap = it, a = 1 for device memory,
+     * b = its size_bits, offset = its arena offset, size = bytes
+     */
+    CAPMEM_EVENT_UNTYPED_NEW,
+    /**
+     * a RAM service was made (capmem_ram_create(), capmem_ram_boot()); cap = its
+     * root account, other = its first pool, payer = the root account (it pays its
+     * own records), a = bytes of RAM of the service, b = the root's donation,
+     * offset = the lowest arena offset of its pools, size = the span of its pools
+     */
+    CAPMEM_EVENT_SERVICE_NEW,
+    /**
+     * an untyped's placement policy changed (capmem_untyped_set_policy()); cap =
+     * the untyped, a = the capmem_untyped_policy_t (CAPMEM_UNTYPED_INHERIT + 1
+     * for a user policy)
+     */
+    CAPMEM_EVENT_SET_POLICY,
+    /** capmem_ram_set_expanding(); cap = the account, a = 1 if expanding, b = its upgrade step */
+    CAPMEM_EVENT_SET_EXPANDING,
+    /** capmem_rm_set_fault_handler(); cap = the map, a = 1 if a handler is installed */
+    CAPMEM_EVENT_SET_FAULT_HANDLER,
+    /** capmem_cap_create_user(); cap = the new capability, a = its rights */
+    CAPMEM_EVENT_USER_NEW,
+    /**
+     * a map's managed dataspace was made (the first capmem_rm_dataspace());
+     * cap = the dataspace, other = the map, payer = the map's client, size = bytes
+     */
+    CAPMEM_EVENT_MANAGED_NEW,
     /** one more than the last kind */
     CAPMEM_EVENT_KIND_COUNT
 } capmem_event_kind_t;
@@ -125,8 +157,8 @@ typedef enum capmem_event_kind {
 
 /**
  * One event; the struct and its message are valid only during the callback.
- * Fields after @c message were added in version 0.5; see each kind for
- * which fields it fills.
+ * Fields after @c message were added in version 0.5 (@c payer last); see
+ * each kind for which fields it fills.
  */
 typedef struct capmem_event {
     capmem_event_kind_t kind;
@@ -138,6 +170,8 @@ typedef struct capmem_event {
     uint64_t offset;     /**< start of the byte range concerned (kind-specific), or 0 */
     uint64_t size;       /**< length of the byte range concerned (kind-specific), or 0 */
     uint64_t seq;        /**< the event's number on this arena, from 0, in delivery order */
+    /** the account or session that pays for what the event made (kind-specific), or 0 */
+    capmem_cap_t payer;
 } capmem_event_t;
 
 /**
@@ -307,7 +341,8 @@ typedef struct capmem_stats {
     uint64_t upgrades;        /**< donation upgrades (RAM sessions and region maps) */
     uint64_t retypes;         /**< successful capmem_untyped_retype() calls */
     uint64_t revokes;         /**< successful capmem_cap_revoke() calls */
-    uint64_t bytes_zeroed;    /**< bytes of backing memory cleared for new objects and records */
+    /** bytes of backing memory cleared for new objects, records and device ranges */
+    uint64_t bytes_zeroed;
 } capmem_stats_t;
 
 /** The smallest @c size capmem_stats() accepts: the header and the capabilities. */
