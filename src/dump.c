@@ -14,6 +14,8 @@
  * chunks, is sorted in passes through one buffer of at most
  * PHYS_BATCH entries (see "The physical map").
  */
+#define _POSIX_C_SOURCE 200809L /* flockfile */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1027,7 +1029,10 @@ capmem_err_t capmem_dump_ex(capmem_arena_t *arena, FILE *out, const capmem_dump_
             break;
         }
         d.ctx = ctx;
+        /* One lock of the stream for the whole dump, instead of one per write. */
+        flockfile(out);
         err = run(&d, opts->root);
+        funlockfile(out);
     }
     CAPMEM__LEAVE(arena);
     if (err == CAPMEM_OK && (fflush(out) != 0 || ferror(out))) {
