@@ -279,8 +279,15 @@ static void fill_ds(dump_t *d, const walk_t *w, capmem__dump_ds_t *r)
     if (kind == CAPMEM__DS_ALIAS_DEP) {
         r->source = handle_of(d, capmem__ds_base(ds)->slot);
     }
-    r->pays_pages = account_cap(d, pages_account(ds));
+    const capmem__account_t *pages = pages_account(ds);
+    r->pays_pages = account_cap(d, pages);
+    r->pages_label = pages != NULL ? pages->label : NULL;
     r->pays_record = slab_owner(d, ds->meta);
+    const capmem__account_t *rec_acc = capmem__account_of(ds->meta);
+    r->record_label = rec_acc != NULL ? rec_acc->label
+                      : ds->meta->kind == CAPMEM__META_RM
+                          ? ((capmem__rm_t *)(void *)ds->meta)->label
+                          : NULL;
     for (const rm_region_t *g = ds->regions; g != NULL; g = g->ds_next) {
         r->attachments++;
     }
@@ -902,8 +909,13 @@ static void count_scope(dump_t *d, capmem__dump_head_t *h)
         h->n_accounts += is_original(s, CAPMEM_OBJ_RAM_SESSION);
         h->n_maps += is_original(s, CAPMEM_OBJ_REGION_MAP);
     }
+    h->phys_top = d->arena->mem.phys_base + d->arena->mem.ram_size;
     for (uint32_t i = 0; i < CAPMEM_DEVICE_MAX; i++) {
-        h->devices += d->arena->mem.devices[i].id != 0;
+        const capmem__device_t *dev = &d->arena->mem.devices[i];
+        h->devices += dev->id != 0;
+        if (dev->id != 0 && dev->phys + dev->size > h->phys_top) {
+            h->phys_top = dev->phys + dev->size;
+        }
     }
 }
 

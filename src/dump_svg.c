@@ -228,11 +228,17 @@ static void phys_end(svg_t *s)
     const double ty = y + STRIP_H + 26;
     capmem__svg_textf(s->out, MARGIN, ty, 18, CAPMEM__SVG_START, NULL, 0, "0x%llx",
                       (unsigned long long)s->head.phys_base);
-    capmem__svg_textf(s->out, MARGIN + (double)s->head.ram_size * s->scale, ty, 18,
-                      s->head.device_window > 0 ? CAPMEM__SVG_MIDDLE : CAPMEM__SVG_END, NULL, 0,
-                      "0x%llx", (unsigned long long)(s->head.phys_base + s->head.ram_size));
+    const double ram_end = MARGIN + (double)s->head.ram_size * s->scale;
+    capmem__svg_textf(s->out, ram_end, ty, 18, CAPMEM__SVG_END, NULL, 0, "0x%llx",
+                      (unsigned long long)(s->head.phys_base + s->head.ram_size));
     if (s->head.device_window > 0) {
-        capmem__svg_text(s->out, W - MARGIN, ty, 18, CAPMEM__SVG_END, NULL, 0, "device window");
+        /* The window holds the device ranges; what no range uses is not memory at all. */
+        capmem__svg_line(s->out, ram_end, y - 6, ram_end, y + STRIP_H + 6, "#000000", 3, NULL);
+        const char *dw = "device window";
+        if (capmem__svg_text_width(dw, 18) + 8 < W - MARGIN - ram_end) {
+            capmem__svg_text(s->out, (ram_end + W - MARGIN) / 2, y + 24, 18, CAPMEM__SVG_MIDDLE,
+                             "#444444", 0, dw);
+        }
     }
     /* The legend: accounts first (their dataspaces), then the other kinds met. */
     double lx = MARGIN;
