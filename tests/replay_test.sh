@@ -51,6 +51,18 @@ head -1 "$tmp/sel4.csv" | grep -q '^policy,op,live,served,failed,free,largest,fr
     bad "sel4: CSV header: $(head -1 "$tmp/sel4.csv")"
 [ "$(grep -c '^next-fit,' "$tmp/sel4.csv")" -eq 7 ] || bad "sel4: 7 CSV rows for next-fit"
 
+# The chart: well-formed SVG, one line and one legend entry per policy.
+expect_ok svg "$replay" --span 0x2000 --granule 0x400 --svg "$tmp/sel4.svg" \
+    --policy range --policy buddy --policy "$nf" "$traces/sel4_fragmentation.txt"
+if command -v xmllint >/dev/null 2>&1; then
+    xmllint --noout "$tmp/sel4.svg" || bad "svg: not well-formed XML"
+fi
+[ "$(grep -o '<polyline' "$tmp/sel4.svg" | wc -l)" -eq 3 ] || bad "svg: expected 3 lines"
+for label in range buddy next-fit 'fragmentation (1 - largest / free)' operation; do
+    grep -q ">$label<" "$tmp/sel4.svg" || bad "svg: no '$label' text"
+done
+expect_fail svg-unwritable 1 "nodir" "$replay" --svg "$tmp/nodir/x.svg" "$traces/sel4_fragmentation.txt"
+
 # Buddy halving: every request served by buddy.
 expect_ok buddy "$replay" --span 0x2000 --granule 0x400 --policy buddy "$traces/buddy_halving.txt"
 grep -q '^buddy  *4  *0 ' "$tmp/out" || bad "buddy: $(cat "$tmp/out")"
