@@ -124,6 +124,10 @@ static capmem_err_t decode_fixed(const capmem_arena_t *arena, uint64_t at, attac
         /* Every region is a block of the policy: it must take this one too. */
         const uint64_t size = plan->pages << shift;
         capmem_err_t err = capmem_alloc_alloc_at(plan->rm->place, at, size);
+        if (err == CAPMEM_E_HOST_NOMEM || err == CAPMEM_E_REENTRANT) {
+            capmem__detail()->function = capmem__tls_function; /* the wrapper's own: passed on */
+            return err;
+        }
         if (err != CAPMEM_OK) {
             char why[sizeof(capmem__detail()->message)];
             memcpy(why, capmem__detail()->message, sizeof(why));

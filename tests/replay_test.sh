@@ -118,5 +118,5 @@ head -c 3000 /dev/urandom >"$tmp/noise.bin"
 st=$?
 if [ "$st" -ne 0 ] && [ "$st" -ne 1 ]; then bad "noise: exit $st (a crash?)"; else ok; fi
 
-echo "$pass passed, $fails failed"
+echo "replay checks: $pass ok, $fails failed"
 [ "$fails" -eq 0 ]

@@ -517,6 +517,116 @@ static void test_region_map_attach_at_an_address_its_policy_refuses_is_a_conflic
     ram_world_close(&w);
 }
 
+/* ---- random steps, the checker after each ----------------------------------------- */
+
+static uint64_t next_rand(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static int acceptable(capmem_err_t err)
+{
+    return err == CAPMEM_OK || err == CAPMEM_E_OUT_OF_PHYS || err == CAPMEM_E_OUT_OF_RAM ||
+           err == CAPMEM_E_OUT_OF_METADATA || err == CAPMEM_E_NOT_ENOUGH_MEMORY;
+}
+
+/*
+ * Dataspaces, first-class and dependent aliases and region maps with every
+ * policy, at random: every call succeeds or runs out of something, and the
+ * checker (the RAM service's page map inside the policy's blocks, the
+ * policy's and the map's own invariants) passes after every step.
+ */
+static void test_random_steps_with_every_policy_keep_every_invariant(void **state)
+{
+    (void)state;
+    const capmem_alloc_policy_t recipes[] = {
+        CAPMEM_ALLOC_POLICY(CAPMEM_ALLOC_WATERMARK),
+        CAPMEM_ALLOC_POLICY(CAPMEM_ALLOC_RANGE),
+        CAPMEM_ALLOC_POLICY(CAPMEM_ALLOC_BUDDY),
+        CAPMEM_ALLOC_POLICY_CUSTOM(&next_fit_ops, NULL),
+    };
+    const int steps = test_under_valgrind() ? 150 : 1500;
+    for (size_t r = 0; r < 4; r++) {
+        ram_world_t w;
+        ram_world_open(&w, &recipes[r]);
+        assert_ok(capmem_ram_set_expanding(w.arena, w.client, true, 0));
+        capmem_cap_t rm = open_map(&w, &recipes[r]);
+        capmem_cap_t ds[32] = {0};
+        uint64_t pages[32] = {0};
+        capmem_cap_t regions_at[32] = {0};
+        uint64_t addr[32] = {0};
+        uint64_t seed = 1000 + r;
+        for (int i = 0; i < steps; i++) {
+            uint64_t k = next_rand(&seed);
+            size_t slot = (size_t)(next_rand(&seed) % 32);
+            capmem_err_t err = CAPMEM_OK;
+            switch (k % 5) {
+            case 0:
+            case 1:
+                if (ds[slot] == 0) {
+                    pages[slot] = 1 + next_rand(&seed) % 6;
+                    err = capmem_ram_alloc(w.arena, w.client, pages[slot] * PAGE, &ds[slot]);
+                    if (err != CAPMEM_OK) {
+                        ds[slot] = 0;
+                    }
+                } else {
+                    err = capmem_ds_free(w.arena, ds[slot]);
+                    ds[slot] = 0;
+                    regions_at[slot] = 0;
+                }
+                break;
+            case 2:
+                if (ds[slot] != 0 && ds[(slot + 1) % 32] == 0) {
+                    capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+                    aa.offset = (next_rand(&seed) % pages[slot]) * PAGE;
+                    aa.size = PAGE;
+                    aa.lifetime = (k >> 8) & 1 ? CAPMEM_ALIAS_FIRST_CLASS : CAPMEM_ALIAS_DEPENDENT;
+                    size_t to = (slot + 1) % 32;
+                    err = capmem_ds_alias(w.arena, w.client, ds[slot], &aa, &ds[to]);
+                    if (err == CAPMEM_OK) {
+                        pages[to] = 1;
+                    } else {
+                        ds[to] = 0;
+                    }
+                }
+                break;
+            case 3:
+                if (ds[slot] != 0 && regions_at[slot] == 0) {
+                    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+                    at.size = PAGE;
+                    err = capmem_rm_attach(w.arena, rm, ds[slot], &at, &addr[slot]);
+                    regions_at[slot] = err == CAPMEM_OK ? ds[slot] : 0;
+                }
+                break;
+            default:
+                if (regions_at[slot] != 0) {
+                    /* The region may be gone with a dataspace freed by its original. */
+                    err = capmem_rm_detach(w.arena, rm, addr[slot]);
+                    err = err == CAPMEM_E_NOT_FOUND ? CAPMEM_OK : err;
+                    regions_at[slot] = 0;
+                }
+                break;
+            }
+            if (err == CAPMEM_E_INVALID_CAP) {
+                /* A dependent alias died with its original: forget it. */
+                ds[slot] = 0;
+                err = CAPMEM_OK;
+            }
+            if (!acceptable(err)) {
+                fail_msg("policy %zu step %d: %s (%s)", r, i, capmem_err_name(err),
+                         capmem_last_error()->message);
+            }
+            CHECK_INVARIANTS(w.arena);
+        }
+        assert_ok(capmem_rm_close(w.arena, rm));
+        assert_ok(capmem_ram_close(w.arena, w.client));
+        ram_world_close(&w);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_region_map_anywhere_follows_its_placement_policy),
         cmocka_unit_test(test_region_map_refuses_every_wrong_answer_and_changes_nothing),
         cmocka_unit_test(test_region_map_attach_at_an_address_its_policy_refuses_is_a_conflict),
+        cmocka_unit_test(test_random_steps_with_every_policy_keep_every_invariant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

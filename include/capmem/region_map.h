@@ -236,6 +236,7 @@ typedef struct capmem_rm_attach_attr {
  * @retval CAPMEM_E_NOT_ENOUGH_MEMORY "anywhere" found no free range of size bytes (with a
  *         placement policy: the policy found none, or failed with its own code, passed on)
  * @retval CAPMEM_E_REGION_CONFLICT (placement policy) the policy refused the block at @p at
+ * @retval CAPMEM_E_HOST_NOMEM   (custom placement policy) its wrapper could not record the block
  * @retval CAPMEM_E_POLICY       the placement policy answered with a block outside the map,
  *         misaligned or overlapping a region; nothing changed (detail: the answer)
  * @retval CAPMEM_E_OUT_OF_METADATA the donation has no free record (needed 64 bytes)
