@@ -539,6 +539,17 @@ static void shrink(run_t *r, uint8_t *keep, capmem_conform_property_t p)
 static void report(capmem_conform_result_t *out, FILE *f, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Append @p text as it is (the printed sequence, which may be long). */
+static void report_text(capmem_conform_result_t *out, FILE *f, const char *text)
+{
+    size_t len = strlen(out->report);
+    appendf(out->report, sizeof(out->report), &len, "%s", text);
+    if (f != NULL) {
+        fputs(text, f);
+        fflush(f);
+    }
+}
+
 static void report(capmem_conform_result_t *out, FILE *f, const char *fmt, ...)
 {
     char line[1024];
@@ -647,9 +658,10 @@ capmem_err_t capmem_conform_run(const capmem_alloc_policy_t *policy,
         snprintf(v->what, sizeof(v->what), "%s", r.what);
         report(out, at->report,
                "FAIL %s: %s\n  seed %llu (replay: attr.seed = %llu, attr.sequences = 1, attr.ops = "
-               "%u); shortest sequence found, %u of the %u operations:\n%s",
+               "%u); shortest sequence found, %u of the %u operations:\n",
                capmem_conform_property_name(p), r.what, (unsigned long long)sseed,
-               (unsigned long long)sseed, nops, r.printed, original, text);
+               (unsigned long long)sseed, nops, r.printed, original);
+        report_text(out, at->report, text);
     }
     capmem__free(ops);
     capmem__free(r.blk);

@@ -292,16 +292,20 @@ static void parse_json_line(trace_t *t, uint64_t line, const char *s)
         die("%s:%llu: not a JSON object", t->path, (unsigned long long)line);
     }
     char v[96];
-    if (line == 1) {
+    if (t->granule_hint == 0) {
+        /* The first object is the header. */
         if (!json_field(p, "format", v, sizeof(v)) || strcmp(v, "capmem-trace") != 0) {
-            die("%s:1: not a capmem trace header", t->path);
+            die("%s:%llu: not a capmem trace header", t->path, (unsigned long long)line);
         }
         if (json_u64(t, line, p, "version") != 1) {
-            die("%s:1: trace version %llu is not known (1 is)", t->path,
-                (unsigned long long)json_u64(t, line, p, "version"));
+            die("%s:%llu: trace version %llu is not known (1 is)", t->path,
+                (unsigned long long)line, (unsigned long long)json_u64(t, line, p, "version"));
         }
         t->span_hint = json_u64(t, line, p, "ram_size");
         t->granule_hint = json_u64(t, line, p, "page_size");
+        if (t->granule_hint == 0) {
+            die("%s:%llu: page_size 0 in the header", t->path, (unsigned long long)line);
+        }
         return;
     }
     char kind[64];
@@ -415,8 +419,7 @@ static void read_trace(trace_t *t, const char *path, format_t fmt)
                 p++;
             }
             if (*p == '\0') {
-                line--; /* leading blank lines do not count for the header */
-                continue;
+                continue; /* the format is told by the first line that is not blank */
             }
             fmt = *p == '{' ? F_JSON : (*p == '=' || *p == '@') ? F_MTRACE : F_TEXT;
         }
