@@ -93,7 +93,8 @@ struct capmem__rm {
     capmem__rm_t *prev;
     capmem_rm_fault_fn handler;
     void *handler_ctx;
-    uint64_t size; /* bytes */
+    capmem_alloc_t *place; /* placement policy (capmem_rm_open_attr_t.policy), NULL: lowest fit */
+    uint64_t size;         /* bytes */
     uint64_t regions;
     uint64_t upgrade_step;
     uint64_t faults;
@@ -349,6 +350,11 @@ void capmem__rm_real_drop(capmem_arena_t *arena, capmem__rm_t *rm, uint64_t firs
  * returns would have left them (unresolved).
  */
 void capmem__rm_abandon_handlers(capmem_arena_t *arena);
+
+/* What capmem_rm_info() and capmem_rm_state() report about @p m (the dump writes the same). */
+void capmem__rm_fill_info(capmem_arena_t *arena, const capmem__rm_t *m, capmem_rm_info_t *info);
+void capmem__rm_fill_state(const capmem_arena_t *arena, const capmem__rm_t *m,
+                           capmem_rm_state_t *state);
 
 /* ---- the checker (rm_check.c) -------------------------------------------------- */
 
