@@ -21,5 +21,6 @@
 #include "capmem/ram.h"
 #include "capmem/dataspace.h"
 #include "capmem/region_map.h"
+#include "capmem/kernel.h"
 
 #endif /* CAPMEM_H */

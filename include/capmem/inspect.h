@@ -110,6 +110,29 @@ typedef enum capmem_event_kind {
     CAPMEM_EVENT_DEVICE_REMOVE,
     /** a capability was derived (mint); cap = the new one, other = its source, a = rights */
     CAPMEM_EVENT_MINT,
+    /**
+     * the kernel heap changed (capmem/kernel.h); a = frames added (boot,
+     * growth) or released (end of boot), b = capmem_kernel_heap_op_t,
+     * offset = arena offset of the frames, size = bytes
+     */
+    CAPMEM_EVENT_KERNEL_HEAP,
+    /**
+     * a space bank was created, destroyed, removed or got new limits
+     * (capmem/bank.h); cap = the bank, other = its parent (0 for the prime
+     * bank), b = capmem_bank_op_t, a = frames charged to it after the change
+     */
+    CAPMEM_EVENT_BANK,
+    /**
+     * objects were allocated from a space bank; cap = the bank, other = the
+     * first object's capability, a = frames, b = kernel objects (nodes)
+     */
+    CAPMEM_EVENT_BANK_ALLOC,
+    /**
+     * an object of a space bank was freed (by capmem_bank_free, a destroy,
+     * or its capability's deletion); cap = the object's old handle,
+     * a = 1 for a frame, 0 for a node, offset = a frame's arena offset
+     */
+    CAPMEM_EVENT_BANK_FREE,
     /** one more than the last kind */
     CAPMEM_EVENT_KIND_COUNT
 } capmem_event_kind_t;

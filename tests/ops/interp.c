@@ -1640,7 +1640,8 @@ static int op_mint(interp_t *in, interp_src_t *s)
         return 0;
     }
     capmem_err_t e = CAPMEM_OK;
-    FIRST(e, (rights & ~(unsigned)CAPMEM_RIGHTS_ALL) != 0, CAPMEM_E_INVALID_ARGS);
+    FIRST(e, (rights & ~(unsigned)(CAPMEM_RIGHTS_ALL | CAPMEM_RIGHTS_TYPE)) != 0,
+          CAPMEM_E_INVALID_ARGS);
     if (e == CAPMEM_OK) {
         e = lookup(in, x, K_NONE, CAPMEM_RIGHT_GRANT);
     }
