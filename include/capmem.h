@@ -22,5 +22,6 @@
 #include "capmem/dataspace.h"
 #include "capmem/region_map.h"
 #include "capmem/kernel.h"
+#include "capmem/bank.h"
 
 #endif /* CAPMEM_H */
