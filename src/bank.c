@@ -104,7 +104,7 @@ static capmem_err_t can_charge(const capmem__bank_t *b, const uint64_t n[CAPMEM_
             if (n[t] > avail) {
                 return capmem__fail_space(
                     CAPMEM_E_LIMIT_REACHED, NULL, n[t], avail,
-                    "%llu %s(s) would pass the limit of %s (depth %u: limit %llu, used %llu)",
+                    "%llu %s(s) would pass the limit of %s (depth %u: %llu, used %llu)",
                     (unsigned long long)n[t], t == CAPMEM_BANK_FRAME ? "frame" : "node",
                     a == b              ? "the bank"
                     : a->parent == NULL ? "the prime bank"
@@ -358,10 +358,17 @@ static void service_close(capmem_arena_t *arena, capmem__bank_svc_t *svc)
     }
     CAPMEM_ASSERT(svc->prime.child == NULL && svc->frame_list == NULL && svc->node_list == NULL,
                   "every bank and object died before the prime bank");
-    capmem_alloc_destroy(svc->pages[0]);
-    capmem_alloc_destroy(svc->pages[1]);
+    capmem_alloc_t *pages[2] = {svc->pages[0], svc->pages[1]};
     st->svc = NULL;
-    /* The records were in the dataspace, which dies next (the prime is its child). */
+    /*
+     * The records live in the dataspace, which dies next (the prime bank is
+     * its child). Release the slab first, so its chunk stops being a
+     * record pool (Valgrind's mempool); the record is in it: copy it out.
+     */
+    capmem__meta_t m = svc->meta;
+    capmem__meta_release(arena, pages[0], &m);
+    capmem_alloc_destroy(pages[0]);
+    capmem_alloc_destroy(pages[1]);
 }
 
 static void bank_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)

@@ -193,10 +193,9 @@ static capmem_err_t device_add(capmem_arena_t *arena, const capmem__device_t *de
                 char msg[256];
                 snprintf(msg, sizeof(msg), "%s", capmem_last_error()->message);
                 capmem__fail_space(CAPMEM_E_OUT_OF_METADATA, NULL, n, avail,
-                                   "device range %u needs %llu frame records, the kernel heap has "
-                                   "%llu free, and the banks cannot lend the %llu heap frames to "
-                                   "grow it (%s: %s)",
-                                   dev->id, (unsigned long long)n, (unsigned long long)avail,
+                                   "%llu records needed, %llu free, and the banks cannot lend "
+                                   "the %llu heap frames to grow (%s: %s)",
+                                   (unsigned long long)n, (unsigned long long)avail,
                                    (unsigned long long)grow, capmem_err_name(lerr), msg);
                 return CAPMEM_E_OUT_OF_METADATA;
             }
