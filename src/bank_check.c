@@ -149,7 +149,8 @@ capmem_err_t capmem__bank_check(capmem_arena_t *arena, void *state, char *why, s
     }
     char sub[160];
     for (int i = 0; i < 2; i++) {
-        if (svc->pages[i] != NULL && capmem_alloc_check(svc->pages[i], sub, sizeof(sub)) != CAPMEM_OK) {
+        if (svc->pages[i] != NULL &&
+            capmem_alloc_check(svc->pages[i], sub, sizeof(sub)) != CAPMEM_OK) {
             broken(&w, "page allocator %d: %s", i, sub);
             return CAPMEM_E_CORRUPT;
         }

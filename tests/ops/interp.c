@@ -348,6 +348,11 @@ static uint64_t take(interp_src_t *s, uint64_t n)
     return raw64(s) % n;
 }
 
+uint64_t interp_take(interp_src_t *src, uint64_t n)
+{
+    return take(src, n);
+}
+
 /* ---- helpers ---------------------------------------------------------------- */
 
 static int fail(interp_t *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
