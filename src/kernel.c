@@ -216,6 +216,11 @@ static capmem_err_t device_add(capmem_arena_t *arena, const capmem__device_t *de
         c->first_slot = k->capacity;
         c->slots = (grow << arena->mem.page_shift) / k->record_size;
         c->borrowed = true;
+        /* The frames' own records say they are the kernel's now. */
+        for (uint64_t f = off >> arena->mem.page_shift; f < (off >> arena->mem.page_shift) + grow;
+             f++) {
+            capmem__kernel_slot(arena, k, f)->flags |= CAPMEM_KERNEL_FLAG_KERNEL;
+        }
         /* Borrowed frames held a bank's bytes: the records start from zero (free slots). */
         memset(capmem__bytes(&arena->mem, off), 0, (size_t)(grow << arena->mem.page_shift));
         k->capacity += c->slots;

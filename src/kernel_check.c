@@ -9,12 +9,15 @@
  *   record belongs to a range that is gone;
  * - heap frames (plus those released at the end of boot) never decrease;
  * - RAM: kernel image + boot heap (what stayed) + released = the RAM the
- *   kernel took at boot, and the boot untypeds start after it.
+ *   kernel took at boot, and no untyped covers any of it: the boot
+ *   untypeds (and so the RAM service, its accounts and the banks) hold
+ *   the rest.
  */
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "kernel_internal.h"
+#include "untyped_internal.h"
 
 static capmem_err_t broken(char *why, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -145,6 +148,17 @@ capmem_err_t capmem__kernel_check(capmem_arena_t *arena, void *state, char *why,
                       (unsigned long long)k->image_frames, (unsigned long long)k->chunks[0].frames,
                       (unsigned long long)k->released_frames,
                       (unsigned long long)arena->mem.kernel_reserved);
+    }
+    const capmem__cspace_t *cs = &arena->cspace;
+    for (uint32_t i = 1; i < cs->high; i++) {
+        const capmem__slot_t *s = &cs->slots[i];
+        if (s->type == CAPMEM_OBJ_UNTYPED && (s->flags & CAPMEM__SLOT_ORIGINAL)) {
+            const capmem__untyped_t *ut = s->obj;
+            if (!ut->base.device && ut->base.offset < arena->mem.kernel_reserved) {
+                return broken(why, len, "an untyped at offset 0x%llx covers the kernel's RAM",
+                              (unsigned long long)ut->base.offset);
+            }
+        }
     }
     return CAPMEM_OK;
 }
