@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "bank_internal.h"
 #include "support.h"
 
 #define PAGE 4096ull
@@ -445,6 +446,53 @@ static void test_bank_operations_raise_events(void **state)
     assert_ok(capmem_unsubscribe(a, sub));
 }
 
+static void expect_corrupt(capmem_arena_t *a, const char *why)
+{
+    char buf[256];
+    assert_int_equal(capmem_check(a, buf, sizeof(buf)), CAPMEM_E_CORRUPT);
+    if (strstr(buf, why) == NULL) {
+        fail_msg("checker said \"%s\", expected \"%s\"", buf, why);
+    }
+}
+
+/* Each bank invariant is checked: break it by hand, the checker names it. */
+static void test_bank_checker_finds_each_broken_invariant(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->w.arena;
+    capmem_cap_t b = child(f, f->prime, 10, 10);
+    (void)frame(f, b);
+    capmem__bank_svc_t *svc = capmem__bank_service(a);
+    capmem__bank_t *bank = svc->prime.child;
+    bank->used[CAPMEM_BANK_FRAME]++;
+    expect_corrupt(a, "its own objects and sub-banks make");
+    bank->used[CAPMEM_BANK_FRAME]--;
+    bank->limit[CAPMEM_BANK_FRAME] = 0;
+    expect_corrupt(a, "above its limit");
+    bank->limit[CAPMEM_BANK_FRAME] = 10;
+    svc->prime.limit[CAPMEM_BANK_FRAME]--;
+    expect_corrupt(a, "prime bank's frame limit");
+    svc->prime.limit[CAPMEM_BANK_FRAME]++;
+    bank->depth = 7;
+    expect_corrupt(a, "another parent or depth");
+    bank->depth = 1;
+    svc->heap_frames++; /* no kernel bank here: pages lent that nobody holds */
+    expect_corrupt(a, "frames handed out");
+    svc->heap_frames--;
+    /* A frame whose owner is no bank of the tree (the usages made to agree). */
+    svc->frame_list->u.bank.bank = (capmem__bank_t *)(void *)&svc->meta;
+    bank->used[CAPMEM_BANK_FRAME]--;
+    svc->prime.used[CAPMEM_BANK_FRAME]--;
+    expect_corrupt(a, "the banks of the tree own");
+    svc->frame_list->u.bank.bank = bank;
+    bank->used[CAPMEM_BANK_FRAME]++;
+    svc->prime.used[CAPMEM_BANK_FRAME]++;
+    svc->meta.used++;
+    expect_corrupt(a, "bank service");
+    svc->meta.used--;
+    CHECK_INVARIANTS(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -464,6 +512,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bank_frames_are_dataspaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bank_account_close_takes_the_service, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bank_operations_raise_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bank_checker_finds_each_broken_invariant, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "kernel_internal.h"
 #include "support.h"
 
 #define PAGE 4096ull
@@ -355,6 +356,58 @@ static void test_kernel_frame_records_follow_the_banks(void **state)
     capmem_arena_destroy(a);
 }
 
+/* capmem_check reports CORRUPT, naming the kernel heap, with @p why in its message. */
+static void expect_corrupt(capmem_arena_t *a, const char *why)
+{
+    char buf[256];
+    assert_int_equal(capmem_check(a, buf, sizeof(buf)), CAPMEM_E_CORRUPT);
+    if (strstr(buf, why) == NULL) {
+        fail_msg("checker said \"%s\", expected \"%s\"", buf, why);
+    }
+}
+
+/* Each kernel-heap invariant is checked: break it by hand, the checker names it. */
+static void test_kernel_checker_finds_each_broken_invariant(void **state)
+{
+    (void)state;
+    capmem_arena_t *a = arena_new();
+    boot(a, CAPMEM_KERNEL_FIXED, 64);
+    capmem_device_info_t d;
+    assert_ok(capmem_arena_device_add(a, DEV_A, 8 * PAGE, &d));
+    capmem__kernel_t *k = capmem__kernel_get(a);
+    k->used++;
+    expect_corrupt(a, "records in use");
+    k->used--;
+    k->capacity++;
+    expect_corrupt(a, "capacity");
+    k->capacity--;
+    capmem__frec_t *r = capmem__kernel_slot(a, k, 5);
+    r->frame++;
+    expect_corrupt(a, "not the record of RAM frame 5");
+    r->frame--;
+    capmem__frec_t *dr = capmem__kernel_slot(a, k, k->devs[0].first - 1);
+    dr->frame++;
+    expect_corrupt(a, "names another frame");
+    dr->frame--;
+    k->seen_heap++;
+    expect_corrupt(a, "heap frames fell");
+    k->seen_heap--;
+    a->mem.kernel_reserved += PAGE;
+    expect_corrupt(a, "do not add up");
+    a->mem.kernel_reserved -= PAGE;
+    CHECK_INVARIANTS(a);
+    /* An untyped over the kernel's RAM. */
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, NULL, 0, &n));
+    a->mem.kernel_reserved += 1024 * PAGE;
+    k->image_frames += 1024;
+    expect_corrupt(a, "covers the kernel's RAM");
+    a->mem.kernel_reserved -= 1024 * PAGE;
+    k->image_frames -= 1024;
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 static void test_kernel_strategy_names(void **state)
 {
     (void)state;
@@ -379,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_kernel_released_frames_wait_for_the_bank_service),
         cmocka_unit_test(test_kernel_hybrid_grows_through_the_banks),
         cmocka_unit_test(test_kernel_frame_records_follow_the_banks),
+        cmocka_unit_test(test_kernel_checker_finds_each_broken_invariant),
         cmocka_unit_test(test_kernel_strategy_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
