@@ -190,7 +190,7 @@ static uint64_t lend(capmem_arena_t *arena, void *ctx, uint64_t frames)
     (void)ok;
     charge(svc->kernel, CAPMEM_BANK_FRAME, frames);
     svc->heap_frames += frames;
-    capmem__kernel_frames_owned(arena, off, frames, (uint64_t)(uintptr_t)svc->kernel);
+    capmem__kernel_frames_owned(arena, off, frames, (uint64_t)(uintptr_t)svc->kernel, true);
     return off;
 }
 
@@ -259,8 +259,9 @@ static void frame_destroy(capmem_arena_t *arena, capmem__ds_t *ds)
         l->next->u.bank.link.prev = l->prev;
     }
     pages_give(svc, ds->off, ds->size);
-    capmem__kernel_frames_owned(arena, ds->off, 1, 0);
-    emit_free(arena, capmem__slot_handle(&arena->cspace, ds->slot), true, ds->off);
+    capmem__kernel_frames_owned(arena, ds->off, 1, 0, false);
+    /* The slot is free already: the DS_FREE event just before this one names the frame. */
+    emit_free(arena, CAPMEM_CAP_NULL, true, ds->off);
 }
 
 static int frame_describe(capmem_arena_t *arena, const capmem__ds_t *ds, char *buf, size_t len)
@@ -754,7 +755,7 @@ capmem_err_t capmem_bank_remove(capmem_arena_t *arena, capmem_cap_t bank)
         for (capmem__ds_t *d = svc->frame_list; d != NULL; d = d->u.bank.link.next) {
             if (d->u.bank.bank == b) {
                 d->u.bank.bank = p;
-                capmem__kernel_frames_owned(arena, d->off, 1, (uint64_t)(uintptr_t)p);
+                capmem__kernel_frames_owned(arena, d->off, 1, (uint64_t)(uintptr_t)p, false);
             }
         }
         for (capmem__bnode_t *n = svc->node_list; n != NULL; n = n->next) {
@@ -861,7 +862,7 @@ capmem_err_t capmem_bank_alloc(capmem_arena_t *arena, capmem_cap_t bank,
             out[i] = capmem__cap_create(arena, CAPMEM_OBJ_DATASPACE, d, CAPMEM_RIGHTS_ALL,
                                         CAPMEM__SLOT_ORIGINAL, svc->prime.slot, &svc->acc->caps);
             d->slot = capmem__cap_index(out[i]);
-            capmem__kernel_frames_owned(arena, off, 1, (uint64_t)(uintptr_t)b);
+            capmem__kernel_frames_owned(arena, off, 1, (uint64_t)(uintptr_t)b, true);
         } else {
             capmem__bnode_t *nd = rec;
             nd->bank = b;

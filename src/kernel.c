@@ -491,7 +491,7 @@ bool capmem__kernel_release_span(const capmem_arena_t *arena, uint64_t *off, uin
 }
 
 void capmem__kernel_frames_owned(capmem_arena_t *arena, uint64_t off, uint64_t frames,
-                                 uint64_t owner)
+                                 uint64_t owner, bool fresh)
 {
     capmem__kernel_t *k = capmem__kernel_get(arena);
     if (k == NULL) {
@@ -503,7 +503,7 @@ void capmem__kernel_frames_owned(capmem_arena_t *arena, uint64_t off, uint64_t f
         r->owner = owner;
         if (owner != 0) {
             r->flags |= CAPMEM_KERNEL_FLAG_BANK;
-            r->alloc_count = (r->alloc_count + 1) & 0xfffffu;
+            r->alloc_count = fresh ? (r->alloc_count + 1) & 0xfffffu : r->alloc_count;
         } else {
             r->flags &= (uint8_t)~CAPMEM_KERNEL_FLAG_BANK;
         }

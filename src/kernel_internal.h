@@ -125,11 +125,13 @@ bool capmem__kernel_release_span(const capmem_arena_t *arena, uint64_t *off, uin
 
 /*
  * A bank handed out (owner != 0) or took back (owner 0) the RAM frames
- * [off, off + frames pages): their records say so; handing out bumps the
- * allocation count. No-op when the kernel is not booted.
+ * [off, off + frames pages): their records say so. A new incarnation
+ * (@p fresh: an allocation) bumps the allocation count; a change of owner
+ * (a bank removed, its frames passed to its parent) does not. No-op when
+ * the kernel is not booted.
  */
 void capmem__kernel_frames_owned(capmem_arena_t *arena, uint64_t off, uint64_t frames,
-                                 uint64_t owner);
+                                 uint64_t owner, bool fresh);
 
 /* ---- queries for the dump (read-only; the arena lock held) ---------------------------- */
 

@@ -350,6 +350,16 @@ static void test_kernel_frame_records_follow_the_banks(void **state)
     assert_ok(capmem_bank_alloc(a, prime, &t, 1, &fr));
     assert_ok(capmem_kernel_frame(a, di.phys, &f));
     assert_int_equal(f.alloc_count, 2); /* the same frame again: a new incarnation */
+    /* A bank removed: its frame passes to the parent, the same incarnation (count unchanged). */
+    capmem_cap_t sub = CAPMEM_CAP_NULL;
+    assert_ok(capmem_bank_create(a, prime, NULL, &sub));
+    capmem_cap_t sf = CAPMEM_CAP_NULL;
+    assert_ok(capmem_bank_alloc(a, sub, &t, 1, &sf));
+    assert_ok(capmem_ds_info(a, sf, &di));
+    assert_ok(capmem_bank_remove(a, sub));
+    assert_ok(capmem_kernel_frame(a, di.phys, &f));
+    assert_true(f.owned);
+    assert_int_equal(f.alloc_count, 1);
     assert_err(capmem_kernel_frame(a, 0x100000 + RAM_FRAMES * PAGE, &f), CAPMEM_E_NOT_FOUND);
     assert_err(capmem_kernel_frame(a, 0, NULL), CAPMEM_E_INVALID_ARGS);
     CHECK_INVARIANTS(a);

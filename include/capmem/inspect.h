@@ -129,8 +129,9 @@ typedef enum capmem_event_kind {
     CAPMEM_EVENT_BANK_ALLOC,
     /**
      * an object of a space bank was freed (by capmem_bank_free, a destroy,
-     * or its capability's deletion); cap = the object's old handle,
-     * a = 1 for a frame, 0 for a node, offset = a frame's arena offset
+     * or its capability's deletion); cap = a node's old handle (0 for a
+     * frame: the DS_FREE event just before names it), a = 1 for a frame,
+     * 0 for a node, offset = a frame's arena offset
      */
     CAPMEM_EVENT_BANK_FREE,
     /** one more than the last kind */
