@@ -428,11 +428,11 @@ static void test_bank_operations_raise_events(void **state)
     capmem_arena_t *a = f->w.arena;
     seen_t s = {{0}};
     capmem_subscription_t sub = 0;
-    assert_ok(capmem_subscribe(a,
-                               CAPMEM_EVENT_MASK(CAPMEM_EVENT_BANK) |
-                                   CAPMEM_EVENT_MASK(CAPMEM_EVENT_BANK_ALLOC) |
-                                   CAPMEM_EVENT_MASK(CAPMEM_EVENT_BANK_FREE),
-                               on_event, &s, &sub));
+    assert_ok(capmem_subscribe(
+        a,
+        CAPMEM_EVENT_MASK(CAPMEM_EVENT_MINT) | CAPMEM_EVENT_MASK(CAPMEM_EVENT_BANK) |
+            CAPMEM_EVENT_MASK(CAPMEM_EVENT_BANK_ALLOC) | CAPMEM_EVENT_MASK(CAPMEM_EVENT_BANK_FREE),
+        on_event, &s, &sub));
     capmem_cap_t b = child(f, f->prime, 10, 10); /* BANK create */
     capmem_cap_t fr = frame(f, b);               /* BANK_ALLOC */
     assert_ok(capmem_bank_free(a, b, &fr, 1));   /* BANK_FREE */
@@ -443,7 +443,144 @@ static void test_bank_operations_raise_events(void **state)
     assert_int_equal(s.kinds[CAPMEM_EVENT_BANK], 3);
     assert_int_equal(s.kinds[CAPMEM_EVENT_BANK_ALLOC], 2);
     assert_int_equal(s.kinds[CAPMEM_EVENT_BANK_FREE], 2);
+    capmem_cap_t r = CAPMEM_CAP_NULL;
+    assert_ok(capmem_bank_restrict(a, f->prime, CAPMEM_BANK_NO_DESTROY, &r));
+    assert_int_equal(s.kinds[CAPMEM_EVENT_MINT], 1);
     assert_ok(capmem_unsubscribe(a, sub));
+}
+
+/* Running out of records, capabilities or host memory: the error, and nothing changed. */
+static void test_bank_resource_errors_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->w.arena;
+    /* Records: a one-page donation holds 64 - 1 - 5 = 58 records. */
+    assert_ok(capmem_bank_service_destroy(a, f->prime));
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.donation = PAGE;
+    sa.frames = 8;
+    assert_ok(capmem_bank_service_create(a, f->w.client, &sa, &f->prime));
+    const capmem_bank_type_t node = CAPMEM_BANK_NODE;
+    capmem_cap_t c = CAPMEM_CAP_NULL;
+    for (int i = 0; i < 58; i++) {
+        assert_ok(capmem_bank_alloc(a, f->prime, &node, 1, &c));
+    }
+    assert_err(capmem_bank_alloc(a, f->prime, &node, 1, &c), CAPMEM_E_OUT_OF_METADATA);
+    assert_err(capmem_bank_create(a, f->prime, NULL, &c), CAPMEM_E_OUT_OF_METADATA);
+    assert_int_equal(nodes_used(f, f->prime), 58);
+    CHECK_INVARIANTS(a);
+    assert_ok(capmem_bank_service_destroy(a, f->prime));
+
+    /* Capabilities: an account with 4 pays 2 for the service, then 2 frames. */
+    capmem_ram_open_attr_t ro = CAPMEM_RAM_OPEN_ATTR_INIT;
+    ro.quota = 1ull << 20;
+    ro.caps = 4;
+    capmem_cap_t small = CAPMEM_CAP_NULL;
+    assert_ok(capmem_ram_open(a, f->w.client, &ro, &small));
+    sa.donation = 16 * 1024;
+    capmem_cap_t p2 = CAPMEM_CAP_NULL;
+    assert_ok(capmem_bank_service_create(a, small, &sa, &p2));
+    const capmem_bank_type_t two[2] = {CAPMEM_BANK_FRAME, CAPMEM_BANK_FRAME};
+    capmem_cap_t out[3];
+    assert_ok(capmem_bank_alloc(a, p2, two, 2, out));
+    assert_err(capmem_bank_alloc(a, p2, two, 1, out), CAPMEM_E_OUT_OF_CAPS);
+    assert_err(capmem_bank_create(a, p2, NULL, &c), CAPMEM_E_OUT_OF_CAPS);
+    assert_err(capmem_bank_restrict(a, p2, CAPMEM_BANK_NO_FREE, &c), CAPMEM_E_OUT_OF_CAPS);
+    capmem_bank_info_t bi;
+    assert_ok(capmem_bank_info(a, p2, &bi));
+    assert_int_equal(bi.used[CAPMEM_BANK_FRAME], 2);
+    assert_int_equal(bi.children, 0);
+    CHECK_INVARIANTS(a);
+    assert_ok(capmem_bank_service_destroy(a, p2));
+    /* Too few capabilities for the service itself. */
+    assert_err(capmem_bank_alloc(a, f->prime, two, 1, out), CAPMEM_E_INVALID_CAP); /* closed */
+    capmem_ram_info_t ri;
+    assert_ok(capmem_ram_transfer_caps(a, small, f->w.client, 3));
+    assert_ok(capmem_ram_info(a, small, &ri));
+    assert_err(capmem_bank_service_create(a, small, &sa, &p2), CAPMEM_E_OUT_OF_CAPS);
+    capmem_ram_info_t ri2;
+    assert_ok(capmem_ram_info(a, small, &ri2));
+    assert_int_equal(ri2.used, ri.used);
+    CHECK_INVARIANTS(a);
+
+    /* Host memory: each host allocation of the service's creation fails in turn. */
+    capmem_ram_info_t before;
+    assert_ok(capmem_ram_info(a, f->w.client, &before));
+    int failures = 0;
+    for (int kind = CAPMEM__HOST_MALLOC; kind <= CAPMEM__HOST_MMAP; kind++) {
+        for (uint64_t nth = 1;; nth++) {
+            capmem__inject_reset();
+            capmem__inject_fail((capmem__host_kind_t)kind, nth);
+            capmem_err_t err = capmem_bank_service_create(a, f->w.client, &sa, &p2);
+            capmem__inject_reset();
+            if (err == CAPMEM_OK) {
+                assert_ok(capmem_bank_service_destroy(a, p2));
+                break;
+            }
+            assert_int_equal(err, CAPMEM_E_HOST_NOMEM);
+            capmem_ram_info_t now;
+            assert_ok(capmem_ram_info(a, f->w.client, &now));
+            assert_int_equal(now.used, before.used);
+            CHECK_INVARIANTS(a);
+            failures++;
+        }
+    }
+    assert_true(failures >= 2);
+    assert_ok(capmem_bank_service_create(a, f->w.client, &sa, &f->prime)); /* for teardown */
+}
+
+/* Nodes, a deep remove, reads through the dataspace path, descriptions, NULL arenas. */
+static void test_bank_nodes_deep_remove_and_descriptions(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->w.arena;
+    capmem_cap_t top = child(f, f->prime, 100, 100);
+    capmem_cap_t mid = child(f, top, 100, 100);
+    capmem_cap_t low = child(f, mid, 100, 100);
+    capmem_cap_t leaf = child(f, low, 100, 100);
+    const capmem_bank_type_t three[3] = {CAPMEM_BANK_NODE, CAPMEM_BANK_NODE, CAPMEM_BANK_FRAME};
+    capmem_cap_t o[3];
+    assert_ok(capmem_bank_alloc(a, mid, three, 3, o));
+    capmem_cap_t n2[3];
+    assert_ok(capmem_bank_alloc(a, leaf, three, 3, n2));
+    /* Free the middle node of the service's list first, then the others. */
+    assert_ok(capmem_bank_free(a, mid, &o[1], 1));
+    assert_ok(capmem_bank_free(a, leaf, &n2[0], 1));
+    CHECK_INVARIANTS(a);
+    /* Remove mid: its node and frame go to top, low (with leaf below) moves up a level. */
+    assert_ok(capmem_bank_remove(a, mid));
+    bool owns = false;
+    assert_ok(capmem_bank_owns(a, top, o[0], &owns));
+    assert_true(owns);
+    assert_int_equal(info(f, low).depth, 2);
+    assert_int_equal(info(f, leaf).depth, 3);
+    CHECK_INVARIANTS(a);
+    assert_ok(capmem_bank_free(a, top, o, 1)); /* a node, by its new owner */
+    /* The frame reads back through the dataspace path. */
+    assert_ok(capmem_ds_write(a, o[2], 0, "xyz", 4));
+    char buf[4] = {0};
+    assert_ok(capmem_ds_read(a, o[2], 0, buf, 4));
+    assert_string_equal(buf, "xyz");
+    /* What a dump prints of each. */
+    char d[160];
+    const capmem__bank_svc_t *svc = capmem__bank_service(a);
+    a->types[CAPMEM_OBJ_BANK]->describe(a, &svc->prime, d, sizeof(d));
+    assert_non_null(strstr(d, "prime bank at depth 0"));
+    capmem_cap_info_t ci;
+    assert_ok(capmem_cap_identify(a, n2[1], &ci));
+    const capmem__slot_t *s = &a->cspace.slots[n2[1] & ((1u << 30) - 1)];
+    a->types[CAPMEM_OBJ_BANK_NODE]->describe(a, s->obj, d, sizeof(d));
+    assert_non_null(strstr(d, "bank node of a bank at depth 3"));
+    s = &a->cspace.slots[o[2] & ((1u << 30) - 1)];
+    a->types[CAPMEM_OBJ_DATASPACE]->describe(a, s->obj, d, sizeof(d));
+    assert_non_null(strstr(d, "bank frame at offset"));
+    /* NULL arenas. */
+    assert_err(capmem_bank_owns(a, top, o[2], NULL), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_bank_destroy(NULL, top), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_bank_remove(NULL, top), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_bank_service_destroy(NULL, f->prime), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_bank_free(NULL, top, o, 1), CAPMEM_E_INVALID_ARGS);
+    CHECK_INVARIANTS(a);
 }
 
 static void expect_corrupt(capmem_arena_t *a, const char *why)
@@ -513,6 +650,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bank_account_close_takes_the_service, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bank_operations_raise_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bank_checker_finds_each_broken_invariant, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bank_resource_errors_change_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bank_nodes_deep_remove_and_descriptions, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -149,8 +149,14 @@ static void test_kernel_bad_boot_changes_nothing(void **state)
     capmem_kernel_frame_t f;
     assert_err(capmem_kernel_frame(a, 0x100000, &f), CAPMEM_E_NOT_FOUND);
     CHECK_INVARIANTS(a);
-    /* With room for it, the boot makes the present range's records. */
+    /* No host memory for the layer's state: HOST_NOMEM, no kernel. */
     k.device_frames = 16;
+    capmem__inject_reset();
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    assert_err(capmem_kernel_boot(a, &k), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    assert_err(capmem_kernel_info(a, &i), CAPMEM_E_NOT_FOUND);
+    /* With room for it, the boot makes the present range's records. */
     assert_ok(capmem_kernel_boot(a, &k));
     assert_int_equal(info_of(a).device_records, 16);
     assert_err(capmem_kernel_boot(a, &k), CAPMEM_E_DENIED); /* once */
@@ -418,6 +424,75 @@ static void test_kernel_checker_finds_each_broken_invariant(void **state)
     capmem_arena_destroy(a);
 }
 
+typedef struct heap_events {
+    unsigned n[4]; /* by capmem_kernel_heap_op_t */
+    uint64_t frames[4];
+} heap_events_t;
+
+static void on_heap(capmem_arena_t *arena, const capmem_event_t *ev, void *ctx)
+{
+    (void)arena;
+    heap_events_t *h = ctx;
+    h->n[ev->b]++;
+    h->frames[ev->b] += ev->a;
+}
+
+static int count_device(uint64_t slot, const capmem__frec_t *rec, void *ctx)
+{
+    (void)slot;
+    *(uint64_t *)ctx += rec->type == CAPMEM_KERNEL_FRAME_DEVICE;
+    return 0;
+}
+
+static int stop_at_first(uint64_t slot, const capmem__frec_t *rec, void *ctx)
+{
+    (void)rec;
+    *(uint64_t *)ctx = slot;
+    return 7;
+}
+
+/* The heap's events (boot, growth, release) and the dump's walk over the records. */
+static void test_kernel_heap_events_and_walk(void **state)
+{
+    (void)state;
+    capmem_arena_t *a = arena_new();
+    heap_events_t h = {{0}, {0}};
+    capmem_subscription_t sub = 0;
+    assert_ok(capmem_subscribe(a, CAPMEM_EVENT_MASK(CAPMEM_EVENT_KERNEL_HEAP), on_heap, &h, &sub));
+    boot(a, CAPMEM_KERNEL_HYBRID, 0);
+    capmem_cap_t prime = banks_open(a, 64);
+    (void)prime;
+    capmem_device_info_t d;
+    assert_ok(capmem_arena_device_add(a, DEV_A, 128 * PAGE, &d));
+    assert_int_equal(h.n[CAPMEM_KERNEL_HEAP_BOOT], 1);
+    assert_int_equal(h.frames[CAPMEM_KERNEL_HEAP_BOOT], 48);
+    assert_int_equal(h.n[CAPMEM_KERNEL_HEAP_GROW], 1);
+    assert_int_equal(h.frames[CAPMEM_KERNEL_HEAP_GROW], 2); /* 128 * 48 / 4096, rounded up */
+    uint64_t dev = 0;
+    capmem__kernel_t *k = capmem__kernel_get(a);
+    assert_int_equal(capmem__kernel_walk_records(a, k, count_device, &dev), 0);
+    assert_int_equal(dev, 128);
+    uint64_t first = 99;
+    assert_int_equal(capmem__kernel_walk_records(a, k, stop_at_first, &first), 7);
+    assert_int_equal(first, 0);
+    /* A second device, the first removed: the other's records stay. */
+    capmem_device_info_t d2;
+    assert_ok(capmem_arena_device_add(a, DEV_B, 16 * PAGE, &d2));
+    assert_ok(capmem_arena_device_remove(a, d.id));
+    CHECK_INVARIANTS(a);
+    assert_ok(capmem_unsubscribe(a, sub));
+    capmem_arena_destroy(a);
+
+    a = arena_new();
+    h = (heap_events_t){{0}, {0}};
+    assert_ok(capmem_subscribe(a, CAPMEM_EVENT_MASK(CAPMEM_EVENT_KERNEL_HEAP), on_heap, &h, &sub));
+    boot(a, CAPMEM_KERNEL_CONSERVATIVE, 8192);
+    assert_ok(capmem_kernel_end_boot(a, 0));
+    assert_int_equal(h.n[CAPMEM_KERNEL_HEAP_RELEASE], 1);
+    assert_int_equal(h.frames[CAPMEM_KERNEL_HEAP_RELEASE], 96);
+    capmem_arena_destroy(a);
+}
+
 static void test_kernel_strategy_names(void **state)
 {
     (void)state;
@@ -443,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_kernel_hybrid_grows_through_the_banks),
         cmocka_unit_test(test_kernel_frame_records_follow_the_banks),
         cmocka_unit_test(test_kernel_checker_finds_each_broken_invariant),
+        cmocka_unit_test(test_kernel_heap_events_and_walk),
         cmocka_unit_test(test_kernel_strategy_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -113,7 +113,8 @@ typedef struct capmem_bank_service_attr {
  * Open a bank service on @p account and return its prime bank. The account
  * pays one RAM dataspace of donation + frames pages, one record of its own
  * donation, and two capabilities (the dataspace's and the prime bank's;
- * three with a hybrid kernel: the kernel's bank). The prime bank's frame
+ * a hybrid kernel's bank has none: no one may destroy it, and its record
+ * is one node charged to the prime bank). The prime bank's frame
  * limit is @p frames (plus frames the kernel released at its end of boot),
  * its node limit is unlimited (records run out first); it cannot be
  * changed. One service per arena.

@@ -126,7 +126,8 @@ typedef struct capmem_kernel_info {
     uint64_t record_size;
     uint64_t image_frames;     /**< RAM frames of the kernel image */
     uint64_t boot_heap_frames; /**< heap frames carved at boot */
-    uint64_t heap_frames;      /**< heap frames now (boot - released + borrowed); never falls */
+    /** heap frames now (boot - released + borrowed); falls only at the end of boot */
+    uint64_t heap_frames;
     uint64_t borrowed_frames;  /**< heap frames borrowed through the banks (HYBRID) */
     uint64_t released_frames;  /**< heap frames given to the prime bank (end of boot) */
     uint64_t records_capacity; /**< records the heap holds */
