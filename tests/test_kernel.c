@@ -332,6 +332,32 @@ static void test_kernel_hybrid_grows_through_the_banks(void **state)
     capmem_arena_destroy(a);
 }
 
+/* Growth needs contiguous frames: free ones scattered by frees are not enough (OUT_OF_PHYS). */
+static void test_kernel_hybrid_growth_needs_a_contiguous_run(void **state)
+{
+    (void)state;
+    capmem_arena_t *a = arena_new();
+    boot(a, CAPMEM_KERNEL_HYBRID, 0);
+    capmem_cap_t prime = banks_open(a, 64);
+    capmem_cap_t fr[64];
+    const capmem_bank_type_t t = CAPMEM_BANK_FRAME;
+    for (int i = 0; i < 64; i++) {
+        assert_ok(capmem_bank_alloc(a, prime, &t, 1, &fr[i]));
+    }
+    for (int i = 0; i < 64; i += 2) {
+        assert_ok(capmem_bank_free(a, prime, &fr[i], 1));
+    }
+    capmem_device_info_t d;
+    assert_err(capmem_arena_device_add(a, DEV_A, 128 * PAGE, &d), CAPMEM_E_OUT_OF_METADATA);
+    assert_non_null(strstr(capmem_last_error()->message, "OUT_OF_PHYS"));
+    assert_int_equal(info_of(a).borrowed_frames, 0);
+    /* One frame of growth fits in any free frame. */
+    assert_ok(capmem_arena_device_add(a, DEV_A, 64 * PAGE, &d));
+    assert_int_equal(info_of(a).borrowed_frames, 1);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 /* Bank frames carry their owner and allocation count in their records. */
 static void test_kernel_frame_records_follow_the_banks(void **state)
 {
@@ -516,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_kernel_conservative_end_of_boot_releases_to_prime_bank),
         cmocka_unit_test(test_kernel_released_frames_wait_for_the_bank_service),
         cmocka_unit_test(test_kernel_hybrid_grows_through_the_banks),
+        cmocka_unit_test(test_kernel_hybrid_growth_needs_a_contiguous_run),
         cmocka_unit_test(test_kernel_frame_records_follow_the_banks),
         cmocka_unit_test(test_kernel_checker_finds_each_broken_invariant),
         cmocka_unit_test(test_kernel_heap_events_and_walk),
