@@ -138,6 +138,16 @@ capmem_err_t capmem__kernel_check(capmem_arena_t *arena, void *state, char *why,
                       (unsigned long long)(heap + k->released_frames));
     }
     k->seen_heap = heap + k->released_frames;
+    if (k->borrowed_frames > 0 && k->lender == NULL) {
+        /*
+         * The bank service that lent them closed (its account was closed
+         * under it): the frames went back to the RAM service while the
+         * heap still holds records there. capmem_bank_service_destroy
+         * refuses this; closing the account cannot, so it is reported.
+         */
+        return broken(why, len, "%llu borrowed heap frames lost their bank service",
+                      (unsigned long long)k->borrowed_frames);
+    }
     if (k->chunks[0].frames + k->released_frames != k->boot_heap_frames ||
         (k->image_frames + k->boot_heap_frames) << arena->mem.page_shift !=
             arena->mem.kernel_reserved ||

@@ -358,6 +358,36 @@ static void test_kernel_hybrid_growth_needs_a_contiguous_run(void **state)
     capmem_arena_destroy(a);
 }
 
+/*
+ * A known limit: closing the account under a bank service that lent heap
+ * frames takes them from the kernel (a RAM close cannot be refused), and
+ * capmem_check says so.
+ */
+static void test_kernel_account_close_under_lent_heap_is_reported(void **state)
+{
+    (void)state;
+    capmem_arena_t *a = arena_new();
+    boot(a, CAPMEM_KERNEL_HYBRID, 0);
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    assert_ok(capmem_ram_boot(a, NULL, &root));
+    capmem_ram_open_attr_t ro = CAPMEM_RAM_OPEN_ATTR_INIT;
+    ro.quota = 1ull << 20;
+    capmem_cap_t acc = CAPMEM_CAP_NULL;
+    assert_ok(capmem_ram_open(a, root, &ro, &acc));
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.frames = 64;
+    capmem_cap_t prime = CAPMEM_CAP_NULL;
+    assert_ok(capmem_bank_service_create(a, acc, &sa, &prime));
+    capmem_device_info_t d;
+    assert_ok(capmem_arena_device_add(a, DEV_A, 64 * PAGE, &d));
+    CHECK_INVARIANTS(a);
+    assert_ok(capmem_ram_close(a, acc));
+    char why[256];
+    assert_int_equal(capmem_check(a, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    assert_non_null(strstr(why, "lost their bank service"));
+    capmem_arena_destroy(a);
+}
+
 /* Bank frames carry their owner and allocation count in their records. */
 static void test_kernel_frame_records_follow_the_banks(void **state)
 {
@@ -543,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_kernel_released_frames_wait_for_the_bank_service),
         cmocka_unit_test(test_kernel_hybrid_grows_through_the_banks),
         cmocka_unit_test(test_kernel_hybrid_growth_needs_a_contiguous_run),
+        cmocka_unit_test(test_kernel_account_close_under_lent_heap_is_reported),
         cmocka_unit_test(test_kernel_frame_records_follow_the_banks),
         cmocka_unit_test(test_kernel_checker_finds_each_broken_invariant),
         cmocka_unit_test(test_kernel_heap_events_and_walk),
