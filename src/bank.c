@@ -259,6 +259,7 @@ static void frame_destroy(capmem_arena_t *arena, capmem__ds_t *ds)
         l->next->u.bank.link.prev = l->prev;
     }
     pages_give(svc, ds->off, ds->size);
+    capmem__stat_sub(&arena->stats.bank_frames, 1);
     capmem__kernel_frames_owned(arena, ds->off, 1, 0, false);
     /* The slot is free already: the DS_FREE event just before this one names the frame. */
     emit_free(arena, CAPMEM_CAP_NULL, true, ds->off);
@@ -404,6 +405,7 @@ static void bank_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
     unlink_child(b);
     uncharge(b->parent, CAPMEM_BANK_NODE, 1); /* its record, charged to the parent */
     svc->banks--;
+    capmem__stat_sub(&arena->stats.banks, 1);
     capmem__meta_free(arena, &svc->meta, b);
 }
 
@@ -699,6 +701,7 @@ capmem_err_t capmem_bank_create(capmem_arena_t *arena, capmem_cap_t parent,
         *tail = b;
         charge(p, CAPMEM_BANK_NODE, 1);
         svc->banks++;
+        capmem__stat_add(&arena->stats.banks, 1);
         *out = capmem__cap_create(arena, CAPMEM_OBJ_BANK, b, CAPMEM_BANK_RIGHTS_ALL,
                                   CAPMEM__SLOT_ORIGINAL, svc->prime.slot, &svc->acc->caps);
         b->slot = capmem__cap_index(*out);
@@ -863,6 +866,7 @@ capmem_err_t capmem_bank_alloc(capmem_arena_t *arena, capmem_cap_t bank,
                                         CAPMEM__SLOT_ORIGINAL, svc->prime.slot, &svc->acc->caps);
             d->slot = capmem__cap_index(out[i]);
             capmem__kernel_frames_owned(arena, off, 1, (uint64_t)(uintptr_t)b, true);
+            capmem__stat_add(&arena->stats.bank_frames, 1);
         } else {
             capmem__bnode_t *nd = rec;
             nd->bank = b;

@@ -164,6 +164,7 @@ static void make_device_records(capmem_arena_t *arena, capmem__kernel_t *k,
     *link = 0;
     k->used += n;
     k->device_used += n;
+    capmem__stat_add(&arena->stats.kernel_records, n);
 }
 
 static capmem_err_t device_add(capmem_arena_t *arena, const capmem__device_t *dev)
@@ -247,6 +248,7 @@ static void device_removed(capmem_arena_t *arena, const capmem__device_t *dev)
         }
         k->used -= n;
         k->device_used -= n;
+        capmem__stat_sub(&arena->stats.kernel_records, n);
         k->devs[e].id = 0;
         k->devs[e].first = 0;
         return;
@@ -352,6 +354,7 @@ static void invoke_boot(capmem_arena_t *arena, const capmem_kernel_attr_t *at, c
         r->flags = f < kernel_frames ? CAPMEM_KERNEL_FLAG_KERNEL : 0;
     }
     k->used = k->ram_frames;
+    capmem__stat_add(&arena->stats.kernel_records, k->ram_frames);
     for (int i = 0; i < CAPMEM_DEVICE_MAX; i++) {
         if (arena->mem.devices[i].id != 0) {
             make_device_records(arena, k, &arena->mem.devices[i]);

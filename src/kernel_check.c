@@ -118,7 +118,8 @@ capmem_err_t capmem__kernel_check(capmem_arena_t *arena, void *state, char *why,
         }
         used += r->type != 0;
     }
-    if (used != k->used || used != k->ram_frames + k->device_used) {
+    if (used != k->used || used != k->ram_frames + k->device_used ||
+        used != arena->stats.kernel_records.current) {
         return broken(why, len,
                       "%llu records in use, counted %llu, RAM frames + device frames = %llu",
                       (unsigned long long)used, (unsigned long long)k->used,

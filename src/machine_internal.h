@@ -113,6 +113,9 @@ typedef struct capmem__stats {
     uint64_t upgrades;
     uint64_t retypes;
     uint64_t revokes;
+    capmem_stat_t kernel_records; /* layer 8 */
+    capmem_stat_t banks;
+    capmem_stat_t bank_frames;
 } capmem__stats_t;
 
 /*

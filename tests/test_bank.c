@@ -529,6 +529,35 @@ static void test_bank_resource_errors_change_nothing(void **state)
     assert_ok(capmem_bank_service_create(a, f->w.client, &sa, &f->prime)); /* for teardown */
 }
 
+/* capmem_stats counts banks and their frames where they commit, with peaks. */
+static void test_bank_stats_count_banks_and_frames(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->w.arena;
+    capmem_cap_t b = child(f, f->prime, 2, 10);
+    capmem_cap_t x = frame(f, b);
+    (void)frame(f, b);
+    capmem_cap_t y = CAPMEM_CAP_NULL;
+    const capmem_bank_type_t t = CAPMEM_BANK_FRAME;
+    assert_err(capmem_bank_alloc(a, b, &t, 1, &y), CAPMEM_E_LIMIT_REACHED); /* counts nothing */
+    assert_ok(capmem_bank_free(a, b, &x, 1));
+    capmem_stats_t s;
+    memset(&s, 0, sizeof(s));
+    s.size = sizeof(s);
+    assert_ok(capmem_stats(a, &s));
+    assert_int_equal(s.version, 2);
+    assert_int_equal(s.banks.current, 1);
+    assert_int_equal(s.bank_frames.current, 1);
+    assert_int_equal(s.bank_frames.peak, 2);
+    assert_int_equal(s.bank_frames.total, 2);
+    assert_int_equal(s.kernel_records.current, 0); /* no kernel booted here */
+    assert_ok(capmem_bank_destroy(a, b));
+    assert_ok(capmem_stats(a, &s));
+    assert_int_equal(s.banks.current, 0);
+    assert_int_equal(s.bank_frames.current, 0);
+    CHECK_INVARIANTS(a);
+}
+
 /* Nodes, a deep remove, reads through the dataspace path, descriptions, NULL arenas. */
 static void test_bank_nodes_deep_remove_and_descriptions(void **state)
 {
@@ -654,6 +683,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bank_resource_errors_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bank_nodes_deep_remove_and_descriptions, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_bank_stats_count_banks_and_frames, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -528,6 +528,12 @@ static void test_kernel_heap_events_and_walk(void **state)
     capmem__kernel_t *k = capmem__kernel_get(a);
     assert_int_equal(capmem__kernel_walk_records(a, k, count_device, &dev), 0);
     assert_int_equal(dev, 128);
+    capmem_stats_t st;
+    memset(&st, 0, sizeof(st));
+    st.size = sizeof(st);
+    assert_ok(capmem_stats(a, &st));
+    assert_int_equal(st.kernel_records.current, RAM_FRAMES + 128);
+    assert_int_equal(st.kernel_records.current, info_of(a).records_used);
     uint64_t first = 99;
     assert_int_equal(capmem__kernel_walk_records(a, k, stop_at_first, &first), 7);
     assert_int_equal(first, 0);

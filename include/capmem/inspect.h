@@ -283,7 +283,7 @@ typedef struct capmem_stat {
 } capmem_stat_t;
 
 /** The layout of capmem_stats_t this header describes (capmem_stats_t.version). */
-#define CAPMEM_STATS_VERSION 1u
+#define CAPMEM_STATS_VERSION 2u
 
 /**
  * A snapshot of an arena's statistics, as capmem_stats() writes it.
@@ -328,6 +328,11 @@ typedef struct capmem_stats {
     uint64_t retypes;         /**< successful capmem_untyped_retype() calls */
     uint64_t revokes;         /**< successful capmem_cap_revoke() calls */
     uint64_t bytes_zeroed;    /**< bytes of backing memory cleared for new objects and records */
+    /* Version 2 (issue 13): kernel metadata and space banks. */
+    capmem_stat_t
+        kernel_records;        /**< per-frame records in use (capmem_kernel_info's records_used) */
+    capmem_stat_t banks;       /**< sub-banks alive (the prime and the kernel's bank not counted) */
+    capmem_stat_t bank_frames; /**< frames handed out by space banks (heap frames not counted) */
 } capmem_stats_t;
 
 /** The smallest @c size capmem_stats() accepts: the header and the capabilities. */
