@@ -92,8 +92,9 @@ typedef struct capmem_kernel_attr {
  * registered already) into the heap. The rest of RAM is left to the boot
  * untypeds. Raises a KERNEL_HEAP event (BOOT).
  *
- * @retval CAPMEM_E_INVALID_ARGS arena or attr NULL; unknown strategy; record_size not a
- *         multiple of 8 or outside [48, page size]
+ * @retval CAPMEM_E_INVALID_ARGS arena or attr NULL; unknown strategy
+ * @retval CAPMEM_E_RANGE       record_size not a multiple of 8 or outside [48, page size] (detail:
+ *         the bounds)
  * @retval CAPMEM_E_DENIED      the kernel is booted already, or the boot untypeds were made
  *         (RAM is handed out: boot the kernel first)
  * @retval CAPMEM_E_OUT_OF_RAM  image and heap do not fit in RAM with a frame to spare (detail:
