@@ -478,7 +478,7 @@ static void tour_real(capmem_arena_t *arena, capmem_cap_t root)
  */
 static void tour_picture(capmem_arena_t *arena, capmem_cap_t root)
 {
-    heading("9. Seeing the state: dumps and the picture");
+    heading("10. Seeing the state: dumps and the picture");
     capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
     oa.quota = 2 << 20;
     oa.label = "editor";
@@ -578,6 +578,63 @@ static void tour_policies(capmem_arena_t *arena, capmem_cap_t root)
            "capmem-replay.\n");
 }
 
+/* Section 9 (issue 13): Coyotos' answer, on an arena of its own (the kernel boots first). */
+static void tour_kernel_banks(void)
+{
+    heading("9. Kernel metadata and space banks: Coyotos' answer");
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 16ull << 20;
+    aa.device_window = 1ull << 20;
+    capmem_arena_t *a = NULL;
+    TRY(capmem_arena_create(&aa, &a));
+    capmem_kernel_attr_t ka = CAPMEM_KERNEL_ATTR_INIT;
+    ka.strategy = CAPMEM_KERNEL_HYBRID; /* no fixed part: every device record is borrowed */
+    TRY(capmem_kernel_boot(a, &ka));
+    capmem_kernel_info_t ki;
+    TRY(capmem_kernel_info(a, &ki));
+    printf("Coyotos keeps a %" PRIu64 "-byte record for every frame: %" PRIu64
+           " frames of RAM need a heap of %" PRIu64 " frames,\n"
+           "carved at boot after a %" PRIu64 "-frame kernel image. The rest goes to the banks.\n",
+           ki.record_size, ki.ram_records, ki.boot_heap_frames, ki.image_frames);
+    EXPECT(ki.boot_heap_frames == 48);
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    TRY(capmem_ram_boot(a, NULL, &root));
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.frames = 256;
+    capmem_cap_t prime = CAPMEM_CAP_NULL;
+    TRY(capmem_bank_service_create(a, root, &sa, &prime));
+    capmem_bank_limits_t lim = {.limit = {2, CAPMEM_BANK_UNLIMITED}};
+    capmem_cap_t users = CAPMEM_CAP_NULL;
+    TRY(capmem_bank_create(a, prime, &lim, &users));
+    const capmem_bank_type_t two[2] = {CAPMEM_BANK_FRAME, CAPMEM_BANK_FRAME};
+    capmem_cap_t fr[2];
+    TRY(capmem_bank_alloc(a, users, two, 2, fr));
+    capmem_err_t err = capmem_bank_alloc(a, users, two, 1, fr);
+    printf("A bank limited to 2 frames gives 2; the third is %s (%s).\n", capmem_err_name(err),
+           capmem_last_error()->message);
+    EXPECT(err == CAPMEM_E_LIMIT_REACHED);
+    capmem_device_info_t dev;
+    TRY(capmem_arena_device_add(a, 0x100000000ull, 64 * 4096, &dev));
+    TRY(capmem_kernel_info(a, &ki));
+    capmem_bank_info_t pi;
+    TRY(capmem_bank_info(a, prime, &pi));
+    printf("Hot-plugging 64 device frames needs 64 records: the heap borrowed %" PRIu64
+           " frame through the banks,\n"
+           "so the prime bank now has %" PRIu64 " of its %" PRIu64
+           " frames charged (2 users' frames + 1 heap frame).\n",
+           ki.borrowed_frames, pi.used[CAPMEM_BANK_FRAME], pi.limit[CAPMEM_BANK_FRAME]);
+    EXPECT(ki.borrowed_frames == 1 && pi.used[CAPMEM_BANK_FRAME] == 3);
+    TRY(capmem_bank_destroy(a, users));
+    TRY(capmem_bank_info(a, prime, &pi));
+    printf("Destroying the users' bank frees its frames: the prime bank is charged %" PRIu64
+           " (the heap frame is never returned).\n",
+           pi.used[CAPMEM_BANK_FRAME]);
+    EXPECT(pi.used[CAPMEM_BANK_FRAME] == 1);
+    TRY(capmem_check(a, NULL, 0));
+    printf("See docs/kernel_metadata.md and examples/kernel_heap.c for the three strategies.\n");
+    capmem_arena_destroy(a);
+}
+
 int main(void)
 {
     printf("libcapmem %s: a guided tour of capability-based memory accounting\n", capmem_version());
@@ -593,6 +650,7 @@ int main(void)
     tour_region_map(arena, root);
     tour_real(arena, root);
     tour_policies(arena, root);
+    tour_kernel_banks();
     tour_picture(arena, root);
 
     char why[256];

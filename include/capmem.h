@@ -24,5 +24,7 @@
 #include "capmem/dataspace.h"
 #include "capmem/region_map.h"
 #include "capmem/rm_real.h"
+#include "capmem/kernel.h"
+#include "capmem/bank.h"
 
 #endif /* CAPMEM_H */

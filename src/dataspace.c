@@ -48,6 +48,8 @@ const char *capmem_ds_kind_name(capmem_ds_kind_t kind)
         return "first-class alias";
     case CAPMEM_DS_MANAGED:
         return "managed";
+    case CAPMEM_DS_BANK_FRAME:
+        return "bank frame";
     }
     return "unknown";
 }
@@ -539,6 +541,10 @@ static capmem_err_t decode_alias(capmem_arena_t *arena, capmem_cap_t session, ca
     if (capmem__ds_kind(src) == CAPMEM__DS_MANAGED) {
         return capmem__fail(CAPMEM_E_WRONG_TYPE, NULL, "a managed dataspace cannot be aliased");
     }
+    if (capmem__ds_kind(src) == CAPMEM__DS_BANK_FRAME) {
+        /* Its bank owns the page: an alias would outlive a destroy of the bank. */
+        return capmem__fail(CAPMEM_E_WRONG_TYPE, NULL, "a space bank's frame cannot be aliased");
+    }
     p->offset = attr->offset;
     p->size = attr->size;
     if (p->size == 0 && attr->offset < src->size) {
@@ -682,6 +688,10 @@ static capmem_err_t decode_free(capmem_arena_t *arena, capmem_cap_t ds, uint32_t
     if (capmem__ds_kind(d) == CAPMEM__DS_MANAGED) {
         return capmem__fail(CAPMEM_E_WRONG_TYPE, NULL,
                             "a managed dataspace goes with its region map");
+    }
+    if (capmem__ds_kind(d) == CAPMEM__DS_BANK_FRAME) {
+        return capmem__fail(CAPMEM_E_WRONG_TYPE, NULL,
+                            "a space bank's frame is freed through its bank (capmem_bank_free)");
     }
     *index = capmem__cap_index(ds);
     return CAPMEM_OK;

@@ -20,6 +20,7 @@
 typedef enum capmem__meta_kind {
     CAPMEM__META_ACCOUNT = 1, /* a RAM session's own records */
     CAPMEM__META_RM = 2,      /* a region map's records */
+    CAPMEM__META_BANK = 3,    /* a space-bank service's records */
 } capmem__meta_kind_t;
 
 /*
