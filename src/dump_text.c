@@ -90,16 +90,20 @@ static void t_untyped(void *ctx, const capmem__dump_untyped_t *u)
     char f[32];
     t->any = true;
     const uint64_t size = 1ull << u->info.size_bits;
-    fprintf(t->out, "  0x%llx %s%s untyped 0x%llx..0x%llx (%s), %s: %s free",
+    fprintf(t->out, "  0x%llx %suntyped 0x%llx..0x%llx (%s), %s: %s free",
             (unsigned long long)u->info.cap, u->info.device ? "device " : "",
-            u->copy_of != CAPMEM_CAP_NULL ? "copy of an" : "", (unsigned long long)u->info.phys,
-            (unsigned long long)(u->info.phys + size - 1), capmem__dump_bytes(size, b, sizeof(b)),
-            u->info.policy, capmem__dump_bytes(u->info.free_bytes, f, sizeof(f)));
+            (unsigned long long)u->info.phys, (unsigned long long)(u->info.phys + size - 1),
+            capmem__dump_bytes(size, b, sizeof(b)), u->info.policy,
+            capmem__dump_bytes(u->info.free_bytes, f, sizeof(f)));
     if (!u->range_policy) {
         fprintf(t->out, ", free index at +0x%llx", (unsigned long long)u->info.watermark);
     }
-    fprintf(t->out, ", %llu child%s%s\n", (unsigned long long)u->info.children,
-            u->info.children == 1 ? "" : "ren", u->info.full ? ", full (a copy is alive)" : "");
+    fprintf(t->out, ", %llu child%s", (unsigned long long)u->info.children,
+            u->info.children == 1 ? "" : "ren");
+    if (u->copy_of != CAPMEM_CAP_NULL) {
+        fprintf(t->out, ", a copy of 0x%llx", (unsigned long long)u->copy_of);
+    }
+    fputs(u->info.full ? ", full (a copy of it is alive)\n" : "\n", t->out);
 }
 
 static void t_untyped_free(void *ctx, const capmem__dump_untyped_t *u, uint64_t offset,
