@@ -31,6 +31,8 @@ typedef struct dump {
     uint32_t root; /* slot of opts.root, 0 for the whole arena */
     unsigned sections;
     capmem_stats_t stats;
+    struct pentry *heap; /* the physical map's sorting buffer (phys_prepare) */
+    size_t heap_cap;
 } dump_t;
 
 /*
@@ -730,22 +732,39 @@ static void emit_entry(phys_t *p, const pentry_t *e)
     }
 }
 
-static capmem_err_t phys_section(dump_t *d)
+/*
+ * Count what the physical map will sort and take its buffer, before
+ * anything is written: a dump that cannot have it writes nothing.
+ */
+static capmem_err_t phys_prepare(dump_t *d)
 {
     phys_t p;
     memset(&p, 0, sizeof(p));
     p.d = d;
-    enumerate(&p); /* counts */
-    if (p.counted == 0 || d->sink->phys == NULL) {
+    enumerate(&p); /* with no heap, it counts */
+    if (p.counted == 0) {
         return CAPMEM_OK;
     }
-    p.cap = p.counted < PHYS_BATCH ? (size_t)p.counted : PHYS_BATCH;
-    p.heap = capmem__malloc(p.cap * sizeof(pentry_t));
-    if (p.heap == NULL) {
+    d->heap_cap = p.counted < PHYS_BATCH ? (size_t)p.counted : PHYS_BATCH;
+    d->heap = capmem__malloc(d->heap_cap * sizeof(pentry_t));
+    if (d->heap == NULL) {
         return capmem__fail(CAPMEM_E_HOST_NOMEM, NULL,
                             "no host memory for the physical map's sorting buffer (%zu bytes)",
-                            p.cap * sizeof(pentry_t));
+                            d->heap_cap * sizeof(pentry_t));
     }
+    return CAPMEM_OK;
+}
+
+static void phys_section(dump_t *d)
+{
+    if (d->heap == NULL || d->sink->phys == NULL) {
+        return;
+    }
+    phys_t p;
+    memset(&p, 0, sizeof(p));
+    p.d = d;
+    p.heap = d->heap;
+    p.cap = d->heap_cap;
     for (;;) {
         p.n = 0;
         enumerate(&p);
@@ -768,8 +787,6 @@ static capmem_err_t phys_section(dump_t *d)
     while (p.nbox > 0) {
         box_close(&p);
     }
-    capmem__free(p.heap);
-    return CAPMEM_OK;
 }
 
 /* ---- region maps --------------------------------------------------------------------- */
@@ -937,6 +954,13 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
     h.phys_lo = 0;
     h.phys_hi = arena->mem.ram_size + arena->mem.device_window;
     count_scope(d, &h);
+    capmem_err_t err = CAPMEM_OK;
+    if (d->sections & CAPMEM_DUMP_PHYS) {
+        err = phys_prepare(d);
+        if (err != CAPMEM_OK) {
+            return err;
+        }
+    }
     if (d->root != 0 && slot_at(d, d->root)->type == CAPMEM_OBJ_REGION_MAP) {
         /* The map and the maps nested in it, each time it is reached. */
         h.n_maps = count_nested(d->arena, slot_at(d, d->root)->obj, 0);
@@ -944,7 +968,6 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
     if (d->sink->begin != NULL) {
         d->sink->begin(d->ctx, &h);
     }
-    capmem_err_t err = CAPMEM_OK;
     for (unsigned sec = 0; sec < CAPMEM__SEC_COUNT && err == CAPMEM_OK; sec++) {
         if (!(d->sections & (1u << sec))) {
             continue;
@@ -965,7 +988,7 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
             ram_section(d);
             break;
         case CAPMEM__SEC_PHYS:
-            err = phys_section(d);
+            phys_section(d);
             break;
         case CAPMEM__SEC_RM:
             rm_section(d);
@@ -984,6 +1007,8 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
     if (d->sink->end != NULL) {
         d->sink->end(d->ctx);
     }
+    capmem__free(d->heap);
+    d->heap = NULL;
     return err;
 }
 

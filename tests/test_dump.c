@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "support.h"
 
 #define PAGE 4096ull
@@ -214,6 +215,31 @@ static void test_dump_errors_write_nothing_and_change_nothing(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/* No host memory for the physical map's buffer: HOST_NOMEM, and not a byte written. */
+static void test_dump_without_host_memory_writes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    capmem__inject_reset();
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    assert_err(capmem_dump(f->arena, m, CAPMEM_DUMP_JSON), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    fflush(m);
+    assert_int_equal(len, 0);
+    /* Without the physical section the dump needs no buffer at all. */
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_ALL & ~(uint32_t)CAPMEM_DUMP_PHYS;
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    assert_ok(capmem_dump_ex(f->arena, m, &o));
+    capmem__inject_reset();
+    fclose(m);
+    assert_true(len > 0);
+    free(buf);
+    CHECK_INVARIANTS(f->arena);
+}
+
 static int visit_and_dump(const capmem_cap_info_t *info, unsigned depth, void *ctx)
 {
     (void)info;
@@ -259,6 +285,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dump_formats_write_json_dot_svg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_escapes_labels_in_every_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_errors_write_nothing_and_change_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_dump_without_host_memory_writes_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dump_from_a_visitor_is_reentrant, setup, teardown),
         cmocka_unit_test(test_dump_of_an_empty_arena),
