@@ -187,6 +187,61 @@ static void test_dump_any_capability_roots_a_subtree(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/* Device memory and untyped copies in the physical map: every byte of RAM and devices once. */
+static void test_dump_physical_map_covers_devices_and_copies(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 1u << 20;
+    at.device_window = 1u << 20;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&at, &a));
+    capmem_device_info_t dev;
+    assert_ok(capmem_arena_device_add(a, 0xfe000000, 16 * PAGE, &dev));
+    capmem_untyped_info_t boot[8];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 8, &n));
+    capmem_cap_t frame = CAPMEM_CAP_NULL, copy = CAPMEM_CAP_NULL, kid = CAPMEM_CAP_NULL;
+    for (size_t i = 0; i < n; i++) {
+        capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
+        if (boot[i].device && frame == CAPMEM_CAP_NULL) {
+            assert_ok(capmem_untyped_retype(a, boot[i].cap, &ra, &frame, 1));
+        } else if (!boot[i].device && kid == CAPMEM_CAP_NULL) {
+            ra.type = CAPMEM_OBJ_UNTYPED;
+            ra.size_bits = 16;
+            assert_ok(capmem_untyped_retype(a, boot[i].cap, &ra, &kid, 1));
+            assert_ok(capmem_untyped_copy(a, kid, &copy));
+        }
+    }
+    assert_int_not_equal(frame, CAPMEM_CAP_NULL);
+    assert_int_not_equal(copy, CAPMEM_CAP_NULL);
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_PHYS;
+    char *s = dump_of(a, &o);
+    assert_non_null(strstr(s, "device memory 1 0xfe000000..0xfe00ffff (64 KiB)"));
+    char line[64];
+    snprintf(line, sizeof(line), "frame         0x%llx", (unsigned long long)frame);
+    assert_non_null(strstr(s, line));
+    free(s);
+    o.sections = CAPMEM_DUMP_UNTYPED;
+    s = dump_of(a, &o);
+    assert_non_null(strstr(s, "full (a copy of it is alive)"));
+    assert_non_null(strstr(s, "device untyped"));
+    free(s);
+    /* The JSON ranges add up to RAM plus the device range, each byte once. */
+    o.sections = CAPMEM_DUMP_PHYS;
+    o.format = CAPMEM_DUMP_JSON;
+    s = dump_of(a, &o);
+    uint64_t total = 0;
+    for (const char *p = strstr(s, "\"size\":"); p != NULL; p = strstr(p + 1, "\"size\":")) {
+        total += strtoull(p + 7, NULL, 10);
+    }
+    assert_int_equal(total, (1u << 20) + 16 * PAGE);
+    free(s);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 static void test_dump_formats_write_json_dot_svg(void **state)
 {
     fixture_t *f = *state;
@@ -338,6 +393,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dump_subtree_of_an_account_shows_only_its_objects,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_any_capability_roots_a_subtree, setup, teardown),
+        cmocka_unit_test(test_dump_physical_map_covers_devices_and_copies),
         cmocka_unit_test_setup_teardown(test_dump_formats_write_json_dot_svg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_escapes_labels_in_every_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_errors_write_nothing_and_change_nothing, setup,
