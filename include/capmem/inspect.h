@@ -466,8 +466,7 @@ typedef struct capmem_dump_opts {
  * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
  * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out,
-                                                     capmem_dump_format_t format);
+CAPMEM_API capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out, capmem_dump_format_t format);
 
 /**
  * Write a dump with options: a format, a set of sections, and a subtree
