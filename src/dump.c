@@ -1155,6 +1155,12 @@ capmem_err_t capmem_dump_ex(capmem_arena_t *arena, FILE *out, const capmem_dump_
     if (arena == NULL || out == NULL || opts == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena, out or opts is NULL");
     }
+    /* A caller's older, smaller struct: the fields it does not reach keep their defaults. */
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    if (opts->size >= CAPMEM_DUMP_OPTS_SIZE_MIN) {
+        memcpy(&o, opts, opts->size < sizeof(o) ? (size_t)opts->size : sizeof(o));
+        opts = &o;
+    }
     if (opts->size < CAPMEM_DUMP_OPTS_SIZE_MIN) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
                             "opts->size %llu is below %llu (start from CAPMEM_DUMP_OPTS_INIT)",

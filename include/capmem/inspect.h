@@ -395,9 +395,6 @@ enum capmem_dump_sections {
     CAPMEM_DUMP_ALL = (1u << 7) - 1 /**< every section */
 };
 
-/** The layout of capmem_dump_opts_t this header describes. */
-#define CAPMEM_DUMP_OPTS_SIZE_MIN (sizeof(uint64_t) + 2 * sizeof(uint32_t) + sizeof(capmem_cap_t))
-
 /**
  * Options of capmem_dump_ex(). Versioned like capmem_stats_t: the caller
  * sets @c size to sizeof(capmem_dump_opts_t) as its header knows it (use
@@ -420,6 +417,10 @@ typedef struct capmem_dump_opts {
      */
     capmem_cap_t root;
 } capmem_dump_opts_t;
+
+/** The smallest @c size capmem_dump_ex() accepts: size, format and sections (root takes its
+ * default). */
+#define CAPMEM_DUMP_OPTS_SIZE_MIN (offsetof(capmem_dump_opts_t, root))
 
 /** The whole arena, every section, as text. */
 #define CAPMEM_DUMP_OPTS_INIT                                                                      \
