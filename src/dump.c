@@ -1270,10 +1270,14 @@ const char *capmem__dump_rights(unsigned rights, char buf[4])
     return buf;
 }
 
-/* Colours that stay apart on a projector and carry black text (ColorBrewer Set3, Paired). */
+/*
+ * Colours that stay apart on a projector and carry black text (from
+ * ColorBrewer's Set3 and Paired), none of them the purple of records, the
+ * orange of lent pages or the greys of lost and unclaimed space.
+ */
 static const char *const palette[] = {
-    "#8dd3c7", "#fdb462", "#bebada", "#fb8072", "#80b1d3", "#b3de69",
-    "#fccde5", "#bc80bd", "#ccebc5", "#ffed6f", "#a6cee3", "#fdbf6f",
+    "#8dd3c7", "#80b1d3", "#b3de69", "#fccde5", "#ffed6f", "#fb8072",
+    "#a6cee3", "#ccebc5", "#b2df8a", "#e5c494", "#66c2a5",
 };
 
 const char *capmem__dump_account_colour(capmem_cap_t account)

@@ -74,7 +74,7 @@ static const char *phys_colour(const capmem__dump_phys_t *p)
     case CAPMEM__PH_METADATA:
         return "#9e7bb5";
     case CAPMEM__PH_LENT:
-        return "#ff7f00";
+        return "#e6550d";
     default:
         return capmem__dump_kind_colour(p->kind);
     }
@@ -344,7 +344,7 @@ static void s_account(void *ctx, const capmem__dump_account_t *a)
         const char *what;
     } parts[] = {
         {a->info.used - a->info.lent, capmem__dump_account_colour(a->cap), "used"},
-        {a->info.lent, "#ff7f00", "lent"},
+        {a->info.lent, "#e6550d", "lent"},
         {a->info.avail, "#ffffff", "avail"},
         {a->info.donation, "#9e7bb5", "records"},
     };
