@@ -450,13 +450,6 @@ static void s_region(void *ctx, const capmem__dump_region_t *r)
     }
 }
 
-static void s_rm_end(void *ctx, const capmem__dump_rm_t *m)
-{
-    svg_t *s = ctx;
-    (void)m;
-    (void)s;
-}
-
 static void rm_section_begin(svg_t *s)
 {
     capmem__svg_text(s->out, MARGIN, s->y_rm + 28, 26, CAPMEM__SVG_START, NULL, 1,
@@ -503,7 +496,6 @@ static const capmem__dump_sink_t svg_sink = {
     .phys_box_end = s_box_end,
     .rm_begin = s_rm_begin,
     .region = s_region,
-    .rm_end = s_rm_end,
 };
 
 const capmem__dump_sink_t *capmem__dump_svg(FILE *out, void *ctx_buf)

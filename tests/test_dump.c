@@ -420,6 +420,12 @@ static void test_dump_escapes_labels_in_every_format(void **state)
     s = dump_of(f->arena, &o);
     assert_non_null(strstr(s, "a\\\"b\\\\c\\nd \xef\xbf\xbd<&>"));
     free(s);
+    /* Text keeps the line structure: control characters become '?'. */
+    o.format = CAPMEM_DUMP_TEXT;
+    s = dump_of(f->arena, &o);
+    assert_non_null(strstr(s, "\"a\"b\\c?d?\xff<&>\""));
+    assert_null(strstr(s, "c\nd"));
+    free(s);
 }
 
 static void test_dump_errors_write_nothing_and_change_nothing(void **state)
