@@ -6,7 +6,8 @@
  * The layers, bottom to top (each one uses only those beneath it):
  * arena (the stand-in for physical RAM), alloc (allocation policies),
  * cap (the capability space), untyped (seL4 retype), ram (Genode's RAM
- * service), dataspace, region_map, inspect. See docs/ for the concepts.
+ * service), dataspace, region_map (and rm_real, its real mode), inspect. See docs/ for the
+ * concepts.
  */
 #ifndef CAPMEM_H
 #define CAPMEM_H
@@ -21,5 +22,6 @@
 #include "capmem/ram.h"
 #include "capmem/dataspace.h"
 #include "capmem/region_map.h"
+#include "capmem/rm_real.h"
 
 #endif /* CAPMEM_H */

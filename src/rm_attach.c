@@ -19,6 +19,8 @@
 static void region_remove(capmem_arena_t *arena, capmem__rm_t *rm, rm_region_t *r, capmem__ds_t *ds,
                           capmem_cap_t dsh)
 {
+    /* Real mode's views showing the region drop it first (rm_real.c). */
+    capmem__rm_real_drop(arena, rm, r->base, r->pages);
     if (capmem__event_wanted(arena, CAPMEM_EVENT_DETACH)) {
         const uint64_t addr = (uint64_t)r->base << arena->mem.page_shift;
         const uint64_t size = (uint64_t)r->pages << arena->mem.page_shift;

@@ -107,6 +107,50 @@ uint32_t capmem__rm_visit_stamp(capmem_arena_t *arena)
     return st->stamp;
 }
 
+/* ---- real mode's hooks ---------------------------------------------------------------- */
+
+void capmem__rm_real_register(capmem_arena_t *arena, const capmem__rm_real_hooks_t *hooks)
+{
+    capmem__rm_arena_t *st = capmem__layer_state(arena, &rm_layer);
+    CAPMEM_ASSERT(st != NULL, "real mode maps a map, so the layer is set up");
+    st->real = hooks;
+}
+
+void capmem__rm_real_drop(capmem_arena_t *arena, capmem__rm_t *rm, uint64_t first, uint64_t pages)
+{
+    const capmem__rm_arena_t *st = capmem__layer_state(arena, &rm_layer);
+    if (st->real != NULL) {
+        st->real->drop(arena, rm, first, pages);
+    }
+}
+
+void capmem__rm_abandon_handlers(capmem_arena_t *arena)
+{
+    const capmem__rm_arena_t *st = capmem__layer_state(arena, &rm_layer);
+    for (capmem__rm_t *m = st != NULL ? st->maps : NULL; m != NULL; m = m->next) {
+        if (m->in_handler != 0) {
+            m->in_handler = 0;
+            m->state = (uint8_t)((m->state & ~ST_PENDING) | ST_UNRESOLVED);
+        }
+    }
+}
+
+/* A closing map leaves real mode first (its view goes), while its regions are intact. */
+static void real_close(capmem_arena_t *arena, capmem__rm_t *rm)
+{
+    const capmem__rm_arena_t *st = capmem__layer_state(arena, &rm_layer);
+    if (st->real != NULL) {
+        st->real->close(arena, rm);
+    }
+}
+
+/* The address the map is mapped at in real mode, or NULL. */
+static void *real_base(capmem_arena_t *arena, const capmem__rm_t *rm)
+{
+    const capmem__rm_arena_t *st = capmem__layer_state(arena, &rm_layer);
+    return st->real != NULL ? st->real->base(arena, rm) : NULL;
+}
+
 /*
  * The map's capability died (close, or a revoke of its client): its
  * managed dataspace, a child capability, is gone already, and the records
@@ -117,6 +161,7 @@ static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
 {
     capmem__rm_t *rm = obj;
     CAPMEM_ASSERT(rm->managed == NULL, "the managed dataspace is a child capability: gone first");
+    real_close(arena, rm);
     capmem__rm_ds_unlink_all(arena, rm);
     /* Its regions' records go with its chunks: they stop being regions here. */
     capmem__stat_sub(&arena->stats.regions, rm->regions);
@@ -470,8 +515,7 @@ capmem_err_t capmem_rm_state(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_s
     return err;
 }
 
-void capmem__rm_fill_info(const capmem_arena_t *arena, const capmem__rm_t *m,
-                          capmem_rm_info_t *info)
+void capmem__rm_fill_info(capmem_arena_t *arena, const capmem__rm_t *m, capmem_rm_info_t *info)
 {
     memset(info, 0, sizeof(*info));
     info->client = capmem__account_handle(arena, m->client);
@@ -491,6 +535,7 @@ void capmem__rm_fill_info(const capmem_arena_t *arena, const capmem__rm_t *m,
     info->has_handler = m->handler != NULL;
     /* Same size as the record's (rm_internal.h): the label as kept. */
     memcpy(info->label, m->label, sizeof(info->label));
+    info->real_base = real_base(arena, m);
 }
 
 capmem_err_t capmem_rm_info(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_info_t *info)

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "ops/interp.h"
+#include "property/real_pointers.h"
 #include "support.h"
 
 /*
@@ -183,11 +184,30 @@ static void test_property_byte_inputs_replay_the_seed_corpus_style(void **state)
     }
 }
 
+/* Real mode: pointer loads and stores agree with capmem_rm_read (tests/property/real_pointers.c).
+ */
+static void test_property_real_pointers_match_rm_read(void **state)
+{
+    (void)state;
+    const uint64_t seeds = test_under_valgrind() ? 2 : 20;
+    for (uint64_t seed = 1; seed <= seeds; seed++) {
+        char why[512];
+        const int r = real_pointers_run(seed, 2000, why, sizeof(why));
+        if (r < 0) {
+            skip();
+        }
+        if (r != 0) {
+            fail_msg("real pointers, seed %" PRIu64 ": %s", seed, why);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_property_random_sequences_match_the_model),
         cmocka_unit_test(test_property_byte_inputs_replay_the_seed_corpus_style),
+        cmocka_unit_test(test_property_real_pointers_match_rm_read),
     };
     return cmocka_run_group_tests_name("property", tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
 /**
  * @file capmem/region_map.h
  * @brief Layer 7: region maps (RM sessions), after Genode's region-map
- *        service, in the simulated access mode.
+ *        service, in the simulated access mode (capmem/rm_real.h maps a
+ *        map into the process for real loads and stores).
  *
  * A region map is a virtual address space of a given size into which
  * dataspaces are *attached*. Addresses are local to the map: 0 is its first
@@ -349,6 +350,7 @@ typedef struct capmem_rm_info {
     bool expanding;            /**< 1 if it upgrades itself on OUT_OF_METADATA */
     bool has_handler;          /**< 1 if a fault handler is installed */
     char label[24];            /**< the label given at open: its first 23 characters */
+    void *real_base; /**< where the map is mapped in real mode (capmem/rm_real.h), or NULL */
 } capmem_rm_info_t;
 
 /**
