@@ -36,7 +36,9 @@ typedef struct pending {
     double x1;
     uint64_t count;
     uint64_t offset;
+    uint64_t phys;
     uint64_t size;
+    uint64_t refs;
     capmem__phys_kind_t kind;
     capmem_cap_t owner;
     const char *colour;
@@ -141,8 +143,12 @@ static void flush(svg_t *s)
         if (p->owner != CAPMEM_CAP_NULL) {
             capmem__svg_attr_hex(s->out, "data-owner", p->owner);
         }
-        snprintf(tip, sizeof(tip), "%s at 0x%llx, %llu bytes", capmem__phys_kind_names[p->kind],
-                 (unsigned long long)(s->head.phys_base + p->offset), (unsigned long long)p->size);
+        snprintf(tip, sizeof(tip), "%s at 0x%llx, %llu bytes%s", capmem__phys_kind_names[p->kind],
+                 (unsigned long long)p->phys, (unsigned long long)p->size,
+                 p->refs > 1 ? ", shared by aliases" : "");
+        if (p->refs > 1) {
+            capmem__svg_attr_u64(s->out, "data-refs", p->refs);
+        }
     } else {
         capmem__svg_attr_u64(s->out, "data-offset", p->offset);
         capmem__svg_attr_u64(s->out, "data-count", p->count);
@@ -193,7 +199,9 @@ static void s_phys(void *ctx, const capmem__dump_phys_t *p)
                      .x1 = x1,
                      .count = 1,
                      .offset = p->offset,
+                     .phys = p->phys,
                      .size = p->size,
+                     .refs = p->refs,
                      .kind = p->kind,
                      .owner = p->owner,
                      .colour = colour};
@@ -205,6 +213,15 @@ static void s_phys(void *ctx, const capmem__dump_phys_t *p)
     const char *text = p->kind == CAPMEM__PH_DATASPACE || p->kind == CAPMEM__PH_METADATA
                            ? p->label
                            : capmem__phys_kind_names[p->kind];
+    /* Pages shared by aliases say by how many runs ("x3"). */
+    char shared[48];
+    if (text != NULL && p->refs > 1) {
+        snprintf(shared, sizeof(shared), "%s \xc3\x97%llu", text, (unsigned long long)p->refs);
+        text = shared;
+        if (capmem__svg_text_width(text, 18) + 8 >= x1 - x0) {
+            snprintf(shared, sizeof(shared), "\xc3\x97%llu", (unsigned long long)p->refs);
+        }
+    }
     if (text != NULL && capmem__svg_text_width(text, 18) + 8 < x1 - x0) {
         capmem__svg_text(s->out, (x0 + x1) / 2, s->y_phys + 40 + STRIP_H / 2 + 7, 18,
                          CAPMEM__SVG_MIDDLE, NULL, 0, text);
