@@ -104,7 +104,7 @@ def check_dot(out):
         # Every live capability is one node of the capability tree.
         expect = load(os.path.join(out, name + ".expect.json"))
         with open(path, encoding="utf-8") as f:
-            nodes = re.findall(r"^\s+c(0x[0-9a-f]+) \[label=", f.read(), re.M)
+            nodes = ["0x" + n for n in re.findall(r"^\s+c([0-9a-f]+) \[label=", f.read(), re.M)]
         if sorted(nodes) != sorted(expect["caps"]):
             fail("%s: the capability nodes are not the live capabilities" % path)
     print("dot: %d scenarios render, every capability a node" % len(SCENARIOS))
