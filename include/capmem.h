@@ -16,6 +16,7 @@
 #include "capmem/error.h"
 #include "capmem/arena.h"
 #include "capmem/alloc.h"
+#include "capmem/conform.h"
 #include "capmem/cap.h"
 #include "capmem/inspect.h"
 #include "capmem/untyped.h"

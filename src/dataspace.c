@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_internal.h"
 #include "ds_internal.h"
 
 /* Per-arena state: the kinds' hooks and the region maps' detach hook. */
@@ -177,11 +178,14 @@ static void release_original(capmem_arena_t *arena, capmem__ds_t *ds)
     capmem__account_t *acc = capmem__ds_account(ds);
     phys_release(acc->phys, ds->off, ds->size);
     if (ds->u.link.next == NULL) {
+        capmem__alloc_settle(acc->phys, ds->off, ds->off + ds->size);
         capmem__quota_replenish(&acc->ram, ds->size);
         return;
     }
     capmem__ds_t *first = sort_by_off(ds->u.link.next);
     uint64_t kept = reserve_components(acc->phys, first, NULL, NULL);
+    /* A placement policy hears of the block once no alias keeps a page of it. */
+    capmem__alloc_settle(acc->phys, ds->off, ds->off + ds->size);
     capmem__quota_replenish(&acc->ram, ds->size - kept);
     acc->lent += kept;
     capmem__stat_add(&arena->stats.lent, kept);
@@ -235,6 +239,7 @@ static void release_lent(capmem_arena_t *arena, capmem__ds_t *a)
     CAPMEM_ASSERT(found_start != NULL, "a lent alias is in its lender's list");
     phys_release(lender->phys, found_lo, found_hi - found_lo);
     uint64_t kept = reserve_components(lender->phys, found_start, found_stop, a);
+    capmem__alloc_settle(lender->phys, found_lo, found_hi);
     uint64_t released = (found_hi - found_lo) - kept;
     list_unlink(&lender->lent_list, a);
     capmem__quota_replenish(&lender->ram, released);

@@ -93,7 +93,8 @@ struct capmem__rm {
     capmem__rm_t *prev;
     capmem_rm_fault_fn handler;
     void *handler_ctx;
-    uint64_t size; /* bytes */
+    capmem_alloc_t *place; /* placement policy (capmem_rm_open_attr_t.policy), NULL: lowest fit */
+    uint64_t size;         /* bytes */
     uint64_t regions;
     uint64_t upgrade_step;
     uint64_t faults;

@@ -188,6 +188,7 @@ static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
                      "region map \"%s\" closed: %llu bytes return to \"%s\"", rm->label,
                      (unsigned long long)returned, client->label);
     }
+    capmem_alloc_destroy(rm->place);
     /* The record lives in its own first chunk: copy the slab header before releasing it. */
     capmem__meta_t m = rm->meta;
     capmem__meta_release(arena, client->phys, &m);
@@ -213,6 +214,8 @@ typedef struct open_plan {
     const capmem_rm_open_attr_t *attr;
     capmem__account_t *client; /* pays the donation and the capability */
     capmem__rm_arena_t *st;    /* the layer, set up */
+    capmem_alloc_t *place;     /* the placement policy's instance, or NULL */
+    uint64_t off;              /* the donation's physical range, reserved last */
 } open_plan_t;
 
 static capmem_err_t decode_open(capmem_arena_t *arena, capmem_cap_t client,
@@ -264,7 +267,18 @@ static capmem_err_t decode_open(capmem_arena_t *arena, capmem_cap_t client,
     if (plan->st == NULL) {
         return capmem__fail(CAPMEM_E_HOST_NOMEM, NULL, "no host memory for the region-map state");
     }
-    return CAPMEM_OK;
+    if (attr->policy.kind != CAPMEM_ALLOC_DEFAULT) {
+        err = capmem_alloc_create_policy(&attr->policy, 0, attr->size, page, &plan->place);
+        if (err != CAPMEM_OK) {
+            capmem__detail()->function = capmem__tls_function;
+            return err;
+        }
+    }
+    err = capmem__meta_reserve(acc->phys, attr->donation, page, "the donation", &plan->off);
+    if (err != CAPMEM_OK) {
+        capmem_alloc_destroy(plan->place);
+    }
+    return err;
 }
 
 static capmem_cap_t invoke_open(const open_plan_t *plan)
@@ -274,11 +288,10 @@ static capmem_cap_t invoke_open(const open_plan_t *plan)
     capmem__account_t *acc = plan->client;
     capmem__rm_arena_t *st = plan->st;
     capmem__meta_t m = {.kind = CAPMEM__META_RM};
-    capmem_err_t err = capmem__meta_add_chunk(arena, acc->phys, &m, attr->donation);
-    CAPMEM_ASSERT(err == CAPMEM_OK, "the physical range was checked in decode");
-    (void)err;
+    capmem__meta_add_chunk_at(arena, &m, plan->off, attr->donation);
     capmem__rm_t *rm = capmem__meta_session_record(arena, &m, CAPMEM_RM_SESSION_SLOTS);
     rm->meta = m;
+    rm->place = plan->place;
     rm->client = acc;
     rm->size = attr->size;
     rm->pages = (uint32_t)(attr->size / arena->mem.page_size);

@@ -69,6 +69,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "capmem/alloc.h"
 #include "capmem/arena.h"
 #include "capmem/cap.h"
 #include "capmem/error.h"
@@ -119,12 +120,29 @@ typedef struct capmem_rm_open_attr {
     uint64_t upgrade_step; /**< step of an expanding map; a page multiple */
     uint32_t flags;        /**< CAPMEM_RM_EXPANDING */
     const char *label;     /**< name for events and dumps (first 23 characters kept) */
+    /**
+     * Placement of "anywhere" attachments. DEFAULT: the lowest free range
+     * that fits, as before. Any other recipe, built-in or custom
+     * (capmem/alloc.h), is made over [0, size) at page granule when the map
+     * opens, and every region of the map is a block of it: an attach
+     * anywhere asks it for a block (alloc(size, page)), an attach at an
+     * address reserves that block (alloc_at), a detach frees it. Every
+     * answer is checked (inside the map, page-aligned, overlapping no
+     * region); a wrong one fails the attach with CAPMEM_E_POLICY and
+     * changes nothing. Host cost: the policy's own memory (and for a custom
+     * one the wrapper's 40 bytes per region).
+     */
+    capmem_alloc_policy_t policy;
 } capmem_rm_open_attr_t;
 
 #define CAPMEM_RM_OPEN_ATTR_INIT                                                                   \
     {                                                                                              \
         .size = 0, .donation = CAPMEM_RM_DEFAULT_DONATION,                                         \
-        .upgrade_step = CAPMEM_RM_DEFAULT_UPGRADE, .flags = 0, .label = NULL                       \
+        .upgrade_step = CAPMEM_RM_DEFAULT_UPGRADE, .flags = 0, .label = NULL, .policy = {          \
+            CAPMEM_ALLOC_DEFAULT,                                                                  \
+            NULL,                                                                                  \
+            NULL                                                                                   \
+        }                                                                                          \
     }
 
 /**
@@ -146,6 +164,9 @@ typedef struct capmem_rm_open_attr {
  * @retval CAPMEM_E_OUT_OF_CAPS  the client's capability quota is used up
  * @retval CAPMEM_E_OUT_OF_PHYS  no contiguous physical range for the donation
  * @retval CAPMEM_E_HOST_NOMEM   the per-arena region-map state could not be allocated
+ *         (or the placement policy's instance)
+ * @retval CAPMEM_E_INVALID_ARGS attr->policy is not a recipe capmem_alloc_create_policy() takes
+ * @retval other                 a custom policy's create hook failed: its code
  */
 CAPMEM_API capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
                                        const capmem_rm_open_attr_t *attr, capmem_cap_t *out);
@@ -213,7 +234,12 @@ typedef struct capmem_rm_attach_attr {
  *         @p rm (directly or through further maps)
  * @retval CAPMEM_E_REGION_CONFLICT the range overlaps an attachment (detail: its address and
  *         size)
- * @retval CAPMEM_E_NOT_ENOUGH_MEMORY "anywhere" found no free range of size bytes
+ * @retval CAPMEM_E_NOT_ENOUGH_MEMORY "anywhere" found no free range of size bytes (with a
+ *         placement policy: the policy found none, or failed with its own code, passed on)
+ * @retval CAPMEM_E_REGION_CONFLICT (placement policy) the policy refused the block at @p at
+ * @retval CAPMEM_E_HOST_NOMEM   (custom placement policy) its wrapper could not record the block
+ * @retval CAPMEM_E_POLICY       the placement policy answered with a block outside the map,
+ *         misaligned or overlapping a region; nothing changed (detail: the answer)
  * @retval CAPMEM_E_OUT_OF_METADATA the donation has no free record (needed 64 bytes)
  * @retval CAPMEM_E_OUT_OF_RAM   (expanding map) the client's quota cannot pay the upgrade
  * @retval CAPMEM_E_OUT_OF_PHYS  (expanding map) no contiguous physical range for the upgrade
