@@ -249,6 +249,19 @@ static void release_lent(capmem_arena_t *arena, capmem__ds_t *a)
     capmem__stat_sub(&arena->stats.lent, released);
 }
 
+void capmem__ds_sort_ring(capmem__ds_t *original)
+{
+    capmem__ds_t *first = sort_by_off(original->u.link.next);
+    original->u.link.next = first;
+    rebuild_prev(first, original);
+}
+
+void capmem__ds_sort_lent(capmem__account_t *acc)
+{
+    acc->lent_list = sort_by_off(acc->lent_list);
+    rebuild_prev(acc->lent_list, NULL);
+}
+
 void capmem__ds_pass_lent(capmem__account_t *from, capmem__account_t *to)
 {
     for (capmem__ds_t *d = from->lent_list; d != NULL;) {

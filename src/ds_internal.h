@@ -174,6 +174,14 @@ capmem_cap_t capmem__ds_make_managed(capmem_arena_t *arena, capmem__meta_t *m, c
 void capmem__ds_pass_lent(capmem__account_t *from, capmem__account_t *to);
 
 /*
+ * Sort a RAM dataspace's ring of first-class aliases, or an account's lent
+ * list, by offset, in place and without memory (O(k log k)). Only the
+ * order changes, which nothing depends on; the dump walks them in order.
+ */
+void capmem__ds_sort_ring(capmem__ds_t *original);
+void capmem__ds_sort_lent(capmem__account_t *acc);
+
+/*
  * For the RAM checker: is @p acc's dependents list sound, and how many
  * bytes does the union of its lent runs cover? CORRUPT (why) otherwise.
  */

@@ -424,9 +424,6 @@ enum capmem_dump_sections {
     CAPMEM_DUMP_ALL = (1u << 7) - 1 /**< every section */
 };
 
-/** The layout of capmem_dump_opts_t this header describes. */
-#define CAPMEM_DUMP_OPTS_SIZE_MIN (sizeof(uint64_t) + 2 * sizeof(uint32_t) + sizeof(capmem_cap_t))
-
 /**
  * Options of capmem_dump_ex(). Versioned like capmem_stats_t: the caller
  * sets @c size to sizeof(capmem_dump_opts_t) as its header knows it (use
@@ -449,6 +446,10 @@ typedef struct capmem_dump_opts {
      */
     capmem_cap_t root;
 } capmem_dump_opts_t;
+
+/** The smallest @c size capmem_dump_ex() accepts: size, format and sections (root takes its
+ * default). */
+#define CAPMEM_DUMP_OPTS_SIZE_MIN (offsetof(capmem_dump_opts_t, root))
 
 /** The whole arena, every section, as text. */
 #define CAPMEM_DUMP_OPTS_INIT                                                                      \
@@ -495,8 +496,7 @@ typedef struct capmem_dump_opts {
  * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
  * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out,
-                                                     capmem_dump_format_t format);
+CAPMEM_API capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out, capmem_dump_format_t format);
 
 /**
  * Write a dump with options: a format, a set of sections, and a subtree
