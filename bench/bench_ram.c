@@ -10,6 +10,7 @@
 
 #include "bench.h"
 #include "capmem.h"
+#include "cspace_internal.h"
 #include "internal.h"
 
 static void must(capmem_err_t err, const char *what)
@@ -76,6 +77,30 @@ static void body_read8(void *vctx, uint64_t iters)
     }
     if (sink == 42) {
         puts("");
+    }
+}
+
+static void body_identify(void *vctx, uint64_t iters)
+{
+    ram_ctx_t *c = vctx;
+    for (uint64_t i = 0; i < iters; i++) {
+        capmem_cap_info_t info;
+        if (capmem_cap_identify(c->arena, c->cap, &info) != CAPMEM_OK) {
+            abort();
+        }
+    }
+}
+
+/* The same call with a forged handle: the failure is recorded, its message formatted only if read.
+ */
+static void body_identify_forged(void *vctx, uint64_t iters)
+{
+    ram_ctx_t *c = vctx;
+    for (uint64_t i = 0; i < iters; i++) {
+        capmem_cap_info_t info;
+        if (capmem_cap_identify(c->arena, c->cap, &info) != CAPMEM_E_INVALID_CAP) {
+            abort();
+        }
     }
 }
 
@@ -193,6 +218,17 @@ void bench_ram(const bench_t *b)
     double ns = bench_median_ns(b, body_alloc_free, NULL, &c, iters);
     bench_row("ram_alloc+ds_free 1-page dataspace", ns, 64.0,
               "cap + quota + record + phys range + zeroing; target < 250 ns");
+    c.cap = root;
+    double ok_ns = bench_median_ns(b, body_identify, NULL, &c, iters);
+    bench_row("cap_identify, valid handle", ok_ns, -1, "lookup + copy of the slot's facts");
+    /* A slot index that does not exist, with this arena's tag: forged. */
+    c.cap = capmem__cap_make(capmem__cap_tag(root), CAPMEM__CAP_INDEX_MASK, capmem__cap_gen(root),
+                             capmem_cap_type(root));
+    ns = bench_median_ns(b, body_identify_forged, NULL, &c, iters);
+    char note[128];
+    snprintf(note, sizeof(note), "refused, message formatted when read: %.2fx the valid lookup",
+             ns / ok_ns);
+    bench_row("cap_identify, forged handle", ns, -1, note);
     c.cap = root;
     ns = bench_median_ns(b, body_mint_delete, NULL, &c, iters);
     bench_row("cap_mint+cap_delete", ns, 40.0, "one slot of the capability table");

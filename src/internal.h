@@ -40,7 +40,9 @@ void capmem__assert_fail(const char *cond, const char *why, const char *file, in
  * Record a failure for the calling thread and return @p err, so call sites
  * read `return capmem__fail(CAPMEM_E_RANGE, __func__, "...", ...)`.
  * The numeric fields are cleared; set them with the capmem__detail_* calls
- * before or after (they write the same thread-local record).
+ * before or after (they write the same thread-local record). @p fmt must be
+ * a string literal: the message is formatted from it when it is read
+ * (capmem_last_error()), from the arguments captured now (strings copied).
  */
 capmem_err_t capmem__fail(capmem_err_t err, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
