@@ -16,6 +16,7 @@ typedef struct bench {
     unsigned repeats; /* timed repeats per row; the median is reported */
     bool quick;       /* smaller workloads (meson benchmark) */
     bool smoke;       /* tiny workloads: the test suite checks every row still runs */
+    const char *only; /* run only this section (alloc, std, scaling, rm, ram), or NULL */
 } bench_t;
 
 /*
@@ -60,6 +61,10 @@ void bench_section(const char *title);
 /* Per-layer entry points, called in layer order by main(). */
 void bench_baselines(const bench_t *b);
 void bench_alloc(const bench_t *b);
+void bench_alloc_standard(const bench_t *b);
+void bench_alloc_scaling(const bench_t *b);
+/* Run the standard workload NAME (range-pow2, buddy-rand, ...) once; -1 if unknown. */
+int bench_alloc_callgrind(const char *name, uint64_t nops);
 void bench_rm(const bench_t *b);
 void bench_ram(const bench_t *b);
 
