@@ -6,7 +6,9 @@
  *        capmem_bench --callgrind WORKLOAD [--ops N]
  * SECTION: baselines, alloc, std, scaling, rm, ram. WORKLOAD: range-pow2,
  * range-rand, range-mixed, buddy-pow2, buddy-rand, buddy-mixed (the
- * standard workload once, for callgrind; see bench/callgrind.sh).
+ * standard workload once), or one row: ram-alloc-free, cap-identify,
+ * cap-identify-forged, ds-read8, rm-fault-4096, rm-fault-large, rm-read8.
+ * Run under callgrind with bench/callgrind.sh WORKLOAD.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -46,6 +48,35 @@ double bench_median_ns(const bench_t *b, bench_body_fn body, void (*setup)(void 
     }
     qsort(samples, reps, sizeof(samples[0]), cmp_double);
     return samples[reps / 2];
+}
+
+__attribute__((noinline)) void bench_cg_run(bench_body_fn body, void *ctx, uint64_t iters)
+{
+    body(ctx, iters);
+}
+
+double bench_measure(const bench_t *b, const char *key, bench_body_fn body,
+                     void (*setup)(void *ctx), void *ctx, uint64_t iters)
+{
+    if (b->cg_key == NULL) {
+        return bench_median_ns(b, body, setup, ctx, iters);
+    }
+    if (strcmp(b->cg_key, key) != 0) {
+        return 0;
+    }
+    if (setup != NULL) {
+        setup(ctx);
+    }
+    uint64_t n = b->cg_ops != 0 ? b->cg_ops : iters;
+    bench_cg_run(body, ctx, n);
+    printf("%s: %llu operations\n", key, (unsigned long long)n);
+    fflush(stdout);
+    exit(0);
+}
+
+bool bench_cg_skip(const bench_t *b, const char *prefix)
+{
+    return b->cg_key != NULL && strncmp(b->cg_key, prefix, strlen(prefix)) != 0;
 }
 
 uint64_t bench_rss_bytes(void)
@@ -129,7 +160,7 @@ int main(int argc, char **argv)
 {
     bench_t b = {.repeats = 5, .quick = false};
     const char *cg = NULL;
-    uint64_t cg_ops = 1000000;
+    uint64_t cg_ops = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             b.quick = true;
@@ -155,11 +186,16 @@ int main(int argc, char **argv)
         }
     }
     if (cg != NULL) {
-        if (bench_alloc_callgrind(cg, cg_ops) != 0) {
-            fprintf(stderr, "bench: unknown workload '%s'\n", cg);
-            return 2;
+        if (bench_alloc_callgrind(cg, cg_ops != 0 ? cg_ops : 1000000) == 0) {
+            return 0;
         }
-        return 0;
+        b.cg_key = cg;
+        b.cg_ops = cg_ops;
+        b.repeats = 1;
+        bench_rm(&b);
+        bench_ram(&b);
+        fprintf(stderr, "bench: unknown workload '%s'\n", cg);
+        return 2;
     }
     printf("%-44s|%11s |%14s |%10s | %s\n", "operation", "ns/op", "ops/s", "B/object", "note");
     printf("%.*s\n", 110,

@@ -382,10 +382,10 @@ typedef struct std_run {
     uint64_t failed;
 } std_run_t;
 
-/* Not inlined: the callgrind mode counts the instructions of this function alone. */
-__attribute__((noinline)) static void bench_std_body(std_run_t *w)
+static void std_body(void *vctx, uint64_t nops)
 {
-    for (uint64_t i = 0; i < w->nops; i++) {
+    std_run_t *w = vctx;
+    for (uint64_t i = 0; i < nops; i++) {
         uint32_t op = w->ops[i];
         uint32_t k = op & 0xffffu;
         if (w->size[k] != 0) {
@@ -425,7 +425,7 @@ static double std_once(int buddy, const uint32_t *ops, uint64_t nops, uint64_t *
     w->ops = ops;
     w->nops = nops;
     double t0 = bench_now_ns();
-    bench_std_body(w);
+    bench_cg_run(std_body, w, nops);
     double t1 = bench_now_ns();
     *failed = w->failed;
     *meta = capmem__alloc_metadata_bytes(w->a);
@@ -595,8 +595,8 @@ void bench_alloc_scaling(const bench_t *b)
 
 /*
  * Run one standard workload once, for `valgrind --tool=callgrind
- * --toggle-collect=bench_std_body`: the instructions per operation are the
- * inclusive count of bench_std_body divided by the operations printed.
+ * --toggle-collect=bench_cg_run`: the instructions per operation are the
+ * count divided by the operations printed.
  */
 int bench_alloc_callgrind(const char *name, uint64_t nops)
 {
