@@ -302,11 +302,14 @@ static void ht_rehash(range_t *r, bool grow)
     r->ht = t;
 }
 
-static inline void ht_reserve(range_t *r, uint64_t more)
+/* Returns true when it rehashed (slot pointers taken before are stale). */
+static inline bool ht_reserve(range_t *r, uint64_t more)
 {
     if ((r->count + more) * 2 > r->cap && r->cap < r->cap_max) {
         ht_rehash(r, true);
+        return true;
     }
+    return false;
 }
 
 /* After a free: halve the table when less than a fifth full (it is then 40% full). */
@@ -753,7 +756,7 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
     if (err != CAPMEM_OK) {
         return err;
     }
-    const rslot_t *s = ht_find(r, g0);
+    rslot_t *s = ht_find(r, g0);
     if (s == NULL || s->val != ((uint32_t)len | RH_USED)) {
         uint32_t fx = slot_free_node(s);
         capmem__fail(CAPMEM_E_NOT_ALLOCATED, __func__,
@@ -766,7 +769,9 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
         capmem__detail()->size = size;
         return CAPMEM_E_NOT_ALLOCATED;
     }
-    ht_reserve(r, 2);
+    if (ht_reserve(r, 2)) {
+        s = ht_find(r, g0); /* the rehash moved the slots */
+    }
     r->nused--;
     r->free_granules += len;
     uint64_t end = g0 + len;
@@ -789,13 +794,13 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
         class_insert(r, x);
         tr_insert(r, x);
         r->nfree++;
-        ht_find(r, g0)->val = x;
+        s->val = x;
         if (len > 1) {
             ht_put(r, end - 1, x);
         }
     } else if (lx == 0) {
         uint64_t rl = r->nodes[rx].len;
-        ht_find(r, g0)->val = rx; /* the merged range's start */
+        s->val = rx; /* the merged range's start */
         node_resize(r, rx, g0, len + rl);
         if (rl > 1) {
             ht_del(r, end); /* rx's old start; its end key stays */
@@ -809,14 +814,14 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
             re = end + rl;
             ht_find(r, re - 1)->val = lx; /* rx's end is the merged range's end */
             node_drop(r, rx);
+            ht_remove(r, s); /* the first removal: s still points at g0 */
             if (rl > 1) {
                 ht_del(r, end);
             }
-            ht_del(r, g0);
         } else if (len == 1) {
-            ht_find(r, g0)->val = lx; /* the block's key is the merged range's end */
+            s->val = lx; /* the block's key is the merged range's end */
         } else {
-            ht_del(r, g0);
+            ht_remove(r, s);
             ht_put(r, end - 1, lx);
         }
         if (ll > 1) {
