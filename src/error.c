@@ -104,7 +104,7 @@ __attribute__((noinline)) static err_tls_t *err_tls(void)
  * recorded, so a caller can tell whether a callback it ran failed (see
  * capmem__failures).
  */
-_Thread_local const char *capmem__tls_function CAPMEM__TLS_IE;
+_Thread_local const char *capmem__tls_function;
 
 uint64_t capmem__failures(void)
 {

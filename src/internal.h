@@ -52,16 +52,7 @@ capmem_err_t capmem__fail(capmem_err_t err, const char *func, const char *fmt, .
  * a NULL func are labelled with it); returns the previous one, which the
  * caller restores when the call returns, so nested calls label correctly.
  */
-/*
- * The library's per-call thread-locals (this one and the lock's thread tag)
- * use the initial-exec TLS model: a shared library otherwise reaches each
- * through a __tls_get_addr call, several per public call. They take 9
- * bytes of the static TLS block, which glibc keeps spare room for even
- * when the library is dlopen'ed (the Python binding).
- */
-#define CAPMEM__TLS_IE __attribute__((tls_model("initial-exec")))
-
-extern _Thread_local const char *capmem__tls_function CAPMEM__TLS_IE;
+extern _Thread_local const char *capmem__tls_function;
 
 static inline const char *capmem__set_function(const char *func)
 {

@@ -37,7 +37,7 @@
 
 #include "machine_internal.h"
 
-_Thread_local char capmem__thread_tag CAPMEM__TLS_IE;
+_Thread_local char capmem__thread_tag;
 
 /* ---- fork ---------------------------------------------------------------- */
 

@@ -178,7 +178,7 @@ static inline void capmem__stat_sub(capmem_stat_t *s, uint64_t n)
 /* ---- the lock ----------------------------------------------------------- */
 
 /* An address unique to the calling thread: its tag for the arena lock. */
-extern _Thread_local char capmem__thread_tag CAPMEM__TLS_IE;
+extern _Thread_local char capmem__thread_tag;
 
 static inline void capmem__lock(capmem_arena_t *arena)
 {
