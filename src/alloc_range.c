@@ -730,10 +730,18 @@ static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
     if (err != CAPMEM_OK) {
         return err;
     }
-    /* A block at a free range's start (the common case) needs no tree walk. */
+    /*
+     * A block at a free range's start or end needs no tree walk: the hash
+     * has the range's boundary keys. Only a block strictly inside a free
+     * range walks the address treap.
+     */
     uint32_t x = slot_free_node(ht_find(r, g0));
     if (x == 0 || r->nodes[x].start != g0) {
-        x = tr_floor(r->nodes, r->root, g0);
+        x = slot_free_node(ht_find(r, g0 + len - 1));
+        if (x == 0 || r->nodes[x].start > g0 ||
+            (uint64_t)r->nodes[x].start + r->nodes[x].len != g0 + len) {
+            x = tr_floor(r->nodes, r->root, g0);
+        }
     }
     if (x == 0 || (uint64_t)r->nodes[x].start + r->nodes[x].len < g0 + len) {
         capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, __func__, size, rg_largest(r),
