@@ -6,7 +6,8 @@
  *        capmem_bench --callgrind WORKLOAD [--ops N]
  * SECTION: baselines, alloc, std, scaling, rm, ram. WORKLOAD: range-pow2,
  * range-rand, range-mixed, buddy-pow2, buddy-rand, buddy-mixed (the
- * standard workload once), or one row: ram-alloc-free, cap-identify,
+ * standard workload once), or one row: range-alloc-at, range-alloc-pair
+ * (100,000 live pages), ram-alloc-free, cap-identify,
  * cap-identify-forged, ds-read8, rm-fault-4096, rm-fault-large, rm-read8.
  * Run under callgrind with bench/callgrind.sh WORKLOAD.
  */
@@ -192,6 +193,7 @@ int main(int argc, char **argv)
         b.cg_key = cg;
         b.cg_ops = cg_ops;
         b.repeats = 1;
+        bench_alloc(&b);
         bench_rm(&b);
         bench_ram(&b);
         fprintf(stderr, "bench: unknown workload '%s'\n", cg);

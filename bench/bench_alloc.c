@@ -264,6 +264,32 @@ static void setup_watermark(void *vctx)
     capmem_alloc_reset(w->a);
 }
 
+/* Free a random live block and allocate it again at the same offset (alloc_at). */
+static void body_pairs_at(void *vctx, uint64_t iters)
+{
+    work_t *w = vctx;
+    for (uint64_t i = 0; i < iters; i++) {
+        size_t k = (size_t)(((bench_rand(&w->seed) >> 32) * (uint64_t)w->nlive) >> 32);
+        w_free(w, w->live[k]);
+        must(capmem_alloc_alloc_at(w->a, w->live[k], PAGE), "alloc_at");
+    }
+}
+
+/*
+ * alloc_at against alloc in the same layout: free+alloc_at at the freed
+ * offset (the freed page lands at a free range's start, end or inside one
+ * merged with its neighbours) and free+alloc pairs.
+ */
+static void rows_alloc_at(const bench_t *b, work_t *w, uint64_t iters)
+{
+    double at = bench_measure(b, "range-alloc-at", body_pairs_at, NULL, w, iters);
+    double pair = bench_measure(b, "range-alloc-pair", body_pairs, NULL, w, iters);
+    char note[128];
+    snprintf(note, sizeof(note), "same layout, %zu live: %.2fx the free+alloc pair", w->nlive,
+             at / pair);
+    bench_row("range free+alloc_at same offset", at, -1, note);
+}
+
 static void row(const bench_t *b, const char *name, work_t *w, uint64_t iters)
 {
     body_pairs(w, iters / 4 + 1); /* warm up: caches, and the layout's steady state */
@@ -283,6 +309,9 @@ static void row(const bench_t *b, const char *name, work_t *w, uint64_t iters)
 
 void bench_alloc(const bench_t *b)
 {
+    if (bench_cg_skip(b, "range-alloc-")) {
+        return;
+    }
     bench_section("alloc: policies over a 1 GiB span at 4 KiB granularity");
     uint64_t iters = bench_n(b, 2000000, 200000);
 
@@ -293,7 +322,10 @@ void bench_alloc(const bench_t *b)
     work_t ff = {0};
     w_setup_ff(&ff, &range);
 
-    row(b, "range", &range, iters);
+    if (b->cg_key == NULL) {
+        row(b, "range", &range, iters);
+    }
+    rows_alloc_at(b, &range, iters);
     w_done(&range);
 
     work_t buddy = {0};
