@@ -126,7 +126,7 @@ CAPMEM_API capmem_err_t capmem_alloc_create_watermark(uint64_t base, uint64_t si
  * Cost: alloc and free O(1) expected (class bitmaps, a hash table of block
  * boundaries), plus O(log F) expected for F free ranges when a free range
  * appears or vanishes (an address-ordered treap, which alloc_at searches
- * unless the block starts a free range). Metadata follows what is live,
+ * unless the block starts or ends a free range). Metadata follows what is live,
  * not the span: 24 bytes per free range (up to the peak number) plus a hash
  * table of 8-byte slots kept 20-50% full, with one key per live block and
  * two per free range. Room for the largest tables is reserved at creation in
