@@ -50,6 +50,7 @@
  * Virtual reservation: 32 bytes per granule of span, committed only as the
  * tables grow.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "alloc_internal.h"
@@ -73,6 +74,8 @@ typedef struct rnode {
 } rnode_t;
 
 _Static_assert(sizeof(rnode_t) == 24, "free-range nodes are 24 bytes, as documented");
+_Static_assert(offsetof(rnode_t, right) == offsetof(rnode_t, left) + sizeof(uint32_t),
+               "the treap indexes left and right as a pair");
 
 /* A hash slot: key = granule + 1 (0: empty); val = len | RH_USED, or a node. */
 typedef struct rslot {
@@ -126,20 +129,21 @@ typedef struct range {
 
 static inline unsigned class_of(uint64_t len)
 {
-    if (len < SL_COUNT) {
-        return (unsigned)len;
-    }
-    unsigned k = capmem__log2(len);
-    return ((k - SL_LOG2 + 1) << SL_LOG2) | (unsigned)((len >> (k - SL_LOG2)) & (SL_COUNT - 1));
+    /*
+     * Branch-free: with k = log2(max(len, 16)), the class is
+     * (k - 4) * 16 + (len >> (k - 4)), which is len itself below 32 (so
+     * lengths below 16 get their own class) and (k - 3) * 16 + the next four
+     * bits of len above. A branch here mispredicted on every other call.
+     */
+    unsigned k = capmem__log2(len | SL_COUNT);
+    return ((k - SL_LOG2) << SL_LOG2) + (unsigned)(len >> (k - SL_LOG2));
 }
 
 /* The lowest class whose every length is >= len (len < 2^31). */
 static inline unsigned class_up(uint64_t len)
 {
-    if (len >= SL_COUNT) {
-        len += (1ull << (capmem__log2(len) - SL_LOG2)) - 1;
-    }
-    return class_of(len);
+    unsigned k = capmem__log2(len | SL_COUNT);
+    return class_of(len + (1ull << (k - SL_LOG2)) - 1);
 }
 
 /* The lowest non-empty class >= c, or NCLASS. */
@@ -340,7 +344,7 @@ static void tr_insert(range_t *r, uint32_t x)
     uint32_t *link = &r->root;
     while (*link != 0 && prio(*link) > px) {
         uint32_t t = *link;
-        link = key < N[t].start ? &N[t].left : &N[t].right;
+        link = &(&N[t].left)[key >= N[t].start]; /* left and right are adjacent */
     }
     uint32_t t = *link;
     uint32_t *l = &N[x].left;
@@ -371,7 +375,7 @@ static void tr_delete(range_t *r, uint32_t x)
     while (*link != x) {
         uint32_t t = *link;
         CAPMEM_ASSERT(t != 0, "deleting a node that is not in the treap");
-        link = key < N[t].start ? &N[t].left : &N[t].right;
+        link = &(&N[t].left)[key >= N[t].start]; /* left and right are adjacent */
     }
     uint32_t a = N[x].left;
     uint32_t b = N[x].right;
