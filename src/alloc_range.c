@@ -32,23 +32,27 @@
  *     its node. That answers in O(1) "is there a used block of exactly this
  *     size here" (free's check) and "is the range just before (after) this
  *     block free" (coalescing), as TLSF's physical-neighbour links do
- *     without touching the managed memory. It grows by half when 80% full
- *     (a rehash between two regions reserved at creation, so growth cannot
- *     fail) and never holds more than one key per granule.
+ *     without touching the managed memory. Fibonacci hashing, a power-of-
+ *     two size, deletion by backward shift (no tombstones). It doubles when
+ *     an operation could take it past half full and halves when it falls
+ *     below a fifth (a rehash between two regions reserved at creation, so
+ *     neither can fail), and never holds more than one key per granule.
  *
  *  4. A treap of the free ranges in address order (priorities are a hash of
  *     the node's index, so no field) answers alloc_at's "which free range
- *     holds granule g" in expected O(log F). It changes only when a free
- *     range appears or vanishes: a range that shrinks from either end or
- *     grows by coalescing keeps its place, so most operations leave it
- *     alone.
+ *     holds granule g" in expected O(log F) when the block neither starts
+ *     nor ends a free range (those the hash answers). It changes only when
+ *     a free range appears or vanishes: a range that shrinks from either
+ *     end or grows by coalescing keeps its place, so most operations leave
+ *     it alone.
  *
  * Metadata (committed): 24 bytes per free range (node, up to the pool's
- * high-water mark) plus 8 bytes per hash slot, with 1.25 to 1.9 slots per
- * key: one key per used block, two per free range. That is about 10-15
- * bytes per live block and 44-54 per free range, whatever the span.
- * Virtual reservation: 32 bytes per granule of span, committed only as the
- * tables grow.
+ * high-water mark) plus 8 bytes per hash slot, with 2 to 5 slots per key
+ * (the table is 20-50% full): one key per used block, two per free range.
+ * That is 16-40 bytes per live block and 56-104 per free range, whatever
+ * the span (docs/performance.md has measured figures). Virtual
+ * reservation: 32 bytes per granule of span, committed only as the tables
+ * grow; a region the table left keeps its committed pages.
  */
 #include <stddef.h>
 #include <string.h>
