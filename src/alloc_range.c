@@ -52,7 +52,7 @@
  * That is 16-40 bytes per live block and 56-104 per free range, whatever
  * the span (docs/performance.md has measured figures). Virtual
  * reservation: 32 bytes per granule of span, committed only as the tables
- * grow; a region the table left keeps its committed pages.
+ * grow; the region a rehash leaves is given back to the host.
  */
 #include <stddef.h>
 #include <string.h>
@@ -308,6 +308,7 @@ static void ht_rehash(range_t *r, bool grow)
     }
     r->cur ^= 1;
     r->ht = t;
+    capmem__map_release(old, ocap * sizeof(rslot_t)); /* committed memory follows the table */
 }
 
 /* Returns true when it rehashed (slot pointers taken before are stale). */

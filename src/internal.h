@@ -146,6 +146,12 @@ void capmem__free(void *p);
 /* Anonymous private, lazily committed mapping (MAP_NORESERVE); NULL on failure. */
 void *capmem__map_lazy(size_t size);
 void capmem__unmap(void *p, size_t size);
+/*
+ * Give the host back the memory behind a part of a private lazy mapping
+ * (capmem__map_lazy): it reads as zeros afterwards and is committed again
+ * when touched. Cannot fail (a refused madvise keeps the memory).
+ */
+void capmem__map_release(void *p, size_t size);
 /* Counted wrappers around the syscalls, -1 with errno on (injected) failure. */
 int capmem__memfd_create(const char *name, unsigned flags);
 int capmem__ftruncate(int fd, uint64_t size);
