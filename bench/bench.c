@@ -4,7 +4,7 @@
  *   operation | ns/op (median of repeats) | ops/s | bytes per object | note
  * Usage: capmem_bench [--quick | --smoke] [--repeats N] [--only SECTION]
  *        capmem_bench --callgrind WORKLOAD [--ops N]
- * SECTION: baselines, alloc, std, scaling, rm, ram. WORKLOAD: range-pow2,
+ * SECTION: baselines, alloc, std, scaling, rm, real, ram. WORKLOAD: range-pow2,
  * range-rand, range-mixed, buddy-pow2, buddy-rand, buddy-mixed (the
  * standard workload once), or one row: range-alloc-at, range-alloc-pair
  * (100,000 live pages), ram-alloc-free, cap-identify,
@@ -207,8 +207,13 @@ int main(int argc, char **argv)
         const char *name;
         void (*fn)(const bench_t *);
     } sections[] = {
-        {"baselines", bench_baselines},   {"alloc", bench_alloc}, {"std", bench_alloc_standard},
-        {"scaling", bench_alloc_scaling}, {"rm", bench_rm},       {"ram", bench_ram},
+        {"baselines", bench_baselines},
+        {"alloc", bench_alloc},
+        {"std", bench_alloc_standard},
+        {"scaling", bench_alloc_scaling},
+        {"rm", bench_rm},
+        {"real", bench_real},
+        {"ram", bench_ram},
     };
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
         if (b.only == NULL || strcmp(b.only, sections[i].name) == 0) {

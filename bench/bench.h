@@ -88,6 +88,7 @@ void bench_alloc_scaling(const bench_t *b);
 int bench_alloc_callgrind(const char *name, uint64_t nops);
 void bench_rm(const bench_t *b);
 void bench_ram(const bench_t *b);
+void bench_real(const bench_t *b);
 
 /* A tiny deterministic PRNG so every run measures the same workload. */
 static inline uint64_t bench_rand(uint64_t *state)

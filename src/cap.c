@@ -202,6 +202,11 @@ capmem_err_t capmem_cap_create_user(capmem_arena_t *arena, const capmem_user_typ
         u->object = object;
         *out =
             capmem__cap_create(arena, CAPMEM_OBJ_USER, u, rights, CAPMEM__SLOT_ORIGINAL, 0, NULL);
+        if (capmem__event_wanted(arena, CAPMEM_EVENT_USER_NEW)) {
+            capmem__emit(arena,
+                         &(capmem__ev_t){.kind = CAPMEM_EVENT_USER_NEW, .cap = *out, .a = rights},
+                         "user object of type \"%s\"", type->name != NULL ? type->name : "");
+        }
     }
     CAPMEM__LEAVE(arena);
     return err;
@@ -243,7 +248,7 @@ capmem_err_t capmem_cap_mint(capmem_arena_t *arena, capmem_cap_t src, unsigned r
     if (arena == NULL || out == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or out is NULL");
     }
-    if ((rights & ~(unsigned)CAPMEM_RIGHTS_ALL) != 0) {
+    if ((rights & ~(unsigned)(CAPMEM_RIGHTS_ALL | CAPMEM_RIGHTS_TYPE)) != 0) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "unknown rights bits 0x%x", rights);
     }
     CAPMEM__ENTER_OR_RETURN(arena);
