@@ -2,7 +2,14 @@
 /*
  * capmem_bench: prints one row per measured operation:
  *   operation | ns/op (median of repeats) | ops/s | bytes per object | note
- * Usage: capmem_bench [--quick | --smoke] [--repeats N]
+ * Usage: capmem_bench [--quick | --smoke] [--repeats N] [--only SECTION]
+ *        capmem_bench --callgrind WORKLOAD [--ops N]
+ * SECTION: baselines, alloc, std, scaling, rm, real, ram. WORKLOAD: range-pow2,
+ * range-rand, range-mixed, buddy-pow2, buddy-rand, buddy-mixed (the
+ * standard workload once), or one row: range-alloc-at, range-alloc-pair
+ * (100,000 live pages), ram-alloc-free, cap-identify,
+ * cap-identify-forged, ds-read8, rm-fault-4096, rm-fault-large, rm-read8.
+ * Run under callgrind with bench/callgrind.sh WORKLOAD.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -42,6 +49,35 @@ double bench_median_ns(const bench_t *b, bench_body_fn body, void (*setup)(void 
     }
     qsort(samples, reps, sizeof(samples[0]), cmp_double);
     return samples[reps / 2];
+}
+
+__attribute__((noinline)) void bench_cg_run(bench_body_fn body, void *ctx, uint64_t iters)
+{
+    body(ctx, iters);
+}
+
+double bench_measure(const bench_t *b, const char *key, bench_body_fn body,
+                     void (*setup)(void *ctx), void *ctx, uint64_t iters)
+{
+    if (b->cg_key == NULL) {
+        return bench_median_ns(b, body, setup, ctx, iters);
+    }
+    if (strcmp(b->cg_key, key) != 0) {
+        return 0;
+    }
+    if (setup != NULL) {
+        setup(ctx);
+    }
+    uint64_t n = b->cg_ops != 0 ? b->cg_ops : iters;
+    bench_cg_run(body, ctx, n);
+    printf("%s: %llu operations\n", key, (unsigned long long)n);
+    fflush(stdout);
+    exit(0);
+}
+
+bool bench_cg_skip(const bench_t *b, const char *prefix)
+{
+    return b->cg_key != NULL && strncmp(b->cg_key, prefix, strlen(prefix)) != 0;
 }
 
 uint64_t bench_rss_bytes(void)
@@ -124,6 +160,8 @@ void bench_baselines(const bench_t *b)
 int main(int argc, char **argv)
 {
     bench_t b = {.repeats = 5, .quick = false};
+    const char *cg = NULL;
+    uint64_t cg_ops = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             b.quick = true;
@@ -132,21 +170,55 @@ int main(int argc, char **argv)
             b.quick = true;
             b.smoke = true;
             b.repeats = 1;
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            b.only = argv[++i];
+        } else if (strcmp(argv[i], "--callgrind") == 0 && i + 1 < argc) {
+            cg = argv[++i];
+        } else if (strcmp(argv[i], "--ops") == 0 && i + 1 < argc) {
+            cg_ops = strtoull(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--repeats") == 0 && i + 1 < argc) {
             b.repeats = (unsigned)atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: %s [--quick | --smoke] [--repeats N]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--quick | --smoke] [--repeats N] [--only SECTION]\n"
+                    "       %s --callgrind WORKLOAD [--ops N]\n",
+                    argv[0], argv[0]);
             return 2;
         }
+    }
+    if (cg != NULL) {
+        if (bench_alloc_callgrind(cg, cg_ops != 0 ? cg_ops : 1000000) == 0) {
+            return 0;
+        }
+        b.cg_key = cg;
+        b.cg_ops = cg_ops;
+        b.repeats = 1;
+        bench_alloc(&b);
+        bench_rm(&b);
+        bench_ram(&b);
+        fprintf(stderr, "bench: unknown workload '%s'\n", cg);
+        return 2;
     }
     printf("%-44s|%11s |%14s |%10s | %s\n", "operation", "ns/op", "ops/s", "B/object", "note");
     printf("%.*s\n", 110,
            "------------------------------------------------------------------------"
            "----------------------------------------------------------------");
-    bench_baselines(&b);
-    bench_alloc(&b);
-    bench_rm(&b);
-    bench_real(&b);
-    bench_ram(&b);
+    static const struct {
+        const char *name;
+        void (*fn)(const bench_t *);
+    } sections[] = {
+        {"baselines", bench_baselines},
+        {"alloc", bench_alloc},
+        {"std", bench_alloc_standard},
+        {"scaling", bench_alloc_scaling},
+        {"rm", bench_rm},
+        {"real", bench_real},
+        {"ram", bench_ram},
+    };
+    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+        if (b.only == NULL || strcmp(b.only, sections[i].name) == 0) {
+            sections[i].fn(&b);
+        }
+    }
     return 0;
 }

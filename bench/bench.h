@@ -13,9 +13,12 @@
 #include <stdint.h>
 
 typedef struct bench {
-    unsigned repeats; /* timed repeats per row; the median is reported */
-    bool quick;       /* smaller workloads (meson benchmark) */
-    bool smoke;       /* tiny workloads: the test suite checks every row still runs */
+    unsigned repeats;   /* timed repeats per row; the median is reported */
+    bool quick;         /* smaller workloads (meson benchmark) */
+    bool smoke;         /* tiny workloads: the test suite checks every row still runs */
+    const char *only;   /* run only this section (alloc, std, scaling, rm, ram), or NULL */
+    const char *cg_key; /* callgrind mode: run only the row with this key, once */
+    uint64_t cg_ops;    /* operations for callgrind mode (0: the row's own count) */
 } bench_t;
 
 /*
@@ -33,6 +36,25 @@ static inline uint64_t bench_n(const bench_t *b, uint64_t full, uint64_t quick)
 
 /* A measured body: run @p iters operations, return nothing. */
 typedef void (*bench_body_fn)(void *ctx, uint64_t iters);
+
+/*
+ * Run @p body once with @p iters operations, not inlined: the callgrind
+ * mode counts the instructions of this function alone
+ * (valgrind --tool=callgrind --toggle-collect=bench_cg_run).
+ */
+void bench_cg_run(bench_body_fn body, void *ctx, uint64_t iters);
+
+/*
+ * bench_median_ns for the row @p key. In callgrind mode (b->cg_key set) it
+ * runs only the row whose key matches, once (setup first, outside the
+ * count), prints the operation count and exits the program; other rows
+ * return 0 without running.
+ */
+double bench_measure(const bench_t *b, const char *key, bench_body_fn body,
+                     void (*setup)(void *ctx), void *ctx, uint64_t iters);
+
+/* In callgrind mode, is the wanted row's key one of this section's (prefix)? */
+bool bench_cg_skip(const bench_t *b, const char *prefix);
 
 /* Monotonic clock in nanoseconds. */
 double bench_now_ns(void);
@@ -60,6 +82,10 @@ void bench_section(const char *title);
 /* Per-layer entry points, called in layer order by main(). */
 void bench_baselines(const bench_t *b);
 void bench_alloc(const bench_t *b);
+void bench_alloc_standard(const bench_t *b);
+void bench_alloc_scaling(const bench_t *b);
+/* Run the standard workload NAME (range-pow2, buddy-rand, ...) once; -1 if unknown. */
+int bench_alloc_callgrind(const char *name, uint64_t nops);
 void bench_rm(const bench_t *b);
 void bench_ram(const bench_t *b);
 void bench_real(const bench_t *b);

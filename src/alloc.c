@@ -258,6 +258,19 @@ static capmem_err_t hook_failed(const capmem_alloc_t *a, capmem_err_t err, uint6
 }
 
 /*
+ * A built-in policy failed. Built-in policies always record their failure
+ * (capmem__fail), so unlike hook_failed no failure counter needs to be read
+ * before the call: only the function label becomes the public call's.
+ */
+static capmem_err_t builtin_failed(capmem_err_t err, const char *fn)
+{
+    capmem_error_info_t *d = capmem__detail();
+    d->code = err;
+    d->function = fn;
+    return err;
+}
+
+/*
  * Is an answer of alloc(size, align) inside the span and aligned? Two
  * compares and a mask, on every answer of every policy. off - base wraps to
  * a value above a->size when off < base, so one compare covers both ends.
@@ -470,10 +483,9 @@ capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align
     /* UINT64_MAX is never a valid answer: a hook that says OK without
      * storing an offset is caught as out of span. */
     uint64_t off = UINT64_MAX;
-    uint64_t failures = capmem__failures();
     capmem_err_t err = a->ops->alloc(a->self, size, align, &off);
     if (err != CAPMEM_OK) {
-        return hook_failed(a, err, failures, __func__);
+        return builtin_failed(err, __func__);
     }
     if (!answer_fits(a, size, align, off)) {
         return bad_answer(a, __func__, size, align, off, NULL);
@@ -492,9 +504,8 @@ capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset, uint64_t 
     if (a->kind == CAPMEM__ALLOC_CUSTOM) {
         err = custom_alloc_at(a, offset, size, __func__);
     } else {
-        uint64_t failures = capmem__failures();
         err = a->ops->alloc_at(a->self, offset, size);
-        err = err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
+        err = err == CAPMEM_OK ? CAPMEM_OK : builtin_failed(err, __func__);
     }
     a->requested += err == CAPMEM_OK ? size : 0;
     return err;
@@ -509,9 +520,8 @@ capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size
     if (a->kind == CAPMEM__ALLOC_CUSTOM) {
         err = custom_free(a, offset, size, __func__);
     } else {
-        uint64_t failures = capmem__failures();
         err = a->ops->free(a->self, offset, size);
-        err = err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
+        err = err == CAPMEM_OK ? CAPMEM_OK : builtin_failed(err, __func__);
     }
     /* A free of a block handed out by an earlier reset's era cannot pass the
      * policy's own check, so requested never goes below 0; clamp anyway. */

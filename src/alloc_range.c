@@ -1,317 +1,543 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Range policy: an offset allocator after Genode's Allocator_avl.
+ * Range policy: an offset allocator with alignment, allocation at an exact
+ * offset and coalescing free, at the speed of an O(1) allocator (TLSF's
+ * size classes) and with metadata proportional to what is live, not to the
+ * span.
  *
  * The span is cut into granules (a power of two); every block, used or
- * free, is a whole number of granules, and together the blocks tile the
- * span. All metadata is laid out at creation in one lazily committed
- * mapping, so no operation takes host memory:
+ * free, is a whole number of granules. Three structures, all in one lazily
+ * committed mapping reserved at creation, so no operation takes host memory:
  *
- *  1. Boundary tags, kept beside the span instead of inside it (the policy
- *     never touches the memory it manages): tag[g].s describes the block
- *     that starts at granule g and tag[g].e the block that ends at g, each
- *     as its length in granules plus a USED bit; 0 means "no block starts
- *     (ends) here". Tags are kept exact: when blocks merge, the tags at the
- *     vanished boundary are cleared. They give O(1) answers to "is there a
- *     used block of exactly this size at this offset" (free's check) and
- *     "are my neighbours free, and how long are they" (coalescing), as
- *     TLSF's physical-neighbour links do, and they need no node per block.
- *     tag[g].s and tag[g - 1].e sit side by side, so free() reads both the
- *     block and its left neighbour from one cache line.
+ *  1. Free ranges are 24-byte nodes (start, length, two class-list links,
+ *     two treap links) from a pool with a free list.
  *
- *  2. Indexes of the free blocks. Best fit is the smallest free block in
- *     (length, start) order that is >= (size, 0): the smallest range that
- *     fits and, among equal lengths, the lowest address. That order is kept
- *     in two parts, TLSF style, but both exact:
- *     - short blocks (1..RANGE_SMALL granules): one hierarchical bitmap of
- *       start granules per exact length, plus a mask of non-empty lengths.
- *       The lowest block of the smallest non-empty length >= size costs a
- *       ctz on the mask and one word per bitmap level. This is the common
- *       case: fragmentation makes most free blocks short.
- *     - longer blocks: a treap of 32-byte nodes keyed by (length, start),
- *       expected O(log n), nodes from a pool with a free list. A long free
- *       block needs at least RANGE_SMALL + 1 granules of its own, so the
- *       pool is sized n / (RANGE_SMALL + 1) + 1 and cannot run dry.
- *     rg_lower_bound() joins both parts into one ordered view. A bitmap of
- *     all free starts serves alloc_at: the free block that could contain
- *     granule g is the last free start <= g (one word per level).
+ *  2. Size classes (TLSF, Masmano et al.): a length of L granules belongs to
+ *     class L for L < 16, else to one of 16 equal sub-ranges of
+ *     [2^k, 2^(k+1)). Each class keeps its free ranges in a list (newest
+ *     first); a first-level mask of non-empty powers and a 16-bit mask per
+ *     power find the lowest non-empty class at or above any class with two
+ *     ctz. Allocation of N granules (alignment a granules) looks first in
+ *     the lowest class all of whose ranges are at least N + a - 1 long,
+ *     where every range holds the aligned block whatever its start, and
+ *     takes the newest range of the lowest non-empty such class ("good
+ *     fit"). Only when there is none does it scan, range by range, the
+ *     classes that may hold a fitting range (from N's own class up): so
+ *     alloc never fails while a free range can hold the aligned block. The
+ *     scan is linear, but it only runs where a plain TLSF would fail.
  *
- * Alignment. With align <= granule every free block fits any request of
- * its length, so the lower bound is the exact best fit. With a larger
- * alignment a range of length >= size may still not hold an aligned block.
- * We test the first RANGE_CANDIDATES ranges in (length, start) order and
- * take the first that fits (exact best fit among them); otherwise we take
- * the smallest range of length >= size + align - granule, which always
- * fits; only when no such range exists do we continue scanning the shorter
- * ones (linear, but the alternative is failing). So: alloc never fails
- * while some free range can hold the aligned block, and the result is the
- * exact best fit whenever it lies among the first RANGE_CANDIDATES
- * candidates.
+ *  3. One open-addressing hash table (linear probing, 8-byte slots) keyed
+ *     by granule: for a used block, its first granule maps to its length
+ *     and a USED bit; for a free range, its first and last granules map to
+ *     its node. That answers in O(1) "is there a used block of exactly this
+ *     size here" (free's check) and "is the range just before (after) this
+ *     block free" (coalescing), as TLSF's physical-neighbour links do
+ *     without touching the managed memory. Fibonacci hashing, a power-of-
+ *     two size, deletion by backward shift (no tombstones). It doubles when
+ *     an operation could take it past half full and halves when it falls
+ *     below a fifth (a rehash between two regions reserved at creation, so
+ *     neither can fail), and never holds more than one key per granule.
  *
- * Memory (virtual, lazily committed) per granule of span: 8 bytes of tags
- * and (RANGE_SMALL + 1) bits of bitmaps (about 2.2 bytes), plus 32 bytes per
- * long free block. Nothing per used block.
+ *  4. A treap of the free ranges in address order (priorities are a hash of
+ *     the node's index, so no field) answers alloc_at's "which free range
+ *     holds granule g" in expected O(log F) when the block neither starts
+ *     nor ends a free range (those the hash answers). It changes only when
+ *     a free range appears or vanishes: a range that shrinks from either
+ *     end or grows by coalescing keeps its place, so most operations leave
+ *     it alone.
+ *
+ * Metadata (committed): 24 bytes per free range (node, up to the pool's
+ * high-water mark) plus 8 bytes per hash slot, with 2 to 5 slots per key
+ * (the table is 20-50% full): one key per used block, two per free range.
+ * That is 16-40 bytes per live block and 56-104 per free range, whatever
+ * the span (docs/performance.md has measured figures). Virtual
+ * reservation: 32 bytes per granule of span, committed only as the tables
+ * grow; the region a rehash leaves is given back to the host.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "alloc_internal.h"
-#include "hbm.h"
 
-#define RANGE_CANDIDATES 8
-#define RANGE_SMALL 16 /* free blocks of 1..RANGE_SMALL granules live in bitmaps */
-#define RT_USED 0x80000000u
-#define RANGE_MAX_GRANULES 0x7fffffffu /* lengths must fit beside RT_USED */
+#define RANGE_MAX_GRANULES 0x7fffffffu /* lengths must fit beside RH_USED */
+#define RH_USED 0x80000000u
+#define SL_LOG2 4
+#define SL_COUNT (1u << SL_LOG2)
+#define FL_COUNT 28 /* lengths < 2^31: powers 4..30 give first levels 1..27 */
+#define NCLASS (FL_COUNT * SL_COUNT)
+#define HT_MIN 64
 
-/* Boundary tags of one granule; see the top of the file. */
-typedef struct rtag {
-    uint32_t s; /* block starting here: len | RT_USED if used; 0 if none */
-    uint32_t e; /* block ending here, same encoding */
-} rtag_t;
-
-/* A long free block in the treap. */
+/* A free range; see the top of the file. Node 0 is nil. */
 typedef struct rnode {
-    uint64_t start; /* granule index relative to base */
-    uint64_t len;   /* granules, > RANGE_SMALL */
-    uint32_t left;  /* children; next in the node free list when dead */
+    uint32_t start; /* granule index relative to base */
+    uint32_t len;   /* granules; 0 for a dead node */
+    uint32_t prev;  /* class list; prev also links the node free list */
+    uint32_t next;
+    uint32_t left; /* address treap */
     uint32_t right;
-    uint32_t prio; /* a parent's priority is >= its children's */
-    uint32_t pad;
 } rnode_t;
 
-_Static_assert(sizeof(rnode_t) == 32, "treap nodes are 32 bytes, as documented");
+_Static_assert(sizeof(rnode_t) == 24, "free-range nodes are 24 bytes, as documented");
+_Static_assert(offsetof(rnode_t, right) == offsetof(rnode_t, left) + sizeof(uint32_t),
+               "the treap indexes left and right as a pair");
+
+/* A hash slot: key = granule + 1 (0: empty); val = len | RH_USED, or a node. */
+typedef struct rslot {
+    uint32_t key;
+    uint32_t val;
+} rslot_t;
 
 /*
  * Invariants (checked by rg_check):
- * - the tags tile [0, n): walking tag[].s from 0 by lengths reaches n; at
- *   each block's last granule tag[].e equals its tag[].s; every other s
- *   and e is 0;
- * - no two free blocks are adjacent (free coalesces both sides);
- * - a free block of len <= RANGE_SMALL has its start in cls[len] and
- *   nowhere else; a longer one is in the treap, in strict (len, start)
- *   order with heap-ordered priorities; bit c of cls_mask is set iff cls[c]
- *   is not empty; fstart has exactly the starts of all free blocks;
- * - free_granules, nfree and nblocks match the tiling; the treap's size is
- *   hw minus the length of the node free list. Node 0 is nil.
+ * - the treap holds every live node, in strict start order with heap-ordered
+ *   priorities (prio(x) = hash of x); free ranges are disjoint, inside the
+ *   span and never adjacent (free coalesces both sides);
+ * - every node is in the list of class_of(len) exactly once; bit sl of
+ *   sl_map[fl] is set iff that class's list is not empty; bit fl of fl_map
+ *   iff sl_map[fl] is not 0;
+ * - the hash table holds exactly: for each free range, its first and last
+ *   granule mapping to its node; for each used block, its first granule
+ *   mapping to len | RH_USED; and the used blocks tile the gaps between the
+ *   free ranges; count is the number of keys, and count <= cap * 4/5 + 3;
+ * - free_granules, nfree, nused match; hw - (free list length) = nfree.
  */
 typedef struct range {
     uint64_t base;
     uint64_t size;
     unsigned gshift; /* granule = 1 << gshift */
     uint64_t n;      /* granules in the span */
-    rtag_t *tag;     /* n entries */
+    uint64_t base_g; /* base >> gshift, for alignment */
     rnode_t *nodes;  /* ncap entries, [0] is nil */
     uint32_t ncap;
     uint32_t hw;       /* nodes[1..hw] have been handed out at some point */
     uint32_t freelist; /* dead nodes below hw */
-    uint32_t root;     /* treap of long free blocks */
-    uint32_t rng;
-    capmem__hbm_t fstart;
-    capmem__hbm_t cls[RANGE_SMALL + 1]; /* [1..RANGE_SMALL] */
-    uint64_t cls_mask;
-    uint64_t *bm_words; /* fstart and every cls, contiguous */
-    uint64_t bm_nwords;
+    uint32_t root;     /* address treap */
+    rslot_t *ht;       /* the live table: region[cur] */
+    rslot_t *region[2];
+    unsigned cur;
+    uint64_t cap;     /* slots in the live table, a power of two */
+    unsigned shift;   /* 64 - log2(cap) */
+    uint64_t cap_max; /* slots each region can hold */
+    uint64_t count;   /* keys in the table */
+    uint32_t fl_map;
+    uint16_t sl_map[FL_COUNT];
+    uint32_t head[NCLASS];
     uint64_t free_granules;
-    uint64_t nfree;
-    uint64_t nblocks;
+    uint64_t nfree; /* free ranges */
+    uint64_t nused; /* used blocks */
     void *map;
     size_t map_len;
 } range_t;
 
-/* ---- treap of long free blocks, keyed by (len, start) --------------------- */
+/* ---- size classes ---------------------------------------------------------- */
 
-static inline bool key_less(uint64_t len_a, uint64_t start_a, uint64_t len_b, uint64_t start_b)
+static inline unsigned class_of(uint64_t len)
 {
-    return len_a < len_b || (len_a == len_b && start_a < start_b);
+    /*
+     * Branch-free: with k = log2(max(len, 16)), the class is
+     * (k - 4) * 16 + (len >> (k - 4)), which is len itself below 32 (so
+     * lengths below 16 get their own class) and (k - 3) * 16 + the next four
+     * bits of len above. A branch here mispredicted on every other call.
+     */
+    unsigned k = capmem__log2(len | SL_COUNT);
+    return ((k - SL_LOG2) << SL_LOG2) + (unsigned)(len >> (k - SL_LOG2));
 }
 
-static uint32_t tr_insert(rnode_t *N, uint32_t t, uint32_t x)
+/* The lowest class whose every length is >= len (len < 2^31). */
+static inline unsigned class_up(uint64_t len)
 {
-    if (t == 0) {
-        return x;
+    unsigned k = capmem__log2(len | SL_COUNT);
+    return class_of(len + (1ull << (k - SL_LOG2)) - 1);
+}
+
+/* The lowest non-empty class >= c, or NCLASS. */
+static inline unsigned class_find(const range_t *r, unsigned c)
+{
+    if (c >= NCLASS) {
+        return NCLASS;
     }
-    if (key_less(N[x].len, N[x].start, N[t].len, N[t].start)) {
-        N[t].left = tr_insert(N, N[t].left, x);
-        uint32_t l = N[t].left;
-        if (N[l].prio > N[t].prio) { /* rotate right */
-            N[t].left = N[l].right;
-            N[l].right = t;
-            return l;
+    unsigned fl = c >> SL_LOG2;
+    uint32_t sl = r->sl_map[fl] & (0xffffu << (c & (SL_COUNT - 1)));
+    if (sl == 0) {
+        uint32_t f = fl + 1 < 32 ? r->fl_map & (~0u << (fl + 1)) : 0;
+        if (f == 0) {
+            return NCLASS;
         }
+        fl = (unsigned)__builtin_ctz(f);
+        sl = r->sl_map[fl];
+    }
+    return (fl << SL_LOG2) | (unsigned)__builtin_ctz(sl);
+}
+
+static inline void class_insert_c(range_t *r, uint32_t x, unsigned c)
+{
+    rnode_t *N = r->nodes;
+    uint32_t h = r->head[c];
+    N[x].prev = 0;
+    N[x].next = h;
+    if (h != 0) {
+        N[h].prev = x;
+    }
+    r->head[c] = x;
+    r->sl_map[c >> SL_LOG2] |= (uint16_t)(1u << (c & (SL_COUNT - 1)));
+    r->fl_map |= 1u << (c >> SL_LOG2);
+}
+
+static inline void class_remove_c(range_t *r, uint32_t x, unsigned c)
+{
+    rnode_t *N = r->nodes;
+    uint32_t p = N[x].prev;
+    uint32_t nx = N[x].next;
+    if (p != 0) {
+        N[p].next = nx;
     } else {
-        N[t].right = tr_insert(N, N[t].right, x);
-        uint32_t rr = N[t].right;
-        if (N[rr].prio > N[t].prio) { /* rotate left */
-            N[t].right = N[rr].left;
-            N[rr].left = t;
-            return rr;
+        r->head[c] = nx;
+        if (nx == 0) {
+            unsigned fl = c >> SL_LOG2;
+            r->sl_map[fl] &= (uint16_t) ~(1u << (c & (SL_COUNT - 1)));
+            if (r->sl_map[fl] == 0) {
+                r->fl_map &= ~(1u << fl);
+            }
         }
     }
-    return t;
+    if (nx != 0) {
+        N[nx].prev = p;
+    }
 }
 
-/* Join two treaps, every key of a below every key of b. */
-static uint32_t tr_join(rnode_t *N, uint32_t a, uint32_t b)
+static inline void class_insert(range_t *r, uint32_t x)
 {
-    if (a == 0) {
-        return b;
-    }
-    if (b == 0) {
-        return a;
-    }
-    if (N[a].prio > N[b].prio) {
-        N[a].right = tr_join(N, N[a].right, b);
-        return a;
-    }
-    N[b].left = tr_join(N, a, N[b].left);
-    return b;
+    class_insert_c(r, x, class_of(r->nodes[x].len));
 }
 
-/* Remove the node with key (len, start); it must be there. *gone names it. */
-static uint32_t tr_delete(rnode_t *N, uint32_t t, uint64_t len, uint64_t start, uint32_t *gone)
+static inline void class_remove(range_t *r, uint32_t x)
 {
-    CAPMEM_ASSERT(t != 0, "deleting a key that is not in the treap");
-    if (N[t].len == len && N[t].start == start) {
-        *gone = t;
-        return tr_join(N, N[t].left, N[t].right);
-    }
-    if (key_less(len, start, N[t].len, N[t].start)) {
-        N[t].left = tr_delete(N, N[t].left, len, start, gone);
-    } else {
-        N[t].right = tr_delete(N, N[t].right, len, start, gone);
-    }
-    return t;
+    class_remove_c(r, x, class_of(r->nodes[x].len));
 }
 
-/* Smallest key >= (len, start), or 0. */
-static uint32_t tr_lower_bound(const rnode_t *N, uint32_t t, uint64_t len, uint64_t start)
+/* ---- hash table ---------------------------------------------------------------- */
+
+static inline uint64_t ht_home(const range_t *r, uint32_t key)
+{
+    return ((uint64_t)key * 0x9e3779b97f4a7c15ull) >> r->shift; /* Fibonacci hashing */
+}
+
+/* The slot holding granule g, or NULL. */
+static inline rslot_t *ht_find(const range_t *r, uint64_t g)
+{
+    uint32_t key = (uint32_t)g + 1;
+    uint64_t i = ht_home(r, key);
+    for (;;) {
+        rslot_t *s = &r->ht[i];
+        if (s->key == key) {
+            return s;
+        }
+        if (s->key == 0) {
+            return NULL;
+        }
+        i = (i + 1) & (r->cap - 1);
+    }
+}
+
+static inline void ht_put_raw(rslot_t *t, const range_t *r, uint32_t key, uint32_t val)
+{
+    uint64_t i = ht_home(r, key);
+    while (t[i].key != 0) {
+        i = (i + 1) & (r->cap - 1);
+    }
+    t[i].key = key;
+    t[i].val = val;
+}
+
+/* Add granule g (not in the table). */
+static inline void ht_put(range_t *r, uint64_t g, uint32_t val)
+{
+    ht_put_raw(r->ht, r, (uint32_t)g + 1, val);
+    r->count++;
+}
+
+/* Remove the slot s (in the table): backward-shift deletion, no tombstones. */
+static void ht_remove(range_t *r, rslot_t *s)
+{
+    rslot_t *t = r->ht;
+    uint64_t i = (uint64_t)(s - t);
+    uint64_t j = i;
+    for (;;) {
+        j = (j + 1) & (r->cap - 1);
+        if (t[j].key == 0) {
+            break;
+        }
+        uint64_t h = ht_home(r, t[j].key);
+        /* May the entry at j move back to i? Only if i lies cyclically in [h, j). */
+        bool move = i <= j ? (h <= i || h > j) : (h <= i && h > j);
+        if (move) {
+            t[i] = t[j];
+            i = j;
+        }
+    }
+    t[i].key = 0;
+    t[i].val = 0;
+    r->count--;
+}
+
+static inline void ht_del(range_t *r, uint64_t g)
+{
+    rslot_t *s = ht_find(r, g);
+    CAPMEM_ASSERT(s != NULL, "deleting a key that is in the table");
+    ht_remove(r, s);
+}
+
+/*
+ * Make room for @p more keys: grow the table by half (into the other
+ * region, reserved at creation) when it would pass 80% full. Cannot fail.
+ */
+/* Rehash into the other region with twice (grow) or half the slots. */
+static void ht_rehash(range_t *r, bool grow)
+{
+    uint64_t ncap = grow ? r->cap * 2 : r->cap / 2;
+    rslot_t *old = r->ht;
+    uint64_t ocap = r->cap;
+    rslot_t *t = r->region[r->cur ^ 1];
+    memset(t, 0, ncap * sizeof(rslot_t));
+    r->cap = ncap;
+    r->shift = grow ? r->shift - 1 : r->shift + 1;
+    for (uint64_t i = 0; i < ocap; i++) {
+        if (old[i].key != 0) {
+            ht_put_raw(t, r, old[i].key, old[i].val);
+        }
+    }
+    r->cur ^= 1;
+    r->ht = t;
+    capmem__map_release(old, ocap * sizeof(rslot_t)); /* committed memory follows the table */
+}
+
+/* Returns true when it rehashed (slot pointers taken before are stale). */
+static inline bool ht_reserve(range_t *r, uint64_t more)
+{
+    if ((r->count + more) * 2 > r->cap && r->cap < r->cap_max) {
+        ht_rehash(r, true);
+        return true;
+    }
+    return false;
+}
+
+/* After a free: halve the table when less than a fifth full (it is then 40% full). */
+static inline void ht_trim(range_t *r)
+{
+    if (r->count * 5 < r->cap && r->cap > HT_MIN) {
+        ht_rehash(r, false);
+    }
+}
+
+/* ---- address treap ------------------------------------------------------------- */
+
+static inline uint32_t prio(uint32_t x)
+{
+    return x * 0x9e3779b1u; /* a bijection: priorities distinct and look random */
+}
+
+/*
+ * Insert node x, top-down: walk down while the nodes' priorities are
+ * higher than x's, then split the rest of the path around x's start into
+ * x's two subtrees. No recursion, no rotations.
+ */
+static void tr_insert(range_t *r, uint32_t x)
+{
+    rnode_t *N = r->nodes;
+    uint32_t key = N[x].start;
+    uint32_t px = prio(x);
+    uint32_t *link = &r->root;
+    while (*link != 0 && prio(*link) > px) {
+        uint32_t t = *link;
+        link = &(&N[t].left)[key >= N[t].start]; /* left and right are adjacent */
+    }
+    uint32_t t = *link;
+    uint32_t *l = &N[x].left;
+    uint32_t *rr = &N[x].right;
+    while (t != 0) {
+        if (N[t].start < key) {
+            *l = t;
+            l = &N[t].right;
+            t = N[t].right;
+        } else {
+            *rr = t;
+            rr = &N[t].left;
+            t = N[t].left;
+        }
+    }
+    *l = 0;
+    *rr = 0;
+    *link = x;
+}
+
+/* Remove node x (it is in the treap, under its present start): find its link, then zip its
+ * two subtrees together by priority. */
+static void tr_delete(range_t *r, uint32_t x)
+{
+    rnode_t *N = r->nodes;
+    uint32_t key = N[x].start;
+    uint32_t *link = &r->root;
+    while (*link != x) {
+        uint32_t t = *link;
+        CAPMEM_ASSERT(t != 0, "deleting a node that is not in the treap");
+        link = &(&N[t].left)[key >= N[t].start]; /* left and right are adjacent */
+    }
+    uint32_t a = N[x].left;
+    uint32_t b = N[x].right;
+    while (a != 0 && b != 0) {
+        if (prio(a) > prio(b)) {
+            *link = a;
+            link = &N[a].right;
+            a = N[a].right;
+        } else {
+            *link = b;
+            link = &N[b].left;
+            b = N[b].left;
+        }
+    }
+    *link = a != 0 ? a : b;
+}
+
+/* The free range with the largest start <= g, or 0. */
+static uint32_t tr_floor(const rnode_t *N, uint32_t t, uint64_t g)
 {
     uint32_t best = 0;
     while (t != 0) {
-        if (!key_less(N[t].len, N[t].start, len, start)) {
+        if (N[t].start <= g) {
             best = t;
-            t = N[t].left;
-        } else {
             t = N[t].right;
+        } else {
+            t = N[t].left;
         }
     }
     return best;
 }
 
-/* ---- free-block index ------------------------------------------------------ */
+/* ---- free ranges ------------------------------------------------------------------ */
 
-static void fb_add(range_t *r, uint64_t start, uint64_t len)
+static uint32_t fr_new(range_t *r, uint64_t start, uint64_t len)
 {
-    if (len <= RANGE_SMALL) {
-        capmem__hbm_set(&r->cls[len], start);
-        r->cls_mask |= 1ull << len;
+    uint32_t x = r->freelist;
+    if (x != 0) {
+        r->freelist = r->nodes[x].prev;
     } else {
-        uint32_t x = r->freelist;
-        if (x != 0) {
-            r->freelist = r->nodes[x].left;
-        } else {
-            CAPMEM_ASSERT(r->hw + 1 < r->ncap, "a long free block needs its own granules");
-            x = ++r->hw;
-        }
-        /* xorshift32: treap priorities only need to look random. */
-        r->rng ^= r->rng << 13;
-        r->rng ^= r->rng >> 17;
-        r->rng ^= r->rng << 5;
-        r->nodes[x] = (rnode_t){.start = start, .len = len, .prio = r->rng};
-        r->root = tr_insert(r->nodes, r->root, x);
+        CAPMEM_ASSERT(r->hw + 1 < r->ncap, "free ranges are separated by used granules");
+        x = ++r->hw;
     }
-    capmem__hbm_set(&r->fstart, start);
+    r->nodes[x] = (rnode_t){.start = (uint32_t)start, .len = (uint32_t)len};
+    class_insert(r, x);
+    tr_insert(r, x);
+    ht_put(r, start, x);
+    if (len > 1) {
+        ht_put(r, start + len - 1, x);
+    }
     r->nfree++;
+    return x;
 }
 
-static void fb_remove(range_t *r, uint64_t start, uint64_t len)
+/*
+ * Give node x the range [start, start + len), which keeps its place in
+ * address order (no other free range lies between the old and the new
+ * one): only its boundary keys and its class change.
+ */
+static void fr_move(range_t *r, uint32_t x, uint64_t start, uint64_t len)
 {
-    if (len <= RANGE_SMALL) {
-        capmem__hbm_clear(&r->cls[len], start);
-        if (capmem__hbm_empty(&r->cls[len])) {
-            r->cls_mask &= ~(1ull << len);
-        }
+    rnode_t *n = &r->nodes[x];
+    uint64_t os = n->start;
+    uint64_t oe = os + n->len - 1;
+    uint64_t ne = start + len - 1;
+    if (class_of(n->len) != class_of(len)) {
+        class_remove(r, x);
+        n->start = (uint32_t)start;
+        n->len = (uint32_t)len;
+        class_insert(r, x);
     } else {
-        uint32_t x = 0;
-        r->root = tr_delete(r->nodes, r->root, len, start, &x);
-        r->nodes[x].left = r->freelist;
-        r->nodes[x].len = 0; /* dead */
-        r->freelist = x;
+        n->start = (uint32_t)start;
+        n->len = (uint32_t)len;
     }
-    capmem__hbm_clear(&r->fstart, start);
+    if (os != start && os != ne) {
+        ht_del(r, os);
+    }
+    if (oe != os && oe != start && oe != ne) {
+        ht_del(r, oe);
+    }
+    if (start != os && start != oe) {
+        ht_put(r, start, x);
+    }
+    if (ne != start && ne != os && ne != oe) {
+        ht_put(r, ne, x);
+    }
+}
+
+/* Give node x the length len, moving it to its new class if that changes. */
+static inline void node_resize(range_t *r, uint32_t x, uint64_t start, uint64_t len)
+{
+    rnode_t *n = &r->nodes[x];
+    unsigned oc = class_of(n->len);
+    unsigned nc = class_of(len);
+    if (oc != nc) {
+        class_remove_c(r, x, oc);
+        n->start = (uint32_t)start;
+        n->len = (uint32_t)len;
+        class_insert_c(r, x, nc);
+    } else {
+        n->start = (uint32_t)start;
+        n->len = (uint32_t)len;
+    }
+}
+
+/* Unlink node x from the class lists and the treap, and free it; its keys are the caller's. */
+static void node_drop(range_t *r, uint32_t x)
+{
+    class_remove(r, x);
+    tr_delete(r, x);
+    r->nodes[x].len = 0;
+    r->nodes[x].prev = r->freelist;
+    r->freelist = x;
     r->nfree--;
 }
 
 /*
- * The free block with the smallest (len, start) >= (len, start): the
- * bitmaps of short lengths first, then the treap. Used for best fit
- * (start 0) and to step to the next candidate (start + 1).
+ * Allocate [pos, pos + len) out of free range x, which holds it. The
+ * pieces left on either side stay free; they cannot have free neighbours
+ * (the range had none), so the ranges stay coalesced. Cannot fail.
+ *
+ * The common case takes the front of the range: the range's start key
+ * becomes the used block's key in place (one slot written, no hash
+ * insertion or deletion), and the range keeps its node and its place in
+ * the treap.
  */
-static bool rg_lower_bound(const range_t *r, uint64_t len, uint64_t start, uint64_t *olen,
-                           uint64_t *ostart)
+static void rg_carve(range_t *r, uint32_t x, uint64_t pos, uint64_t len)
 {
-    if (len <= RANGE_SMALL) {
-        uint64_t g = start < r->n ? capmem__hbm_next(&r->cls[len], start) : CAPMEM__HBM_NONE;
-        if (g != CAPMEM__HBM_NONE) {
-            *olen = len;
-            *ostart = g;
-            return true;
-        }
-        uint64_t longer = r->cls_mask & ~((2ull << len) - 1);
-        if (longer != 0) {
-            unsigned c = (unsigned)__builtin_ctzll(longer);
-            *olen = c;
-            *ostart = capmem__hbm_first(&r->cls[c]);
-            return true;
-        }
-        len = RANGE_SMALL + 1;
-        start = 0;
-    }
-    uint32_t t = tr_lower_bound(r->nodes, r->root, len, start);
-    if (t == 0) {
-        return false;
-    }
-    *olen = r->nodes[t].len;
-    *ostart = r->nodes[t].start;
-    return true;
-}
-
-/* ---- tags -------------------------------------------------------------------- */
-
-static inline void tag_set(range_t *r, uint64_t start, uint64_t len, uint32_t used)
-{
-    r->tag[start].s = (uint32_t)len | used;
-    r->tag[start + len - 1].e = (uint32_t)len | used;
-}
-
-static inline void tag_clear(range_t *r, uint64_t start, uint64_t len)
-{
-    r->tag[start].s = 0;
-    r->tag[start + len - 1].e = 0;
-}
-
-/*
- * Allocate [pos, pos + len) out of the free block [s, s + l), which holds
- * it. The pieces left on either side stay free; they cannot have free
- * neighbours (the block had none), so the tiling stays coalesced. Cannot
- * fail.
- */
-static void rg_carve(range_t *r, uint64_t s, uint64_t l, uint64_t pos, uint64_t len)
-{
+    ht_reserve(r, 3);
+    uint64_t s = r->nodes[x].start;
+    uint64_t l = r->nodes[x].len;
     uint64_t e = s + l;
-    fb_remove(r, s, l);
-    tag_clear(r, s, l);
-    if (pos > s) {
-        tag_set(r, s, pos - s, 0);
-        fb_add(r, s, pos - s);
-        r->nblocks++;
+    uint64_t end = pos + len;
+    if (pos == s) {
+        rslot_t *k = ht_find(r, s);
+        k->val = (uint32_t)len | RH_USED;
+        if (end == e) {
+            node_drop(r, x);
+            if (l > 1) {
+                ht_del(r, e - 1);
+            }
+        } else {
+            node_resize(r, x, end, e - end);
+            if (end != e - 1) {
+                ht_put(r, end, x); /* the new start; the end key stays */
+            }
+        }
+    } else {
+        fr_move(r, x, s, pos - s);
+        if (end < e) {
+            fr_new(r, end, e - end);
+        }
+        ht_put(r, pos, (uint32_t)len | RH_USED);
     }
-    tag_set(r, pos, len, RT_USED);
-    if (pos + len < e) {
-        tag_set(r, pos + len, e - (pos + len), 0);
-        fb_add(r, pos + len, e - (pos + len));
-        r->nblocks++;
-    }
+    r->nused++;
     r->free_granules -= len;
+    ht_trim(r);
 }
 
 /* ---- creation ------------------------------------------------------------------ */
@@ -319,28 +545,28 @@ static void rg_carve(range_t *r, uint64_t s, uint64_t l, uint64_t pos, uint64_t 
 static void rg_reset(void *self)
 {
     range_t *r = self;
-    /* Clear the tags block by block: O(blocks), and commits no new pages. */
-    for (uint64_t g = 0; g < r->n && r->tag[g].s != 0;) {
-        uint64_t len = r->tag[g].s & ~RT_USED;
-        tag_clear(r, g, len);
-        g += len;
-    }
-    memset(r->bm_words, 0, r->bm_nwords * sizeof(uint64_t));
-    r->cls_mask = 0;
+    memset(r->ht, 0, r->cap * sizeof(rslot_t));
+    r->cap = HT_MIN;
+    r->shift = 64 - 6;
+    r->cur = 0;
+    r->ht = r->region[0];
+    memset(r->ht, 0, r->cap * sizeof(rslot_t));
+    r->count = 0;
+    r->fl_map = 0;
+    memset(r->sl_map, 0, sizeof(r->sl_map));
+    memset(r->head, 0, sizeof(r->head));
     r->hw = 0;
     r->freelist = 0;
     r->root = 0;
-    r->rng = 0x9e3779b9u;
     r->nfree = 0;
-    tag_set(r, 0, r->n, 0);
-    fb_add(r, 0, r->n);
+    r->nused = 0;
+    fr_new(r, 0, r->n);
     r->free_granules = r->n;
-    r->nblocks = 1;
 }
 
-static size_t round8(size_t x)
+static size_t round64(size_t x)
 {
-    return (x + 7) & ~(size_t)7;
+    return (x + 63) & ~(size_t)63;
 }
 
 capmem_err_t capmem__range_new(uint64_t base, uint64_t size, uint64_t granule, void **self)
@@ -360,12 +586,17 @@ capmem_err_t capmem__range_new(uint64_t base, uint64_t size, uint64_t granule, v
     r->size = size;
     r->gshift = gshift;
     r->n = n;
-    r->ncap = (uint32_t)(n / (RANGE_SMALL + 1) + 2);
-    uint64_t hw = capmem__hbm_words(n);
-    r->bm_nwords = hw * (RANGE_SMALL + 1);
-    size_t tags_len = round8((size_t)n * sizeof(rtag_t));
-    size_t nodes_len = (size_t)r->ncap * sizeof(rnode_t);
-    r->map_len = tags_len + nodes_len + (size_t)r->bm_nwords * sizeof(uint64_t);
+    r->base_g = base >> gshift;
+    /* Free ranges are separated by used granules: at most (n + 1) / 2 of them. */
+    r->ncap = (uint32_t)((n + 1) / 2 + 2);
+    /* At most one key per granule, at most half full: a power of two >= 2n. */
+    r->cap_max = HT_MIN;
+    while (r->cap_max < 2 * n + 8) {
+        r->cap_max *= 2;
+    }
+    size_t nodes_len = round64((size_t)r->ncap * sizeof(rnode_t));
+    size_t region_len = round64((size_t)r->cap_max * sizeof(rslot_t));
+    r->map_len = nodes_len + 2 * region_len;
     r->map = capmem__map_lazy(r->map_len);
     if (r->map == NULL) {
         size_t want = r->map_len;
@@ -373,13 +604,11 @@ capmem_err_t capmem__range_new(uint64_t base, uint64_t size, uint64_t granule, v
         return capmem__fail(CAPMEM_E_HOST_NOMEM, __func__, "range: cannot map %zu bytes", want);
     }
     char *p = r->map;
-    r->tag = (rtag_t *)(void *)p;
-    r->nodes = (rnode_t *)(void *)(p + tags_len);
-    r->bm_words = (uint64_t *)(void *)(p + tags_len + nodes_len);
-    capmem__hbm_init(&r->fstart, n, r->bm_words);
-    for (unsigned c = 1; c <= RANGE_SMALL; c++) {
-        capmem__hbm_init(&r->cls[c], n, r->bm_words + hw * c);
-    }
+    r->nodes = (rnode_t *)(void *)p;
+    r->region[0] = (rslot_t *)(void *)(p + nodes_len);
+    r->region[1] = (rslot_t *)(void *)(p + nodes_len + region_len);
+    r->ht = r->region[0];
+    r->cap = HT_MIN;
     rg_reset(r);
     *self = r;
     return CAPMEM_OK;
@@ -394,17 +623,20 @@ static void rg_destroy(void *self)
 
 /* ---- operations ------------------------------------------------------------------ */
 
+/* The longest free range: the longest in the highest non-empty class. */
 static uint64_t rg_largest(const void *self)
 {
     const range_t *r = self;
-    uint32_t t = r->root;
-    if (t == 0) {
-        return (uint64_t)capmem__log2(r->cls_mask) << r->gshift; /* 0 when empty */
+    if (r->fl_map == 0) {
+        return 0;
     }
-    while (r->nodes[t].right != 0) {
-        t = r->nodes[t].right;
+    unsigned fl = capmem__log2(r->fl_map);
+    unsigned c = (fl << SL_LOG2) | capmem__log2(r->sl_map[fl]);
+    uint64_t best = 0;
+    for (uint32_t x = r->head[c]; x != 0; x = r->nodes[x].next) {
+        best = r->nodes[x].len > best ? r->nodes[x].len : best;
     }
-    return r->nodes[t].len << r->gshift;
+    return best << r->gshift;
 }
 
 static uint64_t rg_avail(const void *self)
@@ -413,16 +645,22 @@ static uint64_t rg_avail(const void *self)
     return r->free_granules << r->gshift;
 }
 
-/* Where an aligned block of len granules starts inside free block [s, s + l), if it fits. */
-static bool rg_fits(const range_t *r, uint64_t s, uint64_t l, uint64_t len, uint64_t galign,
-                    uint64_t *pos)
+/* Where an aligned block of len granules starts inside free range x, if it fits. */
+static inline bool rg_fits(const range_t *r, uint32_t x, uint64_t len, uint64_t galign,
+                           uint64_t *pos)
 {
-    uint64_t abs = (r->base >> r->gshift) + s;
+    uint64_t s = r->nodes[x].start;
+    uint64_t l = r->nodes[x].len;
+    if (galign == 1) {
+        *pos = s;
+        return len <= l;
+    }
+    uint64_t abs = r->base_g + s;
     uint64_t al;
     if (!capmem__align_up_ok(abs, galign, &al)) {
         return false;
     }
-    uint64_t p = al - (r->base >> r->gshift);
+    uint64_t p = al - r->base_g;
     if (p - s >= l || len > l - (p - s)) {
         return false;
     }
@@ -434,37 +672,30 @@ static capmem_err_t rg_alloc(void *self, uint64_t size, uint64_t align, uint64_t
 {
     range_t *r = self;
     uint64_t g = 1ull << r->gshift;
-    uint64_t len = 0;
-    uint64_t galign = 1;
-    uint64_t cl = 0;
-    uint64_t cs = 0;
     uint64_t pos = 0;
-    bool have = false;
     if (size <= r->size) {
-        len = (size + g - 1) >> r->gshift; /* size <= r->size: no overflow */
-        galign = align <= g ? 1 : align >> r->gshift;
-        have = rg_lower_bound(r, len, 0, &cl, &cs);
-    }
-    for (unsigned k = 0; have && k < RANGE_CANDIDATES; k++) {
-        if (rg_fits(r, cs, cl, len, galign, &pos)) {
-            goto found;
+        uint64_t len = (size + g - 1) >> r->gshift; /* size <= r->size: no overflow */
+        uint64_t galign = align <= g ? 1 : align >> r->gshift;
+        uint64_t sure = len + galign - 1; /* a range this long holds the block anywhere */
+        unsigned top = sure <= RANGE_MAX_GRANULES ? class_up(sure) : NCLASS;
+        unsigned c = class_find(r, top);
+        if (c < NCLASS) {
+            uint32_t x = r->head[c];
+            bool ok = rg_fits(r, x, len, galign, &pos);
+            CAPMEM_ASSERT(ok, "every range of a class at or above the sure one fits");
+            (void)ok;
+            rg_carve(r, x, pos, len);
+            *offset = r->base + (pos << r->gshift);
+            return CAPMEM_OK;
         }
-        have = rg_lower_bound(r, cl, cs + 1, &cl, &cs);
-    }
-    if (have) {
-        /* A range this long holds an aligned block wherever it starts. */
-        uint64_t sure;
-        uint64_t sl;
-        uint64_t ss;
-        if (capmem__add_ok(len, galign - 1, &sure) && rg_lower_bound(r, sure, 0, &sl, &ss) &&
-            rg_fits(r, ss, sl, len, galign, &pos)) {
-            cs = ss;
-            cl = sl;
-            goto found;
-        }
-        for (; have; have = rg_lower_bound(r, cl, cs + 1, &cl, &cs)) {
-            if (rg_fits(r, cs, cl, len, galign, &pos)) {
-                goto found;
+        /* The exact fallback: every range of the classes that may hold one. */
+        for (c = class_find(r, class_of(len)); c < top; c = class_find(r, c + 1)) {
+            for (uint32_t x = r->head[c]; x != 0; x = r->nodes[x].next) {
+                if (rg_fits(r, x, len, galign, &pos)) {
+                    rg_carve(r, x, pos, len);
+                    *offset = r->base + (pos << r->gshift);
+                    return CAPMEM_OK;
+                }
             }
         }
     }
@@ -473,10 +704,6 @@ static capmem_err_t rg_alloc(void *self, uint64_t size, uint64_t align, uint64_t
                               "largest free range %llu bytes)",
                               (unsigned long long)size, (unsigned long long)align,
                               (unsigned long long)rg_largest(r));
-found:
-    rg_carve(r, cs, cl, pos, len);
-    *offset = r->base + (pos << r->gshift);
-    return CAPMEM_OK;
 }
 
 /*
@@ -497,6 +724,12 @@ static capmem_err_t rg_span(const range_t *r, uint64_t offset, uint64_t size, co
     return CAPMEM_OK;
 }
 
+/* Is the slot a free range's boundary (not a used block)? Its node then. */
+static inline uint32_t slot_free_node(const rslot_t *s)
+{
+    return s != NULL && (s->val & RH_USED) == 0 ? s->val : 0;
+}
+
 static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
 {
     range_t *r = self;
@@ -506,9 +739,20 @@ static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
     if (err != CAPMEM_OK) {
         return err;
     }
-    uint64_t s = capmem__hbm_prev(&r->fstart, g0);
-    uint64_t l = s == CAPMEM__HBM_NONE ? 0 : r->tag[s].s;
-    if (s == CAPMEM__HBM_NONE || s + l < g0 + len) {
+    /*
+     * A block at a free range's start or end needs no tree walk: the hash
+     * has the range's boundary keys. Only a block strictly inside a free
+     * range walks the address treap.
+     */
+    uint32_t x = slot_free_node(ht_find(r, g0));
+    if (x == 0 || r->nodes[x].start != g0) {
+        x = slot_free_node(ht_find(r, g0 + len - 1));
+        if (x == 0 || r->nodes[x].start > g0 ||
+            (uint64_t)r->nodes[x].start + r->nodes[x].len != g0 + len) {
+            x = tr_floor(r->nodes, r->root, g0);
+        }
+    }
+    if (x == 0 || (uint64_t)r->nodes[x].start + r->nodes[x].len < g0 + len) {
         capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, __func__, size, rg_largest(r),
                            "range: [0x%llx, +0x%llx) overlaps an allocated block",
                            (unsigned long long)offset, (unsigned long long)size);
@@ -516,7 +760,7 @@ static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
         capmem__detail()->size = size;
         return CAPMEM_E_NOT_ENOUGH_MEMORY;
     }
-    rg_carve(r, s, l, g0, len);
+    rg_carve(r, x, g0, len);
     return CAPMEM_OK;
 }
 
@@ -529,63 +773,165 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
     if (err != CAPMEM_OK) {
         return err;
     }
-    uint32_t t = r->tag[g0].s;
-    if (t != ((uint32_t)len | RT_USED)) {
+    rslot_t *s = ht_find(r, g0);
+    if (s == NULL || s->val != ((uint32_t)len | RH_USED)) {
+        uint32_t fx = slot_free_node(s);
         capmem__fail(CAPMEM_E_NOT_ALLOCATED, __func__,
                      "range: [0x%llx, +0x%llx) is not an allocated block (%s)",
                      (unsigned long long)offset, (unsigned long long)size,
-                     t == 0               ? "no block starts there"
-                     : (t & RT_USED) == 0 ? "it is free: double free?"
-                                          : "the block there has another size");
+                     s == NULL || (fx != 0 && r->nodes[fx].start != g0) ? "no block starts there"
+                     : fx != 0                                          ? "it is free: double free?"
+                               : "the block there has another size");
         capmem__detail()->address = offset;
         capmem__detail()->size = size;
         return CAPMEM_E_NOT_ALLOCATED;
     }
-    uint64_t start = g0;
-    uint64_t end = g0 + len;
-    tag_clear(r, g0, len);
-    if (g0 > 0) {
-        uint32_t pe = r->tag[g0 - 1].e;
-        CAPMEM_ASSERT(pe != 0, "every granule belongs to a block");
-        if ((pe & RT_USED) == 0) {
-            start = g0 - pe;
-            fb_remove(r, start, pe);
-            tag_clear(r, start, pe);
-            r->nblocks--;
-        }
+    if (ht_reserve(r, 2)) {
+        s = ht_find(r, g0); /* the rehash moved the slots */
     }
-    if (end < r->n) {
-        uint32_t ns = r->tag[end].s;
-        CAPMEM_ASSERT(ns != 0, "every granule belongs to a block");
-        if ((ns & RT_USED) == 0) {
-            fb_remove(r, end, ns);
-            tag_clear(r, end, ns);
-            end += ns;
-            r->nblocks--;
-        }
-    }
-    tag_set(r, start, end - start, 0);
-    fb_add(r, start, end - start);
+    r->nused--;
     r->free_granules += len;
+    uint64_t end = g0 + len;
+    uint32_t lx = g0 > 0 ? slot_free_node(ht_find(r, g0 - 1)) : 0;
+    uint32_t rx = end < r->n ? slot_free_node(ht_find(r, end)) : 0;
+    /*
+     * The block's own key (g0) is reused in place where the merged range
+     * starts or ends there; slots are written before any key is removed
+     * (a removal moves slots).
+     */
+    if (lx == 0 && rx == 0) {
+        uint32_t x = r->freelist;
+        if (x != 0) {
+            r->freelist = r->nodes[x].prev;
+        } else {
+            CAPMEM_ASSERT(r->hw + 1 < r->ncap, "free ranges are separated by used granules");
+            x = ++r->hw;
+        }
+        r->nodes[x] = (rnode_t){.start = (uint32_t)g0, .len = (uint32_t)len};
+        class_insert(r, x);
+        tr_insert(r, x);
+        r->nfree++;
+        s->val = x;
+        if (len > 1) {
+            ht_put(r, end - 1, x);
+        }
+    } else if (lx == 0) {
+        uint64_t rl = r->nodes[rx].len;
+        s->val = rx; /* the merged range's start */
+        node_resize(r, rx, g0, len + rl);
+        if (rl > 1) {
+            ht_del(r, end); /* rx's old start; its end key stays */
+        }
+    } else {
+        uint64_t ls = r->nodes[lx].start;
+        uint64_t ll = r->nodes[lx].len;
+        uint64_t re = end;
+        if (rx != 0) {
+            uint64_t rl = r->nodes[rx].len;
+            re = end + rl;
+            ht_find(r, re - 1)->val = lx; /* rx's end is the merged range's end */
+            node_drop(r, rx);
+            ht_remove(r, s); /* the first removal: s still points at g0 */
+            if (rl > 1) {
+                ht_del(r, end);
+            }
+        } else if (len == 1) {
+            s->val = lx; /* the block's key is the merged range's end */
+        } else {
+            ht_remove(r, s);
+            ht_put(r, end - 1, lx);
+        }
+        if (ll > 1) {
+            ht_del(r, g0 - 1); /* lx's old end */
+        }
+        node_resize(r, lx, ls, re - ls);
+    }
+    ht_trim(r);
     return CAPMEM_OK;
 }
 
 /* ---- walk and check ---------------------------------------------------------- */
 
+/*
+ * Visit the free ranges in address order (in-order treap walk with an
+ * explicit stack: the treap's depth is O(log F) expected, bounded here by
+ * the stack's size, past which the walk reports nothing more; rg_check
+ * reports such a depth).
+ */
+#define WALK_DEPTH 256
+
+typedef int (*range_visit_fn)(const range_t *r, uint32_t x, void *ctx);
+
+static bool tr_walk(const range_t *r, range_visit_fn fn, void *ctx)
+{
+    uint32_t stack[WALK_DEPTH];
+    unsigned sp = 0;
+    uint32_t t = r->root;
+    while (t != 0 || sp > 0) {
+        while (t != 0) {
+            if (sp == WALK_DEPTH) {
+                return false;
+            }
+            stack[sp++] = t;
+            t = r->nodes[t].left;
+        }
+        t = stack[--sp];
+        if (fn(r, t, ctx) != 0) {
+            return true;
+        }
+        t = r->nodes[t].right;
+    }
+    return true;
+}
+
+typedef struct walk_ctx {
+    capmem_alloc_walk_fn fn;
+    void *ctx;
+    uint64_t next; /* first granule not yet visited */
+    bool used_too;
+    bool stopped;
+} walk_ctx_t;
+
+/* Visit the used blocks tiling [from, to); stop early if fn says so. */
+static bool walk_used(const range_t *r, walk_ctx_t *w, uint64_t from, uint64_t to)
+{
+    for (uint64_t g = from; g < to;) {
+        const rslot_t *s = ht_find(r, g);
+        if (s == NULL || (s->val & RH_USED) == 0) {
+            return false; /* broken tiling: rg_check reports it */
+        }
+        uint64_t len = s->val & ~RH_USED;
+        if (w->fn(r->base + (g << r->gshift), len << r->gshift, CAPMEM_BLOCK_USED, w->ctx) != 0) {
+            w->stopped = true;
+            return false;
+        }
+        g += len;
+    }
+    return true;
+}
+
+static int walk_visit(const range_t *r, uint32_t x, void *vctx)
+{
+    walk_ctx_t *w = vctx;
+    const rnode_t *n = &r->nodes[x];
+    if (w->used_too && !walk_used(r, w, w->next, n->start)) {
+        return 1;
+    }
+    if (w->fn(r->base + ((uint64_t)n->start << r->gshift), (uint64_t)n->len << r->gshift,
+              CAPMEM_BLOCK_FREE, w->ctx) != 0) {
+        w->stopped = true;
+        return 1;
+    }
+    w->next = (uint64_t)n->start + n->len;
+    return 0;
+}
+
 static capmem_err_t rg_walk(const void *self, capmem_alloc_walk_fn fn, void *ctx)
 {
     const range_t *r = self;
-    for (uint64_t g = 0; g < r->n;) {
-        uint32_t t = r->tag[g].s;
-        if (t == 0) {
-            break; /* broken tiling: rg_check reports it */
-        }
-        uint64_t len = t & ~RT_USED;
-        capmem_block_state_t st = (t & RT_USED) ? CAPMEM_BLOCK_USED : CAPMEM_BLOCK_FREE;
-        if (fn(r->base + (g << r->gshift), len << r->gshift, st, ctx) != 0) {
-            break;
-        }
-        g += len;
+    walk_ctx_t w = {.fn = fn, .ctx = ctx, .used_too = true};
+    if (tr_walk(r, walk_visit, &w) && !w.stopped && w.next <= r->n) {
+        walk_used(r, &w, w.next, r->n);
     }
     return CAPMEM_OK;
 }
@@ -593,156 +939,170 @@ static capmem_err_t rg_walk(const void *self, capmem_alloc_walk_fn fn, void *ctx
 capmem_err_t capmem__range_free_ranges(const void *self, capmem_alloc_walk_fn fn, void *ctx)
 {
     const range_t *r = self;
-    for (uint64_t g = capmem__hbm_next(&r->fstart, 0); g != CAPMEM__HBM_NONE;
-         g = capmem__hbm_next(&r->fstart, g + 1)) {
-        uint64_t len = r->tag[g].s & ~RT_USED;
-        if (fn(r->base + (g << r->gshift), len << r->gshift, CAPMEM_BLOCK_FREE, ctx) != 0) {
-            break;
-        }
-    }
+    walk_ctx_t w = {.fn = fn, .ctx = ctx, .used_too = false};
+    tr_walk(r, walk_visit, &w);
     return CAPMEM_OK;
 }
 
-typedef struct tr_stats {
-    uint64_t count;
+typedef struct check_ctx {
     const char *problem;
-    uint32_t where;
-    uint32_t prev; /* last node in order, for strict ordering */
-} tr_stats_t;
+    uint64_t where;
+    uint64_t next; /* first granule after the previous free range */
+    uint64_t nfree;
+    uint64_t nused;
+    uint64_t fg;
+} check_ctx_t;
 
-static void tr_check(const range_t *r, uint32_t t, unsigned depth, tr_stats_t *st)
+static int check_visit(const range_t *r, uint32_t x, void *vctx)
 {
-    const rnode_t *N = r->nodes;
-    if (t == 0 || st->problem != NULL) {
-        return;
+    check_ctx_t *c = vctx;
+    const rnode_t *n = &r->nodes[x];
+    uint64_t s = n->start;
+    uint64_t e = s + n->len;
+    c->where = s;
+    if (x > r->hw || n->len == 0 || e > r->n) {
+        c->problem = "treap holds a dead node or a range outside the span";
+        return 1;
     }
-    if (t > r->hw || depth > 200) {
-        st->problem = t > r->hw ? "treap link beyond the pool" : "treap deeper than 200";
-        st->where = t;
-        return;
+    if (c->nfree > 0 && s <= c->next) {
+        c->problem =
+            s < c->next ? "free ranges out of order or overlapping" : "free ranges not coalesced";
+        return 1;
     }
-    uint32_t kids[2] = {N[t].left, N[t].right};
-    for (int i = 0; i < 2; i++) {
-        if (kids[i] != 0 && kids[i] <= r->hw && N[kids[i]].prio > N[t].prio) {
-            st->problem = "treap priority above its parent's";
-            st->where = t;
-            return;
+    if (slot_free_node(ht_find(r, s)) != x || slot_free_node(ht_find(r, e - 1)) != x) {
+        c->problem = "a free range's boundary keys are missing from the table";
+        return 1;
+    }
+    /* The used blocks between the previous free range and this one tile the gap. */
+    for (uint64_t g = c->nfree == 0 ? 0 : c->next; g < s;) {
+        const rslot_t *u = ht_find(r, g);
+        if (u == NULL || (u->val & RH_USED) == 0 || (u->val & ~RH_USED) == 0 ||
+            (u->val & ~RH_USED) > s - g) {
+            c->problem = "used blocks do not tile the gap before a free range";
+            c->where = g;
+            return 1;
         }
+        g += u->val & ~RH_USED;
+        c->nused++;
     }
-    tr_check(r, N[t].left, depth + 1, st);
-    if (st->problem != NULL) {
-        return;
+    unsigned cl = class_of(n->len);
+    uint32_t y = r->head[cl];
+    while (y != 0 && y != x) {
+        y = r->nodes[y].next;
     }
-    if (N[t].len <= RANGE_SMALL || N[t].start >= r->n || r->tag[N[t].start].s != N[t].len) {
-        st->problem = "treap holds a node that is not a long free block";
-        st->where = t;
-        return;
+    if (y != x) {
+        c->problem = "a free range is not in its class list";
+        return 1;
     }
-    if (st->prev != 0 && !key_less(N[st->prev].len, N[st->prev].start, N[t].len, N[t].start)) {
-        st->problem = "treap out of (length, start) order";
-        st->where = t;
-        return;
+    c->next = e;
+    c->nfree++;
+    c->fg += n->len;
+    return 0;
+}
+
+/* Heap order of priorities and the treap's depth. */
+static bool tr_heap_ok(const range_t *r, uint32_t t, unsigned depth)
+{
+    if (t == 0) {
+        return true;
     }
-    st->prev = t;
-    st->count++;
-    tr_check(r, N[t].right, depth + 1, st);
+    if (depth > WALK_DEPTH || t > r->hw) {
+        return false;
+    }
+    uint32_t l = r->nodes[t].left;
+    uint32_t rr = r->nodes[t].right;
+    if ((l != 0 && prio(l) > prio(t)) || (rr != 0 && prio(rr) > prio(t))) {
+        return false;
+    }
+    return tr_heap_ok(r, l, depth + 1) && tr_heap_ok(r, rr, depth + 1);
 }
 
 static capmem_err_t rg_check(const void *self, char *why, size_t len)
 {
     const range_t *r = self;
-    uint64_t nblocks = 0;
-    uint64_t nfree = 0;
-    uint64_t nlong = 0;
-    uint64_t fg = 0;
-    bool prev_free = false;
-    for (uint64_t g = 0; g < r->n;) {
-        uint32_t t = r->tag[g].s;
-        uint64_t l = t & ~RT_USED;
-        if (t == 0 || l > r->n - g) {
-            return capmem__alloc_broken(why, len, "no valid block starts at granule %llu",
-                                        (unsigned long long)g);
-        }
-        if (r->tag[g + l - 1].e != t) {
-            return capmem__alloc_broken(why, len, "end tag of block at granule %llu is wrong",
-                                        (unsigned long long)g);
-        }
-        for (uint64_t h = g; h < g + l; h++) {
-            if ((h > g && r->tag[h].s != 0) || (h < g + l - 1 && r->tag[h].e != 0)) {
-                return capmem__alloc_broken(why, len, "stale tag inside the block at granule %llu",
-                                            (unsigned long long)g);
-            }
-        }
-        bool is_free = (t & RT_USED) == 0;
-        if (is_free && prev_free) {
-            return capmem__alloc_broken(why, len, "free blocks not coalesced at granule %llu",
-                                        (unsigned long long)g);
-        }
-        if (is_free != capmem__hbm_test(&r->fstart, g)) {
-            return capmem__alloc_broken(why, len, "free-start bitmap wrong at granule %llu",
-                                        (unsigned long long)g);
-        }
-        if (is_free && l <= RANGE_SMALL && !capmem__hbm_test(&r->cls[l], g)) {
-            return capmem__alloc_broken(why, len, "short free block at granule %llu not indexed",
-                                        (unsigned long long)g);
-        }
-        nblocks++;
-        nfree += is_free;
-        nlong += is_free && l > RANGE_SMALL;
-        fg += is_free ? l : 0;
-        prev_free = is_free;
-        g += l;
-    }
-    if (nblocks != r->nblocks || nfree != r->nfree || fg != r->free_granules) {
-        return capmem__alloc_broken(why, len,
-                                    "counters (blocks %llu, free %llu, free granules %llu) differ "
-                                    "from the tiling (%llu, %llu, %llu)",
-                                    (unsigned long long)r->nblocks, (unsigned long long)r->nfree,
-                                    (unsigned long long)r->free_granules,
-                                    (unsigned long long)nblocks, (unsigned long long)nfree,
-                                    (unsigned long long)fg);
-    }
-    if (!capmem__hbm_check(&r->fstart) || capmem__hbm_count(&r->fstart) != nfree) {
-        return capmem__alloc_broken(why, len, "free-start bitmap has stray bits or summaries");
-    }
-    uint64_t nsmall = 0;
-    for (unsigned c = 1; c <= RANGE_SMALL; c++) {
-        const capmem__hbm_t *h = &r->cls[c];
-        if (!capmem__hbm_check(h)) {
-            return capmem__alloc_broken(why, len, "bitmap of length %u: summary mismatch", c);
-        }
-        if (capmem__hbm_empty(h) != !((r->cls_mask >> c) & 1u)) {
-            return capmem__alloc_broken(why, len, "length mask disagrees at length %u", c);
-        }
-        nsmall += capmem__hbm_count(h);
-    }
-    if ((r->cls_mask & ~(((2ull << RANGE_SMALL) - 1) & ~1ull)) != 0) {
-        return capmem__alloc_broken(why, len, "length mask has bits outside 1..%d", RANGE_SMALL);
-    }
-    /* Every short free block is indexed (above), so equal counts mean no stray bits. */
-    if (nsmall != nfree - nlong) {
+    if (!tr_heap_ok(r, r->root, 0)) {
         return capmem__alloc_broken(
-            why, len, "length bitmaps hold %llu blocks, %llu short free blocks",
-            (unsigned long long)nsmall, (unsigned long long)(nfree - nlong));
+            why, len, "treap priorities out of heap order, or deeper than %d", WALK_DEPTH);
     }
-    tr_stats_t st = {0};
-    tr_check(r, r->root, 0, &st);
-    if (st.problem != NULL) {
-        return capmem__alloc_broken(why, len, "%s (node %u)", st.problem, st.where);
+    check_ctx_t c = {0};
+    if (!tr_walk(r, check_visit, &c)) {
+        return capmem__alloc_broken(why, len, "treap deeper than %d", WALK_DEPTH);
     }
-    if (st.count != nlong) {
-        return capmem__alloc_broken(why, len, "treap has %llu nodes, %llu long free blocks",
-                                    (unsigned long long)st.count, (unsigned long long)nlong);
+    if (c.problem != NULL) {
+        return capmem__alloc_broken(why, len, "%s (granule %llu)", c.problem,
+                                    (unsigned long long)c.where);
+    }
+    for (uint64_t g = c.nfree == 0 ? 0 : c.next; g < r->n;) {
+        const rslot_t *u = ht_find(r, g);
+        if (u == NULL || (u->val & RH_USED) == 0 || (u->val & ~RH_USED) == 0 ||
+            (u->val & ~RH_USED) > r->n - g) {
+            return capmem__alloc_broken(why, len,
+                                        "used blocks do not tile the tail at granule %llu",
+                                        (unsigned long long)g);
+        }
+        g += u->val & ~RH_USED;
+        c.nused++;
+    }
+    if (c.nfree != r->nfree || c.nused != r->nused || c.fg != r->free_granules) {
+        return capmem__alloc_broken(why, len,
+                                    "counters (free ranges %llu, used %llu, free granules %llu) "
+                                    "differ from the blocks (%llu, %llu, %llu)",
+                                    (unsigned long long)r->nfree, (unsigned long long)r->nused,
+                                    (unsigned long long)r->free_granules,
+                                    (unsigned long long)c.nfree, (unsigned long long)c.nused,
+                                    (unsigned long long)c.fg);
+    }
+    /* Every key found above is in the table, so an equal count means no stray key. */
+    uint64_t keys = 0;
+    uint64_t nkeys = r->nused;
+    for (uint64_t i = 0; i < r->cap; i++) {
+        keys += r->ht[i].key != 0;
+    }
+    (void)nkeys;
+    uint64_t want = r->nused;
+    uint64_t listed = 0;
+    for (unsigned cl = 0; cl < NCLASS; cl++) {
+        bool bit = (r->sl_map[cl >> SL_LOG2] >> (cl & (SL_COUNT - 1))) & 1u;
+        if (bit != (r->head[cl] != 0)) {
+            return capmem__alloc_broken(why, len, "class bitmap disagrees at class %u", cl);
+        }
+        uint32_t prev = 0;
+        for (uint32_t x = r->head[cl]; x != 0; x = r->nodes[x].next) {
+            if (x > r->hw || r->nodes[x].len == 0 || class_of(r->nodes[x].len) != cl ||
+                r->nodes[x].prev != prev || ++listed > r->nfree) {
+                return capmem__alloc_broken(why, len, "class list %u is corrupt at node %u", cl, x);
+            }
+            want += r->nodes[x].len > 1 ? 2 : 1;
+            prev = x;
+        }
+    }
+    for (unsigned fl = 0; fl < FL_COUNT; fl++) {
+        if (((r->fl_map >> fl) & 1u) != (r->sl_map[fl] != 0)) {
+            return capmem__alloc_broken(why, len, "first-level bitmap disagrees at %u", fl);
+        }
+    }
+    if (listed != r->nfree) {
+        return capmem__alloc_broken(why, len, "class lists hold %llu ranges, %llu are free",
+                                    (unsigned long long)listed, (unsigned long long)r->nfree);
+    }
+    if (keys != want || keys != r->count || r->count * 2 > r->cap + 6 ||
+        (r->count * 5 < r->cap && r->cap > HT_MIN && r->nused > 0)) {
+        return capmem__alloc_broken(why, len,
+                                    "hash table has %llu keys (count %llu, %llu expected) in %llu "
+                                    "slots",
+                                    (unsigned long long)keys, (unsigned long long)r->count,
+                                    (unsigned long long)want, (unsigned long long)r->cap);
     }
     uint64_t dead = 0;
-    for (uint32_t x = r->freelist; x != 0; x = r->nodes[x].left) {
+    for (uint32_t x = r->freelist; x != 0; x = r->nodes[x].prev) {
         if (x > r->hw || r->nodes[x].len != 0 || ++dead > r->hw) {
             return capmem__alloc_broken(why, len, "node free list is corrupt at node %u", x);
         }
     }
-    if (r->hw - dead != nlong) {
-        return capmem__alloc_broken(why, len, "%llu live nodes for %llu long free blocks",
-                                    (unsigned long long)(r->hw - dead), (unsigned long long)nlong);
+    if (r->hw - dead != r->nfree) {
+        return capmem__alloc_broken(why, len, "%llu live nodes for %llu free ranges",
+                                    (unsigned long long)(r->hw - dead),
+                                    (unsigned long long)r->nfree);
     }
     return CAPMEM_OK;
 }
@@ -750,9 +1110,8 @@ static capmem_err_t rg_check(const void *self, char *why, size_t len)
 uint64_t capmem__range_metadata(const void *self)
 {
     const range_t *r = self;
-    /* All tags and bitmaps, nodes up to the high-water mark. */
-    return r->n * sizeof(rtag_t) + r->bm_nwords * sizeof(uint64_t) +
-           (uint64_t)r->hw * sizeof(rnode_t);
+    /* Nodes up to the high-water mark and the live hash table. */
+    return (uint64_t)r->hw * sizeof(rnode_t) + r->cap * sizeof(rslot_t);
 }
 
 const capmem_alloc_ops_t capmem__range_ops = {

@@ -94,6 +94,18 @@ void capmem__unmap(void *p, size_t size)
     }
 }
 
+void capmem__map_release(void *p, size_t size)
+{
+    /* Whole host pages inside [p, p + size) only; the rest stays as it is. */
+    long sz = sysconf(_SC_PAGESIZE);
+    const uintptr_t page = sz > 0 ? (uintptr_t)sz : 4096;
+    uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)p + size) & ~(page - 1);
+    if (p != NULL && hi > lo) {
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED); /* a failure only keeps memory */
+    }
+}
+
 int capmem__memfd_create(const char *name, unsigned flags)
 {
     if (injected(CAPMEM__HOST_MEMFD)) {

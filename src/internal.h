@@ -40,7 +40,9 @@ void capmem__assert_fail(const char *cond, const char *why, const char *file, in
  * Record a failure for the calling thread and return @p err, so call sites
  * read `return capmem__fail(CAPMEM_E_RANGE, __func__, "...", ...)`.
  * The numeric fields are cleared; set them with the capmem__detail_* calls
- * before or after (they write the same thread-local record).
+ * before or after (they write the same thread-local record). @p fmt must be
+ * a string literal: the message is formatted from it when it is read
+ * (capmem_last_error()), from the arguments captured now (strings copied).
  */
 capmem_err_t capmem__fail(capmem_err_t err, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -144,6 +146,12 @@ void capmem__free(void *p);
 /* Anonymous private, lazily committed mapping (MAP_NORESERVE); NULL on failure. */
 void *capmem__map_lazy(size_t size);
 void capmem__unmap(void *p, size_t size);
+/*
+ * Give the host back the memory behind a part of a private lazy mapping
+ * (capmem__map_lazy): it reads as zeros afterwards and is committed again
+ * when touched. Cannot fail (a refused madvise keeps the memory).
+ */
+void capmem__map_release(void *p, size_t size);
 /* Counted wrappers around the syscalls, -1 with errno on (injected) failure. */
 int capmem__memfd_create(const char *name, unsigned flags);
 int capmem__ftruncate(int fd, uint64_t size);

@@ -70,19 +70,6 @@ static rm_region_t *rg_balance(rm_region_t *n)
     return n;
 }
 
-static rm_region_t *rg_insert_at(rm_region_t *n, rm_region_t *x)
-{
-    if (n == NULL) {
-        return x;
-    }
-    if (x->base < n->base) {
-        rg_set_left(n, rg_insert_at(rg_left(n), x));
-    } else {
-        rg_set_right(n, rg_insert_at(rg_right(n), x));
-    }
-    return rg_balance(n);
-}
-
 static rm_region_t *rg_remove_min(rm_region_t *n, rm_region_t **min)
 {
     if (rg_left(n) == NULL) {
@@ -134,16 +121,28 @@ rm_region_t *capmem__rm_tree_overlap(const capmem__rm_t *rm, uint64_t b, uint64_
 
 /*
  * The new region's own gap comes from its predecessor, and its successor's
- * gap shrinks; both lie on the search path, so the recursive insert
- * refreshes every max_gap that changed.
+ * gap shrinks; both lie on the search path. The insert is iterative: it
+ * links x as a leaf, then rebalances bottom-up and stops at the first
+ * ancestor whose height and max_gap come out unchanged, once the successor
+ * (whose gap changed) is behind it: nothing above can change then.
+ * Attaches in address order (a map filled by faults) used to refresh the
+ * whole path every time; now they stop after O(1) levels amortized.
  */
+#define RG_MAX_DEPTH 64 /* an AVL tree of 2^32 nodes is at most 46 high */
+
 void capmem__rm_tree_insert(capmem__rm_t *rm, rm_region_t *x)
 {
+    rm_region_t *path[RG_MAX_DEPTH];
+    unsigned depth = 0;
+    unsigned succ_at = RG_MAX_DEPTH; /* index of the successor in path; none */
     rm_region_t *pred = NULL;
     rm_region_t *succ = NULL;
     for (rm_region_t *n = rm->root; n != NULL;) {
+        CAPMEM_ASSERT(depth < RG_MAX_DEPTH, "an AVL tree is at most 46 high");
+        path[depth++] = n;
         if (x->base < n->base) {
             succ = n;
+            succ_at = depth - 1;
             n = rg_left(n);
         } else {
             pred = n;
@@ -157,7 +156,33 @@ void capmem__rm_tree_insert(capmem__rm_t *rm, rm_region_t *x)
     x->left = 1; /* a leaf of height 1 */
     x->right &= RG_LOW_MASK;
     x->max_gap = x->gap;
-    rm->root = rg_insert_at(rm->root, x);
+    if (depth == 0) {
+        rm->root = x;
+        return;
+    }
+    rm_region_t *parent = path[depth - 1];
+    if (x->base < parent->base) {
+        rg_set_left(parent, x);
+    } else {
+        rg_set_right(parent, x);
+    }
+    for (unsigned i = depth; i-- > 0;) {
+        rm_region_t *n = path[i];
+        unsigned old_h = rg_height(n);
+        uint32_t old_gap = n->max_gap;
+        rm_region_t *m = rg_balance(n);
+        if (i == 0) {
+            rm->root = m;
+        } else if (rg_left(path[i - 1]) == n) {
+            rg_set_left(path[i - 1], m);
+        } else {
+            rg_set_right(path[i - 1], m);
+        }
+        if (m == n && rg_height(n) == old_h && n->max_gap == old_gap &&
+            (succ == NULL || i <= succ_at)) {
+            break;
+        }
+    }
 }
 
 /*

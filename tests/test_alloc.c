@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,8 +389,13 @@ static void test_range_sel4_fragmentation_reuses_gap(void **state)
     capmem_alloc_destroy(a);
 }
 
-/* Free ranges of 3, 2, 2 and a big tail granules: best fit takes the lowest 2. */
-static void test_range_best_fit_ties_to_lowest_address(void **state)
+/*
+ * Free ranges of 3, 2, 2 and a big tail granules. Good fit: the smallest
+ * class whose every range fits (below 16 granules a class is one length, so
+ * that is the best fit by length), and in it the newest range: the 2-range
+ * at 0x700 was cut last.
+ */
+static void test_range_good_fit_takes_the_newest_of_the_smallest_class(void **state)
 {
     (void)state;
     capmem_alloc_t *a = NULL;
@@ -399,15 +405,144 @@ static void test_range_best_fit_ties_to_lowest_address(void **state)
     EXPECT(capmem_alloc_alloc_at(a, 0x600, 0x100), CAPMEM_OK);
     EXPECT(capmem_alloc_alloc_at(a, 0x900, 0x100), CAPMEM_OK);
     CHECK(a);
-    assert_int_equal(ALLOC(a, 0x200, 1), 0x400);
-    assert_int_equal(ALLOC(a, 0x101, 1), 0x700); /* rounds to 2 granules */
+    assert_int_equal(ALLOC(a, 0x200, 1), 0x700);
+    assert_int_equal(ALLOC(a, 0x101, 1), 0x400); /* rounds to 2 granules */
     assert_int_equal(ALLOC(a, 0x100, 1), 0x0);   /* 3-range is now the best fit */
     assert_int_equal(ALLOC(a, 0x200, 1), 0x100);
     assert_int_equal(ALLOC(a, 0x200, 1), 0xa00); /* only the tail is left */
     EXPECT_BLOCKS(a, U(0x0, 0x100), U(0x100, 0x200), U(0x300, 0x100), U(0x400, 0x200),
                   U(0x600, 0x100), U(0x700, 0x200), U(0x900, 0x100), U(0xa00, 0x200),
                   F(0xc00, 0x10000 - 0xc00));
+    CHECK(a);
     capmem_alloc_destroy(a);
+}
+
+/*
+ * Above 16 granules a class spans several lengths: a request takes the
+ * lowest class all of whose ranges fit, even when a shorter fitting range
+ * sits in its own class; only when no such class has a range does it take
+ * one of those.
+ */
+static void test_range_good_fit_rounds_up_to_a_class_that_always_fits(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    /* Granule 1: lengths are bytes. From 32 to 63 a class holds two lengths: {32, 33},
+     * {34, 35}, ... Free ranges of 33 and 34 bytes. */
+    EXPECT(capmem_alloc_create_range(0, 0x1000, 1, &a), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 33, 1), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 68, 0x1000 - 68), CAPMEM_OK);
+    CHECK(a);
+    /* 33 fits the 33-range exactly, but its class also holds 32: the class {34, 35} always
+     * fits, so the 34-range serves. */
+    assert_int_equal(ALLOC(a, 33, 1), 34);
+    CHECK(a);
+    /* Now only the 33-range (and one byte) are free: the fallback finds it. */
+    assert_int_equal(ALLOC(a, 33, 1), 0);
+    CHECK(a);
+    uint64_t off = 9;
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 4, 1, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(off, 9);
+    capmem_alloc_destroy(a);
+}
+
+/*
+ * alloc_at inside a range that free merged from three pieces: the range is
+ * split into a head and a tail around the block, both free, and the
+ * address index (which alloc_at searches) finds the tail afterwards.
+ */
+static void test_range_alloc_at_splits_a_merged_range(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(0x10000, 0x10000, 0x100, &a), CAPMEM_OK);
+    uint64_t x = ALLOC(a, 0x300, 1);
+    uint64_t y = ALLOC(a, 0x200, 1);
+    uint64_t z = ALLOC(a, 0x400, 1);
+    (void)ALLOC(a, 0x100, 1); /* keeps the merged range apart from the tail */
+    EXPECT(capmem_alloc_free(a, x, 0x300), CAPMEM_OK);
+    EXPECT(capmem_alloc_free(a, z, 0x400), CAPMEM_OK);
+    EXPECT(capmem_alloc_free(a, y, 0x200), CAPMEM_OK); /* merges both sides */
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0x10000, 0x900), U(0x10900, 0x100), F(0x10a00, 0xf600));
+    EXPECT(capmem_alloc_alloc_at(a, 0x10400, 0x200), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_BLOCKS(a, F(0x10000, 0x400), U(0x10400, 0x200), F(0x10600, 0x300), U(0x10900, 0x100),
+                  F(0x10a00, 0xf600));
+    /* The tail and the head are found again by exact offset, inside and at their ends. */
+    EXPECT(capmem_alloc_alloc_at(a, 0x10700, 0x200), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 0x10000, 0x100), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 0x10300, 0x100), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, 0x10500, 0x200), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT_BLOCKS(a, U(0x10000, 0x100), F(0x10100, 0x200), U(0x10300, 0x100), U(0x10400, 0x200),
+                  F(0x10600, 0x100), U(0x10700, 0x200), U(0x10900, 0x100), F(0x10a00, 0xf600));
+    capmem_alloc_destroy(a);
+}
+
+typedef struct count_ctx {
+    uint64_t nfree;
+    uint64_t nused;
+} count_ctx_t;
+
+static int count_blocks(uint64_t off, uint64_t size, capmem_block_state_t st, void *ctx)
+{
+    (void)off;
+    (void)size;
+    count_ctx_t *c = ctx;
+    c->nfree += st == CAPMEM_BLOCK_FREE;
+    c->nused += st == CAPMEM_BLOCK_USED;
+    return 0;
+}
+
+/*
+ * The range policy's metadata follows what is live, not the span: the same
+ * operations over a 16 MiB and a 1 TiB span cost the same bytes, and at every
+ * step at most what alloc.h documents: 24 bytes per node up to the peak
+ * number of free ranges, and a hash table at least a fifth full (8-byte
+ * slots: at most 40 bytes per key, one key per live block and two per free
+ * range, room for the 3 keys of one operation), never below 64 slots.
+ */
+static void test_range_metadata_is_bounded_by_live_blocks_not_span(void **state)
+{
+    (void)state;
+    capmem_alloc_t *small = NULL;
+    capmem_alloc_t *huge = NULL;
+    EXPECT(capmem_alloc_create_range(0, 1ull << 24, 0x1000, &small), CAPMEM_OK);
+    EXPECT(capmem_alloc_create_range(0, 1ull << 40, 0x1000, &huge), CAPMEM_OK);
+    uint64_t live[64] = {0};
+    uint64_t sizes[64] = {0};
+    uint64_t seed = 0x1234567;
+    uint64_t peak_free = 1;
+    for (int op = 0; op < 3000; op++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned k = (unsigned)(seed >> 58);
+        if (sizes[k] != 0) {
+            EXPECT(capmem_alloc_free(small, live[k], sizes[k]), CAPMEM_OK);
+            EXPECT(capmem_alloc_free(huge, live[k], sizes[k]), CAPMEM_OK);
+            sizes[k] = 0;
+        } else {
+            uint64_t sz = 0x1000 * (1 + ((seed >> 20) % 24));
+            live[k] = ALLOC(small, sz, 1);
+            EXPECT(capmem_alloc_alloc_at(huge, live[k], sz), CAPMEM_OK);
+            sizes[k] = sz;
+        }
+        count_ctx_t c = {0};
+        EXPECT(capmem_alloc_walk(huge, count_blocks, &c), CAPMEM_OK);
+        peak_free = c.nfree > peak_free ? c.nfree : peak_free;
+        uint64_t bytes = capmem__alloc_metadata_bytes(huge);
+        assert_int_equal(bytes, capmem__alloc_metadata_bytes(small));
+        uint64_t bound = 24 * peak_free + 40 * (c.nused + 2 * c.nfree + 3) + 64 * 8;
+        if (bytes > bound) {
+            fail_msg("op %d: %llu bytes of metadata for %llu free ranges and %llu live blocks", op,
+                     (unsigned long long)bytes, (unsigned long long)c.nfree,
+                     (unsigned long long)c.nused);
+        }
+    }
+    CHECK(small);
+    CHECK(huge);
+    capmem_alloc_destroy(small);
+    capmem_alloc_destroy(huge);
 }
 
 static void test_range_alloc_at_exact_offset_and_refuses_overlap(void **state)
@@ -1330,12 +1465,33 @@ static void shadow_mark(model_t *m, uint64_t off, uint64_t len, uint8_t v)
     }
 }
 
-/* Range with align <= granule: the exact best fit, or UINT64_MAX. */
-static uint64_t shadow_best_fit(const model_t *m, uint64_t len)
+/* The range policy's size class of a length in granules (as alloc_range.c). */
+static unsigned range_class(uint64_t len)
+{
+    if (len < 16) {
+        return (unsigned)len;
+    }
+    unsigned k = 63u - (unsigned)__builtin_clzll(len);
+    return ((k - 3) << 4) | (unsigned)((len >> (k - 4)) & 15);
+}
+
+/*
+ * Range with align <= granule, good fit: the answer must be the start of a
+ * free range of the lowest class >= the first class all of whose lengths
+ * fit (class_up); when no range is in such a class, a fitting range of the
+ * request's own class. Returns the class the answer's range must have, or
+ * UINT_MAX when nothing fits.
+ */
+static unsigned shadow_good_fit_class(const model_t *m, uint64_t len)
 {
     uint64_t need = len / m->unit;
-    uint64_t best = UINT64_MAX;
-    uint64_t best_len = UINT64_MAX;
+    uint64_t up = need;
+    if (up >= 16) {
+        up += (1ull << (63u - (unsigned)__builtin_clzll(up) - 4)) - 1;
+    }
+    unsigned sure = range_class(up);
+    unsigned best = UINT_MAX;
+    unsigned own = UINT_MAX;
     for (uint64_t u = 0; u < m->n;) {
         if (m->used[u]) {
             u++;
@@ -1345,13 +1501,30 @@ static uint64_t shadow_best_fit(const model_t *m, uint64_t len)
         while (v < m->n && !m->used[v]) {
             v++;
         }
-        if (v - u >= need && v - u < best_len) {
-            best_len = v - u;
-            best = m->base + u * m->unit;
+        unsigned c = range_class(v - u);
+        if (c >= sure && c < best) {
+            best = c;
+        }
+        if (v - u >= need && c < sure) {
+            own = c;
         }
         u = v;
     }
-    return best;
+    return best != UINT_MAX ? best : own;
+}
+
+/* The length in granules of the free run starting at off in the model (0 if none). */
+static uint64_t shadow_run_at(const model_t *m, uint64_t off)
+{
+    uint64_t u = (off - m->base) / m->unit;
+    if (u > 0 && !m->used[u - 1]) {
+        return 0; /* not the start of a free range */
+    }
+    uint64_t v = u;
+    while (v < m->n && !m->used[v]) {
+        v++;
+    }
+    return v - u;
 }
 
 /* Is there any free, align-aligned spot for len bytes (buddy: natural too)? */
@@ -1423,12 +1596,16 @@ static void model_run(int policy, capmem_alloc_t *a, uint64_t unit, uint64_t see
             uint64_t size = 1 + rnd(&m) % max_req;
             uint64_t align = 1ull << (rnd(&m) % 13);
             uint64_t off = 0;
-            uint64_t expect = UINT64_MAX;
+            unsigned expect = UINT_MAX;
+            uint64_t run = 0;
             if (policy == P_RANGE && align <= unit) {
-                expect = shadow_best_fit(&m, rounded(&m, size));
+                expect = shadow_good_fit_class(&m, rounded(&m, size));
             }
             snap_t *before = snap_take(a);
             capmem_err_t err = capmem_alloc_alloc(a, size, align, &off);
+            if (err == CAPMEM_OK && policy == P_RANGE && align <= unit) {
+                run = shadow_run_at(&m, off);
+            }
             if (err == CAPMEM_OK) {
                 uint64_t len = rounded(&m, size);
                 assert_true(off % align == 0);
@@ -1438,10 +1615,12 @@ static void model_run(int policy, capmem_alloc_t *a, uint64_t unit, uint64_t see
                              op, (unsigned long long)size, (unsigned long long)align,
                              (unsigned long long)off);
                 }
-                if (policy == P_RANGE && align <= unit && off != expect) {
-                    fail_msg("op %d: best fit for %llu is 0x%llx, got 0x%llx", op,
-                             (unsigned long long)size, (unsigned long long)expect,
-                             (unsigned long long)off);
+                if (policy == P_RANGE && align <= unit &&
+                    (run * m.unit < len || range_class(run) != expect)) {
+                    fail_msg("op %d: good fit for %llu takes a range of class %u, got 0x%llx in a "
+                             "free range of %llu granules",
+                             op, (unsigned long long)size, expect, (unsigned long long)off,
+                             (unsigned long long)run);
                 }
                 if (policy == P_BUDDY) {
                     assert_true(off % len == 0);
@@ -1908,16 +2087,16 @@ static void test_alloc_metadata_bytes_follow_the_documented_costs(void **state)
     for (int p = P_RANGE; p <= P_BUDDY; p++) {
         a = make(p, 0, 1 << 20);
         const uint64_t m0 = capmem__alloc_metadata_bytes(a);
-        if (p == P_RANGE) {
-            /* At least the 8 bytes of tags per granule (0x100 here). */
-            assert_true(m0 >= 8 * ((1 << 20) / 0x100));
-        } else {
-            assert_true(m0 > 0);
-        }
+        assert_true(m0 > 0);
         uint64_t x = ALLOC(a, 0x100, 1);
         (void)ALLOC(a, 0x1000, 0x1000);
         EXPECT(capmem_alloc_free(a, x, 0x100), CAPMEM_OK);
-        assert_int_equal(capmem__alloc_metadata_bytes(a), m0);
+        if (p == P_RANGE) {
+            /* Nodes up to the high-water mark (24 bytes) and the hash table (8 per slot). */
+            assert_true(capmem__alloc_metadata_bytes(a) <= 3 * 24 + 64 * 8);
+        } else {
+            assert_int_equal(capmem__alloc_metadata_bytes(a), m0);
+        }
         capmem_alloc_destroy(a);
     }
 
@@ -2063,10 +2242,10 @@ static void test_watermark_alloc_at_table_growth_failure_is_clean(void **state)
 }
 
 /*
- * Range with an alignment above the granule: when the first candidates in
- * best-fit order hold no aligned block, the policy takes the smallest
- * range long enough to hold one wherever it starts; failing that it scans
- * the shorter ones, so alloc never fails while some free range fits.
+ * Range with an alignment above the granule: the policy takes a range from
+ * the smallest class long enough to hold the aligned block wherever it
+ * starts; failing that it scans the shorter ones, so alloc never fails
+ * while some free range fits.
  */
 static void range_gaps(capmem_alloc_t *a)
 {
@@ -2099,8 +2278,8 @@ static void test_range_alignment_search_beyond_the_first_candidates(void **state
     uint64_t off = 5;
     EXPECT_UNCHANGED(a, capmem_alloc_alloc(a, 0x200, 0x1000, &off), CAPMEM_E_NOT_ENOUGH_MEMORY);
     assert_int_equal(off, 5);
-    /* Without the alignment, best fit takes the lowest of the equally short gaps. */
-    assert_int_equal(ALLOC(a, 0x200, 1), 0x100);
+    /* Without the alignment, good fit takes the newest of the equally short gaps. */
+    assert_int_equal(ALLOC(a, 0x200, 1), 0x8100);
     capmem_alloc_destroy(a);
 }
 
@@ -2130,7 +2309,10 @@ int main(void)
         cmocka_unit_test(test_watermark_alloc_at_moves_index_and_loses_gap),
         cmocka_unit_test(test_watermark_table_growth_failure_is_clean),
         cmocka_unit_test(test_range_sel4_fragmentation_reuses_gap),
-        cmocka_unit_test(test_range_best_fit_ties_to_lowest_address),
+        cmocka_unit_test(test_range_good_fit_takes_the_newest_of_the_smallest_class),
+        cmocka_unit_test(test_range_good_fit_rounds_up_to_a_class_that_always_fits),
+        cmocka_unit_test(test_range_alloc_at_splits_a_merged_range),
+        cmocka_unit_test(test_range_metadata_is_bounded_by_live_blocks_not_span),
         cmocka_unit_test(test_range_alloc_at_exact_offset_and_refuses_overlap),
         cmocka_unit_test(test_range_free_coalesces_both_neighbours),
         cmocka_unit_test(test_range_free_ranges_visits_in_address_order),

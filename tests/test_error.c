@@ -121,6 +121,55 @@ static void test_error_set_records_a_hooks_own_detail(void **state)
     assert_int_equal(capmem_last_error()->needed, 0);
 }
 
+/*
+ * The library's messages (capmem__fail) are formatted when read
+ * (capmem_last_error()), from arguments captured at the failure: the text must be exactly what
+ * snprintf gives at once, for every conversion the library uses, strings that died since, and
+ * messages cut at the record's size.
+ */
+static void expect_same(const char *want)
+{
+    char exp[sizeof(((capmem_error_info_t *)0)->message)];
+    size_t n = strlen(want) < sizeof(exp) - 1 ? strlen(want) : sizeof(exp) - 1;
+    memcpy(exp, want, n);
+    exp[n] = '\0';
+    assert_string_equal(capmem_last_error()->message, exp);
+}
+
+static void test_lazy_message_reads_as_snprintf(void **state)
+{
+    (void)state;
+    char want[1024];
+    char dying[300];
+    memset(dying, 'q', sizeof(dying) - 1);
+    dying[sizeof(dying) - 1] = '\0';
+    capmem__fail(CAPMEM_E_RANGE, "test",
+                 "a %d b %u c %x d %016llx e %zu f %s g %% h %c i %-5s| j %lu", -3, 4u, 0xbeefu,
+                 0x12ull, (size_t)9, "str", 'Z', "ab", 77ul);
+    snprintf(want, sizeof(want), "a %d b %u c %x d %016llx e %zu f %s g %% h %c i %-5s| j %lu", -3,
+             4u, 0xbeefu, 0x12ull, (size_t)9, "str", 'Z', "ab", 77ul);
+    expect_same(want);
+    /* A string gone before the message is read, and a message longer than the record. */
+    capmem__fail(CAPMEM_E_RANGE, "test", "<%s> and %lld", dying, -5ll);
+    snprintf(want, sizeof(want), "<%s> and %lld", dying, -5ll);
+    memset(dying, 'x', sizeof(dying) - 1);
+    expect_same(want);
+    /* Reading twice gives the same text; a later failure replaces it. */
+    expect_same(want);
+    capmem__fail(CAPMEM_E_RANGE, "test", "%s then %s", capmem_last_error()->message, "more");
+    want[0] = '<';
+    memset(want + 1, 'q', 222); /* the first message, as it read: cut at the record's size */
+    snprintf(want + 223, sizeof(want) - 223, " then more");
+    expect_same(want);
+    capmem__fail(CAPMEM_E_RANGE, "test", "[%s]", "short");
+    expect_same("[short]");
+    /* Formats the capture does not take are formatted at once, same text. */
+    capmem__fail(CAPMEM_E_RANGE, "test", "%*d|%.3f", 6, 42, 1.5);
+    expect_same("    42|1.500");
+    capmem_error_clear();
+    assert_string_equal(capmem_last_error()->message, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -132,6 +181,7 @@ int main(void)
         cmocka_unit_test(test_detail_is_per_thread),
         cmocka_unit_test(test_version_string_matches_macros),
         cmocka_unit_test(test_error_set_records_a_hooks_own_detail),
+        cmocka_unit_test(test_lazy_message_reads_as_snprintf),
     };
     return cmocka_run_group_tests_name("error", tests, NULL, NULL);
 }

@@ -9,9 +9,10 @@
  *
  * - **watermark**: seL4's FreeIndex, a bump index aligned up per request;
  *   gaps are lost and freed space is not reused until reset.
- * - **range**: free ranges with best fit (ties to the lowest address),
- *   allocation at an exact offset and coalescing free (after Genode's
- *   Allocator_avl).
+ * - **range**: free ranges in TLSF size classes with good fit (the lowest
+ *   class all of whose ranges fit, newest range first; never failing while
+ *   a fitting aligned range is free), allocation at an exact offset and
+ *   coalescing free (after Genode's Allocator_avl).
  * - **buddy**: power-of-two blocks, split on alloc, merged on free.
  * - **custom**: your own ::capmem_alloc_ops_t, used through the same calls.
  *
@@ -208,12 +209,23 @@ CAPMEM_API capmem_err_t capmem_alloc_create_watermark(uint64_t base, uint64_t si
  * Create a range (offset) policy over [base, base + size) in units of
  * @p granule bytes.
  *
- * Best fit, ties to the lowest address; exact-offset allocation; free
- * coalesces with both neighbours. Sizes are rounded up to the granule;
- * offsets given to alloc_at and free must be granule-aligned. All metadata
- * is reserved at creation in one lazily committed mapping (about 10 bytes
- * per granule of span plus 32 bytes per free range longer than 16 granules,
- * committed only as blocks appear), so no operation takes host memory.
+ * Good fit: free ranges are kept in size classes (the exact length below 16
+ * granules, else 16 classes per power of two); an allocation takes the
+ * newest range of the lowest class all of whose ranges hold the aligned
+ * block, and only when there is none looks at the ranges that may hold it,
+ * so it never fails while a fitting aligned range is free. Exact-offset
+ * allocation; free coalesces with both neighbours. Sizes are rounded up to
+ * the granule; offsets given to alloc_at and free must be granule-aligned.
+ *
+ * Cost: alloc and free O(1) expected (class bitmaps, a hash table of block
+ * boundaries), plus O(log F) expected for F free ranges when a free range
+ * appears or vanishes (an address-ordered treap, which alloc_at searches
+ * unless the block starts or ends a free range). Metadata follows what is live,
+ * not the span: 24 bytes per free range (up to the peak number) plus a hash
+ * table of 8-byte slots kept 20-50% full, with one key per live block and
+ * two per free range. Room for the largest tables is reserved at creation in
+ * one lazily committed mapping (32 bytes of address space per granule,
+ * committed only as the tables grow), so no operation takes host memory.
  *
  * @retval CAPMEM_OK              *out holds the new policy.
  * @retval CAPMEM_E_INVALID_ARGS  out is NULL; size is 0; granule not a power

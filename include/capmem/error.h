@@ -104,6 +104,12 @@ CAPMEM_API CAPMEM_NODISCARD const char *capmem_err_name(capmem_err_t err);
  * Return the detail record of the last failure on the calling thread.
  * The pointer stays valid for the thread's lifetime; never NULL. Before any
  * failure, code is CAPMEM_OK and message is empty.
+ *
+ * Cost: a failure records its code and numbers at once but formats its
+ * message only when this function is called, so failing costs about as
+ * much as succeeding. Read the message through a fresh call after each
+ * failure: a pointer kept from an earlier call sees the numbers of a later
+ * failure at once but its message only after the next call.
  */
 CAPMEM_API CAPMEM_NODISCARD const capmem_error_info_t *capmem_last_error(void);
 

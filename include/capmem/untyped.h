@@ -16,7 +16,7 @@
  *   the object size and the gap is lost. Deleting children does not move
  *   the index back; only a retype on an untyped whose children are all
  *   gone starts again at 0 (and the reused memory reads as zeros).
- * - RANGE (the "retype at offset" variant): best fit among the free ranges,
+ * - RANGE (the "retype at offset" variant): good fit among the free ranges,
  *   or an explicit offset; deleted children return their memory at once.
  * - BUDDY: power-of-two blocks, split on retype and merged on delete.
  * - a user policy (capmem/alloc.h vtable), for testing allocation policies.
@@ -75,7 +75,7 @@ extern "C" {
 /** How an untyped places its children. */
 typedef enum capmem_untyped_policy {
     CAPMEM_UNTYPED_WATERMARK = 0, /**< seL4's free index (default) */
-    CAPMEM_UNTYPED_RANGE,         /**< best fit or explicit offset; frees at once */
+    CAPMEM_UNTYPED_RANGE,         /**< good fit or explicit offset; frees at once */
     CAPMEM_UNTYPED_BUDDY,         /**< power-of-two split and merge */
     CAPMEM_UNTYPED_INHERIT,       /**< (child policy only) the parent's built-in policy */
 } capmem_untyped_policy_t;
