@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bank_internal.h"
 #include "dump_internal.h"
 #include "rm_internal.h"
 
@@ -363,6 +364,8 @@ enum {
     E_CHUNK,
     E_DS,
     E_LENT,
+    E_KIMAGE, /* the kernel image */
+    E_KHEAP,  /* a heap chunk carved at boot (borrowed ones lie in the bank service's dataspace) */
 };
 
 typedef struct pentry {
@@ -491,6 +494,16 @@ static void enumerate(phys_t *p)
             const capmem__device_t *dev = &arena->mem.devices[i];
             if (dev->id != 0) {
                 consider(p, dev->backing_offset, dev->size, E_DEVICE, 0, i);
+            }
+        }
+        const capmem__kernel_t *k = capmem__kernel_get(arena);
+        if (k != NULL && k->image_frames > 0) {
+            consider(p, 0, k->image_frames << arena->mem.page_shift, E_KIMAGE, 4, 0);
+        }
+        for (unsigned i = 0; k != NULL && i < k->nchunks; i++) {
+            if (!k->chunks[i].borrowed && k->chunks[i].frames > 0) {
+                consider(p, k->chunks[i].off, k->chunks[i].frames << arena->mem.page_shift, E_KHEAP,
+                         4, i);
             }
         }
     }
@@ -792,6 +805,12 @@ static void emit_entry(phys_t *p, const pentry_t *e)
         box_open(p, e);
         return;
     }
+    if (e->kind == E_KIMAGE || e->kind == E_KHEAP) {
+        emit_leaf(p, e->kind == E_KIMAGE ? CAPMEM__PH_KIMAGE : CAPMEM__PH_KERNEL, e->start,
+                  e->start + e->size, CAPMEM_CAP_NULL, CAPMEM_CAP_NULL,
+                  e->kind == E_KIMAGE ? "kernel image" : "kernel heap", 1);
+        return;
+    }
     const capmem__slot_t *s = slot_at(d, e->id);
     const capmem_cap_t h = handle_of(d, e->id);
     const uint64_t end = e->start + e->size;
@@ -1009,14 +1028,122 @@ static void rm_section(dump_t *d)
 /* ---- kernel heap and space banks ------------------------------------------------------ */
 
 /*
- * Issue 13 (kernel metadata, space banks) writes its section here: the
- * kernel heap's frames (and its ranges in the physical map, as
- * CAPMEM__PH_KERNEL leaves from enumerate()), then the bank tree with
- * per-type limits. Until that layer exists the section is empty.
+ * The kernel heap (its numbers, as capmem_kernel_info(), and its chunks),
+ * then the bank tree in pre-order. A whole-arena dump shows both; a dump
+ * rooted at a bank shows that bank's subtree; any other root, nothing (the
+ * kernel and the banks are not in an account's or map's subtree). A
+ * bank's own objects are its usage less its sub-banks' (the invariant of
+ * bank_internal.h), so the walk costs O(banks), whatever they hold.
  */
+static void bank_one(dump_t *d, const capmem__bank_svc_t *svc, const capmem__bank_t *b,
+                     unsigned depth)
+{
+    capmem__dump_bank_t r;
+    memset(&r, 0, sizeof(r));
+    r.cap = capmem__bank_handle(d->arena, b);
+    r.parent = b->parent != NULL ? capmem__bank_handle(d->arena, b->parent) : CAPMEM_CAP_NULL;
+    r.rights = b->slot != 0 ? slot_at(d, b->slot)->rights : 0;
+    r.depth = depth;
+    r.prime = (b->flags & CAPMEM__BANK_PRIME) != 0;
+    r.kernel = (b->flags & CAPMEM__BANK_KERNEL) != 0;
+    r.heap_frames = r.kernel ? svc->heap_frames : 0;
+    for (int t = 0; t < CAPMEM_BANK_TYPES; t++) {
+        r.limit[t] = b->limit[t];
+        r.used[t] = b->used[t];
+        r.own[t] = b->used[t];
+        uint64_t avail = UINT64_MAX;
+        for (const capmem__bank_t *a = b; a != NULL; a = a->parent) {
+            /* An unlimited bank never binds (capmem_bank_info counts its room as 2^64 - 1 - used).
+             */
+            const uint64_t left = a->limit[t] == CAPMEM_BANK_UNLIMITED ? UINT64_MAX
+                                  : a->used[t] < a->limit[t]           ? a->limit[t] - a->used[t]
+                                                                       : 0;
+            avail = left < avail ? left : avail;
+        }
+        r.effective[t] = avail == UINT64_MAX ? UINT64_MAX : b->used[t] + avail;
+    }
+    for (const capmem__bank_t *c = b->child; c != NULL; c = c->sibling) {
+        r.children++;
+        for (int t = 0; t < CAPMEM_BANK_TYPES; t++) {
+            r.own[t] -= c->used[t];
+        }
+    }
+    d->sink->bank(d->ctx, &r);
+}
+
+static void banks_from(dump_t *d, const capmem__bank_svc_t *svc, const capmem__bank_t *top)
+{
+    /* Pre-order without a stack, as capmem__bank_walk(), from @p top. */
+    const capmem__bank_t *b = top;
+    while (b != NULL) {
+        bank_one(d, svc, b, (unsigned)(b->depth - top->depth));
+        if (b->child != NULL) {
+            b = b->child;
+            continue;
+        }
+        while (b != top && b->sibling == NULL) {
+            b = b->parent;
+        }
+        b = b != top ? b->sibling : NULL;
+    }
+}
+
 static void kernel_section(dump_t *d)
 {
-    (void)d;
+    capmem_arena_t *arena = d->arena;
+    const capmem__slot_t *root = d->root != 0 ? slot_at(d, d->root) : NULL;
+    if (root != NULL && root->type != CAPMEM_OBJ_BANK) {
+        return;
+    }
+    const capmem__kernel_t *k = capmem__kernel_get(arena);
+    capmem__bank_svc_t *svc = capmem__bank_service(arena);
+    if (root == NULL && k != NULL && d->sink->kernel != NULL) {
+        capmem__dump_kernel_t r;
+        memset(&r, 0, sizeof(r));
+        r.info.strategy = k->strategy;
+        r.info.record_size = k->record_size;
+        r.info.image_frames = k->image_frames;
+        r.info.boot_heap_frames = k->boot_heap_frames;
+        r.info.heap_frames = capmem__kernel_heap_frames(k);
+        r.info.borrowed_frames = k->borrowed_frames;
+        r.info.released_frames = k->released_frames;
+        r.info.records_capacity = k->capacity;
+        r.info.records_used = k->used;
+        r.info.ram_records = k->ram_frames;
+        r.info.device_records = k->device_used;
+        r.info.device_reserve = k->capacity - k->used;
+        r.info.kernel_frames = k->image_frames + k->boot_heap_frames - k->released_frames;
+        r.info.boot_ended = k->boot_ended;
+        r.image_offset = 0;
+        r.image_phys = phys_of(arena, 0);
+        r.image_bytes = k->image_frames << arena->mem.page_shift;
+        if (k->released_frames > 0) {
+            r.released_offset = k->released_off;
+            r.released_phys = phys_of(arena, k->released_off);
+            r.released_bytes = k->released_frames << arena->mem.page_shift;
+            if (k->released_claimed && svc != NULL) {
+                r.released_to = capmem__bank_handle(arena, &svc->prime);
+            }
+        }
+        r.chunks = k->nchunks;
+        d->sink->kernel(d->ctx, &r);
+        for (unsigned i = 0; i < k->nchunks && d->sink->kernel_chunk != NULL; i++) {
+            const capmem__kchunk_t *c = &k->chunks[i];
+            const capmem__dump_kchunk_t ch = {.index = i,
+                                              .offset = c->off,
+                                              .phys = phys_of(arena, c->off),
+                                              .frames = c->frames,
+                                              .bytes = c->frames << arena->mem.page_shift,
+                                              .first_slot = c->first_slot,
+                                              .slots = c->slots,
+                                              .borrowed = c->borrowed};
+            d->sink->kernel_chunk(d->ctx, &ch);
+        }
+    }
+    if (svc == NULL || d->sink->bank == NULL) {
+        return;
+    }
+    banks_from(d, svc, root != NULL ? (const capmem__bank_t *)root->obj : &svc->prime);
 }
 
 /* ---- statistics ---------------------------------------------------------------------- */
@@ -1233,7 +1360,7 @@ capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out, capmem_dump_format_t 
 
 const char *const capmem__phys_kind_names[CAPMEM__PH_KINDS] = {
     "dataspace", "lent", "records",   "frame",       "kernel object",
-    "free",      "lost", "unclaimed", "kernel heap",
+    "free",      "lost", "unclaimed", "kernel heap", "kernel image",
 };
 
 const char *capmem__dump_bytes(uint64_t v, char *buf, size_t len)
@@ -1304,6 +1431,8 @@ const char *capmem__dump_kind_colour(capmem__phys_kind_t kind)
         return "#e0e0e0";
     case CAPMEM__PH_KERNEL:
         return "#e41a1c";
+    case CAPMEM__PH_KIMAGE:
+        return "#a50f15";
     default:
         return "#cccccc";
     }
