@@ -381,6 +381,14 @@ static int key_cmp(const pentry_t *a, const pentry_t *b)
     if (a->start != b->start) {
         return a->start < b->start ? -1 : 1;
     }
+    /*
+     * Boxes before leaves: a leaf may be larger than the box it starts in
+     * (a RAM service's pools are contiguous, and a chunk or dataspace may
+     * run on into the next pool): it is shown in the first one.
+     */
+    if ((a->kind <= E_POOL) != (b->kind <= E_POOL)) {
+        return a->kind <= E_POOL ? -1 : 1;
+    }
     if (a->size != b->size) {
         return a->size > b->size ? -1 : 1;
     }
@@ -658,7 +666,9 @@ static void box_open(phys_t *p, const pentry_t *e)
     if (d->sink->phys_box_begin != NULL) {
         d->sink->phys_box_begin(d->ctx, &b->rec);
     }
-    p->cur = e->start;
+    if (p->cur < e->start) {
+        p->cur = e->start; /* not back over a leaf that ran on from the previous box */
+    }
 }
 
 /*
@@ -1067,6 +1077,30 @@ static void bank_one(dump_t *d, const capmem__bank_svc_t *svc, const capmem__ban
         for (int t = 0; t < CAPMEM_BANK_TYPES; t++) {
             r.own[t] -= c->used[t];
         }
+    }
+    /*
+     * Its other capabilities: copies derive from its own, so only the
+     * subtrees of capabilities to this bank are searched (a sub-bank's
+     * original and the frames and nodes handed out are skipped whole).
+     */
+    const capmem__cspace_t *cs = &d->arena->cspace;
+    uint32_t i = b->slot != 0 ? cs->slots[b->slot].first_child : 0;
+    while (i != 0) {
+        const capmem__slot_t *x = &cs->slots[i];
+        const bool mine = x->type == CAPMEM_OBJ_BANK && x->obj == b;
+        if (mine && r.copies < CAPMEM__DUMP_BANK_COPIES) {
+            r.copy[r.copies] = handle_of(d, i);
+            r.copy_rights[r.copies] = x->rights;
+        }
+        r.copies += mine;
+        if (mine && x->first_child != 0) {
+            i = x->first_child;
+            continue;
+        }
+        while (i != b->slot && cs->slots[i].next_sib == 0) {
+            i = cs->slots[i].parent;
+        }
+        i = i != b->slot ? cs->slots[i].next_sib : 0;
     }
     d->sink->bank(d->ctx, &r);
 }

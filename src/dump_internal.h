@@ -220,7 +220,13 @@ typedef struct capmem__dump_bank {
     uint64_t own[CAPMEM_BANK_TYPES];       /* its own objects (a sub-bank's record a node) */
     uint64_t effective[CAPMEM_BANK_TYPES]; /* used + the least room of it and its ancestors */
     uint64_t heap_frames;                  /* the kernel's bank: heap frames it lent */
+    /* Its other capabilities (restricted or copied): how many, and the first few. */
+    unsigned copies;
+    capmem_cap_t copy[8];
+    unsigned copy_rights[8];
 } capmem__dump_bank_t;
+
+#define CAPMEM__DUMP_BANK_COPIES 8u
 
 /*
  * A format. Every hook may be NULL (nothing to write). Sections are

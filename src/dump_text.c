@@ -395,6 +395,15 @@ static void t_bank(void *ctx, const capmem__dump_bank_t *b)
                 b->heap_frames == 1 ? "" : "s");
     }
     fputc('\n', t->out);
+    for (unsigned i = 0; i < b->copies && i < CAPMEM__DUMP_BANK_COPIES; i++) {
+        snprintf(name, sizeof(name), "%*scopy 0x%llx", (int)(2 * b->depth + 2), "",
+                 (unsigned long long)b->copy[i]);
+        fprintf(t->out, "  %-26s %-7s\n", name, bank_rights(b->copy_rights[i], r));
+    }
+    if (b->copies > CAPMEM__DUMP_BANK_COPIES) {
+        fprintf(t->out, "  %*s(%u more copies)\n", (int)(2 * b->depth + 2), "",
+                b->copies - CAPMEM__DUMP_BANK_COPIES);
+    }
 }
 
 static void stat_line(FILE *out, const char *name, const capmem_stat_t *s)
@@ -414,6 +423,11 @@ static void t_stats(void *ctx, const capmem_stats_t *st)
     stat_line(t->out, "aliases", &st->aliases);
     stat_line(t->out, "regions", &st->regions);
     stat_line(t->out, "bytes lent", &st->bytes_lent);
+    if (st->version >= 2) {
+        stat_line(t->out, "kernel records", &st->kernel_records);
+        stat_line(t->out, "banks", &st->banks);
+        stat_line(t->out, "bank frames", &st->bank_frames);
+    }
     fprintf(t->out,
             "  faults read %llu, write %llu, exec %llu, resolved %llu; upgrades %llu, retypes "
             "%llu, revokes %llu, bytes zeroed %llu\n",

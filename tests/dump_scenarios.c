@@ -346,7 +346,7 @@ static void kernel_banks(void)
     aa.ram_size = 1u << 20;
     aa.page_size = 4096;
     aa.cap_slots = 4096;
-    aa.device_window = 256 * 4096;
+    aa.device_window = 64 * 4096; /* the device plugged fills it: the map tiles it */
     capmem_arena_t *a = NULL;
     CHECK(capmem_arena_create(&aa, &a));
     capmem_kernel_attr_t ka = CAPMEM_KERNEL_ATTR_INIT;
