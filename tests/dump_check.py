@@ -187,6 +187,16 @@ def check_dot(out):
             nodes = ["0x" + n for n in re.findall(r"^\s+c([0-9a-f]+) \[label=", f.read(), re.M)]
         if sorted(nodes) != sorted(expect["caps"]):
             fail("%s: the capability nodes are not the live capabilities" % path)
+        # Every bank is a node, with an edge toward its parent (the banks' graph).
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for b in load(os.path.join(out, name + ".json"))["kernel"]["banks"]:
+            node = "bkernel" if b["kernel"] else "b" + b["cap"][2:]
+            if not re.search(r"^\s+%s \[label=" % node, text, re.M):
+                fail("%s: bank %s is not a node" % (path, node))
+            if b["parent"] is not None and not re.search(
+                    r"^\s+%s -> b%s \[label=" % (node, b["parent"][2:]), text, re.M):
+                fail("%s: bank %s has no edge to its parent" % (path, node))
     print("dot: %d scenarios render, every capability a node" % len(SCENARIOS))
 
 
