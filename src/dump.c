@@ -1223,6 +1223,24 @@ static void count_scope(dump_t *d, capmem__dump_head_t *h)
         h->n_accounts += is_original(s, CAPMEM_OBJ_RAM_SESSION);
         h->n_maps += is_original(s, CAPMEM_OBJ_REGION_MAP);
     }
+    /* The kernel section's scope: as kernel_section() shows it. */
+    const capmem__slot_t *root = d->root != 0 ? slot_at(d, d->root) : NULL;
+    const capmem__bank_svc_t *svc = capmem__bank_service(d->arena);
+    h->kernel_heap = root == NULL && capmem__kernel_get(d->arena) != NULL;
+    if (svc != NULL && (root == NULL || root->type == CAPMEM_OBJ_BANK)) {
+        const capmem__bank_t *top = root != NULL ? root->obj : &svc->prime;
+        for (const capmem__bank_t *b = top; b != NULL;) {
+            h->n_banks++;
+            if (b->child != NULL) {
+                b = b->child;
+                continue;
+            }
+            while (b != top && b->sibling == NULL) {
+                b = b->parent;
+            }
+            b = b != top ? b->sibling : NULL;
+        }
+    }
     h->phys_top = d->arena->mem.phys_base + d->arena->mem.ram_size;
     for (uint32_t i = 0; i < CAPMEM_DEVICE_MAX; i++) {
         const capmem__device_t *dev = &d->arena->mem.devices[i];

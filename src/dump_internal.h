@@ -55,6 +55,8 @@ typedef struct capmem__dump_head {
     uint64_t phys_hi;
     uint64_t devices;  /* device ranges registered */
     uint64_t phys_top; /* the highest physical address + 1, RAM and devices */
+    uint64_t n_banks;  /* space banks in scope (the kernel section) */
+    bool kernel_heap;  /* the kernel section shows the kernel heap */
 } capmem__dump_head_t;
 
 /* One capability, in pre-order (parents first), with its depth in the dumped tree. */

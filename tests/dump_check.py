@@ -251,6 +251,32 @@ def check_svg(out):
             want = {k: v for k, v in want.items() if v != 0}
             if parts != want:
                 fail("%s: the bar of %s shows %s, the account %s" % (name, a["label"], parts, want))
+        # Each bank's bar is its frames: own, sub-banks', room to the effective limit.
+        groups = [g for g in root.iter("{http://www.w3.org/2000/svg}g")
+                  if g.attrib.get("class") == "bank"]
+        banks = doc["kernel"]["banks"]
+        if len(groups) != min(len(banks), 24):
+            fail("%s: %d bank bars, %d banks" % (name, len(groups), len(banks)))
+        for g, b in zip(groups, banks):
+            parts = {r.attrib["data-part"]: int(r.attrib["data-count"]) for r in g}
+            f = b["frames"]
+            room = f["effective"] - f["used"] if f["effective"] is not None else 0
+            want = {"own": f["own"], "children": f["used"] - f["own"], "room": room}
+            want = {k: v for k, v in want.items() if v != 0}
+            if parts != want and not (parts.get("room") is None and
+                                      {k: v for k, v in want.items() if k != "room"} == parts):
+                fail("%s: the bar of bank %s shows %s, the bank %s" % (name, b["cap"], parts, want))
+        heap = doc["kernel"]["heap"]
+        groups = [g for g in root.iter("{http://www.w3.org/2000/svg}g")
+                  if g.attrib.get("class") == "kernel-heap"]
+        if heap is not None:
+            parts = {r.attrib["data-part"]: int(r.attrib["data-count"]) for g in groups for r in g}
+            want = {"ram": heap["ram_records"], "device": heap["device_records"],
+                    "reserve": heap["device_reserve"]}
+            if parts != {k: v for k, v in want.items() if v != 0}:
+                fail("%s: the kernel heap's bar shows %s, the heap %s" % (name, parts, want))
+        elif groups:
+            fail("%s: a kernel heap bar without a kernel" % name)
     if xmllint is None or rsvg is None:
         print("note: xmllint or rsvg-convert missing, that part was skipped")
     print("svg: %d scenarios well-formed, rendered, owners match" % len(SCENARIOS))
