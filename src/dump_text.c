@@ -6,9 +6,10 @@
 
 typedef struct text {
     FILE *out;
-    int width;   /* hex digits of the highest physical address */
-    bool any;    /* the section wrote something */
-    bool header; /* the account table's header is written */
+    int width;    /* hex digits of the highest physical address */
+    bool any;     /* the section wrote something */
+    bool header;  /* the account table's header is written */
+    bool subtree; /* the dump is of a subtree */
 } text_t;
 
 _Static_assert(sizeof(text_t) <= CAPMEM__DUMP_CTX_MAX, "the sink's state fits its buffer");
@@ -55,6 +56,7 @@ static void t_begin(void *ctx, const capmem__dump_head_t *h)
     for (t->width = 1; top >= 16; top >>= 4) {
         t->width++;
     }
+    t->subtree = h->root != CAPMEM_CAP_NULL;
     if (h->root != CAPMEM_CAP_NULL) {
         fprintf(t->out, "subtree of %s 0x%llx\n", h->root_type, (unsigned long long)h->root);
     }
@@ -78,8 +80,9 @@ static void t_section_end(void *ctx, capmem__dump_section_t s)
 {
     text_t *t = ctx;
     if (!t->any) {
-        fputs(s == CAPMEM__SEC_KERNEL ? "  (the kernel-metadata layer is not booted)\n"
-                                      : "  (none)\n",
+        fputs(s != CAPMEM__SEC_KERNEL ? "  (none)\n"
+              : t->subtree            ? "  (no space bank in this subtree)\n"
+                                      : "  (the kernel-metadata layer is not booted)\n",
               t->out);
     }
 }
@@ -371,8 +374,8 @@ static void t_bank(void *ctx, const capmem__dump_bank_t *b)
     text_t *t = ctx;
     char name[64], r[8], c[4][24];
     if (!t->header) {
-        fprintf(t->out, "  %-26s %-7s  %-27s  %-27s\n", "bank", "rights",
-                "frames used/own/limit/eff", "nodes used/own/limit/eff");
+        fprintf(t->out, "  %-26s %-7s  %-27s  %s\n", "bank", "rights", "frames used/own/limit/eff",
+                "nodes used/own/limit/eff");
         t->header = true;
     }
     t->any = true;
@@ -388,7 +391,12 @@ static void t_bank(void *ctx, const capmem__dump_bank_t *b)
         snprintf(cell, sizeof(cell), "%llu/%llu/%s/%s", (unsigned long long)b->used[ty],
                  (unsigned long long)b->own[ty], count_or_unlimited(b->limit[ty], c[0], 24),
                  count_or_unlimited(b->effective[ty], c[1], 24));
-        fprintf(t->out, " %-27s ", cell);
+        /* The last cell is not padded (no trailing blanks), unless a note follows. */
+        if (ty + 1 < CAPMEM_BANK_TYPES || b->kernel) {
+            fprintf(t->out, " %-27s ", cell);
+        } else {
+            fprintf(t->out, " %s", cell);
+        }
     }
     if (b->kernel) {
         fprintf(t->out, " %llu heap frame%s lent", (unsigned long long)b->heap_frames,
@@ -398,7 +406,7 @@ static void t_bank(void *ctx, const capmem__dump_bank_t *b)
     for (unsigned i = 0; i < b->copies && i < CAPMEM__DUMP_BANK_COPIES; i++) {
         snprintf(name, sizeof(name), "%*scopy 0x%llx", (int)(2 * b->depth + 2), "",
                  (unsigned long long)b->copy[i]);
-        fprintf(t->out, "  %-26s %-7s\n", name, bank_rights(b->copy_rights[i], r));
+        fprintf(t->out, "  %-26s %s\n", name, bank_rights(b->copy_rights[i], r));
     }
     if (b->copies > CAPMEM__DUMP_BANK_COPIES) {
         fprintf(t->out, "  %*s(%u more copies)\n", (int)(2 * b->depth + 2), "",

@@ -531,7 +531,7 @@ static void test_dump_of_an_empty_arena(void **state)
 
 typedef struct kworld {
     capmem_arena_t *a;
-    capmem_cap_t prime, app, sub, copy;
+    capmem_cap_t root, prime, app, sub, copy;
 } kworld_t;
 
 /*
@@ -553,11 +553,10 @@ static kworld_t kworld_open(void)
     ka.image_frames = 8;
     assert_ok(capmem_kernel_boot(w.a, &ka));
     CHECK_INVARIANTS(w.a);
-    capmem_cap_t root;
-    assert_ok(capmem_ram_boot(w.a, NULL, &root));
+    assert_ok(capmem_ram_boot(w.a, NULL, &w.root));
     capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
     sa.frames = 32;
-    assert_ok(capmem_bank_service_create(w.a, root, &sa, &w.prime));
+    assert_ok(capmem_bank_service_create(w.a, w.root, &sa, &w.prime));
     CHECK_INVARIANTS(w.a);
     capmem_bank_limits_t l = {{8, CAPMEM_BANK_UNLIMITED}};
     assert_ok(capmem_bank_create(w.a, w.prime, &l, &w.app));
@@ -675,6 +674,12 @@ static void test_dump_subtree_of_a_bank_shows_its_banks(void **state)
     assert_non_null(strstr(text, "0/0/2/2"));
     /* The header's six slashes, and one bank: two cells of three. */
     assert_int_equal(count(text, "/"), 12);
+    free(text);
+    /* Rooted at an account, the section is empty and says so (the kernel is booted). */
+    o.root = w.root;
+    text = dump_of(w.a, &o);
+    assert_non_null(strstr(text, "(no space bank in this subtree)"));
+    assert_null(strstr(text, "not booted"));
     free(text);
     CHECK_INVARIANTS(w.a);
     capmem_arena_destroy(w.a);
