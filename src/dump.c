@@ -366,6 +366,7 @@ enum {
     E_LENT,
     E_KIMAGE, /* the kernel image */
     E_KHEAP,  /* a heap chunk carved at boot (borrowed ones lie in the bank service's dataspace) */
+    E_KREL,   /* the heap frames released at the end of boot */
 };
 
 typedef struct pentry {
@@ -507,6 +508,9 @@ static void enumerate(phys_t *p)
         const capmem__kernel_t *k = capmem__kernel_get(arena);
         if (k != NULL && k->image_frames > 0) {
             consider(p, 0, k->image_frames << arena->mem.page_shift, E_KIMAGE, 4, 0);
+        }
+        if (k != NULL && k->released_frames > 0) {
+            consider(p, k->released_off, k->released_frames << arena->mem.page_shift, E_KREL, 4, 0);
         }
         for (unsigned i = 0; k != NULL && i < k->nchunks; i++) {
             if (!k->chunks[i].borrowed && k->chunks[i].frames > 0) {
@@ -813,6 +817,17 @@ static void emit_entry(phys_t *p, const pentry_t *e)
     emit_gap(p, e->start);
     if (e->kind <= E_POOL) {
         box_open(p, e);
+        return;
+    }
+    if (e->kind == E_KREL) {
+        /* The prime bank hands them out as frames (not in this map), once a service took them. */
+        const capmem__kernel_t *k = capmem__kernel_get(d->arena);
+        const capmem__bank_svc_t *svc = capmem__bank_service(d->arena);
+        const capmem_cap_t prime = k->released_claimed && svc != NULL
+                                       ? capmem__bank_handle(d->arena, &svc->prime)
+                                       : CAPMEM_CAP_NULL;
+        emit_leaf(p, CAPMEM__PH_RELEASED, e->start, e->start + e->size, prime, CAPMEM_CAP_NULL,
+                  prime != CAPMEM_CAP_NULL ? "prime bank" : NULL, 1);
         return;
     }
     if (e->kind == E_KIMAGE || e->kind == E_KHEAP) {
@@ -1411,8 +1426,8 @@ capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out, capmem_dump_format_t 
 /* ---- shared by the formats --------------------------------------------------------- */
 
 const char *const capmem__phys_kind_names[CAPMEM__PH_KINDS] = {
-    "dataspace", "lent", "records",   "frame",       "kernel object",
-    "free",      "lost", "unclaimed", "kernel heap", "kernel image",
+    "dataspace", "lent",      "records",     "frame",        "kernel object",          "free",
+    "lost",      "unclaimed", "kernel heap", "kernel image", "released by the kernel",
 };
 
 const char *capmem__dump_bytes(uint64_t v, char *buf, size_t len)
@@ -1485,6 +1500,8 @@ const char *capmem__dump_kind_colour(capmem__phys_kind_t kind)
         return "#e41a1c";
     case CAPMEM__PH_KIMAGE:
         return "#a50f15";
+    case CAPMEM__PH_RELEASED:
+        return "#fcbba1";
     default:
         return "#cccccc";
     }

@@ -121,6 +121,7 @@ typedef enum capmem__phys_kind {
     CAPMEM__PH_UNCLAIMED,     /* no untyped covers it */
     CAPMEM__PH_KERNEL,        /* the kernel heap: records of every frame (kernel.h) */
     CAPMEM__PH_KIMAGE,        /* the kernel image (kernel.h) */
+    CAPMEM__PH_RELEASED,      /* heap frames released at the end of boot to the prime bank */
     CAPMEM__PH_KINDS
 } capmem__phys_kind_t;
 

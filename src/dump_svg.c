@@ -329,6 +329,7 @@ static void phys_end(svg_t *s)
         [CAPMEM__PH_UNCLAIMED] = "no untyped",
         [CAPMEM__PH_KERNEL] = "kernel heap",
         [CAPMEM__PH_KIMAGE] = "kernel image",
+        [CAPMEM__PH_RELEASED] = "released by the kernel",
     };
     for (unsigned k = 0; k < CAPMEM__PH_KINDS; k++) {
         if (!s->kinds[k] || kind_labels[k] == NULL) {

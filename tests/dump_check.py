@@ -122,6 +122,8 @@ def check_kernel(out, name, doc):
         kinds[p["kind"]] = kinds.get(p["kind"], 0) + p["size"]
     if kinds.get("kernel image", 0) != heap["image_frames"] * page:
         fail("%s: the map's kernel image is %s bytes" % (name, kinds.get("kernel image")))
+    if kinds.get("released by the kernel", 0) != heap["released_frames"] * page:
+        fail("%s: the map's released frames are %s bytes" % (name, kinds.get("released by the kernel")))
     carved = sum(c["size"] for c in heap["chunks"] if not c["borrowed"])
     if kinds.get("kernel heap", 0) != carved:
         fail("%s: the map's kernel heap is %s bytes, the chunks carved at boot %d"

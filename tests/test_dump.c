@@ -756,6 +756,14 @@ static void test_dump_kernel_shows_frames_released_at_end_of_boot(void **state)
     snprintf(want, sizeof(want), "frames) to the prime bank 0x%llx", (unsigned long long)prime);
     assert_non_null(strstr(text, want));
     free(text);
+    /* In the physical map, the released frames are the prime bank's. */
+    o.sections = CAPMEM_DUMP_PHYS;
+    text = dump_of(a, &o);
+    snprintf(want, sizeof(want), "released by the kernel 0x%llx \"prime bank\"",
+             (unsigned long long)prime);
+    assert_non_null(strstr(text, want));
+    free(text);
+    o.sections = CAPMEM_DUMP_KERNEL;
     o.format = CAPMEM_DUMP_JSON;
     char *json = dump_of(a, &o);
     snprintf(want, sizeof(want), "\"released_frames\":%llu,",

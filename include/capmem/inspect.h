@@ -477,7 +477,8 @@ typedef struct capmem_dump_opts {
  * - physical: the RAM and device ranges in address order, nested in the
  *   untypeds and RAM pools that contain them, each with its owner
  *   (dataspace, pages lent, a session's records, frame, kernel object,
- *   kernel image, kernel heap, free, lost below a watermark, unclaimed)
+ *   kernel image, kernel heap, heap frames released by the kernel to the
+ *   prime bank, free, lost below a watermark, unclaimed)
  *   and, for pages, the number of
  *   runs (the original and first-class aliases) that keep them;
  * - region maps: size, donation, the last fault (state), and each region
