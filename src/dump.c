@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bank_internal.h"
 #include "dump_internal.h"
 #include "rm_internal.h"
 
@@ -363,6 +364,9 @@ enum {
     E_CHUNK,
     E_DS,
     E_LENT,
+    E_KIMAGE, /* the kernel image */
+    E_KHEAP,  /* a heap chunk carved at boot (borrowed ones lie in the bank service's dataspace) */
+    E_KREL,   /* the heap frames released at the end of boot */
 };
 
 typedef struct pentry {
@@ -377,6 +381,14 @@ static int key_cmp(const pentry_t *a, const pentry_t *b)
 {
     if (a->start != b->start) {
         return a->start < b->start ? -1 : 1;
+    }
+    /*
+     * Boxes before leaves: a leaf may be larger than the box it starts in
+     * (a RAM service's pools are contiguous, and a chunk or dataspace may
+     * run on into the next pool): it is shown in the first one.
+     */
+    if ((a->kind <= E_POOL) != (b->kind <= E_POOL)) {
+        return a->kind <= E_POOL ? -1 : 1;
     }
     if (a->size != b->size) {
         return a->size > b->size ? -1 : 1;
@@ -491,6 +503,19 @@ static void enumerate(phys_t *p)
             const capmem__device_t *dev = &arena->mem.devices[i];
             if (dev->id != 0) {
                 consider(p, dev->backing_offset, dev->size, E_DEVICE, 0, i);
+            }
+        }
+        const capmem__kernel_t *k = capmem__kernel_get(arena);
+        if (k != NULL && k->image_frames > 0) {
+            consider(p, 0, k->image_frames << arena->mem.page_shift, E_KIMAGE, 4, 0);
+        }
+        if (k != NULL && k->released_frames > 0) {
+            consider(p, k->released_off, k->released_frames << arena->mem.page_shift, E_KREL, 4, 0);
+        }
+        for (unsigned i = 0; k != NULL && i < k->nchunks; i++) {
+            if (!k->chunks[i].borrowed && k->chunks[i].frames > 0) {
+                consider(p, k->chunks[i].off, k->chunks[i].frames << arena->mem.page_shift, E_KHEAP,
+                         4, i);
             }
         }
     }
@@ -645,7 +670,9 @@ static void box_open(phys_t *p, const pentry_t *e)
     if (d->sink->phys_box_begin != NULL) {
         d->sink->phys_box_begin(d->ctx, &b->rec);
     }
-    p->cur = e->start;
+    if (p->cur < e->start) {
+        p->cur = e->start; /* not back over a leaf that ran on from the previous box */
+    }
 }
 
 /*
@@ -790,6 +817,23 @@ static void emit_entry(phys_t *p, const pentry_t *e)
     emit_gap(p, e->start);
     if (e->kind <= E_POOL) {
         box_open(p, e);
+        return;
+    }
+    if (e->kind == E_KREL) {
+        /* The prime bank hands them out as frames (not in this map), once a service took them. */
+        const capmem__kernel_t *k = capmem__kernel_get(d->arena);
+        const capmem__bank_svc_t *svc = capmem__bank_service(d->arena);
+        const capmem_cap_t prime = k->released_claimed && svc != NULL
+                                       ? capmem__bank_handle(d->arena, &svc->prime)
+                                       : CAPMEM_CAP_NULL;
+        emit_leaf(p, CAPMEM__PH_RELEASED, e->start, e->start + e->size, prime, CAPMEM_CAP_NULL,
+                  prime != CAPMEM_CAP_NULL ? "prime bank" : NULL, 1);
+        return;
+    }
+    if (e->kind == E_KIMAGE || e->kind == E_KHEAP) {
+        emit_leaf(p, e->kind == E_KIMAGE ? CAPMEM__PH_KIMAGE : CAPMEM__PH_KERNEL, e->start,
+                  e->start + e->size, CAPMEM_CAP_NULL, CAPMEM_CAP_NULL,
+                  e->kind == E_KIMAGE ? "kernel image" : "kernel heap", 1);
         return;
     }
     const capmem__slot_t *s = slot_at(d, e->id);
@@ -1009,14 +1053,146 @@ static void rm_section(dump_t *d)
 /* ---- kernel heap and space banks ------------------------------------------------------ */
 
 /*
- * Issue 13 (kernel metadata, space banks) writes its section here: the
- * kernel heap's frames (and its ranges in the physical map, as
- * CAPMEM__PH_KERNEL leaves from enumerate()), then the bank tree with
- * per-type limits. Until that layer exists the section is empty.
+ * The kernel heap (its numbers, as capmem_kernel_info(), and its chunks),
+ * then the bank tree in pre-order. A whole-arena dump shows both; a dump
+ * rooted at a bank shows that bank's subtree; any other root, nothing (the
+ * kernel and the banks are not in an account's or map's subtree). A
+ * bank's own objects are its usage less its sub-banks' (the invariant of
+ * bank_internal.h), so the walk costs O(banks), whatever they hold.
  */
+static void bank_one(dump_t *d, const capmem__bank_svc_t *svc, const capmem__bank_t *b,
+                     unsigned depth)
+{
+    capmem__dump_bank_t r;
+    memset(&r, 0, sizeof(r));
+    r.cap = capmem__bank_handle(d->arena, b);
+    r.parent = b->parent != NULL ? capmem__bank_handle(d->arena, b->parent) : CAPMEM_CAP_NULL;
+    r.rights = b->slot != 0 ? slot_at(d, b->slot)->rights : 0;
+    r.depth = depth;
+    r.prime = (b->flags & CAPMEM__BANK_PRIME) != 0;
+    r.kernel = (b->flags & CAPMEM__BANK_KERNEL) != 0;
+    r.heap_frames = r.kernel ? svc->heap_frames : 0;
+    for (int t = 0; t < CAPMEM_BANK_TYPES; t++) {
+        r.limit[t] = b->limit[t];
+        r.used[t] = b->used[t];
+        r.own[t] = b->used[t];
+        uint64_t avail = UINT64_MAX;
+        for (const capmem__bank_t *a = b; a != NULL; a = a->parent) {
+            /* An unlimited bank never binds (capmem_bank_info counts its room as 2^64 - 1 - used).
+             */
+            const uint64_t left = a->limit[t] == CAPMEM_BANK_UNLIMITED ? UINT64_MAX
+                                  : a->used[t] < a->limit[t]           ? a->limit[t] - a->used[t]
+                                                                       : 0;
+            avail = left < avail ? left : avail;
+        }
+        r.effective[t] = avail == UINT64_MAX ? UINT64_MAX : b->used[t] + avail;
+    }
+    for (const capmem__bank_t *c = b->child; c != NULL; c = c->sibling) {
+        r.children++;
+        for (int t = 0; t < CAPMEM_BANK_TYPES; t++) {
+            r.own[t] -= c->used[t];
+        }
+    }
+    /*
+     * Its other capabilities: copies derive from its own, so only the
+     * subtrees of capabilities to this bank are searched (a sub-bank's
+     * original and the frames and nodes handed out are skipped whole).
+     */
+    const capmem__cspace_t *cs = &d->arena->cspace;
+    uint32_t i = b->slot != 0 ? cs->slots[b->slot].first_child : 0;
+    while (i != 0) {
+        const capmem__slot_t *x = &cs->slots[i];
+        const bool mine = x->type == CAPMEM_OBJ_BANK && x->obj == b;
+        if (mine && r.copies < CAPMEM__DUMP_BANK_COPIES) {
+            r.copy[r.copies] = handle_of(d, i);
+            r.copy_rights[r.copies] = x->rights;
+        }
+        r.copies += mine;
+        if (mine && x->first_child != 0) {
+            i = x->first_child;
+            continue;
+        }
+        while (i != b->slot && cs->slots[i].next_sib == 0) {
+            i = cs->slots[i].parent;
+        }
+        i = i != b->slot ? cs->slots[i].next_sib : 0;
+    }
+    d->sink->bank(d->ctx, &r);
+}
+
+static void banks_from(dump_t *d, const capmem__bank_svc_t *svc, const capmem__bank_t *top)
+{
+    /* Pre-order without a stack, as capmem__bank_walk(), from @p top. */
+    const capmem__bank_t *b = top;
+    while (b != NULL) {
+        bank_one(d, svc, b, (unsigned)(b->depth - top->depth));
+        if (b->child != NULL) {
+            b = b->child;
+            continue;
+        }
+        while (b != top && b->sibling == NULL) {
+            b = b->parent;
+        }
+        b = b != top ? b->sibling : NULL;
+    }
+}
+
 static void kernel_section(dump_t *d)
 {
-    (void)d;
+    capmem_arena_t *arena = d->arena;
+    const capmem__slot_t *root = d->root != 0 ? slot_at(d, d->root) : NULL;
+    if (root != NULL && root->type != CAPMEM_OBJ_BANK) {
+        return;
+    }
+    const capmem__kernel_t *k = capmem__kernel_get(arena);
+    capmem__bank_svc_t *svc = capmem__bank_service(arena);
+    if (root == NULL && k != NULL && d->sink->kernel != NULL) {
+        capmem__dump_kernel_t r;
+        memset(&r, 0, sizeof(r));
+        r.info.strategy = k->strategy;
+        r.info.record_size = k->record_size;
+        r.info.image_frames = k->image_frames;
+        r.info.boot_heap_frames = k->boot_heap_frames;
+        r.info.heap_frames = capmem__kernel_heap_frames(k);
+        r.info.borrowed_frames = k->borrowed_frames;
+        r.info.released_frames = k->released_frames;
+        r.info.records_capacity = k->capacity;
+        r.info.records_used = k->used;
+        r.info.ram_records = k->ram_frames;
+        r.info.device_records = k->device_used;
+        r.info.device_reserve = k->capacity - k->used;
+        r.info.kernel_frames = k->image_frames + k->boot_heap_frames - k->released_frames;
+        r.info.boot_ended = k->boot_ended;
+        r.image_offset = 0;
+        r.image_phys = phys_of(arena, 0);
+        r.image_bytes = k->image_frames << arena->mem.page_shift;
+        if (k->released_frames > 0) {
+            r.released_offset = k->released_off;
+            r.released_phys = phys_of(arena, k->released_off);
+            r.released_bytes = k->released_frames << arena->mem.page_shift;
+            if (k->released_claimed && svc != NULL) {
+                r.released_to = capmem__bank_handle(arena, &svc->prime);
+            }
+        }
+        r.chunks = k->nchunks;
+        d->sink->kernel(d->ctx, &r);
+        for (unsigned i = 0; i < k->nchunks && d->sink->kernel_chunk != NULL; i++) {
+            const capmem__kchunk_t *c = &k->chunks[i];
+            const capmem__dump_kchunk_t ch = {.index = i,
+                                              .offset = c->off,
+                                              .phys = phys_of(arena, c->off),
+                                              .frames = c->frames,
+                                              .bytes = c->frames << arena->mem.page_shift,
+                                              .first_slot = c->first_slot,
+                                              .slots = c->slots,
+                                              .borrowed = c->borrowed};
+            d->sink->kernel_chunk(d->ctx, &ch);
+        }
+    }
+    if (svc == NULL || d->sink->bank == NULL) {
+        return;
+    }
+    banks_from(d, svc, root != NULL ? (const capmem__bank_t *)root->obj : &svc->prime);
 }
 
 /* ---- statistics ---------------------------------------------------------------------- */
@@ -1061,6 +1237,24 @@ static void count_scope(dump_t *d, capmem__dump_head_t *h)
         h->n_caps++;
         h->n_accounts += is_original(s, CAPMEM_OBJ_RAM_SESSION);
         h->n_maps += is_original(s, CAPMEM_OBJ_REGION_MAP);
+    }
+    /* The kernel section's scope: as kernel_section() shows it. */
+    const capmem__slot_t *root = d->root != 0 ? slot_at(d, d->root) : NULL;
+    const capmem__bank_svc_t *svc = capmem__bank_service(d->arena);
+    h->kernel_heap = root == NULL && capmem__kernel_get(d->arena) != NULL;
+    if (svc != NULL && (root == NULL || root->type == CAPMEM_OBJ_BANK)) {
+        const capmem__bank_t *top = root != NULL ? root->obj : &svc->prime;
+        for (const capmem__bank_t *b = top; b != NULL;) {
+            h->n_banks++;
+            if (b->child != NULL) {
+                b = b->child;
+                continue;
+            }
+            while (b != top && b->sibling == NULL) {
+                b = b->parent;
+            }
+            b = b != top ? b->sibling : NULL;
+        }
     }
     h->phys_top = d->arena->mem.phys_base + d->arena->mem.ram_size;
     for (uint32_t i = 0; i < CAPMEM_DEVICE_MAX; i++) {
@@ -1232,8 +1426,8 @@ capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out, capmem_dump_format_t 
 /* ---- shared by the formats --------------------------------------------------------- */
 
 const char *const capmem__phys_kind_names[CAPMEM__PH_KINDS] = {
-    "dataspace", "lent", "records",   "frame",       "kernel object",
-    "free",      "lost", "unclaimed", "kernel heap",
+    "dataspace", "lent",      "records",     "frame",        "kernel object",          "free",
+    "lost",      "unclaimed", "kernel heap", "kernel image", "released by the kernel",
 };
 
 const char *capmem__dump_bytes(uint64_t v, char *buf, size_t len)
@@ -1304,6 +1498,10 @@ const char *capmem__dump_kind_colour(capmem__phys_kind_t kind)
         return "#e0e0e0";
     case CAPMEM__PH_KERNEL:
         return "#e41a1c";
+    case CAPMEM__PH_KIMAGE:
+        return "#a50f15";
+    case CAPMEM__PH_RELEASED:
+        return "#fcbba1";
     default:
         return "#cccccc";
     }

@@ -3,7 +3,9 @@
  * The Graphviz dump: one digraph with a cluster per graph the model holds:
  * the capability (derivation) tree, the account tree (each edge is the
  * quota and donation that moved from the reference account), and the
- * nesting of region maps through managed dataspaces. Render it with
+ * nesting of region maps through managed dataspaces, and the space banks
+ * (each edge: what a bank's subtree charges toward its parent; the
+ * kernel heap with the frames its bank lent). Render it with
  * `dot -Tsvg`. The other sections are not graphs and are left out.
  */
 #include <string.h>
@@ -179,6 +181,97 @@ static void d_region(void *ctx, const capmem__dump_region_t *r)
     fputs("];\n", d->out);
 }
 
+/* The banks' cluster opens with the first thing it holds: no empty cluster. */
+static void kernel_open(dot_t *d)
+{
+    if (!d->open) {
+        fputs("  subgraph cluster_5 {\n    label=", d->out);
+        dot_string(d->out, "space banks (edge: usage charged toward the parent)");
+        fputs(";\n", d->out);
+        d->open = true;
+    }
+}
+
+static void d_kernel(void *ctx, const capmem__dump_kernel_t *k)
+{
+    dot_t *d = ctx;
+    char label[256];
+    kernel_open(d);
+    snprintf(label, sizeof(label),
+             "kernel heap (%s)\n%llu frames, %llu borrowed\nrecords %llu/%llu\nimage %llu "
+             "frames%s",
+             capmem_kernel_strategy_name(k->info.strategy), (unsigned long long)k->info.heap_frames,
+             (unsigned long long)k->info.borrowed_frames, (unsigned long long)k->info.records_used,
+             (unsigned long long)k->info.records_capacity, (unsigned long long)k->info.image_frames,
+             k->info.boot_ended ? ", boot ended" : "");
+    fputs("    kheap [label=", d->out);
+    dot_string(d->out, label);
+    fprintf(d->out, ", shape=box3d, fontcolor=\"#ffffff\", fillcolor=\"%s\"];\n",
+            capmem__dump_kind_colour(CAPMEM__PH_KERNEL));
+    if (k->released_to != CAPMEM_CAP_NULL) {
+        snprintf(label, sizeof(label), "released %llu frames",
+                 (unsigned long long)k->info.released_frames);
+        fprintf(d->out, "    kheap -> b%llx [label=", (unsigned long long)k->released_to);
+        dot_string(d->out, label);
+        fputs(", style=dashed];\n", d->out);
+    }
+}
+
+static const char *dot_count(uint64_t v, char *buf, size_t len)
+{
+    if (v == CAPMEM_BANK_UNLIMITED) {
+        return "-";
+    }
+    snprintf(buf, len, "%llu", (unsigned long long)v);
+    return buf;
+}
+
+static void d_bank(void *ctx, const capmem__dump_bank_t *b)
+{
+    dot_t *d = ctx;
+    char label[256], node[24], parent[24], l0[24], l1[24], e0[24], e1[24];
+    kernel_open(d);
+    if (b->kernel) {
+        snprintf(node, sizeof(node), "bkernel");
+        snprintf(label, sizeof(label), "the kernel's bank\n%llu heap frame%s lent",
+                 (unsigned long long)b->heap_frames, b->heap_frames == 1 ? "" : "s");
+    } else {
+        snprintf(node, sizeof(node), "b%llx", (unsigned long long)b->cap);
+        snprintf(label, sizeof(label),
+                 "%s 0x%llx\nframes %llu (own %llu) limit %s, eff. %s\nnodes %llu (own %llu) "
+                 "limit %s, eff. %s%s",
+                 b->prime ? "prime bank" : "bank", (unsigned long long)b->cap,
+                 (unsigned long long)b->used[CAPMEM_BANK_FRAME],
+                 (unsigned long long)b->own[CAPMEM_BANK_FRAME],
+                 dot_count(b->limit[CAPMEM_BANK_FRAME], l0, sizeof(l0)),
+                 dot_count(b->effective[CAPMEM_BANK_FRAME], e0, sizeof(e0)),
+                 (unsigned long long)b->used[CAPMEM_BANK_NODE],
+                 (unsigned long long)b->own[CAPMEM_BANK_NODE],
+                 dot_count(b->limit[CAPMEM_BANK_NODE], l1, sizeof(l1)),
+                 dot_count(b->effective[CAPMEM_BANK_NODE], e1, sizeof(e1)),
+                 b->copies > 0 ? "\n+ restricted copies" : "");
+    }
+    fprintf(d->out, "    %s [label=", node);
+    dot_string(d->out, label);
+    fprintf(d->out, ", shape=cylinder, fontcolor=\"%s\", fillcolor=\"%s\"];\n",
+            b->kernel ? "#ffffff" : "#000000",
+            b->kernel ? capmem__dump_kind_colour(CAPMEM__PH_KERNEL) : "#fdf5e6");
+    if (b->kernel) {
+        fputs("    bkernel -> kheap [style=dashed, label=\"lends\"];\n", d->out);
+    }
+    if (b->parent != CAPMEM_CAP_NULL && b->depth > 0) {
+        snprintf(parent, sizeof(parent), "b%llx", (unsigned long long)b->parent);
+        snprintf(label, sizeof(label), "%llu frame%s, %llu node%s",
+                 (unsigned long long)b->used[CAPMEM_BANK_FRAME],
+                 b->used[CAPMEM_BANK_FRAME] == 1 ? "" : "s",
+                 (unsigned long long)b->used[CAPMEM_BANK_NODE],
+                 b->used[CAPMEM_BANK_NODE] == 1 ? "" : "s");
+        fprintf(d->out, "    %s -> %s [label=", node, parent);
+        dot_string(d->out, label);
+        fputs("];\n", d->out);
+    }
+}
+
 static const capmem__dump_sink_t dot_sink = {
     .begin = d_begin,
     .end = d_end,
@@ -188,6 +281,8 @@ static const capmem__dump_sink_t dot_sink = {
     .account = d_account,
     .rm_begin = d_rm_begin,
     .region = d_region,
+    .kernel = d_kernel,
+    .bank = d_bank,
 };
 
 const capmem__dump_sink_t *capmem__dump_dot(FILE *out, void *ctx_buf)

@@ -16,8 +16,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "capmem/bank.h"
 #include "capmem/dataspace.h"
 #include "capmem/inspect.h"
+#include "capmem/kernel.h"
 #include "capmem/ram.h"
 #include "capmem/region_map.h"
 #include "capmem/untyped.h"
@@ -53,6 +55,8 @@ typedef struct capmem__dump_head {
     uint64_t phys_hi;
     uint64_t devices;  /* device ranges registered */
     uint64_t phys_top; /* the highest physical address + 1, RAM and devices */
+    uint64_t n_banks;  /* space banks in scope (the kernel section) */
+    bool kernel_heap;  /* the kernel section shows the kernel heap */
 } capmem__dump_head_t;
 
 /* One capability, in pre-order (parents first), with its depth in the dumped tree. */
@@ -115,7 +119,9 @@ typedef enum capmem__phys_kind {
     CAPMEM__PH_FREE,          /* free: in a RAM service or in an untyped */
     CAPMEM__PH_LOST,          /* below a watermark untyped's free index */
     CAPMEM__PH_UNCLAIMED,     /* no untyped covers it */
-    CAPMEM__PH_KERNEL,        /* the kernel heap (issue 13: kernel metadata) */
+    CAPMEM__PH_KERNEL,        /* the kernel heap: records of every frame (kernel.h) */
+    CAPMEM__PH_KIMAGE,        /* the kernel image (kernel.h) */
+    CAPMEM__PH_RELEASED,      /* heap frames released at the end of boot to the prime bank */
     CAPMEM__PH_KINDS
 } capmem__phys_kind_t;
 
@@ -178,6 +184,53 @@ typedef struct capmem__dump_region {
     unsigned depth;
 } capmem__dump_region_t;
 
+/* The kernel heap (kernel.h), when the kernel-metadata layer is booted. */
+typedef struct capmem__dump_kernel {
+    capmem_kernel_info_t info; /* as capmem_kernel_info() */
+    uint64_t image_offset;     /* the image: backing offset and physical address */
+    uint64_t image_phys;
+    uint64_t image_bytes;
+    uint64_t released_offset; /* the frames released at the end of boot (released_frames) */
+    uint64_t released_phys;
+    uint64_t released_bytes;
+    capmem_cap_t released_to; /* the prime bank that holds them, or 0 */
+    unsigned chunks;          /* heap chunks (kernel_chunk hooks follow) */
+} capmem__dump_kernel_t;
+
+/* One run of contiguous heap frames. */
+typedef struct capmem__dump_kchunk {
+    unsigned index;
+    uint64_t offset; /* backing offset of its first frame */
+    uint64_t phys;
+    uint64_t frames;
+    uint64_t bytes;
+    uint64_t first_slot; /* the record slots it holds: [first_slot, first_slot + slots) */
+    uint64_t slots;
+    bool borrowed; /* lent by the space banks (HYBRID growth) */
+} capmem__dump_kchunk_t;
+
+/* One space bank (bank.h), in pre-order (parents first). */
+typedef struct capmem__dump_bank {
+    capmem_cap_t cap;    /* its original capability; 0 for the kernel's bank */
+    capmem_cap_t parent; /* 0 for the prime bank */
+    unsigned rights;     /* of its original capability (CAPMEM_BANK_RIGHT_*) */
+    unsigned depth;      /* in the dumped tree: 0 for its top */
+    unsigned children;   /* sub-banks */
+    bool prime;
+    bool kernel;                           /* the kernel heap's bank (HYBRID) */
+    uint64_t limit[CAPMEM_BANK_TYPES];     /* its own limits (CAPMEM_BANK_UNLIMITED) */
+    uint64_t used[CAPMEM_BANK_TYPES];      /* its subtree's usage */
+    uint64_t own[CAPMEM_BANK_TYPES];       /* its own objects (a sub-bank's record a node) */
+    uint64_t effective[CAPMEM_BANK_TYPES]; /* used + the least room of it and its ancestors */
+    uint64_t heap_frames;                  /* the kernel's bank: heap frames it lent */
+    /* Its other capabilities (restricted or copied): how many, and the first few. */
+    unsigned copies;
+    capmem_cap_t copy[8];
+    unsigned copy_rights[8];
+} capmem__dump_bank_t;
+
+#define CAPMEM__DUMP_BANK_COPIES 8u
+
 /*
  * A format. Every hook may be NULL (nothing to write). Sections are
  * bracketed by section_begin/section_end, in capmem__dump_section_t order,
@@ -204,7 +257,9 @@ typedef struct capmem__dump_sink {
     void (*rm_begin)(void *ctx, const capmem__dump_rm_t *m);
     void (*region)(void *ctx, const capmem__dump_region_t *r);
     void (*rm_end)(void *ctx, const capmem__dump_rm_t *m);
-    /* Issue 13 (kernel heap, space banks) adds its hooks here. */
+    void (*kernel)(void *ctx, const capmem__dump_kernel_t *k);
+    void (*kernel_chunk)(void *ctx, const capmem__dump_kchunk_t *c);
+    void (*bank)(void *ctx, const capmem__dump_bank_t *b);
     void (*stats)(void *ctx, const capmem_stats_t *st);
 } capmem__dump_sink_t;
 

@@ -15,6 +15,7 @@ typedef struct jsink {
     bool in_free;    /* an untyped's "free_ranges" array is open */
     bool rm_first;   /* no region written yet in the innermost open map */
     bool ds_started; /* the RAM section's "dataspaces" array is open */
+    int kstate;      /* the kernel section: 0 nothing yet, 1 "chunks" open, 2 "banks" open */
 } jsink_t;
 
 _Static_assert(sizeof(jsink_t) <= CAPMEM__DUMP_CTX_MAX, "the sink's state fits its buffer");
@@ -118,8 +119,9 @@ static void j_section_begin(void *ctx, capmem__dump_section_t s)
         fputs("{\"accounts\":[", j->out);
         break;
     case CAPMEM__SEC_KERNEL:
-        /* Issue 13's layer writes an object here; null while it is not booted. */
-        fputs("null", j->out);
+        /* {"heap": {... "chunks": [...]} or null, "banks": [...]} */
+        fputs("{\"heap\":", j->out);
+        j->kstate = 0;
         break;
     case CAPMEM__SEC_STATS:
         break;
@@ -134,6 +136,11 @@ static void j_section_end(void *ctx, capmem__dump_section_t s)
     jsink_t *j = ctx;
     switch (s) {
     case CAPMEM__SEC_KERNEL:
+        fputs(j->kstate == 0   ? "null,\"banks\":[]}"
+              : j->kstate == 1 ? "\n]},\"banks\":[]}"
+                               : "\n]}",
+              j->out);
+        break;
     case CAPMEM__SEC_STATS:
         break;
     case CAPMEM__SEC_RAM:
@@ -385,6 +392,154 @@ static void stat(jsink_t *j, const char *k, const capmem_stat_t *s)
     fputc('}', j->out);
 }
 
+static void j_kernel(void *ctx, const capmem__dump_kernel_t *k)
+{
+    jsink_t *j = ctx;
+    const capmem_kernel_info_t *i = &k->info;
+    fputs("{\"strategy\":", j->out);
+    capmem__json_string(j->out, capmem_kernel_strategy_name(i->strategy));
+    kv_u64(j, "record_size", i->record_size);
+    kv_u64(j, "image_frames", i->image_frames);
+    kv_hex(j, "image_phys", k->image_phys);
+    kv_u64(j, "image_offset", k->image_offset);
+    kv_u64(j, "boot_heap_frames", i->boot_heap_frames);
+    kv_u64(j, "heap_frames", i->heap_frames);
+    kv_u64(j, "borrowed_frames", i->borrowed_frames);
+    kv_u64(j, "released_frames", i->released_frames);
+    fputc(',', j->out);
+    key(j, "released_phys");
+    if (i->released_frames > 0) {
+        capmem__json_hex(j->out, k->released_phys);
+    } else {
+        fputs("null", j->out);
+    }
+    kv_cap(j, "released_to", k->released_to);
+    kv_u64(j, "records_capacity", i->records_capacity);
+    kv_u64(j, "records_used", i->records_used);
+    kv_u64(j, "ram_records", i->ram_records);
+    kv_u64(j, "device_records", i->device_records);
+    kv_u64(j, "device_reserve", i->device_reserve);
+    kv_u64(j, "kernel_frames", i->kernel_frames);
+    kv_bool(j, "boot_ended", i->boot_ended);
+    fputs(",\"chunks\":[", j->out);
+    j->kstate = 1;
+    j->first = true;
+}
+
+static void j_kernel_chunk(void *ctx, const capmem__dump_kchunk_t *c)
+{
+    jsink_t *j = ctx;
+    element(j);
+    fputs("{\"index\":", j->out);
+    capmem__json_u64(j->out, c->index);
+    kv_hex(j, "phys", c->phys);
+    kv_u64(j, "offset", c->offset);
+    kv_u64(j, "frames", c->frames);
+    kv_u64(j, "size", c->bytes);
+    kv_u64(j, "first_slot", c->first_slot);
+    kv_u64(j, "slots", c->slots);
+    kv_bool(j, "borrowed", c->borrowed);
+    fputc('}', j->out);
+}
+
+/* A count, or null for CAPMEM_BANK_UNLIMITED. */
+static void kv_limit(jsink_t *j, const char *k, uint64_t v)
+{
+    fputc(',', j->out);
+    key(j, k);
+    if (v == CAPMEM_BANK_UNLIMITED) {
+        fputs("null", j->out);
+    } else {
+        capmem__json_u64(j->out, v);
+    }
+}
+
+static void j_bank(void *ctx, const capmem__dump_bank_t *b)
+{
+    jsink_t *j = ctx;
+    static const char *const types[CAPMEM_BANK_TYPES] = {"frames", "nodes"};
+    static const struct {
+        unsigned bit;
+        const char *right;
+        const char *restriction;
+    } rights[] = {
+        {CAPMEM_BANK_RIGHT_QUERY, "query", "noQueryLimits"},
+        {CAPMEM_BANK_RIGHT_LIMITS, "limits", "noChangeLimits"},
+        {CAPMEM_BANK_RIGHT_ALLOC, "alloc", "noAlloc"},
+        {CAPMEM_BANK_RIGHT_FREE, "free", "noFree"},
+        {CAPMEM_BANK_RIGHT_DESTROY, "destroy", "noDestroy"},
+        {CAPMEM_BANK_RIGHT_REMOVE, "remove", "noRemove"},
+        {CAPMEM_RIGHT_GRANT, "grant", NULL},
+    };
+    if (j->kstate != 2) {
+        fputs(j->kstate == 0 ? "null,\"banks\":[" : "\n]},\"banks\":[", j->out);
+        j->kstate = 2;
+        j->first = true;
+    }
+    element(j);
+    fputs("{\"cap\":", j->out);
+    if (b->cap == CAPMEM_CAP_NULL) {
+        fputs("null", j->out);
+    } else {
+        capmem__json_hex(j->out, b->cap);
+    }
+    kv_cap(j, "parent", b->parent);
+    kv_u64(j, "depth", b->depth);
+    kv_bool(j, "prime", b->prime);
+    kv_bool(j, "kernel", b->kernel);
+    kv_u64(j, "children", b->children);
+    for (unsigned c = 0; c <= b->copies && c <= CAPMEM__DUMP_BANK_COPIES; c++) {
+        /* c == 0: the bank's own capability; then {"cap", "rights", "restrictions"} of copies */
+        const unsigned r = c == 0 ? b->rights : b->copy_rights[c - 1];
+        if (c == 1) {
+            fputs(",\"copies\":[", j->out);
+        }
+        if (c >= 1) {
+            fputs(c > 1 ? ",{\"cap\":" : "{\"cap\":", j->out);
+            capmem__json_hex(j->out, b->copy[c - 1]);
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            fputc(',', j->out);
+            key(j, pass == 0 ? "rights" : "restrictions");
+            fputc('[', j->out);
+            bool first = true;
+            for (size_t i = 0; i < sizeof(rights) / sizeof(rights[0]); i++) {
+                const bool has = (r & rights[i].bit) != 0;
+                const char *name = pass == 0 ? (has ? rights[i].right : NULL)
+                                             : (!has && !b->kernel ? rights[i].restriction : NULL);
+                if (name != NULL) {
+                    if (!first) {
+                        fputc(',', j->out);
+                    }
+                    capmem__json_string(j->out, name);
+                    first = false;
+                }
+            }
+            fputc(']', j->out);
+        }
+        if (c >= 1) {
+            fputc('}', j->out);
+        }
+    }
+    if (b->copies == 0) {
+        fputs(",\"copies\":[", j->out);
+    }
+    fputc(']', j->out);
+    kv_u64(j, "copies_total", b->copies);
+    for (int t = 0; t < CAPMEM_BANK_TYPES; t++) {
+        fputc(',', j->out);
+        key(j, types[t]);
+        fputs("{\"used\":", j->out);
+        capmem__json_u64(j->out, b->used[t]);
+        kv_u64(j, "own", b->own[t]);
+        kv_limit(j, "limit", b->limit[t]);
+        kv_limit(j, "effective", b->effective[t]);
+        fputc('}', j->out);
+    }
+    kv_u64(j, "heap_frames", b->heap_frames);
+    fputc('}', j->out);
+}
+
 static void j_stats(void *ctx, const capmem_stats_t *st)
 {
     jsink_t *j = ctx;
@@ -404,6 +559,11 @@ static void j_stats(void *ctx, const capmem_stats_t *st)
     kv_u64(j, "retypes", st->retypes);
     kv_u64(j, "revokes", st->revokes);
     kv_u64(j, "bytes_zeroed", st->bytes_zeroed);
+    if (st->version >= 2) {
+        stat(j, "kernel_records", &st->kernel_records);
+        stat(j, "banks", &st->banks);
+        stat(j, "bank_frames", &st->bank_frames);
+    }
     fputc('}', j->out);
 }
 
@@ -422,6 +582,9 @@ static const capmem__dump_sink_t json_sink = {
     .rm_begin = j_rm_begin,
     .region = j_region,
     .rm_end = j_rm_end,
+    .kernel = j_kernel,
+    .kernel_chunk = j_kernel_chunk,
+    .bank = j_bank,
     .stats = j_stats,
 };
 

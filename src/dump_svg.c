@@ -10,7 +10,11 @@
  *  - the account tree with a quota bar each: used, lent, avail, records
  *    (the donation);
  *  - each region map as an address strip of its attachments (nested maps
- *    indented under the map that holds them), its last fault marked.
+ *    indented under the map that holds them), its last fault marked;
+ *  - the kernel heap (its record slots: RAM frames, device frames, the
+ *    reserve) and the space banks, each with a bar of the frames charged
+ *    to it: its own, its sub-banks', and the room left to its effective
+ *    limit, all on the scale of the top bank's effective limit.
  * Each range's rectangle carries data-offset, data-size, data-kind and
  * data-owner attributes and a tooltip, so a test can compare the picture
  * with the JSON dump's physical map. The layout is fixed by the counts the
@@ -28,6 +32,8 @@
 #define RM_ROW 100.0
 #define ACC_MAX 40u
 #define RM_MAX 24u
+#define BANK_ROW 52.0
+#define BANK_MAX 24u
 #define LEGEND_MAX 14u
 #define FONT 20.0
 
@@ -64,6 +70,9 @@ typedef struct svg {
     double rm_y; /* the row being drawn */
     double rm_x;
     double rm_scale;
+    double y_kernel;
+    unsigned bank_rows;
+    double bank_scale; /* pixels per frame, from the top bank's effective frame limit */
 } svg_t;
 
 _Static_assert(sizeof(svg_t) <= CAPMEM__DUMP_CTX_MAX, "the sink's state fits its buffer");
@@ -100,6 +109,12 @@ static void s_begin(void *ctx, const capmem__dump_head_t *h)
         s->y_rm = y;
         const uint64_t rows = h->n_maps < RM_MAX ? h->n_maps : RM_MAX + 1;
         y += 50 + (double)(rows > 0 ? rows : 1) * RM_ROW + 20;
+    }
+    if ((h->sections & CAPMEM_DUMP_KERNEL) && (h->kernel_heap || h->n_banks > 0)) {
+        s->y_kernel = y;
+        const uint64_t rows =
+            (h->kernel_heap ? 1 : 0) + (h->n_banks < BANK_MAX ? h->n_banks : BANK_MAX + 1);
+        y += 50 + (double)rows * BANK_ROW + 20;
     }
     s->height = y + MARGIN;
     const uint64_t span = h->phys_hi > h->phys_lo ? h->phys_hi - h->phys_lo : 1;
@@ -313,6 +328,8 @@ static void phys_end(svg_t *s)
         [CAPMEM__PH_LOST] = "lost (below a watermark)",
         [CAPMEM__PH_UNCLAIMED] = "no untyped",
         [CAPMEM__PH_KERNEL] = "kernel heap",
+        [CAPMEM__PH_KIMAGE] = "kernel image",
+        [CAPMEM__PH_RELEASED] = "released by the kernel",
     };
     for (unsigned k = 0; k < CAPMEM__PH_KINDS; k++) {
         if (!s->kinds[k] || kind_labels[k] == NULL) {
@@ -477,6 +494,122 @@ static void rm_section_begin(svg_t *s)
     }
 }
 
+/* ---- kernel heap and space banks ------------------------------------------------------ */
+
+#define KBAR_X 560.0
+#define KBAR_W 560.0
+
+/* One part of a bar: @p n things at @p k pixels each, with what they are for the tests. */
+static double bar_part(svg_t *s, double x, double y, uint64_t n, double k, const char *fill,
+                       const char *what)
+{
+    if (n == 0) {
+        return x;
+    }
+    const double w = (double)n * k;
+    capmem__svg_rect_open(s->out, x, y + 4, w, 30, fill, NULL);
+    capmem__svg_attr(s->out, "data-part", what);
+    capmem__svg_attr_u64(s->out, "data-count", n);
+    capmem__svg_end_empty(s->out);
+    return x + w;
+}
+
+static void kernel_begin(svg_t *s)
+{
+    if (s->y_kernel <= 0) {
+        return;
+    }
+    capmem__svg_text(s->out, MARGIN, s->y_kernel + 28, 26, CAPMEM__SVG_START, NULL, 1,
+                     "kernel heap: records; space banks: frames own, sub-banks', room");
+}
+
+static void s_kernel(void *ctx, const capmem__dump_kernel_t *k)
+{
+    svg_t *s = ctx;
+    const capmem_kernel_info_t *i = &k->info;
+    const double y = s->y_kernel + 50;
+    s->bank_rows = 1;
+    capmem__svg_rect(s->out, MARGIN, y + 8, 22, 22, capmem__dump_kind_colour(CAPMEM__PH_KERNEL),
+                     "#333333");
+    capmem__svg_textf(s->out, MARGIN + 30, y + 27, FONT, CAPMEM__SVG_START, NULL, 1,
+                      "kernel heap (%s), %llu frames", capmem_kernel_strategy_name(i->strategy),
+                      (unsigned long long)i->heap_frames);
+    const double kk = i->records_capacity > 0 ? KBAR_W / (double)i->records_capacity : 0;
+    capmem__svg_group_begin(s->out, "kernel-heap", 0, 0);
+    double x = bar_part(s, KBAR_X, y, i->ram_records, kk,
+                        capmem__dump_kind_colour(CAPMEM__PH_KERNEL), "ram");
+    x = bar_part(s, x, y, i->device_records, kk, "#fb9a99", "device");
+    bar_part(s, x, y, i->device_reserve, kk, "#ffffff", "reserve");
+    capmem__svg_group_end(s->out);
+    capmem__svg_rect(s->out, KBAR_X, y + 4, KBAR_W, 30, NULL, "#000000");
+    capmem__svg_textf(s->out, KBAR_X + KBAR_W + 16, y + 27, 18, CAPMEM__SVG_START, NULL, 0,
+                      "records %llu/%llu, %llu device; %llu borrowed%s",
+                      (unsigned long long)i->records_used, (unsigned long long)i->records_capacity,
+                      (unsigned long long)i->device_records, (unsigned long long)i->borrowed_frames,
+                      i->boot_ended ? "; boot ended" : "");
+}
+
+static void s_bank(void *ctx, const capmem__dump_bank_t *b)
+{
+    svg_t *s = ctx;
+    const unsigned row = s->bank_rows++;
+    const unsigned first = s->head.kernel_heap ? 1 : 0;
+    if (row > BANK_MAX + first) {
+        return;
+    }
+    const double y = s->y_kernel + 50 + row * BANK_ROW;
+    if (row == BANK_MAX + first) {
+        capmem__svg_textf(s->out, MARGIN, y + 30, FONT, CAPMEM__SVG_START, "#444444", 0,
+                          "... %llu more banks", (unsigned long long)(s->head.n_banks - BANK_MAX));
+        return;
+    }
+    const uint64_t eff = b->effective[CAPMEM_BANK_FRAME];
+    if (b->depth == 0) {
+        const uint64_t top = eff != CAPMEM_BANK_UNLIMITED ? eff : b->used[CAPMEM_BANK_FRAME];
+        s->bank_scale = KBAR_W / (double)(top > 0 ? top : 1);
+    }
+    const double x = MARGIN + 28.0 * b->depth;
+    const char *colour = b->kernel ? capmem__dump_kind_colour(CAPMEM__PH_KERNEL) : "#fdae6b";
+    capmem__svg_rect(s->out, x, y + 8, 22, 22, colour, "#333333");
+    if (b->kernel) {
+        capmem__svg_text(s->out, x + 30, y + 27, FONT, CAPMEM__SVG_START, NULL, 1,
+                         "the kernel's bank");
+    } else {
+        capmem__svg_textf(s->out, x + 30, y + 27, FONT, CAPMEM__SVG_START, NULL, 1, "%s 0x%llx",
+                          b->prime ? "prime bank" : "bank", (unsigned long long)b->cap);
+    }
+    const uint64_t used = b->used[CAPMEM_BANK_FRAME];
+    const uint64_t own = b->own[CAPMEM_BANK_FRAME];
+    uint64_t room = eff != CAPMEM_BANK_UNLIMITED && eff > used ? eff - used : 0;
+    /* A bar never runs past the top bank's: what does not fit is cut. */
+    const double k = s->bank_scale;
+    capmem__svg_group_begin(s->out, "bank", 0, 0);
+    double bx = bar_part(s, KBAR_X, y, own, k, colour, "own");
+    bx = bar_part(s, bx, y, used - own, k, "#fdd0a2", "children");
+    if (bx + (double)room * k > KBAR_X + KBAR_W + 0.01) {
+        room = 0;
+    }
+    bar_part(s, bx, y, room, k, "#ffffff", "room");
+    capmem__svg_group_end(s->out);
+    if (eff != CAPMEM_BANK_UNLIMITED) {
+        capmem__svg_rect(s->out, KBAR_X, y + 4, (double)eff * k, 30, NULL, "#000000");
+    }
+    char l0[40], l1[40];
+    if (b->limit[CAPMEM_BANK_FRAME] == CAPMEM_BANK_UNLIMITED) {
+        snprintf(l0, sizeof(l0), "no limit");
+    } else {
+        snprintf(l0, sizeof(l0), "limit %llu", (unsigned long long)b->limit[CAPMEM_BANK_FRAME]);
+    }
+    if (b->limit[CAPMEM_BANK_NODE] == CAPMEM_BANK_UNLIMITED) {
+        snprintf(l1, sizeof(l1), "no limit");
+    } else {
+        snprintf(l1, sizeof(l1), "limit %llu", (unsigned long long)b->limit[CAPMEM_BANK_NODE]);
+    }
+    capmem__svg_textf(s->out, KBAR_X + KBAR_W + 16, y + 27, 18, CAPMEM__SVG_START, NULL, 0,
+                      "frames %llu (%s), nodes %llu (%s)", (unsigned long long)used, l0,
+                      (unsigned long long)b->used[CAPMEM_BANK_NODE], l1);
+}
+
 static void s_section_begin(void *ctx, capmem__dump_section_t sec)
 {
     svg_t *s = ctx;
@@ -489,6 +622,9 @@ static void s_section_begin(void *ctx, capmem__dump_section_t sec)
         break;
     case CAPMEM__SEC_RM:
         rm_section_begin(s);
+        break;
+    case CAPMEM__SEC_KERNEL:
+        kernel_begin(s);
         break;
     default:
         break;
@@ -513,6 +649,8 @@ static const capmem__dump_sink_t svg_sink = {
     .phys_box_end = s_box_end,
     .rm_begin = s_rm_begin,
     .region = s_region,
+    .kernel = s_kernel,
+    .bank = s_bank,
 };
 
 const capmem__dump_sink_t *capmem__dump_svg(FILE *out, void *ctx_buf)

@@ -6,9 +6,10 @@
 
 typedef struct text {
     FILE *out;
-    int width;   /* hex digits of the highest physical address */
-    bool any;    /* the section wrote something */
-    bool header; /* the account table's header is written */
+    int width;    /* hex digits of the highest physical address */
+    bool any;     /* the section wrote something */
+    bool header;  /* the account table's header is written */
+    bool subtree; /* the dump is of a subtree */
 } text_t;
 
 _Static_assert(sizeof(text_t) <= CAPMEM__DUMP_CTX_MAX, "the sink's state fits its buffer");
@@ -55,6 +56,7 @@ static void t_begin(void *ctx, const capmem__dump_head_t *h)
     for (t->width = 1; top >= 16; top >>= 4) {
         t->width++;
     }
+    t->subtree = h->root != CAPMEM_CAP_NULL;
     if (h->root != CAPMEM_CAP_NULL) {
         fprintf(t->out, "subtree of %s 0x%llx\n", h->root_type, (unsigned long long)h->root);
     }
@@ -78,8 +80,9 @@ static void t_section_end(void *ctx, capmem__dump_section_t s)
 {
     text_t *t = ctx;
     if (!t->any) {
-        fputs(s == CAPMEM__SEC_KERNEL ? "  (the kernel-metadata layer is not booted)\n"
-                                      : "  (none)\n",
+        fputs(s != CAPMEM__SEC_KERNEL ? "  (none)\n"
+              : t->subtree            ? "  (no space bank in this subtree)\n"
+                                      : "  (the kernel-metadata layer is not booted)\n",
               t->out);
     }
 }
@@ -294,6 +297,123 @@ static void t_region(void *ctx, const capmem__dump_region_t *r)
     fputc('\n', t->out);
 }
 
+static void t_kernel(void *ctx, const capmem__dump_kernel_t *k)
+{
+    text_t *t = ctx;
+    const capmem_kernel_info_t *i = &k->info;
+    t->any = true;
+    fprintf(t->out,
+            "  kernel heap: %s strategy, %llu-byte records; image %llu frame%s at 0x%llx; heap "
+            "%llu frames (carved at boot %llu, borrowed %llu, released %llu); %s\n",
+            capmem_kernel_strategy_name(i->strategy), (unsigned long long)i->record_size,
+            (unsigned long long)i->image_frames, i->image_frames == 1 ? "" : "s",
+            (unsigned long long)k->image_phys, (unsigned long long)i->heap_frames,
+            (unsigned long long)i->boot_heap_frames, (unsigned long long)i->borrowed_frames,
+            (unsigned long long)i->released_frames, i->boot_ended ? "boot ended" : "booting");
+    fprintf(t->out,
+            "  records: %llu used of %llu (%llu RAM + %llu device frames), reserve for "
+            "devices %llu\n",
+            (unsigned long long)i->records_used, (unsigned long long)i->records_capacity,
+            (unsigned long long)i->ram_records, (unsigned long long)i->device_records,
+            (unsigned long long)i->device_reserve);
+    if (i->released_frames > 0) {
+        fprintf(t->out, "  released 0x%0*llx..0x%0*llx (%llu frames) to ", t->width,
+                (unsigned long long)k->released_phys, t->width,
+                (unsigned long long)(k->released_phys + k->released_bytes - 1),
+                (unsigned long long)i->released_frames);
+        if (k->released_to != CAPMEM_CAP_NULL) {
+            fprintf(t->out, "the prime bank 0x%llx\n", (unsigned long long)k->released_to);
+        } else {
+            fputs("no bank service yet\n", t->out);
+        }
+    }
+}
+
+static void t_kernel_chunk(void *ctx, const capmem__dump_kchunk_t *c)
+{
+    text_t *t = ctx;
+    char s[32];
+    fprintf(
+        t->out, "    chunk %u 0x%0*llx..0x%0*llx %10s  %llu frame%s, record slots %llu..%llu, %s\n",
+        c->index, t->width, (unsigned long long)c->phys, t->width,
+        (unsigned long long)(c->phys + c->bytes - 1), capmem__dump_bytes(c->bytes, s, sizeof(s)),
+        (unsigned long long)c->frames, c->frames == 1 ? "" : "s", (unsigned long long)c->first_slot,
+        (unsigned long long)(c->first_slot + c->slots - 1),
+        c->borrowed ? "borrowed through the banks" : "carved at boot");
+}
+
+/* A bank's rights: q(uery) l(imits) a(lloc) f(ree) d(estroy) r(emove) g(rant), '-' if restricted.
+ */
+static const char *bank_rights(unsigned rights, char buf[8])
+{
+    static const struct {
+        unsigned bit;
+        char c;
+    } bits[] = {{CAPMEM_BANK_RIGHT_QUERY, 'q'},   {CAPMEM_BANK_RIGHT_LIMITS, 'l'},
+                {CAPMEM_BANK_RIGHT_ALLOC, 'a'},   {CAPMEM_BANK_RIGHT_FREE, 'f'},
+                {CAPMEM_BANK_RIGHT_DESTROY, 'd'}, {CAPMEM_BANK_RIGHT_REMOVE, 'r'},
+                {CAPMEM_RIGHT_GRANT, 'g'}};
+    for (unsigned i = 0; i < 7; i++) {
+        buf[i] = (rights & bits[i].bit) ? bits[i].c : '-';
+    }
+    buf[7] = '\0';
+    return buf;
+}
+
+static const char *count_or_unlimited(uint64_t v, char *buf, size_t len)
+{
+    if (v == CAPMEM_BANK_UNLIMITED) {
+        return "-";
+    }
+    snprintf(buf, len, "%llu", (unsigned long long)v);
+    return buf;
+}
+
+static void t_bank(void *ctx, const capmem__dump_bank_t *b)
+{
+    text_t *t = ctx;
+    char name[64], r[8], c[4][24];
+    if (!t->header) {
+        fprintf(t->out, "  %-26s %-7s  %-27s  %s\n", "bank", "rights", "frames used/own/limit/eff",
+                "nodes used/own/limit/eff");
+        t->header = true;
+    }
+    t->any = true;
+    if (b->kernel) {
+        snprintf(name, sizeof(name), "%*s(kernel heap's bank)", (int)(2 * b->depth), "");
+    } else {
+        snprintf(name, sizeof(name), "%*s0x%llx%s", (int)(2 * b->depth), "",
+                 (unsigned long long)b->cap, b->prime ? " prime" : "");
+    }
+    fprintf(t->out, "  %-26s %-7s ", name, b->kernel ? "-------" : bank_rights(b->rights, r));
+    for (int ty = 0; ty < CAPMEM_BANK_TYPES; ty++) {
+        char cell[64];
+        snprintf(cell, sizeof(cell), "%llu/%llu/%s/%s", (unsigned long long)b->used[ty],
+                 (unsigned long long)b->own[ty], count_or_unlimited(b->limit[ty], c[0], 24),
+                 count_or_unlimited(b->effective[ty], c[1], 24));
+        /* The last cell is not padded (no trailing blanks), unless a note follows. */
+        if (ty + 1 < CAPMEM_BANK_TYPES || b->kernel) {
+            fprintf(t->out, " %-27s ", cell);
+        } else {
+            fprintf(t->out, " %s", cell);
+        }
+    }
+    if (b->kernel) {
+        fprintf(t->out, " %llu heap frame%s lent", (unsigned long long)b->heap_frames,
+                b->heap_frames == 1 ? "" : "s");
+    }
+    fputc('\n', t->out);
+    for (unsigned i = 0; i < b->copies && i < CAPMEM__DUMP_BANK_COPIES; i++) {
+        snprintf(name, sizeof(name), "%*scopy 0x%llx", (int)(2 * b->depth + 2), "",
+                 (unsigned long long)b->copy[i]);
+        fprintf(t->out, "  %-26s %s\n", name, bank_rights(b->copy_rights[i], r));
+    }
+    if (b->copies > CAPMEM__DUMP_BANK_COPIES) {
+        fprintf(t->out, "  %*s(%u more copies)\n", (int)(2 * b->depth + 2), "",
+                b->copies - CAPMEM__DUMP_BANK_COPIES);
+    }
+}
+
 static void stat_line(FILE *out, const char *name, const capmem_stat_t *s)
 {
     fprintf(out, "  %-14s now %10llu  peak %10llu  total %10llu\n", name,
@@ -311,6 +431,11 @@ static void t_stats(void *ctx, const capmem_stats_t *st)
     stat_line(t->out, "aliases", &st->aliases);
     stat_line(t->out, "regions", &st->regions);
     stat_line(t->out, "bytes lent", &st->bytes_lent);
+    if (st->version >= 2) {
+        stat_line(t->out, "kernel records", &st->kernel_records);
+        stat_line(t->out, "banks", &st->banks);
+        stat_line(t->out, "bank frames", &st->bank_frames);
+    }
     fprintf(t->out,
             "  faults read %llu, write %llu, exec %llu, resolved %llu; upgrades %llu, retypes "
             "%llu, revokes %llu, bytes zeroed %llu\n",
@@ -333,6 +458,9 @@ static const capmem__dump_sink_t text_sink = {
     .phys = t_phys,
     .rm_begin = t_rm_begin,
     .region = t_region,
+    .kernel = t_kernel,
+    .kernel_chunk = t_kernel_chunk,
+    .bank = t_bank,
     .stats = t_stats,
 };
 

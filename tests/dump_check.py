@@ -21,7 +21,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 
 SCENARIOS = ["sel4_fragmentation", "genode_metadata", "alias_split", "alias_lent",
-             "rm_fault", "rm_nested"]
+             "rm_fault", "rm_nested", "kernel_banks"]
 
 
 def fail(msg):
@@ -87,7 +87,89 @@ def check_json(out, schema_path):
             if covered != d["size"]:
                 fail("%s: dataspace %s has %d bytes in the map, %d in the list"
                      % (name, d["cap"], covered, d["size"]))
+        check_kernel(out, name, doc)
     print("json: %d scenarios valid and consistent" % len(SCENARIOS))
+
+
+def check_kernel(out, name, doc):
+    """The kernel section against capmem_kernel_info and capmem_bank_info (NAME.banks.json)."""
+    path = os.path.join(out, name + ".banks.json")
+    if not os.path.exists(path):
+        if doc["kernel"]["heap"] is not None or doc["kernel"]["banks"]:
+            fail("%s: a kernel section without a booted kernel or banks" % name)
+        return
+    expect = load(path)
+    heap = doc["kernel"]["heap"]
+    k = expect["kernel"]
+    for key in ["records_used", "records_capacity", "ram_records", "device_records",
+                "heap_frames", "borrowed_frames", "image_frames", "device_reserve"]:
+        if heap[key] != k[key]:
+            fail("%s: kernel %s is %s, capmem_kernel_info says %s" % (name, key, heap[key], k[key]))
+    # Records in use: one per RAM frame and one per present device frame.
+    if heap["records_used"] != k["ram_frames"] + k["device_frames"]:
+        fail("%s: %d records used for %d RAM + %d device frames"
+             % (name, heap["records_used"], k["ram_frames"], k["device_frames"]))
+    if sum(c["slots"] for c in heap["chunks"]) != heap["records_capacity"]:
+        fail("%s: the chunks' slots are not the capacity" % name)
+    if sum(c["frames"] for c in heap["chunks"]) != heap["heap_frames"]:
+        fail("%s: the chunks' frames are not the heap's" % name)
+    if sum(c["frames"] for c in heap["chunks"] if c["borrowed"]) != heap["borrowed_frames"]:
+        fail("%s: the borrowed chunks are not the borrowed frames" % name)
+    # The physical map shows the image and the heap carved at boot.
+    page = doc["arena"]["page_size"]
+    kinds = {}
+    for p in doc["physical"]:
+        kinds[p["kind"]] = kinds.get(p["kind"], 0) + p["size"]
+    if kinds.get("kernel image", 0) != heap["image_frames"] * page:
+        fail("%s: the map's kernel image is %s bytes" % (name, kinds.get("kernel image")))
+    if kinds.get("released by the kernel", 0) != heap["released_frames"] * page:
+        fail("%s: the map's released frames are %s bytes" % (name, kinds.get("released by the kernel")))
+    carved = sum(c["size"] for c in heap["chunks"] if not c["borrowed"])
+    if kinds.get("kernel heap", 0) != carved:
+        fail("%s: the map's kernel heap is %s bytes, the chunks carved at boot %d"
+             % (name, kinds.get("kernel heap"), carved))
+    # Each bank's numbers are capmem_bank_info's (an unlimited chain: null in the dump).
+    banks = {b["cap"]: b for b in doc["kernel"]["banks"]}
+    for cap, info in expect["banks"].items():
+        if cap not in banks:
+            fail("%s: bank %s missing" % (name, cap))
+        b = banks[cap]
+        for t in ["frames", "nodes"]:
+            for key in ["used", "own", "limit", "effective"]:
+                got, want = b[t][key], info[t][key]
+                if got is None:
+                    ok = want >= 2 ** 63  # unlimited
+                else:
+                    ok = got == want
+                if not ok:
+                    fail("%s: bank %s %s %s is %s, capmem_bank_info says %s"
+                         % (name, cap, t, key, got, want))
+        if b["depth"] != info["depth"] or b["children"] != info["children"]:
+            fail("%s: bank %s depth or children differ from capmem_bank_info" % (name, cap))
+    # Usage adds up: each bank's used = own + its children's used; one kernel bank at most.
+    for b in doc["kernel"]["banks"]:
+        for t in ["frames", "nodes"]:
+            kids = [c for c in doc["kernel"]["banks"] if c["parent"] == b["cap"]
+                    and c["depth"] == b["depth"] + 1 and b["cap"] is not None]
+            if b["cap"] is not None and b[t]["used"] != b[t]["own"] + sum(c[t]["used"] for c in kids):
+                fail("%s: bank %s: %s used is not own + children's" % (name, b["cap"], t))
+    kernel_banks = [b for b in doc["kernel"]["banks"] if b["kernel"]]
+    if len(kernel_banks) > 1 or (kernel_banks and
+                                 kernel_banks[0]["heap_frames"] != heap["borrowed_frames"]):
+        fail("%s: the kernel's bank does not hold the borrowed heap frames" % name)
+    # The subtree dump (rooted at a bank) shows that bank's subtree only.
+    sub = load(os.path.join(out, name + ".sub.json"))
+    if sub["scope"]["root_type"] == "space bank":
+        top = sub["kernel"]["banks"][0]
+        if top["cap"] != sub["scope"]["root"] or top["depth"] != 0 or sub["kernel"]["heap"]:
+            fail("%s: the bank subtree does not start at its root" % name)
+        whole = [b["cap"] for b in doc["kernel"]["banks"]]
+        i = whole.index(top["cap"])
+        below = [b["cap"] for b in doc["kernel"]["banks"][i + 1:]]
+        below = below[:next((j for j, b in enumerate(doc["kernel"]["banks"][i + 1:])
+                             if b["depth"] <= doc["kernel"]["banks"][i]["depth"]), len(below))]
+        if [b["cap"] for b in sub["kernel"]["banks"]] != [top["cap"]] + below:
+            fail("%s: the bank subtree is not the bank and its descendants" % name)
 
 
 def check_dot(out):
@@ -107,6 +189,16 @@ def check_dot(out):
             nodes = ["0x" + n for n in re.findall(r"^\s+c([0-9a-f]+) \[label=", f.read(), re.M)]
         if sorted(nodes) != sorted(expect["caps"]):
             fail("%s: the capability nodes are not the live capabilities" % path)
+        # Every bank is a node, with an edge toward its parent (the banks' graph).
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for b in load(os.path.join(out, name + ".json"))["kernel"]["banks"]:
+            node = "bkernel" if b["kernel"] else "b" + b["cap"][2:]
+            if not re.search(r"^\s+%s \[label=" % node, text, re.M):
+                fail("%s: bank %s is not a node" % (path, node))
+            if b["parent"] is not None and not re.search(
+                    r"^\s+%s -> b%s \[label=" % (node, b["parent"][2:]), text, re.M):
+                fail("%s: bank %s has no edge to its parent" % (path, node))
     print("dot: %d scenarios render, every capability a node" % len(SCENARIOS))
 
 
@@ -161,6 +253,32 @@ def check_svg(out):
             want = {k: v for k, v in want.items() if v != 0}
             if parts != want:
                 fail("%s: the bar of %s shows %s, the account %s" % (name, a["label"], parts, want))
+        # Each bank's bar is its frames: own, sub-banks', room to the effective limit.
+        groups = [g for g in root.iter("{http://www.w3.org/2000/svg}g")
+                  if g.attrib.get("class") == "bank"]
+        banks = doc["kernel"]["banks"]
+        if len(groups) != min(len(banks), 24):
+            fail("%s: %d bank bars, %d banks" % (name, len(groups), len(banks)))
+        for g, b in zip(groups, banks):
+            parts = {r.attrib["data-part"]: int(r.attrib["data-count"]) for r in g}
+            f = b["frames"]
+            room = f["effective"] - f["used"] if f["effective"] is not None else 0
+            want = {"own": f["own"], "children": f["used"] - f["own"], "room": room}
+            want = {k: v for k, v in want.items() if v != 0}
+            if parts != want and not (parts.get("room") is None and
+                                      {k: v for k, v in want.items() if k != "room"} == parts):
+                fail("%s: the bar of bank %s shows %s, the bank %s" % (name, b["cap"], parts, want))
+        heap = doc["kernel"]["heap"]
+        groups = [g for g in root.iter("{http://www.w3.org/2000/svg}g")
+                  if g.attrib.get("class") == "kernel-heap"]
+        if heap is not None:
+            parts = {r.attrib["data-part"]: int(r.attrib["data-count"]) for g in groups for r in g}
+            want = {"ram": heap["ram_records"], "device": heap["device_records"],
+                    "reserve": heap["device_reserve"]}
+            if parts != {k: v for k, v in want.items() if v != 0}:
+                fail("%s: the kernel heap's bar shows %s, the heap %s" % (name, parts, want))
+        elif groups:
+            fail("%s: a kernel heap bar without a kernel" % name)
     if xmllint is None or rsvg is None:
         print("note: xmllint or rsvg-convert missing, that part was skipped")
     print("svg: %d scenarios well-formed, rendered, owners match" % len(SCENARIOS))

@@ -334,6 +334,91 @@ static void rm_nested(void)
     capmem_arena_destroy(a);
 }
 
+/*
+ * kernel_banks: a hybrid kernel heap with no fixed part for device frames,
+ * a bank service, a child bank limited to 8 frames with a grandchild, a
+ * few frames and a node, then a 64-frame device plugged in: the heap
+ * borrows frames through the banks (the kernel's bank) for its records.
+ */
+static void kernel_banks(void)
+{
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 1u << 20;
+    aa.page_size = 4096;
+    aa.cap_slots = 4096;
+    aa.device_window = 64 * 4096; /* the device plugged fills it: the map tiles it */
+    capmem_arena_t *a = NULL;
+    CHECK(capmem_arena_create(&aa, &a));
+    capmem_kernel_attr_t ka = CAPMEM_KERNEL_ATTR_INIT;
+    ka.strategy = CAPMEM_KERNEL_HYBRID;
+    ka.image_frames = 8;
+    ka.device_frames = 0;
+    CHECK(capmem_kernel_boot(a, &ka));
+    capmem_cap_t root;
+    CHECK(capmem_ram_boot(a, NULL, &root));
+    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+    oa.quota = 512u << 10;
+    oa.label = "space bank";
+    capmem_cap_t acc;
+    CHECK(capmem_ram_open(a, root, &oa, &acc));
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.frames = 64;
+    capmem_cap_t prime;
+    CHECK(capmem_bank_service_create(a, acc, &sa, &prime));
+    capmem_bank_limits_t lim;
+    lim.limit[CAPMEM_BANK_FRAME] = 8;
+    lim.limit[CAPMEM_BANK_NODE] = CAPMEM_BANK_UNLIMITED;
+    capmem_cap_t app;
+    CHECK(capmem_bank_create(a, prime, &lim, &app));
+    lim.limit[CAPMEM_BANK_FRAME] = CAPMEM_BANK_UNLIMITED;
+    lim.limit[CAPMEM_BANK_NODE] = 2;
+    capmem_cap_t sub;
+    CHECK(capmem_bank_create(a, app, &lim, &sub));
+    capmem_cap_t objs[3];
+    const capmem_bank_type_t three[3] = {CAPMEM_BANK_FRAME, CAPMEM_BANK_FRAME, CAPMEM_BANK_NODE};
+    CHECK(capmem_bank_alloc(a, app, three, 3, objs));
+    CHECK(capmem_bank_alloc(a, sub, three, 2, objs));
+    CHECK(capmem_bank_alloc(a, prime, three, 1, objs));
+    capmem_cap_t ro;
+    CHECK(capmem_bank_restrict(a, app, CAPMEM_BANK_NO_DESTROY | CAPMEM_BANK_NO_CHANGE_LIMITS, &ro));
+    capmem_device_info_t di;
+    CHECK(capmem_arena_device_add(a, 0x100000000ull, 64 * 4096, &di));
+    const capmem_cap_t accounts[] = {root, acc};
+    const capmem_cap_t banks[] = {prime, app, sub};
+    dump_all(a, "kernel_banks", app, accounts, 2);
+    FILE *f = open_out("kernel_banks", "banks.json");
+    capmem_kernel_info_t ki;
+    CHECK(capmem_kernel_info(a, &ki));
+    capmem_stats_t st = {.size = sizeof(st)};
+    CHECK(capmem_stats(a, &st));
+    fprintf(f,
+            "{\"kernel\":{\"records_used\":%llu,\"records_capacity\":%llu,\"ram_records\":%llu,"
+            "\"device_records\":%llu,\"heap_frames\":%llu,\"borrowed_frames\":%llu,"
+            "\"image_frames\":%llu,\"device_reserve\":%llu,\"ram_frames\":%llu,"
+            "\"device_frames\":%llu},\"banks\":{",
+            (unsigned long long)ki.records_used, (unsigned long long)ki.records_capacity,
+            (unsigned long long)ki.ram_records, (unsigned long long)ki.device_records,
+            (unsigned long long)ki.heap_frames, (unsigned long long)ki.borrowed_frames,
+            (unsigned long long)ki.image_frames, (unsigned long long)ki.device_reserve,
+            (unsigned long long)(aa.ram_size / aa.page_size), (unsigned long long)(di.size / 4096));
+    for (size_t i = 0; i < 3; i++) {
+        capmem_bank_info_t bi;
+        CHECK(capmem_bank_info(a, banks[i], &bi));
+        fprintf(f, "%s\"0x%llx\":{", i ? "," : "", (unsigned long long)banks[i]);
+        static const char *const names[] = {"frames", "nodes"};
+        for (int t = 0; t < CAPMEM_BANK_TYPES; t++) {
+            fprintf(f, "%s\"%s\":{\"used\":%llu,\"own\":%llu,\"limit\":%llu,\"effective\":%llu}",
+                    t ? "," : "", names[t], (unsigned long long)bi.used[t],
+                    (unsigned long long)bi.own[t], (unsigned long long)bi.limit[t],
+                    (unsigned long long)bi.effective[t]);
+        }
+        fprintf(f, ",\"depth\":%u,\"children\":%u}", bi.depth, bi.children);
+    }
+    fputs("}}\n", f);
+    fclose(f);
+    capmem_arena_destroy(a);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -351,6 +436,7 @@ int main(int argc, char **argv)
         {"alias_split", alias_split},
         {"rm_fault", rm_fault},
         {"rm_nested", rm_nested},
+        {"kernel_banks", kernel_banks},
     };
     for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
         if (only == NULL || strcmp(only, scenarios[i].name) == 0) {

@@ -527,6 +527,277 @@ static void test_dump_of_an_empty_arena(void **state)
     capmem_arena_destroy(a);
 }
 
+/* ---- the kernel heap and space banks ---------------------------------------------- */
+
+typedef struct kworld {
+    capmem_arena_t *a;
+    capmem_cap_t root, prime, app, sub, copy;
+} kworld_t;
+
+/*
+ * A hybrid kernel (no records for devices at boot), a bank service, a
+ * child bank limited to 8 frames with a grandchild, a few objects, a
+ * restricted copy, then 32 device frames plugged: the heap borrows a frame.
+ */
+static kworld_t kworld_open(void)
+{
+    kworld_t w;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 1u << 20;
+    at.page_size = PAGE;
+    at.cap_slots = 1024;
+    at.device_window = 32 * PAGE;
+    assert_ok(capmem_arena_create(&at, &w.a));
+    capmem_kernel_attr_t ka = CAPMEM_KERNEL_ATTR_INIT;
+    ka.strategy = CAPMEM_KERNEL_HYBRID;
+    ka.image_frames = 8;
+    assert_ok(capmem_kernel_boot(w.a, &ka));
+    CHECK_INVARIANTS(w.a);
+    assert_ok(capmem_ram_boot(w.a, NULL, &w.root));
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.frames = 32;
+    assert_ok(capmem_bank_service_create(w.a, w.root, &sa, &w.prime));
+    CHECK_INVARIANTS(w.a);
+    capmem_bank_limits_t l = {{8, CAPMEM_BANK_UNLIMITED}};
+    assert_ok(capmem_bank_create(w.a, w.prime, &l, &w.app));
+    capmem_bank_limits_t l2 = {{CAPMEM_BANK_UNLIMITED, 2}};
+    assert_ok(capmem_bank_create(w.a, w.app, &l2, &w.sub));
+    CHECK_INVARIANTS(w.a);
+    const capmem_bank_type_t t[3] = {CAPMEM_BANK_FRAME, CAPMEM_BANK_FRAME, CAPMEM_BANK_NODE};
+    capmem_cap_t o[3];
+    assert_ok(capmem_bank_alloc(w.a, w.app, t, 3, o));
+    assert_ok(capmem_bank_alloc(w.a, w.sub, t, 1, o));
+    assert_ok(capmem_bank_restrict(w.a, w.app, CAPMEM_BANK_NO_DESTROY, &w.copy));
+    CHECK_INVARIANTS(w.a);
+    capmem_device_info_t d;
+    assert_ok(capmem_arena_device_add(w.a, 0x100000000ull, 32 * PAGE, &d));
+    CHECK_INVARIANTS(w.a);
+    return w;
+}
+
+/* The kernel section: the heap's numbers, its chunks, every bank with its usage and limits. */
+static void test_dump_kernel_section_shows_heap_and_banks(void **state)
+{
+    (void)state;
+    kworld_t w = kworld_open();
+    capmem_kernel_info_t ki;
+    assert_ok(capmem_kernel_info(w.a, &ki));
+    assert_int_equal(ki.borrowed_frames, 1);
+    assert_int_equal(ki.records_used, 256 + 32);
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_KERNEL;
+    char *text = dump_of(w.a, &o);
+    CHECK_INVARIANTS(w.a);
+    char want[160];
+    assert_non_null(strstr(text, "kernel heap: hybrid strategy, 48-byte records; image 8 frames"));
+    snprintf(want, sizeof(want), "records: %llu used of %llu (256 RAM + 32 device frames)",
+             (unsigned long long)ki.records_used, (unsigned long long)ki.records_capacity);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "carved at boot"));
+    assert_non_null(strstr(text, "borrowed through the banks"));
+    assert_non_null(strstr(text, "(kernel heap's bank)"));
+    assert_non_null(strstr(text, "1 heap frame lent"));
+    /* The prime bank: 2 + 1 frames charged below it, 1 lent to the kernel; limit 32. */
+    snprintf(want, sizeof(want), "0x%llx prime", (unsigned long long)w.prime);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "4/0/32/32"));
+    /* The child: 3 frames (2 its own), limit 8; the grandchild's nodes limited to 2. */
+    assert_non_null(strstr(text, "3/2/8/8"));
+    assert_non_null(strstr(text, "0/0/2/2"));
+    /* The restricted copy, without destroy. */
+    snprintf(want, sizeof(want), "copy 0x%llx qlaf-rg", (unsigned long long)w.copy);
+    assert_non_null(strstr(text, want));
+    assert_null(strstr(text, "== capabilities =="));
+    free(text);
+
+    /* JSON: the same numbers as capmem_bank_info. */
+    o.format = CAPMEM_DUMP_JSON;
+    char *json = dump_of(w.a, &o);
+    snprintf(want, sizeof(want), "\"records_used\":%llu,\"ram_records\":256,\"device_records\":32",
+             (unsigned long long)ki.records_used);
+    assert_non_null(strstr(json, want));
+    const capmem_cap_t banks[] = {w.prime, w.app, w.sub};
+    for (size_t i = 0; i < 3; i++) {
+        capmem_bank_info_t bi;
+        assert_ok(capmem_bank_info(w.a, banks[i], &bi));
+        snprintf(want, sizeof(want), "{\"cap\":\"0x%llx\"", (unsigned long long)banks[i]);
+        const char *at = strstr(json, want);
+        assert_non_null(at);
+        snprintf(want, sizeof(want), "\"frames\":{\"used\":%llu,\"own\":%llu,",
+                 (unsigned long long)bi.used[CAPMEM_BANK_FRAME],
+                 (unsigned long long)bi.own[CAPMEM_BANK_FRAME]);
+        /* The bank's first "frames" object is its own (copies have none). */
+        const char *frames = strstr(at, "\"frames\":{");
+        assert_non_null(frames);
+        assert_memory_equal(frames, want, strlen(want));
+    }
+    assert_int_equal(count(json, "\"kernel\":true"), 1);
+    assert_non_null(strstr(json, "\"restrictions\":[\"noDestroy\"]"));
+    free(json);
+    capmem_arena_destroy(w.a);
+}
+
+/* A dump rooted at a bank shows that bank and its sub-banks, not the heap or other banks. */
+static void test_dump_subtree_of_a_bank_shows_its_banks(void **state)
+{
+    (void)state;
+    kworld_t w = kworld_open();
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.format = CAPMEM_DUMP_JSON;
+    o.sections = CAPMEM_DUMP_KERNEL;
+    o.root = w.app;
+    char *json = dump_of(w.a, &o);
+    char want[64];
+    assert_non_null(strstr(json, "\"kernel\":{\"heap\":null,\"banks\":["));
+    snprintf(want, sizeof(want), "{\"cap\":\"0x%llx\"", (unsigned long long)w.app);
+    assert_int_equal(count(json, want), 1);
+    snprintf(want, sizeof(want), "{\"cap\":\"0x%llx\",\"parent\":\"0x%llx\",\"depth\":1",
+             (unsigned long long)w.sub, (unsigned long long)w.app);
+    assert_int_equal(count(json, want), 1);
+    snprintf(want, sizeof(want), "{\"cap\":\"0x%llx\"", (unsigned long long)w.prime);
+    assert_int_equal(count(json, want), 0);
+    assert_int_equal(count(json, "\"kernel\":true"), 0);
+    free(json);
+    /* A restricted copy roots the same subtree; the text shows no heap. */
+    o.format = CAPMEM_DUMP_TEXT;
+    o.sections = CAPMEM_DUMP_ALL;
+    o.root = w.copy;
+    char *text = dump_of(w.a, &o);
+    assert_null(strstr(text, "kernel heap:"));
+    assert_non_null(strstr(text, "3/2/8/8"));
+    assert_null(strstr(text, "prime"));
+    free(text);
+    /* A leaf bank: itself only. */
+    o.root = w.sub;
+    o.sections = CAPMEM_DUMP_KERNEL;
+    text = dump_of(w.a, &o);
+    assert_non_null(strstr(text, "0/0/2/2"));
+    /* The header's six slashes, and one bank: two cells of three. */
+    assert_int_equal(count(text, "/"), 12);
+    free(text);
+    /* Rooted at an account, the section is empty and says so (the kernel is booted). */
+    o.root = w.root;
+    text = dump_of(w.a, &o);
+    assert_non_null(strstr(text, "(no space bank in this subtree)"));
+    assert_null(strstr(text, "not booted"));
+    free(text);
+    CHECK_INVARIANTS(w.a);
+    capmem_arena_destroy(w.a);
+}
+
+/* The physical map shows the kernel image and the heap carved at boot, before the untypeds. */
+static void test_dump_physical_map_shows_kernel_image_and_heap(void **state)
+{
+    (void)state;
+    kworld_t w = kworld_open();
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_PHYS;
+    char *text = dump_of(w.a, &o);
+    assert_non_null(strstr(text, "0x000100000..0x000107fff     32 KiB  kernel image"));
+    assert_non_null(strstr(text, "0x000108000..0x00010afff     12 KiB  kernel heap"));
+    free(text);
+    o.format = CAPMEM_DUMP_SVG;
+    o.sections = CAPMEM_DUMP_ALL;
+    char *svg = dump_of(w.a, &o);
+    assert_non_null(strstr(svg, "data-kind=\"kernel image\""));
+    assert_non_null(strstr(svg, "data-kind=\"kernel heap\""));
+    assert_non_null(strstr(svg, ">kernel image</text>"));
+    assert_int_equal(count(svg, "class=\"bank\""), 4);
+    free(svg);
+    o.format = CAPMEM_DUMP_DOT;
+    char *dot = dump_of(w.a, &o);
+    assert_non_null(strstr(dot, "bkernel -> kheap"));
+    free(dot);
+    CHECK_INVARIANTS(w.a);
+    capmem_arena_destroy(w.a);
+}
+
+/* Conservative: the end of boot releases heap frames to the prime bank; the dump says where. */
+static void test_dump_kernel_shows_frames_released_at_end_of_boot(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 1u << 20;
+    at.page_size = PAGE;
+    at.cap_slots = 1024;
+    at.device_window = 1024 * PAGE;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&at, &a));
+    capmem_kernel_attr_t ka = CAPMEM_KERNEL_ATTR_INIT;
+    ka.strategy = CAPMEM_KERNEL_CONSERVATIVE;
+    ka.image_frames = 4;
+    ka.device_frames = 1024;
+    assert_ok(capmem_kernel_boot(a, &ka));
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_KERNEL;
+    char *text = dump_of(a, &o);
+    assert_non_null(strstr(text, "conservative strategy"));
+    assert_non_null(strstr(text, "booting"));
+    assert_null(strstr(text, "released 0x"));
+    assert_null(strstr(text, "bank "));
+    free(text);
+    assert_ok(capmem_kernel_end_boot(a, 0));
+    CHECK_INVARIANTS(a);
+    capmem_kernel_info_t ki;
+    assert_ok(capmem_kernel_info(a, &ki));
+    assert_true(ki.released_frames > 0);
+    text = dump_of(a, &o);
+    assert_non_null(strstr(text, "boot ended"));
+    assert_non_null(strstr(text, "to no bank service yet"));
+    free(text);
+    capmem_cap_t root, prime;
+    assert_ok(capmem_ram_boot(a, NULL, &root));
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.frames = 8;
+    assert_ok(capmem_bank_service_create(a, root, &sa, &prime));
+    CHECK_INVARIANTS(a);
+    text = dump_of(a, &o);
+    char want[96];
+    snprintf(want, sizeof(want), "frames) to the prime bank 0x%llx", (unsigned long long)prime);
+    assert_non_null(strstr(text, want));
+    free(text);
+    /* In the physical map, the released frames are the prime bank's. */
+    o.sections = CAPMEM_DUMP_PHYS;
+    text = dump_of(a, &o);
+    snprintf(want, sizeof(want), "released by the kernel 0x%llx \"prime bank\"",
+             (unsigned long long)prime);
+    assert_non_null(strstr(text, want));
+    free(text);
+    o.sections = CAPMEM_DUMP_KERNEL;
+    o.format = CAPMEM_DUMP_JSON;
+    char *json = dump_of(a, &o);
+    snprintf(want, sizeof(want), "\"released_frames\":%llu,",
+             (unsigned long long)ki.released_frames);
+    assert_non_null(strstr(json, want));
+    snprintf(want, sizeof(want), "\"released_to\":\"0x%llx\"", (unsigned long long)prime);
+    assert_non_null(strstr(json, want));
+    assert_non_null(strstr(json, "\"boot_ended\":true"));
+    free(json);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+/* Banks without a kernel: the heap is null, the banks are there. */
+static void test_dump_banks_without_a_kernel(void **state)
+{
+    fixture_t *f = *state;
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.frames = 4;
+    capmem_cap_t prime;
+    assert_ok(capmem_bank_service_create(f->arena, f->client, &sa, &prime));
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.format = CAPMEM_DUMP_JSON;
+    o.sections = CAPMEM_DUMP_KERNEL;
+    char *json = dump_of(f->arena, &o);
+    char want[96];
+    snprintf(want, sizeof(want), "\"kernel\":{\"heap\":null,\"banks\":[\n{\"cap\":\"0x%llx\"",
+             (unsigned long long)prime);
+    assert_non_null(strstr(json, want));
+    assert_int_equal(count(json, "\"kernel\":true"), 0);
+    free(json);
+    CHECK_INVARIANTS(f->arena);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -545,6 +816,11 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dump_from_a_visitor_is_reentrant, setup, teardown),
         cmocka_unit_test(test_dump_of_an_empty_arena),
+        cmocka_unit_test(test_dump_kernel_section_shows_heap_and_banks),
+        cmocka_unit_test(test_dump_subtree_of_a_bank_shows_its_banks),
+        cmocka_unit_test(test_dump_physical_map_shows_kernel_image_and_heap),
+        cmocka_unit_test(test_dump_kernel_shows_frames_released_at_end_of_boot),
+        cmocka_unit_test_setup_teardown(test_dump_banks_without_a_kernel, setup, teardown),
     };
     return cmocka_run_group_tests_name("dump", tests, NULL, NULL);
 }

@@ -442,7 +442,8 @@ typedef struct capmem_dump_opts {
      * opened, their dataspaces, aliases and region maps, and the physical
      * ranges they hold (without free space); an untyped shows its region,
      * free and lost space included; a region map shows itself and every map
-     * nested in it through managed dataspaces, wherever those live.
+     * nested in it through managed dataspaces, wherever those live; a
+     * space bank shows itself and its sub-banks.
      */
     capmem_cap_t root;
 } capmem_dump_opts_t;
@@ -476,12 +477,24 @@ typedef struct capmem_dump_opts {
  * - physical: the RAM and device ranges in address order, nested in the
  *   untypeds and RAM pools that contain them, each with its owner
  *   (dataspace, pages lent, a session's records, frame, kernel object,
- *   free, lost below a watermark, unclaimed) and, for pages, the number of
+ *   kernel image, kernel heap, heap frames released by the kernel to the
+ *   prime bank, free, lost below a watermark, unclaimed)
+ *   and, for pages, the number of
  *   runs (the original and first-class aliases) that keep them;
  * - region maps: size, donation, the last fault (state), and each region
  *   in address order: address, size, dataspace, offset, rights; a managed
  *   region's inner map is shown nested under it;
- * - kernel: the kernel heap and space banks (when that layer exists);
+ * - kernel: when the kernel is booted (capmem/kernel.h), its heap:
+ *   strategy, record size, image and heap frames and where they lie (each
+ *   chunk: physical range, record slots, carved at boot or borrowed),
+ *   records in use (RAM + present device frames) against the capacity, the
+ *   reserve for devices, frames borrowed and released (and the prime bank
+ *   holding them), the end of boot; then the bank tree (capmem/bank.h),
+ *   parents first: each bank's handle, parent, rights and restricted
+ *   copies, per type its subtree's usage, its own objects, its limit and
+ *   its effective limit (as capmem_bank_info()), the kernel's bank marked.
+ *   A dump rooted at a bank shows that bank's subtree of banks (no heap);
+ *   rooted elsewhere, this section is empty;
  * - stats: the capmem_stats() snapshot.
  *
  * The dump is streamed while the model is walked, with the arena lock
