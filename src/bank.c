@@ -1030,13 +1030,17 @@ capmem_err_t capmem_bank_info(capmem_arena_t *arena, capmem_cap_t bank, capmem_b
         for (int t = 0; t < CAPMEM_BANK_TYPES; t++) {
             info->limit[t] = b->limit[t];
             info->used[t] = b->used[t];
-            uint64_t avail = UINT64_MAX;
+            /* An unlimited bank never binds: a chain of them is unlimited, not 2^64 - 1 - used. */
+            uint64_t avail = CAPMEM_BANK_UNLIMITED;
             for (const capmem__bank_t *a = b; a != NULL; a = a->parent) {
-                const uint64_t left = a->used[t] < a->limit[t] ? a->limit[t] - a->used[t] : 0;
+                const uint64_t left = a->limit[t] == CAPMEM_BANK_UNLIMITED ? CAPMEM_BANK_UNLIMITED
+                                      : a->used[t] < a->limit[t] ? a->limit[t] - a->used[t]
+                                                                 : 0;
                 avail = left < avail ? left : avail;
             }
             info->avail[t] = avail;
-            info->effective[t] = avail == UINT64_MAX ? UINT64_MAX : b->used[t] + avail;
+            info->effective[t] =
+                avail == CAPMEM_BANK_UNLIMITED ? CAPMEM_BANK_UNLIMITED : b->used[t] + avail;
         }
         info->depth = b->depth;
         for (const capmem__bank_t *c = b->child; c != NULL; c = c->sibling) {

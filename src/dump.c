@@ -1078,8 +1078,7 @@ static void bank_one(dump_t *d, const capmem__bank_svc_t *svc, const capmem__ban
         r.own[t] = b->used[t];
         uint64_t avail = UINT64_MAX;
         for (const capmem__bank_t *a = b; a != NULL; a = a->parent) {
-            /* An unlimited bank never binds (capmem_bank_info counts its room as 2^64 - 1 - used).
-             */
+            /* An unlimited bank never binds, as in capmem_bank_info. */
             const uint64_t left = a->limit[t] == CAPMEM_BANK_UNLIMITED ? UINT64_MAX
                                   : a->used[t] < a->limit[t]           ? a->limit[t] - a->used[t]
                                                                        : 0;

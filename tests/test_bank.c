@@ -145,6 +145,14 @@ static void test_bank_charges_every_ancestor_and_tightest_limit_wins(void **stat
     capmem_bank_info_t ai = info(f, app);
     assert_int_equal(ai.avail[CAPMEM_BANK_FRAME], 2);
     assert_int_equal(ai.effective[CAPMEM_BANK_FRAME], 10);
+    /* Nodes are unlimited on app and every ancestor: unlimited, not 2^64 - 1 minus the usage. */
+    assert_true(info(f, f->prime).used[CAPMEM_BANK_NODE] > 0);
+    assert_true(ai.effective[CAPMEM_BANK_NODE] == CAPMEM_BANK_UNLIMITED);
+    assert_true(ai.avail[CAPMEM_BANK_NODE] == CAPMEM_BANK_UNLIMITED);
+    assert_true(info(f, users).effective[CAPMEM_BANK_NODE] == CAPMEM_BANK_UNLIMITED);
+    /* The prime bank's frames are limited: its effective frame limit is that limit. */
+    assert_int_equal(info(f, f->prime).effective[CAPMEM_BANK_FRAME],
+                     info(f, f->prime).limit[CAPMEM_BANK_FRAME]);
     /* Three frames where two fit: LIMIT_REACHED, nothing charged anywhere. */
     const capmem_bank_type_t three[3] = {CAPMEM_BANK_FRAME, CAPMEM_BANK_FRAME, CAPMEM_BANK_FRAME};
     capmem_cap_t out[3] = {0};

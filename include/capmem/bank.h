@@ -229,14 +229,19 @@ CAPMEM_API capmem_err_t capmem_bank_set_limits(capmem_arena_t *arena, capmem_cap
 
 /** A snapshot of a bank. */
 typedef struct capmem_bank_info {
-    uint64_t limit[CAPMEM_BANK_TYPES];     /**< its own limits */
-    uint64_t used[CAPMEM_BANK_TYPES];      /**< its objects + its sub-banks' usage */
-    uint64_t own[CAPMEM_BANK_TYPES];       /**< its own objects (sub-banks' records are nodes) */
-    uint64_t avail[CAPMEM_BANK_TYPES];     /**< what it can still allocate: min over ancestors */
-    uint64_t effective[CAPMEM_BANK_TYPES]; /**< used + avail: the limit that binds */
-    uint32_t depth;                        /**< 0 for the prime bank */
-    uint32_t children;                     /**< sub-banks */
-    unsigned rights;                       /**< of the capability asked about */
+    uint64_t limit[CAPMEM_BANK_TYPES]; /**< its own limits */
+    uint64_t used[CAPMEM_BANK_TYPES];  /**< its objects + its sub-banks' usage */
+    uint64_t own[CAPMEM_BANK_TYPES];   /**< its own objects (sub-banks' records are nodes) */
+    /** what it can still allocate: min over ancestors; CAPMEM_BANK_UNLIMITED when none binds */
+    uint64_t avail[CAPMEM_BANK_TYPES];
+    /**
+     * used + avail: the limit that binds; CAPMEM_BANK_UNLIMITED when the bank and every
+     * ancestor are unlimited for the type (an unlimited bank never binds)
+     */
+    uint64_t effective[CAPMEM_BANK_TYPES];
+    uint32_t depth;    /**< 0 for the prime bank */
+    uint32_t children; /**< sub-banks */
+    unsigned rights;   /**< of the capability asked about */
     bool is_prime;
     bool is_kernel; /**< the kernel heap's bank (hybrid) */
 } capmem_bank_info_t;
