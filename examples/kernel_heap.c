@@ -9,7 +9,10 @@
  * the rest straight from the prime bank); unplug B; hot-plug C (3,072
  * frames); destroy the users' bank and plug C again. The table shows the
  * frames reserved at boot, the prime bank's limit, and which step fails
- * and why. tests/kernel_heap.expected holds the output the test suite
+ * and why. The fixed reserve, refused C, is then reconfigured
+ * (capmem_kernel_set_reserve: records for 4,096 device frames, the heap
+ * frames borrowed from the prime bank's free frames) and C plugs.
+ * tests/kernel_heap.expected holds the output the test suite
  * compares it with, number for number.
  */
 #define EXAMPLE_NAME "kernel_heap"
@@ -22,7 +25,7 @@
 #define DEV_B 0x140000000ull
 #define DEV_C 0x180000000ull
 
-enum { ROWS = 12, COLS = 3 };
+enum { ROWS = 13, COLS = 3 };
 
 static char cell[ROWS][COLS][40];
 static char why[COLS][4][320];
@@ -34,7 +37,8 @@ static const char *const rows[ROWS] = {
     "plug A (1,024 frames)",        "plug B (2,048 frames)",
     "fill the banks: user frames",  "unplug B",
     "hot-plug C (3,072 frames)",    "destroy users' bank, plug C again",
-    "heap frames at the end",       "records in use at the end",
+    "reserve set to 4,096, plug C", "heap frames at the end",
+    "records in use at the end",
 };
 
 static void setf(int row, int col, const char *fmt, unsigned long long v)
@@ -150,9 +154,26 @@ static void run(int col, capmem_kernel_strategy_t strategy, uint64_t device_fram
         step(9, col, err, extra);
     }
     TRY(capmem_check(a, NULL, 0));
+    if (strategy == CAPMEM_KERNEL_FIXED && err != CAPMEM_OK) {
+        /* Reconfigure: records for A and C (4,096 device frames); the banks lend the frames. */
+        b0 = borrowed(a);
+        err = capmem_kernel_set_reserve(a, 4096);
+        if (err == CAPMEM_OK) {
+            err = capmem_arena_device_add(a, DEV_C, 3072 * PAGE, &dc);
+        }
+        extra[0] = '\0';
+        if (borrowed(a) > b0) {
+            snprintf(extra, sizeof(extra), " (+%llu borrowed)",
+                     (unsigned long long)(borrowed(a) - b0));
+        }
+        step(10, col, err, extra);
+        TRY(capmem_check(a, NULL, 0));
+    } else {
+        snprintf(cell[10][col], sizeof(cell[10][col]), "-");
+    }
     TRY(capmem_kernel_info(a, &k));
-    setf(10, col, "%llu", (unsigned long long)k.heap_frames);
-    setf(11, col, "%llu", (unsigned long long)k.records_used);
+    setf(11, col, "%llu", (unsigned long long)k.heap_frames);
+    setf(12, col, "%llu", (unsigned long long)k.records_used);
     capmem_arena_destroy(a);
 }
 

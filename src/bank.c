@@ -164,11 +164,23 @@ static void pages_give(capmem__bank_svc_t *svc, uint64_t off, uint64_t bytes)
 
 /* ---- the kernel's lender ------------------------------------------------------------------ */
 
+/*
+ * The kernel's bank is made with the service under HYBRID; under FIXED the
+ * first reserve grown after boot (capmem_kernel_set_reserve) makes it: its
+ * record is a node charged to the prime bank, as every sub-bank's.
+ */
 static capmem_err_t lend_check(capmem_arena_t *arena, void *ctx, uint64_t frames)
 {
     capmem__bank_svc_t *svc = ctx;
-    const uint64_t n[CAPMEM_BANK_TYPES] = {[CAPMEM_BANK_FRAME] = frames};
-    capmem_err_t err = can_charge(svc->kernel, n);
+    uint64_t n[CAPMEM_BANK_TYPES] = {[CAPMEM_BANK_FRAME] = frames};
+    capmem_err_t err = CAPMEM_OK;
+    if (svc->kernel == NULL) {
+        n[CAPMEM_BANK_NODE] = 1;
+        if (!capmem__meta_has_room(&svc->meta, 1)) {
+            return capmem__meta_full(&svc->meta, 1);
+        }
+    }
+    err = can_charge(svc->kernel != NULL ? svc->kernel : &svc->prime, n);
     if (err == CAPMEM_OK) {
         const uint64_t bytes = frames << arena->mem.page_shift;
         if ((svc->pages[0] == NULL || capmem_alloc_largest(svc->pages[0]) < bytes) &&
@@ -181,9 +193,29 @@ static capmem_err_t lend_check(capmem_arena_t *arena, void *ctx, uint64_t frames
     return err;
 }
 
+static void make_kernel_bank(capmem_arena_t *arena, capmem__bank_svc_t *svc)
+{
+    capmem__bank_t *kb = NULL;
+    capmem_err_t err = capmem__meta_alloc(arena, &svc->meta, (void **)&kb);
+    CAPMEM_ASSERT(err == CAPMEM_OK, "the caller checked the record");
+    (void)err;
+    kb->parent = &svc->prime;
+    kb->flags = CAPMEM__BANK_KERNEL;
+    kb->depth = 1;
+    kb->limit[CAPMEM_BANK_FRAME] = CAPMEM_BANK_UNLIMITED;
+    kb->limit[CAPMEM_BANK_NODE] = CAPMEM_BANK_UNLIMITED;
+    kb->sibling = svc->prime.child;
+    svc->prime.child = kb;
+    charge(&svc->prime, CAPMEM_BANK_NODE, 1);
+    svc->kernel = kb;
+}
+
 static uint64_t lend(capmem_arena_t *arena, void *ctx, uint64_t frames)
 {
     capmem__bank_svc_t *svc = ctx;
+    if (svc->kernel == NULL) {
+        make_kernel_bank(arena, svc);
+    }
     uint64_t off = 0;
     const bool ok = pages_take(svc, frames << arena->mem.page_shift, arena->mem.page_size, &off);
     CAPMEM_ASSERT(ok, "lend_check found the run");
@@ -575,19 +607,9 @@ static capmem_cap_t invoke_service(capmem_arena_t *arena, const capmem_bank_serv
     p->st->svc = svc;
     emit_bank(arena, prime, CAPMEM_BANK_OP_SERVICE, "opened");
     if (p->kernel != NULL) {
-        /* The kernel's bank: a child of the prime bank, with no capability (no one may destroy it).
-         */
-        capmem__bank_t *kb = NULL;
-        err = capmem__meta_alloc(arena, &svc->meta, (void **)&kb);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "a donation holds the service record and one more");
-        kb->parent = prime;
-        kb->flags = CAPMEM__BANK_KERNEL;
-        kb->depth = 1;
-        kb->limit[CAPMEM_BANK_FRAME] = CAPMEM_BANK_UNLIMITED;
-        kb->limit[CAPMEM_BANK_NODE] = CAPMEM_BANK_UNLIMITED;
-        prime->child = kb;
-        charge(prime, CAPMEM_BANK_NODE, 1);
-        svc->kernel = kb;
+        /* The kernel's bank: a child of the prime bank, with no capability (no one may destroy it);
+         * a donation holds the service record and one more. */
+        make_kernel_bank(arena, svc);
     }
     capmem__kernel_set_lender(arena, &svc->lender);
     uint64_t roff = 0;

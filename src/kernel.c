@@ -167,6 +167,28 @@ static void make_device_records(capmem_arena_t *arena, capmem__kernel_t *k,
     capmem__stat_add(&arena->stats.kernel_records, n);
 }
 
+/* Borrow @p grow heap frames through the banks (can_lend said yes): a new chunk of free slots. */
+static void borrow(capmem_arena_t *arena, capmem__kernel_t *k, uint64_t grow)
+{
+    const uint64_t off = k->lender->lend(arena, k->lender->ctx, grow);
+    capmem__kchunk_t *c = &k->chunks[k->nchunks++];
+    c->off = off;
+    c->frames = grow;
+    c->first_slot = k->capacity;
+    c->slots = (grow << arena->mem.page_shift) / k->record_size;
+    c->borrowed = true;
+    /* The frames' own records say they are the kernel's now. */
+    for (uint64_t f = off >> arena->mem.page_shift; f < (off >> arena->mem.page_shift) + grow;
+         f++) {
+        capmem__kernel_slot(arena, k, f)->flags |= CAPMEM_KERNEL_FLAG_KERNEL;
+    }
+    /* Borrowed frames held a bank's bytes: the records start from zero (free slots). */
+    memset(capmem__bytes(&arena->mem, off), 0, (size_t)(grow << arena->mem.page_shift));
+    k->capacity += c->slots;
+    k->borrowed_frames += grow;
+    emit_heap(arena, CAPMEM_KERNEL_HEAP_GROW, off, grow, "grew by");
+}
+
 static capmem_err_t device_add(capmem_arena_t *arena, const capmem__device_t *dev)
 {
     capmem__kernel_t *k = capmem__kernel_get(arena);
@@ -175,7 +197,7 @@ static capmem_err_t device_add(capmem_arena_t *arena, const capmem__device_t *de
     uint64_t grow = 0;
     if (n > avail) {
         const char *why = k->strategy == CAPMEM_KERNEL_FIXED
-                              ? "the fixed reserve is used up (boot with a larger reserve)"
+                              ? "the fixed reserve is used up (grow it: capmem_kernel_set_reserve)"
                           : k->strategy == CAPMEM_KERNEL_CONSERVATIVE
                               ? "the window kept at the end of boot is used up"
                               : NULL;
@@ -210,23 +232,7 @@ static capmem_err_t device_add(capmem_arena_t *arena, const capmem__device_t *de
     }
     /* Commit: nothing below fails. */
     if (grow > 0) {
-        const uint64_t off = k->lender->lend(arena, k->lender->ctx, grow);
-        capmem__kchunk_t *c = &k->chunks[k->nchunks++];
-        c->off = off;
-        c->frames = grow;
-        c->first_slot = k->capacity;
-        c->slots = (grow << arena->mem.page_shift) / k->record_size;
-        c->borrowed = true;
-        /* The frames' own records say they are the kernel's now. */
-        for (uint64_t f = off >> arena->mem.page_shift; f < (off >> arena->mem.page_shift) + grow;
-             f++) {
-            capmem__kernel_slot(arena, k, f)->flags |= CAPMEM_KERNEL_FLAG_KERNEL;
-        }
-        /* Borrowed frames held a bank's bytes: the records start from zero (free slots). */
-        memset(capmem__bytes(&arena->mem, off), 0, (size_t)(grow << arena->mem.page_shift));
-        k->capacity += c->slots;
-        k->borrowed_frames += grow;
-        emit_heap(arena, CAPMEM_KERNEL_HEAP_GROW, off, grow, "grew by");
+        borrow(arena, k, grow);
     }
     make_device_records(arena, k, dev);
     return CAPMEM_OK;
@@ -438,6 +444,122 @@ capmem_err_t capmem_kernel_end_boot(capmem_arena_t *arena, uint64_t keep_device_
                 k->lender->receive(arena, k->lender->ctx, k->released_off, rel);
             }
         }
+    }
+    CAPMEM__LEAVE(arena);
+    return err;
+}
+
+/* ---- reconfiguring the reserve ---------------------------------------------------------- */
+
+typedef struct reserve_plan {
+    capmem__kernel_t *k;
+    uint64_t target; /* device records the heap is to hold */
+    uint64_t boot;   /* before RAM is handed out: chunk 0's new frames */
+    uint64_t grow;   /* after: frames to borrow through the banks */
+} reserve_plan_t;
+
+static capmem_err_t decode_reserve(capmem_arena_t *arena, uint64_t device_frames, reserve_plan_t *p)
+{
+    capmem__kernel_t *k = capmem__kernel_get(arena);
+    if (k == NULL) {
+        return capmem__fail(CAPMEM_E_NOT_FOUND, NULL, "the kernel is not booted on this arena");
+    }
+    if (k->strategy == CAPMEM_KERNEL_CONSERVATIVE) {
+        return capmem__fail(CAPMEM_E_UNSUPPORTED, NULL,
+                            "the conservative strategy reserved its whole window at boot, and "
+                            "only capmem_kernel_end_boot() trims it: growing after would take "
+                            "back frames the prime bank was promised");
+    }
+    const uint64_t cur = k->capacity - k->ram_frames; /* device records the heap holds */
+    p->k = k;
+    p->target = device_frames;
+    if (device_frames < cur) {
+        capmem__fail(CAPMEM_E_DENIED, NULL,
+                     "the heap holds records for %llu device frames and a heap frame is never "
+                     "returned: the reserve only grows (asked for %llu)",
+                     (unsigned long long)cur, (unsigned long long)device_frames);
+        capmem__detail()->needed = device_frames;
+        capmem__detail()->available = cur;
+        return CAPMEM_E_DENIED;
+    }
+    if (device_frames == cur) {
+        return CAPMEM_OK;
+    }
+    const uint64_t page_frames = arena->mem.ram_size >> arena->mem.page_shift;
+    if (!arena->mem.ram_handed_out) {
+        /* Still booting: chunk 0 grows in place over RAM no one holds yet. */
+        CAPMEM_ASSERT(k->nchunks == 1, "nothing is borrowed before RAM is handed out");
+        uint64_t records = 0;
+        uint64_t heap = 0;
+        uint64_t need = 0;
+        if (!capmem__add_ok(k->ram_frames, device_frames, &records) ||
+            !frames_for(arena, records, k->record_size, &heap) ||
+            !capmem__add_ok(heap, k->image_frames, &need) || need >= page_frames) {
+            return capmem__fail_space(
+                CAPMEM_E_OUT_OF_RAM, NULL, need, page_frames,
+                "a kernel image of %llu frames and a heap for %llu + %llu "
+                "records do not fit in %llu frames of RAM with one to spare",
+                (unsigned long long)k->image_frames, (unsigned long long)k->ram_frames,
+                (unsigned long long)device_frames, (unsigned long long)page_frames);
+        }
+        p->boot = heap;
+        return CAPMEM_OK;
+    }
+    /* RAM is handed out: the frames can only be borrowed through the banks, as HYBRID's growth. */
+    if (k->lender == NULL) {
+        return capmem__fail(CAPMEM_E_DENIED, NULL,
+                            "RAM is handed out and no bank service lends frames: the kernel "
+                            "never takes a frame from under the banks or the RAM service");
+    }
+    if (k->nchunks == CAPMEM__KCHUNKS) {
+        return capmem__fail_space(CAPMEM_E_OUT_OF_METADATA, NULL, device_frames, cur,
+                                  "the heap has grown as many times as it can (%u chunks)",
+                                  CAPMEM__KCHUNKS);
+    }
+    /* Records for the missing frames, in whole frames (a chunk's slots are floor(bytes / size)). */
+    if (!frames_for(arena, device_frames - cur, k->record_size, &p->grow)) {
+        return capmem__fail_range(NULL, 1, device_frames, cur, UINT64_MAX, "device frames");
+    }
+    return k->lender->can_lend(arena, k->lender->ctx, p->grow);
+}
+
+static void invoke_reserve(capmem_arena_t *arena, const reserve_plan_t *p)
+{
+    capmem__kernel_t *k = p->k;
+    if (p->boot > 0) {
+        capmem__kchunk_t *c = &k->chunks[0];
+        const uint64_t old = c->frames;
+        const uint64_t first = k->image_frames + old; /* the RAM frames the heap takes over */
+        capmem__backing_zero(&arena->mem, c->off + (old << arena->mem.page_shift),
+                             (p->boot - old) << arena->mem.page_shift);
+        c->frames = p->boot;
+        c->slots = (p->boot << arena->mem.page_shift) / k->record_size;
+        k->capacity = c->slots;
+        k->boot_heap_frames = p->boot;
+        k->device_frames = p->target;
+        k->seen_heap = k->seen_heap > p->boot ? k->seen_heap : p->boot;
+        arena->mem.kernel_reserved = (k->image_frames + p->boot) << arena->mem.page_shift;
+        for (uint64_t f = first; f < k->image_frames + p->boot; f++) {
+            capmem__kernel_slot(arena, k, f)->flags |= CAPMEM_KERNEL_FLAG_KERNEL;
+        }
+        emit_heap(arena, CAPMEM_KERNEL_HEAP_BOOT, c->off + (old << arena->mem.page_shift),
+                  p->boot - old, "boot heap grew by");
+    } else if (p->grow > 0) {
+        borrow(arena, k, p->grow);
+        k->device_frames = p->target;
+    }
+}
+
+capmem_err_t capmem_kernel_set_reserve(capmem_arena_t *arena, uint64_t device_frames)
+{
+    if (arena == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
+    }
+    CAPMEM__ENTER_OR_RETURN(arena);
+    reserve_plan_t plan = {0};
+    capmem_err_t err = decode_reserve(arena, device_frames, &plan);
+    if (err == CAPMEM_OK) {
+        invoke_reserve(arena, &plan);
     }
     CAPMEM__LEAVE(arena);
     return err;

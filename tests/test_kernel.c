@@ -567,6 +567,176 @@ static void test_kernel_strategy_names(void **state)
     assert_true(CAPMEM_EVENT_KIND_COUNT <= 32);
 }
 
+/* Nothing changed: the kernel's info, and the prime bank's when there is one. */
+static void same_kernel(capmem_arena_t *a, const capmem_kernel_info_t *before)
+{
+    capmem_kernel_info_t now = info_of(a);
+    assert_memory_equal(&now, before, sizeof(now));
+}
+
+static capmem_bank_info_t bank_of(capmem_arena_t *a, capmem_cap_t b)
+{
+    capmem_bank_info_t i;
+    assert_ok(capmem_bank_info(a, b, &i));
+    return i;
+}
+
+/* Before RAM is handed out, a larger reserve grows the boot heap in place, as a larger boot. */
+static void test_kernel_set_reserve_grows_the_boot_heap_while_booting(void **state)
+{
+    (void)state;
+    capmem_arena_t *a = arena_new();
+    boot(a, CAPMEM_KERNEL_FIXED, 1024);
+    assert_int_equal(info_of(a).boot_heap_frames, 60);
+    capmem_kernel_info_t before = info_of(a);
+    /* Shrinking is refused (a heap frame is never returned); the same reserve changes nothing. */
+    assert_err(capmem_kernel_set_reserve(a, 1000), CAPMEM_E_DENIED);
+    assert_int_equal(capmem_last_error()->needed, 1000);
+    assert_int_equal(capmem_last_error()->available, 1024);
+    same_kernel(a, &before);
+    assert_ok(capmem_kernel_set_reserve(a, 1024));
+    same_kernel(a, &before);
+    /* More than RAM can hold with a frame to spare, or an overflow: OUT_OF_RAM. */
+    assert_err(capmem_kernel_set_reserve(a, 400000), CAPMEM_E_OUT_OF_RAM);
+    same_kernel(a, &before);
+    assert_err(capmem_kernel_set_reserve(a, UINT64_MAX), CAPMEM_E_OUT_OF_RAM);
+    same_kernel(a, &before);
+    CHECK_INVARIANTS(a);
+    /* 2,048: the boot heap is 72 frames, as if booted with it; the records are there. */
+    heap_events_t h = {{0}, {0}};
+    capmem_subscription_t sub = 0;
+    assert_ok(capmem_subscribe(a, CAPMEM_EVENT_MASK(CAPMEM_EVENT_KERNEL_HEAP), on_heap, &h, &sub));
+    assert_ok(capmem_kernel_set_reserve(a, 2048));
+    assert_int_equal(h.n[CAPMEM_KERNEL_HEAP_BOOT], 1);
+    assert_int_equal(h.frames[CAPMEM_KERNEL_HEAP_BOOT], 12);
+    capmem_kernel_info_t i = info_of(a);
+    assert_int_equal(i.boot_heap_frames, 72);
+    assert_int_equal(i.heap_frames, 72);
+    assert_int_equal(i.borrowed_frames, 0);
+    assert_int_equal(i.records_capacity, 6144);
+    assert_int_equal(i.device_reserve, 2048);
+    assert_int_equal(i.kernel_frames, 136);
+    capmem_kernel_frame_t f;
+    assert_ok(capmem_kernel_frame(a, 0x100000 + 130 * PAGE, &f));
+    assert_true(f.flags & CAPMEM_KERNEL_FLAG_KERNEL); /* now a heap frame */
+    CHECK_INVARIANTS(a);
+    capmem_device_info_t d;
+    assert_ok(capmem_arena_device_add(a, DEV_A, 2048 * PAGE, &d));
+    CHECK_INVARIANTS(a);
+    /* The boot untypeds start after the grown heap. */
+    capmem_untyped_info_t ut[16];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, ut, 16, &n));
+    for (size_t k = 0; k < n && k < 16; k++) {
+        assert_true(ut[k].device || ut[k].phys >= 0x100000 + 136 * PAGE);
+    }
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+/*
+ * After RAM is handed out the reserve grows only by frames the banks lend:
+ * charged to the kernel's bank (made now under FIXED), the prime bank's
+ * limit unchanged. Each refusal changes nothing.
+ */
+static void test_kernel_set_reserve_after_boot_borrows_from_the_banks(void **state)
+{
+    (void)state;
+    capmem_arena_t *a = arena_new();
+    boot(a, CAPMEM_KERNEL_FIXED, 1024);
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    assert_ok(capmem_ram_boot(a, NULL, &root));
+    capmem_kernel_info_t before = info_of(a);
+    /* No bank service: nobody may lend, and the kernel takes nothing from under the RAM service. */
+    assert_err(capmem_kernel_set_reserve(a, 2048), CAPMEM_E_DENIED);
+    same_kernel(a, &before);
+    capmem_bank_service_attr_t at = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    at.frames = 100;
+    capmem_cap_t prime = CAPMEM_CAP_NULL;
+    assert_ok(capmem_bank_service_create(a, root, &at, &prime));
+    CHECK_INVARIANTS(a);
+    assert_int_equal(bank_of(a, prime).children, 0); /* FIXED: no kernel bank yet */
+    capmem_device_info_t d;
+    assert_err(capmem_arena_device_add(a, DEV_A, 2048 * PAGE, &d), CAPMEM_E_OUT_OF_METADATA);
+    /* 1,024 records more: 12 frames borrowed, charged to the kernel bank under the prime bank. */
+    assert_ok(capmem_kernel_set_reserve(a, 2048));
+    capmem_kernel_info_t i = info_of(a);
+    assert_int_equal(i.borrowed_frames, 12);
+    assert_int_equal(i.heap_frames, 60 + 12);
+    assert_int_equal(i.boot_heap_frames, 60);
+    assert_true(i.device_reserve >= 2048);
+    capmem_bank_info_t pi = bank_of(a, prime);
+    assert_int_equal(pi.limit[CAPMEM_BANK_FRAME], 100); /* the prime limit never falls */
+    assert_int_equal(pi.used[CAPMEM_BANK_FRAME], 12);
+    assert_int_equal(pi.used[CAPMEM_BANK_NODE], 1); /* the kernel bank's record */
+    assert_int_equal(pi.children, 1);
+    CHECK_INVARIANTS(a);
+    assert_ok(capmem_arena_device_add(a, DEV_A, 2048 * PAGE, &d));
+    CHECK_INVARIANTS(a);
+    /* Below what the heap holds now: refused. */
+    before = info_of(a);
+    assert_err(capmem_kernel_set_reserve(a, 1024), CAPMEM_E_DENIED);
+    same_kernel(a, &before);
+    /* The banks lend what their limits allow: 88 frames left, 24 + 12 asked. */
+    capmem_cap_t fr[80];
+    const capmem_bank_type_t t = CAPMEM_BANK_FRAME;
+    for (int k = 0; k < 80; k++) {
+        assert_ok(capmem_bank_alloc(a, prime, &t, 1, &fr[k]));
+    }
+    pi = bank_of(a, prime);
+    assert_err(capmem_kernel_set_reserve(a, 2048 + 9 * 85 + 1), CAPMEM_E_LIMIT_REACHED);
+    assert_int_equal(capmem_last_error()->needed, 9);
+    assert_int_equal(capmem_last_error()->available, 8);
+    same_kernel(a, &before);
+    capmem_bank_info_t pj = bank_of(a, prime);
+    assert_memory_equal(&pi, &pj, sizeof(pi));
+    /* Free frames scattered: no contiguous run (OUT_OF_PHYS). */
+    for (int k = 0; k < 80; k += 2) {
+        assert_ok(capmem_bank_free(a, prime, &fr[k], 1));
+    }
+    pi = bank_of(a, prime);
+    assert_err(capmem_kernel_set_reserve(a, 2048 + 9 * 85 + 1), CAPMEM_E_OUT_OF_PHYS);
+    same_kernel(a, &before);
+    pj = bank_of(a, prime);
+    assert_memory_equal(&pi, &pj, sizeof(pi));
+    CHECK_INVARIANTS(a);
+    /* The service cannot close under the heap's borrowed frames. */
+    assert_err(capmem_bank_service_destroy(a, prime), CAPMEM_E_DELETE_FIRST);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+/* The heap grows at most 63 times after boot (64 chunks); the strategy and boot are checked. */
+static void test_kernel_set_reserve_limits(void **state)
+{
+    (void)state;
+    assert_err(capmem_kernel_set_reserve(NULL, 1), CAPMEM_E_INVALID_ARGS);
+    capmem_arena_t *a = arena_new();
+    assert_err(capmem_kernel_set_reserve(a, 1), CAPMEM_E_NOT_FOUND);
+    boot(a, CAPMEM_KERNEL_HYBRID, 0);
+    capmem_cap_t prime = banks_open(a, 200);
+    uint64_t reserve = info_of(a).records_capacity - RAM_FRAMES;
+    for (int k = 1; k < 64; k++) {
+        reserve += 85; /* one frame of 48-byte records */
+        assert_ok(capmem_kernel_set_reserve(a, reserve));
+    }
+    CHECK_INVARIANTS(a);
+    capmem_kernel_info_t before = info_of(a);
+    assert_int_equal(before.borrowed_frames, 63);
+    assert_int_equal(bank_of(a, prime).used[CAPMEM_BANK_NODE], 1); /* HYBRID's kernel bank */
+    assert_err(capmem_kernel_set_reserve(a, reserve + 1), CAPMEM_E_OUT_OF_METADATA);
+    same_kernel(a, &before);
+    capmem_arena_destroy(a);
+    /* CONSERVATIVE reserved its window at boot: no reconfiguration. */
+    a = arena_new();
+    boot(a, CAPMEM_KERNEL_CONSERVATIVE, 1024);
+    before = info_of(a);
+    assert_err(capmem_kernel_set_reserve(a, 2048), CAPMEM_E_UNSUPPORTED);
+    same_kernel(a, &before);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -584,6 +754,9 @@ int main(void)
         cmocka_unit_test(test_kernel_checker_finds_each_broken_invariant),
         cmocka_unit_test(test_kernel_heap_events_and_walk),
         cmocka_unit_test(test_kernel_strategy_names),
+        cmocka_unit_test(test_kernel_set_reserve_grows_the_boot_heap_while_booting),
+        cmocka_unit_test(test_kernel_set_reserve_after_boot_borrows_from_the_banks),
+        cmocka_unit_test(test_kernel_set_reserve_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

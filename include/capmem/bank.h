@@ -243,7 +243,7 @@ typedef struct capmem_bank_info {
     uint32_t children; /**< sub-banks */
     unsigned rights;   /**< of the capability asked about */
     bool is_prime;
-    bool is_kernel; /**< the kernel heap's bank (hybrid) */
+    bool is_kernel; /**< the kernel heap's bank (hybrid, or a fixed reserve grown after boot) */
 } capmem_bank_info_t;
 
 /**

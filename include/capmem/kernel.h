@@ -15,7 +15,8 @@
  *
  * - CAPMEM_KERNEL_FIXED: records for a number of device frames are made at
  *   boot; device memory beyond them is refused (OUT_OF_METADATA, with the
- *   records needed and available in the detail).
+ *   records needed and available in the detail) until the reserve is
+ *   reconfigured with capmem_kernel_set_reserve().
  * - CAPMEM_KERNEL_HYBRID: a fixed part made at boot, then growth in which
  *   every heap frame is borrowed through the space banks (the kernel's
  *   bank, a child of the prime bank): the kernel never takes a frame from
@@ -120,6 +121,43 @@ CAPMEM_API capmem_err_t capmem_kernel_boot(capmem_arena_t *arena, const capmem_k
  *         the device frames present (detail: the bounds)
  */
 CAPMEM_API capmem_err_t capmem_kernel_end_boot(capmem_arena_t *arena, uint64_t keep_device_frames);
+
+/**
+ * Reconfigure the device reserve (FIXED; also HYBRID's fixed part): make
+ * the heap hold records for at least @p device_frames device frames in
+ * all, present or not. Where the new heap frames come from depends on
+ * when:
+ *
+ * - before RAM is handed out (capmem_untyped_boot(), capmem_ram_boot()):
+ *   the boot heap grows in place over the RAM frames after it, as if the
+ *   kernel had booted with the larger reserve (a KERNEL_HEAP event, BOOT);
+ * - after: the frames are borrowed through the space banks, as HYBRID's
+ *   growth does: one contiguous run from the prime bank's free frames,
+ *   charged to the kernel's bank (a child of the prime bank, made now if
+ *   the service has none). The prime bank's limit does not change, its
+ *   usage rises: the banks lend, the kernel never takes a frame from
+ *   under them (a KERNEL_HEAP event, GROW).
+ *
+ * The reserve only grows: a heap frame is never returned. Asking for the
+ * reserve the heap holds already changes nothing and succeeds.
+ *
+ * @retval CAPMEM_E_INVALID_ARGS arena NULL
+ * @retval CAPMEM_E_NOT_FOUND   the kernel is not booted
+ * @retval CAPMEM_E_UNSUPPORTED the strategy is CONSERVATIVE (its window was reserved at boot; only
+ *         capmem_kernel_end_boot() trims it)
+ * @retval CAPMEM_E_DENIED      @p device_frames below the device records the heap holds (a heap
+ *         frame is never returned; detail: needed = asked, available = held); or RAM is handed
+ *         out and no bank service exists to lend frames
+ * @retval CAPMEM_E_OUT_OF_RAM  before RAM is handed out: image and heap would not fit in RAM with
+ *         a frame to spare (detail: needed and available frames)
+ * @retval CAPMEM_E_LIMIT_REACHED the prime bank's frame limit cannot take the borrowed frames
+ *         (detail: needed and available)
+ * @retval CAPMEM_E_OUT_OF_PHYS the banks have no contiguous run of that many free frames
+ * @retval CAPMEM_E_OUT_OF_METADATA the heap has grown as many times as it can (64 chunks), or the
+ *         bank service's records are full (the kernel's bank needs one)
+ * @retval CAPMEM_E_RANGE       the growth overflows
+ */
+CAPMEM_API capmem_err_t capmem_kernel_set_reserve(capmem_arena_t *arena, uint64_t device_frames);
 
 /** A snapshot of the kernel heap. Frame counts are in pages of the arena. */
 typedef struct capmem_kernel_info {
