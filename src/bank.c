@@ -371,11 +371,38 @@ static void unlink_child(capmem__bank_t *b)
     b->sibling = NULL;
 }
 
+/*
+ * Asked before a close, revoke or delete kills a capability subtree
+ * (arena->kill_check): killing the prime bank's capability, or any
+ * capability it derives from (its dataspace, the account under the
+ * service, the accounts that one was opened from), would take the frames
+ * the kernel heap borrowed. Refused as capmem_bank_service_destroy refuses.
+ */
+static capmem_err_t kill_check(capmem_arena_t *arena, uint32_t slot, bool self)
+{
+    const capmem__bank_svc_t *svc = capmem__bank_service(arena);
+    if (svc == NULL || svc->heap_frames == 0) {
+        return CAPMEM_OK;
+    }
+    const uint32_t prime = svc->prime.slot;
+    for (uint32_t i = self ? prime : capmem__slot(&arena->cspace, prime)->parent; i != 0;
+         i = capmem__slot(&arena->cspace, i)->parent) {
+        if (i == slot) {
+            return capmem__fail(CAPMEM_E_DELETE_FIRST, NULL,
+                                "the bank service of \"%s\" would go, and the kernel heap "
+                                "borrowed %llu frames of it: a heap frame is never returned",
+                                svc->acc->label, (unsigned long long)svc->heap_frames);
+        }
+    }
+    return CAPMEM_OK;
+}
+
 /* The service is closing (the prime bank's capability died): everything else died first. */
 static void service_close(capmem_arena_t *arena, capmem__bank_svc_t *svc)
 {
     bank_state_t *st = capmem__layer_state(arena, &bank_layer);
     capmem__kernel_set_lender(arena, NULL);
+    arena->kill_check = NULL;
     if (svc->released_frames > 0) {
         capmem__kernel_unclaim_released(arena); /* the next service gets them */
     }
@@ -612,6 +639,7 @@ static capmem_cap_t invoke_service(capmem_arena_t *arena, const capmem_bank_serv
         make_kernel_bank(arena, svc);
     }
     capmem__kernel_set_lender(arena, &svc->lender);
+    arena->kill_check = kill_check;
     uint64_t roff = 0;
     uint64_t rframes = 0;
     if (capmem__kernel_claim_released(arena, &roff, &rframes)) {

@@ -293,6 +293,9 @@ capmem_err_t capmem_cap_delete(capmem_arena_t *arena, capmem_cap_t cap)
             capmem__fail(CAPMEM_E_REVOKE_FIRST, NULL, "%s capability has children: revoke it first",
                          capmem_obj_type_name((capmem_obj_type_t)s->type));
     }
+    if (err == CAPMEM_OK && arena->kill_check != NULL) {
+        err = arena->kill_check(arena, capmem__cap_index(cap), true);
+    }
     if (err == CAPMEM_OK) {
         capmem__cap_delete_leaf(arena, capmem__cap_index(cap));
     }
@@ -308,6 +311,9 @@ capmem_err_t capmem_cap_revoke(capmem_arena_t *arena, capmem_cap_t cap)
     CAPMEM__ENTER_OR_RETURN(arena);
     capmem__slot_t *s = NULL;
     capmem_err_t err = capmem__cap_lookup(arena, cap, CAPMEM_OBJ_NONE, 0, &s);
+    if (err == CAPMEM_OK && arena->kill_check != NULL) {
+        err = arena->kill_check(arena, capmem__cap_index(cap), false);
+    }
     if (err == CAPMEM_OK) {
         uint64_t n = capmem__cap_revoke_index(arena, capmem__cap_index(cap));
         arena->stats.revokes++;

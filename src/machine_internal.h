@@ -172,6 +172,15 @@ struct capmem_arena {
 
     capmem__stats_t stats;
     const capmem__device_hooks_t *device_hooks; /* or NULL */
+    /*
+     * A higher layer's veto, asked before a call kills a capability subtree
+     * (capmem_ram_close, capmem_cap_revoke, capmem_cap_delete): may the
+     * capabilities derived from @p slot (and @p slot itself when @p self)
+     * die? The space banks register it (a bank service the kernel heap
+     * borrowed from must stay). NULL: none. Returns OK or the error
+     * (capmem__fail), changing nothing.
+     */
+    capmem_err_t (*kill_check)(capmem_arena_t *arena, uint32_t slot, bool self);
 };
 
 /* Route device hot-plug through a higher layer's hooks (NULL: none). */

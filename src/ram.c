@@ -467,6 +467,9 @@ static capmem_err_t decode_destroy(capmem_arena_t *arena, capmem_cap_t root,
     }
     err = capmem__cap_require_original(capmem__slot(&arena->cspace, capmem__cap_index(root)),
                                        "destroy", "root account");
+    if (err == CAPMEM_OK && arena->kill_check != NULL) {
+        err = arena->kill_check(arena, acc->slot, true);
+    }
     if (err != CAPMEM_OK) {
         return err;
     }

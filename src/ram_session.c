@@ -136,7 +136,7 @@ static capmem_err_t decode_close(capmem_arena_t *arena, capmem_cap_t account,
                             "the root account has %u child sessions: close them first",
                             (*acc)->sessions);
     }
-    return CAPMEM_OK;
+    return arena->kill_check != NULL ? arena->kill_check(arena, (*acc)->slot, true) : CAPMEM_OK;
 }
 
 capmem_err_t capmem_ram_close(capmem_arena_t *arena, capmem_cap_t account)

@@ -166,6 +166,8 @@ CAPMEM_API capmem_err_t capmem_cap_mint(capmem_arena_t *arena, capmem_cap_t src,
  * @retval CAPMEM_E_INVALID_ARGS arena NULL
  * @retval CAPMEM_E_INVALID_CAP  stale or forged handle
  * @retval CAPMEM_E_REVOKE_FIRST the capability has children: revoke it first
+ * @retval CAPMEM_E_DELETE_FIRST a bank service the kernel heap borrowed frames from would die
+ *         (capmem/bank.h, capmem/kernel.h): a heap frame is never returned; nothing changed
  */
 CAPMEM_API capmem_err_t capmem_cap_delete(capmem_arena_t *arena, capmem_cap_t cap);
 
@@ -176,6 +178,8 @@ CAPMEM_API capmem_err_t capmem_cap_delete(capmem_arena_t *arena, capmem_cap_t ca
  *
  * @retval CAPMEM_E_INVALID_ARGS arena NULL
  * @retval CAPMEM_E_INVALID_CAP  stale or forged handle
+ * @retval CAPMEM_E_DELETE_FIRST a bank service the kernel heap borrowed frames from would die
+ *         (capmem/bank.h, capmem/kernel.h): a heap frame is never returned; nothing changed
  */
 CAPMEM_API capmem_err_t capmem_cap_revoke(capmem_arena_t *arena, capmem_cap_t cap);
 

@@ -154,6 +154,8 @@ CAPMEM_API capmem_err_t capmem_ram_boot(capmem_arena_t *arena, const capmem_ram_
  *
  * @retval CAPMEM_E_INVALID_ARGS arena NULL; @p root is a copy, or not a root account
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED (needs WRITE)
+ * @retval CAPMEM_E_DELETE_FIRST a bank service the kernel heap borrowed frames from would die
+ *         (capmem/bank.h, capmem/kernel.h): a heap frame is never returned; nothing changed
  */
 CAPMEM_API capmem_err_t capmem_ram_destroy(capmem_arena_t *arena, capmem_cap_t root);
 
@@ -200,7 +202,9 @@ CAPMEM_API capmem_err_t capmem_ram_open(capmem_arena_t *arena, capmem_cap_t pare
  *
  * @retval CAPMEM_E_INVALID_ARGS arena NULL, or @p account is a copy, not the original
  * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE, CAPMEM_E_DENIED (needs WRITE)
- * @retval CAPMEM_E_DELETE_FIRST root account with child sessions
+ * @retval CAPMEM_E_DELETE_FIRST root account with child sessions; or a bank service the kernel
+ *         heap borrowed frames from is under this account (capmem/bank.h): a heap frame is never
+ *         returned; nothing changed
  */
 CAPMEM_API capmem_err_t capmem_ram_close(capmem_arena_t *arena, capmem_cap_t account);
 
