@@ -381,7 +381,18 @@ static void unlink_child(capmem__bank_t *b)
 static capmem_err_t kill_check(capmem_arena_t *arena, uint32_t slot, bool self)
 {
     const capmem__bank_svc_t *svc = capmem__bank_service(arena);
-    if (svc == NULL || svc->heap_frames == 0) {
+    if (svc == NULL) {
+        return CAPMEM_OK;
+    }
+    for (unsigned i = 0; self && i < CAPMEM_BANK_SERVICE_UPGRADES; i++) {
+        if (svc->up_slot[i] == slot) {
+            return capmem__fail(CAPMEM_E_DELETE_FIRST, NULL,
+                                "this dataspace holds records of the bank service of \"%s\" (an "
+                                "upgrade): it goes with the service",
+                                svc->acc->label);
+        }
+    }
+    if (svc->heap_frames == 0) {
         return CAPMEM_OK;
     }
     const uint32_t prime = svc->prime.slot;
@@ -395,6 +406,19 @@ static capmem_err_t kill_check(capmem_arena_t *arena, uint32_t slot, bool self)
         }
     }
     return CAPMEM_OK;
+}
+
+/* Where a slab chunk goes back: the service's dataspace, or (NULL) an upgrade's, which frees it. */
+struct chunk_owner {
+    capmem_alloc_t *pages;
+    uint64_t off;
+    uint64_t bytes;
+};
+
+static capmem_alloc_t *chunk_owner(void *ctx, uint64_t off)
+{
+    const struct chunk_owner *o = ctx;
+    return off >= o->off && off - o->off < o->bytes ? o->pages : NULL;
 }
 
 /* The service is closing (the prime bank's capability died): everything else died first. */
@@ -427,9 +451,18 @@ static void service_close(capmem_arena_t *arena, capmem__bank_svc_t *svc)
      * record pool (Valgrind's mempool); the record is in it: copy it out.
      */
     capmem__meta_t m = svc->meta;
-    capmem__meta_release(arena, pages[0], &m);
+    uint32_t up[CAPMEM_BANK_SERVICE_UPGRADES];
+    memcpy(up, svc->up_slot, sizeof(up));
+    struct chunk_owner own = {.pages = pages[0], .off = svc->page_off, .bytes = svc->page_bytes};
+    capmem__meta_release_to(arena, &m, chunk_owner, &own);
     capmem_alloc_destroy(pages[0]);
     capmem_alloc_destroy(pages[1]);
+    /* The upgrades' dataspaces go last: their memory is the account's again. */
+    for (unsigned i = 0; i < CAPMEM_BANK_SERVICE_UPGRADES; i++) {
+        if (up[i] != 0) {
+            kill_slot(arena, up[i]);
+        }
+    }
 }
 
 static void bank_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
@@ -707,6 +740,103 @@ capmem_err_t capmem_bank_service_destroy(capmem_arena_t *arena, capmem_cap_t pri
     }
     if (err == CAPMEM_OK) {
         kill_slot(arena, svc->ds_slot); /* the prime bank is its child: everything goes */
+    }
+    CAPMEM__LEAVE(arena);
+    return err;
+}
+
+typedef struct upgrade_plan {
+    capmem__bank_svc_t *svc;
+    unsigned idx; /* the free entry of up_slot */
+} upgrade_plan_t;
+
+static capmem_err_t decode_upgrade(capmem_arena_t *arena, capmem_cap_t prime, capmem_cap_t payer,
+                                   uint64_t bytes, upgrade_plan_t *p)
+{
+    if (bytes == 0 || !capmem__is_aligned(bytes, arena->mem.page_size)) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
+                            "an upgrade of %llu bytes is not a non-zero multiple of the page size",
+                            (unsigned long long)bytes);
+    }
+    capmem__bank_t *b = NULL;
+    capmem_err_t err = bank_lookup(arena, prime, 0, NULL, &b);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    if (!(b->flags & CAPMEM__BANK_PRIME)) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, NULL,
+                            "not a prime bank: the service is upgraded through its prime bank");
+    }
+    capmem__account_t *acc = NULL;
+    err = capmem__account_lookup(arena, payer, CAPMEM_RIGHT_WRITE, &acc);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    p->svc = capmem__bank_svc_of(b);
+    if (acc != p->svc->acc) {
+        return capmem__fail(CAPMEM_E_DENIED, NULL,
+                            "the bank service can only be upgraded by its account \"%s\"",
+                            p->svc->acc->label);
+    }
+    p->idx = 0;
+    while (p->idx < CAPMEM_BANK_SERVICE_UPGRADES && p->svc->up_slot[p->idx] != 0) {
+        p->idx++;
+    }
+    if (p->idx == CAPMEM_BANK_SERVICE_UPGRADES) {
+        return capmem__fail_range(NULL, 1, CAPMEM_BANK_SERVICE_UPGRADES + 1, 1,
+                                  CAPMEM_BANK_SERVICE_UPGRADES, "upgrades of a bank service");
+    }
+    err = capmem__account_can_pay(acc, bytes, "the upgrade");
+    if (err == CAPMEM_OK) {
+        err = capmem__cap_reserve_check(arena, &acc->caps, 1);
+    }
+    if (err == CAPMEM_OK && !capmem__meta_has_room(&acc->meta, 1)) {
+        err = capmem__meta_full(&acc->meta, 1);
+    }
+    if (err == CAPMEM_OK) {
+        err = capmem__ram_phys_check(acc->phys, bytes, "a bank service upgrade");
+    }
+    return err;
+}
+
+static void invoke_upgrade(capmem_arena_t *arena, capmem_cap_t prime, uint64_t bytes,
+                           const upgrade_plan_t *p)
+{
+    capmem__bank_svc_t *svc = p->svc;
+    capmem__account_t *acc = svc->acc;
+    capmem__ds_t *rec = NULL;
+    uint64_t off = 0;
+    capmem_err_t err = capmem__meta_alloc(arena, &acc->meta, (void **)&rec);
+    if (err == CAPMEM_OK) {
+        err = capmem_alloc_alloc(acc->phys, bytes, arena->mem.page_size, &off);
+    }
+    CAPMEM_ASSERT(err == CAPMEM_OK, "the record and the range were checked");
+    (void)err;
+    capmem__backing_zero(&arena->mem, off, bytes);
+    const capmem_cap_t h = capmem__ds_make_ram(arena, acc, rec, off, bytes);
+    capmem__stat_add(&arena->stats.dataspaces, 1);
+    svc->up_slot[p->idx] = capmem__cap_index(h);
+    capmem__meta_add_chunk_at(arena, &svc->meta, off, bytes);
+    svc->upgraded += bytes;
+    arena->stats.upgrades++;
+    if (capmem__events_on(arena)) {
+        capmem__emitf(arena, CAPMEM_EVENT_UPGRADE, prime, bytes, svc->meta.donation,
+                      "upgrading the bank service's donation by %llu bytes (\"%s\" pays)",
+                      (unsigned long long)bytes, acc->label);
+    }
+}
+
+capmem_err_t capmem_bank_service_upgrade(capmem_arena_t *arena, capmem_cap_t prime,
+                                         capmem_cap_t payer, uint64_t bytes)
+{
+    if (arena == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena is NULL");
+    }
+    CAPMEM__ENTER_OR_RETURN(arena);
+    upgrade_plan_t plan = {0};
+    capmem_err_t err = decode_upgrade(arena, prime, payer, bytes, &plan);
+    if (err == CAPMEM_OK) {
+        invoke_upgrade(arena, prime, bytes, &plan);
     }
     CAPMEM__LEAVE(arena);
     return err;

@@ -138,7 +138,8 @@ capmem_err_t capmem__bank_check(capmem_arena_t *arena, void *state, char *why, s
     const uint64_t used0 = svc->page_bytes - capmem_alloc_avail(svc->pages[0]);
     const uint64_t used1 =
         svc->pages[1] != NULL ? svc->released_frames * page - capmem_alloc_avail(svc->pages[1]) : 0;
-    if (used0 + used1 != svc->meta.donation + (frames + svc->heap_frames) * page) {
+    /* The upgrades' chunks are in their own dataspaces, not in the service's. */
+    if (used0 + used1 + svc->upgraded != svc->meta.donation + (frames + svc->heap_frames) * page) {
         broken(&w,
                "%llu bytes of frames handed out, the donation, %llu frames and %llu heap frames "
                "make %llu",

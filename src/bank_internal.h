@@ -78,6 +78,13 @@ struct capmem__bank_svc {
     uint32_t ds_slot;
     uint32_t banks; /* sub-banks alive (the prime bank not counted) */
     capmem__kernel_lender_t lender;
+    /*
+     * Upgrades of the donation (capmem_bank_service_upgrade): each one a RAM
+     * dataspace of the account, whose memory is one more chunk of the slab;
+     * they die with the service (service_close). upgraded: their bytes.
+     */
+    uint64_t upgraded;
+    uint32_t up_slot[CAPMEM_BANK_SERVICE_UPGRADES];
 };
 
 _Static_assert(sizeof(capmem__bank_svc_t) <= CAPMEM_BANK_SERVICE_SLOTS * CAPMEM__REC,

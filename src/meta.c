@@ -157,6 +157,12 @@ void capmem__meta_free(capmem_arena_t *arena, capmem__meta_t *m, void *rec)
 
 void capmem__meta_release(capmem_arena_t *arena, capmem_alloc_t *phys, capmem__meta_t *m)
 {
+    capmem__meta_release_to(arena, m, NULL, phys);
+}
+
+void capmem__meta_release_to(capmem_arena_t *arena, capmem__meta_t *m,
+                             capmem_alloc_t *(*pick)(void *ctx, uint64_t off), void *ctx)
+{
     const capmem__backing_t *mem = &arena->mem;
     /* The chunk headers, the session record and any record left go with the chunks. */
     capmem__stat_sub(&arena->stats.records, m->used);
@@ -170,10 +176,13 @@ void capmem__meta_release(capmem_arena_t *arena, capmem_alloc_t *phys, capmem__m
         uint64_t size = hdr->size;
         VALGRIND_MAKE_MEM_DEFINED(c, size);
         const uint64_t off = (uint64_t)(c - mem->base);
-        capmem_err_t err = capmem_alloc_free(phys, off, size);
-        CAPMEM_ASSERT(err == CAPMEM_OK, "a chunk was allocated from this service");
-        (void)err;
-        capmem__alloc_settle(phys, off, off + size);
+        capmem_alloc_t *phys = pick != NULL ? pick(ctx, off) : ctx;
+        if (phys != NULL) {
+            capmem_err_t err = capmem_alloc_free(phys, off, size);
+            CAPMEM_ASSERT(err == CAPMEM_OK, "a chunk was allocated from this service");
+            (void)err;
+            capmem__alloc_settle(phys, off, off + size);
+        }
         c = next;
     }
     m->chunks = NULL;

@@ -93,6 +93,13 @@ capmem_err_t capmem__meta_alloc(capmem_arena_t *arena, capmem__meta_t *m, void *
 void capmem__meta_free(capmem_arena_t *arena, capmem__meta_t *m, void *rec);
 /* Give every chunk back to @p phys. The slab (and the session record in it) is gone. */
 void capmem__meta_release(capmem_arena_t *arena, capmem_alloc_t *phys, capmem__meta_t *m);
+/*
+ * The same, each chunk to the allocator @p pick names for its offset; a
+ * NULL answer leaves the chunk's memory to its owner (a dataspace that
+ * frees it when it dies).
+ */
+void capmem__meta_release_to(capmem_arena_t *arena, capmem__meta_t *m,
+                             capmem_alloc_t *(*pick)(void *ctx, uint64_t off), void *ctx);
 
 /* OUT_OF_METADATA for @p slots records of @p m, with the numbers. */
 capmem_err_t capmem__meta_full(const capmem__meta_t *m, uint64_t slots);

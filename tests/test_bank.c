@@ -419,6 +419,139 @@ static void test_bank_account_close_takes_the_service(void **state)
     CHECK_INVARIANTS(a);
 }
 
+typedef struct ds_list {
+    capmem_cap_t cap[16];
+    size_t n;
+} ds_list_t;
+
+/* The dataspaces right under an account. */
+static int list_ds(const capmem_cap_info_t *ci, unsigned depth, void *ctx)
+{
+    ds_list_t *l = ctx;
+    if (depth == 1 && ci->type == CAPMEM_OBJ_DATASPACE && l->n < 16) {
+        l->cap[l->n++] = ci->cap;
+    }
+    return 0;
+}
+
+/* Nothing changed: the prime bank, the account and the stats are as before. */
+typedef struct upgrade_view {
+    capmem_bank_info_t bank;
+    capmem_ram_info_t ram;
+    capmem_stats_t stats;
+} upgrade_view_t;
+
+static upgrade_view_t upgrade_view(fixture_t *f)
+{
+    upgrade_view_t v;
+    memset(&v, 0, sizeof(v));
+    v.bank = info(f, f->prime);
+    assert_ok(capmem_ram_info(f->w.arena, f->w.client, &v.ram));
+    v.stats.size = sizeof(v.stats);
+    assert_ok(capmem_stats(f->w.arena, &v.stats));
+    return v;
+}
+
+static void same_view(fixture_t *f, const upgrade_view_t *before)
+{
+    upgrade_view_t now = upgrade_view(f);
+    assert_memory_equal(&now.bank, &before->bank, sizeof(now.bank));
+    assert_memory_equal(&now.ram, &before->ram, sizeof(now.ram));
+    assert_int_equal(now.stats.upgrades, before->stats.upgrades);
+    assert_int_equal(now.stats.dataspaces.current, before->stats.dataspaces.current);
+}
+
+/*
+ * A full record slab refuses with OUT_OF_METADATA; the service's account
+ * upgrades the donation (one more dataspace of its quota) and the records
+ * come back. Each bad upgrade changes nothing; the upgrades go with the
+ * service.
+ */
+static void test_bank_service_upgrade_adds_records(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->w.arena;
+    const capmem_bank_type_t t = CAPMEM_BANK_NODE;
+    capmem_cap_t n = CAPMEM_CAP_NULL;
+    unsigned made = 0;
+    while (capmem_bank_alloc(a, f->prime, &t, 1, &n) == CAPMEM_OK) {
+        made++;
+    }
+    assert_int_equal(capmem_last_error()->code, CAPMEM_E_OUT_OF_METADATA);
+    /* 64 KiB of records: 1,024 slots - a chunk header - 5 for the service = 1,018 nodes. */
+    assert_int_equal(made, 1018);
+    CHECK_INVARIANTS(a);
+    upgrade_view_t before = upgrade_view(f);
+    /* Bad upgrades: each gets its error and changes nothing. */
+    assert_err(capmem_bank_service_upgrade(NULL, f->prime, f->w.client, PAGE),
+               CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_bank_service_upgrade(a, f->prime, f->w.client, 0), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_bank_service_upgrade(a, f->prime, f->w.client, 100), CAPMEM_E_INVALID_ARGS);
+    assert_err(capmem_bank_service_upgrade(a, f->w.client, f->w.client, PAGE), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_bank_service_upgrade(a, f->prime, f->prime, PAGE), CAPMEM_E_WRONG_TYPE);
+    assert_err(capmem_bank_service_upgrade(a, f->prime, f->w.root, PAGE), CAPMEM_E_DENIED);
+    assert_err(capmem_bank_service_upgrade(a, f->prime, f->w.client, 64ull << 20),
+               CAPMEM_E_OUT_OF_RAM);
+    same_view(f, &before);
+    CHECK_INVARIANTS(a);
+    /* A sub-bank is not the service (made after a first upgrade: the slab was full). */
+    assert_ok(capmem_bank_service_upgrade(a, f->prime, f->w.client, PAGE));
+    upgrade_view_t after = upgrade_view(f);
+    assert_int_equal(after.ram.used, before.ram.used + PAGE); /* the account pays */
+    assert_int_equal(after.stats.upgrades, before.stats.upgrades + 1);
+    assert_int_equal(after.bank.limit[CAPMEM_BANK_FRAME], before.bank.limit[CAPMEM_BANK_FRAME]);
+    CHECK_INVARIANTS(a);
+    capmem_cap_t sub = child(f, f->prime, 10, 10);
+    before = upgrade_view(f);
+    assert_err(capmem_bank_service_upgrade(a, sub, f->w.client, PAGE), CAPMEM_E_INVALID_ARGS);
+    same_view(f, &before);
+    /* 4 KiB more: 64 slots - a header = 63 records, one of them the sub-bank's. */
+    made = 0;
+    while (capmem_bank_alloc(a, f->prime, &t, 1, &n) == CAPMEM_OK) {
+        made++;
+    }
+    assert_int_equal(capmem_last_error()->code, CAPMEM_E_OUT_OF_METADATA);
+    assert_int_equal(made, 62);
+    CHECK_INVARIANTS(a);
+    /* At most CAPMEM_BANK_SERVICE_UPGRADES upgrades. */
+    for (unsigned i = 1; i < CAPMEM_BANK_SERVICE_UPGRADES; i++) {
+        assert_ok(capmem_bank_service_upgrade(a, f->prime, f->w.client, PAGE));
+    }
+    before = upgrade_view(f);
+    assert_err(capmem_bank_service_upgrade(a, f->prime, f->w.client, PAGE), CAPMEM_E_RANGE);
+    same_view(f, &before);
+    CHECK_INVARIANTS(a);
+    /* The upgrades' dataspaces cannot be deleted alone; they go with the service. */
+    ds_list_t dl = {0};
+    assert_ok(capmem_cap_walk(a, f->w.client, list_ds, &dl));
+    assert_int_equal(dl.n, 1 + CAPMEM_BANK_SERVICE_UPGRADES); /* the service's and the upgrades' */
+    before = upgrade_view(f);
+    unsigned refused = 0;
+    for (size_t i = 0; i < dl.n; i++) {
+        capmem_err_t err = capmem_cap_delete(a, dl.cap[i]);
+        assert_true(err == CAPMEM_E_DELETE_FIRST || err == CAPMEM_E_REVOKE_FIRST);
+        refused += err == CAPMEM_E_DELETE_FIRST;
+    }
+    assert_int_equal(refused, CAPMEM_BANK_SERVICE_UPGRADES);
+    same_view(f, &before);
+    CHECK_INVARIANTS(a);
+    capmem_ram_info_t ri;
+    assert_ok(capmem_bank_service_destroy(a, f->prime));
+    assert_ok(capmem_ram_info(a, f->w.client, &ri));
+    assert_int_equal(ri.used, 0);
+    CHECK_INVARIANTS(a);
+    /* Closing the account takes a service and its upgrades alike. */
+    capmem_bank_service_attr_t at = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    at.frames = 16;
+    assert_ok(capmem_bank_service_create(a, f->w.client, &at, &f->prime));
+    assert_ok(capmem_bank_service_upgrade(a, f->prime, f->w.client, 2 * PAGE));
+    (void)child(f, f->prime, 4, 4);
+    CHECK_INVARIANTS(a);
+    assert_ok(capmem_ram_close(a, f->w.client));
+    f->w.client = CAPMEM_CAP_NULL;
+    CHECK_INVARIANTS(a);
+}
+
 typedef struct seen {
     unsigned kinds[CAPMEM_EVENT_KIND_COUNT];
 } seen_t;
@@ -692,6 +825,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bank_nodes_deep_remove_and_descriptions, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bank_stats_count_banks_and_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bank_service_upgrade_adds_records, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

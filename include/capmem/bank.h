@@ -66,6 +66,8 @@ typedef enum capmem_bank_type {
 #define CAPMEM_BANK_MAX_OBJECTS 3
 /** Slots of the service's record in its first chunk (the prime bank is one of them). */
 #define CAPMEM_BANK_SERVICE_SLOTS 5u
+/** Upgrades a bank service's donation takes at most (capmem_bank_service_upgrade()). */
+#define CAPMEM_BANK_SERVICE_UPGRADES 8u
 
 /** Rights of bank capabilities (their restrictions, turned around). */
 enum capmem_bank_rights {
@@ -226,6 +228,31 @@ CAPMEM_API capmem_err_t capmem_bank_remove(capmem_arena_t *arena, capmem_cap_t b
  */
 CAPMEM_API capmem_err_t capmem_bank_set_limits(capmem_arena_t *arena, capmem_cap_t bank,
                                                const capmem_bank_limits_t *limits);
+
+/**
+ * Upgrade a bank service's donation by @p bytes, paid from the quota of
+ * the account the service was opened on (@p payer must be it), as Genode
+ * clients upgrade a session's donation (capmem_ram_upgrade(),
+ * capmem_rm_upgrade()): the bytes become one more RAM dataspace of the
+ * account, charged to it like any other, whose memory is a new chunk of
+ * the service's 64-byte records (banks, nodes, frames' records). A full
+ * slab fails with CAPMEM_E_OUT_OF_METADATA; after an upgrade those calls
+ * succeed again. The prime bank's limit does not change. The upgrades die
+ * with the service. Emits an UPGRADE event (a = bytes, b = the donation).
+ *
+ * @retval CAPMEM_E_INVALID_ARGS arena NULL; bytes not a page multiple, or 0
+ * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE @p prime is not a bank or @p payer not an
+ *         account; CAPMEM_E_DENIED payer lacks WRITE
+ * @retval CAPMEM_E_INVALID_ARGS @p prime is a sub-bank, not a prime bank
+ * @retval CAPMEM_E_DENIED       @p payer is not the service's account
+ * @retval CAPMEM_E_RANGE        the service has been upgraded CAPMEM_BANK_SERVICE_UPGRADES times
+ * @retval CAPMEM_E_OUT_OF_RAM   the account's avail is below bytes (needed, available)
+ * @retval CAPMEM_E_OUT_OF_CAPS  the account's capability quota is used up
+ * @retval CAPMEM_E_OUT_OF_METADATA the account's own records are full (the dataspace needs one)
+ * @retval CAPMEM_E_OUT_OF_PHYS  no contiguous physical range of bytes
+ */
+CAPMEM_API capmem_err_t capmem_bank_service_upgrade(capmem_arena_t *arena, capmem_cap_t prime,
+                                                    capmem_cap_t payer, uint64_t bytes);
 
 /** A snapshot of a bank. */
 typedef struct capmem_bank_info {
