@@ -39,6 +39,7 @@ struct bank_ops {
     mbank_t b[MB];
     mobj_t o[MO];
     uint32_t dev[MD];
+    unsigned upgrades; /* of the bank service's donation */
     uint64_t ops;
     uint64_t refused;
     char why[320];
@@ -139,8 +140,9 @@ static uint64_t used(const bank_ops_t *m, int i, int t)
             n += used(m, c, t) + (t == CAPMEM_BANK_NODE);
         }
     }
-    if (i == 0 && m->strategy == CAPMEM_KERNEL_HYBRID) {
-        n += t == CAPMEM_BANK_NODE ? 1 : borrowed(m); /* the kernel's bank */
+    if (i == 0 && (m->strategy == CAPMEM_KERNEL_HYBRID || borrowed(m) > 0)) {
+        /* The kernel's bank: HYBRID's from the start, FIXED's once a reserve grew. */
+        n += t == CAPMEM_BANK_NODE ? 1 : borrowed(m);
     }
     return n;
 }
@@ -450,6 +452,59 @@ static int op_device(bank_ops_t *m, interp_src_t *src)
     return compare(m, got, want, "device_add");
 }
 
+/*
+ * Reconfigure the device reserve: CONSERVATIVE refuses, less than the heap
+ * holds is DENIED, the same is a no-op; more borrows through the banks
+ * (whether they can lend is the banks' business: any refusal changes
+ * nothing).
+ */
+static int op_reserve(bank_ops_t *m, interp_src_t *src)
+{
+    capmem_kernel_info_t before;
+    if (capmem_kernel_info(m->arena, &before) != CAPMEM_OK) {
+        return fail(m, "kernel_info failed");
+    }
+    const uint64_t cur = before.records_capacity - before.ram_records;
+    const unsigned pick = (unsigned)interp_take(src, 4);
+    const uint64_t ask = pick == 0 ? (cur > 0 ? cur - 1 : 0) : pick == 1 ? cur : cur + 40 * pick;
+    capmem_err_t got = capmem_kernel_set_reserve(m->arena, ask);
+    capmem_err_t want = m->strategy == CAPMEM_KERNEL_CONSERVATIVE ? CAPMEM_E_UNSUPPORTED
+                        : ask < cur                               ? CAPMEM_E_DENIED
+                                                                  : CAPMEM_OK;
+    if (want == CAPMEM_OK && ask > cur &&
+        (got == CAPMEM_E_LIMIT_REACHED || got == CAPMEM_E_OUT_OF_PHYS ||
+         got == CAPMEM_E_OUT_OF_METADATA)) {
+        want = got;
+    }
+    capmem_kernel_info_t k;
+    if (capmem_kernel_info(m->arena, &k) != CAPMEM_OK) {
+        return fail(m, "kernel_info failed");
+    }
+    if (got != CAPMEM_OK || ask == cur) {
+        if (memcmp(&k, &before, sizeof(k)) != 0) {
+            return fail(m, "a refused or empty set_reserve changed the heap");
+        }
+    } else if (k.records_capacity - k.ram_records < ask || k.heap_frames <= before.heap_frames) {
+        return fail(m, "set_reserve(%llu) left %llu device records", (unsigned long long)ask,
+                    (unsigned long long)(k.records_capacity - k.ram_records));
+    }
+    return compare(m, got, want, "kernel_set_reserve");
+}
+
+/* Upgrade the bank service's donation: up to CAPMEM_BANK_SERVICE_UPGRADES times. */
+static int op_upgrade(bank_ops_t *m, interp_src_t *src)
+{
+    capmem_cap_t payer = interp_take(src, 8) == 0 ? m->foreign : m->root;
+    capmem_err_t got = capmem_bank_service_upgrade(m->arena, m->b[0].cap, payer, PAGE);
+    capmem_err_t want = payer != m->root                             ? CAPMEM_E_WRONG_TYPE
+                        : m->upgrades < CAPMEM_BANK_SERVICE_UPGRADES ? CAPMEM_OK
+                                                                     : CAPMEM_E_RANGE;
+    if (got == CAPMEM_OK) {
+        m->upgrades++;
+    }
+    return compare(m, got, want, "bank_service_upgrade");
+}
+
 /* Free an object by deleting its original capability: its bank's usage falls as by a free. */
 static int op_delete(bank_ops_t *m, interp_src_t *src)
 {
@@ -467,7 +522,7 @@ static int op_delete(bank_ops_t *m, interp_src_t *src)
 int bank_ops_step(bank_ops_t *m, interp_src_t *src)
 {
     int rc = 0;
-    switch (interp_take(src, 11)) {
+    switch (interp_take(src, 13)) {
     case 0:
         rc = op_create(m, src);
         break;
@@ -493,6 +548,9 @@ int bank_ops_step(bank_ops_t *m, interp_src_t *src)
     case 8:
     case 9:
         rc = op_device(m, src);
+        break;
+    case 11:
+        rc = interp_take(src, 2) == 0 ? op_reserve(m, src) : op_upgrade(m, src);
         break;
     default:
         rc = op_delete(m, src);
