@@ -19,7 +19,8 @@
  * record, 64 bytes each, as for every other service; the frames are what
  * the prime bank may hand out (its frame limit). When the kernel is booted
  * (capmem/kernel.h) the frames it releases at the end of boot join the
- * prime bank, whose limit only grows, and with the hybrid strategy the
+ * prime bank, whose limit only grows, and with the hybrid strategy (or a
+ * fixed reserve grown after boot, capmem_kernel_set_reserve()) the
  * kernel's own bank (a child of the prime bank) lends the kernel heap its
  * frames.
  *
@@ -116,7 +117,8 @@ typedef struct capmem_bank_service_attr {
  * pays one RAM dataspace of donation + frames pages, one record of its own
  * donation, and two capabilities (the dataspace's and the prime bank's;
  * a hybrid kernel's bank has none: no one may destroy it, and its record
- * is one node charged to the prime bank). The prime bank's frame
+ * is one node charged to the prime bank; a fixed-reserve kernel's bank is
+ * made the same way when capmem_kernel_set_reserve() first borrows). The prime bank's frame
  * limit is @p frames (plus frames the kernel released at its end of boot),
  * its node limit is unlimited (records run out first); it cannot be
  * changed. One service per arena.

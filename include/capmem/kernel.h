@@ -59,7 +59,7 @@ CAPMEM_API CAPMEM_NODISCARD const char *capmem_kernel_strategy_name(capmem_kerne
 /** What a CAPMEM_EVENT_KERNEL_HEAP event reports (its b field). */
 typedef enum capmem_kernel_heap_op {
     CAPMEM_KERNEL_HEAP_BOOT = 1,    /**< the heap was carved at boot */
-    CAPMEM_KERNEL_HEAP_GROW = 2,    /**< frames borrowed through the banks (hybrid) */
+    CAPMEM_KERNEL_HEAP_GROW = 2,    /**< frames borrowed through the banks (hybrid, set_reserve) */
     CAPMEM_KERNEL_HEAP_RELEASE = 3, /**< frames given to the prime bank at the end of boot */
 } capmem_kernel_heap_op_t;
 
@@ -163,11 +163,13 @@ CAPMEM_API capmem_err_t capmem_kernel_set_reserve(capmem_arena_t *arena, uint64_
 typedef struct capmem_kernel_info {
     capmem_kernel_strategy_t strategy;
     uint64_t record_size;
-    uint64_t image_frames;     /**< RAM frames of the kernel image */
-    uint64_t boot_heap_frames; /**< heap frames carved at boot */
+    uint64_t image_frames; /**< RAM frames of the kernel image */
+    /** heap frames carved at boot (grown in place by capmem_kernel_set_reserve while booting) */
+    uint64_t boot_heap_frames;
     /** heap frames now (boot - released + borrowed); falls only at the end of boot */
     uint64_t heap_frames;
-    uint64_t borrowed_frames;  /**< heap frames borrowed through the banks (HYBRID) */
+    /** heap frames borrowed through the banks (HYBRID growth, capmem_kernel_set_reserve) */
+    uint64_t borrowed_frames;
     uint64_t released_frames;  /**< heap frames given to the prime bank (end of boot) */
     uint64_t records_capacity; /**< records the heap holds */
     uint64_t records_used;     /**< RAM frames + present device frames */
