@@ -719,9 +719,11 @@ static void test_kernel_set_reserve_after_boot_borrows_from_the_banks(void **sta
     CHECK_INVARIANTS(a);
     assert_ok(capmem_arena_device_add(a, DEV_A, 2048 * PAGE, &d));
     CHECK_INVARIANTS(a);
-    /* Below what the heap holds now: refused. */
+    /* Below what the heap holds now: refused; a growth that overflows: RANGE. */
     before = info_of(a);
     assert_err(capmem_kernel_set_reserve(a, 1024), CAPMEM_E_DENIED);
+    same_kernel(a, &before);
+    assert_err(capmem_kernel_set_reserve(a, UINT64_MAX), CAPMEM_E_RANGE);
     same_kernel(a, &before);
     /* The banks lend what their limits allow: 88 frames left, 24 + 12 asked. */
     capmem_cap_t fr[80];
