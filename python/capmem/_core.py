@@ -294,15 +294,23 @@ def _take_callback_exception():
 
 
 class _Entry:
-    """What a C context pointer leads to: the callable and its arena (weakly)."""
+    """What a C context pointer leads to: the callable and its arena (weakly).
 
-    __slots__ = ("arena_ref", "fn", "handle", "extra", "__weakref__")
+    ``handle`` makes the context pointer (ffi.new_handle). The handle keeps
+    the entry alive and the entry must not keep the handle (that would be a
+    cycle, freed only by the garbage collector): the keeper stores the
+    handle, never the entry.
+    """
+
+    __slots__ = ("arena_ref", "fn", "extra", "__weakref__")
 
     def __init__(self, arena, fn, extra=None):
         self.arena_ref = weakref.ref(arena)
         self.fn = fn
         self.extra = extra
-        self.handle = ffi.new_handle(self)
+
+    def handle(self):
+        return ffi.new_handle(self)
 
 
 @ffi.callback("capmem_rm_fault_result_t(capmem_arena_t *, const capmem_rm_fault_t *, void *)")
@@ -632,9 +640,10 @@ class Arena:
             t.ctx = ffi.NULL
             utype = self._user_types[type_name] = (t, name)
         holder = _Entry(self, on_destroy, obj)
+        handle = holder.handle()
         out = ffi.new("capmem_cap_t *")
-        self.call(lib.capmem_cap_create_user, utype[0], holder.handle, int(rights), out)
-        self._keep[id(holder)] = holder
+        self.call(lib.capmem_cap_create_user, utype[0], handle, int(rights), out)
+        self._keep[id(holder)] = handle
         return UserCap(self, out[0])
 
     # -- untyped and the RAM service
@@ -690,11 +699,11 @@ class Arena:
         in ``arena.callback_errors``.
         """
         mask = EVENT_ALL if kinds is None else _mask(kinds)
-        entry = _Entry(self, fn)
+        handle = _Entry(self, fn).handle()
         out = ffi.new("capmem_subscription_t *")
-        self.call(lib.capmem_subscribe, mask, _event_trampoline, entry.handle, out)
+        self.call(lib.capmem_subscribe, mask, _event_trampoline, handle, out)
         sub = Subscription(self, int(out[0]), fn)
-        self._subscriptions[sub.id] = entry
+        self._subscriptions[sub.id] = handle
         return sub
 
     def unsubscribe(self, sub):
@@ -705,7 +714,7 @@ class Arena:
     @property
     def event_handler(self):
         """The arena's own event callback (every kind), or None; assignable."""
-        return None if self._event_handler is None else self._event_handler.fn
+        return None if self._event_handler is None else ffi.from_handle(self._event_handler).fn
 
     @event_handler.setter
     def event_handler(self, fn):
@@ -713,9 +722,9 @@ class Arena:
             self.call(lib.capmem_arena_set_event_handler, ffi.NULL, ffi.NULL)
             self._event_handler = None
             return
-        entry = _Entry(self, fn)
-        self.call(lib.capmem_arena_set_event_handler, _event_trampoline, entry.handle)
-        self._event_handler = entry
+        handle = _Entry(self, fn).handle()
+        self.call(lib.capmem_arena_set_event_handler, _event_trampoline, handle)
+        self._event_handler = handle
 
     def trace_start(self, target=None, kinds=None):
         """Record events as JSON Lines (docs/inspect.md, "Traces").
@@ -1328,8 +1337,8 @@ class RegionMap(Cap):
         unresolved: the access raises UnresolvedFault, whose ``__cause__`` is
         the exception and ``callback_traceback`` its traceback.
         """
-        entry = self.arena._fault_handlers.get(self._key())
-        return None if entry is None else entry.fn
+        handle = self.arena._fault_handlers.get(self._key())
+        return None if handle is None else ffi.from_handle(handle).fn
 
     @fault_handler.setter
     def fault_handler(self, fn):
@@ -1350,10 +1359,9 @@ class RegionMap(Cap):
             self.arena.call(lib.capmem_rm_set_fault_handler, self.handle, ffi.NULL, ffi.NULL)
             self.arena._fault_handlers.pop(key, None)
             return
-        entry = _Entry(self.arena, fn)
-        self.arena.call(lib.capmem_rm_set_fault_handler, self.handle, _fault_trampoline,
-                        entry.handle)
-        self.arena._fault_handlers[key] = entry
+        handle = _Entry(self.arena, fn).handle()
+        self.arena.call(lib.capmem_rm_set_fault_handler, self.handle, _fault_trampoline, handle)
+        self.arena._fault_handlers[key] = handle
 
     def dataspace(self):
         """The map as a dataspace (created on first use), to nest it into other maps."""

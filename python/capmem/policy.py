@@ -216,11 +216,11 @@ def _make_custom(owner, policy, base, size):
     ops.destroy = _destroy
     ops.check = _check if hasattr(policy, "check") else ffi.NULL
     ops.walk = _walk if hasattr(policy, "walk") else ffi.NULL
-    entry = _Entry(owner, None, policy)
-    entry.fn = (ops, name)  # the C side points into these
+    entry = _Entry(owner, (ops, name), policy)  # the C side points into ops and name
+    handle = entry.handle()
     out = ffi.new("capmem_alloc_t **")
-    errors.check(lib.capmem_alloc_create_custom_span(ops, entry.handle, base, size, out))
-    owner._keep[id(entry)] = entry
+    errors.check(lib.capmem_alloc_create_custom_span(ops, handle, base, size, out))
+    owner._keep[id(entry)] = handle
     return out[0], entry
 
 
