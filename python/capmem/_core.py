@@ -517,6 +517,14 @@ class Arena:
                     raise e from exc
                 raise
 
+    def _prune_fault_handlers(self):
+        # Handlers of maps closed by other means (their account closed, a
+        # revoke) go when the next handler is set, or with the arena.
+        info = ffi.new("capmem_cap_info_t *")
+        for key in list(self._fault_handlers):
+            if lib.capmem_cap_identify(self.ptr, key, info) != 0:
+                del self._fault_handlers[key]
+
     # -- properties
 
     @property
@@ -1355,6 +1363,7 @@ class RegionMap(Cap):
 
     def set_fault_handler(self, fn):
         key = self._key()
+        self.arena._prune_fault_handlers()
         if fn is None:
             self.arena.call(lib.capmem_rm_set_fault_handler, self.handle, ffi.NULL, ffi.NULL)
             self.arena._fault_handlers.pop(key, None)

@@ -127,3 +127,14 @@ def test_deleting_an_untyped_releases_its_python_policy():
         del policy
         ut.delete()
         assert p() is None and not arena._keep
+
+
+def test_handler_of_a_map_closed_with_its_account_goes_at_the_next_set(arena, root):
+    app = root.open(quota=1 << 20)
+    rm = app.region_map(1 << 20)
+    rm.fault_handler = Pager()
+    handler = weakref.ref(rm.fault_handler)
+    app.close()  # closes the map too
+    other = root.region_map(1 << 20)
+    other.fault_handler = lambda f: False
+    assert handler() is None and len(arena._fault_handlers) == 1
