@@ -508,6 +508,8 @@ class Arena:
         _take_callback_exception()
         err = fn(self.ptr, *args)
         exc, tb = _take_callback_exception()
+        if exc is not None and not isinstance(exc, Exception):
+            raise exc  # KeyboardInterrupt, SystemExit: the user's, not a fault
         if err != 0:
             try:
                 errors.check(err)

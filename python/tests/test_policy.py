@@ -220,3 +220,18 @@ def test_range_free_ranges_and_check_hook():
     with capmem.Allocator.custom(Broken(0x1000), 0, 0x1000) as a:
         with pytest.raises(capmem.Corrupt, match="broken on purpose"):
             a.check()
+
+
+def test_policy_base_class_hooks_must_be_written():
+    base = capmem.Policy()
+    for call in (lambda: base.alloc(16, 16), lambda: base.free(0, 16), base.avail,
+                 base.largest, base.reset):
+        with pytest.raises(NotImplementedError):
+            call()
+    with pytest.raises(capmem.NotEnoughMemory):
+        base.alloc_at(0, 16)  # no exact placement unless the policy has it
+
+
+def test_kernel_objects_have_no_bytes(arena):
+    obj = arena.boot_untypeds()[0].kobj(10)
+    assert obj.read is None and obj.write is None and obj.size == 1024

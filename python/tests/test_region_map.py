@@ -137,3 +137,14 @@ def test_upgrade_close_and_context_manager(arena, app):
     with pytest.raises(capmem.InvalidCap):
         m2.close()
     arena.check()
+
+
+def test_keyboard_interrupt_in_a_handler_is_raised_as_itself(arena, rm):
+    def interrupted(fault):
+        raise KeyboardInterrupt
+
+    rm.fault_handler = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        rm.read(0x5000, 1)
+    assert rm.state.unresolved
+    arena.check()
