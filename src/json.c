@@ -6,11 +6,10 @@
 #include <stddef.h>
 
 /*
- * Length of the valid UTF-8 sequence at @p s (1..4), or 0 when the bytes
- * there are not one: overlong forms, surrogates and code points above
- * U+10FFFF are refused, as RFC 3629 says.
+ * Overlong forms, surrogates and code points above U+10FFFF are refused,
+ * as RFC 3629 says.
  */
-static size_t utf8_len(const unsigned char *s)
+size_t capmem__utf8_len(const unsigned char *s)
 {
     const unsigned c = s[0];
     size_t n;
@@ -84,7 +83,7 @@ void capmem__json_string(FILE *out, const char *s)
             fputc((int)c, out);
             p++;
         } else {
-            const size_t n = utf8_len(p);
+            const size_t n = capmem__utf8_len(p);
             if (n == 0) {
                 fputs("\\ufffd", out);
                 p++;
@@ -105,4 +104,9 @@ void capmem__json_u64(FILE *out, uint64_t v)
 void capmem__json_hex(FILE *out, uint64_t v)
 {
     fprintf(out, "\"0x%llx\"", (unsigned long long)v);
+}
+
+void capmem__json_bool(FILE *out, int v)
+{
+    fputs(v ? "true" : "false", out);
 }
