@@ -478,7 +478,14 @@ typedef enum capmem_event_kind {
     CAPMEM_EVENT_DEVICE_ADD = 17,
     CAPMEM_EVENT_DEVICE_REMOVE = 18,
     CAPMEM_EVENT_MINT = 19,
-    CAPMEM_EVENT_KIND_COUNT = 20
+    CAPMEM_EVENT_UNTYPED_NEW = 20,
+    CAPMEM_EVENT_SERVICE_NEW = 21,
+    CAPMEM_EVENT_SET_POLICY = 22,
+    CAPMEM_EVENT_SET_EXPANDING = 23,
+    CAPMEM_EVENT_SET_FAULT_HANDLER = 24,
+    CAPMEM_EVENT_USER_NEW = 25,
+    CAPMEM_EVENT_MANAGED_NEW = 26,
+    CAPMEM_EVENT_KIND_COUNT = 27
 } capmem_event_kind_t;
 #define CAPMEM_EVENT_ALL 4294967295
 typedef struct capmem_event {
@@ -491,6 +498,7 @@ typedef struct capmem_event {
     uint64_t offset;
     uint64_t size;
     uint64_t seq;
+    capmem_cap_t payer;
 } capmem_event_t;
 typedef void (*capmem_event_fn)(capmem_arena_t *arena, const capmem_event_t *event, void *ctx);
 typedef uint64_t capmem_subscription_t;
@@ -530,6 +538,31 @@ typedef struct capmem_stats {
     uint64_t bytes_zeroed;
 } capmem_stats_t;
 capmem_err_t capmem_stats(capmem_arena_t *arena, capmem_stats_t *out);
+typedef enum capmem_dump_format {
+    CAPMEM_DUMP_TEXT = 0,
+    CAPMEM_DUMP_JSON = 1,
+    CAPMEM_DUMP_DOT = 2,
+    CAPMEM_DUMP_SVG = 3
+} capmem_dump_format_t;
+#define CAPMEM_DUMP_VERSION 1
+enum capmem_dump_sections {
+    CAPMEM_DUMP_CAPS = 1,
+    CAPMEM_DUMP_UNTYPED = 2,
+    CAPMEM_DUMP_RAM = 4,
+    CAPMEM_DUMP_PHYS = 8,
+    CAPMEM_DUMP_RM = 16,
+    CAPMEM_DUMP_KERNEL = 32,
+    CAPMEM_DUMP_STATS = 64,
+    CAPMEM_DUMP_ALL = 127
+};
+typedef struct capmem_dump_opts {
+    uint64_t size;
+    capmem_dump_format_t format;
+    uint32_t sections;
+    capmem_cap_t root;
+} capmem_dump_opts_t;
+capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out, capmem_dump_format_t format);
+capmem_err_t capmem_dump_ex(capmem_arena_t *arena, FILE *out, const capmem_dump_opts_t *opts);
 capmem_err_t capmem_check(capmem_arena_t *arena, char *why, size_t len);
 """
 )
@@ -568,4 +601,5 @@ STRUCTS = (
     "capmem_event_t",
     "capmem_stat_t",
     "capmem_stats_t",
+    "capmem_dump_opts_t",
 )

@@ -13,6 +13,7 @@ raise ValueError ("the arena is closed").
 """
 import dataclasses
 import enum
+import json
 import sys
 import threading
 import traceback
@@ -270,6 +271,7 @@ class Event:
     size: int
     seq: int
     message: str
+    payer: "Cap" = None
 
 
 # ---------------------------------------------------------------------------
@@ -351,6 +353,7 @@ def _event_trampoline(arena_ptr, ev, ctx):
             size=int(ev.size),
             seq=int(ev.seq),
             message=string(ev.message),
+            payer=arena.wrap(ev.payer, lookup=False),
         )
         entry.fn(event)
     except BaseException as exc:  # noqa: B036
@@ -783,6 +786,42 @@ class Arena:
             d[name] = (_copy_struct(v) if field.type.cname == "capmem_stat_t" else int(v))
         return d
 
+    # -- dumps (docs/inspect.md, "Dumps")
+
+    def dump_as(self, format="text", root=None, sections=None):
+        """The dump as text in ``format``: "text", "json", "dot" or "svg".
+
+        ``root`` (a capability) limits it to that object's subtree;
+        ``sections`` is a list of section names ("caps", "untyped", "ram",
+        "phys", "rm", "kernel", "stats") or None for all.
+        """
+        fmt = DUMP_FORMATS[format] if isinstance(format, str) else int(format)
+        opts = ffi.new("capmem_dump_opts_t *")
+        opts.size = ffi.sizeof("capmem_dump_opts_t")
+        opts.format = fmt
+        opts.sections = _sections(sections)
+        opts.root = 0 if root is None else _handle(root)
+        bufp = ffi.new("char **")
+        sizep = ffi.new("size_t *")
+        stream = libc.open_memstream(bufp, sizep)
+        if stream == ffi.NULL:
+            raise errors.HostNoMem("open_memstream failed", code=lib.CAPMEM_E_HOST_NOMEM)
+        try:
+            self.call(lib.capmem_dump_ex, stream, opts)
+        finally:
+            libc.fclose(stream)
+            text = ffi.string(bufp[0], sizep[0]).decode("utf-8", "replace")
+            libc.free(bufp[0])
+        return text
+
+    def dump(self, root=None, sections=None):
+        """The JSON dump as Python dicts and lists (docs/dump.schema.json)."""
+        return json.loads(self.dump_as("json", root, sections))
+
+    def _repr_svg_(self):
+        """The arena's picture, shown inline by notebooks (IPython/Jupyter)."""
+        return self.dump_as("svg")
+
     def check(self):
         """Run the invariant checker; raise Corrupt (with the reason) if one is broken."""
         why = ffi.new("char[]", 512)
@@ -795,6 +834,37 @@ class Arena:
         except errors.Corrupt:
             return False
         return True
+
+
+DUMP_FORMATS = {
+    "text": lib.CAPMEM_DUMP_TEXT,
+    "json": lib.CAPMEM_DUMP_JSON,
+    "dot": lib.CAPMEM_DUMP_DOT,
+    "svg": lib.CAPMEM_DUMP_SVG,
+}
+DUMP_SECTIONS = {
+    "caps": lib.CAPMEM_DUMP_CAPS,
+    "untyped": lib.CAPMEM_DUMP_UNTYPED,
+    "ram": lib.CAPMEM_DUMP_RAM,
+    "phys": lib.CAPMEM_DUMP_PHYS,
+    "rm": lib.CAPMEM_DUMP_RM,
+    "kernel": lib.CAPMEM_DUMP_KERNEL,
+    "stats": lib.CAPMEM_DUMP_STATS,
+}
+
+
+def _sections(sections):
+    if sections is None:
+        return lib.CAPMEM_DUMP_ALL
+    if isinstance(sections, int):
+        return sections
+    mask = 0
+    for name in sections:
+        try:
+            mask |= DUMP_SECTIONS[name]
+        except KeyError:
+            raise ValueError(f"unknown dump section {name!r}") from None
+    return mask
 
 
 def _mask(kinds):
@@ -945,6 +1015,16 @@ class Cap:
     def tree(self):
         """This capability and its descendants as CapInfo, parents first."""
         return self.arena.caps(self)
+
+    def dump(self, sections=None):
+        """The JSON dump of this object's subtree, as dicts and lists."""
+        return self.arena.dump(root=self, sections=sections)
+
+    def dump_as(self, format="text", sections=None):
+        return self.arena.dump_as(format, root=self, sections=sections)
+
+    def _repr_svg_(self):
+        return self.arena.dump_as("svg", root=self)
 
 
 class UserCap(Cap):
