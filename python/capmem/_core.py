@@ -1034,7 +1034,7 @@ class UserCap(Cap):
 
     @property
     def object(self):
-        """The Python object (needs READ? no: any right; checks the handle)."""
+        """The Python object behind the capability (the handle is checked first)."""
         info = self.identify()
         utype = self.arena._user_types.get(info.name)
         if utype is None:
@@ -1082,7 +1082,9 @@ class Untyped(Cap):
         attr.count = count
         attr.offset = ANYWHERE if offset is None else offset
         attr.child_policy = int(_policy_value(child_policy))
-        n = max(int(count), 1) if 0 < int(count) <= 4096 else 1
+        # Room for every object asked for, within the library's bound (a
+        # count beyond it is the library's to refuse, with its numbers).
+        n = min(max(int(count), 1), lib.CAPMEM_RETYPE_MAX_COUNT)
         dest = ffi.new("capmem_cap_t[]", n)
         self.arena.call(lib.capmem_untyped_retype, self.handle, attr, dest, n)
         return [self.arena.wrap(dest[i]) for i in range(n)]

@@ -55,6 +55,10 @@ def test_retype_several_and_explicit_offset(boot):
     assert [f.info().offset - ut.info().offset for f in frames] == [0x2000, 0x3000]
     with pytest.raises(capmem.RangeError):
         ut.retype(capmem.ObjType.FRAME, 12, count=0)
+    with pytest.raises(capmem.RangeError) as e:
+        ut.retype(capmem.ObjType.FRAME, 12, count=300)
+    assert e.value.bound_max == 256
+    assert ut.children == 2
     with pytest.raises(ValueError):
         ut.untyped(8, policy="first-fit")
 
