@@ -14,7 +14,7 @@ and against the built-in ones, and compare.
 4. The Python policy is plugged into an untyped, and a buggy variant of it is
    refused by the library (its answers are checked like a C policy's).
 
-Run: meson devenv -C build /usr/bin/python3 examples/python/policy_lab.py
+Run: meson devenv -C build /usr/bin/python3 $PWD/examples/python/policy_lab.py
 """
 import argparse
 import json

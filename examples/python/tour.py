@@ -3,7 +3,7 @@
 """The guided tour of libcapmem, in Python: examples/tour.c step by step.
 
 Run it from a build tree with
-    meson devenv -C build /usr/bin/python3 examples/python/tour.py
+    meson devenv -C build /usr/bin/python3 $PWD/examples/python/tour.py
 or, after `meson install`, with /usr/bin/python3 alone. Every step checks
 what it shows; the tour exits non-zero if something does not hold, so the
 test suite runs it too.

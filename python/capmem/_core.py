@@ -480,7 +480,10 @@ class Arena:
         # Also reached for arenas caught in reference cycles (PEP 442): the
         # objects of the cycle are still intact while this runs.
         if getattr(self, "_ptr", None) is not None:
-            self.close()
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - at interpreter exit, modules may be gone
+                pass
 
     def __enter__(self):
         return self
