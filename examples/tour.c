@@ -391,6 +391,60 @@ static void tour_region_map(capmem_arena_t *arena, capmem_cap_t root)
     printf("Closing prog closes both maps and frees every page they held.\n");
 }
 
+/*
+ * The picture (issue 14): what the arena holds now, as a text dump of one
+ * account's subtree and as an SVG picture of the whole arena, written to
+ * tour.svg in the current directory (or to $CAPMEM_TOUR_SVG).
+ */
+static void tour_picture(capmem_arena_t *arena, capmem_cap_t root)
+{
+    heading("7. Seeing the state: dumps and the picture");
+    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+    oa.quota = 2 << 20;
+    oa.label = "editor";
+    capmem_cap_t editor;
+    TRY(capmem_ram_open(arena, root, &oa, &editor));
+    capmem_cap_t text, buffer, view;
+    TRY(capmem_ram_alloc(arena, editor, 512 << 10, &text));
+    TRY(capmem_ram_alloc(arena, editor, 256 << 10, &buffer));
+    capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+    aa.writable = 0;
+    aa.size = 128 << 10;
+    TRY(capmem_ds_alias(arena, editor, text, &aa, &view));
+    capmem_rm_open_attr_t ma = CAPMEM_RM_OPEN_ATTR_INIT;
+    ma.size = 2 << 20;
+    ma.label = "editor space";
+    capmem_cap_t space;
+    TRY(capmem_rm_open(arena, editor, &ma, &space));
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    uint64_t addr;
+    TRY(capmem_rm_attach(arena, space, text, &at, &addr));
+    at.writable = 0;
+    TRY(capmem_rm_attach(arena, space, view, &at, &addr));
+    at.writable = 1;
+    TRY(capmem_rm_attach(arena, space, buffer, &at, &addr));
+    printf("An account \"editor\" with two dataspaces, a read-only alias and a map.\n"
+           "capmem_dump_ex() of its subtree, the RAM and region-map sections, as text:\n\n");
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.root = editor;
+    o.sections = CAPMEM_DUMP_RAM | CAPMEM_DUMP_RM;
+    TRY(capmem_dump_ex(arena, stdout, &o));
+    const char *path = getenv("CAPMEM_TOUR_SVG");
+    if (path == NULL || path[0] == '\0') {
+        path = "tour.svg";
+    }
+    FILE *svg = fopen(path, "w");
+    if (svg == NULL) {
+        printf("\n(could not write %s; the picture is skipped)\n", path);
+        return;
+    }
+    TRY(capmem_dump(arena, svg, CAPMEM_DUMP_SVG));
+    fclose(svg);
+    printf("\nThe whole arena as a picture (capmem_dump(..., CAPMEM_DUMP_SVG)): %s\n"
+           "Open it in a browser, or: rsvg-convert -o tour.png %s\n",
+           path, path);
+}
+
 int main(void)
 {
     printf("libcapmem %s: a guided tour of capability-based memory accounting\n", capmem_version());
@@ -404,6 +458,7 @@ int main(void)
     tour_ram(arena, &root);
     tour_alias(arena, root);
     tour_region_map(arena, root);
+    tour_picture(arena, root);
 
     char why[256];
     TRY(capmem_check(arena, why, sizeof(why)));

@@ -14,6 +14,8 @@
  * chunks, is sorted in passes through one buffer of at most
  * PHYS_BATCH entries (see "The physical map").
  */
+#define _POSIX_C_SOURCE 200809L /* flockfile */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +31,8 @@ typedef struct dump {
     uint32_t root; /* slot of opts.root, 0 for the whole arena */
     unsigned sections;
     capmem_stats_t stats;
+    struct pentry *heap; /* the physical map's sorting buffer (phys_prepare) */
+    size_t heap_cap;
 } dump_t;
 
 /*
@@ -277,8 +281,15 @@ static void fill_ds(dump_t *d, const walk_t *w, capmem__dump_ds_t *r)
     if (kind == CAPMEM__DS_ALIAS_DEP) {
         r->source = handle_of(d, capmem__ds_base(ds)->slot);
     }
-    r->pays_pages = account_cap(d, pages_account(ds));
+    const capmem__account_t *pages = pages_account(ds);
+    r->pays_pages = account_cap(d, pages);
+    r->pages_label = pages != NULL ? pages->label : NULL;
     r->pays_record = slab_owner(d, ds->meta);
+    const capmem__account_t *rec_acc = capmem__account_of(ds->meta);
+    r->record_label = rec_acc != NULL ? rec_acc->label
+                      : ds->meta->kind == CAPMEM__META_RM
+                          ? ((capmem__rm_t *)(void *)ds->meta)->label
+                          : NULL;
     for (const rm_region_t *g = ds->regions; g != NULL; g = g->ds_next) {
         r->attachments++;
     }
@@ -721,22 +732,39 @@ static void emit_entry(phys_t *p, const pentry_t *e)
     }
 }
 
-static capmem_err_t phys_section(dump_t *d)
+/*
+ * Count what the physical map will sort and take its buffer, before
+ * anything is written: a dump that cannot have it writes nothing.
+ */
+static capmem_err_t phys_prepare(dump_t *d)
 {
     phys_t p;
     memset(&p, 0, sizeof(p));
     p.d = d;
-    enumerate(&p); /* counts */
-    if (p.counted == 0 || d->sink->phys == NULL) {
+    enumerate(&p); /* with no heap, it counts */
+    if (p.counted == 0) {
         return CAPMEM_OK;
     }
-    p.cap = p.counted < PHYS_BATCH ? (size_t)p.counted : PHYS_BATCH;
-    p.heap = capmem__malloc(p.cap * sizeof(pentry_t));
-    if (p.heap == NULL) {
+    d->heap_cap = p.counted < PHYS_BATCH ? (size_t)p.counted : PHYS_BATCH;
+    d->heap = capmem__malloc(d->heap_cap * sizeof(pentry_t));
+    if (d->heap == NULL) {
         return capmem__fail(CAPMEM_E_HOST_NOMEM, NULL,
                             "no host memory for the physical map's sorting buffer (%zu bytes)",
-                            p.cap * sizeof(pentry_t));
+                            d->heap_cap * sizeof(pentry_t));
     }
+    return CAPMEM_OK;
+}
+
+static void phys_section(dump_t *d)
+{
+    if (d->heap == NULL || d->sink->phys == NULL) {
+        return;
+    }
+    phys_t p;
+    memset(&p, 0, sizeof(p));
+    p.d = d;
+    p.heap = d->heap;
+    p.cap = d->heap_cap;
     for (;;) {
         p.n = 0;
         enumerate(&p);
@@ -759,8 +787,6 @@ static capmem_err_t phys_section(dump_t *d)
     while (p.nbox > 0) {
         box_close(&p);
     }
-    capmem__free(p.heap);
-    return CAPMEM_OK;
 }
 
 /* ---- region maps --------------------------------------------------------------------- */
@@ -900,8 +926,13 @@ static void count_scope(dump_t *d, capmem__dump_head_t *h)
         h->n_accounts += is_original(s, CAPMEM_OBJ_RAM_SESSION);
         h->n_maps += is_original(s, CAPMEM_OBJ_REGION_MAP);
     }
+    h->phys_top = d->arena->mem.phys_base + d->arena->mem.ram_size;
     for (uint32_t i = 0; i < CAPMEM_DEVICE_MAX; i++) {
-        h->devices += d->arena->mem.devices[i].id != 0;
+        const capmem__device_t *dev = &d->arena->mem.devices[i];
+        h->devices += dev->id != 0;
+        if (dev->id != 0 && dev->phys + dev->size > h->phys_top) {
+            h->phys_top = dev->phys + dev->size;
+        }
     }
 }
 
@@ -923,6 +954,13 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
     h.phys_lo = 0;
     h.phys_hi = arena->mem.ram_size + arena->mem.device_window;
     count_scope(d, &h);
+    capmem_err_t err = CAPMEM_OK;
+    if (d->sections & CAPMEM_DUMP_PHYS) {
+        err = phys_prepare(d);
+        if (err != CAPMEM_OK) {
+            return err;
+        }
+    }
     if (d->root != 0 && slot_at(d, d->root)->type == CAPMEM_OBJ_REGION_MAP) {
         /* The map and the maps nested in it, each time it is reached. */
         h.n_maps = count_nested(d->arena, slot_at(d, d->root)->obj, 0);
@@ -930,7 +968,6 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
     if (d->sink->begin != NULL) {
         d->sink->begin(d->ctx, &h);
     }
-    capmem_err_t err = CAPMEM_OK;
     for (unsigned sec = 0; sec < CAPMEM__SEC_COUNT && err == CAPMEM_OK; sec++) {
         if (!(d->sections & (1u << sec))) {
             continue;
@@ -951,7 +988,7 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
             ram_section(d);
             break;
         case CAPMEM__SEC_PHYS:
-            err = phys_section(d);
+            phys_section(d);
             break;
         case CAPMEM__SEC_RM:
             rm_section(d);
@@ -970,6 +1007,8 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
     if (d->sink->end != NULL) {
         d->sink->end(d->ctx);
     }
+    capmem__free(d->heap);
+    d->heap = NULL;
     return err;
 }
 
@@ -1027,7 +1066,10 @@ capmem_err_t capmem_dump_ex(capmem_arena_t *arena, FILE *out, const capmem_dump_
             break;
         }
         d.ctx = ctx;
+        /* One lock of the stream for the whole dump, instead of one per write. */
+        flockfile(out);
         err = run(&d, opts->root);
+        funlockfile(out);
     }
     CAPMEM__LEAVE(arena);
     if (err == CAPMEM_OK && (fflush(out) != 0 || ferror(out))) {

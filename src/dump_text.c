@@ -33,12 +33,9 @@ static void t_begin(void *ctx, const capmem__dump_head_t *h)
                 h->devices == 1 ? "" : "s");
     }
     fputc('\n', t->out);
-    uint64_t top = h->phys_base + h->ram_size;
+    uint64_t top = h->phys_top - 1;
     for (t->width = 1; top >= 16; top >>= 4) {
         t->width++;
-    }
-    if (h->device_window > 0) {
-        t->width = t->width < 12 ? 12 : t->width;
     }
     if (h->root != CAPMEM_CAP_NULL) {
         fprintf(t->out, "subtree of %s 0x%llx\n", h->root_type, (unsigned long long)h->root);
@@ -93,16 +90,20 @@ static void t_untyped(void *ctx, const capmem__dump_untyped_t *u)
     char f[32];
     t->any = true;
     const uint64_t size = 1ull << u->info.size_bits;
-    fprintf(t->out, "  0x%llx %s%s untyped 0x%llx..0x%llx (%s), %s: %s free",
+    fprintf(t->out, "  0x%llx %suntyped 0x%llx..0x%llx (%s), %s: %s free",
             (unsigned long long)u->info.cap, u->info.device ? "device " : "",
-            u->copy_of != CAPMEM_CAP_NULL ? "copy of an" : "", (unsigned long long)u->info.phys,
-            (unsigned long long)(u->info.phys + size - 1), capmem__dump_bytes(size, b, sizeof(b)),
-            u->info.policy, capmem__dump_bytes(u->info.free_bytes, f, sizeof(f)));
+            (unsigned long long)u->info.phys, (unsigned long long)(u->info.phys + size - 1),
+            capmem__dump_bytes(size, b, sizeof(b)), u->info.policy,
+            capmem__dump_bytes(u->info.free_bytes, f, sizeof(f)));
     if (!u->range_policy) {
         fprintf(t->out, ", free index at +0x%llx", (unsigned long long)u->info.watermark);
     }
-    fprintf(t->out, ", %llu child%s%s\n", (unsigned long long)u->info.children,
-            u->info.children == 1 ? "" : "ren", u->info.full ? ", full (a copy is alive)" : "");
+    fprintf(t->out, ", %llu child%s", (unsigned long long)u->info.children,
+            u->info.children == 1 ? "" : "ren");
+    if (u->copy_of != CAPMEM_CAP_NULL) {
+        fprintf(t->out, ", a copy of 0x%llx", (unsigned long long)u->copy_of);
+    }
+    fputs(u->info.full ? ", full (a copy of it is alive)\n" : "\n", t->out);
 }
 
 static void t_untyped_free(void *ctx, const capmem__dump_untyped_t *u, uint64_t offset,
@@ -143,27 +144,37 @@ static void t_ds(void *ctx, const capmem__dump_ds_t *d)
 {
     text_t *t = ctx;
     char b[32];
+    char where[64];
+    if (!t->any || t->header) {
+        fprintf(t->out, "  %-20s %-18s %10s  %-*s  %-2s  %s\n", "dataspace", "kind", "size",
+                2 * t->width + 6, "physical", "rw", "pages paid by, record paid by");
+        t->header = false;
+    }
     t->any = true;
-    fprintf(t->out, "  dataspace 0x%llx %s%s, %s", (unsigned long long)d->cap,
-            capmem_ds_kind_name(d->kind), d->lent ? " (lent)" : "",
-            capmem__dump_bytes(d->size, b, sizeof(b)));
     if (d->kind == CAPMEM_DS_MANAGED) {
-        fprintf(t->out, ", shows map 0x%llx", (unsigned long long)d->managed_map);
+        snprintf(where, sizeof(where), "map 0x%llx", (unsigned long long)d->managed_map);
     } else {
-        fprintf(t->out, " at 0x%llx..0x%llx", (unsigned long long)d->phys,
-                (unsigned long long)(d->phys + d->size - 1));
+        snprintf(where, sizeof(where), "0x%0*llx..0x%0*llx", t->width, (unsigned long long)d->phys,
+                 t->width, (unsigned long long)(d->phys + d->size - 1));
     }
-    fprintf(t->out, ", %s", d->writable ? "writable" : "read-only");
-    if (d->source != CAPMEM_CAP_NULL) {
-        fprintf(t->out, ", shows 0x%llx", (unsigned long long)d->source);
-    }
-    fprintf(t->out, "; owner 0x%llx", (unsigned long long)d->owner);
+    char handle[24];
+    snprintf(handle, sizeof(handle), "0x%llx", (unsigned long long)d->cap);
+    char kind[32];
+    snprintf(kind, sizeof(kind), "%s%s", capmem_ds_kind_name(d->kind), d->lent ? ", lent" : "");
+    fprintf(t->out, "  %-20s %-18s %10s  %-*s  %c%c  ", handle, kind,
+            capmem__dump_bytes(d->size, b, sizeof(b)), 2 * t->width + 6, where, 'r',
+            d->writable ? 'w' : '-');
     if (d->pays_pages != CAPMEM_CAP_NULL) {
-        fprintf(t->out, ", pages paid by 0x%llx", (unsigned long long)d->pays_pages);
+        fprintf(t->out, "\"%s\"", d->pages_label != NULL ? d->pages_label : "?");
+    } else {
+        fputs("-", t->out);
     }
-    fprintf(t->out, ", record paid by 0x%llx", (unsigned long long)d->pays_record);
+    fprintf(t->out, ", \"%s\"", d->record_label != NULL ? d->record_label : "?");
+    if (d->source != CAPMEM_CAP_NULL) {
+        fprintf(t->out, "; shows 0x%llx", (unsigned long long)d->source);
+    }
     if (d->attachments > 0) {
-        fprintf(t->out, ", attached %llu time%s", (unsigned long long)d->attachments,
+        fprintf(t->out, "; attached %llu time%s", (unsigned long long)d->attachments,
                 d->attachments == 1 ? "" : "s");
     }
     fputc('\n', t->out);

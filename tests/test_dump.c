@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "support.h"
 
 #define PAGE 4096ull
@@ -131,6 +132,61 @@ static void test_dump_subtree_of_an_account_shows_only_its_objects(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/* Any capability can be the root of a dump, in every format. */
+static void test_dump_any_capability_roots_a_subtree(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ds, alias, copy, rm, inner, mds;
+    assert_ok(capmem_ram_alloc(f->arena, f->client, 4 * PAGE, &ds));
+    capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+    aa.size = PAGE;
+    aa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
+    assert_ok(capmem_ds_alias(f->arena, f->client, ds, &aa, &alias));
+    assert_ok(capmem_cap_mint(f->arena, ds, CAPMEM_RIGHT_READ, &copy));
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
+    ra.size = 64 * PAGE;
+    assert_ok(capmem_rm_open(f->arena, f->client, &ra, &rm));
+    assert_ok(capmem_rm_open(f->arena, f->client, &ra, &inner));
+    assert_ok(capmem_rm_dataspace(f->arena, inner, &mds));
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    uint64_t addr;
+    assert_ok(capmem_rm_attach(f->arena, rm, mds, &at, &addr));
+    assert_ok(capmem_rm_attach(f->arena, inner, ds, &at, &addr));
+    static const capmem_user_type_t thing = {.name = "thing"};
+    capmem_cap_t user;
+    assert_ok(capmem_cap_create_user(f->arena, &thing, NULL, CAPMEM_RIGHTS_ALL, &user));
+    capmem_untyped_info_t boot[2];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(f->arena, boot, 2, &n));
+    const capmem_cap_t roots[] = {ds, alias, copy, rm, mds, user, f->root, boot[0].cap};
+    for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+        for (int fmt = CAPMEM_DUMP_TEXT; fmt <= CAPMEM_DUMP_SVG; fmt++) {
+            capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+            o.root = roots[i];
+            o.format = (capmem_dump_format_t)fmt;
+            char *s = dump_of(f->arena, &o);
+            assert_true(strlen(s) > 0);
+            free(s);
+        }
+    }
+    /* A map's subtree follows its managed region into the inner map. */
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.root = rm;
+    o.sections = CAPMEM_DUMP_RM;
+    o.format = CAPMEM_DUMP_JSON;
+    char *s = dump_of(f->arena, &o);
+    assert_non_null(strstr(s, "\"inner_map\":{"));
+    free(s);
+    /* The user object shows its type's own name. */
+    o.root = user;
+    o.sections = CAPMEM_DUMP_CAPS;
+    o.format = CAPMEM_DUMP_TEXT;
+    s = dump_of(f->arena, &o);
+    assert_non_null(strstr(s, " thing rwg original"));
+    free(s);
+    CHECK_INVARIANTS(f->arena);
+}
+
 static void test_dump_formats_write_json_dot_svg(void **state)
 {
     fixture_t *f = *state;
@@ -214,6 +270,31 @@ static void test_dump_errors_write_nothing_and_change_nothing(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/* No host memory for the physical map's buffer: HOST_NOMEM, and not a byte written. */
+static void test_dump_without_host_memory_writes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    capmem__inject_reset();
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    assert_err(capmem_dump(f->arena, m, CAPMEM_DUMP_JSON), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    fflush(m);
+    assert_int_equal(len, 0);
+    /* Without the physical section the dump needs no buffer at all. */
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_ALL & ~(uint32_t)CAPMEM_DUMP_PHYS;
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    assert_ok(capmem_dump_ex(f->arena, m, &o));
+    capmem__inject_reset();
+    fclose(m);
+    assert_true(len > 0);
+    free(buf);
+    CHECK_INVARIANTS(f->arena);
+}
+
 static int visit_and_dump(const capmem_cap_info_t *info, unsigned depth, void *ctx)
 {
     (void)info;
@@ -256,9 +337,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dump_text_shows_every_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_subtree_of_an_account_shows_only_its_objects,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_any_capability_roots_a_subtree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_formats_write_json_dot_svg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_escapes_labels_in_every_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_errors_write_nothing_and_change_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_dump_without_host_memory_writes_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dump_from_a_visitor_is_reentrant, setup, teardown),
         cmocka_unit_test(test_dump_of_an_empty_arena),

@@ -73,6 +73,16 @@ static capmem_err_t via_pager(capmem_err_t e, const pager_t *p)
  * a close. Returns 1 if some step failed (an injected failure), 0 if it ran
  * through.
  */
+/* A whole dump (its physical map takes a buffer) to nowhere. */
+static capmem_err_t dump_to_null(capmem_arena_t *a)
+{
+    FILE *f = fopen("/dev/null", "w");
+    assert_non_null(f);
+    capmem_err_t e = capmem_dump(a, f, CAPMEM_DUMP_JSON);
+    fclose(f);
+    return e;
+}
+
 static int scenario(uint64_t n, int anon)
 {
     int failures = 0;
@@ -152,6 +162,7 @@ static int scenario(uint64_t n, int anon)
             STEP(capmem_rm_attach(a, rm, pg.ds, &rat, &addr));
         }
         STEP(capmem_rm_detach(a, rm, addr));
+        STEP(dump_to_null(a));
         STEP(capmem_rm_close(a, outer));
         capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
         ra.type = CAPMEM_OBJ_UNTYPED;
