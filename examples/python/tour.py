@@ -8,6 +8,7 @@ or, after `meson install`, with /usr/bin/python3 alone. Every step checks
 what it shows; the tour exits non-zero if something does not hold, so the
 test suite runs it too.
 """
+import os
 import sys
 
 import capmem
@@ -268,6 +269,37 @@ def tour_region_map(root):
     print("Closing prog closes both maps and frees every page they held.")
 
 
+def tour_picture(arena, root):
+    """What the arena holds now: a text dump of one account's subtree, and
+    an SVG picture of the whole arena, written to tour.svg in the current
+    directory (or to $CAPMEM_TOUR_SVG). In a notebook, `arena` alone shows
+    that picture (Arena._repr_svg_)."""
+    heading("7. Seeing the state: dumps and the picture")
+    editor = root.open(quota=2 << 20, label="editor")
+    text = editor.alloc(512 << 10)
+    buffer = editor.alloc(256 << 10)
+    view = text.alias(editor, size=128 << 10, writable=False)
+    space = editor.region_map(2 << 20, label="editor space")
+    space.attach(text)
+    space.attach(view, writable=False)
+    space.attach(buffer)
+    print('An account "editor" with two dataspaces, a read-only alias and a map.\n'
+          "capmem_dump_ex() of its subtree, the RAM and region-map sections, as text:\n")
+    sys.stdout.write(editor.dump_as("text", sections=["ram", "rm"]))
+    sys.stdout.flush()
+    d = editor.dump(sections=["ram"])
+    expect([a["label"] for a in d["ram"]["accounts"]] == ["editor"], "the subtree's account")
+    path = os.environ.get("CAPMEM_TOUR_SVG") or "tour.svg"
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(arena._repr_svg_())
+    except OSError:
+        print(f"\n(could not write {path}; the picture is skipped)")
+        return
+    print(f"\nThe whole arena as a picture (capmem_dump(..., CAPMEM_DUMP_SVG)): {path}\n"
+          f"Open it in a browser, or: rsvg-convert -o tour.png {path}")
+
+
 def main():
     global narrate
     print(f"libcapmem {capmem.library_version()}: a guided tour of capability-based memory "
@@ -280,6 +312,7 @@ def main():
         root = tour_ram(arena)
         tour_alias(root)
         tour_region_map(root)
+        tour_picture(arena, root)
         arena.check()
         print(f"\nAll invariants hold (capmem_check). {'' if failures else 'End of the tour.'}")
     return 1 if failures else 0
