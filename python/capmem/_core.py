@@ -972,7 +972,16 @@ class Cap:
         return hash((id(self.arena), self.handle))
 
     def __repr__(self):
-        return f"<capmem.{type(self).__name__} {self.handle:#018x}>"
+        detail = ""
+        if not self.arena.closed:
+            try:
+                detail = self._describe()
+            except Error:
+                detail = "(stale)"
+        return f"<capmem.{type(self).__name__} {self.handle:#018x}{' ' if detail else ''}{detail}>"
+
+    def _describe(self):
+        return ""
 
     @property
     def type(self):
@@ -1059,6 +1068,10 @@ class Untyped(Cap):
         d = _copy_struct(out[0])
         del d["cap"]
         return UntypedInfo(**d)
+
+    def _describe(self):
+        i = self.info()
+        return f"{'device ' if i.device else ''}{i.phys:#x} 2^{i.size_bits} {i.policy}"
 
     phys = property(lambda self: self.info().phys)
     size = property(lambda self: self.info().size)
@@ -1203,6 +1216,10 @@ class Account(Cap):
     def expanding(self, on):
         self.set_expanding(on)
 
+    def _describe(self):
+        i = self.info()
+        return f"{i.label!r} quota {i.quota} used {i.used} donation {i.donation}"
+
     def set_expanding(self, on=True, step=0):
         """Upgrade the donation by ``step`` bytes (0: keep) on OUT_OF_METADATA."""
         self.arena.call(lib.capmem_ram_set_expanding, self.handle, bool(on), step)
@@ -1299,6 +1316,10 @@ class Dataspace(Cap):
     def __len__(self):
         return self.info().size
 
+    def _describe(self):
+        i = self.info()
+        return f"{i.kind} of {i.size} bytes at {i.phys:#x}{'' if i.writable else ' read-only'}"
+
     def read(self, offset=0, length=None):
         if length is None:
             length = self.info().size - offset
@@ -1376,6 +1397,10 @@ class RegionMap(Cap):
     faults = property(lambda self: self.info().faults)
     expanding = property(lambda self: self.info().expanding)
     label = property(lambda self: self.info().label)
+
+    def _describe(self):
+        i = self.info()
+        return f"{i.label!r} of {i.size} bytes, {i.regions} regions"
 
     def attach(self, ds, at=None, size=0, offset=0, writable=True, executable=False):
         """Attach a dataspace at ``at`` (None: anywhere); returns the local address."""

@@ -117,3 +117,17 @@ def test_check_passes_and_validate_is_true(arena, app):
 def test_library_version():
     assert capmem.library_version() == capmem.__version__
     assert capmem.LIBRARY_PATH
+
+
+def test_reprs_describe_the_object_and_survive_stale_handles(arena, root, app):
+    ds = app.alloc(4096)
+    rm = app.region_map(1 << 20, label="space")
+    assert "'app' quota" in repr(app)
+    assert "RAM of 4096 bytes" in repr(ds)
+    assert "'space' of 1048576 bytes, 0 regions" in repr(rm)
+    ut = capmem.Untyped(arena, arena.caps()[0].cap.handle)
+    assert "watermark" in repr(ut) or "range" in repr(ut)
+    ds.free()
+    assert repr(ds).endswith("(stale)>")
+    arena.close()
+    assert repr(app).endswith(f"{app.handle:#018x}>")
