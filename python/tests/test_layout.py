@@ -33,7 +33,7 @@ def c_layout():
                          env=env).stdout
     sizes, offsets, consts = {}, {}, {}
     for line in out.splitlines():
-        what, *rest = line.split()
+        what, *rest = line.split("|")
         if what == "sizeof":
             sizes[rest[0]] = int(rest[1])
         elif what == "offsetof":
@@ -71,13 +71,16 @@ def test_every_error_code_has_its_class_and_name():
 
 
 def _header_blocks(kind):
-    """(typedef name, body) of every `typedef struct|enum ... { body } name;` in the headers."""
+    """(name, body) of every `typedef struct|enum ... { body } name;` in the headers,
+    and of every `struct name { body };` (named "struct name")."""
     found = []
     for header in sorted((SOURCE_ROOT / "include" / "capmem").glob("*.h")):
         text = re.sub(r"/\*.*?\*/", "", header.read_text(), flags=re.S)
         for m in re.finditer(r"typedef\s+" + kind + r"\b[^{;]*\{(.*?)\}\s*(\w+)\s*;", text,
                              re.S):
             found.append((m.group(2), m.group(1)))
+        for m in re.finditer(r"^" + kind + r"\s+(\w+)\s*\{(.*?)\}\s*;", text, re.S | re.M):
+            found.append((f"{kind} {m.group(1)}", m.group(2)))
     return found
 
 

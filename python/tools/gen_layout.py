@@ -47,13 +47,13 @@ def main(cdef_path, out_path):
         "{",
     ]
     for struct in mod.STRUCTS:
-        lines.append(f'    printf("sizeof {struct} %zu\\n", sizeof({struct}));')
+        lines.append(f'    printf("sizeof|{struct}|%zu\\n", sizeof({struct}));')
         for field, _ in ffi.typeof(struct).fields:
             lines.append(
-                f'    printf("offsetof {struct} {field} %zu\\n", offsetof({struct}, {field}));'
+                f'    printf("offsetof|{struct}|{field}|%zu\\n", offsetof({struct}, {field}));'
             )
     for name in constants(mod.CDEF):
-        lines.append(f'    printf("const {name} %llu\\n", (unsigned long long)({name}));')
+        lines.append(f'    printf("const|{name}|%llu\\n", (unsigned long long)({name}));')
     lines += ["    return 0;", "}", ""]
     with open(out_path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
