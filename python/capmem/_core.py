@@ -329,10 +329,14 @@ def _fault_trampoline(arena_ptr, fault, ctx):
         _record_callback_exception(exc)
         if not isinstance(exc, Error):
             # A failure of our own, so that the library names it as the root
-            # cause in the UNRESOLVED_FAULT message. A capmem.Error raised by a
-            # library call inside the handler was recorded by that call.
+            # cause in the UNRESOLVED_FAULT message.
             errors.set_error(lib.CAPMEM_E_UNRESOLVED_FAULT,
                              f"Python fault handler raised {type(exc).__name__}: {exc}")
+        elif lib.capmem_last_error().code != exc.code:
+            # A capmem.Error the handler made itself; one raised by a library
+            # call inside the handler was recorded by that call already.
+            errors.set_error(exc.code, exc.message or exc.name, exc.needed or None,
+                             exc.available or None)
         return lib.CAPMEM_RM_FAULT_UNRESOLVED
 
 
@@ -368,11 +372,13 @@ def _event_trampoline(arena_ptr, ev, ctx):
 
 
 class _Unraisable:
-    def __init__(self, exc, obj):
+    """What sys.unraisablehook takes, for a callback's exception nobody can catch."""
+
+    def __init__(self, exc, obj, where="event subscriber"):
         self.exc_type = type(exc)
         self.exc_value = exc
         self.exc_traceback = exc.__traceback__
-        self.err_msg = "Exception ignored in capmem event subscriber"
+        self.err_msg = f"Exception ignored in capmem {where}"
         self.object = obj
 
 
@@ -385,7 +391,7 @@ def _user_destroy_trampoline(obj, ctx):
     except BaseException as exc:  # noqa: B036
         hook = getattr(sys, "unraisablehook", None)
         if hook is not None:
-            hook(_Unraisable(exc, holder.fn))
+            hook(_Unraisable(exc, holder.fn, "user object destroy hook"))
     finally:
         arena = holder.arena_ref()
         if arena is not None:

@@ -131,3 +131,15 @@ def test_reprs_describe_the_object_and_survive_stale_handles(arena, root, app):
     assert repr(ds).endswith("(stale)>")
     arena.close()
     assert repr(app).endswith(f"{app.handle:#018x}>")
+
+
+def test_user_destroy_hook_that_raises_is_reported(arena, monkeypatch):
+    reported = []
+    monkeypatch.setattr("sys.unraisablehook", reported.append)
+
+    def bad_close(obj):
+        raise OSError("disk gone")
+
+    f = arena.user_object("x", "file", on_destroy=bad_close)
+    f.delete()
+    assert reported and "destroy hook" in reported[0].err_msg and not arena._keep

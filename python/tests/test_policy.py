@@ -39,7 +39,7 @@ class FirstFit(capmem.Policy):
             if start <= offset and offset + size <= start + length:
                 self._take(i, offset, size)
                 return
-        raise capmem.NotEnoughMemory("taken", code=capmem.NotEnoughMemory.code)
+        raise capmem.NotEnoughMemory("taken")
 
     def free(self, offset, size):
         self.free_list.append((offset, size))
@@ -145,8 +145,7 @@ class Refusing(FirstFit):
     name = "refusing"
 
     def alloc(self, size, align):
-        raise capmem.NotEnoughMemory("nothing for you", code=capmem.NotEnoughMemory.code,
-                                     needed=size, available=7)
+        raise capmem.NotEnoughMemory("nothing for you", needed=size, available=7)
 
 
 def test_policy_refusal_passes_its_code_message_and_numbers(ut):

@@ -148,3 +148,14 @@ def test_keyboard_interrupt_in_a_handler_is_raised_as_itself(arena, rm):
         rm.read(0x5000, 1)
     assert rm.state.unresolved
     arena.check()
+
+
+def test_handler_raising_a_capmem_error_of_its_own_names_it(rm):
+    def picky(fault):
+        raise capmem.NotFound(f"no backing page for {fault.address:#x}")
+
+    rm.fault_handler = picky
+    with pytest.raises(capmem.UnresolvedFault) as e:
+        rm.read(0x7000, 1)
+    assert "NOT_FOUND: no backing page for 0x7000" in e.value.message
+    assert isinstance(e.value.__cause__, capmem.NotFound)
