@@ -234,3 +234,80 @@ def test_policy_base_class_hooks_must_be_written():
 def test_kernel_objects_have_no_bytes(arena):
     obj = arena.boot_untypeds()[0].kobj(10)
     assert obj.read is None and obj.write is None and obj.size == 1024
+
+
+class Faulty(FirstFit):
+    """Every hook raises (what it raises is asked per test)."""
+
+    name = "faulty"
+    exc = RuntimeError("hook bug")
+
+    def __init__(self, size):
+        self.size, self.base = size, 0
+        FirstFit.reset(self)
+
+    def alloc_at(self, offset, size):
+        raise self.exc
+
+    def free(self, offset, size):
+        raise self.exc
+
+    def avail(self):
+        raise self.exc
+
+    def largest(self):
+        raise self.exc
+
+    def reset(self):
+        raise self.exc
+
+    def check(self):
+        raise self.exc
+
+    def walk(self):
+        raise self.exc
+
+    def destroy(self):
+        raise self.exc
+
+
+def test_every_hook_that_raises_is_caught(monkeypatch):
+    reported = []
+    monkeypatch.setattr("sys.unraisablehook", reported.append)
+    policy = Faulty(0x1000)
+    a = capmem.Allocator.custom(policy, 0, 0x1000)
+    off = a.alloc(0x10, 0x10)  # alloc itself works
+    with pytest.raises(capmem.PolicyError) as e:
+        a.alloc_at(0x800, 0x10)
+    assert isinstance(e.value.__cause__, RuntimeError)
+    with pytest.raises(capmem.PolicyError):
+        a.free(off, 0x10)
+    with pytest.raises(capmem.PolicyError):
+        a.check()
+    with pytest.raises(capmem.PolicyError):
+        a.walk()
+    assert a.avail == 0 and a.largest == 0  # no way to fail: reported, answered 0
+    a.reset()
+    assert len(reported) == 3
+    a.close()  # the destroy hook raises too: reported
+    assert len(reported) == 4 and all("Python policy" in r.err_msg for r in reported)
+
+
+def test_walk_visitor_can_stop_and_stale_owner_is_harmless():
+    class Walker(FirstFit):
+        pass
+
+    with capmem.Allocator.custom(Walker(0x1000), 0, 0x1000) as a:
+        a.alloc_at(0x100, 0x100)
+        assert [b for b in a.walk()] == [(0, 0x100, False), (0x200, 0xE00, False)]
+
+
+def test_none_from_alloc_is_not_enough_memory_with_numbers():
+    class Full(FirstFit):
+        def alloc(self, size, align):
+            return None
+
+    with capmem.Allocator.custom(Full(0x1000), 0, 0x1000) as a:
+        with pytest.raises(capmem.NotEnoughMemory) as e:
+            a.alloc(0x10)
+        assert e.value.needed == 0x10 and e.value.available == 0x1000
