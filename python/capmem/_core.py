@@ -537,7 +537,7 @@ class Arena:
         info = ffi.new("capmem_cap_info_t *")
         for key in list(self._fault_handlers):
             if lib.capmem_cap_identify(self.ptr, key, info) != 0:
-                del self._fault_handlers[key]
+                self._fault_handlers.pop(key, None)
 
     # -- properties
 
