@@ -36,7 +36,9 @@ typedef struct pending {
     double x1;
     uint64_t count;
     uint64_t offset;
+    uint64_t phys;
     uint64_t size;
+    uint64_t refs;
     capmem__phys_kind_t kind;
     capmem_cap_t owner;
     const char *colour;
@@ -74,7 +76,7 @@ static const char *phys_colour(const capmem__dump_phys_t *p)
     case CAPMEM__PH_METADATA:
         return "#9e7bb5";
     case CAPMEM__PH_LENT:
-        return "#ff7f00";
+        return "#e6550d";
     default:
         return capmem__dump_kind_colour(p->kind);
     }
@@ -141,8 +143,12 @@ static void flush(svg_t *s)
         if (p->owner != CAPMEM_CAP_NULL) {
             capmem__svg_attr_hex(s->out, "data-owner", p->owner);
         }
-        snprintf(tip, sizeof(tip), "%s at 0x%llx, %llu bytes", capmem__phys_kind_names[p->kind],
-                 (unsigned long long)(s->head.phys_base + p->offset), (unsigned long long)p->size);
+        snprintf(tip, sizeof(tip), "%s at 0x%llx, %llu bytes%s", capmem__phys_kind_names[p->kind],
+                 (unsigned long long)p->phys, (unsigned long long)p->size,
+                 p->refs > 1 ? ", shared by aliases" : "");
+        if (p->refs > 1) {
+            capmem__svg_attr_u64(s->out, "data-refs", p->refs);
+        }
     } else {
         capmem__svg_attr_u64(s->out, "data-offset", p->offset);
         capmem__svg_attr_u64(s->out, "data-count", p->count);
@@ -193,7 +199,9 @@ static void s_phys(void *ctx, const capmem__dump_phys_t *p)
                      .x1 = x1,
                      .count = 1,
                      .offset = p->offset,
+                     .phys = p->phys,
                      .size = p->size,
+                     .refs = p->refs,
                      .kind = p->kind,
                      .owner = p->owner,
                      .colour = colour};
@@ -205,6 +213,15 @@ static void s_phys(void *ctx, const capmem__dump_phys_t *p)
     const char *text = p->kind == CAPMEM__PH_DATASPACE || p->kind == CAPMEM__PH_METADATA
                            ? p->label
                            : capmem__phys_kind_names[p->kind];
+    /* Pages shared by aliases say by how many runs ("x3"). */
+    char shared[48];
+    if (text != NULL && p->refs > 1) {
+        snprintf(shared, sizeof(shared), "%s \xc3\x97%llu", text, (unsigned long long)p->refs);
+        text = shared;
+        if (capmem__svg_text_width(text, 18) + 8 >= x1 - x0) {
+            snprintf(shared, sizeof(shared), "\xc3\x97%llu", (unsigned long long)p->refs);
+        }
+    }
     if (text != NULL && capmem__svg_text_width(text, 18) + 8 < x1 - x0) {
         capmem__svg_text(s->out, (x0 + x1) / 2, s->y_phys + 40 + STRIP_H / 2 + 7, 18,
                          CAPMEM__SVG_MIDDLE, NULL, 0, text);
@@ -344,7 +361,7 @@ static void s_account(void *ctx, const capmem__dump_account_t *a)
         const char *what;
     } parts[] = {
         {a->info.used - a->info.lent, capmem__dump_account_colour(a->cap), "used"},
-        {a->info.lent, "#ff7f00", "lent"},
+        {a->info.lent, "#e6550d", "lent"},
         {a->info.avail, "#ffffff", "avail"},
         {a->info.donation, "#9e7bb5", "records"},
     };
@@ -450,13 +467,6 @@ static void s_region(void *ctx, const capmem__dump_region_t *r)
     }
 }
 
-static void s_rm_end(void *ctx, const capmem__dump_rm_t *m)
-{
-    svg_t *s = ctx;
-    (void)m;
-    (void)s;
-}
-
 static void rm_section_begin(svg_t *s)
 {
     capmem__svg_text(s->out, MARGIN, s->y_rm + 28, 26, CAPMEM__SVG_START, NULL, 1,
@@ -503,7 +513,6 @@ static const capmem__dump_sink_t svg_sink = {
     .phys_box_end = s_box_end,
     .rm_begin = s_rm_begin,
     .region = s_region,
-    .rm_end = s_rm_end,
 };
 
 const capmem__dump_sink_t *capmem__dump_svg(FILE *out, void *ctx_buf)

@@ -13,6 +13,24 @@ typedef struct text {
 
 _Static_assert(sizeof(text_t) <= CAPMEM__DUMP_CTX_MAX, "the sink's state fits its buffer");
 
+/*
+ * A label as the text shows it: a control character (a newline in a label
+ * would break the layout) becomes '?'. Labels are at most 23 bytes and
+ * descriptions 160, so the buffers below always hold them.
+ */
+static const char *clean(const char *s, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; s != NULL && s[i] != '\0' && i + 1 < len; i++) {
+        const unsigned char c = (unsigned char)s[i];
+        buf[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+#define CLEAN(s) clean((s), (char[192]){0}, 192)
+
 static void indent(FILE *out, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
@@ -75,10 +93,10 @@ static void t_cap(void *ctx, const capmem__dump_cap_t *c)
     fprintf(t->out, "0x%llx %s %s %s gen %u", (unsigned long long)c->cap, c->name,
             capmem__dump_rights(c->rights, r), c->original ? "original" : "copy", c->generation);
     if (c->label != NULL) {
-        fprintf(t->out, " \"%s\"", c->label);
+        fprintf(t->out, " \"%s\"", CLEAN(c->label));
     }
     if (c->describe[0] != '\0') {
-        fprintf(t->out, ": %s", c->describe);
+        fprintf(t->out, ": %s", CLEAN(c->describe));
     }
     fputc('\n', t->out);
 }
@@ -126,7 +144,7 @@ static void t_account(void *ctx, const capmem__dump_account_t *a)
                 "avail", "lent", "donation", "records u/f", "caps u/lim");
         t->header = true;
     }
-    snprintf(name, sizeof(name), "%*s\"%s\"%s", (int)(2 * a->depth), "", a->info.label,
+    snprintf(name, sizeof(name), "%*s\"%s\"%s", (int)(2 * a->depth), "", CLEAN(a->info.label),
              a->info.expanding ? " +" : "");
     snprintf(rec, sizeof(rec), "%llu/%llu", (unsigned long long)a->info.records_used,
              (unsigned long long)(a->info.records_capacity - a->info.records_used));
@@ -165,11 +183,11 @@ static void t_ds(void *ctx, const capmem__dump_ds_t *d)
             capmem__dump_bytes(d->size, b, sizeof(b)), 2 * t->width + 6, where, 'r',
             d->writable ? 'w' : '-');
     if (d->pays_pages != CAPMEM_CAP_NULL) {
-        fprintf(t->out, "\"%s\"", d->pages_label != NULL ? d->pages_label : "?");
+        fprintf(t->out, "\"%s\"", d->pages_label != NULL ? CLEAN(d->pages_label) : "?");
     } else {
         fputs("-", t->out);
     }
-    fprintf(t->out, ", \"%s\"", d->record_label != NULL ? d->record_label : "?");
+    fprintf(t->out, ", \"%s\"", d->record_label != NULL ? CLEAN(d->record_label) : "?");
     if (d->source != CAPMEM_CAP_NULL) {
         fprintf(t->out, "; shows 0x%llx", (unsigned long long)d->source);
     }
@@ -223,7 +241,7 @@ static void t_phys(void *ctx, const capmem__dump_phys_t *p)
         fprintf(t->out, " 0x%llx", (unsigned long long)p->owner);
     }
     if (p->label != NULL && p->kind != CAPMEM__PH_FREE) {
-        fprintf(t->out, " \"%s\"", p->label);
+        fprintf(t->out, " \"%s\"", CLEAN(p->label));
     }
     if (p->refs > 1) {
         fprintf(t->out, " refs %llu", (unsigned long long)p->refs);
@@ -239,7 +257,7 @@ static void t_rm_begin(void *ctx, const capmem__dump_rm_t *m)
     t->any = true;
     indent(t->out, 2 * m->depth + 1);
     fprintf(t->out, "map 0x%llx \"%s\" of %s, client 0x%llx, donation %s, records %llu/%llu, %s",
-            (unsigned long long)m->cap, m->info.label,
+            (unsigned long long)m->cap, CLEAN(m->info.label),
             capmem__dump_bytes(m->info.size, s, sizeof(s)), (unsigned long long)m->info.client,
             capmem__dump_bytes(m->info.donation, dn, sizeof(dn)),
             (unsigned long long)m->info.records_used, (unsigned long long)m->info.records_capacity,
@@ -269,9 +287,9 @@ static void t_region(void *ctx, const capmem__dump_region_t *r)
             r->executable ? 'x' : '-', capmem_ds_kind_name(r->ds_kind), (unsigned long long)r->ds,
             (unsigned long long)r->offset);
     if (r->inner != CAPMEM_CAP_NULL) {
-        fprintf(t->out, " -> map 0x%llx \"%s\"", (unsigned long long)r->inner, r->ds_label);
+        fprintf(t->out, " -> map 0x%llx \"%s\"", (unsigned long long)r->inner, CLEAN(r->ds_label));
     } else if (r->ds_label != NULL) {
-        fprintf(t->out, " (\"%s\")", r->ds_label);
+        fprintf(t->out, " (\"%s\")", CLEAN(r->ds_label));
     }
     fputc('\n', t->out);
 }

@@ -126,8 +126,10 @@ static void test_dump_subtree_of_an_account_shows_only_its_objects(void **state)
     /* An older, smaller options struct (no root field) dumps the whole arena. */
     capmem_dump_opts_t old = CAPMEM_DUMP_OPTS_INIT;
     old.size = CAPMEM_DUMP_OPTS_SIZE_MIN;
+    old.root = child; /* beyond its size: not read */
     text = dump_of(f->arena, &old);
     assert_non_null(strstr(text, "== untyped memory =="));
+    assert_null(strstr(text, "subtree of"));
     free(text);
     CHECK_INVARIANTS(f->arena);
 }
@@ -187,6 +189,194 @@ static void test_dump_any_capability_roots_a_subtree(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/* Device memory and untyped copies in the physical map: every byte of RAM and devices once. */
+static void test_dump_physical_map_covers_devices_and_copies(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 1u << 20;
+    at.device_window = 1u << 20;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&at, &a));
+    capmem_device_info_t dev;
+    assert_ok(capmem_arena_device_add(a, 0xfe000000, 16 * PAGE, &dev));
+    capmem_untyped_info_t boot[8];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 8, &n));
+    capmem_cap_t frame = CAPMEM_CAP_NULL, copy = CAPMEM_CAP_NULL, kid = CAPMEM_CAP_NULL;
+    for (size_t i = 0; i < n; i++) {
+        capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
+        if (boot[i].device && frame == CAPMEM_CAP_NULL) {
+            assert_ok(capmem_untyped_retype(a, boot[i].cap, &ra, &frame, 1));
+        } else if (!boot[i].device && kid == CAPMEM_CAP_NULL) {
+            ra.type = CAPMEM_OBJ_UNTYPED;
+            ra.size_bits = 16;
+            assert_ok(capmem_untyped_retype(a, boot[i].cap, &ra, &kid, 1));
+            assert_ok(capmem_untyped_copy(a, kid, &copy));
+        }
+    }
+    assert_int_not_equal(frame, CAPMEM_CAP_NULL);
+    assert_int_not_equal(copy, CAPMEM_CAP_NULL);
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_PHYS;
+    char *s = dump_of(a, &o);
+    assert_non_null(strstr(s, "device memory 1 0xfe000000..0xfe00ffff (64 KiB)"));
+    char line[64];
+    snprintf(line, sizeof(line), "frame         0x%llx", (unsigned long long)frame);
+    assert_non_null(strstr(s, line));
+    free(s);
+    o.sections = CAPMEM_DUMP_UNTYPED;
+    s = dump_of(a, &o);
+    assert_non_null(strstr(s, "full (a copy of it is alive)"));
+    assert_non_null(strstr(s, "device untyped"));
+    free(s);
+    /* The JSON ranges add up to RAM plus the device range, each byte once. */
+    o.sections = CAPMEM_DUMP_PHYS;
+    o.format = CAPMEM_DUMP_JSON;
+    s = dump_of(a, &o);
+    uint64_t total = 0;
+    for (const char *p = strstr(s, "\"size\":"); p != NULL; p = strstr(p + 1, "\"size\":")) {
+        total += strtoull(p + 7, NULL, 10);
+    }
+    assert_int_equal(total, (1u << 20) + 16 * PAGE);
+    free(s);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+/* The value after "key": in a JSON line. */
+static uint64_t json_field(const char *line, const char *key)
+{
+    char pat[32];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *q = strstr(line, pat);
+    assert_non_null(q);
+    return strtoull(q + strlen(pat), NULL, 10);
+}
+
+/*
+ * Check the physical map's pieces of @p kind against page reference counts
+ * computed by brute force: each page in @p want[] (indexed from @p base) must
+ * be covered once with refs == want[page] (0: not shown).
+ */
+static void check_refs(const char *json, const char *kind, uint64_t base, const unsigned *want,
+                       unsigned pages)
+{
+    unsigned seen[64] = {0};
+    char pat[48];
+    snprintf(pat, sizeof(pat), "\"kind\":\"%s\"", kind);
+    for (const char *l = strstr(json, "\n{\"phys\""); l != NULL; l = strstr(l + 1, "\n{\"phys\"")) {
+        const char *eol = strchr(l + 1, '\n');
+        char line[512];
+        size_t n = eol != NULL ? (size_t)(eol - l) : strlen(l);
+        n = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+        memcpy(line, l, n);
+        line[n] = '\0';
+        if (strstr(line, pat) == NULL) {
+            continue;
+        }
+        const uint64_t off = json_field(line, "offset");
+        const uint64_t size = json_field(line, "size");
+        const uint64_t refs = json_field(line, "refs");
+        for (uint64_t pg = (off - base) / PAGE; pg < (off + size - base) / PAGE; pg++) {
+            assert_true(pg < pages);
+            assert_int_equal(refs, want[pg]);
+            seen[pg]++;
+        }
+    }
+    for (unsigned pg = 0; pg < pages; pg++) {
+        assert_int_equal(seen[pg], want[pg] > 0 ? 1 : 0);
+    }
+}
+
+/* Reference counts of overlapping first-class aliases, before and after the original goes. */
+static void test_dump_counts_the_runs_over_each_page(void **state)
+{
+    fixture_t *f = *state;
+    enum { PAGES = 32, ALIASES = 40 };
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, f->client, PAGES * PAGE, &ds));
+    capmem_ds_info_t di;
+    assert_ok(capmem_ds_info(f->arena, ds, &di));
+    unsigned with[PAGES], lent[PAGES];
+    for (unsigned i = 0; i < PAGES; i++) {
+        with[i] = 1;
+        lent[i] = 0;
+    }
+    uint64_t seed = 12345;
+    for (unsigned i = 0; i < ALIASES; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        const unsigned first = (unsigned)(seed >> 33) % PAGES;
+        const unsigned len = 1 + (unsigned)(seed >> 50) % (PAGES - first < 6 ? PAGES - first : 6);
+        capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+        aa.offset = (uint64_t)first * PAGE;
+        aa.size = (uint64_t)len * PAGE;
+        aa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
+        capmem_cap_t al;
+        assert_ok(capmem_ds_alias(f->arena, f->client, ds, &aa, &al));
+        for (unsigned pg = first; pg < first + len; pg++) {
+            with[pg]++;
+            lent[pg]++;
+        }
+    }
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_PHYS;
+    o.format = CAPMEM_DUMP_JSON;
+    char *json = dump_of(f->arena, &o);
+    check_refs(json, "dataspace", di.offset, with, PAGES);
+    free(json);
+    assert_ok(capmem_ds_free(f->arena, ds));
+    json = dump_of(f->arena, &o);
+    check_refs(json, "lent", di.offset, lent, PAGES);
+    free(json);
+    /* The same counts in a dump of the account's subtree. */
+    o.root = f->client;
+    json = dump_of(f->arena, &o);
+    check_refs(json, "lent", di.offset, lent, PAGES);
+    free(json);
+    CHECK_INVARIANTS(f->arena);
+}
+
+/* More runs over one page than the sweep keeps: the slow path counts them all. */
+static void test_dump_counts_many_runs_over_one_page(void **state)
+{
+    fixture_t *f = *state;
+    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+    oa.quota = 64 * PAGE;
+    oa.donation = 80 * PAGE; /* 5,120 records */
+    oa.caps = 8192;
+    oa.label = "many";
+    capmem_cap_t acc;
+    assert_ok(capmem_ram_open(f->arena, f->root, &oa, &acc));
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, acc, 2 * PAGE, &ds));
+    capmem_ds_info_t di;
+    assert_ok(capmem_ds_info(f->arena, ds, &di));
+    enum { N = 4100 };
+    capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+    aa.size = PAGE;
+    aa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
+    for (unsigned i = 0; i < N; i++) {
+        capmem_cap_t al;
+        assert_ok(capmem_ds_alias(f->arena, acc, ds, &aa, &al));
+    }
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_PHYS;
+    o.format = CAPMEM_DUMP_JSON;
+    o.root = acc;
+    char *json = dump_of(f->arena, &o);
+    const unsigned with[2] = {N + 1, 1};
+    check_refs(json, "dataspace", di.offset, with, 2);
+    free(json);
+    assert_ok(capmem_ds_free(f->arena, ds));
+    json = dump_of(f->arena, &o);
+    const unsigned lent[2] = {N, 0};
+    check_refs(json, "lent", di.offset, lent, 2);
+    free(json);
+    assert_ok(capmem_ram_close(f->arena, acc));
+    CHECK_INVARIANTS(f->arena);
+}
+
 static void test_dump_formats_write_json_dot_svg(void **state)
 {
     fixture_t *f = *state;
@@ -229,6 +419,12 @@ static void test_dump_escapes_labels_in_every_format(void **state)
     o.format = CAPMEM_DUMP_DOT;
     s = dump_of(f->arena, &o);
     assert_non_null(strstr(s, "a\\\"b\\\\c\\nd \xef\xbf\xbd<&>"));
+    free(s);
+    /* Text keeps the line structure: control characters become '?'. */
+    o.format = CAPMEM_DUMP_TEXT;
+    s = dump_of(f->arena, &o);
+    assert_non_null(strstr(s, "\"a\"b\\c?d?\xff<&>\""));
+    assert_null(strstr(s, "c\nd"));
     free(s);
 }
 
@@ -338,6 +534,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dump_subtree_of_an_account_shows_only_its_objects,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_any_capability_roots_a_subtree, setup, teardown),
+        cmocka_unit_test(test_dump_physical_map_covers_devices_and_copies),
+        cmocka_unit_test_setup_teardown(test_dump_counts_the_runs_over_each_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_counts_many_runs_over_one_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_formats_write_json_dot_svg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_escapes_labels_in_every_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_errors_write_nothing_and_change_nothing, setup,
