@@ -119,6 +119,7 @@ capmem_err_t capmem_arena_devices(const capmem_arena_t *arena, capmem_device_inf
 
 /* alloc.h */
 typedef struct capmem_alloc capmem_alloc_t;
+typedef struct capmem_alloc_stats capmem_alloc_stats_t;
 typedef enum { CAPMEM_BLOCK_FREE = 0, CAPMEM_BLOCK_USED = 1 } capmem_block_state_t;
 typedef int (*capmem_alloc_walk_fn)(uint64_t offset, uint64_t size, capmem_block_state_t state,
                                     void *ctx);
@@ -133,7 +134,46 @@ typedef struct capmem_alloc_ops {
     void (*destroy)(void *self);
     capmem_err_t (*check)(const void *self, char *why, size_t len);
     capmem_err_t (*walk)(const void *self, capmem_alloc_walk_fn fn, void *ctx);
+    capmem_err_t (*stats)(const void *self, capmem_alloc_stats_t *out);
+    capmem_err_t (*create)(void *ctx, uint64_t base, uint64_t size, uint64_t granule, void **self);
 } capmem_alloc_ops_t;
+#define CAPMEM_ALLOC_STATS_VERSION 1
+typedef enum capmem_alloc_stats_source {
+    CAPMEM_ALLOC_STATS_POLICY = 0,
+    CAPMEM_ALLOC_STATS_WALK = 1,
+    CAPMEM_ALLOC_STATS_COUNTS = 2,
+} capmem_alloc_stats_source_t;
+struct capmem_alloc_stats {
+    uint32_t size;
+    uint32_t version;
+    uint64_t span;
+    uint64_t free_bytes;
+    uint64_t used_bytes;
+    uint64_t largest_free;
+    uint64_t free_blocks;
+    uint64_t used_blocks;
+    uint64_t requested;
+    uint64_t align_loss;
+    double fragmentation;
+    uint32_t source;
+    uint32_t reserved;
+};
+typedef enum capmem_alloc_kind {
+    CAPMEM_ALLOC_DEFAULT = 0,
+    CAPMEM_ALLOC_WATERMARK = 1,
+    CAPMEM_ALLOC_RANGE = 2,
+    CAPMEM_ALLOC_BUDDY = 3,
+    CAPMEM_ALLOC_CUSTOM = 4,
+} capmem_alloc_kind_t;
+typedef struct capmem_alloc_policy {
+    capmem_alloc_kind_t kind;
+    const capmem_alloc_ops_t *ops;
+    void *ctx;
+} capmem_alloc_policy_t;
+capmem_err_t capmem_alloc_create_policy(const capmem_alloc_policy_t *policy, uint64_t base,
+                                        uint64_t size, uint64_t granule, capmem_alloc_t **out);
+capmem_err_t capmem_alloc_policy_by_name(const char *name, capmem_alloc_policy_t *out);
+capmem_err_t capmem_alloc_stats(const capmem_alloc_t *a, capmem_alloc_stats_t *out);
 capmem_err_t capmem_alloc_create_watermark(uint64_t base, uint64_t size, capmem_alloc_t **out);
 capmem_err_t capmem_alloc_create_range(uint64_t base, uint64_t size, uint64_t granule,
                                        capmem_alloc_t **out);
@@ -280,6 +320,7 @@ typedef struct capmem_ram_attr {
     uint64_t root_donation;
     uint64_t root_caps;
     uint32_t flags;
+    capmem_alloc_policy_t policy;
 } capmem_ram_attr_t;
 capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untypeds, size_t n,
                                const capmem_ram_attr_t *attr, capmem_cap_t *root);
@@ -385,6 +426,7 @@ typedef struct capmem_rm_open_attr {
     uint64_t upgrade_step;
     uint32_t flags;
     const char *label;
+    capmem_alloc_policy_t policy;
 } capmem_rm_open_attr_t;
 capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
                             const capmem_rm_open_attr_t *attr, capmem_cap_t *out);
@@ -564,6 +606,45 @@ typedef struct capmem_dump_opts {
 capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out, capmem_dump_format_t format);
 capmem_err_t capmem_dump_ex(capmem_arena_t *arena, FILE *out, const capmem_dump_opts_t *opts);
 capmem_err_t capmem_check(capmem_arena_t *arena, char *why, size_t len);
+
+/* conform.h */
+typedef enum capmem_conform_property {
+    CAPMEM_CONFORM_INSIDE_ALIGNED = 0,
+    CAPMEM_CONFORM_NO_OVERLAP = 1,
+    CAPMEM_CONFORM_FREE = 2,
+    CAPMEM_CONFORM_COUNTS = 3,
+    CAPMEM_CONFORM_LARGEST = 4,
+    CAPMEM_CONFORM_RESET = 5,
+    CAPMEM_CONFORM_CHECK = 6,
+    CAPMEM_CONFORM_ALLOC_AT = 7,
+    CAPMEM_CONFORM_PROPERTIES = 8
+} capmem_conform_property_t;
+const char *capmem_conform_property_name(capmem_conform_property_t property);
+typedef struct capmem_conform_attr {
+    uint64_t seed;
+    uint32_t sequences;
+    uint32_t ops;
+    uint64_t base;
+    uint64_t size;
+    uint64_t granule;
+    FILE *report;
+} capmem_conform_attr_t;
+typedef struct capmem_conform_violation {
+    uint64_t seed;
+    uint32_t length;
+    uint32_t original;
+    char what[200];
+} capmem_conform_violation_t;
+typedef struct capmem_conform_result {
+    uint32_t violated;
+    uint32_t sequences;
+    uint64_t ops;
+    uint64_t seed;
+    capmem_conform_violation_t violation[8];
+    char report[8192];
+} capmem_conform_result_t;
+capmem_err_t capmem_conform_run(const capmem_alloc_policy_t *policy,
+                                const capmem_conform_attr_t *attr, capmem_conform_result_t *out);
 """
 )
 
@@ -582,6 +663,8 @@ STRUCTS = (
     "capmem_arena_attr_t",
     "capmem_device_info_t",
     "capmem_alloc_ops_t",
+    "struct capmem_alloc_stats",
+    "capmem_alloc_policy_t",
     "capmem_cap_info_t",
     "capmem_user_type_t",
     "capmem_retype_attr_t",
@@ -602,4 +685,7 @@ STRUCTS = (
     "capmem_stat_t",
     "capmem_stats_t",
     "capmem_dump_opts_t",
+    "capmem_conform_attr_t",
+    "capmem_conform_violation_t",
+    "capmem_conform_result_t",
 )
