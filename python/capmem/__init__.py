@@ -51,7 +51,8 @@ from ._core import (
 from .errors import *  # noqa: F401,F403 - the exception classes
 from .errors import CLASSES as ERRORS
 from .errors import Error, error_class, last_error, strerror
-from .policy import Allocator, Policy
+from .policy import PROPERTIES, Allocator, ConformResult, Policy, Violation, conform
+from .replay import ReplayResult, read_trace, replay, replay_allocator, replay_tool
 
 __version__ = "0.1.0"
 

@@ -686,28 +686,35 @@ class Arena:
         self.call(lib.capmem_untyped_add_device, dev, buf, 64, count)
         return [Untyped(self, buf[i].cap) for i in range(min(count[0], 64))]
 
-    @staticmethod
-    def _ram_attr(root_donation, root_caps, expanding):
+    def _ram_attr(self, root_donation, root_caps, expanding, policy):
+        from .policy import recipe
+
         attr = ffi.new("capmem_ram_attr_t *")
         attr.root_donation = root_donation
         attr.root_caps = root_caps
         attr.flags = lib.CAPMEM_RAM_EXPANDING if expanding else 0
+        attr.policy = recipe(self, policy)[0]
         return attr
 
     def ram_boot(self, root_donation=lib.CAPMEM_RAM_DEFAULT_DONATION, root_caps=0,
-                 expanding=False):
-        """A RAM service over all RAM boot untypeds; returns its root Account."""
+                 expanding=False, policy=None):
+        """A RAM service over all RAM boot untypeds; returns its root Account.
+
+        ``policy`` places the service's physical blocks: None (its own best
+        fit), a built-in's name, or a factory of Python policies (capmem.policy).
+        """
         out = ffi.new("capmem_cap_t *")
-        self.call(lib.capmem_ram_boot, self._ram_attr(root_donation, root_caps, expanding), out)
+        self.call(lib.capmem_ram_boot,
+                  self._ram_attr(root_donation, root_caps, expanding, policy), out)
         return Account(self, out[0])
 
     def ram_create(self, untypeds, root_donation=lib.CAPMEM_RAM_DEFAULT_DONATION, root_caps=0,
-                   expanding=False):
+                   expanding=False, policy=None):
         """A RAM service over the given untypeds; returns its root Account."""
         handles = ffi.new("capmem_cap_t[]", [_handle(u) for u in untypeds] or [0])
         out = ffi.new("capmem_cap_t *")
         self.call(lib.capmem_ram_create, handles, len(untypeds),
-                  self._ram_attr(root_donation, root_caps, expanding), out)
+                  self._ram_attr(root_donation, root_caps, expanding, policy), out)
         return Account(self, out[0])
 
     # -- events and traces
@@ -1279,9 +1286,17 @@ class Account(Cap):
         return Dataspace(self.arena, out[0])
 
     def region_map(self, size, donation=lib.CAPMEM_RM_DEFAULT_DONATION,
-                   upgrade_step=lib.CAPMEM_RM_DEFAULT_UPGRADE, expanding=False, label=None):
-        """Open a region map of ``size`` bytes; this account pays the donation."""
+                   upgrade_step=lib.CAPMEM_RM_DEFAULT_UPGRADE, expanding=False, label=None,
+                   policy=None):
+        """Open a region map of ``size`` bytes; this account pays the donation.
+
+        ``policy`` places its "anywhere" attachments: None (the lowest free
+        range), a built-in's name, or a factory of Python policies.
+        """
+        from .policy import recipe
+
         attr = ffi.new("capmem_rm_open_attr_t *")
+        attr.policy = recipe(self.arena, policy)[0]
         attr.size = size
         attr.donation = donation
         attr.upgrade_step = upgrade_step

@@ -24,6 +24,7 @@ A hook that raises a capmem.Error passes its code and message on; any other
 exception becomes PolicyError, with the Python traceback attached to the
 error the library call raises.
 """
+import dataclasses
 import sys
 
 from . import errors
@@ -198,15 +199,36 @@ class _Owner:
         self._keep = {}
 
 
-def _make_custom(owner, policy, base, size):
-    """A capmem_alloc_t * wrapping ``policy``; ``owner._keep`` keeps its hooks alive.
+@ffi.callback("capmem_err_t(void *, uint64_t, uint64_t, uint64_t, void **)")
+def _create(ctx, base, size, granule, self_out):
+    recipe = ffi.from_handle(ctx)
+    owner = recipe.arena_ref()
+    factory = recipe.extra
+    try:
+        if owner is None:
+            raise RuntimeError("the policy's owner is gone")
+        policy = factory(int(base), int(size), int(granule))
+        if not isinstance(policy, Policy):
+            raise TypeError(f"{factory!r} made {type(policy).__name__}, not a capmem.Policy")
+    except BaseException as exc:  # noqa: B036
+        return _fail(exc, _Named(factory))
+    entry = _Entry(owner, recipe.fn, policy)
+    handle = entry.handle()
+    owner._keep[id(entry)] = handle
+    self_out[0] = handle
+    return 0
 
-    The entry leaves ``owner._keep`` when the library destroys the policy
-    (the ops' destroy hook).
-    """
-    name = ffi.new("char[]", str(policy.name).encode("utf-8"))
+
+class _Named:
+    def __init__(self, obj):
+        self.name = getattr(obj, "name", None) or getattr(obj, "__name__", "python")
+
+
+def _ops_for(name, with_create=False, with_check=True, with_walk=True):
+    """An ops table of the trampolines (and the name it points to)."""
+    cname = ffi.new("char[]", str(name).encode("utf-8"))
     ops = ffi.new("capmem_alloc_ops_t *")
-    ops.name = name
+    ops.name = cname
     ops.alloc = _alloc
     ops.alloc_at = _alloc_at
     ops.free = _free
@@ -214,8 +236,52 @@ def _make_custom(owner, policy, base, size):
     ops.largest = _largest
     ops.reset = _reset
     ops.destroy = _destroy
-    ops.check = _check if hasattr(policy, "check") else ffi.NULL
-    ops.walk = _walk if hasattr(policy, "walk") else ffi.NULL
+    ops.check = _check if with_check else ffi.NULL
+    ops.walk = _walk if with_walk else ffi.NULL
+    ops.stats = ffi.NULL
+    ops.create = _create if with_create else ffi.NULL
+    return ops, cname
+
+
+def recipe(owner, policy):
+    """A capmem_alloc_policy_t * for ``policy``, its C parts kept by ``owner``.
+
+    ``policy`` is None or "default" (the layer's own placement), a built-in
+    name ("watermark", "range", "buddy"), or a factory: a callable (a Policy
+    subclass, say) called as ``factory(base, size, granule)`` whenever the
+    library makes an instance (a RAM service, each region map, each
+    conformance sequence), returning a Policy.
+    """
+    out = ffi.new("capmem_alloc_policy_t *")
+    if policy is None:
+        out.kind = lib.CAPMEM_ALLOC_DEFAULT
+        return out
+    if isinstance(policy, str):
+        errors.check(lib.capmem_alloc_policy_by_name(policy.encode("utf-8"), out))
+        return out
+    if isinstance(policy, Policy) or not callable(policy):
+        raise TypeError("a policy here is a built-in's name or a factory (a Policy subclass, or "
+                        "a callable(base, size, granule) returning a Policy), not an instance")
+    name = getattr(policy, "name", None) or getattr(policy, "__name__", "python")
+    ops, cname = _ops_for(name, with_create=True, with_check=hasattr(policy, "check"),
+                          with_walk=hasattr(policy, "walk"))
+    entry = _Entry(owner, (ops, cname), policy)
+    handle = entry.handle()
+    owner._keep[id(entry)] = handle
+    out.kind = lib.CAPMEM_ALLOC_CUSTOM
+    out.ops = ops
+    out.ctx = handle
+    return out
+
+
+def _make_custom(owner, policy, base, size):
+    """A capmem_alloc_t * wrapping ``policy``; ``owner._keep`` keeps its hooks alive.
+
+    The entry leaves ``owner._keep`` when the library destroys the policy
+    (the ops' destroy hook).
+    """
+    ops, name = _ops_for(policy.name, with_check=hasattr(policy, "check"),
+                         with_walk=hasattr(policy, "walk"))
     entry = _Entry(owner, (ops, name), policy)  # the C side points into ops and name
     handle = entry.handle()
     out = ffi.new("capmem_alloc_t **")
@@ -259,6 +325,15 @@ class Allocator:
         out = ffi.new("capmem_alloc_t **")
         errors.check(lib.capmem_alloc_create_buddy(base, size, min_order, max_order, out))
         return cls(out[0])
+
+    @classmethod
+    def from_policy(cls, policy, base, size, granule=16):
+        """An instance of a recipe: a built-in's name or a factory (see ``recipe``)."""
+        owner = _Owner()
+        out = ffi.new("capmem_alloc_t **")
+        errors.check(lib.capmem_alloc_create_policy(recipe(owner, policy), base, size, granule,
+                                                    out))
+        return cls(out[0], owner)
 
     @classmethod
     def custom(cls, policy, base=0, size=2**64 - 1):
@@ -327,6 +402,16 @@ class Allocator:
         why = ffi.new("char[]", 256)
         self._call(lib.capmem_alloc_check, why, 256)
 
+    def stats(self):
+        """Fragmentation metrics as a dict (capmem_alloc_stats)."""
+        out = ffi.new("capmem_alloc_stats_t *")
+        out.size = ffi.sizeof("capmem_alloc_stats_t")
+        self._call(lib.capmem_alloc_stats, out)
+        d = {name: getattr(out, name) for name, _ in ffi.typeof(out[0]).fields
+             if name not in ("size", "version", "reserved")}
+        d["source"] = ("policy", "walk", "counts")[d["source"]] if d["source"] < 3 else d["source"]
+        return d
+
     def walk(self):
         """Every block as (offset, size, used), in address order."""
         blocks = []
@@ -344,3 +429,73 @@ class Allocator:
             return "<capmem.Allocator (closed)>"
         return (f"<capmem.Allocator {self.name} [{self.base:#x}, +{self.size:#x}) "
                 f"avail {self.avail:#x}>")
+
+
+# ---------------------------------------------------------------------------
+# The conformance suite (capmem/conform.h).
+
+PROPERTIES = tuple(
+    string(lib.capmem_conform_property_name(i)) for i in range(lib.CAPMEM_CONFORM_PROPERTIES)
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    """Where a property failed: ``seed`` replays it (``conform(..., seed=s, sequences=1)``)."""
+
+    property: str
+    seed: int
+    length: int
+    original: int
+    what: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ConformResult:
+    violations: tuple
+    sequences: int
+    ops: int
+    seed: int
+    report: str
+
+    @property
+    def ok(self):
+        return not self.violations
+
+    @property
+    def violated(self):
+        return [v.property for v in self.violations]
+
+
+def conform(policy, seed=0, sequences=0, ops=0, base=0x100000, size=0, granule=0):
+    """Run the conformance suite on a policy (a built-in's name or a factory).
+
+    Random sequences of operations check eight properties (inside and
+    aligned, no overlap, free, counts, largest, reset, check, alloc_at);
+    each violation is shrunk to its shortest sequence and names the seed
+    that replays it. 0 means the library's default for each number.
+    """
+    owner = _Owner()
+    attr = ffi.new("capmem_conform_attr_t *")
+    attr.seed = seed
+    attr.sequences = sequences
+    attr.ops = ops
+    attr.base = base
+    attr.size = size
+    attr.granule = granule
+    attr.report = ffi.NULL
+    out = ffi.new("capmem_conform_result_t *")
+    from ._core import _take_callback_exception
+
+    _take_callback_exception()
+    err = lib.capmem_conform_run(recipe(owner, policy), attr, out)
+    _take_callback_exception()  # a policy's exceptions are its violations here
+    if err != lib.CAPMEM_E_POLICY:  # POLICY: violations, described in the result
+        errors.check(err)
+    violations = tuple(
+        Violation(PROPERTIES[i], int(out.violation[i].seed), int(out.violation[i].length),
+                  int(out.violation[i].original), ffi.string(out.violation[i].what).decode())
+        for i in range(lib.CAPMEM_CONFORM_PROPERTIES) if out.violated & (1 << i)
+    )
+    return ConformResult(violations, int(out.sequences), int(out.ops), int(out.seed),
+                         ffi.string(out.report).decode("utf-8", "replace"))
