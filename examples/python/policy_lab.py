@@ -1,24 +1,24 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""A policy lab: write a placement policy in Python, replay a trace against it
-and against the built-in ones, and compare.
+"""A policy lab: write a placement policy in Python, check it, replay a shipped
+trace against it and against the built-in ones, and compare.
 
 1. A worst-fit policy is written in Python (class WorstFit below).
-2. A trace is recorded: a program's allocations and frees of dataspaces in a
-   RAM service (a seeded workload), as libcapmem's JSON Lines trace; or, with
-   ``--trace FILE``, a trace you recorded yourself (Arena.trace_start).
-3. Its "dataspace alloc" and "dataspace free" events are replayed against the
-   watermark, range and buddy allocators and the Python policies, each over
-   the same span (smaller than the recording's RAM, so the policies are under
-   pressure), and the comparison is printed.
-4. The Python policy is plugged into an untyped, and a buggy variant of it is
-   refused by the library (its answers are checked like a C policy's).
+2. The conformance suite runs on it (capmem.conform): eight properties over
+   random sequences. A buggy variant is caught, with the seed that replays it.
+3. A shipped trace (data/traces/, by default every malloc and free of a real
+   python3 run, recorded with glibc's mtrace) is replayed by capmem-replay
+   against the built-in policies, and in Python against the same built-ins
+   and the Python policies, over the same span; the comparison is printed,
+   and the built-ins' figures must agree between the two replays.
+4. The Python policy places blocks in the RAM service, in a region map and
+   in an untyped; a buggy variant is refused by the library (its answers
+   are checked like a C policy's).
 
 Run: meson devenv -C build /usr/bin/python3 $PWD/examples/python/policy_lab.py
 """
 import argparse
-import json
-import random
+import os
 import sys
 
 import capmem
@@ -31,12 +31,13 @@ class WorstFit(capmem.Policy):
 
     name = "py-worst-fit"
 
-    def __init__(self, base, size):
+    def __init__(self, base, size, granule=16):
         self.base, self.span = base, size
         self.reset()
 
     def reset(self):
         self.free_list = [(self.base, self.span)]  # sorted (start, length)
+        self.live = {}  # offset -> size of the blocks handed out
 
     def _fits(self, start, length, size, align):
         at = -(-start // align) * align
@@ -56,6 +57,7 @@ class WorstFit(capmem.Policy):
         return at
 
     def _carve(self, i, at, size):
+        self.live[at] = size
         start, length = self.free_list.pop(i)
         for piece in reversed([(start, at - start), (at + size, start + length - at - size)]):
             if piece[1]:
@@ -66,10 +68,12 @@ class WorstFit(capmem.Policy):
             if start <= offset and offset + size <= start + length:
                 self._carve(i, offset, size)
                 return
-        raise capmem.NotEnoughMemory(f"[{offset:#x}, +{size:#x}) is not free",
-                                     code=capmem.NotEnoughMemory.code)
+        raise capmem.NotEnoughMemory(f"[{offset:#x}, +{size:#x}) is not free")
 
     def free(self, offset, size):
+        if self.live.get(offset) != size:
+            raise capmem.NotAllocated(f"[{offset:#x}, +{size:#x}) was never handed out")
+        del self.live[offset]
         ranges = sorted(self.free_list + [(offset, size)])
         merged = [ranges[0]]
         for start, length in ranges[1:]:
@@ -119,137 +123,94 @@ class SloppyWorstFit(WorstFit):
         pass
 
 
-def record_workload(seed=7, steps=600):
-    """Run a seeded heap-like workload in a RAM service; return its trace text."""
-    rng = random.Random(seed)
-    with capmem.Arena(ram_size=8 << 20, cap_slots=1 << 12) as arena:
-        root = arena.ram_boot()
-        app = root.open(quota=6 << 20, expanding=True, label="workload")
-        trace = arena.trace_start(kinds=[capmem.EventKind.DS_ALLOC, capmem.EventKind.DS_FREE])
-        live = []
-        for _ in range(steps):
-            if live and rng.random() < 0.45:
-                live.pop(rng.randrange(len(live))).free()
-                continue
-            pages = rng.choice([1, 1, 1, 2, 2, 3, 4, 8, 16, 32])
-            try:
-                live.append(app.alloc(pages * PAGE))
-            except capmem.OutOfRam:
-                live.pop(0).free()
-        text = trace.stop()
-        arena.check()
-    return text
+TRACES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "traces")
 
 
-def parse_trace(text):
-    """The (op, handle, size) of each dataspace alloc and free of a trace."""
-    ops = []
-    lines = text.splitlines()
-    header = json.loads(lines[0])
-    if header.get("format") != "capmem-trace":
-        raise SystemExit("policy_lab: not a capmem trace")
-    for line in lines[1:]:
-        ev = json.loads(line)
-        if ev["kind_id"] == capmem.EventKind.DS_ALLOC:
-            ops.append(("alloc", ev["cap"], ev["size"]))
-        elif ev["kind_id"] == capmem.EventKind.DS_FREE and ev["b"] == capmem.DsKind.RAM:
-            ops.append(("free", ev["cap"], ev["size"]))
-    return ops
+def table(rows):
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in columns]
+    print("    " + "  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for r in rows:
+        print("    " + "  ".join(_fmt(r[c]).ljust(w) for c, w in zip(columns, widths)))
 
 
-def replay(alloc, ops):
-    """Replay the ops against one allocator; return its figures."""
-    placed = {}
-    ok = failed = 0
-    first_failure = None
-    used = peak = 0
-    for step, (op, handle, size) in enumerate(ops):
-        if op == "alloc":
-            try:
-                placed[handle] = (alloc.alloc(size, PAGE), size)
-                ok += 1
-                used += size
-                peak = max(peak, used)
-            except capmem.NotEnoughMemory:
-                failed += 1
-                first_failure = step if first_failure is None else first_failure
-        elif handle in placed:  # a block that could not be placed is not freed
-            offset, size = placed.pop(handle)
-            alloc.free(offset, size)
-            used -= size
-    alloc.check()
-    avail, largest = alloc.avail, alloc.largest
-    return {
-        "policy": alloc.name,
-        "placed": ok,
-        "refused": failed,
-        "first refusal": "-" if first_failure is None else first_failure,
-        "peak KiB": peak >> 10,
-        "free KiB": avail >> 10,
-        "largest KiB": largest >> 10,
-        "fragmentation": f"{1 - largest / avail:.2f}" if avail else "-",
-    }
+def _fmt(v):
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trace", help="a capmem JSON Lines trace to replay")
-    parser.add_argument("--span", type=int, default=1 << 20,
-                        help="bytes each policy places blocks in (default 1 MiB)")
+    parser.add_argument("--trace", default=os.path.join(TRACES, "python3_json.mtrace.gz"),
+                        help="a trace capmem-replay reads (default: the shipped python3 mtrace)")
+    parser.add_argument("--span", type=lambda x: int(x, 0), default=0x200000,
+                        help="bytes each policy places blocks in (default 2 MiB)")
+    parser.add_argument("--granule", type=lambda x: int(x, 0), default=16)
     args = parser.parse_args(argv)
+    ok = True
 
-    if args.trace:
-        with open(args.trace, encoding="utf-8") as f:
-            text = f.read()
-        source = args.trace
-    else:
-        text = record_workload()
-        source = "a recorded seeded workload"
-    ops = parse_trace(text)
-    allocs = sum(1 for op in ops if op[0] == "alloc")
-    print(f"Replaying {len(ops)} events ({allocs} allocations) of {source}\n"
-          f"against each policy over a span of {args.span >> 10} KiB:\n")
+    print("1. Conformance of the Python policies (capmem.conform, 20 sequences each):")
+    for factory in (WorstFit, FirstFit, SloppyWorstFit):
+        result = capmem.conform(factory, sequences=20, ops=100)
+        verdict = "passes" if result.ok else "violates " + ", ".join(result.violated)
+        print(f"    {factory.name:<17} {verdict}")
+        for v in result.violations[:1]:
+            print(f"        seed {v.seed}, {v.length} operations: {v.what}")
+        ok &= result.ok == (factory is not SloppyWorstFit)
 
-    span = args.span
-    candidates = [
-        capmem.Allocator.watermark(0, span),
-        capmem.Allocator.range(0, span, PAGE),
-        capmem.Allocator.buddy(0, span, 12, 20),
-        capmem.Allocator.custom(WorstFit(0, span), 0, span),
-        capmem.Allocator.custom(FirstFit(0, span), 0, span),
-    ]
+    print(f"\n2. Replaying {os.path.basename(args.trace)} over {args.span:#x} bytes:")
+    ops = capmem.read_trace(args.trace)
+    print(f"    {len(ops)} operations")
+    tool = None
+    try:
+        tool = capmem.replay(args.trace, span=args.span, granule=args.granule)
+        print("    capmem-replay (C, built-ins):")
+        print("\n".join("    " + line for line in tool.summary.splitlines()[1:]))
+    except FileNotFoundError as e:
+        print(f"    (capmem-replay not found: {e})")
     rows = []
-    for alloc in candidates:
-        with alloc:
-            rows.append(replay(alloc, ops))
-    columns = list(rows[0])
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    for r in rows:
-        print("  ".join(str(r[c]).ljust(w) for c, w in zip(columns, widths)))
-    ok = all(r["placed"] + r["refused"] == allocs for r in rows)
-    worst = rows[3]
-    print(f"\nWorst fit keeps {worst['largest KiB']} KiB in one piece at the end; "
-          f"best fit (range) keeps {rows[1]['largest KiB']} KiB.")
+    for policy in ("watermark", "range", "buddy", WorstFit, FirstFit):
+        with capmem.Allocator.from_policy(policy, 0, args.span, args.granule) as alloc:
+            rows.append(capmem.replay_allocator(alloc, ops))
+    print("    in Python (capmem.replay_allocator):")
+    table(rows)
+    if tool is not None:
+        last = tool.policies()
+        for row in rows[:3]:
+            agree = (last[row["policy"]]["served"], last[row["policy"]]["failed"]) == (
+                row["served"], row["failures"])
+            ok &= agree
+        print("    the built-ins served and failed the same in both replays"
+              if ok else "    policy_lab: the two replays disagree")
+    worst, best = rows[3], rows[1]
+    print(f"    worst fit refused {worst['failures']} requests and ends with its largest free "
+          f"block {worst['largest']:#x} bytes;\n    best fit (range) refused {best['failures']} "
+          f"and ends with {best['largest']:#x}: worst fit breaks up the big ranges")
 
-    print("\nThe same policy placing the children of an untyped (seL4 retype):")
+    print("\n3. The Python policy inside the library:")
+    with capmem.Arena(ram_size=4 << 20, cap_slots=1 << 12) as arena:
+        root = arena.ram_boot(policy=WorstFit)
+        app = root.open(quota=1 << 20, label="app")
+        a, b = app.alloc(4096), app.alloc(8192)
+        print(f"    RAM service: dataspaces at {a.phys:#x} and {b.phys:#x}")
+        rm = app.region_map(1 << 20, policy=WorstFit, label="worst-fit map")
+        first = rm.attach(a)
+        second = rm.attach(b)
+        print(f"    region map: anywhere attachments at {first:#x} and {second:#x}")
+        sloppy = app.region_map(1 << 20, policy=SloppyWorstFit)
+        sloppy.attach(a)
+        try:
+            sloppy.attach(b)
+            ok = False
+        except capmem.PolicyError as e:
+            print(f"    a buggy policy is refused: {e.name}: {e.message}")
+        arena.check()
     with capmem.Arena(ram_size=1 << 20, cap_slots=1 << 10) as arena:
         ut = arena.boot_untypeds()[0].untyped(14)
         ut.set_policy(WorstFit(0, 1 << 14))
         offsets = [obj.info().offset - ut.info().offset
                    for obj in (ut.kobj(10), ut.kobj(12), ut.kobj(10))]
-        print("    objects of 1, 4 and 1 KiB at " + ", ".join(f"{o:#x}" for o in offsets))
+        print("    untyped: objects of 1, 4 and 1 KiB at " + ", ".join(f"{o:#x}" for o in offsets))
         ok &= offsets == [0, 0x1000, 0x2000]
-
-        print("A buggy policy (it hands the same block out twice) is refused by the library:")
-        buggy = arena.boot_untypeds()[0].untyped(14)
-        buggy.set_policy(SloppyWorstFit(0, 1 << 14))
-        buggy.kobj(10)
-        try:
-            buggy.kobj(10)
-            ok = False
-        except capmem.PolicyError as e:
-            print(f"    {e.name}: {e.message}")
         arena.check()
     print("\nAll invariants hold." if ok else "\npolicy_lab: something did not hold")
     return 0 if ok else 1
