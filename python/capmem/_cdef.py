@@ -35,6 +35,7 @@ ERROR_NAMES = (
     "CORRUPT",
     "POLICY",
     "REENTRANT",
+    "LIMIT_REACHED",
 )
 
 _ERR_ENUM = (
@@ -210,13 +211,16 @@ typedef enum capmem_obj_type {
     CAPMEM_OBJ_DATASPACE = 5,
     CAPMEM_OBJ_REGION_MAP = 6,
     CAPMEM_OBJ_USER = 7,
-    CAPMEM_OBJ_TYPE_COUNT = 8
+    CAPMEM_OBJ_BANK = 8,
+    CAPMEM_OBJ_BANK_NODE = 9,
+    CAPMEM_OBJ_TYPE_COUNT = 10
 } capmem_obj_type_t;
 enum capmem_rights {
     CAPMEM_RIGHT_READ = 1,
     CAPMEM_RIGHT_WRITE = 2,
     CAPMEM_RIGHT_GRANT = 4,
     CAPMEM_RIGHTS_ALL = 7,
+    CAPMEM_RIGHTS_TYPE = 120,
 };
 const char *capmem_obj_type_name(capmem_obj_type_t type);
 typedef struct capmem_cap_info {
@@ -377,6 +381,7 @@ typedef enum capmem_ds_kind {
     CAPMEM_DS_ALIAS_DEPENDENT = 2,
     CAPMEM_DS_ALIAS_FIRST_CLASS = 3,
     CAPMEM_DS_MANAGED = 4,
+    CAPMEM_DS_BANK_FRAME = 5,
 } capmem_ds_kind_t;
 const char *capmem_ds_kind_name(capmem_ds_kind_t kind);
 typedef enum capmem_alias_lifetime {
@@ -495,6 +500,7 @@ typedef struct capmem_rm_info {
     bool expanding;
     bool has_handler;
     char label[24];
+    void *real_base;
 } capmem_rm_info_t;
 capmem_err_t capmem_rm_info(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_info_t *info);
 capmem_err_t capmem_rm_dataspace(capmem_arena_t *arena, capmem_cap_t rm, capmem_cap_t *ds);
@@ -527,7 +533,11 @@ typedef enum capmem_event_kind {
     CAPMEM_EVENT_SET_FAULT_HANDLER = 24,
     CAPMEM_EVENT_USER_NEW = 25,
     CAPMEM_EVENT_MANAGED_NEW = 26,
-    CAPMEM_EVENT_KIND_COUNT = 27
+    CAPMEM_EVENT_KERNEL_HEAP = 27,
+    CAPMEM_EVENT_BANK = 28,
+    CAPMEM_EVENT_BANK_ALLOC = 29,
+    CAPMEM_EVENT_BANK_FREE = 30,
+    CAPMEM_EVENT_KIND_COUNT = 31
 } capmem_event_kind_t;
 #define CAPMEM_EVENT_ALL 4294967295
 typedef struct capmem_event {
@@ -559,7 +569,7 @@ typedef struct capmem_stat {
     uint64_t peak;
     uint64_t total;
 } capmem_stat_t;
-#define CAPMEM_STATS_VERSION 1
+#define CAPMEM_STATS_VERSION 2
 typedef struct capmem_stats {
     uint64_t size;
     uint32_t version;
@@ -578,6 +588,9 @@ typedef struct capmem_stats {
     uint64_t retypes;
     uint64_t revokes;
     uint64_t bytes_zeroed;
+    capmem_stat_t kernel_records;
+    capmem_stat_t banks;
+    capmem_stat_t bank_frames;
 } capmem_stats_t;
 capmem_err_t capmem_stats(capmem_arena_t *arena, capmem_stats_t *out);
 typedef enum capmem_dump_format {
@@ -606,6 +619,159 @@ typedef struct capmem_dump_opts {
 capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out, capmem_dump_format_t format);
 capmem_err_t capmem_dump_ex(capmem_arena_t *arena, FILE *out, const capmem_dump_opts_t *opts);
 capmem_err_t capmem_check(capmem_arena_t *arena, char *why, size_t len);
+
+/* rm_real.h */
+#define CAPMEM_RM_REAL_MAX_VIEWS 64
+#define CAPMEM_RM_REAL_DEFAULT_BUDGET 16384
+enum { CAPMEM_RM_REAL_READONLY = 1 };
+capmem_err_t capmem_rm_real_map(capmem_arena_t *arena, capmem_cap_t rm, unsigned flags,
+                                void **base);
+capmem_err_t capmem_rm_real_unmap(capmem_arena_t *arena, capmem_cap_t rm);
+capmem_err_t capmem_rm_real_prefault(capmem_arena_t *arena, capmem_cap_t rm, uint64_t address,
+                                     size_t len, capmem_rm_access_t access);
+capmem_err_t capmem_rm_real_set_budget(capmem_arena_t *arena, uint32_t pieces);
+typedef struct capmem_rm_real_stats {
+    uint32_t views;
+    uint32_t budget;
+    uint32_t pieces;
+    uint64_t faults;
+    uint64_t spurious;
+    uint64_t mapped;
+    uint64_t dropped;
+    uint64_t evicted;
+} capmem_rm_real_stats_t;
+capmem_err_t capmem_rm_real_stats(capmem_arena_t *arena, capmem_rm_real_stats_t *out);
+
+/* kernel.h */
+typedef enum capmem_kernel_strategy {
+    CAPMEM_KERNEL_FIXED = 1,
+    CAPMEM_KERNEL_HYBRID = 2,
+    CAPMEM_KERNEL_CONSERVATIVE = 3,
+} capmem_kernel_strategy_t;
+const char *capmem_kernel_strategy_name(capmem_kernel_strategy_t s);
+typedef enum capmem_kernel_heap_op {
+    CAPMEM_KERNEL_HEAP_BOOT = 1,
+    CAPMEM_KERNEL_HEAP_GROW = 2,
+    CAPMEM_KERNEL_HEAP_RELEASE = 3,
+} capmem_kernel_heap_op_t;
+#define CAPMEM_KERNEL_RECORD_SIZE 48
+#define CAPMEM_KERNEL_RECORD_MIN 48
+typedef struct capmem_kernel_attr {
+    capmem_kernel_strategy_t strategy;
+    uint64_t record_size;
+    uint64_t image_frames;
+    uint64_t device_frames;
+} capmem_kernel_attr_t;
+capmem_err_t capmem_kernel_boot(capmem_arena_t *arena, const capmem_kernel_attr_t *attr);
+capmem_err_t capmem_kernel_end_boot(capmem_arena_t *arena, uint64_t keep_device_frames);
+typedef struct capmem_kernel_info {
+    capmem_kernel_strategy_t strategy;
+    uint64_t record_size;
+    uint64_t image_frames;
+    uint64_t boot_heap_frames;
+    uint64_t heap_frames;
+    uint64_t borrowed_frames;
+    uint64_t released_frames;
+    uint64_t records_capacity;
+    uint64_t records_used;
+    uint64_t ram_records;
+    uint64_t device_records;
+    uint64_t device_reserve;
+    uint64_t kernel_frames;
+    bool boot_ended;
+} capmem_kernel_info_t;
+capmem_err_t capmem_kernel_info(capmem_arena_t *arena, capmem_kernel_info_t *info);
+enum {
+    CAPMEM_KERNEL_FRAME_RAM = 1,
+    CAPMEM_KERNEL_FRAME_DEVICE = 2,
+    CAPMEM_KERNEL_FLAG_KERNEL = 1,
+    CAPMEM_KERNEL_FLAG_PINNED = 2,
+    CAPMEM_KERNEL_FLAG_NOZERO = 4,
+    CAPMEM_KERNEL_FLAG_BANK = 8,
+};
+typedef struct capmem_kernel_frame {
+    uint64_t phys;
+    uint32_t type;
+    uint32_t flags;
+    uint32_t alloc_count;
+    uint32_t device;
+    uint64_t record_phys;
+    bool owned;
+} capmem_kernel_frame_t;
+capmem_err_t capmem_kernel_frame(capmem_arena_t *arena, uint64_t phys, capmem_kernel_frame_t *out);
+
+/* bank.h */
+typedef enum capmem_bank_type {
+    CAPMEM_BANK_FRAME = 0,
+    CAPMEM_BANK_NODE = 1,
+} capmem_bank_type_t;
+#define CAPMEM_BANK_TYPES 2
+#define CAPMEM_BANK_UNLIMITED 18446744073709551615
+#define CAPMEM_BANK_MAX_OBJECTS 3
+#define CAPMEM_BANK_SERVICE_SLOTS 5
+enum capmem_bank_rights {
+    CAPMEM_BANK_RIGHT_QUERY = 1,
+    CAPMEM_BANK_RIGHT_LIMITS = 2,
+    CAPMEM_BANK_RIGHT_ALLOC = 8,
+    CAPMEM_BANK_RIGHT_FREE = 16,
+    CAPMEM_BANK_RIGHT_DESTROY = 32,
+    CAPMEM_BANK_RIGHT_REMOVE = 64,
+    CAPMEM_BANK_RIGHTS_ALL = 127,
+};
+enum capmem_bank_restriction {
+    CAPMEM_BANK_NO_ALLOC = 8,
+    CAPMEM_BANK_NO_FREE = 16,
+    CAPMEM_BANK_NO_DESTROY = 32,
+    CAPMEM_BANK_NO_QUERY_LIMITS = 1,
+    CAPMEM_BANK_NO_CHANGE_LIMITS = 2,
+    CAPMEM_BANK_NO_REMOVE = 64,
+};
+typedef enum capmem_bank_op {
+    CAPMEM_BANK_OP_SERVICE = 1,
+    CAPMEM_BANK_OP_CREATE = 2,
+    CAPMEM_BANK_OP_DESTROY = 3,
+    CAPMEM_BANK_OP_REMOVE = 4,
+    CAPMEM_BANK_OP_LIMITS = 5,
+    CAPMEM_BANK_OP_GROW = 6,
+} capmem_bank_op_t;
+typedef struct capmem_bank_service_attr {
+    uint64_t donation;
+    uint64_t frames;
+} capmem_bank_service_attr_t;
+capmem_err_t capmem_bank_service_create(capmem_arena_t *arena, capmem_cap_t account,
+                                        const capmem_bank_service_attr_t *attr,
+                                        capmem_cap_t *prime);
+capmem_err_t capmem_bank_service_destroy(capmem_arena_t *arena, capmem_cap_t prime);
+typedef struct capmem_bank_limits {
+    uint64_t limit[2];
+} capmem_bank_limits_t;
+capmem_err_t capmem_bank_create(capmem_arena_t *arena, capmem_cap_t parent,
+                                const capmem_bank_limits_t *limits, capmem_cap_t *out);
+capmem_err_t capmem_bank_alloc(capmem_arena_t *arena, capmem_cap_t bank,
+                               const capmem_bank_type_t *types, size_t count, capmem_cap_t *out);
+capmem_err_t capmem_bank_free(capmem_arena_t *arena, capmem_cap_t bank, const capmem_cap_t *objs,
+                              size_t count);
+capmem_err_t capmem_bank_destroy(capmem_arena_t *arena, capmem_cap_t bank);
+capmem_err_t capmem_bank_remove(capmem_arena_t *arena, capmem_cap_t bank);
+capmem_err_t capmem_bank_set_limits(capmem_arena_t *arena, capmem_cap_t bank,
+                                    const capmem_bank_limits_t *limits);
+typedef struct capmem_bank_info {
+    uint64_t limit[2];
+    uint64_t used[2];
+    uint64_t own[2];
+    uint64_t avail[2];
+    uint64_t effective[2];
+    uint32_t depth;
+    uint32_t children;
+    unsigned rights;
+    bool is_prime;
+    bool is_kernel;
+} capmem_bank_info_t;
+capmem_err_t capmem_bank_info(capmem_arena_t *arena, capmem_cap_t bank, capmem_bank_info_t *info);
+capmem_err_t capmem_bank_restrict(capmem_arena_t *arena, capmem_cap_t bank, unsigned restrictions,
+                                  capmem_cap_t *out);
+capmem_err_t capmem_bank_owns(capmem_arena_t *arena, capmem_cap_t bank, capmem_cap_t obj,
+                              bool *owns);
 
 /* conform.h */
 typedef enum capmem_conform_property {
@@ -685,6 +851,13 @@ STRUCTS = (
     "capmem_stat_t",
     "capmem_stats_t",
     "capmem_dump_opts_t",
+    "capmem_rm_real_stats_t",
+    "capmem_kernel_attr_t",
+    "capmem_kernel_info_t",
+    "capmem_kernel_frame_t",
+    "capmem_bank_service_attr_t",
+    "capmem_bank_limits_t",
+    "capmem_bank_info_t",
     "capmem_conform_attr_t",
     "capmem_conform_violation_t",
     "capmem_conform_result_t",

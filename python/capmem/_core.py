@@ -38,6 +38,8 @@ class ObjType(enum.IntEnum):
     DATASPACE = lib.CAPMEM_OBJ_DATASPACE
     REGION_MAP = lib.CAPMEM_OBJ_REGION_MAP
     USER = lib.CAPMEM_OBJ_USER
+    BANK = lib.CAPMEM_OBJ_BANK
+    BANK_NODE = lib.CAPMEM_OBJ_BANK_NODE
 
 
 class Rights(enum.IntFlag):
@@ -68,6 +70,7 @@ class DsKind(enum.IntEnum):
     ALIAS_DEPENDENT = lib.CAPMEM_DS_ALIAS_DEPENDENT
     ALIAS_FIRST_CLASS = lib.CAPMEM_DS_ALIAS_FIRST_CLASS
     MANAGED = lib.CAPMEM_DS_MANAGED
+    BANK_FRAME = lib.CAPMEM_DS_BANK_FRAME
 
     def __str__(self):
         return string(lib.capmem_ds_kind_name(self))
@@ -219,6 +222,7 @@ class RegionMapInfo:
     expanding: bool
     has_handler: bool
     label: str
+    real_base: int = 0  # where the map is mapped in real mode, or 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,6 +425,8 @@ def _copy_struct(cdata):
             value = ffi.string(value).decode("utf-8", "replace")
         elif kind == "pointer" and field.type.item.cname == "char":
             value = string(value)
+        elif kind == "pointer":
+            value = int(ffi.cast("uintptr_t", value))
         elif field.type.cname == "_Bool":
             value = bool(value)
         out[name] = value

@@ -140,6 +140,10 @@ class Reentrant(Error):
     """The library was called from a callback that may not call it."""
 
 
+class LimitReached(Error):
+    """A space bank's limit (its own or an ancestor's) would be exceeded."""
+
+
 _CLASS_OF_NAME = {
     "INVALID_ARGS": InvalidArgs,
     "INVALID_CAP": InvalidCap,
@@ -165,6 +169,7 @@ _CLASS_OF_NAME = {
     "CORRUPT": Corrupt,
     "POLICY": PolicyError,
     "REENTRANT": Reentrant,
+    "LIMIT_REACHED": LimitReached,
 }
 
 #: Error code (int) -> exception class.
