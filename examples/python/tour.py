@@ -269,6 +269,40 @@ def tour_region_map(root):
     print("Closing prog closes both maps and frees every page they held.")
 
 
+def tour_kernel_banks():
+    heading("9. Kernel metadata and space banks: Coyotos' answer")
+    with capmem.Arena(ram_size=16 << 20, device_window=1 << 20) as a:
+        a.kernel_boot("hybrid")  # no fixed part: every device record is borrowed
+        ki = a.kernel_info()
+        print(f"Coyotos keeps a {ki.record_size}-byte record for every frame: {ki.ram_records} "
+              f"frames of RAM need a heap of {ki.boot_heap_frames} frames,\n"
+              f"carved at boot after a {ki.image_frames}-frame kernel image. The rest goes to "
+              "the banks.")
+        expect(ki.boot_heap_frames == 48, "48 heap frames")
+        prime = a.ram_boot().bank_service(frames=256)
+        users = prime.create(frames=2)
+        users.alloc("frame", "frame")
+        try:
+            users.alloc("frame")
+            expect(False, "the third frame passes the limit")
+        except capmem.LimitReached as e:
+            print(f"A bank limited to 2 frames gives 2; the third is {e.name} ({e.message}).")
+        a.add_device(0x100000000, 64 * 4096)
+        ki, pi = a.kernel_info(), prime.info()
+        print(f"Hot-plugging 64 device frames needs 64 records: the heap borrowed "
+              f"{ki.borrowed_frames} frame through the banks,\n"
+              f"so the prime bank now has {pi.used['frame']} of its {pi.limit['frame']} "
+              "frames charged (2 users' frames + 1 heap frame).")
+        expect(ki.borrowed_frames == 1 and pi.used["frame"] == 3, "one heap frame borrowed")
+        users.destroy()
+        used = prime.used["frame"]
+        print("Destroying the users' bank frees its frames: the prime bank is charged "
+              f"{used} (the heap frame is never returned).")
+        expect(used == 1, "the heap frame stays")
+        a.check()
+        print("See docs/kernel_metadata.md and examples/kernel_heap.c for the three strategies.")
+
+
 def tour_picture(arena, root):
     """What the arena holds now: a text dump of one account's subtree, and
     an SVG picture of the whole arena, written to tour.svg in the current
@@ -345,10 +379,11 @@ def main():
         root = tour_ram(arena)
         tour_alias(root)
         tour_region_map(root)
-        # Sections 7 (real mode: plain pointers and real page faults, which
-        # would run Python inside a SIGSEGV handler) and 9 (kernel metadata
-        # and space banks) of the C tour have no Python version yet.
+        # Section 7 of the C tour (real mode: plain pointers and real page
+        # faults, which would run Python inside a SIGSEGV handler) has no
+        # Python version.
         tour_policies(root)
+        tour_kernel_banks()
         tour_picture(arena, root)
         arena.check()
         print(f"\nAll invariants hold (capmem_check). {'' if failures else 'End of the tour.'}")

@@ -250,6 +250,55 @@ class Region:
 
 
 @dataclasses.dataclass(frozen=True)
+class KernelInfo:
+    """The kernel heap of per-frame records (capmem/kernel.h)."""
+
+    strategy: str
+    record_size: int
+    image_frames: int
+    boot_heap_frames: int
+    heap_frames: int
+    borrowed_frames: int
+    released_frames: int
+    records_capacity: int
+    records_used: int
+    ram_records: int
+    device_records: int
+    device_reserve: int
+    kernel_frames: int
+    boot_ended: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelFrame:
+    """One frame's record in the kernel heap."""
+
+    phys: int
+    type: int
+    flags: int
+    alloc_count: int
+    device: int
+    record_phys: int
+    owned: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class BankInfo:
+    """A space bank: each per-type figure is a dict {"frame": n, "node": n}."""
+
+    limit: dict
+    used: dict
+    own: dict
+    avail: dict
+    effective: dict
+    depth: int
+    children: int
+    rights: int
+    is_prime: bool
+    is_kernel: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Fault:
     """A fault as a fault handler sees it; ``rm`` is the map that faulted."""
 
@@ -723,6 +772,33 @@ class Arena:
                   self._ram_attr(root_donation, root_caps, expanding, policy), out)
         return Account(self, out[0])
 
+    # -- kernel metadata (capmem/kernel.h)
+
+    def kernel_boot(self, strategy="fixed", record_size=lib.CAPMEM_KERNEL_RECORD_SIZE,
+                    image_frames=64, device_frames=0):
+        """Boot the kernel heap: a record per frame; "fixed", "hybrid" or "conservative"."""
+        attr = ffi.new("capmem_kernel_attr_t *")
+        attr.strategy = KERNEL_STRATEGIES[strategy] if isinstance(strategy, str) else strategy
+        attr.record_size = record_size
+        attr.image_frames = image_frames
+        attr.device_frames = device_frames
+        self.call(lib.capmem_kernel_boot, attr)
+
+    def kernel_end_boot(self, keep_device_frames=0):
+        self.call(lib.capmem_kernel_end_boot, keep_device_frames)
+
+    def kernel_info(self):
+        out = ffi.new("capmem_kernel_info_t *")
+        self.call(lib.capmem_kernel_info, out)
+        d = _copy_struct(out[0])
+        d["strategy"] = string(lib.capmem_kernel_strategy_name(d["strategy"]))
+        return KernelInfo(**d)
+
+    def kernel_frame(self, phys):
+        out = ffi.new("capmem_kernel_frame_t *")
+        self.call(lib.capmem_kernel_frame, phys, out)
+        return KernelFrame(**_copy_struct(out[0]))
+
     # -- events and traces
 
     def subscribe(self, fn, kinds=None):
@@ -887,6 +963,15 @@ def _sections(sections):
         except KeyError:
             raise ValueError(f"unknown dump section {name!r}") from None
     return mask
+
+
+KERNEL_STRATEGIES = {
+    "fixed": lib.CAPMEM_KERNEL_FIXED,
+    "hybrid": lib.CAPMEM_KERNEL_HYBRID,
+    "conservative": lib.CAPMEM_KERNEL_CONSERVATIVE,
+}
+BANK_TYPES = {"frame": lib.CAPMEM_BANK_FRAME, "node": lib.CAPMEM_BANK_NODE}
+BANK_UNLIMITED = lib.CAPMEM_BANK_UNLIMITED
 
 
 def _mask(kinds):
@@ -1313,6 +1398,19 @@ class Account(Cap):
         self.arena.call(lib.capmem_rm_open, self.handle, attr, out)
         return RegionMap(self.arena, out[0])
 
+    def bank_service(self, donation=64 * 1024, frames=0):
+        """A space-bank service on this account; returns its prime Bank.
+
+        ``frames``: how many frames the prime bank may hand out (0: all the
+        account can pay).
+        """
+        attr = ffi.new("capmem_bank_service_attr_t *")
+        attr.donation = donation
+        attr.frames = frames
+        out = ffi.new("capmem_cap_t *")
+        self.arena.call(lib.capmem_bank_service_create, self.handle, attr, out)
+        return Bank(self.arena, out[0])
+
     def physical_map(self):
         """The service's physical map: (phys, size, used) blocks in address order."""
         blocks = []
@@ -1535,6 +1633,86 @@ class RegionMap(Cap):
             self.close()
 
 
+def _limits(frames, nodes):
+    lim = ffi.new("capmem_bank_limits_t *")
+    lim.limit[lib.CAPMEM_BANK_FRAME] = BANK_UNLIMITED if frames is None else frames
+    lim.limit[lib.CAPMEM_BANK_NODE] = BANK_UNLIMITED if nodes is None else nodes
+    return lim
+
+
+class Bank(Cap):
+    """A space bank (Coyotos; capmem/bank.h): limits per type, charged to every ancestor."""
+
+    __slots__ = ()
+
+    def info(self):
+        out = ffi.new("capmem_bank_info_t *")
+        self.arena.call(lib.capmem_bank_info, self.handle, out)
+        d = _copy_struct(out[0])
+        for key in ("limit", "used", "own", "avail", "effective"):
+            arr = getattr(out, key)
+            d[key] = {name: int(arr[i]) for name, i in BANK_TYPES.items()}
+        return BankInfo(**d)
+
+    limit = property(lambda self: self.info().limit)
+    used = property(lambda self: self.info().used)
+    avail = property(lambda self: self.info().avail)
+
+    def _describe(self):
+        i = self.info()
+        return f"depth {i.depth}, frames {i.used['frame']}/{i.limit['frame']}"
+
+    def create(self, frames=None, nodes=None):
+        """A sub-bank with these limits (None: unlimited)."""
+        out = ffi.new("capmem_cap_t *")
+        self.arena.call(lib.capmem_bank_create, self.handle, _limits(frames, nodes), out)
+        return Bank(self.arena, out[0])
+
+    def alloc(self, *types):
+        """Allocate up to three objects ("frame" or "node"), all or nothing."""
+        codes = [BANK_TYPES[t] if isinstance(t, str) else int(t) for t in types] or [0]
+        arr = ffi.new("capmem_bank_type_t[]", codes)
+        out = ffi.new("capmem_cap_t[]", max(len(types), 1))
+        self.arena.call(lib.capmem_bank_alloc, self.handle, arr, len(types), out)
+        return [self.arena.wrap(out[i]) for i in range(len(types))]
+
+    def free(self, *objs):
+        handles = ffi.new("capmem_cap_t[]", [_handle(o) for o in objs] or [0])
+        self.arena.call(lib.capmem_bank_free, self.handle, handles, len(objs))
+
+    def set_limits(self, frames=None, nodes=None):
+        self.arena.call(lib.capmem_bank_set_limits, self.handle, _limits(frames, nodes))
+
+    def destroy(self):
+        """Destroy the bank and its sub-banks; all their objects are freed."""
+        self.arena.call(lib.capmem_bank_destroy, self.handle)
+
+    def remove(self):
+        """Remove the bank; its objects go to its parent."""
+        self.arena.call(lib.capmem_bank_remove, self.handle)
+
+    def restrict(self, restrictions):
+        """A copy without some rights (CAPMEM_BANK_NO_* bits)."""
+        out = ffi.new("capmem_cap_t *")
+        self.arena.call(lib.capmem_bank_restrict, self.handle, int(restrictions), out)
+        return Bank(self.arena, out[0])
+
+    def owns(self, obj):
+        out = ffi.new("bool *")
+        self.arena.call(lib.capmem_bank_owns, self.handle, _handle(obj), out)
+        return bool(out[0])
+
+    def destroy_service(self):
+        """(prime bank) Destroy the bank service."""
+        self.arena.call(lib.capmem_bank_service_destroy, self.handle)
+
+
+class BankNode(Cap):
+    """A kernel object (a node) from a space bank."""
+
+    __slots__ = ()
+
+
 _CLASS_OF_TYPE = {
     int(ObjType.UNTYPED): Untyped,
     int(ObjType.FRAME): Frame,
@@ -1543,10 +1721,13 @@ _CLASS_OF_TYPE = {
     int(ObjType.DATASPACE): Dataspace,
     int(ObjType.REGION_MAP): RegionMap,
     int(ObjType.USER): UserCap,
+    int(ObjType.BANK): Bank,
+    int(ObjType.BANK_NODE): BankNode,
 }
 _CLASS_OF_KIND = {
     int(DsKind.RAM): Dataspace,
     int(DsKind.ALIAS_DEPENDENT): Alias,
     int(DsKind.ALIAS_FIRST_CLASS): Alias,
     int(DsKind.MANAGED): ManagedDataspace,
+    int(DsKind.BANK_FRAME): Dataspace,
 }

@@ -23,10 +23,9 @@ def run(cmd, svg):
     return re.sub(r"OUT_OF_RAM \(needed [^)]*\)", "OUT_OF_RAM", text)
 
 
-# Sections of the C tour the Python tour does not have yet: 7, real mode
-# (a Python pager would run inside the SIGSEGV handler), and 9, kernel
-# metadata and space banks.
-NOT_IN_PYTHON = {"7", "9"}
+# Sections of the C tour the Python tour does not have: 7, real mode (a
+# Python pager would run inside the SIGSEGV handler).
+NOT_IN_PYTHON = {"7"}
 
 
 def sections(text):
