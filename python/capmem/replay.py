@@ -87,7 +87,10 @@ def replay(trace, policies=None, span=None, granule=None, format=None, every=Non
             if value is not None:
                 cmd += [flag, str(value)]
         cmd.append(str(trace))
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        # A sanitizer runtime preloaded into the interpreter (the test suite
+        # does that in an ASan build) is not for the tool, which has its own.
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if out.returncode != 0:
             raise errors.InvalidArgs(out.stderr.strip() or f"capmem-replay exited {out.returncode}",
                                      code=lib.CAPMEM_E_INVALID_ARGS)
