@@ -25,6 +25,9 @@ import capmem
 assert capmem.__file__.startswith(sys.argv[1]), capmem.__file__
 assert capmem.LIBRARY_PATH.startswith(sys.argv[1]), capmem.LIBRARY_PATH
 print("loaded", capmem.LIBRARY_PATH[len(sys.argv[1]):])
+tool = capmem.replay_tool()
+assert tool.startswith(sys.argv[1]) and tool.endswith("/capmem-replay"), tool
+print("replay tool", tool[len(sys.argv[1]):])
 with capmem.Arena(ram_size=1 << 20) as arena:
     app = arena.ram_boot().open(quota=8192)
     app.alloc(4096)
