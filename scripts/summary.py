@@ -1,14 +1,49 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Count test cases in Meson's JSON test logs and print one closing line
-"N passed, N failed" (TAP tests count each case; other tests count once)."""
+"N passed, N failed" (TAP tests count each case; a pytest run that writes
+JUnit XML (--junitxml=PATH in its command) counts each of its cases; other
+tests count once)."""
 import json
+import os
 import re
 import sys
+import xml.etree.ElementTree as ET
 
 OK_RESULTS = {"OK", "EXPECTEDFAIL"}
 SKIP_RESULTS = {"SKIP"}
 TAP_LINE = re.compile(r"^(not ok|ok)\b(.*)$")
+
+
+def junit_path(entry):
+    """The --junitxml=PATH of a test's command, if it has one."""
+    for arg in entry.get("command") or []:
+        if isinstance(arg, str) and arg.startswith("--junitxml="):
+            return arg[len("--junitxml="):]
+    return None
+
+
+def count_junit(path, entry):
+    """(passed, failed, skipped) of a pytest JUnit XML written by this run, or None."""
+    try:
+        # A file older than the test's start was left by an earlier run.
+        if os.path.getmtime(path) + 1 < float(entry.get("starttime", 0)):
+            return None
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError, ValueError):
+        return None
+    passed = failed = skipped = 0
+    for case in root.iter("testcase"):
+        tags = {child.tag for child in case}
+        if tags & {"failure", "error"}:
+            failed += 1
+        elif "skipped" in tags:
+            skipped += 1
+        else:
+            passed += 1
+    if passed + failed + skipped == 0:
+        return None
+    return passed, failed, skipped
 
 
 def count(path):
@@ -23,6 +58,15 @@ def count(path):
             continue
         entry = json.loads(line)
         result = entry.get("result", "")
+        junit = junit_path(entry)
+        counts = count_junit(junit, entry) if junit else None
+        if counts is not None:
+            passed += counts[0]
+            failed += counts[1]
+            skipped += counts[2]
+            if result not in OK_RESULTS | SKIP_RESULTS and counts[1] == 0:
+                failed += 1  # pytest itself failed (a crash, an error at collection)
+            continue
         cases = [TAP_LINE.match(l) for l in entry.get("stdout", "").splitlines()]
         cases = [m for m in cases if m]
         if cases and result not in ("TIMEOUT", "ERROR"):
