@@ -176,6 +176,8 @@ static int bad(run_t *r, const ynode_t *at, const char *fmt, ...)
     va_start(ap, fmt);
     if (at != NULL) {
         fprintf(r->o->err, "%s:%d:%d: ", r->file, at->line, at->column);
+    } else if (r->arena == NULL) {
+        fprintf(r->o->err, "%s:1:1: ", r->file);
     } else {
         fprintf(r->o->err, "%s: ", r->file);
     }
@@ -326,9 +328,7 @@ static uint64_t arg_num(run_t *r, const char *k, int required, uint64_t def)
     ynode_t *v = key(r, k);
     if (v == NULL) {
         if (required) {
-            bad(r, r->action_value,
-                "a '%s' step needs '%s:' (a number such as 4096, 0x1000 or "
-                "64 KiB)",
+            bad(r, r->action_value, "'%s' needs '%s:' (a number such as 4096, 0x1000 or 64 KiB)",
                 r->action, k);
         }
         return def;
@@ -464,8 +464,7 @@ static int arg_sym(run_t *r, const char *k, unsigned mask, int required)
         if (required) {
             char kinds[160];
             kinds_text(mask, kinds, sizeof(kinds));
-            bad(r, r->action_value, "a '%s' step needs '%s:' (the name of %s)", r->action, k,
-                kinds);
+            bad(r, r->action_value, "'%s' needs '%s:' (the name of %s)", r->action, k, kinds);
         }
         return -1;
     }
@@ -1312,6 +1311,20 @@ static pager_t *read_pager(run_t *r, uint64_t *map_size)
     } else if (file->kind != Y_SCALAR) {
         bad(r, file, "'file' takes a path, found %s", ytree_kind_name(file));
         return p;
+    } else if (r->o->no_files) {
+        bad(r, file, "pagers may not read files here; use 'file-size'");
+        return p;
+    } else if (r->dry) {
+        /* Say now, with the place, if the file cannot be read; it is read when the step runs. */
+        uint64_t size = 0;
+        free(load_file(r, file, file->value, &size));
+        if (r->bad) {
+            return p;
+        }
+    }
+    if (fsize != NULL && r->o->max_ram != 0 && p->file_size > r->o->max_ram) {
+        bad(r, fsize, "'file-size' is limited to %" PRIu64 " bytes here", r->o->max_ram);
+        return p;
     }
     if (!r->dry) {
         if (fsize != NULL) {
@@ -1352,7 +1365,7 @@ static int step_region_map(run_t *r)
     pager_t *p = read_pager(r, &a.size);
     if (!r->bad && a.size == 0) {
         bad(r, r->action_value,
-            "a 'region-map' step needs 'size:' (bytes of address space), "
+            "'region-map' needs 'size:' (bytes of address space), "
             "unless its pager is a file cache");
     }
     if (r->bad || r->dry) {
@@ -1556,7 +1569,7 @@ static int step_access(run_t *r)
         size = arg_num(r, "size", 0, text ? strlen(text) : 1);
         if (!r->bad && text == NULL && bv == NULL) {
             bad(r, r->action_value,
-                "a 'write' step needs 'text: \"...\"' or 'byte: N' (with "
+                "'write' needs 'text: \"...\"' or 'byte: N' (with "
                 "'size:')");
         }
         if (!r->bad && text != NULL && size != strlen(text)) {
@@ -2217,7 +2230,11 @@ static int read_step_shape(run_t *r, ynode_t *st, const action_t **act)
     }
     r->action = (*act)->name;
     for (size_t i = 0; i < sizeof(common_keys) / sizeof(common_keys[0]); i++) {
-        key(r, common_keys[i]);
+        for (size_t k = 0; k < st->n; k++) {
+            if (strcmp(st->keys[k]->value, common_keys[i]) == 0) {
+                st->keys[k]->used = 1;
+            }
+        }
     }
     ynode_t *label = ytree_get(st, "step");
     if (label != NULL && label->kind != Y_SCALAR) {
@@ -2239,6 +2256,9 @@ static int read_step_shape(run_t *r, ynode_t *st, const action_t **act)
 
 static int unknown_keys(run_t *r)
 {
+    for (size_t i = 0; i < sizeof(common_keys) / sizeof(common_keys[0]); i++) {
+        (void)key(r, common_keys[i]);
+    }
     for (size_t i = 0; i < r->step->n; i++) {
         if (!r->step->keys[i]->used) {
             char list[512] = "";
@@ -2246,7 +2266,7 @@ static int unknown_keys(run_t *r)
                 size_t l = strlen(list);
                 snprintf(list + l, sizeof(list) - l, "%s%s", k ? ", " : "", r->known[k]);
             }
-            return bad(r, r->step->keys[i], "unknown key '%s' in a '%s' step; expected %s",
+            return bad(r, r->step->keys[i], "unknown key '%s' for '%s'; expected %s",
                        r->step->keys[i]->value, r->action, list);
         }
     }

@@ -33,6 +33,7 @@ typedef struct scen_opts {
     /* Limits for untrusted input (the fuzzer): 0 means none. */
     uint64_t max_ram;
     uint64_t max_repeat;
+    int no_files; /* refuse pagers that read files from disk */
 } scen_opts_t;
 
 /* Read, check and run one scenario held in memory; @p file names it in messages. */

@@ -71,9 +71,9 @@ static int attach(builder_t *b, ynode_t *node, char *err, size_t errlen)
 {
     if (b->depth == 0) {
         if (b->root != NULL) {
-            ytree_free(node);
             snprintf(err, errlen, "%d:%d: a second document; a scenario file holds one", node->line,
                      node->column);
+            ytree_free(node);
             return -1;
         }
         b->root = node;
