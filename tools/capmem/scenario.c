@@ -447,7 +447,7 @@ static int resolve(run_t *r, const ynode_t *v, const char *k, unsigned mask)
             symkind_name(sy->kind), sy->def_line, kinds);
         return -1;
     }
-    if (sy->dead_line != 0 && r->dry && !r->want_error_given) {
+    if (sy->dead_line != 0 && r->dry && !r->want_error_given && strcmp(r->action, "show") != 0) {
         bad(r, v,
             "'%s' names '%s', which step \"%s\" (line %d) closed; a later step may use it only "
             "when it expects an error (expect: INVALID_CAP)",
@@ -876,7 +876,8 @@ static int step_open(run_t *r)
     capmem_ram_open_attr_t a = CAPMEM_RAM_OPEN_ATTR_INIT;
     a.quota = arg_num(r, "quota", 0, 0);
     a.donation = arg_num(r, "donation", 0, a.donation);
-    a.caps = arg_num(r, "caps", 0, a.caps);
+    int caps_given = key(r, "caps") != NULL;
+    a.caps = arg_num(r, "caps", 0, 0);
     a.upgrade_step = arg_num(r, "upgrade-step", 0, a.upgrade_step);
     a.flags = arg_bool(r, "expanding", 0) ? CAPMEM_RAM_EXPANDING : 0;
     a.label = arg_text(r, "label", name);
@@ -889,6 +890,18 @@ static int step_open(run_t *r)
     }
     r->subject = s;
     r->subject2 = from;
+    if (!caps_given) {
+        /*
+         * A quarter of the capabilities the parent has left, not the library's
+         * fixed 1024: so accounts opened with the defaults can open children
+         * with the defaults too, to any depth a scenario needs.
+         */
+        capmem_ram_info_t pi;
+        if (capmem_ram_info(r->arena, r->syms[from].cap, &pi) == CAPMEM_OK &&
+            pi.caps_limit > pi.caps_used) {
+            a.caps = (pi.caps_limit - pi.caps_used) / 4;
+        }
+    }
     if (call(r, capmem_ram_open(r->arena, r->syms[from].cap, &a, &r->syms[s].cap)) != 0) {
         say_outcome_error(r);
         return 0;
@@ -1644,7 +1657,7 @@ static int step_access(run_t *r)
 
 static void describe(run_t *r, int s);
 
-/* show: NAME: print it; its values can be expected. */
+/* show: NAME: print it; its values can be expected (also of an object that is gone: alive). */
 static int step_show(run_t *r)
 {
     int s = subject(r, K(S_UNTYPED) | K(S_OBJECT) | K(S_ACCOUNT) | K(S_DS) | K(S_MAP));
