@@ -250,8 +250,11 @@ capmem_err_t capmem__device_add(capmem__backing_t *arena, uint64_t phys, uint64_
     d->phys = phys;
     d->size = size;
     d->backing_offset = boff;
-    /* A range used before (unplugged, then plugged again) must not leak old bytes. */
-    memset(capmem__bytes(arena, boff), 0, (size_t)size);
+    /*
+     * A range used before (unplugged, then plugged again) must not leak old
+     * bytes. Cleared like any other backing, so it counts as bytes zeroed.
+     */
+    capmem__backing_zero(arena, boff, size);
     out->id = d->id;
     out->phys = phys;
     out->size = size;

@@ -202,6 +202,11 @@ capmem_err_t capmem_cap_create_user(capmem_arena_t *arena, const capmem_user_typ
         u->object = object;
         *out =
             capmem__cap_create(arena, CAPMEM_OBJ_USER, u, rights, CAPMEM__SLOT_ORIGINAL, 0, NULL);
+        if (capmem__event_wanted(arena, CAPMEM_EVENT_USER_NEW)) {
+            capmem__emit(arena,
+                         &(capmem__ev_t){.kind = CAPMEM_EVENT_USER_NEW, .cap = *out, .a = rights},
+                         "user object of type \"%s\"", type->name != NULL ? type->name : "");
+        }
     }
     CAPMEM__LEAVE(arena);
     return err;

@@ -618,14 +618,16 @@ static capmem_cap_t invoke_alias(capmem_arena_t *arena, const alias_plan_t *p)
     if (capmem__event_wanted(arena, CAPMEM_EVENT_ALIAS)) {
         capmem__emit(
             arena,
-            &(capmem__ev_t){.kind = CAPMEM_EVENT_ALIAS,
-                            .cap = h,
-                            .other = capmem__slot_handle(
-                                &arena->cspace, capmem__slot_index(&arena->cspace, p->src_slot)),
-                            .a = p->offset,
-                            .b = p->writable ? 1u : 0u,
-                            .offset = rec->off,
-                            .size = rec->size},
+            &(capmem__ev_t){
+                .kind = CAPMEM_EVENT_ALIAS,
+                .cap = h,
+                .other = capmem__slot_handle(&arena->cspace,
+                                             capmem__slot_index(&arena->cspace, p->src_slot)),
+                .a = p->offset,
+                .b = (p->writable ? 1u : 0u) | (p->lifetime == CAPMEM_ALIAS_FIRST_CLASS ? 2u : 0u),
+                .offset = rec->off,
+                .size = rec->size,
+                .payer = capmem__account_handle(arena, acc)},
             "%s %s alias of %llu bytes at offset 0x%llx",
             p->lifetime == CAPMEM_ALIAS_DEPENDENT ? "dependent" : "first-class",
             p->writable ? "writable" : "read-only", (unsigned long long)rec->size,

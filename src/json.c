@@ -6,11 +6,10 @@
 #include <stddef.h>
 
 /*
- * Length of the valid UTF-8 sequence at @p s (1..4), or 0 when the bytes
- * there are not one: overlong forms, surrogates and code points above
- * U+10FFFF are refused, as RFC 3629 says.
+ * Overlong forms, surrogates and code points above U+10FFFF are refused,
+ * as RFC 3629 says.
  */
-static size_t utf8_len(const unsigned char *s)
+size_t capmem__utf8_len(const unsigned char *s)
 {
     const unsigned c = s[0];
     size_t n;
@@ -44,6 +43,25 @@ static size_t utf8_len(const unsigned char *s)
     return n;
 }
 
+/* The short escape of a control character, or NULL for \u00XX. */
+static const char *short_escape(unsigned c)
+{
+    switch (c) {
+    case '\n':
+        return "\\n";
+    case '\t':
+        return "\\t";
+    case '\r':
+        return "\\r";
+    case '\b':
+        return "\\b";
+    case '\f':
+        return "\\f";
+    default:
+        return NULL;
+    }
+}
+
 void capmem__json_string(FILE *out, const char *s)
 {
     if (s == NULL) {
@@ -53,38 +71,32 @@ void capmem__json_string(FILE *out, const char *s)
     const unsigned char *p = (const unsigned char *)s;
     fputc('"', out);
     while (*p != '\0') {
+        /* A run of bytes that need nothing goes out in one write (dumps write many labels). */
+        const unsigned char *run = p;
+        while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
+            p++;
+        }
+        if (p > run) {
+            fwrite(run, 1, (size_t)(p - run), out);
+        }
         const unsigned c = *p;
+        if (c == '\0') {
+            break;
+        }
         if (c == '"' || c == '\\') {
             fputc('\\', out);
             fputc((int)c, out);
             p++;
         } else if (c < 0x20 || c == 0x7f) {
-            switch (c) {
-            case '\n':
-                fputs("\\n", out);
-                break;
-            case '\t':
-                fputs("\\t", out);
-                break;
-            case '\r':
-                fputs("\\r", out);
-                break;
-            case '\b':
-                fputs("\\b", out);
-                break;
-            case '\f':
-                fputs("\\f", out);
-                break;
-            default:
+            const char *e = short_escape(c);
+            if (e != NULL) {
+                fputs(e, out);
+            } else {
                 fprintf(out, "\\u%04x", c);
-                break;
             }
             p++;
-        } else if (c < 0x80) {
-            fputc((int)c, out);
-            p++;
         } else {
-            const size_t n = utf8_len(p);
+            const size_t n = capmem__utf8_len(p);
             if (n == 0) {
                 fputs("\\ufffd", out);
                 p++;
@@ -99,10 +111,34 @@ void capmem__json_string(FILE *out, const char *s)
 
 void capmem__json_u64(FILE *out, uint64_t v)
 {
-    fprintf(out, "%llu", (unsigned long long)v);
+    char buf[24];
+    char *e = buf + sizeof(buf);
+    char *b = e;
+    do {
+        *--b = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    fwrite(b, 1, (size_t)(e - b), out);
 }
 
 void capmem__json_hex(FILE *out, uint64_t v)
 {
-    fprintf(out, "\"0x%llx\"", (unsigned long long)v);
+    static const char digits[] = "0123456789abcdef";
+    char buf[24];
+    char *e = buf + sizeof(buf);
+    char *b = e;
+    *--b = '"';
+    do {
+        *--b = digits[v & 0xf];
+        v >>= 4;
+    } while (v != 0);
+    *--b = 'x';
+    *--b = '0';
+    *--b = '"';
+    fwrite(b, 1, (size_t)(e - b), out);
+}
+
+void capmem__json_bool(FILE *out, int v)
+{
+    fputs(v ? "true" : "false", out);
 }

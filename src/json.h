@@ -8,6 +8,7 @@
 #ifndef CAPMEM_JSON_H
 #define CAPMEM_JSON_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -22,5 +23,15 @@ void capmem__json_string(FILE *out, const char *s);
 void capmem__json_u64(FILE *out, uint64_t v);
 /* A handle or address as the string "0x..." (exact in every reader). */
 void capmem__json_hex(FILE *out, uint64_t v);
+/* true or false. */
+void capmem__json_bool(FILE *out, int v);
+
+/*
+ * Length of the valid multi-byte UTF-8 sequence at @p s (2..4), or 0 when
+ * the bytes there are not one: an ASCII byte (callers handle those first),
+ * overlong forms, surrogates, code points above U+10FFFF, stray or missing
+ * continuation bytes. Shared with svg.c.
+ */
+size_t capmem__utf8_len(const unsigned char *s);
 
 #endif

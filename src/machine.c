@@ -178,6 +178,13 @@ static const char *const kind_names[CAPMEM_EVENT_KIND_COUNT] = {
     [CAPMEM_EVENT_DEVICE_ADD] = "device add",
     [CAPMEM_EVENT_DEVICE_REMOVE] = "device remove",
     [CAPMEM_EVENT_MINT] = "mint",
+    [CAPMEM_EVENT_UNTYPED_NEW] = "untyped new",
+    [CAPMEM_EVENT_SERVICE_NEW] = "service new",
+    [CAPMEM_EVENT_SET_POLICY] = "set policy",
+    [CAPMEM_EVENT_SET_EXPANDING] = "set expanding",
+    [CAPMEM_EVENT_SET_FAULT_HANDLER] = "set fault handler",
+    [CAPMEM_EVENT_USER_NEW] = "user new",
+    [CAPMEM_EVENT_MANAGED_NEW] = "managed new",
 };
 
 const char *capmem_event_kind_name(capmem_event_kind_t kind)
@@ -514,7 +521,8 @@ void capmem__drain(capmem_arena_t *arena)
                                    .other = r.ev.other,
                                    .offset = r.ev.offset,
                                    .size = r.ev.size,
-                                   .seq = seq};
+                                   .seq = seq,
+                                   .payer = r.ev.payer};
         /*
          * Each subscriber is looked up under the lock just before its call,
          * so one removed by an earlier callback (of this event or another

@@ -53,6 +53,7 @@ typedef struct capmem__ev {
     uint64_t b;
     uint64_t offset;
     uint64_t size;
+    capmem_cap_t payer;
 } capmem__ev_t;
 
 typedef struct capmem__event_rec {

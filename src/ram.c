@@ -354,6 +354,21 @@ static capmem_cap_t invoke_create(capmem_arena_t *arena, ram_state_t *st,
     svc->alive = true;
     svc->next_svc = st->services;
     st->services = svc;
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_SERVICE_NEW)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_SERVICE_NEW,
+                                     .cap = root,
+                                     .other = first_pool,
+                                     .payer = root,
+                                     .a = p->total,
+                                     .b = at->root_donation,
+                                     .offset = p->lo,
+                                     .size = p->hi - p->lo},
+                     "RAM service of %llu bytes in %zu pool%s; its root account donates %llu "
+                     "bytes to its records",
+                     (unsigned long long)p->total, p->n, p->n == 1 ? "" : "s",
+                     (unsigned long long)at->root_donation);
+    }
     return root;
 }
 

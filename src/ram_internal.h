@@ -55,4 +55,8 @@ capmem__account_t *capmem__ram_account_init(capmem_arena_t *arena, capmem_alloc_
 /* OUT_OF_PHYS unless @p phys has a contiguous free range of @p bytes. */
 capmem_err_t capmem__ram_phys_check(capmem_alloc_t *phys, uint64_t bytes, const char *what);
 
+/* What capmem_ram_info() reports about @p acc (the dump writes the same numbers). */
+void capmem__ram_fill_info(const capmem_arena_t *arena, const capmem__account_t *acc,
+                           capmem_ram_info_t *info);
+
 #endif

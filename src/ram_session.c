@@ -275,9 +275,41 @@ capmem_err_t capmem_ram_set_expanding(capmem_arena_t *arena, capmem_cap_t accoun
         if (step != 0) {
             acc->upgrade_step = step;
         }
+        if (capmem__event_wanted(arena, CAPMEM_EVENT_SET_EXPANDING)) {
+            capmem__emit(arena,
+                         &(capmem__ev_t){.kind = CAPMEM_EVENT_SET_EXPANDING,
+                                         .cap = capmem__account_handle(arena, acc),
+                                         .a = on ? 1u : 0u,
+                                         .b = acc->upgrade_step},
+                         "\"%s\" %s (upgrade step %llu bytes)", acc->label,
+                         on ? "expands its donation when it runs out of records"
+                            : "does not expand its donation",
+                         (unsigned long long)acc->upgrade_step);
+        }
     }
     CAPMEM__LEAVE(arena);
     return err;
+}
+
+void capmem__ram_fill_info(const capmem_arena_t *arena, const capmem__account_t *acc,
+                           capmem_ram_info_t *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->ref = acc->ref != NULL ? capmem__account_handle(arena, acc->ref) : CAPMEM_CAP_NULL;
+    info->quota = acc->ram.limit;
+    info->used = acc->ram.used;
+    info->avail = capmem__quota_avail(&acc->ram);
+    info->lent = acc->lent;
+    info->donation = acc->meta.donation;
+    info->records_used = acc->meta.used;
+    info->records_capacity = capmem__meta_capacity(&acc->meta);
+    info->caps_limit = acc->caps.limit;
+    info->caps_used = acc->caps.used;
+    info->upgrade_step = acc->upgrade_step;
+    info->upgrades = acc->upgrades;
+    info->expanding = (acc->flags & CAPMEM_RAM_EXPANDING) != 0;
+    info->is_root = acc->ref == NULL;
+    snprintf(info->label, sizeof(info->label), "%s", acc->label);
 }
 
 capmem_err_t capmem_ram_info(capmem_arena_t *arena, capmem_cap_t account, capmem_ram_info_t *info)
@@ -289,22 +321,7 @@ capmem_err_t capmem_ram_info(capmem_arena_t *arena, capmem_cap_t account, capmem
     capmem__account_t *acc = NULL;
     capmem_err_t err = capmem__account_lookup(arena, account, 0, &acc);
     if (err == CAPMEM_OK) {
-        memset(info, 0, sizeof(*info));
-        info->ref = acc->ref != NULL ? capmem__account_handle(arena, acc->ref) : CAPMEM_CAP_NULL;
-        info->quota = acc->ram.limit;
-        info->used = acc->ram.used;
-        info->avail = capmem__quota_avail(&acc->ram);
-        info->lent = acc->lent;
-        info->donation = acc->meta.donation;
-        info->records_used = acc->meta.used;
-        info->records_capacity = capmem__meta_capacity(&acc->meta);
-        info->caps_limit = acc->caps.limit;
-        info->caps_used = acc->caps.used;
-        info->upgrade_step = acc->upgrade_step;
-        info->upgrades = acc->upgrades;
-        info->expanding = (acc->flags & CAPMEM_RAM_EXPANDING) != 0;
-        info->is_root = acc->ref == NULL;
-        snprintf(info->label, sizeof(info->label), "%s", acc->label);
+        capmem__ram_fill_info(arena, acc, info);
     }
     CAPMEM__LEAVE(arena);
     return err;

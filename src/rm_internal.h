@@ -316,6 +316,12 @@ capmem_err_t capmem__rm_deliver(capmem_arena_t *arena, capmem__rm_t *rm, uint64_
 capmem_err_t capmem__rm_managed_access(capmem_arena_t *arena, capmem__ds_t *ds, uint64_t offset,
                                        void *buf, size_t len, bool write);
 
+/* What capmem_rm_info() and capmem_rm_state() report about @p m (the dump writes the same). */
+void capmem__rm_fill_info(const capmem_arena_t *arena, const capmem__rm_t *m,
+                          capmem_rm_info_t *info);
+void capmem__rm_fill_state(const capmem_arena_t *arena, const capmem__rm_t *m,
+                           capmem_rm_state_t *state);
+
 /* ---- the checker (rm_check.c) -------------------------------------------------- */
 
 /* The layer's checker (capmem__layer_t.check); @p state is the capmem__rm_arena_t. */

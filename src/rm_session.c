@@ -428,6 +428,13 @@ capmem_err_t capmem_rm_set_fault_handler(capmem_arena_t *arena, capmem_cap_t rm,
     capmem_err_t err = decode_set_fault_handler(arena, rm, fn, ctx, &plan);
     if (err == CAPMEM_OK) {
         invoke_set_fault_handler(&plan);
+        if (capmem__event_wanted(arena, CAPMEM_EVENT_SET_FAULT_HANDLER)) {
+            capmem__emit(arena,
+                         &(capmem__ev_t){.kind = CAPMEM_EVENT_SET_FAULT_HANDLER,
+                                         .cap = rm,
+                                         .a = fn != NULL ? 1u : 0u},
+                         "map %s a fault handler", fn != NULL ? "has" : "no longer has");
+        }
     }
     CAPMEM__LEAVE(arena);
     return err;
@@ -435,7 +442,8 @@ capmem_err_t capmem_rm_set_fault_handler(capmem_arena_t *arena, capmem_cap_t rm,
 
 /* ---- queries ------------------------------------------------------------------------- */
 
-static void fill_state(const capmem_arena_t *arena, const capmem__rm_t *m, capmem_rm_state_t *state)
+void capmem__rm_fill_state(const capmem_arena_t *arena, const capmem__rm_t *m,
+                           capmem_rm_state_t *state)
 {
     memset(state, 0, sizeof(*state));
     state->faulted = (m->state & ST_FAULTED) != 0;
@@ -456,13 +464,14 @@ capmem_err_t capmem_rm_state(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_s
     capmem__rm_t *m = NULL;
     capmem_err_t err = capmem__rm_lookup(arena, rm, 0, &m);
     if (err == CAPMEM_OK) {
-        fill_state(arena, m, state);
+        capmem__rm_fill_state(arena, m, state);
     }
     CAPMEM__LEAVE(arena);
     return err;
 }
 
-static void fill_info(const capmem_arena_t *arena, const capmem__rm_t *m, capmem_rm_info_t *info)
+void capmem__rm_fill_info(const capmem_arena_t *arena, const capmem__rm_t *m,
+                          capmem_rm_info_t *info)
 {
     memset(info, 0, sizeof(*info));
     info->client = capmem__account_handle(arena, m->client);
@@ -493,7 +502,7 @@ capmem_err_t capmem_rm_info(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_in
     capmem__rm_t *m = NULL;
     capmem_err_t err = capmem__rm_lookup(arena, rm, 0, &m);
     if (err == CAPMEM_OK) {
-        fill_info(arena, m, info);
+        capmem__rm_fill_info(arena, m, info);
     }
     CAPMEM__LEAVE(arena);
     return err;
@@ -576,6 +585,16 @@ static capmem_cap_t invoke_dataspace(const dataspace_plan_t *plan)
     const capmem_cap_t h =
         capmem__ds_make_managed(arena, &m->meta, rec, m, m->size, m->slot, &m->client->caps);
     m->managed = rec;
+    if (capmem__event_wanted(arena, CAPMEM_EVENT_MANAGED_NEW)) {
+        capmem__emit(arena,
+                     &(capmem__ev_t){.kind = CAPMEM_EVENT_MANAGED_NEW,
+                                     .cap = h,
+                                     .other = capmem__rm_handle(arena, m),
+                                     .size = m->size,
+                                     .payer = capmem__account_handle(arena, m->client)},
+                     "map \"%s\" as a managed dataspace of %llu bytes", m->label,
+                     (unsigned long long)m->size);
+    }
     return h;
 }
 

@@ -31,6 +31,8 @@ static void write_event(capmem_arena_t *arena, const capmem_event_t *ev, void *c
     capmem__json_hex(out, ev->cap);
     fputs(",\"other\":", out);
     capmem__json_hex(out, ev->other);
+    fputs(",\"payer\":", out);
+    capmem__json_hex(out, ev->payer);
     fputs(",\"a\":", out);
     capmem__json_u64(out, ev->a);
     fputs(",\"b\":", out);

@@ -380,6 +380,15 @@ capmem_err_t capmem_untyped_set_policy(capmem_arena_t *arena, capmem_cap_t untyp
     capmem_err_t err = decode_set_policy(arena, untyped, policy, user, &plan);
     if (err == CAPMEM_OK) {
         invoke_set_policy(&plan);
+        if (capmem__event_wanted(arena, CAPMEM_EVENT_SET_POLICY)) {
+            const uint64_t which =
+                plan.user ? (uint64_t)CAPMEM_UNTYPED_INHERIT + 1 : (uint64_t)plan.policy;
+            capmem__emit(
+                arena, &(capmem__ev_t){.kind = CAPMEM_EVENT_SET_POLICY, .cap = untyped, .a = which},
+                "untyped places its children with the %s policy",
+                plan.user ? capmem_alloc_name(plan.alloc)
+                          : capmem_untyped_policy_name(plan.policy));
+        }
     }
     CAPMEM__LEAVE(arena);
     return err;

@@ -185,6 +185,18 @@ static void invoke_roots(capmem_arena_t *arena, const boot_plan_t *plan)
         capmem__ut_fill_info(arena, capmem__slot(&arena->cspace, capmem__cap_index(cap)),
                              &st->boot[st->nboot]);
         st->nboot++;
+        if (capmem__event_wanted(arena, CAPMEM_EVENT_UNTYPED_NEW)) {
+            const capmem_untyped_info_t *bi = &st->boot[st->nboot - 1];
+            capmem__emit(arena,
+                         &(capmem__ev_t){.kind = CAPMEM_EVENT_UNTYPED_NEW,
+                                         .cap = cap,
+                                         .a = bi->device ? 1u : 0u,
+                                         .b = bi->size_bits,
+                                         .offset = bi->offset,
+                                         .size = 1ull << bi->size_bits},
+                         "%s untyped of 2^%u bytes at phys 0x%llx", bi->device ? "device" : "boot",
+                         bi->size_bits, (unsigned long long)bi->phys);
+        }
     }
     capmem__free(plan->pieces);
 }

@@ -196,9 +196,10 @@ static void test_inspect_dataspaces_raise_alloc_alias_free(void **state)
     assert_int_equal(e->cap, al);
     assert_int_equal(e->other, ds);
     assert_int_equal(e->a, PAGE);
-    assert_int_equal(e->b, 0);
+    assert_int_equal(e->b, 0); /* read-only, dependent */
     assert_int_equal(e->offset, di.offset + PAGE);
     assert_int_equal(e->size, PAGE);
+    assert_int_equal(e->payer, acc); /* the session whose donation holds its record */
 
     /* Freeing the original takes its dependent alias with it: two frees, alias first. */
     assert_ok(capmem_ds_free(f->arena, ds));
@@ -672,6 +673,100 @@ static void test_inspect_json_strings_are_escaped(void **state)
     assert_string_equal(json_of("a\xffz"), "\"a\\ufffdz\"");
 }
 
+/* Calls that make roots or change a setting raise events too: nothing changes silently. */
+static void test_inspect_creations_and_settings_raise_events(void **state)
+{
+    (void)state;
+    capmem_arena_t *a = test_arena(4u << 20, PAGE);
+    static log_t l;
+    memset(&l, 0, sizeof(l));
+    capmem_subscription_t s;
+    assert_ok(capmem_subscribe(a, CAPMEM_EVENT_ALL, record, &l, &s));
+    capmem_untyped_info_t boot[4];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 4, &n));
+    assert_int_equal(count(&l, CAPMEM_EVENT_UNTYPED_NEW), (int)n);
+    const capmem_event_t *e = find(&l, CAPMEM_EVENT_UNTYPED_NEW, 0);
+    assert_int_equal(e->cap, boot[0].cap);
+    assert_int_equal(e->a, 0);
+    assert_int_equal(e->b, boot[0].size_bits);
+    assert_int_equal(e->offset, boot[0].offset);
+    assert_int_equal(e->size, 1ull << boot[0].size_bits);
+    /* A second call makes nothing and says nothing. */
+    assert_ok(capmem_untyped_boot(a, boot, 4, &n));
+    assert_int_equal(count(&l, CAPMEM_EVENT_UNTYPED_NEW), (int)n);
+
+    /* An untyped's policy. */
+    capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
+    ra.type = CAPMEM_OBJ_UNTYPED;
+    ra.size_bits = 16;
+    capmem_cap_t ut;
+    assert_ok(capmem_untyped_retype(a, boot[0].cap, &ra, &ut, 1));
+    assert_ok(capmem_untyped_set_policy(a, ut, CAPMEM_UNTYPED_BUDDY, NULL));
+    e = find(&l, CAPMEM_EVENT_SET_POLICY, 0);
+    assert_non_null(e);
+    assert_int_equal(e->cap, ut);
+    assert_int_equal(e->a, CAPMEM_UNTYPED_BUDDY);
+    assert_non_null(strstr(e->message, "buddy"));
+    assert_ok(capmem_cap_revoke(a, boot[0].cap));
+
+    /* The RAM service and its root account. */
+    capmem_cap_t root;
+    assert_ok(capmem_ram_boot(a, NULL, &root));
+    e = find(&l, CAPMEM_EVENT_SERVICE_NEW, 0);
+    assert_non_null(e);
+    assert_int_equal(e->cap, root);
+    assert_int_equal(e->payer, root);
+    assert_int_equal(e->a, 4u << 20);
+    assert_int_equal(e->b, CAPMEM_RAM_DEFAULT_DONATION);
+    assert_int_equal(capmem_cap_type(e->other), CAPMEM_OBJ_KOBJ);
+
+    assert_ok(capmem_ram_set_expanding(a, root, true, 2 * PAGE));
+    e = find(&l, CAPMEM_EVENT_SET_EXPANDING, 0);
+    assert_non_null(e);
+    assert_int_equal(e->cap, root);
+    assert_int_equal(e->a, 1);
+    assert_int_equal(e->b, 2 * PAGE);
+    /* A refused change raises nothing. */
+    assert_err(capmem_ram_set_expanding(a, root, false, 3), CAPMEM_E_INVALID_ARGS);
+    assert_int_equal(count(&l, CAPMEM_EVENT_SET_EXPANDING), 1);
+
+    /* A map's fault handler and its managed dataspace. */
+    capmem_rm_open_attr_t oa = CAPMEM_RM_OPEN_ATTR_INIT;
+    oa.size = 1u << 20;
+    capmem_cap_t rm;
+    assert_ok(capmem_rm_open(a, root, &oa, &rm));
+    assert_ok(capmem_rm_set_fault_handler(a, rm, NULL, NULL));
+    e = find(&l, CAPMEM_EVENT_SET_FAULT_HANDLER, 0);
+    assert_non_null(e);
+    assert_int_equal(e->cap, rm);
+    assert_int_equal(e->a, 0);
+    capmem_cap_t mds;
+    assert_ok(capmem_rm_dataspace(a, rm, &mds));
+    assert_ok(capmem_rm_dataspace(a, rm, &mds)); /* the same one: no second event */
+    assert_int_equal(count(&l, CAPMEM_EVENT_MANAGED_NEW), 1);
+    e = find(&l, CAPMEM_EVENT_MANAGED_NEW, 0);
+    assert_int_equal(e->cap, mds);
+    assert_int_equal(e->other, rm);
+    assert_int_equal(e->payer, root);
+    assert_int_equal(e->size, 1u << 20);
+
+    /* A user object. */
+    static const capmem_user_type_t widget = {.name = "widget"};
+    capmem_cap_t u;
+    assert_ok(capmem_cap_create_user(a, &widget, NULL, CAPMEM_RIGHT_READ, &u));
+    e = find(&l, CAPMEM_EVENT_USER_NEW, 0);
+    assert_non_null(e);
+    assert_int_equal(e->cap, u);
+    assert_int_equal(e->a, CAPMEM_RIGHT_READ);
+    assert_non_null(strstr(e->message, "widget"));
+    for (int k = CAPMEM_EVENT_UNTYPED_NEW; k <= CAPMEM_EVENT_MANAGED_NEW; k++) {
+        assert_string_not_equal(capmem_event_kind_name((capmem_event_kind_t)k), "unknown");
+    }
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 /* ---- traces --------------------------------------------------------------------------- */
 
 /* The value of "key": in a line, as a number (hex strings included); 0 if absent. */
@@ -748,7 +843,11 @@ static void test_inspect_trace_records_and_replays(void **state)
     assert_ok(capmem_ram_alloc(f->arena, a2, 6 * PAGE, &more[1]));
     capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
     capmem_cap_t al;
-    assert_ok(capmem_ds_alias(f->arena, a1, ds[0], &aa, &al));
+    /* Paid by the other session, first-class: it keeps ds[0]'s pages once ds[0] is freed. */
+    aa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
+    aa.offset = PAGE;
+    aa.size = PAGE;
+    assert_ok(capmem_ds_alias(f->arena, a2, ds[0], &aa, &al));
     assert_ok(capmem_ds_free(f->arena, ds[0]));
     assert_ok(capmem_ram_alloc(f->arena, a1, 2 * PAGE, &more[2]));
     /* Errors of start and stop change nothing. */
@@ -792,9 +891,8 @@ static void test_inspect_trace_records_and_replays(void **state)
     assert_ok(capmem_arena_create(&at, &r));
     capmem_cap_t rroot;
     assert_ok(capmem_ram_boot(r, NULL, &rroot));
-    static handle_map_t map, owner; /* trace handle -> replay handle; dataspace -> its account */
+    static handle_map_t map; /* trace handle -> replay handle */
     memset(&map, 0, sizeof(map));
-    memset(&owner, 0, sizeof(owner));
     map_put(&map, f->root, rroot);
     int allocs = 0, frees = 0, lines = 0;
     uint64_t last_seq = 0;
@@ -819,13 +917,21 @@ static void test_inspect_trace_records_and_replays(void **state)
             assert_ok(capmem_ds_info(r, d, &di));
             assert_int_equal(di.offset, field(line, "offset"));
             map_put(&map, field(line, "cap"), d);
-            map_put(&owner, field(line, "cap"), map_get(&map, field(line, "other")));
             allocs++;
         } else if (is_kind(line, "alias")) {
             capmem_cap_t d;
-            /* The alias's payer is not in the event: the scenario's is the source's account. */
-            assert_ok(capmem_ds_alias(r, map_get(&owner, field(line, "other")),
-                                      map_get(&map, field(line, "other")), &aa, &d));
+            capmem_alias_attr_t ra = CAPMEM_ALIAS_ATTR_INIT;
+            ra.offset = field(line, "a");
+            ra.size = field(line, "size");
+            ra.writable = (field(line, "b") & 1) != 0;
+            ra.lifetime =
+                (field(line, "b") & 2) ? CAPMEM_ALIAS_FIRST_CLASS : CAPMEM_ALIAS_DEPENDENT;
+            /* The session that pays for the alias's record is the event's payer. */
+            assert_ok(capmem_ds_alias(r, map_get(&map, field(line, "payer")),
+                                      map_get(&map, field(line, "other")), &ra, &d));
+            capmem_ds_info_t di;
+            assert_ok(capmem_ds_info(r, d, &di));
+            assert_int_equal(di.offset, field(line, "offset"));
             map_put(&map, field(line, "cap"), d);
         } else if (is_kind(line, "dataspace free") && field(line, "b") == CAPMEM_DS_RAM) {
             assert_ok(capmem_ds_free(r, map_get(&map, field(line, "cap"))));
@@ -853,6 +959,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inspect_region_maps_raise_attach_detach_fault, setup,
                                         teardown),
         cmocka_unit_test(test_inspect_caps_untyped_devices),
+        cmocka_unit_test(test_inspect_creations_and_settings_raise_events),
         cmocka_unit_test_setup_teardown(test_inspect_masks_filter_and_subscribers_share_the_order,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_inspect_unsubscribe_and_subscribe_from_a_callback,

@@ -455,9 +455,30 @@ static void test_stats_from_a_visitor_is_reentrant(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/* Adding a device range clears its part of the window: counted as bytes zeroed. */
+static void test_stats_device_add_counts_bytes_zeroed(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 1u << 20;
+    at.device_window = 1u << 20;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&at, &a));
+    const capmem_stats_t before = stats_of(a);
+    capmem_device_info_t dev;
+    assert_ok(capmem_arena_device_add(a, 0x40000000, 64 * PAGE, &dev));
+    assert_int_equal(stats_of(a).bytes_zeroed, before.bytes_zeroed + 64 * PAGE);
+    /* A refused add clears nothing. */
+    assert_err(capmem_arena_device_add(a, 0x40000000, PAGE, &dev), CAPMEM_E_REGION_CONFLICT);
+    assert_int_equal(stats_of(a).bytes_zeroed, before.bytes_zeroed + 64 * PAGE);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stats_device_add_counts_bytes_zeroed),
         cmocka_unit_test_setup_teardown(test_stats_agree_with_info_calls_and_keep_peaks, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_retypes_revokes_and_zeroed_bytes, setup,

@@ -11,6 +11,10 @@
  *
  * Statistics: capmem_stats() returns a versioned snapshot with the
  * current, peak and total of each resource.
+ *
+ * Dumps: capmem_dump() and capmem_dump_ex() write what the arena holds
+ * (capabilities, untyped, accounts and dataspaces, the physical map,
+ * region maps) as text, JSON, Graphviz DOT or an SVG picture.
  */
 #ifndef CAPMEM_INSPECT_H
 #define CAPMEM_INSPECT_H
@@ -86,8 +90,10 @@ typedef enum capmem_event_kind {
     CAPMEM_EVENT_DS_FREE,
     /**
      * an alias was made; cap = the alias, other = the dataspace it shows,
-     * a = offset in that dataspace, b = 1 if writable, offset = its arena
-     * offset, size = bytes
+     * payer = the session whose donation holds its record (and whose
+     * capability quota its capability), a = offset in that dataspace,
+     * b = 1 if writable, +2 if first-class, offset = its arena offset,
+     * size = bytes
      */
     CAPMEM_EVENT_ALIAS,
     /**
@@ -110,6 +116,36 @@ typedef enum capmem_event_kind {
     CAPMEM_EVENT_DEVICE_REMOVE,
     /** a capability was derived (mint); cap = the new one, other = its source, a = rights */
     CAPMEM_EVENT_MINT,
+    /**
+     * an untyped was made by capmem_untyped_boot() or capmem_untyped_add_device()
+     * (a root of the capability tree); cap = it, a = 1 for device memory,
+     * b = its size_bits, offset = its arena offset, size = bytes
+     */
+    CAPMEM_EVENT_UNTYPED_NEW,
+    /**
+     * a RAM service was made (capmem_ram_create(), capmem_ram_boot()); cap = its
+     * root account, other = its first pool, payer = the root account (it pays its
+     * own records), a = bytes of RAM of the service, b = the root's donation,
+     * offset = the lowest arena offset of its pools, size = the span of its pools
+     */
+    CAPMEM_EVENT_SERVICE_NEW,
+    /**
+     * an untyped's placement policy changed (capmem_untyped_set_policy()); cap =
+     * the untyped, a = the capmem_untyped_policy_t (CAPMEM_UNTYPED_INHERIT + 1
+     * for a user policy)
+     */
+    CAPMEM_EVENT_SET_POLICY,
+    /** capmem_ram_set_expanding(); cap = the account, a = 1 if expanding, b = its upgrade step */
+    CAPMEM_EVENT_SET_EXPANDING,
+    /** capmem_rm_set_fault_handler(); cap = the map, a = 1 if a handler is installed */
+    CAPMEM_EVENT_SET_FAULT_HANDLER,
+    /** capmem_cap_create_user(); cap = the new capability, a = its rights */
+    CAPMEM_EVENT_USER_NEW,
+    /**
+     * a map's managed dataspace was made (the first capmem_rm_dataspace());
+     * cap = the dataspace, other = the map, payer = the map's client, size = bytes
+     */
+    CAPMEM_EVENT_MANAGED_NEW,
     /** one more than the last kind */
     CAPMEM_EVENT_KIND_COUNT
 } capmem_event_kind_t;
@@ -121,8 +157,8 @@ typedef enum capmem_event_kind {
 
 /**
  * One event; the struct and its message are valid only during the callback.
- * Fields after @c message were added in version 0.5; see each kind for
- * which fields it fills.
+ * Fields after @c message were added in version 0.5 (@c payer last); see
+ * each kind for which fields it fills.
  */
 typedef struct capmem_event {
     capmem_event_kind_t kind;
@@ -134,6 +170,8 @@ typedef struct capmem_event {
     uint64_t offset;     /**< start of the byte range concerned (kind-specific), or 0 */
     uint64_t size;       /**< length of the byte range concerned (kind-specific), or 0 */
     uint64_t seq;        /**< the event's number on this arena, from 0, in delivery order */
+    /** the account or session that pays for what the event made (kind-specific), or 0 */
+    capmem_cap_t payer;
 } capmem_event_t;
 
 /**
@@ -303,7 +341,8 @@ typedef struct capmem_stats {
     uint64_t upgrades;        /**< donation upgrades (RAM sessions and region maps) */
     uint64_t retypes;         /**< successful capmem_untyped_retype() calls */
     uint64_t revokes;         /**< successful capmem_cap_revoke() calls */
-    uint64_t bytes_zeroed;    /**< bytes of backing memory cleared for new objects and records */
+    /** bytes of backing memory cleared for new objects, records and device ranges */
+    uint64_t bytes_zeroed;
 } capmem_stats_t;
 
 /** The smallest @c size capmem_stats() accepts: the header and the capabilities. */
@@ -320,6 +359,128 @@ typedef struct capmem_stats {
  * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
  */
 CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_stats(capmem_arena_t *arena, capmem_stats_t *out);
+
+/* ---- dumps ------------------------------------------------------------------------- */
+
+/** How capmem_dump() writes (docs/inspect.md, "Dumps", shows each on the same scenarios). */
+typedef enum capmem_dump_format {
+    /** indented trees and aligned columns, for people (reads like the tour) */
+    CAPMEM_DUMP_TEXT,
+    /** one JSON object, described by docs/dump.schema.json (version CAPMEM_DUMP_VERSION) */
+    CAPMEM_DUMP_JSON,
+    /** a Graphviz digraph: the capability tree, the account tree, region-map nesting */
+    CAPMEM_DUMP_DOT,
+    /**
+     * an SVG picture for the classroom: the physical memory as an address
+     * strip coloured by owner with a legend, the account tree with quota bars
+     * (used, records, lent, free), and each region map as an address strip of
+     * its attachments
+     */
+    CAPMEM_DUMP_SVG
+} capmem_dump_format_t;
+
+/** Version of the JSON dump's layout ("version" in the dump, docs/dump.schema.json). */
+#define CAPMEM_DUMP_VERSION 1
+
+/** The sections of a dump (capmem_dump_opts_t.sections). A section whose layer is absent is empty.
+ */
+enum capmem_dump_sections {
+    CAPMEM_DUMP_CAPS = 1u << 0,     /**< the capability tree */
+    CAPMEM_DUMP_UNTYPED = 1u << 1,  /**< untyped regions: policy, free index or ranges, children */
+    CAPMEM_DUMP_RAM = 1u << 2,      /**< accounts and dataspaces */
+    CAPMEM_DUMP_PHYS = 1u << 3,     /**< the physical map: every range with its owner */
+    CAPMEM_DUMP_RM = 1u << 4,       /**< region maps, their regions and fault state */
+    CAPMEM_DUMP_KERNEL = 1u << 5,   /**< kernel heap and space banks, when that layer is booted */
+    CAPMEM_DUMP_STATS = 1u << 6,    /**< the capmem_stats() snapshot */
+    CAPMEM_DUMP_ALL = (1u << 7) - 1 /**< every section */
+};
+
+/** The layout of capmem_dump_opts_t this header describes. */
+#define CAPMEM_DUMP_OPTS_SIZE_MIN (sizeof(uint64_t) + 2 * sizeof(uint32_t) + sizeof(capmem_cap_t))
+
+/**
+ * Options of capmem_dump_ex(). Versioned like capmem_stats_t: the caller
+ * sets @c size to sizeof(capmem_dump_opts_t) as its header knows it (use
+ * CAPMEM_DUMP_OPTS_INIT); fields are only added at the end, and a field
+ * the caller's size does not reach takes its default.
+ */
+typedef struct capmem_dump_opts {
+    uint64_t size; /**< sizeof(capmem_dump_opts_t), at least CAPMEM_DUMP_OPTS_SIZE_MIN */
+    capmem_dump_format_t format; /**< CAPMEM_DUMP_TEXT, _JSON, _DOT or _SVG */
+    uint32_t sections;           /**< CAPMEM_DUMP_* bits; 0 means CAPMEM_DUMP_ALL */
+    /**
+     * CAPMEM_CAP_NULL: the whole arena. Otherwise a capability whose
+     * subtree is dumped: every section shows only objects whose original
+     * capability lies in the subtree of @c root in the derivation tree
+     * (@c root included). So an account shows itself, the accounts it
+     * opened, their dataspaces, aliases and region maps, and the physical
+     * ranges they hold (without free space); an untyped shows its region,
+     * free and lost space included; a region map shows itself and every map
+     * nested in it through managed dataspaces, wherever those live.
+     */
+    capmem_cap_t root;
+} capmem_dump_opts_t;
+
+/** The whole arena, every section, as text. */
+#define CAPMEM_DUMP_OPTS_INIT                                                                      \
+    {                                                                                              \
+        .size = sizeof(capmem_dump_opts_t), .format = CAPMEM_DUMP_TEXT,                            \
+        .sections = CAPMEM_DUMP_ALL, .root = CAPMEM_CAP_NULL                                       \
+    }
+
+/**
+ * Write what the arena holds to @p out in @p format: every section
+ * (CAPMEM_DUMP_ALL) for every layer present. Same as capmem_dump_ex() with
+ * CAPMEM_DUMP_OPTS_INIT and @p format.
+ *
+ * What each section shows:
+ * - capabilities: every live capability once, in pre-order (parents
+ *   first): handle, type, the object's own type name (a user type's),
+ *   rights, original or copy, generation, parent, a one-line description;
+ * - untyped: each untyped region: physical range, policy, free bytes, the
+ *   watermark (free index) or the free ranges (range policy), children;
+ * - RAM: the account tree (quota, used, avail, lent, donation, records
+ *   used and free, capability quota) and every dataspace and alias: kind,
+ *   size, physical range, owner, the account charged for its pages and the
+ *   session whose donation holds its record;
+ * - physical: the RAM and device ranges in address order, nested in the
+ *   untypeds and RAM pools that contain them, each with its owner
+ *   (dataspace, pages lent, a session's records, frame, kernel object,
+ *   free, lost below a watermark, unclaimed) and, for pages, the number of
+ *   runs (the original and first-class aliases) that keep them;
+ * - region maps: size, donation, the last fault (state), and each region
+ *   in address order: address, size, dataspace, offset, rights; a managed
+ *   region's inner map is shown nested under it;
+ * - kernel: the kernel heap and space banks (when that layer exists);
+ * - stats: the capmem_stats() snapshot.
+ *
+ * The dump is streamed while the model is walked, with the arena lock
+ * held: it allocates no host memory per object (a buffer of bounded size
+ * sorts the physical map, at most about 1.5 MiB whatever the arena holds)
+ * and costs no quota. A million dataspaces dump in seconds (bench/). The
+ * stream stays the caller's; it is flushed, not closed.
+ *
+ * @retval CAPMEM_E_INVALID_ARGS arena or out NULL, or an unknown format
+ * @retval CAPMEM_E_HOST_NOMEM   the sorting buffer could not be allocated (nothing written)
+ * @retval CAPMEM_E_SYSTEM       the stream reported a write error
+ * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
+ * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out,
+                                                     capmem_dump_format_t format);
+
+/**
+ * Write a dump with options: a format, a set of sections, and a subtree
+ * (see capmem_dump_opts_t) to limit it to one account, capability, untyped
+ * or region map. Otherwise as capmem_dump().
+ * @retval CAPMEM_E_INVALID_ARGS arena, out or opts NULL; opts->size below
+ *                               CAPMEM_DUMP_OPTS_SIZE_MIN; unknown format or section bits
+ * @retval CAPMEM_E_INVALID_CAP  opts->root is stale, forged or of another arena
+ * @retval CAPMEM_E_HOST_NOMEM, CAPMEM_E_SYSTEM, CAPMEM_E_UNSUPPORTED, CAPMEM_E_REENTRANT
+ *                               as for capmem_dump()
+ */
+CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dump_ex(capmem_arena_t *arena, FILE *out,
+                                                        const capmem_dump_opts_t *opts);
 
 /**
  * The invariant checker: walk every layer of the arena and return the first
