@@ -72,11 +72,17 @@ static int cmd_run(int argc, char **argv)
             o.dump_after = argv[++i];
         } else if (strcmp(a, "--dump") == 0 && i + 2 < argc) {
             const char *fmt = argv[++i];
-            static const char *const names[] = {"text", "json", "dot", "svg"};
+            static const struct {
+                const char *name;
+                capmem_dump_format_t format;
+            } formats[] = {{"text", CAPMEM_DUMP_TEXT},
+                           {"json", CAPMEM_DUMP_JSON},
+                           {"dot", CAPMEM_DUMP_DOT},
+                           {"svg", CAPMEM_DUMP_SVG}};
             o.dump_format = -1;
             for (int k = 0; k < 4; k++) {
-                if (strcmp(fmt, names[k]) == 0) {
-                    o.dump_format = k;
+                if (strcmp(fmt, formats[k].name) == 0) {
+                    o.dump_format = (int)formats[k].format;
                 }
             }
             if (o.dump_format < 0) {
@@ -96,11 +102,6 @@ static int cmd_run(int argc, char **argv)
     }
     if (path == NULL) {
         fprintf(stderr, "capmem run: which scenario?\n%s", usage_run);
-        return 2;
-    }
-    if ((o.step_dump || o.dump_path != NULL) && !scenario_have_dump()) {
-        fprintf(stderr, "capmem run: --step and --dump need capmem_dump, which this build of "
-                        "libcapmem does not have yet\n");
         return 2;
     }
     if (o.dump_after != NULL && o.dump_path == NULL) {

@@ -24,17 +24,6 @@
 
 #include "yamltree.h"
 
-#if defined(CAPMEM_TOOL_HAVE_DUMP)
-#define HAVE_DUMP 1
-#else
-#define HAVE_DUMP 0
-#endif
-
-int scenario_have_dump(void)
-{
-    return HAVE_DUMP;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Names the scenario defines */
 
@@ -150,7 +139,8 @@ typedef struct run {
     ynode_t *expect;         /* the expect: node, or NULL */
     capmem_err_t want_error; /* CAPMEM_OK when no error is expected */
     int want_error_given;
-    int repeating; /* a repeat: step runs quietly */
+    int repeating;      /* a repeat: step runs quietly */
+    int dump_step_seen; /* --after names a step of the file */
     /* what happened in it */
     capmem_err_t got;
     capmem_error_info_t got_info;
@@ -2369,6 +2359,28 @@ static void run_destroy(run_t *r)
     free(r->atts);
 }
 
+/* --dump FORMAT FILE: write the state now; 0 on success. */
+static int write_dump(run_t *r)
+{
+    FILE *f = fopen(r->o->dump_path, "w");
+    if (f == NULL) {
+        fprintf(r->o->err, "capmem: cannot write the dump to %s: %s\n", r->o->dump_path,
+                strerror(errno));
+        return -1;
+    }
+    capmem_err_t err = capmem_dump(r->arena, f, (capmem_dump_format_t)r->o->dump_format);
+    if (fclose(f) != 0 && err == CAPMEM_OK) {
+        err = CAPMEM_E_SYSTEM;
+    }
+    if (err != CAPMEM_OK) {
+        fprintf(r->o->err, "capmem: cannot write the dump to %s: %s (%s)\n", r->o->dump_path,
+                capmem_err_name(err), capmem_last_error()->message);
+        return -1;
+    }
+    fprintf(r->o->out, "    (state written to %s)\n", r->o->dump_path);
+    return 0;
+}
+
 static int run_steps(run_t *r, ynode_t *steps)
 {
     for (size_t i = 0; i < steps->n; i++) {
@@ -2395,6 +2407,9 @@ static int run_steps(run_t *r, ynode_t *steps)
             return SCEN_BAD_INPUT;
         }
         if (r->dry) {
+            if (r->o->dump_after != NULL && strcmp(r->o->dump_after, r->label) == 0) {
+                r->dump_step_seen = 1;
+            }
             if (read_expect(r) != 0) {
                 return SCEN_BAD_INPUT;
             }
@@ -2458,20 +2473,26 @@ static int run_steps(run_t *r, ynode_t *steps)
         if (judge(r, st) != 0) {
             return SCEN_DIFFERS;
         }
-#if HAVE_DUMP
         if (r->o->step_dump) {
+            fprintf(r->o->out, "    --- the state after step %d ---\n", r->stepno);
             capmem_err_t derr = capmem_dump(r->arena, r->o->out, CAPMEM_DUMP_TEXT);
-            (void)derr;
-        }
-        if (r->o->dump_path != NULL && r->o->dump_after != NULL &&
-            strcmp(r->o->dump_after, r->label) == 0) {
-            FILE *f = fopen(r->o->dump_path, "w");
-            if (f != NULL) {
-                (void)capmem_dump(r->arena, f, (capmem_dump_format_t)r->o->dump_format);
-                fclose(f);
+            fprintf(r->o->out, "    ---\n");
+            if (derr != CAPMEM_OK) {
+                fprintf(r->o->err, "capmem: the dump failed: %s\n", capmem_err_name(derr));
+                return SCEN_BAD_INPUT;
             }
         }
-#endif
+        if (r->o->dump_path != NULL && r->o->dump_after != NULL &&
+            strcmp(r->o->dump_after, r->label) == 0 && write_dump(r) != 0) {
+            return SCEN_BAD_INPUT;
+        }
+    }
+    if (r->dry && r->o->dump_after != NULL && !r->dump_step_seen) {
+        return bad(r, NULL,
+                   "--after '%s': no step has that name (a step's name is its 'step:' "
+                   "text, or its action and value, such as \"alloc buf\")",
+                   r->o->dump_after),
+               SCEN_BAD_INPUT;
     }
     return SCEN_OK;
 }
@@ -2575,21 +2596,10 @@ int scenario_run_buffer(const char *file, const char *buf, size_t len, const sce
     if (r.bad) {
         status = SCEN_BAD_INPUT;
     }
-#if HAVE_DUMP
-    if (status == SCEN_OK && opts->dump_path != NULL && opts->dump_after == NULL) {
-        FILE *f = fopen(opts->dump_path, "w");
-        capmem_err_t derr = CAPMEM_E_SYSTEM;
-        if (f != NULL) {
-            derr = capmem_dump(r.arena, f, (capmem_dump_format_t)opts->dump_format);
-            fclose(f);
-        }
-        if (derr != CAPMEM_OK) {
-            fprintf(opts->err, "capmem: cannot write the dump to %s: %s\n", opts->dump_path,
-                    capmem_err_name(derr));
-            status = SCEN_BAD_INPUT;
-        }
+    if (status == SCEN_OK && opts->dump_path != NULL && opts->dump_after == NULL &&
+        write_dump(&r) != 0) {
+        status = SCEN_BAD_INPUT;
     }
-#endif
     if (status == SCEN_OK) {
         fprintf(opts->out, "\n%s: all %zu steps ran as expected\n", file, steps->n);
     }

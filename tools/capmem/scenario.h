@@ -42,7 +42,4 @@ int scenario_run_buffer(const char *file, const char *buf, size_t len, const sce
 /* The same for a file on disk ("-" is standard input). */
 int scenario_run_file(const char *path, const scen_opts_t *opts);
 
-/* Whether capmem was built with capmem_dump (the --step and --dump options). */
-int scenario_have_dump(void);
-
 #endif
