@@ -9,6 +9,13 @@ set -uo pipefail
 capmem=$1
 shift
 status=0
+# Under meson test --setup=valgrind (which sets CAPMEM_UNDER_VALGRIND), each
+# run of capmem goes under memcheck too: bad input must not leak either.
+run=("$capmem")
+if [ -n "${CAPMEM_UNDER_VALGRIND:-}" ] && command -v valgrind >/dev/null; then
+    run=(valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=all
+        --errors-for-leak-kinds=definite,indirect,possible "$capmem")
+fi
 for f in "$@"; do
     want=$(head -1 "$f" | sed -n 's/^# error: //p')
     if [ -z "$want" ]; then
@@ -16,7 +23,7 @@ for f in "$@"; do
         status=1
         continue
     fi
-    err=$("$capmem" run "$f" 2>&1 >/dev/null)
+    err=$("${run[@]}" run "$f" 2>&1 >/dev/null)
     rc=$?
     if [ $rc -ne 2 ]; then
         echo "$f: exit status $rc, expected 2; it said: $err"
@@ -34,7 +41,7 @@ for args in "run" "run --dump xml out.txt x.yaml" "run a.yaml b.yaml" "run --bog
     "quiz" "quiz nosuchtopic" "quiz retype -n 0" "quiz retype -s minus" "quiz buddy -p range" \
     "quiz retype -p best-fit" "frobnicate" "run /no/such/file.yaml"; do
     # shellcheck disable=SC2086
-    "$capmem" $args >/dev/null 2>&1
+    "${run[@]}" $args >/dev/null 2>&1
     rc=$?
     if [ $rc -ne 2 ]; then
         echo "capmem $args: exit status $rc, expected 2"
