@@ -65,6 +65,7 @@ typedef struct sym {
     capmem_cap_t caps_from; /* untyped or object: the untyped it was retyped from */
     int owner;              /* dataspace: the account that pays for it (default alias payer) */
     int dependent;          /* dataspace: a dependent alias (dies with parent) */
+    int lender;             /* dataspace: the account charged for its pages */
     int count;              /* retype: objects made */
     pager_t *pager;         /* region map */
 } sym_t;
@@ -531,6 +532,7 @@ static int define(run_t *r, const char *name, symkind_t kind, int parent)
     s->parent = parent;
     s->def_line = r->step->line;
     s->owner = -1;
+    s->lender = -1;
     return (int)r->nsyms++;
 }
 
@@ -793,11 +795,15 @@ static int step_revoke(run_t *r)
         return 0;
     }
     r->subject = s;
+    size_t before = capmem_cap_count(r->arena);
     capmem_err_t err = revoke ? capmem_cap_revoke(r->arena, r->syms[s].cap)
                               : capmem_cap_delete(r->arena, r->syms[s].cap);
     if (call(r, err) != 0) {
         say_outcome_error(r);
+        return 0;
     }
+    size_t gone = before - capmem_cap_count(r->arena);
+    say(r, "    %zu capabilit%s gone\n", gone, gone == 1 ? "y" : "ies");
     return 0;
 }
 
@@ -919,7 +925,11 @@ static int step_close(run_t *r)
                                                 : capmem_ram_close(r->arena, r->syms[s].cap);
     if (call(r, err) != 0) {
         say_outcome_error(r);
+        return 0;
     }
+    int to = r->syms[s].parent;
+    say(r, "    %s closed; all it held returns to %s\n", r->syms[s].name,
+        to >= 0 ? r->syms[to].name : "the service");
     return 0;
 }
 
@@ -1006,6 +1016,7 @@ static int step_alloc(run_t *r)
     r->subject = s;
     r->subject2 = from;
     r->syms[s].owner = from;
+    r->syms[s].lender = from;
     if (call(r, capmem_ram_alloc(r->arena, r->syms[from].cap, size, &r->syms[s].cap)) != 0) {
         say_outcome_error(r);
         return 0;
@@ -1042,6 +1053,7 @@ static int step_alias(run_t *r)
         return -1;
     }
     r->syms[s].owner = payer;
+    r->syms[s].lender = r->syms[of].lender;
     r->syms[s].dependent = a.lifetime == CAPMEM_ALIAS_DEPENDENT;
     if (r->dry) {
         return 0;
@@ -1062,7 +1074,7 @@ static int step_alias(run_t *r)
     capmem_ds_info_t in;
     if (capmem_ds_info(r->arena, r->syms[s].cap, &in) == CAPMEM_OK) {
         char b[32];
-        say(r, "    %s alias of %s at offset 0x%" PRIx64 ", %s, %s\n", capmem_ds_kind_name(in.kind),
+        say(r, "    %s of %s at offset 0x%" PRIx64 ", %s, %s\n", capmem_ds_kind_name(in.kind),
             r->syms[of].name, a.offset, fmt_size(in.size, b),
             in.writable ? "writable" : "read-only");
     }
@@ -1080,9 +1092,18 @@ static int step_free(run_t *r)
     if (r->dry) {
         return 0;
     }
-    r->subject = r->syms[s].owner >= 0 ? r->syms[s].owner : s;
+    /* The values of a free are those of the account charged for the pages (the lender). */
+    int lender = r->syms[s].lender;
+    r->subject = lender >= 0 ? lender : s;
     if (call(r, capmem_ds_free(r->arena, r->syms[s].cap)) != 0) {
         say_outcome_error(r);
+        return 0;
+    }
+    capmem_ram_info_t in;
+    if (lender >= 0 && capmem_ram_info(r->arena, r->syms[lender].cap, &in) == CAPMEM_OK) {
+        char b1[32], b2[32];
+        say(r, "    %s freed; %s is charged %s (lent %s)\n", r->syms[s].name, r->syms[lender].name,
+            fmt_size(in.used, b1), fmt_size(in.lent, b2));
     }
     return 0;
 }
@@ -1633,13 +1654,13 @@ static int step_access(run_t *r)
         char shown[160];
         escape_text(buf, size, shown, sizeof(shown));
         result_text(r, "text", V_TEXT, shown);
-        say(r, "    read %" PRIu64 " bytes at 0x%" PRIx64 ": \"%.60s%s\"\n", size, at, shown,
-            strlen(shown) > 60 ? "..." : "");
+        say(r, "    read %" PRIu64 " byte%s at 0x%" PRIx64 ": \"%.60s%s\"\n", size,
+            size == 1 ? "" : "s", at, shown, strlen(shown) > 60 ? "..." : "");
     } else if (is_touch) {
         say(r, "    %s touch of %" PRIu64 " bytes at 0x%" PRIx64 ": ok\n", access_names[access],
             size, at);
     } else {
-        say(r, "    wrote %" PRIu64 " bytes at 0x%" PRIx64 "\n", size, at);
+        say(r, "    wrote %" PRIu64 " byte%s at 0x%" PRIx64 "\n", size, size == 1 ? "" : "s", at);
     }
     free(buf);
     return 0;
@@ -1942,11 +1963,20 @@ static int is_count(const char *k)
     return 0;
 }
 
+/* Addresses and offsets read best in hexadecimal alone. */
+static int is_address(const char *k)
+{
+    return strcmp(k, "phys") == 0 || strcmp(k, "address") == 0 || strcmp(k, "offset") == 0 ||
+           strcmp(k, "fault-address") == 0;
+}
+
 static void value_text(const result_t *v, char *buf, size_t len)
 {
     switch (v->type) {
     case V_NUM:
-        if (v->key != NULL && is_count(v->key)) {
+        if (v->key != NULL && is_address(v->key)) {
+            snprintf(buf, len, "0x%" PRIx64, v->num);
+        } else if (v->key != NULL && is_count(v->key)) {
             snprintf(buf, len, "%" PRIu64, v->num);
         } else if (v->num >= 1024 && (v->num % 1024) == 0) {
             char b[32];
