@@ -46,11 +46,11 @@ static uint64_t rnd(quiz_t *q, uint64_t lo, uint64_t hi)
         }                                                                                          \
     } while (0)
 
-/* A small machine for one question: 16 MiB of RAM in 4 KiB pages. */
+/* A small machine for one question: 64 MiB of RAM (touched only as used) in 4 KiB pages. */
 static capmem_arena_t *machine(quiz_t *q)
 {
     capmem_arena_attr_t a = CAPMEM_ARENA_ATTR_INIT;
-    a.ram_size = 16ull << 20;
+    a.ram_size = 64ull << 20;
     a.cap_slots = 1u << 16;
     capmem_arena_t *arena = NULL;
     if (capmem_arena_create(&a, &arena) != CAPMEM_OK) {
