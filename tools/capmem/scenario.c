@@ -59,6 +59,7 @@ typedef struct sym {
     symkind_t kind;
     int parent;         /* the symbol whose end ends this one too, or -1 */
     int def_line;       /* line of the step that made it */
+    int def_step;       /* number of that step */
     int dead_line;      /* line of the step that ended it (0: alive) */
     char dead_step[96]; /* that step's label */
     capmem_cap_t cap;
@@ -501,7 +502,7 @@ static int define(run_t *r, const char *name, symkind_t kind, int parent)
         /* The dry pass defined it already, in the same order (a repeat finds it again). */
         size_t i = r->next_sym;
         if (i > 0 && strcmp(r->syms[i - 1].name, name) == 0 &&
-            r->syms[i - 1].def_line == r->step->line) {
+            r->syms[i - 1].def_step == r->stepno) {
             return (int)(i - 1);
         }
         if (i < r->nsyms && strcmp(r->syms[i].name, name) == 0) {
@@ -531,6 +532,7 @@ static int define(run_t *r, const char *name, symkind_t kind, int parent)
     s->kind = kind;
     s->parent = parent;
     s->def_line = r->step->line;
+    s->def_step = r->stepno;
     s->owner = -1;
     s->lender = -1;
     return (int)r->nsyms++;
