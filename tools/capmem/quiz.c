@@ -15,6 +15,10 @@
 
 #include "splitmix.h"
 
+#ifndef CAPMEM_TOOL_KERNEL
+#define CAPMEM_TOOL_KERNEL 0 /* meson defines it when the library has the kernel layer */
+#endif
+
 typedef struct quiz {
     splitmix_t rng;
     int answers;        /* -c */
@@ -636,6 +640,117 @@ done:
     capmem_arena_destroy(arena);
 }
 
+#if CAPMEM_TOOL_KERNEL
+/* ------------------------------------------------------------------------ */
+/* kernel: the kernel-heap strategies (Coyotos) */
+
+static const char *const kernel_policies[] = {"fixed", "hybrid", "conservative", NULL};
+
+static void ask_kernel(quiz_t *q, int number, const char *policy)
+{
+    int p = policy_index(kernel_policies, policy);
+    uint64_t ram_frames = 1024ull << rnd(q, 0, 2);
+    uint64_t record = rnd(q, 0, 1) ? 64 : 48;
+    uint64_t image = rnd(q, 1, 4) * 16;
+    uint64_t reserve = 256ull << rnd(q, 0, 2);
+    uint64_t keep = rnd(q, 2, 8) * 256;
+    uint64_t plug[3];
+    uint64_t window = 0;
+    for (int i = 0; i < 3; i++) {
+        plug[i] = 256ull << rnd(q, 0, 3);
+        window += plug[i];
+    }
+    const uint64_t conservative_window = 4096;
+    fprintf(q->out, "Question %d.\n", number);
+    fprintf(q->out,
+            "A machine has %" PRIu64
+            " frames of RAM (4 KiB pages). The kernel keeps a record of %" PRIu64
+            " bytes\nfor every RAM and device frame in its heap, after an image of %" PRIu64
+            " frames.\n",
+            ram_frames, record, image);
+    if (p == 0) {
+        fprintf(q->out, "Strategy: a fixed reserve of records for %" PRIu64 " device frames.\n",
+                reserve);
+    } else if (p == 1) {
+        fprintf(q->out,
+                "Strategy: hybrid, a fixed part for %" PRIu64
+                " device frames, then heap frames borrowed\nthrough the space banks.\n",
+                reserve);
+    } else {
+        fprintf(q->out,
+                "Strategy: conservative, records for a window of %" PRIu64
+                " device frames at boot; at\nthe end of boot the kernel keeps records for %" PRIu64
+                " and releases the rest.\n",
+                conservative_window, keep);
+    }
+    fprintf(q->out,
+            "A bank service then takes all the RAM it can. Devices of %" PRIu64 ", %" PRIu64
+            " and %" PRIu64 " frames are\nplugged in, in that order.\n",
+            plug[0], plug[1], plug[2]);
+    fprintf(q->out, "  (a) How many heap frames does the kernel carve at boot?\n");
+    if (p == 2) {
+        fprintf(q->out, "  (b) How many heap frames does it release at the end of boot?\n");
+    }
+    fprintf(q->out,
+            "  (%c) Which plugs succeed, and how many heap frames does the kernel have "
+            "at the end%s?\n",
+            p == 2 ? 'c' : 'b', p == 1 ? ",\n      and how many of them are borrowed" : "");
+    if (!q->answers) {
+        fprintf(q->out, "\n");
+        return;
+    }
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = ram_frames * 4096;
+    aa.device_window = window * 4096;
+    aa.cap_slots = 1u << 16;
+    capmem_arena_t *arena = NULL;
+    QTRY(q, capmem_arena_create(&aa, &arena));
+    capmem_kernel_attr_t ka = CAPMEM_KERNEL_ATTR_INIT;
+    ka.strategy = p == 0   ? CAPMEM_KERNEL_FIXED
+                  : p == 1 ? CAPMEM_KERNEL_HYBRID
+                           : CAPMEM_KERNEL_CONSERVATIVE;
+    ka.record_size = record;
+    ka.image_frames = image;
+    ka.device_frames = p == 2 ? conservative_window : reserve;
+    QTRY(q, capmem_kernel_boot(arena, &ka));
+    capmem_kernel_info_t k;
+    QTRY(q, capmem_kernel_info(arena, &k));
+    fprintf(q->out, "Answer %d.\n", number);
+    fprintf(q->out,
+            "  (a) %" PRIu64 " heap frames: ceil((%" PRIu64 " + %" PRIu64 ") * %" PRIu64
+            " / 4096)\n",
+            k.boot_heap_frames, ram_frames, ka.device_frames, record);
+    if (p == 2) {
+        QTRY(q, capmem_kernel_end_boot(arena, keep));
+        QTRY(q, capmem_kernel_info(arena, &k));
+        fprintf(q->out, "  (b) %" PRIu64 " frames go to the prime bank\n", k.released_frames);
+    }
+    capmem_cap_t root, prime;
+    QTRY(q, capmem_ram_boot(arena, NULL, &root));
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.donation = 256 * 1024;
+    QTRY(q, capmem_bank_service_create(arena, root, &sa, &prime));
+    fprintf(q->out, "  (%c)", p == 2 ? 'c' : 'b');
+    uint64_t at = 0x100000000ull;
+    for (int i = 0; i < 3; i++) {
+        capmem_device_info_t di;
+        capmem_err_t err = capmem_arena_device_add(arena, at, plug[i] * 4096, &di);
+        at += plug[i] * 4096;
+        fprintf(q->out, " %" PRIu64 ": %s;", plug[i],
+                err == CAPMEM_OK ? "ok" : capmem_err_name(err));
+    }
+    QTRY(q, capmem_kernel_info(arena, &k));
+    fprintf(q->out, " heap frames at the end: %" PRIu64, k.heap_frames);
+    if (p == 1) {
+        fprintf(q->out, ", %" PRIu64 " borrowed", k.borrowed_frames);
+    }
+    fprintf(q->out, "\n\n");
+done:
+    capmem_arena_destroy(arena);
+}
+
+#endif
+
 /* ------------------------------------------------------------------------ */
 
 static const topic_t topics[] = {
@@ -649,6 +764,10 @@ static const topic_t topics[] = {
     {"alias", "aliases: who is charged for which pages after frees in a given order",
      alias_policies, ask_alias},
     {"fault", "nested region maps: which pager sees which fault, and how many", NULL, ask_fault},
+#if CAPMEM_TOOL_KERNEL
+    {"kernel", "the kernel-heap strategies: heap frames at boot, which device plugs succeed",
+     kernel_policies, ask_kernel},
+#endif
 };
 
 #define NTOPICS (sizeof(topics) / sizeof(topics[0]))

@@ -24,6 +24,22 @@
 
 #include "yamltree.h"
 
+/*
+ * The kernel layer (capmem/kernel.h, capmem/bank.h) is optional: meson
+ * defines CAPMEM_TOOL_KERNEL when the library has it, and the kernel and
+ * bank steps exist only then.
+ */
+#ifndef CAPMEM_TOOL_KERNEL
+#define CAPMEM_TOOL_KERNEL 0
+#endif
+#if CAPMEM_TOOL_KERNEL
+#define KERNEL_EVENTS CAPMEM_EVENT_MASK(CAPMEM_EVENT_KERNEL_HEAP)
+#define MACHINE_KERNEL_KEY " or kernel"
+#else
+#define KERNEL_EVENTS 0u
+#define MACHINE_KERNEL_KEY ""
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Names the scenario defines */
 
@@ -33,6 +49,9 @@ typedef enum symkind {
     S_ACCOUNT,
     S_DS,
     S_MAP,
+    S_DEVICE, /* a hot-plugged device range */
+    S_KERNEL, /* the kernel heap (machine: kernel:) */
+    S_BANK,   /* a space bank */
 } symkind_t;
 
 static const char *symkind_name(symkind_t k)
@@ -48,6 +67,12 @@ static const char *symkind_name(symkind_t k)
         return "a dataspace";
     case S_MAP:
         return "a region map";
+    case S_DEVICE:
+        return "a device range";
+    case S_KERNEL:
+        return "the kernel";
+    case S_BANK:
+        return "a space bank";
     }
     return "an object";
 }
@@ -69,6 +94,8 @@ typedef struct sym {
     int lender;             /* dataspace: the account charged for its pages */
     int count;              /* retype: objects made */
     pager_t *pager;         /* region map */
+    uint32_t device_id;     /* device range */
+    int bank;               /* an object of a space bank: its bank */
 } sym_t;
 
 /* ------------------------------------------------------------------------ */
@@ -122,6 +149,10 @@ typedef struct run {
     capmem_untyped_info_t boot[64];
     size_t nboot;
     FILE *trace;
+    int have_kernel;
+#if CAPMEM_TOOL_KERNEL
+    capmem_kernel_attr_t kattr;
+#endif
     /* the step being read or run */
     ynode_t *step;
     int stepno;
@@ -214,6 +245,10 @@ static int parse_number(const char *s, uint64_t *out)
 {
     while (isspace((unsigned char)*s)) {
         s++;
+    }
+    if (strcmp(s, "unlimited") == 0) {
+        *out = UINT64_MAX; /* a bank limit that never binds */
+        return 0;
     }
     if (!isdigit((unsigned char)*s)) {
         return -1;
@@ -408,7 +443,8 @@ static int kind_ok(symkind_t k, unsigned mask)
 static void kinds_text(unsigned mask, char *buf, size_t len)
 {
     buf[0] = '\0';
-    const symkind_t all[] = {S_UNTYPED, S_OBJECT, S_ACCOUNT, S_DS, S_MAP};
+    const symkind_t all[] = {S_UNTYPED, S_OBJECT, S_ACCOUNT, S_DS,
+                             S_MAP,     S_DEVICE, S_KERNEL,  S_BANK};
     int n = 0;
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         if (kind_ok(all[i], mask)) {
@@ -535,6 +571,7 @@ static int define(run_t *r, const char *name, symkind_t kind, int parent)
     s->def_step = r->stepno;
     s->owner = -1;
     s->lender = -1;
+    s->bank = -1;
     return (int)r->nsyms++;
 }
 
@@ -1668,12 +1705,292 @@ static int step_access(run_t *r)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Device hot-plug; with the kernel layer, the kernel makes each frame's record */
+
+/* plug: NAME  at, size: hot-plug a device range (its records go into the kernel heap) */
+static int step_plug(run_t *r)
+{
+    const char *name = new_name(r);
+    uint64_t at = arg_num(r, "at", 1, 0);
+    uint64_t size = arg_num(r, "size", 1, 0);
+    if (r->bad) {
+        return -1;
+    }
+    int s = define(r, name, S_DEVICE, -1);
+    if (s < 0 || r->dry) {
+        return 0;
+    }
+    r->subject = r->have_kernel ? sym_find(r, "kernel") : -1;
+    capmem_device_info_t info;
+    if (call(r, capmem_arena_device_add(r->arena, at, size, &info)) != 0) {
+        say_outcome_error(r);
+        return 0;
+    }
+    r->syms[s].device_id = info.id;
+    char b[32];
+    say(r, "    device '%s' plugged at 0x%" PRIx64 ", %s (%" PRIu64 " frames)\n", name, at,
+        fmt_size(size, b), r->page ? size / r->page : 0);
+    return 0;
+}
+
+/* unplug: NAME */
+static int step_unplug(run_t *r)
+{
+    int s = subject(r, K(S_DEVICE));
+    if (r->bad) {
+        return -1;
+    }
+    end_sym(r, s, 1);
+    if (r->dry) {
+        return 0;
+    }
+    r->subject = r->have_kernel ? sym_find(r, "kernel") : -1;
+    if (call(r, capmem_arena_device_remove(r->arena, r->syms[s].device_id)) != 0) {
+        say_outcome_error(r);
+        return 0;
+    }
+    say(r, "    device '%s' unplugged\n", r->syms[s].name);
+    return 0;
+}
+
+#if CAPMEM_TOOL_KERNEL
+/* ------------------------------------------------------------------------ */
+/* The kernel layer (Coyotos): device hot-plug, the end of boot, space banks */
+
+/* end-boot: FRAMES (device frames whose records are kept) */
+static int step_end_boot(run_t *r)
+{
+    uint64_t keep = 0;
+    if (want_scalar(r, r->action_value, r->action, "a number") == 0 &&
+        parse_number(r->action_value->value, &keep) != 0) {
+        bad(r, r->action_value,
+            "'end-boot:' takes the number of device frames whose records are kept, found '%s'",
+            r->action_value->value);
+    }
+    if (!r->bad && !r->have_kernel) {
+        bad(r, r->action_value, "'end-boot' needs a kernel: add 'kernel:' to 'machine'");
+    }
+    if (r->bad || r->dry) {
+        return r->bad ? -1 : 0;
+    }
+    r->subject = sym_find(r, "kernel");
+    if (call(r, capmem_kernel_end_boot(r->arena, keep)) != 0) {
+        say_outcome_error(r);
+        return 0;
+    }
+    capmem_kernel_info_t k;
+    if (capmem_kernel_info(r->arena, &k) == CAPMEM_OK) {
+        say(r,
+            "    boot ends: records kept for %" PRIu64 " device frames, %" PRIu64
+            " heap frames released to the prime bank\n",
+            keep, k.released_frames);
+    }
+    return 0;
+}
+
+/* bank-service: NAME  from (account), donation, frames: the prime bank */
+static int step_bank_service(run_t *r)
+{
+    const char *name = new_name(r);
+    int from = arg_sym(r, "from", K(S_ACCOUNT), 1);
+    capmem_bank_service_attr_t a = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    a.donation = arg_num(r, "donation", 0, a.donation);
+    a.frames = arg_num(r, "frames", 0, 0);
+    if (r->bad) {
+        return -1;
+    }
+    int s = define(r, name, S_BANK, from);
+    if (s < 0 || r->dry) {
+        return 0;
+    }
+    r->subject = s;
+    r->subject2 = from;
+    if (call(r, capmem_bank_service_create(r->arena, r->syms[from].cap, &a, &r->syms[s].cap)) !=
+        0) {
+        say_outcome_error(r);
+        return 0;
+    }
+    capmem_bank_info_t bi;
+    if (capmem_bank_info(r->arena, r->syms[s].cap, &bi) == CAPMEM_OK) {
+        say(r, "    bank service on '%s': prime bank '%s' may hand out %" PRIu64 " frames\n",
+            r->syms[from].name, name, bi.limit[CAPMEM_BANK_FRAME]);
+    }
+    return 0;
+}
+
+static void read_limits(run_t *r, capmem_bank_limits_t *l)
+{
+    l->limit[CAPMEM_BANK_FRAME] = arg_num(r, "frames", 0, CAPMEM_BANK_UNLIMITED);
+    l->limit[CAPMEM_BANK_NODE] = arg_num(r, "nodes", 0, CAPMEM_BANK_UNLIMITED);
+}
+
+static const char *limit_text(uint64_t v, char buf[32])
+{
+    if (v == CAPMEM_BANK_UNLIMITED) {
+        return "unlimited";
+    }
+    snprintf(buf, 32, "%" PRIu64, v);
+    return buf;
+}
+
+/* bank: NAME  from (parent bank), frames, nodes (limits) */
+static int step_bank(run_t *r)
+{
+    const char *name = new_name(r);
+    int from = arg_sym(r, "from", K(S_BANK), 1);
+    capmem_bank_limits_t l;
+    read_limits(r, &l);
+    if (r->bad) {
+        return -1;
+    }
+    int s = define(r, name, S_BANK, from);
+    if (s < 0 || r->dry) {
+        return 0;
+    }
+    r->subject = s;
+    r->subject2 = from;
+    if (call(r, capmem_bank_create(r->arena, r->syms[from].cap, &l, &r->syms[s].cap)) != 0) {
+        say_outcome_error(r);
+        return 0;
+    }
+    char b1[32], b2[32];
+    say(r, "    bank '%s' under '%s': frames %s, nodes %s\n", name, r->syms[from].name,
+        limit_text(l.limit[CAPMEM_BANK_FRAME], b1), limit_text(l.limit[CAPMEM_BANK_NODE], b2));
+    return 0;
+}
+
+/* limits: BANK  frames, nodes */
+static int step_limits(run_t *r)
+{
+    int s = subject(r, K(S_BANK));
+    capmem_bank_limits_t l;
+    read_limits(r, &l);
+    if (r->bad || r->dry) {
+        return r->bad ? -1 : 0;
+    }
+    r->subject = s;
+    if (call(r, capmem_bank_set_limits(r->arena, r->syms[s].cap, &l)) != 0) {
+        say_outcome_error(r);
+        return 0;
+    }
+    char b1[32], b2[32];
+    say(r, "    bank '%s' limits: frames %s, nodes %s\n", r->syms[s].name,
+        limit_text(l.limit[CAPMEM_BANK_FRAME], b1), limit_text(l.limit[CAPMEM_BANK_NODE], b2));
+    return 0;
+}
+
+/* bank-alloc: NAME  from (bank), type (frame, node) */
+static int step_bank_alloc(run_t *r)
+{
+    static const char *const kinds[] = {"frame", "node", NULL};
+    const char *name = new_name(r);
+    int from = arg_sym(r, "from", K(S_BANK), 1);
+    int type = arg_choice(r, "type", kinds, 0);
+    if (r->bad) {
+        return -1;
+    }
+    /* A frame is a dataspace (it can be attached and read); a node an object. */
+    int s = define(r, name, type == 0 ? S_DS : S_OBJECT, from);
+    if (s < 0) {
+        return -1;
+    }
+    r->syms[s].bank = from;
+    if (r->dry) {
+        return 0;
+    }
+    r->subject = s;
+    r->subject2 = from;
+    capmem_bank_type_t t = type == 0 ? CAPMEM_BANK_FRAME : CAPMEM_BANK_NODE;
+    if (call(r, capmem_bank_alloc(r->arena, r->syms[from].cap, &t, 1, &r->syms[s].cap)) != 0) {
+        say_outcome_error(r);
+        return 0;
+    }
+    say(r, "    a %s from bank '%s'\n", kinds[type], r->syms[from].name);
+    return 0;
+}
+
+/* bank-free: NAME (an object of a bank) */
+static int step_bank_free(run_t *r)
+{
+    int s = subject(r, K(S_DS) | K(S_OBJECT));
+    if (r->bad) {
+        return -1;
+    }
+    if (r->syms[s].bank < 0) {
+        return bad(r, r->action_value, "'%s' is not an object of a space bank (see bank-alloc)",
+                   r->syms[s].name);
+    }
+    end_sym(r, s, 1);
+    if (r->dry) {
+        return 0;
+    }
+    int b = r->syms[s].bank;
+    r->subject = b;
+    if (call(r, capmem_bank_free(r->arena, r->syms[b].cap, &r->syms[s].cap, 1)) != 0) {
+        say_outcome_error(r);
+        return 0;
+    }
+    say(r, "    '%s' returned to bank '%s'\n", r->syms[s].name, r->syms[b].name);
+    return 0;
+}
+
+/* destroy-bank: BANK (with its objects) / remove-bank: BANK (objects to the parent) */
+static int step_bank_destroy(run_t *r)
+{
+    int destroy = strcmp(r->action, "destroy-bank") == 0;
+    int s = subject(r, K(S_BANK));
+    if (r->bad) {
+        return -1;
+    }
+    int parent = r->syms[s].parent;
+    if (!destroy && (r->dry ? !r->want_error_given : 1)) {
+        /*
+         * Its objects and sub-banks pass to its parent: only the bank itself
+         * ends. (The run pass repeats the hand-over for its own bookkeeping,
+         * once the library has done it.)
+         */
+        if (!r->dry) {
+            /* done after the call below */
+        } else {
+            for (size_t i = 0; i < r->nsyms; i++) {
+                if (r->syms[i].parent == s) {
+                    r->syms[i].parent = parent;
+                }
+            }
+        }
+    }
+    end_sym(r, s, 1);
+    if (r->dry) {
+        return 0;
+    }
+    r->subject = parent >= 0 && r->syms[parent].kind == S_BANK ? parent : s;
+    capmem_err_t err = destroy ? capmem_bank_destroy(r->arena, r->syms[s].cap)
+                               : capmem_bank_remove(r->arena, r->syms[s].cap);
+    if (call(r, err) != 0) {
+        say_outcome_error(r);
+        return 0;
+    }
+    if (!destroy) {
+        for (size_t i = 0; i < r->nsyms; i++) {
+            if (r->syms[i].bank == s) {
+                r->syms[i].bank = parent;
+            }
+        }
+    }
+    say(r, "    bank '%s' %s\n", r->syms[s].name,
+        destroy ? "destroyed with all its objects" : "removed; its objects are its parent's");
+    return 0;
+}
+
+#endif
 static void describe(run_t *r, int s);
 
 /* show: NAME: print it; its values can be expected (also of an object that is gone: alive). */
 static int step_show(run_t *r)
 {
-    int s = subject(r, K(S_UNTYPED) | K(S_OBJECT) | K(S_ACCOUNT) | K(S_DS) | K(S_MAP));
+    int s = subject(r, K(S_UNTYPED) | K(S_OBJECT) | K(S_ACCOUNT) | K(S_DS) | K(S_MAP) |
+                           K(S_KERNEL) | K(S_BANK) | K(S_DEVICE));
     if (r->bad || r->dry) {
         return r->bad ? -1 : 0;
     }
@@ -1708,6 +2025,18 @@ static const action_t actions[] = {
     {"read", step_access, "read bytes through a region map or a dataspace"},
     {"write", step_access, "write bytes through a region map or a dataspace"},
     {"touch", step_access, "touch an address for read, write or exec"},
+    {"plug", step_plug, "hot-plug a device range (the kernel makes its records)"},
+    {"unplug", step_unplug, "remove a device range"},
+#if CAPMEM_TOOL_KERNEL
+    {"end-boot", step_end_boot, "end of boot: keep records for N device frames"},
+    {"bank-service", step_bank_service, "open the space-bank service; names its prime bank"},
+    {"bank", step_bank, "create a sub-bank with limits"},
+    {"limits", step_limits, "change a bank's limits"},
+    {"bank-alloc", step_bank_alloc, "allocate a frame or a node from a bank"},
+    {"bank-free", step_bank_free, "free an object back to its bank"},
+    {"destroy-bank", step_bank_destroy, "destroy a bank and everything in it"},
+    {"remove-bank", step_bank_destroy, "remove a bank; its objects pass to its parent"},
+#endif
     {"show", step_show, "print an object; its values can be expected"},
 };
 
@@ -1731,8 +2060,8 @@ static const vdef_t vdefs[] = {
     {"avail", V_NUM, K(S_ACCOUNT)},
     {"lent", V_NUM, K(S_ACCOUNT)},
     {"donation", V_NUM, K(S_ACCOUNT) | K(S_MAP)},
-    {"records", V_NUM, K(S_ACCOUNT) | K(S_MAP)},
-    {"capacity", V_NUM, K(S_ACCOUNT) | K(S_MAP)},
+    {"records", V_NUM, K(S_ACCOUNT) | K(S_MAP) | K(S_KERNEL)},
+    {"capacity", V_NUM, K(S_ACCOUNT) | K(S_MAP) | K(S_KERNEL)},
     {"caps", V_NUM, K(S_ACCOUNT)},
     {"caps-limit", V_NUM, K(S_ACCOUNT)},
     {"upgrades", V_NUM, K(S_ACCOUNT) | K(S_MAP)},
@@ -1741,7 +2070,7 @@ static const vdef_t vdefs[] = {
     {"free", V_NUM, K(S_UNTYPED)},
     {"largest", V_NUM, K(S_UNTYPED)},
     {"watermark", V_NUM, K(S_UNTYPED)},
-    {"children", V_NUM, K(S_UNTYPED)},
+    {"children", V_NUM, K(S_UNTYPED) | K(S_BANK)},
     {"phys", V_NUM, K(S_UNTYPED) | K(S_OBJECT) | K(S_DS)},
     {"writable", V_BOOL, K(S_DS)},
     {"kind", V_TEXT, K(S_DS)},
@@ -1750,7 +2079,24 @@ static const vdef_t vdefs[] = {
     {"fills", V_NUM, K(S_MAP)},
     {"evictions", V_NUM, K(S_MAP)},
     {"cached", V_TEXT, K(S_MAP)},
-    {"alive", V_BOOL, K(S_UNTYPED) | K(S_OBJECT) | K(S_ACCOUNT) | K(S_DS) | K(S_MAP)},
+    {"alive", V_BOOL, K(S_UNTYPED) | K(S_OBJECT) | K(S_ACCOUNT) | K(S_DS) | K(S_MAP) | K(S_BANK)},
+    /* the kernel heap */
+    {"strategy", V_TEXT, K(S_KERNEL)},
+    {"heap-frames", V_NUM, K(S_KERNEL)},
+    {"boot-heap-frames", V_NUM, K(S_KERNEL)},
+    {"kernel-frames", V_NUM, K(S_KERNEL)},
+    {"borrowed-frames", V_NUM, K(S_KERNEL)},
+    {"released-frames", V_NUM, K(S_KERNEL)},
+    {"device-records", V_NUM, K(S_KERNEL)},
+    {"device-reserve", V_NUM, K(S_KERNEL)},
+    /* space banks */
+    {"frames-limit", V_NUM, K(S_BANK)},
+    {"frames-used", V_NUM, K(S_BANK)},
+    {"frames-avail", V_NUM, K(S_BANK)},
+    {"nodes-limit", V_NUM, K(S_BANK)},
+    {"nodes-used", V_NUM, K(S_BANK)},
+    {"nodes-avail", V_NUM, K(S_BANK)},
+    {"depth", V_NUM, K(S_BANK)},
     /* results of the step itself */
     {"offset", V_NUM, 0},
     {"address", V_NUM, 0},
@@ -1841,6 +2187,62 @@ static void actual_value(run_t *r, const vdef_t *d, result_t *out, int *have)
 /* The value @p d of object @p s, if it has one now. */
 static void subject_value(run_t *r, sym_t *s, const vdef_t *d, result_t *out, int *have)
 {
+#if CAPMEM_TOOL_KERNEL
+    if (s->kind == S_KERNEL) {
+        capmem_kernel_info_t k;
+        if (!kind_ok(S_KERNEL, d->kinds) || capmem_kernel_info(r->arena, &k) != CAPMEM_OK) {
+            return;
+        }
+        if (strcmp(d->key, "strategy") == 0) {
+            snprintf(out->text, sizeof(out->text), "%s", capmem_kernel_strategy_name(k.strategy));
+            *have = 1;
+            return;
+        }
+        const struct {
+            const char *k;
+            uint64_t v;
+        } t[] = {{"records", k.records_used},
+                 {"capacity", k.records_capacity},
+                 {"heap-frames", k.heap_frames},
+                 {"boot-heap-frames", k.boot_heap_frames},
+                 {"kernel-frames", k.kernel_frames},
+                 {"borrowed-frames", k.borrowed_frames},
+                 {"released-frames", k.released_frames},
+                 {"device-records", k.device_records},
+                 {"device-reserve", k.device_reserve}};
+        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+            if (strcmp(t[i].k, d->key) == 0) {
+                out->num = t[i].v;
+                *have = 1;
+            }
+        }
+        return;
+    }
+    if (s->kind == S_BANK && strcmp(d->key, "alive") != 0) {
+        capmem_bank_info_t b;
+        if (!kind_ok(S_BANK, d->kinds) || capmem_bank_info(r->arena, s->cap, &b) != CAPMEM_OK) {
+            return;
+        }
+        const struct {
+            const char *k;
+            uint64_t v;
+        } t[] = {{"frames-limit", b.limit[CAPMEM_BANK_FRAME]},
+                 {"frames-used", b.used[CAPMEM_BANK_FRAME]},
+                 {"frames-avail", b.avail[CAPMEM_BANK_FRAME]},
+                 {"nodes-limit", b.limit[CAPMEM_BANK_NODE]},
+                 {"nodes-used", b.used[CAPMEM_BANK_NODE]},
+                 {"nodes-avail", b.avail[CAPMEM_BANK_NODE]},
+                 {"children", b.children},
+                 {"depth", b.depth}};
+        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+            if (strcmp(t[i].k, d->key) == 0) {
+                out->num = t[i].v;
+                *have = 1;
+            }
+        }
+        return;
+    }
+#endif
     if (strcmp(d->key, "alive") == 0) {
         capmem_cap_info_t ci;
         out->num = s->cap != 0 && capmem_cap_identify(r->arena, s->cap, &ci) == CAPMEM_OK;
@@ -1954,9 +2356,34 @@ static void subject_value(run_t *r, sym_t *s, const vdef_t *d, result_t *out, in
 
 static int is_count(const char *k)
 {
-    static const char *const counts[] = {
-        "records", "capacity", "caps",      "caps-limit", "upgrades",    "children", "regions",
-        "faults",  "fills",    "evictions", "done",       "step-faults", "needed",   "available"};
+    static const char *const counts[] = {"records",
+                                         "capacity",
+                                         "caps",
+                                         "caps-limit",
+                                         "upgrades",
+                                         "children",
+                                         "regions",
+                                         "faults",
+                                         "fills",
+                                         "evictions",
+                                         "done",
+                                         "step-faults",
+                                         "needed",
+                                         "available",
+                                         "heap-frames",
+                                         "boot-heap-frames",
+                                         "kernel-frames",
+                                         "borrowed-frames",
+                                         "released-frames",
+                                         "device-records",
+                                         "device-reserve",
+                                         "frames-limit",
+                                         "frames-used",
+                                         "frames-avail",
+                                         "nodes-limit",
+                                         "nodes-used",
+                                         "nodes-avail",
+                                         "depth"};
     for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
         if (strcmp(k, counts[i]) == 0) {
             return 1;
@@ -1976,7 +2403,9 @@ static void value_text(const result_t *v, char *buf, size_t len)
 {
     switch (v->type) {
     case V_NUM:
-        if (v->key != NULL && is_address(v->key)) {
+        if (v->num == UINT64_MAX) {
+            snprintf(buf, len, "unlimited");
+        } else if (v->key != NULL && is_address(v->key)) {
             snprintf(buf, len, "0x%" PRIx64, v->num);
         } else if (v->key != NULL && is_count(v->key)) {
             snprintf(buf, len, "%" PRIu64, v->num);
@@ -2126,6 +2555,10 @@ static void on_event(capmem_arena_t *arena, const capmem_event_t *ev, void *ctx)
         say(r, "    [fault] %s of 0x%" PRIx64 " in %s\n",
             capmem_rm_access_name((capmem_rm_access_t)ev->b), ev->a,
             r->fault_map >= 0 ? r->syms[r->fault_map].name : "?");
+#if CAPMEM_TOOL_KERNEL
+    } else if (ev->kind == CAPMEM_EVENT_KERNEL_HEAP) {
+        say(r, "    [event: kernel heap] %s\n", ev->message);
+#endif
     } else if (ev->kind == CAPMEM_EVENT_UPGRADE) {
         r->upgrades++;
         say(r, "    [event: upgrade] %s\n", ev->message);
@@ -2135,6 +2568,61 @@ static void on_event(capmem_arena_t *arena, const capmem_event_t *ev, void *ctx)
 /* ------------------------------------------------------------------------ */
 /* The machine and the whole file */
 
+#if CAPMEM_TOOL_KERNEL
+/* machine: kernel: {strategy, record-size, image-frames, device-frames} */
+static int read_kernel(run_t *r, ynode_t *v)
+{
+    static const char *const strategies[] = {"fixed", "hybrid", "conservative", NULL};
+    capmem_kernel_attr_t ka = CAPMEM_KERNEL_ATTR_INIT;
+    if (v->kind != Y_MAP) {
+        return bad(r, v,
+                   "'kernel' takes strategy, record-size, image-frames and device-frames, "
+                   "found %s",
+                   ytree_kind_name(v));
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        const char *k = v->keys[i]->value;
+        ynode_t *x = v->items[i];
+        if (strcmp(k, "strategy") == 0) {
+            int found = -1;
+            for (int j = 0; strategies[j] != NULL; j++) {
+                if (x->kind == Y_SCALAR && strcmp(x->value, strategies[j]) == 0) {
+                    found = j;
+                }
+            }
+            if (found < 0) {
+                return bad(r, x, "'strategy' takes fixed, hybrid or conservative");
+            }
+            ka.strategy = found == 0   ? CAPMEM_KERNEL_FIXED
+                          : found == 1 ? CAPMEM_KERNEL_HYBRID
+                                       : CAPMEM_KERNEL_CONSERVATIVE;
+            continue;
+        }
+        uint64_t n = 0;
+        if (strcmp(k, "record-size") != 0 && strcmp(k, "image-frames") != 0 &&
+            strcmp(k, "device-frames") != 0) {
+            return bad(r, v->keys[i],
+                       "unknown key '%s' in 'kernel'; expected strategy, record-size, "
+                       "image-frames or device-frames",
+                       k);
+        }
+        if (x->kind != Y_SCALAR || parse_number(x->value, &n) != 0) {
+            return bad(r, x, "'%s' takes a number", k);
+        }
+        if (strcmp(k, "record-size") == 0) {
+            ka.record_size = n;
+        } else if (strcmp(k, "image-frames") == 0) {
+            ka.image_frames = n;
+        } else {
+            ka.device_frames = n;
+        }
+    }
+    r->have_kernel = 1;
+    r->kattr = ka;
+    return 0;
+}
+
+#endif
 static int read_machine(run_t *r, ynode_t *m, capmem_arena_attr_t *a)
 {
     a->ram_size = 16ull << 20;
@@ -2150,6 +2638,7 @@ static int read_machine(run_t *r, ynode_t *m, capmem_arena_attr_t *a)
                    ytree_kind_name(m));
     }
     ynode_t *devices = NULL;
+    uint64_t extra_window = 0;
     for (size_t i = 0; i < m->n; i++) {
         const char *k = m->keys[i]->value;
         ynode_t *v = m->items[i];
@@ -2158,11 +2647,19 @@ static int read_machine(run_t *r, ynode_t *m, capmem_arena_attr_t *a)
             devices = v;
             continue;
         }
+#if CAPMEM_TOOL_KERNEL
+        if (strcmp(k, "kernel") == 0) {
+            if (read_kernel(r, v) != 0) {
+                return -1;
+            }
+            continue;
+        }
+#endif
         if (strcmp(k, "ram") != 0 && strcmp(k, "page") != 0 && strcmp(k, "phys-base") != 0 &&
-            strcmp(k, "caps") != 0) {
+            strcmp(k, "caps") != 0 && strcmp(k, "device-window") != 0) {
             return bad(r, m->keys[i],
-                       "unknown key '%s' in 'machine'; expected ram, page, phys-base, caps or "
-                       "devices",
+                       "unknown key '%s' in 'machine'; expected ram, page, phys-base, caps, "
+                       "devices, device-window" MACHINE_KERNEL_KEY,
                        k);
         }
         if (v->kind != Y_SCALAR || parse_number(v->value, &n) != 0) {
@@ -2177,6 +2674,12 @@ static int read_machine(run_t *r, ynode_t *m, capmem_arena_attr_t *a)
             a->page_size = n;
         } else if (strcmp(k, "phys-base") == 0) {
             a->phys_base = n;
+        } else if (strcmp(k, "device-window") == 0) {
+            if (r->o->max_ram != 0 && n > r->o->max_ram) {
+                return bad(r, v, "'device-window' is limited to %" PRIu64 " bytes here",
+                           r->o->max_ram);
+            }
+            extra_window = n;
         } else {
             a->cap_slots = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
         }
@@ -2205,6 +2708,9 @@ static int read_machine(run_t *r, ynode_t *m, capmem_arena_attr_t *a)
             }
             a->device_window += n;
         }
+    }
+    if (extra_window > a->device_window) {
+        a->device_window = extra_window;
     }
     return 0;
 }
@@ -2581,6 +3087,10 @@ int scenario_run_buffer(const char *file, const char *buf, size_t len, const sce
     r.page = attr.page_size;
     /* Pass 1: read and check every step; nothing runs. */
     r.dry = 1;
+    if (r.have_kernel) {
+        r.step = machine;
+        (void)define(&r, "kernel", S_KERNEL, -1);
+    }
     status = run_steps(&r, steps);
     if (status != SCEN_OK || opts->check_only) {
         if (status == SCEN_OK) {
@@ -2598,6 +3108,21 @@ int scenario_run_buffer(const char *file, const char *buf, size_t len, const sce
         status = SCEN_BAD_INPUT;
         goto out;
     }
+#if CAPMEM_TOOL_KERNEL
+    if (r.have_kernel) {
+        /* The kernel boots first: it takes its image and heap from the start of RAM. */
+        r.step = machine;
+        r.stepno = 0;
+        (void)define(&r, "kernel", S_KERNEL, -1);
+        capmem_err_t kerr = capmem_kernel_boot(r.arena, &r.kattr);
+        if (kerr != CAPMEM_OK) {
+            bad(&r, ytree_get(machine, "kernel"), "the kernel cannot boot: %s (%s)",
+                capmem_err_name(kerr), capmem_last_error()->message);
+            status = SCEN_BAD_INPUT;
+            goto out;
+        }
+    }
+#endif
     if (add_devices(&r, machine) != 0) {
         status = SCEN_BAD_INPUT;
         goto out;
@@ -2605,7 +3130,7 @@ int scenario_run_buffer(const char *file, const char *buf, size_t len, const sce
     capmem_subscription_t sub;
     if (capmem_subscribe(r.arena,
                          CAPMEM_EVENT_MASK(CAPMEM_EVENT_FAULT) |
-                             CAPMEM_EVENT_MASK(CAPMEM_EVENT_UPGRADE),
+                             CAPMEM_EVENT_MASK(CAPMEM_EVENT_UPGRADE) | KERNEL_EVENTS,
                          on_event, &r, &sub) != CAPMEM_OK) {
         bad(&r, NULL, "cannot subscribe to events");
         status = SCEN_BAD_INPUT;

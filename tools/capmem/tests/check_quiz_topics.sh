@@ -7,8 +7,13 @@
 set -uo pipefail
 capmem=$1
 status=0
-for spec in retype:watermark retype:range retype:buddy buddy: donation:plain \
-    donation:expanding quota: alias:mixed alias:dependent alias:first-class fault:; do
+specs=(retype:watermark retype:range retype:buddy buddy: donation:plain donation:expanding quota:
+    alias:mixed alias:dependent alias:first-class fault:)
+# The kernel topic exists when the library has the kernel layer.
+if "$capmem" quiz --help | grep -q "^  kernel "; then
+    specs+=(kernel:fixed kernel:hybrid kernel:conservative)
+fi
+for spec in "${specs[@]}"; do
     topic=${spec%%:*}
     policy=${spec#*:}
     args=(quiz "$topic" -n 40)
