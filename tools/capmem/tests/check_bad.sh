@@ -12,10 +12,11 @@ status=0
 # Under meson test --setup=valgrind (which sets CAPMEM_UNDER_VALGRIND), each
 # run of capmem goes under memcheck too: bad input must not leak either.
 run=("$capmem")
-# A Valgrind setup that traces children checks each run already (valgrind
-# preloads its libraries into this script then): no second memcheck.
+# A Valgrind setup that traces children checks each run already (a child of
+# this script then still has valgrind's preload): no second memcheck.
+traced=$(bash -c 'echo "${LD_PRELOAD:-}"')
 if [ -n "${CAPMEM_UNDER_VALGRIND:-}" ] && command -v valgrind >/dev/null &&
-    [[ "${LD_PRELOAD:-}" != *vgpreload* ]]; then
+    [[ "$traced" != *vgpreload* ]]; then
     run=(valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=all
         --errors-for-leak-kinds=definite,indirect,possible "$capmem")
 fi
