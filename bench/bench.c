@@ -146,6 +146,7 @@ int main(int argc, char **argv)
     bench_baselines(&b);
     bench_alloc(&b);
     bench_rm(&b);
+    bench_real(&b);
     bench_ram(&b);
     return 0;
 }

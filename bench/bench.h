@@ -62,6 +62,7 @@ void bench_baselines(const bench_t *b);
 void bench_alloc(const bench_t *b);
 void bench_rm(const bench_t *b);
 void bench_ram(const bench_t *b);
+void bench_real(const bench_t *b);
 
 /* A tiny deterministic PRNG so every run measures the same workload. */
 static inline uint64_t bench_rand(uint64_t *state)

@@ -1,254 +1,200 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * policy_compare: one request sequence against every placement policy of
- * an untyped region (seL4's watermark, range, buddy, and a first-fit policy
- * written right here through the public vtable), printed as a table:
- * requests served, bytes wasted to alignment, largest free block, and the
- * first failure with its message.
+ * policy_compare: a trace against the policies named on the command line,
+ * printed as a table: requests served, failures, bytes lost to alignment,
+ * largest free block and external fragmentation at the end, and the first
+ * failure with the library's message.
  *
- * The sequence starts with the seL4 fragmentation case of docs/untyped.md
- * (0x400, 0x800, 0x1000, 0x400 in 0x2000 bytes), then deletes the first
- * object and keeps asking: watermark reuses nothing until the region is
- * childless, the others reuse at once.
+ *   policy_compare [--span BYTES] [--granule BYTES] TRACE POLICY...
+ *
+ * TRACE is the plain text format of capmem-replay (`a ID SIZE [ALIGN]`,
+ * `f ID`, `at ID OFFSET SIZE`, # comments); POLICY is watermark, range,
+ * buddy or next-fit (examples/next_fit.c, linked in: a policy written
+ * against the installed headers only). The default span is 0x2000 bytes
+ * and the granule 0x400, the seL4 fragmentation case of docs/untyped.md:
+ *
+ *   policy_compare data/traces/sel4_fragmentation.txt watermark range buddy next-fit
+ *
+ * Every answer goes through the generic calls (checked), and each policy's
+ * check runs after every operation; the example exits non-zero if one
+ * fails. capmem-replay is the full tool (JSON and mtrace traces, CSV, plots,
+ * policies from shared objects); this is the library API at its plainest.
  */
 #include <capmem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- a user policy: first fit over a sorted array of used blocks ---------- */
+extern const capmem_alloc_ops_t next_fit_ops;
 
-#define FF_MAX 64
+#define MAX_IDS 4096
 
-typedef struct first_fit {
+typedef struct block {
+    char id[32];
+    uint64_t off;
     uint64_t size;
-    uint64_t off[FF_MAX];
-    uint64_t len[FF_MAX];
-    int n;
-} first_fit_t;
+    int live;
+} block_t;
 
-static capmem_err_t ff_alloc_at(void *self, uint64_t off, uint64_t size)
-{
-    first_fit_t *ff = self;
-    int i = 0;
-    while (i < ff->n && ff->off[i] + ff->len[i] <= off) {
-        i++;
-    }
-    if (ff->n == FF_MAX || off + size > ff->size || (i < ff->n && ff->off[i] < off + size)) {
-        return CAPMEM_E_NOT_ENOUGH_MEMORY;
-    }
-    memmove(&ff->off[i + 1], &ff->off[i], (size_t)(ff->n - i) * sizeof(uint64_t));
-    memmove(&ff->len[i + 1], &ff->len[i], (size_t)(ff->n - i) * sizeof(uint64_t));
-    ff->off[i] = off;
-    ff->len[i] = size;
-    ff->n++;
-    return CAPMEM_OK;
-}
+static block_t blocks[MAX_IDS];
+static int nblocks;
 
-static capmem_err_t ff_alloc(void *self, uint64_t size, uint64_t align, uint64_t *out)
+static block_t *find(const char *id)
 {
-    first_fit_t *ff = self;
-    uint64_t cand = 0;
-    for (int i = 0; i <= ff->n; i++) {
-        uint64_t at = (cand + align - 1) & ~(align - 1);
-        uint64_t limit = i < ff->n ? ff->off[i] : ff->size;
-        if (at + size <= limit) {
-            *out = at;
-            return ff_alloc_at(self, at, size);
-        }
-        if (i < ff->n) {
-            cand = ff->off[i] + ff->len[i];
+    for (int i = 0; i < nblocks; i++) {
+        if (strcmp(blocks[i].id, id) == 0) {
+            return &blocks[i];
         }
     }
-    return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    return NULL;
 }
 
-static capmem_err_t ff_free(void *self, uint64_t off, uint64_t size)
+static int make_policy(const char *name, uint64_t span, uint64_t granule, capmem_alloc_t **out)
 {
-    first_fit_t *ff = self;
-    for (int i = 0; i < ff->n; i++) {
-        if (ff->off[i] == off && ff->len[i] == size) {
-            memmove(&ff->off[i], &ff->off[i + 1], (size_t)(ff->n - i - 1) * sizeof(uint64_t));
-            memmove(&ff->len[i], &ff->len[i + 1], (size_t)(ff->n - i - 1) * sizeof(uint64_t));
-            ff->n--;
-            return CAPMEM_OK;
+    capmem_alloc_policy_t p;
+    if (strcmp(name, "next-fit") == 0) {
+        p = CAPMEM_ALLOC_POLICY_CUSTOM(&next_fit_ops, NULL);
+    } else if (capmem_alloc_policy_by_name(name, &p) != CAPMEM_OK) {
+        fprintf(stderr, "policy_compare: unknown policy '%s' (watermark, range, buddy, next-fit)\n",
+                name);
+        return 0;
+    }
+    if (capmem_alloc_create_policy(&p, 0, span, granule, out) != CAPMEM_OK) {
+        fprintf(stderr, "policy_compare: %s: %s\n", name, capmem_last_error()->message);
+        return 0;
+    }
+    return 1;
+}
+
+/* Replay the trace on one policy; 0 on a broken invariant or bad input. */
+static int run(FILE *f, const char *trace, const char *name, uint64_t span, uint64_t granule)
+{
+    capmem_alloc_t *a = NULL;
+    if (!make_policy(name, span, granule, &a)) {
+        return 0;
+    }
+    rewind(f);
+    nblocks = 0;
+    unsigned served = 0;
+    unsigned failed = 0;
+    char first[300] = "-";
+    char line[256];
+    unsigned lineno = 0;
+    int ok = 1;
+    while (ok && fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash != NULL) {
+            *hash = '\0';
         }
-    }
-    return CAPMEM_E_NOT_ALLOCATED;
-}
-
-static uint64_t ff_avail(const void *self)
-{
-    const first_fit_t *ff = self;
-    uint64_t used = 0;
-    for (int i = 0; i < ff->n; i++) {
-        used += ff->len[i];
-    }
-    return ff->size - used;
-}
-
-static uint64_t ff_largest(const void *self)
-{
-    const first_fit_t *ff = self;
-    uint64_t best = 0;
-    uint64_t cand = 0;
-    for (int i = 0; i <= ff->n; i++) {
-        uint64_t limit = i < ff->n ? ff->off[i] : ff->size;
-        best = limit - cand > best ? limit - cand : best;
-        cand = i < ff->n ? ff->off[i] + ff->len[i] : cand;
-    }
-    return best;
-}
-
-static void ff_reset(void *self)
-{
-    ((first_fit_t *)self)->n = 0;
-}
-
-static const capmem_alloc_ops_t first_fit_ops = {
-    .name = "first-fit (user)",
-    .alloc = ff_alloc,
-    .alloc_at = ff_alloc_at,
-    .free = ff_free,
-    .avail = ff_avail,
-    .largest = ff_largest,
-    .reset = ff_reset,
-};
-
-/* ---- the comparison --------------------------------------------------------- */
-
-#define UT_BITS 13 /* a 0x2000-byte untyped, as in the seL4 discussion */
-
-/* Requests in log2 bytes; 0 means "delete the first object". */
-static const unsigned sequence[] = {10, 11, 12, 10, 0, 9, 9, 10};
-#define NREQ (sizeof(sequence) / sizeof(sequence[0]))
-
-typedef struct result {
-    const char *policy;
-    unsigned served;
-    uint64_t used;
-    uint64_t wasted;
-    uint64_t largest;
-    char failure[320];
-} result_t;
-
-static void die(const char *what)
-{
-    fprintf(stderr, "policy_compare: %s: %s\n", what, capmem_last_error()->message);
-    exit(1);
-}
-
-static result_t run(capmem_arena_t *arena, capmem_cap_t parent, capmem_untyped_policy_t policy,
-                    capmem_alloc_t *user)
-{
-    result_t r = {0};
-    capmem_retype_attr_t at = CAPMEM_RETYPE_ATTR_INIT;
-    at.type = CAPMEM_OBJ_UNTYPED;
-    at.size_bits = UT_BITS;
-    at.child_policy = policy;
-    capmem_cap_t ut;
-    if (capmem_untyped_retype(arena, parent, &at, &ut, 1) != CAPMEM_OK) {
-        die("untyped");
-    }
-    if (user != NULL && capmem_untyped_set_policy(arena, ut, policy, user) != CAPMEM_OK) {
-        die("user policy");
-    }
-    capmem_cap_t objs[NREQ];
-    uint64_t sizes[NREQ];
-    unsigned live = 0;
-    for (size_t i = 0; i < NREQ; i++) {
-        if (sequence[i] == 0) {
-            if (live > 0 && capmem_cap_delete(arena, objs[0]) == CAPMEM_OK) {
-                r.used -= sizes[0];
-            }
+        char op[8];
+        char id[32];
+        long long sx = 0;
+        long long sy = 1;
+        int n = sscanf(line, "%7s %31s %lli %lli", op, id, &sx, &sy);
+        const uint64_t x = (uint64_t)sx;
+        const uint64_t y = (uint64_t)sy;
+        if (n <= 0) {
             continue;
         }
-        capmem_retype_attr_t kt = CAPMEM_RETYPE_ATTR_INIT;
-        kt.type = CAPMEM_OBJ_KOBJ;
-        kt.size_bits = sequence[i];
-        capmem_err_t err = capmem_untyped_retype(arena, ut, &kt, &objs[live], 1);
-        if (err == CAPMEM_OK) {
-            sizes[live++] = 1ull << sequence[i];
-            r.served++;
-            r.used += 1ull << sequence[i];
-        } else if (r.failure[0] == '\0') {
-            snprintf(r.failure, sizeof(r.failure), "#%zu (0x%llx): %s", i + 1,
-                     (unsigned long long)(1ull << sequence[i]), capmem_last_error()->message);
+        block_t *b = n >= 2 ? find(id) : NULL;
+        capmem_err_t err = CAPMEM_OK;
+        if ((strcmp(op, "a") == 0 && n >= 3) || (strcmp(op, "at") == 0 && n == 4)) {
+            if (b == NULL && nblocks == MAX_IDS) {
+                fprintf(stderr, "%s:%u: too many IDs for this example\n", trace, lineno);
+                ok = 0;
+                break;
+            }
+            if (b == NULL) {
+                b = &blocks[nblocks++];
+                snprintf(b->id, sizeof(b->id), "%s", id);
+            } else if (b->live) {
+                fprintf(stderr, "%s:%u: '%s' is live already\n", trace, lineno, id);
+                ok = 0;
+                break;
+            }
+            if (op[1] == 't') {
+                b->off = x;
+                b->size = y;
+                err = capmem_alloc_alloc_at(a, x, y);
+            } else {
+                b->size = x;
+                err = capmem_alloc_alloc(a, x, n == 4 ? y : 1, &b->off);
+            }
+            if (err == CAPMEM_OK) {
+                b->live = 1;
+                served++;
+            } else {
+                failed++;
+                if (failed == 1) {
+                    snprintf(first, sizeof(first), "line %u: %s", lineno,
+                             capmem_last_error()->message);
+                }
+            }
+        } else if (strcmp(op, "f") == 0 && n == 2) {
+            if (b == NULL) {
+                fprintf(stderr, "%s:%u: free of unknown ID '%s'\n", trace, lineno, id);
+                ok = 0;
+                break;
+            }
+            if (b->live && capmem_alloc_free(a, b->off, b->size) != CAPMEM_OK) {
+                fprintf(stderr, "%s:%u: %s\n", trace, lineno, capmem_last_error()->message);
+                ok = 0;
+            }
+            b->live = 0;
+        } else {
+            fprintf(stderr, "%s:%u: malformed line\n", trace, lineno);
+            ok = 0;
+            break;
+        }
+        char why[200];
+        if (capmem_alloc_check(a, why, sizeof(why)) != CAPMEM_OK) {
+            fprintf(stderr, "%s:%u: policy %s: invariant broken: %s\n", trace, lineno, name, why);
+            ok = 0;
         }
     }
-    capmem_untyped_info_t ui;
-    if (capmem_untyped_info(arena, ut, &ui) != CAPMEM_OK) {
-        die("info");
+    capmem_alloc_stats_t st = {.size = sizeof(st)};
+    if (ok && capmem_alloc_stats(a, &st) == CAPMEM_OK) {
+        printf("%-10s %7u %9u %11llu %9llu %6.3f  %s\n", name, served, failed,
+               (unsigned long long)st.align_loss, (unsigned long long)st.largest_free,
+               st.fragmentation, first);
     }
-    r.policy = ui.policy;
-    /* Neither free nor in use: lost to alignment (watermark gaps, reclaimed nothing). */
-    r.wasted = (1ull << UT_BITS) - ui.free_bytes - r.used;
-    r.largest = ui.largest_free;
-    char why[256];
-    if (capmem_check(arena, why, sizeof(why)) != CAPMEM_OK) {
-        fprintf(stderr, "policy_compare: invariant broken: %s\n", why);
-        exit(1);
-    }
-    return r;
+    capmem_alloc_destroy(a);
+    return ok;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    capmem_arena_t *arena = NULL;
-    capmem_arena_attr_t attr = CAPMEM_ARENA_ATTR_INIT;
-    attr.ram_size = 1 << 20;
-    attr.phys_base = 0;
-    if (capmem_arena_create(&attr, &arena) != CAPMEM_OK) {
-        die("arena");
-    }
-    capmem_untyped_info_t boot[4];
-    size_t n = 0;
-    if (capmem_untyped_boot(arena, boot, 4, &n) != CAPMEM_OK) {
-        die("boot");
-    }
-    static first_fit_t ff = {.size = 1u << UT_BITS};
-    capmem_alloc_t *user = NULL;
-    if (capmem_alloc_create_custom_span(&first_fit_ops, &ff, 0, 1u << UT_BITS, &user) !=
-        CAPMEM_OK) {
-        die("custom policy");
-    }
-    result_t res[4] = {
-        run(arena, boot[0].cap, CAPMEM_UNTYPED_WATERMARK, NULL),
-        run(arena, boot[0].cap, CAPMEM_UNTYPED_RANGE, NULL),
-        run(arena, boot[0].cap, CAPMEM_UNTYPED_BUDDY, NULL),
-        run(arena, boot[0].cap, CAPMEM_UNTYPED_WATERMARK, user),
-    };
-    printf("Requests (bytes) in a 0x%x-byte untyped; \"del\" deletes the first object:\n  ",
-           1u << UT_BITS);
-    for (size_t i = 0; i < NREQ; i++) {
-        if (sequence[i] == 0) {
-            printf(" del");
-        } else {
-            printf(" 0x%llx", (unsigned long long)(1ull << sequence[i]));
+    uint64_t span = 0x2000;
+    uint64_t granule = 0x400;
+    int i = 1;
+    for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
+        uint64_t *v = strcmp(argv[i], "--span") == 0      ? &span
+                      : strcmp(argv[i], "--granule") == 0 ? &granule
+                                                          : NULL;
+        if (v == NULL) {
+            break;
         }
+        *v = strtoull(argv[i + 1], NULL, 0);
     }
-    printf("\n\n%-18s %7s %10s %10s %10s  %s\n", "policy", "served", "in use", "wasted", "largest",
-           "first failure");
-    for (int i = 0; i < 4; i++) {
-        printf("%-18s %4u/%-2u %#10llx %#10llx %#10llx  %s\n", res[i].policy, res[i].served,
-               (unsigned)(NREQ - 1), (unsigned long long)res[i].used,
-               (unsigned long long)res[i].wasted, (unsigned long long)res[i].largest,
-               res[i].failure[0] ? res[i].failure : "-");
+    if (argc - i < 2) {
+        fprintf(stderr, "usage: policy_compare [--span BYTES] [--granule BYTES] TRACE POLICY...\n"
+                        "  POLICY: watermark, range, buddy, next-fit\n");
+        return 2;
     }
-    /* What the table must show, checked, so the example cannot rot. */
-    int ok = 1;
-    ok &= strstr(res[0].failure, "#4 (0x400): Untyped Retype: Insufficient memory (1 * 1024 "
-                                 "bytes needed, 0 bytes available)") == NULL
-              ? 0
-              : 1;
-    ok &= res[0].wasted > 0;  /* the watermark lost its alignment gap */
-    ok &= res[1].wasted == 0; /* range loses nothing */
-    ok &= res[2].wasted == 0; /* nor does buddy */
-    ok &= res[1].served > res[0].served && res[3].served > res[0].served;
-    capmem_arena_destroy(arena);
-    if (!ok) {
-        fprintf(stderr, "policy_compare: the table does not show what it should\n");
+    FILE *f = fopen(argv[i], "r");
+    if (f == NULL) {
+        perror(argv[i]);
         return 1;
     }
-    return 0;
+    printf("%s over [0, 0x%llx), granule 0x%llx\n", argv[i], (unsigned long long)span,
+           (unsigned long long)granule);
+    printf("%-10s %7s %9s %11s %9s %6s  %s\n", "policy", "served", "failures", "align loss",
+           "largest", "frag", "first failure");
+    int ok = 1;
+    for (int p = i + 1; p < argc; p++) {
+        ok = run(f, argv[i], argv[p], span, granule) && ok;
+    }
+    fclose(f);
+    return ok ? 0 : 1;
 }

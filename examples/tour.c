@@ -391,6 +391,250 @@ static void tour_region_map(capmem_arena_t *arena, capmem_cap_t root)
     printf("Closing prog closes both maps and frees every page they held.\n");
 }
 
+/* ---- 7. real mode (capmem/rm_real.h) -------------------------------------------------- */
+
+typedef struct poke {
+    volatile char *p;
+} poke_t;
+
+static void poke(void *ctx)
+{
+    ((poke_t *)ctx)->p[0] = '!';
+}
+
+static void tour_real(capmem_arena_t *arena, capmem_cap_t root)
+{
+    heading("7. Real mode: plain pointers, real page faults, the same pager");
+    capmem_ram_open_attr_t ra = CAPMEM_RAM_OPEN_ATTR_INIT;
+    ra.quota = 1 << 20;
+    ra.label = "native";
+    capmem_cap_t app;
+    TRY(capmem_ram_open(arena, root, &ra, &app));
+    capmem_rm_open_attr_t ma = CAPMEM_RM_OPEN_ATTR_INIT;
+    ma.size = 64 << 10;
+    ma.label = "native heap";
+    capmem_cap_t heap;
+    TRY(capmem_rm_open(arena, app, &ma, &heap));
+    pager_t pager = {.account = app, .faults = 0};
+    TRY(capmem_rm_set_fault_handler(arena, heap, page_in, &pager));
+    void *base = NULL;
+    capmem_err_t err = capmem_rm_real_map(arena, heap, 0, &base);
+    if (err == CAPMEM_E_UNSUPPORTED) {
+        printf("This host cannot map region maps: %s.\n", capmem_last_error()->message);
+        TRY(capmem_ram_close(arena, app));
+        return;
+    }
+    TRY(err);
+    char *heap_mem = base;
+    printf("The 64 KiB map is now a real address range at %p, all PROT_NONE: nothing is\n"
+           "mapped until it is touched. A plain C store into it:\n",
+           base);
+    strcpy(heap_mem + 0x3010, "plain pointers");
+    char buf[16];
+    TRY(capmem_rm_read(arena, heap, 0x3010, buf, sizeof("plain pointers")));
+    printf("raised a real page fault; the library's SIGSEGV handler ran the same pager as\n"
+           "in section 6, mapped the attached page from the arena, and the store ran again.\n"
+           "capmem_rm_read() sees \"%s\": the view is the arena's bytes (%u fault).\n",
+           buf, pager.faults);
+    EXPECT(pager.faults == 1 && strcmp(buf, "plain pointers") == 0);
+    printf("More stores to the same page cost nothing: ");
+    for (int i = 0; i < 100; i++) {
+        heap_mem[0x3100 + i] = (char)i;
+    }
+    printf("%u fault after 100 stores.\n", pager.faults);
+    EXPECT(pager.faults == 1);
+
+    capmem_cap_t rom;
+    TRY(capmem_ram_alloc(arena, app, 4096, &rom));
+    TRY(capmem_ds_write(arena, rom, 0, "read-only", 10));
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    at.at = 0x8000;
+    at.writable = 0;
+    uint64_t addr;
+    TRY(capmem_rm_attach(arena, heap, rom, &at, &addr));
+    printf("\nA page attached read-only reads \"%s\" through its pointer, but a store\n",
+           heap_mem + 0x8000);
+    poke_t pk = {.p = heap_mem + 0x8000};
+    err = capmem_rm_real_guard(arena, poke, &pk);
+    printf("is a WRITE fault: the pager cannot attach a page where one is attached\n"
+           "(REGION_CONFLICT), so it stays unresolved; under capmem_rm_real_guard() that\n"
+           "returns %s instead of killing the process.\n",
+           capmem_err_name(err));
+    EXPECT(err == CAPMEM_E_UNRESOLVED_FAULT && pager.faults == 2);
+    TRY(capmem_rm_detach(arena, heap, 0x3000));
+    printf("\nDetaching the first page drops it from the view (the view is a cache of the\n"
+           "model): the next load faults again and the pager attaches a fresh zeroed page,\n");
+    const char first = heap_mem[0x3010];
+    printf("so the old text is gone: its first byte reads %d (%u faults).\n", first, pager.faults);
+    EXPECT(first == 0 && pager.faults == 3);
+    TRY(capmem_ram_close(arena, app));
+    printf("Closing the account closes the map, which unmaps its range.\n");
+}
+
+/*
+ * The picture (issue 14): what the arena holds now, as a text dump of one
+ * account's subtree and as an SVG picture of the whole arena, written to
+ * tour.svg in the current directory (or to $CAPMEM_TOUR_SVG).
+ */
+static void tour_picture(capmem_arena_t *arena, capmem_cap_t root)
+{
+    heading("10. Seeing the state: dumps and the picture");
+    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+    oa.quota = 2 << 20;
+    oa.label = "editor";
+    capmem_cap_t editor;
+    TRY(capmem_ram_open(arena, root, &oa, &editor));
+    capmem_cap_t text, buffer, view;
+    TRY(capmem_ram_alloc(arena, editor, 512 << 10, &text));
+    TRY(capmem_ram_alloc(arena, editor, 256 << 10, &buffer));
+    capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+    aa.writable = 0;
+    aa.size = 128 << 10;
+    TRY(capmem_ds_alias(arena, editor, text, &aa, &view));
+    capmem_rm_open_attr_t ma = CAPMEM_RM_OPEN_ATTR_INIT;
+    ma.size = 2 << 20;
+    ma.label = "editor space";
+    capmem_cap_t space;
+    TRY(capmem_rm_open(arena, editor, &ma, &space));
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    uint64_t addr;
+    TRY(capmem_rm_attach(arena, space, text, &at, &addr));
+    at.writable = 0;
+    TRY(capmem_rm_attach(arena, space, view, &at, &addr));
+    at.writable = 1;
+    TRY(capmem_rm_attach(arena, space, buffer, &at, &addr));
+    printf("An account \"editor\" with two dataspaces, a read-only alias and a map.\n"
+           "capmem_dump_ex() of its subtree, the RAM and region-map sections, as text:\n\n");
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.root = editor;
+    o.sections = CAPMEM_DUMP_RAM | CAPMEM_DUMP_RM;
+    TRY(capmem_dump_ex(arena, stdout, &o));
+    const char *path = getenv("CAPMEM_TOUR_SVG");
+    if (path == NULL || path[0] == '\0') {
+        path = "tour.svg";
+    }
+    FILE *svg = fopen(path, "w");
+    if (svg == NULL) {
+        printf("\n(could not write %s; the picture is skipped)\n", path);
+        return;
+    }
+    TRY(capmem_dump(arena, svg, CAPMEM_DUMP_SVG));
+    fclose(svg);
+    printf("\nThe whole arena as a picture (capmem_dump(..., CAPMEM_DUMP_SVG)): %s\n"
+           "Open it in a browser, or: rsvg-convert -o tour.png %s\n",
+           path, path);
+}
+
+/* ---- 8. Placement policies (issue 15) ------------------------------------------- */
+
+static void tour_policies(capmem_arena_t *arena, capmem_cap_t root)
+{
+    heading("8. Placement policies: where blocks go, and fragmentation measured");
+    printf("The seL4 requests 0x400, 0x800, 0x1000, 0x400 (naturally aligned) in 0x2000\n"
+           "bytes, under each built-in policy (capmem_alloc_create_policy), then\n"
+           "capmem_alloc_stats():\n\n");
+    static const char *const names[] = {"watermark", "range", "buddy"};
+    for (int i = 0; i < 3; i++) {
+        capmem_alloc_policy_t p;
+        TRY(capmem_alloc_policy_by_name(names[i], &p));
+        capmem_alloc_t *a = NULL;
+        TRY(capmem_alloc_create_policy(&p, 0, 0x2000, 0x400, &a));
+        static const uint64_t req[] = {0x400, 0x800, 0x1000, 0x400};
+        int served = 0;
+        for (int k = 0; k < 4; k++) {
+            uint64_t off = 0;
+            served += capmem_alloc_alloc(a, req[k], req[k], &off) == CAPMEM_OK;
+        }
+        capmem_alloc_stats_t st = {.size = sizeof(st)};
+        TRY(capmem_alloc_stats(a, &st));
+        printf("    %-10s served %d of 4, free %5llu bytes, lost to alignment %5llu\n", names[i],
+               served, (unsigned long long)st.free_bytes, (unsigned long long)st.align_loss);
+        EXPECT(served == (i == 0 ? 3 : 4));
+        capmem_alloc_destroy(a);
+    }
+    printf("\nA region map can place its \"anywhere\" attachments with a policy too\n"
+           "(capmem_rm_open_attr_t.policy; the RAM service: capmem_ram_attr_t.policy).\n"
+           "With buddy, a 3-page attachment takes a 4-page block:\n\n");
+    capmem_cap_t ds;
+    TRY(capmem_ram_alloc(arena, root, 3 * 4096, &ds));
+    capmem_rm_open_attr_t oa = CAPMEM_RM_OPEN_ATTR_INIT;
+    oa.size = 64 * 4096;
+    oa.label = "buddy-placed";
+    oa.policy = CAPMEM_ALLOC_POLICY(CAPMEM_ALLOC_BUDDY);
+    capmem_cap_t rm;
+    TRY(capmem_rm_open(arena, root, &oa, &rm));
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    uint64_t first = 0;
+    uint64_t second = 0;
+    TRY(capmem_rm_attach(arena, rm, ds, &at, &first));
+    TRY(capmem_rm_attach(arena, rm, ds, &at, &second));
+    printf("    attach 3 pages anywhere: 0x%llx, and again: 0x%llx\n", (unsigned long long)first,
+           (unsigned long long)second);
+    EXPECT(first == 0 && second == 4 * 4096);
+    TRY(capmem_rm_close(arena, rm));
+    TRY(capmem_ds_free(arena, ds));
+    printf("\nYour own policy plugs in the same way; docs/alloc.md, \"Test your own\n"
+           "policy\", checks it with the conformance suite and replays traces with\n"
+           "capmem-replay.\n");
+}
+
+/* Section 9 (issue 13): Coyotos' answer, on an arena of its own (the kernel boots first). */
+static void tour_kernel_banks(void)
+{
+    heading("9. Kernel metadata and space banks: Coyotos' answer");
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 16ull << 20;
+    aa.device_window = 1ull << 20;
+    capmem_arena_t *a = NULL;
+    TRY(capmem_arena_create(&aa, &a));
+    capmem_kernel_attr_t ka = CAPMEM_KERNEL_ATTR_INIT;
+    ka.strategy = CAPMEM_KERNEL_HYBRID; /* no fixed part: every device record is borrowed */
+    TRY(capmem_kernel_boot(a, &ka));
+    capmem_kernel_info_t ki;
+    TRY(capmem_kernel_info(a, &ki));
+    printf("Coyotos keeps a %" PRIu64 "-byte record for every frame: %" PRIu64
+           " frames of RAM need a heap of %" PRIu64 " frames,\n"
+           "carved at boot after a %" PRIu64 "-frame kernel image. The rest goes to the banks.\n",
+           ki.record_size, ki.ram_records, ki.boot_heap_frames, ki.image_frames);
+    EXPECT(ki.boot_heap_frames == 48);
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    TRY(capmem_ram_boot(a, NULL, &root));
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.frames = 256;
+    capmem_cap_t prime = CAPMEM_CAP_NULL;
+    TRY(capmem_bank_service_create(a, root, &sa, &prime));
+    capmem_bank_limits_t lim = {.limit = {2, CAPMEM_BANK_UNLIMITED}};
+    capmem_cap_t users = CAPMEM_CAP_NULL;
+    TRY(capmem_bank_create(a, prime, &lim, &users));
+    const capmem_bank_type_t two[2] = {CAPMEM_BANK_FRAME, CAPMEM_BANK_FRAME};
+    capmem_cap_t fr[2];
+    TRY(capmem_bank_alloc(a, users, two, 2, fr));
+    capmem_err_t err = capmem_bank_alloc(a, users, two, 1, fr);
+    printf("A bank limited to 2 frames gives 2; the third is %s (%s).\n", capmem_err_name(err),
+           capmem_last_error()->message);
+    EXPECT(err == CAPMEM_E_LIMIT_REACHED);
+    capmem_device_info_t dev;
+    TRY(capmem_arena_device_add(a, 0x100000000ull, 64 * 4096, &dev));
+    TRY(capmem_kernel_info(a, &ki));
+    capmem_bank_info_t pi;
+    TRY(capmem_bank_info(a, prime, &pi));
+    printf("Hot-plugging 64 device frames needs 64 records: the heap borrowed %" PRIu64
+           " frame through the banks,\n"
+           "so the prime bank now has %" PRIu64 " of its %" PRIu64
+           " frames charged (2 users' frames + 1 heap frame).\n",
+           ki.borrowed_frames, pi.used[CAPMEM_BANK_FRAME], pi.limit[CAPMEM_BANK_FRAME]);
+    EXPECT(ki.borrowed_frames == 1 && pi.used[CAPMEM_BANK_FRAME] == 3);
+    TRY(capmem_bank_destroy(a, users));
+    TRY(capmem_bank_info(a, prime, &pi));
+    printf("Destroying the users' bank frees its frames: the prime bank is charged %" PRIu64
+           " (the heap frame is never returned).\n",
+           pi.used[CAPMEM_BANK_FRAME]);
+    EXPECT(pi.used[CAPMEM_BANK_FRAME] == 1);
+    TRY(capmem_check(a, NULL, 0));
+    printf("See docs/kernel_metadata.md and examples/kernel_heap.c for the three strategies.\n");
+    capmem_arena_destroy(a);
+}
+
 int main(void)
 {
     printf("libcapmem %s: a guided tour of capability-based memory accounting\n", capmem_version());
@@ -404,6 +648,10 @@ int main(void)
     tour_ram(arena, &root);
     tour_alias(arena, root);
     tour_region_map(arena, root);
+    tour_real(arena, root);
+    tour_policies(arena, root);
+    tour_kernel_banks();
+    tour_picture(arena, root);
 
     char why[256];
     TRY(capmem_check(arena, why, sizeof(why)));

@@ -20,6 +20,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "alloc_internal.h"
 
@@ -49,6 +50,7 @@ static capmem_err_t wrap(const char *fn, const capmem_alloc_ops_t *ops, void *se
     a->size = size;
     a->kind = kind;
     a->busy = false;
+    a->requested = 0;
     a->shadow = (capmem__shadow_t){0};
     *out = a;
     return CAPMEM_OK;
@@ -461,7 +463,9 @@ capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align
                             (unsigned long long)align);
     }
     if (a->kind == CAPMEM__ALLOC_CUSTOM) {
-        return custom_alloc(a, size, align, offset, __func__);
+        capmem_err_t cerr = custom_alloc(a, size, align, offset, __func__);
+        a->requested += cerr == CAPMEM_OK ? size : 0;
+        return cerr;
     }
     /* UINT64_MAX is never a valid answer: a hook that says OK without
      * storing an offset is caught as out of span. */
@@ -474,6 +478,7 @@ capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align
     if (!answer_fits(a, size, align, off)) {
         return bad_answer(a, __func__, size, align, off, NULL);
     }
+    a->requested += size;
     *offset = off;
     return CAPMEM_OK;
 }
@@ -485,11 +490,14 @@ capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset, uint64_t 
         return err;
     }
     if (a->kind == CAPMEM__ALLOC_CUSTOM) {
-        return custom_alloc_at(a, offset, size, __func__);
+        err = custom_alloc_at(a, offset, size, __func__);
+    } else {
+        uint64_t failures = capmem__failures();
+        err = a->ops->alloc_at(a->self, offset, size);
+        err = err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
     }
-    uint64_t failures = capmem__failures();
-    err = a->ops->alloc_at(a->self, offset, size);
-    return err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
+    a->requested += err == CAPMEM_OK ? size : 0;
+    return err;
 }
 
 capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size)
@@ -499,11 +507,18 @@ capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size
         return err;
     }
     if (a->kind == CAPMEM__ALLOC_CUSTOM) {
-        return custom_free(a, offset, size, __func__);
+        err = custom_free(a, offset, size, __func__);
+    } else {
+        uint64_t failures = capmem__failures();
+        err = a->ops->free(a->self, offset, size);
+        err = err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
     }
-    uint64_t failures = capmem__failures();
-    err = a->ops->free(a->self, offset, size);
-    return err == CAPMEM_OK ? CAPMEM_OK : hook_failed(a, err, failures, __func__);
+    /* A free of a block handed out by an earlier reset's era cannot pass the
+     * policy's own check, so requested never goes below 0; clamp anyway. */
+    if (err == CAPMEM_OK) {
+        a->requested = a->requested >= size ? a->requested - size : 0;
+    }
+    return err;
 }
 
 uint64_t capmem_alloc_avail(const capmem_alloc_t *a)
@@ -543,6 +558,7 @@ void capmem_alloc_reset(capmem_alloc_t *a)
     a->busy = true;
     a->ops->reset(a->self);
     a->busy = false;
+    a->requested = 0;
     capmem__shadow_clear(&a->shadow);
 }
 
@@ -624,4 +640,214 @@ uint64_t capmem__alloc_metadata_bytes(const capmem_alloc_t *a)
     default:
         return capmem__shadow_bytes(&a->shadow);
     }
+}
+
+/* ---- recipes ------------------------------------------------------------ */
+
+static unsigned log2_floor(uint64_t v)
+{
+    return 63u - (unsigned)__builtin_clzll(v);
+}
+
+capmem_err_t capmem_alloc_create_policy(const capmem_alloc_policy_t *policy, uint64_t base,
+                                        uint64_t size, uint64_t granule, capmem_alloc_t **out)
+{
+    if (policy == NULL || out == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "%s is NULL",
+                            policy == NULL ? "policy" : "out");
+    }
+    if (!capmem__is_pow2(granule)) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "granule %llu is not a power of two",
+                            (unsigned long long)granule);
+    }
+    capmem_err_t err = CAPMEM_OK;
+    switch (policy->kind) {
+    case CAPMEM_ALLOC_WATERMARK:
+        err = capmem_alloc_create_watermark(base, size, out);
+        break;
+    case CAPMEM_ALLOC_DEFAULT:
+    case CAPMEM_ALLOC_RANGE:
+        err = capmem_alloc_create_range(base, size, granule, out);
+        break;
+    case CAPMEM_ALLOC_BUDDY: {
+        unsigned min = log2_floor(granule);
+        unsigned max = size == 0 ? min : log2_floor(size);
+        max = max > 62 ? 62 : max;
+        err = capmem_alloc_create_buddy(base, size, min, max < min ? min : max, out);
+        break;
+    }
+    case CAPMEM_ALLOC_CUSTOM: {
+        const capmem_alloc_ops_t *ops = policy->ops;
+        if (ops == NULL || ops->create == NULL) {
+            return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+                                "a custom policy recipe needs an ops table with a create hook");
+        }
+        if (ops->alloc == NULL || ops->alloc_at == NULL || ops->free == NULL ||
+            ops->avail == NULL || ops->largest == NULL || ops->reset == NULL) {
+            return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+                                "ops lacks a mandatory hook (alloc, alloc_at, free, avail, "
+                                "largest, reset)");
+        }
+        err = check_span(__func__, base, size);
+        if (err != CAPMEM_OK) {
+            return err;
+        }
+        if (!capmem__is_aligned(base, granule) || !capmem__is_aligned(size, granule)) {
+            return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+                                "base 0x%llx and size 0x%llx must be multiples of the granule "
+                                "%llu",
+                                (unsigned long long)base, (unsigned long long)size,
+                                (unsigned long long)granule);
+        }
+        void *self = NULL;
+        uint64_t failures = capmem__failures();
+        err = ops->create(policy->ctx, base, size, granule, &self);
+        if (err != CAPMEM_OK) {
+            if (capmem__failures() == failures) {
+                return capmem__fail(err, __func__, "policy '%s': create failed: %s",
+                                    ops->name != NULL ? ops->name : "", capmem_strerror(err));
+            }
+            capmem__detail()->function = __func__;
+            return err;
+        }
+        err = wrap(__func__, ops, self, base, size, CAPMEM__ALLOC_CUSTOM, out);
+        if (err != CAPMEM_OK && ops->destroy != NULL) {
+            ops->destroy(self);
+        }
+        return err;
+    }
+    default:
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "unknown policy kind %d",
+                            (int)policy->kind);
+    }
+    if (err != CAPMEM_OK) {
+        capmem__detail()->function = __func__;
+    }
+    return err;
+}
+
+capmem_err_t capmem_alloc_policy_by_name(const char *name, capmem_alloc_policy_t *out)
+{
+    static const struct {
+        const char *name;
+        capmem_alloc_kind_t kind;
+    } names[] = {
+        {"default", CAPMEM_ALLOC_DEFAULT},
+        {"watermark", CAPMEM_ALLOC_WATERMARK},
+        {"range", CAPMEM_ALLOC_RANGE},
+        {"buddy", CAPMEM_ALLOC_BUDDY},
+    };
+    if (name == NULL || out == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "%s is NULL",
+                            name == NULL ? "name" : "out");
+    }
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(name, names[i].name) == 0) {
+            *out = CAPMEM_ALLOC_POLICY(names[i].kind);
+            return CAPMEM_OK;
+        }
+    }
+    return capmem__fail(CAPMEM_E_NOT_FOUND, __func__,
+                        "no built-in policy named '%s' (watermark, range, buddy)", name);
+}
+
+/* ---- stats -------------------------------------------------------------- */
+
+typedef struct stats_walk {
+    capmem_alloc_stats_t *st;
+    bool in_free; /* the last block visited was free and ended at prev_end */
+    uint64_t prev_end;
+} stats_walk_t;
+
+static int stats_visit(uint64_t offset, uint64_t size, capmem_block_state_t state, void *ctx)
+{
+    stats_walk_t *w = ctx;
+    if (state == CAPMEM_BLOCK_FREE) {
+        /* Adjacent free blocks (buddies that cannot merge) are one run of free bytes. */
+        if (!(w->in_free && w->prev_end == offset)) {
+            w->st->free_blocks++;
+        }
+        w->in_free = true;
+    } else {
+        w->st->used_blocks++;
+        w->in_free = false;
+    }
+    w->prev_end = offset + size;
+    return 0;
+}
+
+capmem_err_t capmem_alloc_stats(const capmem_alloc_t *a, capmem_alloc_stats_t *out)
+{
+    if (a == NULL || out == NULL) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "%s is NULL",
+                            a == NULL ? "allocator" : "out");
+    }
+    if (out->size < CAPMEM_ALLOC_STATS_SIZE_MIN) {
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
+                            "out->size %u is below the oldest supported size %u (set it to "
+                            "sizeof(capmem_alloc_stats_t))",
+                            out->size, CAPMEM_ALLOC_STATS_SIZE_MIN);
+    }
+    if (a->busy) {
+        return reentered(a, __func__);
+    }
+    capmem_alloc_stats_t st = {0};
+    st.span = a->size;
+    uint64_t failures = capmem__failures();
+    capmem_err_t err = CAPMEM_OK;
+    if (a->ops->stats != NULL) {
+        st.source = CAPMEM_ALLOC_STATS_POLICY;
+        err = a->ops->stats(a->self, &st);
+    } else if (a->ops->walk != NULL) {
+        st.source = CAPMEM_ALLOC_STATS_WALK;
+        stats_walk_t w = {.st = &st};
+        err = a->ops->walk(a->self, stats_visit, &w);
+    } else {
+        st.source = CAPMEM_ALLOC_STATS_COUNTS;
+    }
+    if (err != CAPMEM_OK) {
+        return hook_failed(a, err, failures, __func__);
+    }
+    /* The generic numbers, the same for every source. */
+    st.size = (uint32_t)sizeof(st);
+    st.version = CAPMEM_ALLOC_STATS_VERSION;
+    st.span = a->size;
+    st.free_bytes = a->ops->avail(a->self);
+    st.largest_free = a->ops->largest(a->self);
+    st.used_bytes = st.free_bytes <= a->size ? a->size - st.free_bytes : 0;
+    st.requested = a->requested;
+    st.align_loss = st.used_bytes >= st.requested ? st.used_bytes - st.requested : 0;
+    st.fragmentation =
+        st.free_bytes == 0 ? 0.0 : 1.0 - (double)st.largest_free / (double)st.free_bytes;
+    if (st.fragmentation < 0.0) {
+        st.fragmentation = 0.0; /* a policy whose largest exceeds its avail: say 0, not < 0 */
+    }
+    st.reserved = 0;
+    const uint32_t n = out->size < st.size ? out->size : st.size;
+    memcpy(out, &st, n);
+    out->size = n;
+    return CAPMEM_OK;
+}
+
+capmem_err_t capmem__alloc_wrap(const capmem_alloc_ops_t *ops, void *self, uint64_t base,
+                                uint64_t size, capmem__alloc_kind_t kind, capmem_alloc_t **out)
+{
+    return wrap(NULL, ops, self, base, size, kind, out);
+}
+
+capmem_err_t capmem__alloc_create_shadowed(const capmem_alloc_policy_t *policy, uint64_t base,
+                                           uint64_t size, uint64_t granule, capmem_alloc_t **out)
+{
+    capmem_alloc_t *a = NULL;
+    capmem_err_t err = capmem_alloc_create_policy(policy, base, size, granule, &a);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    /*
+     * A built-in behind the custom wrapper: its hooks are plain vtable
+     * entries, so the custom paths drive it, with the shadow set kept.
+     */
+    a->kind = CAPMEM__ALLOC_CUSTOM;
+    *out = a;
+    return CAPMEM_OK;
 }

@@ -18,6 +18,7 @@ typedef enum capmem__alloc_kind {
     CAPMEM__ALLOC_RANGE,
     CAPMEM__ALLOC_BUDDY,
     CAPMEM__ALLOC_CUSTOM,
+    CAPMEM__ALLOC_PLACED, /* alloc_place.c: a page map with a placement policy */
 } capmem__alloc_kind_t;
 
 /*
@@ -90,6 +91,7 @@ struct capmem_alloc {
     uint64_t size;
     capmem__alloc_kind_t kind;
     bool busy;
+    uint64_t requested; /* bytes the live blocks were asked for (capmem_alloc_stats) */
     capmem__shadow_t shadow;
 };
 
@@ -115,6 +117,32 @@ uint64_t capmem__alloc_metadata_bytes(const capmem_alloc_t *a);
 uint64_t capmem__watermark_metadata(const void *self);
 uint64_t capmem__range_metadata(const void *self);
 uint64_t capmem__buddy_metadata(const void *self);
+
+/* Wrap a policy instance in a generic handle (no checks). HOST_NOMEM. */
+capmem_err_t capmem__alloc_wrap(const capmem_alloc_ops_t *ops, void *self, uint64_t base,
+                                uint64_t size, capmem__alloc_kind_t kind, capmem_alloc_t **out);
+
+/*
+ * Make an instance of @p policy (capmem_alloc_create_policy) whose answers
+ * the wrapper always checks against a shadow set, built-ins too: a layer
+ * that needs to know the policy's live blocks (alloc_place.c) uses it.
+ */
+capmem_err_t capmem__alloc_create_shadowed(const capmem_alloc_policy_t *policy, uint64_t base,
+                                           uint64_t size, uint64_t granule, capmem_alloc_t **out);
+
+/*
+ * A page map over [base, base + size) at @p granule whose new blocks are
+ * placed by @p policy (alloc_place.c explains the pair). alloc asks the
+ * policy; alloc_at and free act on exact pages; after freeing, a caller
+ * calls capmem__alloc_settle() on the range it freed, so that the policy
+ * hears of every block of it that is now wholly free.
+ */
+capmem_err_t capmem__alloc_create_placed(const capmem_alloc_policy_t *policy, uint64_t base,
+                                         uint64_t size, uint64_t granule, capmem_alloc_t **out);
+/* No-op for any other allocator: callers need not know whether there is a policy. */
+void capmem__alloc_settle(capmem_alloc_t *a, uint64_t lo, uint64_t hi);
+/* The placement policy's name for a placed map, capmem_alloc_name() for others. */
+const char *capmem__alloc_placed_name(const capmem_alloc_t *a);
 
 /* Write a check failure into why (if any room) and return CAPMEM_E_CORRUPT. */
 capmem_err_t capmem__alloc_broken(char *why, size_t len, const char *fmt, ...)

@@ -274,6 +274,15 @@ static capmem_err_t wm_walk(const void *self, capmem_alloc_walk_fn fn, void *ctx
     return CAPMEM_OK;
 }
 
+/* The counters are at hand: one free run (the tail) or none, and the live blocks. */
+static capmem_err_t wm_stats(const void *self, capmem_alloc_stats_t *out)
+{
+    const wm_t *w = self;
+    out->free_blocks = w->index < w->size ? 1 : 0;
+    out->used_blocks = w->live;
+    return CAPMEM_OK;
+}
+
 uint64_t capmem__watermark_metadata(const void *self)
 {
     const wm_t *w = self;
@@ -291,4 +300,5 @@ const capmem_alloc_ops_t capmem__watermark_ops = {
     .destroy = wm_destroy,
     .check = wm_check,
     .walk = wm_walk,
+    .stats = wm_stats,
 };

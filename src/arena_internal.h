@@ -39,6 +39,14 @@ typedef struct capmem__backing {
     uint32_t next_device_id;
     /* Bytes capmem__backing_zero cleared, ever (capmem_stats reads it; the machine sits above). */
     uint64_t zeroed;
+    /*
+     * Bytes at the start of RAM the kernel-metadata layer took at its boot
+     * (kernel image, heap, reserve): the boot untypeds start after them.
+     * Set once, before ram_handed_out.
+     */
+    uint64_t kernel_reserved;
+    /* The boot untypeds were made: RAM belongs to them, the kernel can no longer boot. */
+    bool ram_handed_out;
 } capmem__backing_t;
 
 /* Check a creation request (everything but the capability slots). */

@@ -248,7 +248,7 @@ capmem_err_t capmem_cap_mint(capmem_arena_t *arena, capmem_cap_t src, unsigned r
     if (arena == NULL || out == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or out is NULL");
     }
-    if ((rights & ~(unsigned)CAPMEM_RIGHTS_ALL) != 0) {
+    if ((rights & ~(unsigned)(CAPMEM_RIGHTS_ALL | CAPMEM_RIGHTS_TYPE)) != 0) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "unknown rights bits 0x%x", rights);
     }
     CAPMEM__ENTER_OR_RETURN(arena);

@@ -19,6 +19,8 @@ static const char *const type_names[CAPMEM_OBJ_TYPE_COUNT] = {
     [CAPMEM_OBJ_DATASPACE] = "dataspace",
     [CAPMEM_OBJ_REGION_MAP] = "region map",
     [CAPMEM_OBJ_USER] = "user object",
+    [CAPMEM_OBJ_BANK] = "space bank",
+    [CAPMEM_OBJ_BANK_NODE] = "bank node",
 };
 
 const char *capmem_obj_type_name(capmem_obj_type_t type)
@@ -169,7 +171,10 @@ capmem_err_t capmem__cspace_check(const capmem__cspace_t *cs, char *why, size_t 
         if (s->type >= CAPMEM_OBJ_TYPE_COUNT || s->obj == NULL) {
             return broken(why, len, "slot %u: bad type %u or no object", i, s->type);
         }
-        if ((s->rights & ~(unsigned)CAPMEM_RIGHTS_ALL) != 0) {
+        const unsigned known = s->type == CAPMEM_OBJ_BANK
+                                   ? (unsigned)(CAPMEM_RIGHTS_ALL | CAPMEM_RIGHTS_TYPE)
+                                   : (unsigned)CAPMEM_RIGHTS_ALL;
+        if ((s->rights & ~known) != 0) {
             return broken(why, len, "slot %u: unknown rights 0x%x", i, s->rights);
         }
         if (s->parent != 0) {

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_internal.h"
 #include "ds_internal.h"
 
 /* Per-arena state: the kinds' hooks and the region maps' detach hook. */
@@ -47,6 +48,8 @@ const char *capmem_ds_kind_name(capmem_ds_kind_t kind)
         return "first-class alias";
     case CAPMEM_DS_MANAGED:
         return "managed";
+    case CAPMEM_DS_BANK_FRAME:
+        return "bank frame";
     }
     return "unknown";
 }
@@ -177,11 +180,14 @@ static void release_original(capmem_arena_t *arena, capmem__ds_t *ds)
     capmem__account_t *acc = capmem__ds_account(ds);
     phys_release(acc->phys, ds->off, ds->size);
     if (ds->u.link.next == NULL) {
+        capmem__alloc_settle(acc->phys, ds->off, ds->off + ds->size);
         capmem__quota_replenish(&acc->ram, ds->size);
         return;
     }
     capmem__ds_t *first = sort_by_off(ds->u.link.next);
     uint64_t kept = reserve_components(acc->phys, first, NULL, NULL);
+    /* A placement policy hears of the block once no alias keeps a page of it. */
+    capmem__alloc_settle(acc->phys, ds->off, ds->off + ds->size);
     capmem__quota_replenish(&acc->ram, ds->size - kept);
     acc->lent += kept;
     capmem__stat_add(&arena->stats.lent, kept);
@@ -235,11 +241,25 @@ static void release_lent(capmem_arena_t *arena, capmem__ds_t *a)
     CAPMEM_ASSERT(found_start != NULL, "a lent alias is in its lender's list");
     phys_release(lender->phys, found_lo, found_hi - found_lo);
     uint64_t kept = reserve_components(lender->phys, found_start, found_stop, a);
+    capmem__alloc_settle(lender->phys, found_lo, found_hi);
     uint64_t released = (found_hi - found_lo) - kept;
     list_unlink(&lender->lent_list, a);
     capmem__quota_replenish(&lender->ram, released);
     lender->lent -= released;
     capmem__stat_sub(&arena->stats.lent, released);
+}
+
+void capmem__ds_sort_ring(capmem__ds_t *original)
+{
+    capmem__ds_t *first = sort_by_off(original->u.link.next);
+    original->u.link.next = first;
+    rebuild_prev(first, original);
+}
+
+void capmem__ds_sort_lent(capmem__account_t *acc)
+{
+    acc->lent_list = sort_by_off(acc->lent_list);
+    rebuild_prev(acc->lent_list, NULL);
 }
 
 void capmem__ds_pass_lent(capmem__account_t *from, capmem__account_t *to)
@@ -534,6 +554,10 @@ static capmem_err_t decode_alias(capmem_arena_t *arena, capmem_cap_t session, ca
     if (capmem__ds_kind(src) == CAPMEM__DS_MANAGED) {
         return capmem__fail(CAPMEM_E_WRONG_TYPE, NULL, "a managed dataspace cannot be aliased");
     }
+    if (capmem__ds_kind(src) == CAPMEM__DS_BANK_FRAME) {
+        /* Its bank owns the page: an alias would outlive a destroy of the bank. */
+        return capmem__fail(CAPMEM_E_WRONG_TYPE, NULL, "a space bank's frame cannot be aliased");
+    }
     p->offset = attr->offset;
     p->size = attr->size;
     if (p->size == 0 && attr->offset < src->size) {
@@ -677,6 +701,10 @@ static capmem_err_t decode_free(capmem_arena_t *arena, capmem_cap_t ds, uint32_t
     if (capmem__ds_kind(d) == CAPMEM__DS_MANAGED) {
         return capmem__fail(CAPMEM_E_WRONG_TYPE, NULL,
                             "a managed dataspace goes with its region map");
+    }
+    if (capmem__ds_kind(d) == CAPMEM__DS_BANK_FRAME) {
+        return capmem__fail(CAPMEM_E_WRONG_TYPE, NULL,
+                            "a space bank's frame is freed through its bank (capmem_bank_free)");
     }
     *index = capmem__cap_index(ds);
     return CAPMEM_OK;

@@ -17,7 +17,8 @@ enum {
     CAPMEM__DS_ALIAS_DEP = CAPMEM_DS_ALIAS_DEPENDENT,
     CAPMEM__DS_ALIAS_FC = CAPMEM_DS_ALIAS_FIRST_CLASS,
     CAPMEM__DS_MANAGED = CAPMEM_DS_MANAGED,
-    CAPMEM__DS_KINDS = 5, /* kinds are 1..4 */
+    CAPMEM__DS_BANK_FRAME = CAPMEM_DS_BANK_FRAME,
+    CAPMEM__DS_KINDS = 6, /* kinds are 1..5 */
     CAPMEM__DS_KIND_MASK = 0xf,
     CAPMEM__DS_WRITABLE = 1u << 4,
     CAPMEM__DS_LENT = 1u << 5, /* first-class alias in its lender's lent list */
@@ -67,6 +68,10 @@ struct capmem__ds {
         struct {
             void *map;
         } managed;
+        struct {
+            capmem__ds_link_t link; /* in its bank service's list of frames */
+            void *bank;             /* the owning bank's record (bank_internal.h) */
+        } bank;
     } u;
 };
 
@@ -167,6 +172,14 @@ capmem_cap_t capmem__ds_make_managed(capmem_arena_t *arena, capmem__meta_t *m, c
  * their pages, to its reference account @p to.
  */
 void capmem__ds_pass_lent(capmem__account_t *from, capmem__account_t *to);
+
+/*
+ * Sort a RAM dataspace's ring of first-class aliases, or an account's lent
+ * list, by offset, in place and without memory (O(k log k)). Only the
+ * order changes, which nothing depends on; the dump walks them in order.
+ */
+void capmem__ds_sort_ring(capmem__ds_t *original);
+void capmem__ds_sort_lent(capmem__account_t *acc);
 
 /*
  * For the RAM checker: is @p acc's dependents list sound, and how many

@@ -31,6 +31,9 @@ typedef struct dump {
     uint32_t root; /* slot of opts.root, 0 for the whole arena */
     unsigned sections;
     capmem_stats_t stats;
+    struct pentry *heap; /* the physical map's sorting buffer (phys_prepare) */
+    size_t heap_cap;
+    uint64_t *ends; /* the ends of the runs over a page (emit_sweep), ENDS_MAX of them */
 } dump_t;
 
 /*
@@ -132,17 +135,8 @@ static capmem__account_t *pages_account(const capmem__ds_t *ds)
             ds = capmem__ds_base(ds);
             break;
         case CAPMEM__DS_ALIAS_FC:
-            if (ds->flags & CAPMEM__DS_LENT) {
-                return capmem__ds_lender(ds);
-            }
-            /* In its original's ring: the head of the ring is the original. */
-            while (ds->u.link.prev != NULL && capmem__ds_kind(ds) != CAPMEM__DS_RAM) {
-                ds = ds->u.link.prev;
-            }
-            if (capmem__ds_kind(ds) != CAPMEM__DS_RAM) {
-                return NULL;
-            }
-            break;
+            /* Its lender: the original's account, or who holds the charge once it is lent. */
+            return capmem__ds_lender(ds);
         default:
             return NULL;
         }
@@ -279,8 +273,15 @@ static void fill_ds(dump_t *d, const walk_t *w, capmem__dump_ds_t *r)
     if (kind == CAPMEM__DS_ALIAS_DEP) {
         r->source = handle_of(d, capmem__ds_base(ds)->slot);
     }
-    r->pays_pages = account_cap(d, pages_account(ds));
+    const capmem__account_t *pages = pages_account(ds);
+    r->pays_pages = account_cap(d, pages);
+    r->pages_label = pages != NULL ? pages->label : NULL;
     r->pays_record = slab_owner(d, ds->meta);
+    const capmem__account_t *rec_acc = capmem__account_of(ds->meta);
+    r->record_label = rec_acc != NULL ? rec_acc->label
+                      : ds->meta->kind == CAPMEM__META_RM
+                          ? ((capmem__rm_t *)(void *)ds->meta)->label
+                          : NULL;
     for (const rm_region_t *g = ds->regions; g != NULL; g = g->ds_next) {
         r->attachments++;
     }
@@ -407,6 +408,9 @@ typedef struct phys {
     box_t boxes[BOX_DEPTH_MAX];
     unsigned nbox;
     uint64_t cur; /* everything below has been emitted */
+    /* Out-of-scope lenders whose lent list this dump sorted (a few, reused round-robin). */
+    capmem__account_t *sorted[8];
+    unsigned next_sorted;
 } phys_t;
 
 static void heap_down(pentry_t *h, size_t n, size_t i)
@@ -645,13 +649,14 @@ static void box_open(phys_t *p, const pentry_t *e)
 }
 
 /*
- * A RAM dataspace's pages, cut where the first-class aliases in its ring
- * begin and end, each piece with its count of runs (1 + the aliases over
- * it). O(k^2) in the aliases of one dataspace, with no memory.
+ * Pages kept by runs (a RAM dataspace and the first-class aliases over it;
+ * or the lent runs of one account), cut where runs begin and end, each
+ * piece with its count of runs. The slow form scans the list for every
+ * piece: O(k^2) in k runs, no memory; emit_sweep() is the usual one.
  */
-static void emit_runs(phys_t *p, uint64_t start, uint64_t end, const capmem__ds_t *ring,
-                      capmem__phys_kind_t kind, capmem_cap_t owner, capmem_cap_t account,
-                      const char *label, uint64_t base_refs)
+static void emit_runs_slow(phys_t *p, uint64_t start, uint64_t end, const capmem__ds_t *ring,
+                           capmem__phys_kind_t kind, capmem_cap_t owner, capmem_cap_t account,
+                           const char *label, uint64_t base_refs)
 {
     uint64_t c = start < p->cur ? p->cur : start;
     while (c < end) {
@@ -670,6 +675,109 @@ static void emit_runs(phys_t *p, uint64_t start, uint64_t end, const capmem__ds_
         emit_leaf(p, kind, c, b, owner, account, label, refs);
         c = b;
     }
+}
+
+/* A min-heap of run ends. */
+static void ends_push(uint64_t *h, size_t *n, uint64_t v)
+{
+    size_t i = (*n)++;
+    h[i] = v;
+    while (i > 0 && h[(i - 1) / 2] > h[i]) {
+        const uint64_t t = h[i];
+        h[i] = h[(i - 1) / 2];
+        h[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static void ends_pop(uint64_t *h, size_t *n)
+{
+    h[0] = h[--*n];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1;
+        size_t m = i;
+        if (l < *n && h[l] < h[m]) {
+            m = l;
+        }
+        if (l + 1 < *n && h[l + 1] < h[m]) {
+            m = l + 1;
+        }
+        if (m == i) {
+            return;
+        }
+        const uint64_t t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+/*
+ * The same as a sweep over @p runs, sorted by offset: the ends of the runs
+ * over the cursor wait in a min-heap, so each run is touched twice and the
+ * whole is O(k log k). Stops at @p end, or, with @p component, where no
+ * run covers the cursor and the next begins later (a lent component ends).
+ * Returns false, having emitted nothing, when more than ENDS_MAX runs
+ * overlap: the caller takes the slow path.
+ */
+#define ENDS_MAX 4096u
+
+static bool emit_sweep(phys_t *p, uint64_t start, uint64_t end, const capmem__ds_t *runs,
+                       bool component, capmem__phys_kind_t kind, capmem_cap_t owner,
+                       capmem_cap_t account, const char *label, uint64_t base_refs)
+{
+    uint64_t *h = p->d->ends;
+    /* Count first, so that an overflow is known before anything is written. */
+    size_t n = 0;
+    uint64_t c = start < p->cur ? p->cur : start;
+    const capmem__ds_t *it = runs;
+    for (int pass = 0; pass < 2; pass++) {
+        n = 0;
+        c = start < p->cur ? p->cur : start;
+        it = runs;
+        while (c < end) {
+            while (it != NULL && it->off <= c) {
+                const uint64_t e = it->off + it->size;
+                if (e > c) {
+                    if (n == ENDS_MAX) {
+                        return false;
+                    }
+                    ends_push(h, &n, e);
+                }
+                it = it->u.link.next;
+            }
+            while (n > 0 && h[0] <= c) {
+                ends_pop(h, &n);
+            }
+            if (component && n == 0) {
+                break;
+            }
+            uint64_t b = end;
+            if (it != NULL && it->off < b) {
+                b = it->off;
+            }
+            if (n > 0 && h[0] < b) {
+                b = h[0];
+            }
+            if (pass == 1) {
+                emit_leaf(p, kind, c, b, owner, account, label, base_refs + n);
+            }
+            c = b;
+        }
+    }
+    return true;
+}
+
+/* Lenders whose lent list was sorted for this dump, when they lie outside its scope. */
+static bool lent_sorted(phys_t *p, capmem__account_t *lender)
+{
+    for (unsigned i = 0; i < sizeof(p->sorted) / sizeof(p->sorted[0]); i++) {
+        if (p->sorted[i] == lender) {
+            return true;
+        }
+    }
+    p->sorted[p->next_sorted++ % (sizeof(p->sorted) / sizeof(p->sorted[0]))] = lender;
+    return false;
 }
 
 static void emit_entry(phys_t *p, const pentry_t *e)
@@ -704,18 +812,44 @@ static void emit_entry(phys_t *p, const pentry_t *e)
         }
         break;
     case E_DS: {
-        const capmem__ds_t *ds = s->obj;
+        capmem__ds_t *ds = s->obj;
         const capmem__account_t *acc = capmem__ds_account(ds);
-        emit_runs(p, e->start, end, ds->u.link.next, CAPMEM__PH_DATASPACE, h, account_cap(d, acc),
-                  acc->label, 1);
+        /* Each ring is met once per dump: sort it, and sweep. */
+        capmem__ds_sort_ring(ds);
+        if (!emit_sweep(p, e->start, end, ds->u.link.next, false, CAPMEM__PH_DATASPACE, h,
+                        account_cap(d, acc), acc->label, 1)) {
+            emit_runs_slow(p, e->start, end, ds->u.link.next, CAPMEM__PH_DATASPACE, h,
+                           account_cap(d, acc), acc->label, 1);
+        }
         break;
     }
     case E_LENT: {
         const capmem__ds_t *ds = s->obj;
-        const capmem__account_t *lender = capmem__ds_lender(ds);
-        /* Lent runs of one lender may overlap: what an earlier run showed is not shown again. */
-        emit_runs(p, e->start, end, lender->lent_list, CAPMEM__PH_LENT, h, account_cap(d, lender),
-                  lender->label, 0);
+        capmem__account_t *lender = capmem__ds_lender(ds);
+        if (e->start < p->cur) {
+            break; /* inside a component already shown (from its first run, below) */
+        }
+        /*
+         * The first run of a component of the lender's lent runs (they may
+         * overlap): show the whole component, from this run's place in the
+         * sorted list (back over runs that begin at the same offset).
+         */
+        if (d->root != 0 && !lent_sorted(p, lender)) {
+            capmem__ds_sort_lent(lender); /* the lender is outside the scope: not sorted yet */
+        }
+        const capmem__ds_t *first = ds;
+        while (first->u.link.prev != NULL && first->u.link.prev->off == ds->off) {
+            first = first->u.link.prev;
+        }
+        if (d->root != 0) {
+            /* Runs outside the scope were never met: one may cover this run's start. */
+            first = lender->lent_list;
+        }
+        if (!emit_sweep(p, e->start, UINT64_MAX, first, true, CAPMEM__PH_LENT, h,
+                        account_cap(d, lender), lender->label, 0)) {
+            emit_runs_slow(p, e->start, end, lender->lent_list, CAPMEM__PH_LENT, h,
+                           account_cap(d, lender), lender->label, 0);
+        }
         break;
     }
     default:
@@ -723,22 +857,50 @@ static void emit_entry(phys_t *p, const pentry_t *e)
     }
 }
 
-static capmem_err_t phys_section(dump_t *d)
+/*
+ * Count what the physical map will sort and take its buffer, before
+ * anything is written: a dump that cannot have it writes nothing.
+ */
+static capmem_err_t phys_prepare(dump_t *d)
 {
     phys_t p;
     memset(&p, 0, sizeof(p));
     p.d = d;
-    enumerate(&p); /* counts */
-    if (p.counted == 0 || d->sink->phys == NULL) {
+    enumerate(&p); /* with no heap, it counts */
+    if (p.counted == 0) {
         return CAPMEM_OK;
     }
-    p.cap = p.counted < PHYS_BATCH ? (size_t)p.counted : PHYS_BATCH;
-    p.heap = capmem__malloc(p.cap * sizeof(pentry_t));
-    if (p.heap == NULL) {
+    d->heap_cap = p.counted < PHYS_BATCH ? (size_t)p.counted : PHYS_BATCH;
+    d->heap = capmem__malloc(d->heap_cap * sizeof(pentry_t));
+    d->ends = d->heap != NULL ? capmem__malloc(ENDS_MAX * sizeof(uint64_t)) : NULL;
+    if (d->ends == NULL) {
+        capmem__free(d->heap);
+        d->heap = NULL;
         return capmem__fail(CAPMEM_E_HOST_NOMEM, NULL,
                             "no host memory for the physical map's sorting buffer (%zu bytes)",
-                            p.cap * sizeof(pentry_t));
+                            d->heap_cap * sizeof(pentry_t) + ENDS_MAX * sizeof(uint64_t));
     }
+    /* The lent lists in scope, in address order, for the sweep (emit_entry, E_LENT). */
+    walk_t w;
+    WALK(w, d)
+    {
+        if (is_original(slot_at(d, w.cur), CAPMEM_OBJ_RAM_SESSION)) {
+            capmem__ds_sort_lent(slot_at(d, w.cur)->obj);
+        }
+    }
+    return CAPMEM_OK;
+}
+
+static void phys_section(dump_t *d)
+{
+    if (d->heap == NULL || d->sink->phys == NULL) {
+        return;
+    }
+    phys_t p;
+    memset(&p, 0, sizeof(p));
+    p.d = d;
+    p.heap = d->heap;
+    p.cap = d->heap_cap;
     for (;;) {
         p.n = 0;
         enumerate(&p);
@@ -761,8 +923,6 @@ static capmem_err_t phys_section(dump_t *d)
     while (p.nbox > 0) {
         box_close(&p);
     }
-    capmem__free(p.heap);
-    return CAPMEM_OK;
 }
 
 /* ---- region maps --------------------------------------------------------------------- */
@@ -902,8 +1062,13 @@ static void count_scope(dump_t *d, capmem__dump_head_t *h)
         h->n_accounts += is_original(s, CAPMEM_OBJ_RAM_SESSION);
         h->n_maps += is_original(s, CAPMEM_OBJ_REGION_MAP);
     }
+    h->phys_top = d->arena->mem.phys_base + d->arena->mem.ram_size;
     for (uint32_t i = 0; i < CAPMEM_DEVICE_MAX; i++) {
-        h->devices += d->arena->mem.devices[i].id != 0;
+        const capmem__device_t *dev = &d->arena->mem.devices[i];
+        h->devices += dev->id != 0;
+        if (dev->id != 0 && dev->phys + dev->size > h->phys_top) {
+            h->phys_top = dev->phys + dev->size;
+        }
     }
 }
 
@@ -925,6 +1090,13 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
     h.phys_lo = 0;
     h.phys_hi = arena->mem.ram_size + arena->mem.device_window;
     count_scope(d, &h);
+    capmem_err_t err = CAPMEM_OK;
+    if (d->sections & CAPMEM_DUMP_PHYS) {
+        err = phys_prepare(d);
+        if (err != CAPMEM_OK) {
+            return err;
+        }
+    }
     if (d->root != 0 && slot_at(d, d->root)->type == CAPMEM_OBJ_REGION_MAP) {
         /* The map and the maps nested in it, each time it is reached. */
         h.n_maps = count_nested(d->arena, slot_at(d, d->root)->obj, 0);
@@ -932,7 +1104,6 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
     if (d->sink->begin != NULL) {
         d->sink->begin(d->ctx, &h);
     }
-    capmem_err_t err = CAPMEM_OK;
     for (unsigned sec = 0; sec < CAPMEM__SEC_COUNT && err == CAPMEM_OK; sec++) {
         if (!(d->sections & (1u << sec))) {
             continue;
@@ -953,7 +1124,7 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
             ram_section(d);
             break;
         case CAPMEM__SEC_PHYS:
-            err = phys_section(d);
+            phys_section(d);
             break;
         case CAPMEM__SEC_RM:
             rm_section(d);
@@ -972,6 +1143,10 @@ static capmem_err_t run(dump_t *d, capmem_cap_t root)
     if (d->sink->end != NULL) {
         d->sink->end(d->ctx);
     }
+    capmem__free(d->heap);
+    capmem__free(d->ends);
+    d->heap = NULL;
+    d->ends = NULL;
     return err;
 }
 
@@ -979,6 +1154,12 @@ capmem_err_t capmem_dump_ex(capmem_arena_t *arena, FILE *out, const capmem_dump_
 {
     if (arena == NULL || out == NULL || opts == NULL) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena, out or opts is NULL");
+    }
+    /* A caller's older, smaller struct: the fields it does not reach keep their defaults. */
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    if (opts->size >= CAPMEM_DUMP_OPTS_SIZE_MIN) {
+        memcpy(&o, opts, opts->size < sizeof(o) ? (size_t)opts->size : sizeof(o));
+        opts = &o;
     }
     if (opts->size < CAPMEM_DUMP_OPTS_SIZE_MIN) {
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__,
@@ -1089,10 +1270,14 @@ const char *capmem__dump_rights(unsigned rights, char buf[4])
     return buf;
 }
 
-/* Colours that stay apart on a projector and carry black text (ColorBrewer Set3, Paired). */
+/*
+ * Colours that stay apart on a projector and carry black text (from
+ * ColorBrewer's Set3 and Paired), none of them the purple of records, the
+ * orange of lent pages or the greys of lost and unclaimed space.
+ */
 static const char *const palette[] = {
-    "#8dd3c7", "#fdb462", "#bebada", "#fb8072", "#80b1d3", "#b3de69",
-    "#fccde5", "#bc80bd", "#ccebc5", "#ffed6f", "#a6cee3", "#fdbf6f",
+    "#8dd3c7", "#80b1d3", "#b3de69", "#fccde5", "#ffed6f", "#fb8072",
+    "#a6cee3", "#ccebc5", "#b2df8a", "#e5c494", "#66c2a5",
 };
 
 const char *capmem__dump_account_colour(capmem_cap_t account)

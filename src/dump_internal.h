@@ -51,7 +51,8 @@ typedef struct capmem__dump_head {
     uint64_t n_phys;       /* physical-map entries (leaves) in scope */
     uint64_t phys_lo;      /* backing range the physical map spans */
     uint64_t phys_hi;
-    uint64_t devices; /* device ranges registered */
+    uint64_t devices;  /* device ranges registered */
+    uint64_t phys_top; /* the highest physical address + 1, RAM and devices */
 } capmem__dump_head_t;
 
 /* One capability, in pre-order (parents first), with its depth in the dumped tree. */
@@ -98,7 +99,9 @@ typedef struct capmem__dump_ds {
                                  originals and managed ones: the original's account pays) */
     capmem_cap_t pays_record; /* the session whose donation holds its record */
     capmem_cap_t managed_map; /* managed: the map it shows */
-    uint64_t attachments;     /* regions it is attached as */
+    const char *pages_label;  /* the labels of those two accounts (or NULL) */
+    const char *record_label;
+    uint64_t attachments; /* regions it is attached as */
     unsigned depth;
 } capmem__dump_ds_t;
 

@@ -36,7 +36,9 @@ typedef struct pending {
     double x1;
     uint64_t count;
     uint64_t offset;
+    uint64_t phys;
     uint64_t size;
+    uint64_t refs;
     capmem__phys_kind_t kind;
     capmem_cap_t owner;
     const char *colour;
@@ -74,7 +76,7 @@ static const char *phys_colour(const capmem__dump_phys_t *p)
     case CAPMEM__PH_METADATA:
         return "#9e7bb5";
     case CAPMEM__PH_LENT:
-        return "#ff7f00";
+        return "#e6550d";
     default:
         return capmem__dump_kind_colour(p->kind);
     }
@@ -130,8 +132,9 @@ static void flush(svg_t *s)
     }
     const double y = s->y_phys + 40;
     const double w = p->x1 - p->x0;
+    /* A hairline in white between neighbours of one colour, where there is room for it. */
     capmem__svg_rect_open(s->out, p->x0, y, w < 0.5 ? 0.5 : w, STRIP_H,
-                          p->mixed ? "#777777" : p->colour, NULL);
+                          p->mixed ? "#777777" : p->colour, w >= 4 ? "#ffffff" : NULL);
     char tip[160];
     if (p->count == 1) {
         capmem__svg_attr_u64(s->out, "data-offset", p->offset);
@@ -140,8 +143,12 @@ static void flush(svg_t *s)
         if (p->owner != CAPMEM_CAP_NULL) {
             capmem__svg_attr_hex(s->out, "data-owner", p->owner);
         }
-        snprintf(tip, sizeof(tip), "%s at 0x%llx, %llu bytes", capmem__phys_kind_names[p->kind],
-                 (unsigned long long)(s->head.phys_base + p->offset), (unsigned long long)p->size);
+        snprintf(tip, sizeof(tip), "%s at 0x%llx, %llu bytes%s", capmem__phys_kind_names[p->kind],
+                 (unsigned long long)p->phys, (unsigned long long)p->size,
+                 p->refs > 1 ? ", shared by aliases" : "");
+        if (p->refs > 1) {
+            capmem__svg_attr_u64(s->out, "data-refs", p->refs);
+        }
     } else {
         capmem__svg_attr_u64(s->out, "data-offset", p->offset);
         capmem__svg_attr_u64(s->out, "data-count", p->count);
@@ -192,7 +199,9 @@ static void s_phys(void *ctx, const capmem__dump_phys_t *p)
                      .x1 = x1,
                      .count = 1,
                      .offset = p->offset,
+                     .phys = p->phys,
                      .size = p->size,
+                     .refs = p->refs,
                      .kind = p->kind,
                      .owner = p->owner,
                      .colour = colour};
@@ -201,12 +210,53 @@ static void s_phys(void *ctx, const capmem__dump_phys_t *p)
     }
     flush(s);
     /* A label where it fits: whose it is, or what it is. */
-    const char *text = p->kind == CAPMEM__PH_DATASPACE  ? p->label
-                       : p->kind == CAPMEM__PH_METADATA ? "records"
-                                                        : capmem__phys_kind_names[p->kind];
+    const char *text = p->kind == CAPMEM__PH_DATASPACE || p->kind == CAPMEM__PH_METADATA
+                           ? p->label
+                           : capmem__phys_kind_names[p->kind];
+    /* Pages shared by aliases say by how many runs ("x3"). */
+    char shared[48];
+    if (text != NULL && p->refs > 1) {
+        snprintf(shared, sizeof(shared), "%s \xc3\x97%llu", text, (unsigned long long)p->refs);
+        text = shared;
+        if (capmem__svg_text_width(text, 18) + 8 >= x1 - x0) {
+            snprintf(shared, sizeof(shared), "\xc3\x97%llu", (unsigned long long)p->refs);
+        }
+    }
     if (text != NULL && capmem__svg_text_width(text, 18) + 8 < x1 - x0) {
         capmem__svg_text(s->out, (x0 + x1) / 2, s->y_phys + 40 + STRIP_H / 2 + 7, 18,
                          CAPMEM__SVG_MIDDLE, NULL, 0, text);
+    }
+}
+
+/*
+ * An untyped inside another one (a split of a boot untyped): outlined over
+ * its children once they are drawn, its policy written in it where it fits.
+ */
+static void s_box_end(void *ctx, const capmem__dump_container_t *b)
+{
+    svg_t *s = ctx;
+    if (b->box != CAPMEM__BOX_UNTYPED || b->depth < 2) {
+        return;
+    }
+    flush(s);
+    const double x0 = MARGIN + (double)(b->offset - s->head.phys_lo) * s->scale;
+    const double w = (double)b->size * s->scale;
+    const double y = s->y_phys + 40;
+    capmem__svg_open(s->out, "rect");
+    capmem__svg_attr_num(s->out, "x", x0);
+    capmem__svg_attr_num(s->out, "y", y + 1.5);
+    capmem__svg_attr_num(s->out, "width", w);
+    capmem__svg_attr_num(s->out, "height", STRIP_H - 3);
+    capmem__svg_attr(s->out, "fill", "none");
+    capmem__svg_attr(s->out, "stroke", "#000000");
+    capmem__svg_attr_num(s->out, "stroke-width", 3);
+    capmem__svg_end_start(s->out);
+    char tip[96];
+    snprintf(tip, sizeof(tip), "untyped 0x%llx (%s)", (unsigned long long)b->cap, b->policy);
+    capmem__svg_title(s->out, tip);
+    capmem__svg_close(s->out, "rect");
+    if (b->policy != NULL && capmem__svg_text_width(b->policy, 15) + 8 < w) {
+        capmem__svg_text(s->out, x0 + 5, y + 18, 15, CAPMEM__SVG_START, NULL, 1, b->policy);
     }
 }
 
@@ -228,11 +278,17 @@ static void phys_end(svg_t *s)
     const double ty = y + STRIP_H + 26;
     capmem__svg_textf(s->out, MARGIN, ty, 18, CAPMEM__SVG_START, NULL, 0, "0x%llx",
                       (unsigned long long)s->head.phys_base);
-    capmem__svg_textf(s->out, MARGIN + (double)s->head.ram_size * s->scale, ty, 18,
-                      s->head.device_window > 0 ? CAPMEM__SVG_MIDDLE : CAPMEM__SVG_END, NULL, 0,
-                      "0x%llx", (unsigned long long)(s->head.phys_base + s->head.ram_size));
+    const double ram_end = MARGIN + (double)s->head.ram_size * s->scale;
+    capmem__svg_textf(s->out, ram_end, ty, 18, CAPMEM__SVG_END, NULL, 0, "0x%llx",
+                      (unsigned long long)(s->head.phys_base + s->head.ram_size));
     if (s->head.device_window > 0) {
-        capmem__svg_text(s->out, W - MARGIN, ty, 18, CAPMEM__SVG_END, NULL, 0, "device window");
+        /* The window holds the device ranges; what no range uses is not memory at all. */
+        capmem__svg_line(s->out, ram_end, y - 6, ram_end, y + STRIP_H + 6, "#000000", 3, NULL);
+        const char *dw = "device window";
+        if (capmem__svg_text_width(dw, 18) + 8 < W - MARGIN - ram_end) {
+            capmem__svg_text(s->out, (ram_end + W - MARGIN) / 2, y + 24, 18, CAPMEM__SVG_MIDDLE,
+                             "#444444", 0, dw);
+        }
     }
     /* The legend: accounts first (their dataspaces), then the other kinds met. */
     double lx = MARGIN;
@@ -305,7 +361,7 @@ static void s_account(void *ctx, const capmem__dump_account_t *a)
         const char *what;
     } parts[] = {
         {a->info.used - a->info.lent, capmem__dump_account_colour(a->cap), "used"},
-        {a->info.lent, "#ff7f00", "lent"},
+        {a->info.lent, "#e6550d", "lent"},
         {a->info.avail, "#ffffff", "avail"},
         {a->info.donation, "#9e7bb5", "records"},
     };
@@ -411,13 +467,6 @@ static void s_region(void *ctx, const capmem__dump_region_t *r)
     }
 }
 
-static void s_rm_end(void *ctx, const capmem__dump_rm_t *m)
-{
-    svg_t *s = ctx;
-    (void)m;
-    (void)s;
-}
-
 static void rm_section_begin(svg_t *s)
 {
     capmem__svg_text(s->out, MARGIN, s->y_rm + 28, 26, CAPMEM__SVG_START, NULL, 1,
@@ -461,9 +510,9 @@ static const capmem__dump_sink_t svg_sink = {
     .section_end = s_section_end,
     .account = s_account,
     .phys = s_phys,
+    .phys_box_end = s_box_end,
     .rm_begin = s_rm_begin,
     .region = s_region,
-    .rm_end = s_rm_end,
 };
 
 const capmem__dump_sink_t *capmem__dump_svg(FILE *out, void *ctx_buf)

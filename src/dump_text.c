@@ -13,6 +13,24 @@ typedef struct text {
 
 _Static_assert(sizeof(text_t) <= CAPMEM__DUMP_CTX_MAX, "the sink's state fits its buffer");
 
+/*
+ * A label as the text shows it: a control character (a newline in a label
+ * would break the layout) becomes '?'. Labels are at most 23 bytes and
+ * descriptions 160, so the buffers below always hold them.
+ */
+static const char *clean(const char *s, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; s != NULL && s[i] != '\0' && i + 1 < len; i++) {
+        const unsigned char c = (unsigned char)s[i];
+        buf[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+#define CLEAN(s) clean((s), (char[192]){0}, 192)
+
 static void indent(FILE *out, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
@@ -33,12 +51,9 @@ static void t_begin(void *ctx, const capmem__dump_head_t *h)
                 h->devices == 1 ? "" : "s");
     }
     fputc('\n', t->out);
-    uint64_t top = h->phys_base + h->ram_size;
+    uint64_t top = h->phys_top - 1;
     for (t->width = 1; top >= 16; top >>= 4) {
         t->width++;
-    }
-    if (h->device_window > 0) {
-        t->width = t->width < 12 ? 12 : t->width;
     }
     if (h->root != CAPMEM_CAP_NULL) {
         fprintf(t->out, "subtree of %s 0x%llx\n", h->root_type, (unsigned long long)h->root);
@@ -78,10 +93,10 @@ static void t_cap(void *ctx, const capmem__dump_cap_t *c)
     fprintf(t->out, "0x%llx %s %s %s gen %u", (unsigned long long)c->cap, c->name,
             capmem__dump_rights(c->rights, r), c->original ? "original" : "copy", c->generation);
     if (c->label != NULL) {
-        fprintf(t->out, " \"%s\"", c->label);
+        fprintf(t->out, " \"%s\"", CLEAN(c->label));
     }
     if (c->describe[0] != '\0') {
-        fprintf(t->out, ": %s", c->describe);
+        fprintf(t->out, ": %s", CLEAN(c->describe));
     }
     fputc('\n', t->out);
 }
@@ -93,16 +108,20 @@ static void t_untyped(void *ctx, const capmem__dump_untyped_t *u)
     char f[32];
     t->any = true;
     const uint64_t size = 1ull << u->info.size_bits;
-    fprintf(t->out, "  0x%llx %s%s untyped 0x%llx..0x%llx (%s), %s: %s free",
+    fprintf(t->out, "  0x%llx %suntyped 0x%llx..0x%llx (%s), %s: %s free",
             (unsigned long long)u->info.cap, u->info.device ? "device " : "",
-            u->copy_of != CAPMEM_CAP_NULL ? "copy of an" : "", (unsigned long long)u->info.phys,
-            (unsigned long long)(u->info.phys + size - 1), capmem__dump_bytes(size, b, sizeof(b)),
-            u->info.policy, capmem__dump_bytes(u->info.free_bytes, f, sizeof(f)));
+            (unsigned long long)u->info.phys, (unsigned long long)(u->info.phys + size - 1),
+            capmem__dump_bytes(size, b, sizeof(b)), u->info.policy,
+            capmem__dump_bytes(u->info.free_bytes, f, sizeof(f)));
     if (!u->range_policy) {
         fprintf(t->out, ", free index at +0x%llx", (unsigned long long)u->info.watermark);
     }
-    fprintf(t->out, ", %llu child%s%s\n", (unsigned long long)u->info.children,
-            u->info.children == 1 ? "" : "ren", u->info.full ? ", full (a copy is alive)" : "");
+    fprintf(t->out, ", %llu child%s", (unsigned long long)u->info.children,
+            u->info.children == 1 ? "" : "ren");
+    if (u->copy_of != CAPMEM_CAP_NULL) {
+        fprintf(t->out, ", a copy of 0x%llx", (unsigned long long)u->copy_of);
+    }
+    fputs(u->info.full ? ", full (a copy of it is alive)\n" : "\n", t->out);
 }
 
 static void t_untyped_free(void *ctx, const capmem__dump_untyped_t *u, uint64_t offset,
@@ -125,7 +144,7 @@ static void t_account(void *ctx, const capmem__dump_account_t *a)
                 "avail", "lent", "donation", "records u/f", "caps u/lim");
         t->header = true;
     }
-    snprintf(name, sizeof(name), "%*s\"%s\"%s", (int)(2 * a->depth), "", a->info.label,
+    snprintf(name, sizeof(name), "%*s\"%s\"%s", (int)(2 * a->depth), "", CLEAN(a->info.label),
              a->info.expanding ? " +" : "");
     snprintf(rec, sizeof(rec), "%llu/%llu", (unsigned long long)a->info.records_used,
              (unsigned long long)(a->info.records_capacity - a->info.records_used));
@@ -143,27 +162,37 @@ static void t_ds(void *ctx, const capmem__dump_ds_t *d)
 {
     text_t *t = ctx;
     char b[32];
+    char where[64];
+    if (!t->any || t->header) {
+        fprintf(t->out, "  %-20s %-18s %10s  %-*s  %-2s  %s\n", "dataspace", "kind", "size",
+                2 * t->width + 6, "physical", "rw", "pages paid by, record paid by");
+        t->header = false;
+    }
     t->any = true;
-    fprintf(t->out, "  dataspace 0x%llx %s%s, %s", (unsigned long long)d->cap,
-            capmem_ds_kind_name(d->kind), d->lent ? " (lent)" : "",
-            capmem__dump_bytes(d->size, b, sizeof(b)));
     if (d->kind == CAPMEM_DS_MANAGED) {
-        fprintf(t->out, ", shows map 0x%llx", (unsigned long long)d->managed_map);
+        snprintf(where, sizeof(where), "map 0x%llx", (unsigned long long)d->managed_map);
     } else {
-        fprintf(t->out, " at 0x%llx..0x%llx", (unsigned long long)d->phys,
-                (unsigned long long)(d->phys + d->size - 1));
+        snprintf(where, sizeof(where), "0x%0*llx..0x%0*llx", t->width, (unsigned long long)d->phys,
+                 t->width, (unsigned long long)(d->phys + d->size - 1));
     }
-    fprintf(t->out, ", %s", d->writable ? "writable" : "read-only");
-    if (d->source != CAPMEM_CAP_NULL) {
-        fprintf(t->out, ", shows 0x%llx", (unsigned long long)d->source);
-    }
-    fprintf(t->out, "; owner 0x%llx", (unsigned long long)d->owner);
+    char handle[24];
+    snprintf(handle, sizeof(handle), "0x%llx", (unsigned long long)d->cap);
+    char kind[32];
+    snprintf(kind, sizeof(kind), "%s%s", capmem_ds_kind_name(d->kind), d->lent ? ", lent" : "");
+    fprintf(t->out, "  %-20s %-18s %10s  %-*s  %c%c  ", handle, kind,
+            capmem__dump_bytes(d->size, b, sizeof(b)), 2 * t->width + 6, where, 'r',
+            d->writable ? 'w' : '-');
     if (d->pays_pages != CAPMEM_CAP_NULL) {
-        fprintf(t->out, ", pages paid by 0x%llx", (unsigned long long)d->pays_pages);
+        fprintf(t->out, "\"%s\"", d->pages_label != NULL ? CLEAN(d->pages_label) : "?");
+    } else {
+        fputs("-", t->out);
     }
-    fprintf(t->out, ", record paid by 0x%llx", (unsigned long long)d->pays_record);
+    fprintf(t->out, ", \"%s\"", d->record_label != NULL ? CLEAN(d->record_label) : "?");
+    if (d->source != CAPMEM_CAP_NULL) {
+        fprintf(t->out, "; shows 0x%llx", (unsigned long long)d->source);
+    }
     if (d->attachments > 0) {
-        fprintf(t->out, ", attached %llu time%s", (unsigned long long)d->attachments,
+        fprintf(t->out, "; attached %llu time%s", (unsigned long long)d->attachments,
                 d->attachments == 1 ? "" : "s");
     }
     fputc('\n', t->out);
@@ -212,7 +241,7 @@ static void t_phys(void *ctx, const capmem__dump_phys_t *p)
         fprintf(t->out, " 0x%llx", (unsigned long long)p->owner);
     }
     if (p->label != NULL && p->kind != CAPMEM__PH_FREE) {
-        fprintf(t->out, " \"%s\"", p->label);
+        fprintf(t->out, " \"%s\"", CLEAN(p->label));
     }
     if (p->refs > 1) {
         fprintf(t->out, " refs %llu", (unsigned long long)p->refs);
@@ -228,7 +257,7 @@ static void t_rm_begin(void *ctx, const capmem__dump_rm_t *m)
     t->any = true;
     indent(t->out, 2 * m->depth + 1);
     fprintf(t->out, "map 0x%llx \"%s\" of %s, client 0x%llx, donation %s, records %llu/%llu, %s",
-            (unsigned long long)m->cap, m->info.label,
+            (unsigned long long)m->cap, CLEAN(m->info.label),
             capmem__dump_bytes(m->info.size, s, sizeof(s)), (unsigned long long)m->info.client,
             capmem__dump_bytes(m->info.donation, dn, sizeof(dn)),
             (unsigned long long)m->info.records_used, (unsigned long long)m->info.records_capacity,
@@ -258,9 +287,9 @@ static void t_region(void *ctx, const capmem__dump_region_t *r)
             r->executable ? 'x' : '-', capmem_ds_kind_name(r->ds_kind), (unsigned long long)r->ds,
             (unsigned long long)r->offset);
     if (r->inner != CAPMEM_CAP_NULL) {
-        fprintf(t->out, " -> map 0x%llx \"%s\"", (unsigned long long)r->inner, r->ds_label);
+        fprintf(t->out, " -> map 0x%llx \"%s\"", (unsigned long long)r->inner, CLEAN(r->ds_label));
     } else if (r->ds_label != NULL) {
-        fprintf(t->out, " (\"%s\")", r->ds_label);
+        fprintf(t->out, " (\"%s\")", CLEAN(r->ds_label));
     }
     fputc('\n', t->out);
 }

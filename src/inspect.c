@@ -15,8 +15,9 @@ static capmem_err_t stats_check(const capmem_arena_t *arena, char *why, size_t l
                  (unsigned long long)st->caps.current, (unsigned long long)arena->cspace.live);
         return CAPMEM_E_CORRUPT;
     }
-    const capmem_stat_t *const res[] = {&st->caps,    &st->records, &st->dataspaces,
-                                        &st->aliases, &st->regions, &st->lent};
+    const capmem_stat_t *const res[] = {&st->caps,           &st->records, &st->dataspaces,
+                                        &st->aliases,        &st->regions, &st->lent,
+                                        &st->kernel_records, &st->banks,   &st->bank_frames};
     for (size_t i = 0; i < sizeof(res) / sizeof(res[0]); i++) {
         if (res[i]->current > res[i]->peak || res[i]->peak > res[i]->total) {
             snprintf(why, len, "statistics: resource %zu has current %llu, peak %llu, total %llu",
@@ -84,6 +85,9 @@ capmem_err_t capmem_stats(capmem_arena_t *arena, capmem_stats_t *out)
         .retypes = st->retypes,
         .revokes = st->revokes,
         .bytes_zeroed = arena->mem.zeroed,
+        .kernel_records = st->kernel_records,
+        .banks = st->banks,
+        .bank_frames = st->bank_frames,
     };
     CAPMEM__LEAVE(arena);
     /*

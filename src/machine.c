@@ -185,6 +185,10 @@ static const char *const kind_names[CAPMEM_EVENT_KIND_COUNT] = {
     [CAPMEM_EVENT_SET_FAULT_HANDLER] = "set fault handler",
     [CAPMEM_EVENT_USER_NEW] = "user new",
     [CAPMEM_EVENT_MANAGED_NEW] = "managed new",
+    [CAPMEM_EVENT_KERNEL_HEAP] = "kernel heap",
+    [CAPMEM_EVENT_BANK] = "bank",
+    [CAPMEM_EVENT_BANK_ALLOC] = "bank alloc",
+    [CAPMEM_EVENT_BANK_FREE] = "bank free",
 };
 
 const char *capmem_event_kind_name(capmem_event_kind_t kind)
@@ -869,7 +873,23 @@ capmem_err_t capmem_arena_device_add(capmem_arena_t *arena, uint64_t phys, uint6
         return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "arena or out is NULL");
     }
     CAPMEM__ENTER_OR_RETURN(arena);
-    capmem_err_t err = capmem__device_add(&arena->mem, phys, size, out);
+    const uint32_t next_id = arena->mem.next_device_id;
+    capmem_device_info_t info = {0};
+    capmem_err_t err = capmem__device_add(&arena->mem, phys, size, &info);
+    if (err == CAPMEM_OK && arena->device_hooks != NULL) {
+        capmem__device_t *d = capmem__device_at_backing(&arena->mem, info.backing_offset, size);
+        err = arena->device_hooks->add(arena, d);
+        if (err != CAPMEM_OK) {
+            /* Refused (no per-frame records for it): the range was never there. */
+            capmem_err_t undo = capmem__device_remove(&arena->mem, info.id);
+            CAPMEM_ASSERT(undo == CAPMEM_OK, "a range just added has no pins");
+            (void)undo;
+            arena->mem.next_device_id = next_id;
+        }
+    }
+    if (err == CAPMEM_OK) {
+        *out = info;
+    }
     if (err == CAPMEM_OK && capmem__event_wanted(arena, CAPMEM_EVENT_DEVICE_ADD)) {
         capmem__emit(arena,
                      &(capmem__ev_t){.kind = CAPMEM_EVENT_DEVICE_ADD,
@@ -896,6 +916,9 @@ capmem_err_t capmem_arena_device_remove(capmem_arena_t *arena, uint32_t id)
         }
     }
     capmem_err_t err = capmem__device_remove(&arena->mem, id);
+    if (err == CAPMEM_OK && arena->device_hooks != NULL) {
+        arena->device_hooks->removed(arena, &gone);
+    }
     if (err == CAPMEM_OK && capmem__event_wanted(arena, CAPMEM_EVENT_DEVICE_REMOVE)) {
         capmem__emit(arena,
                      &(capmem__ev_t){.kind = CAPMEM_EVENT_DEVICE_REMOVE,

@@ -28,7 +28,7 @@ typedef struct capmem__layer {
     capmem_err_t (*check)(capmem_arena_t *arena, void *state, char *why, size_t len);
 } capmem__layer_t;
 
-#define CAPMEM__LAYERS_MAX 8u
+#define CAPMEM__LAYERS_MAX 16u
 
 /*
  * Work deferred to after the call, outside the lock, like an event: the
@@ -114,7 +114,23 @@ typedef struct capmem__stats {
     uint64_t upgrades;
     uint64_t retypes;
     uint64_t revokes;
+    capmem_stat_t kernel_records; /* layer 8 */
+    capmem_stat_t banks;
+    capmem_stat_t bank_frames;
 } capmem__stats_t;
+
+/*
+ * Who else must agree to a device range coming or going: the kernel-metadata
+ * layer registers these when it boots (capmem__device_hooks_set), so the
+ * machine's device calls name no layer above. add runs after the range is
+ * registered: on an error it has changed nothing and the range is
+ * unregistered again; on success it has made what it needs (the per-frame
+ * records). removed runs after a range is unregistered and cannot fail.
+ */
+typedef struct capmem__device_hooks {
+    capmem_err_t (*add)(capmem_arena_t *arena, const capmem__device_t *dev);
+    void (*removed)(capmem_arena_t *arena, const capmem__device_t *dev);
+} capmem__device_hooks_t;
 
 struct capmem_arena {
     /*
@@ -155,7 +171,14 @@ struct capmem_arena {
     bool tearing_down;      /* destroy in progress: no events, no new objects */
 
     capmem__stats_t stats;
+    const capmem__device_hooks_t *device_hooks; /* or NULL */
 };
+
+/* Route device hot-plug through a higher layer's hooks (NULL: none). */
+static inline void capmem__device_hooks_set(capmem_arena_t *arena, const capmem__device_hooks_t *h)
+{
+    arena->device_hooks = h;
+}
 
 /* ---- statistics --------------------------------------------------------------- */
 

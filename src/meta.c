@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "alloc_internal.h"
 #include "machine_internal.h"
 #include "meta_internal.h"
 
@@ -36,19 +37,49 @@ static void push_free_slot(capmem__meta_t *m, void *slot)
     m->free = slot;
 }
 
-capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem_alloc_t *phys, capmem__meta_t *m,
-                                    uint64_t bytes)
+capmem_err_t capmem__meta_reserve(capmem_alloc_t *phys, uint64_t bytes, uint64_t page,
+                                  const char *what, uint64_t *off)
 {
-    capmem__backing_t *mem = &arena->mem;
-    uint64_t off;
-    capmem_err_t err = capmem_alloc_alloc(phys, bytes, mem->page_size, &off);
+    capmem_err_t err = capmem_alloc_alloc(phys, bytes, page, off);
+    if (err == CAPMEM_E_POLICY || err == CAPMEM_E_HOST_NOMEM || err == CAPMEM_E_REENTRANT) {
+        /* A placement policy's wrong answer, or its wrapper's: the detail says which. */
+        capmem__detail()->function = capmem__tls_function;
+        return err;
+    }
     if (err != CAPMEM_OK) {
         uint64_t largest = capmem_alloc_largest(phys);
         return capmem__fail_space(CAPMEM_E_OUT_OF_PHYS, NULL, bytes, largest,
-                                  "no contiguous physical range of %llu bytes for metadata "
+                                  "no contiguous physical range of %llu bytes for %s "
                                   "(largest free range: %llu bytes)",
-                                  (unsigned long long)bytes, (unsigned long long)largest);
+                                  (unsigned long long)bytes, what, (unsigned long long)largest);
     }
+    return CAPMEM_OK;
+}
+
+void capmem__meta_unreserve(capmem_alloc_t *phys, uint64_t off, uint64_t bytes)
+{
+    capmem_err_t err = capmem_alloc_free(phys, off, bytes);
+    CAPMEM_ASSERT(err == CAPMEM_OK, "the range was reserved by capmem__meta_reserve");
+    (void)err;
+    capmem__alloc_settle(phys, off, off + bytes);
+}
+
+capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem_alloc_t *phys, capmem__meta_t *m,
+                                    uint64_t bytes)
+{
+    uint64_t off;
+    capmem_err_t err = capmem__meta_reserve(phys, bytes, arena->mem.page_size, "metadata", &off);
+    if (err != CAPMEM_OK) {
+        return err;
+    }
+    capmem__meta_add_chunk_at(arena, m, off, bytes);
+    return CAPMEM_OK;
+}
+
+void capmem__meta_add_chunk_at(capmem_arena_t *arena, capmem__meta_t *m, uint64_t off,
+                               uint64_t bytes)
+{
+    capmem__backing_t *mem = &arena->mem;
     uint8_t *chunk = capmem__bytes(mem, off);
     capmem__backing_zero(mem, off, bytes);
     capmem__chunk_t *hdr = (capmem__chunk_t *)chunk;
@@ -79,7 +110,6 @@ capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem_alloc_t *phys,
     m->used += 1;
     m->donation += bytes;
     capmem__stat_add(&arena->stats.records, 1); /* the chunk header */
-    return CAPMEM_OK;
 }
 
 void *capmem__meta_session_record(capmem_arena_t *arena, capmem__meta_t *m, unsigned slots)
@@ -139,9 +169,11 @@ void capmem__meta_release(capmem_arena_t *arena, capmem_alloc_t *phys, capmem__m
         uint8_t *next = hdr->next;
         uint64_t size = hdr->size;
         VALGRIND_MAKE_MEM_DEFINED(c, size);
-        capmem_err_t err = capmem_alloc_free(phys, (uint64_t)(c - mem->base), size);
+        const uint64_t off = (uint64_t)(c - mem->base);
+        capmem_err_t err = capmem_alloc_free(phys, off, size);
         CAPMEM_ASSERT(err == CAPMEM_OK, "a chunk was allocated from this service");
         (void)err;
+        capmem__alloc_settle(phys, off, off + size);
         c = next;
     }
     m->chunks = NULL;

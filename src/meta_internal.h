@@ -20,6 +20,7 @@
 typedef enum capmem__meta_kind {
     CAPMEM__META_ACCOUNT = 1, /* a RAM session's own records */
     CAPMEM__META_RM = 2,      /* a region map's records */
+    CAPMEM__META_BANK = 3,    /* a space-bank service's records */
 } capmem__meta_kind_t;
 
 /*
@@ -65,10 +66,23 @@ static inline bool capmem__meta_has_room(const capmem__meta_t *m, uint64_t slots
 
 /*
  * Reserve @p bytes of @p phys (page-aligned) as a new chunk of @p m;
- * OUT_OF_PHYS with the largest free range as available when there is none.
+ * OUT_OF_PHYS with the largest free range as available when there is none,
+ * POLICY when the service's placement policy answered wrongly, HOST_NOMEM
+ * when its wrapper could not record the block.
  */
 capmem_err_t capmem__meta_add_chunk(capmem_arena_t *arena, capmem_alloc_t *phys, capmem__meta_t *m,
                                     uint64_t bytes);
+/*
+ * The two halves of capmem__meta_add_chunk, for a decode that must take the
+ * physical range before an invoke that cannot fail: reserve (errors as
+ * above), then make the reserved [off, off + bytes) a chunk of @p m.
+ */
+capmem_err_t capmem__meta_reserve(capmem_alloc_t *phys, uint64_t bytes, uint64_t page,
+                                  const char *what, uint64_t *off);
+void capmem__meta_add_chunk_at(capmem_arena_t *arena, capmem__meta_t *m, uint64_t off,
+                               uint64_t bytes);
+/* Give back a range reserved with capmem__meta_reserve() that never became a chunk. */
+void capmem__meta_unreserve(capmem_alloc_t *phys, uint64_t off, uint64_t bytes);
 /*
  * Lay out a session in the first chunk of a fresh slab: the @p slots after
  * the chunk header become its record (returned, zeroed); records follow.

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_internal.h"
 #include "ram_internal.h"
 
 /* ---- per-arena state ----------------------------------------------------- */
@@ -171,12 +172,10 @@ static const capmem__ut_claim_t pool_claim = {.name = "RAM pool", .destroy = poo
 
 /* Lay out a new account in the first slots of its first chunk (the range was checked). */
 capmem__account_t *capmem__ram_account_init(capmem_arena_t *arena, capmem_alloc_t *phys,
-                                            uint64_t donation, const char *label)
+                                            uint64_t off, uint64_t donation, const char *label)
 {
     capmem__meta_t m = {.kind = CAPMEM__META_ACCOUNT};
-    capmem_err_t err = capmem__meta_add_chunk(arena, phys, &m, donation);
-    CAPMEM_ASSERT(err == CAPMEM_OK, "callers check the physical range first");
-    (void)err;
+    capmem__meta_add_chunk_at(arena, &m, off, donation);
     capmem__account_t *acc = capmem__meta_session_record(arena, &m, CAPMEM_RAM_SESSION_SLOTS);
     acc->meta = m;
     acc->phys = phys;
@@ -193,6 +192,7 @@ typedef struct create_plan {
     uint64_t total;
     capmem__ram_service_t *svc; /* host records, taken in decode */
     ram_pool_t *pools[64];
+    uint64_t root_off; /* the root's donation, reserved in decode */
 } create_plan_t;
 
 static void plan_free_host(create_plan_t *p)
@@ -203,6 +203,35 @@ static void plan_free_host(create_plan_t *p)
     if (p->svc != NULL) {
         capmem_alloc_destroy(p->svc->phys);
         capmem__free(p->svc);
+    }
+}
+
+/* Reserve the span between the pools of @p p in its new physical map. */
+static capmem_err_t reserve_holes(create_plan_t *p, size_t n)
+{
+    uint64_t cursor = p->lo;
+    for (;;) {
+        uint64_t next_start = p->hi;
+        uint64_t next_end = p->hi;
+        for (size_t i = 0; i < n; i++) {
+            const capmem__untyped_t *ut = p->ut[i];
+            if (ut->base.offset >= cursor && ut->base.offset < next_start) {
+                next_start = ut->base.offset;
+                next_end = ut->base.offset + (1ull << ut->base.size_bits);
+            }
+        }
+        if (next_start > cursor) {
+            capmem_err_t err = capmem_alloc_alloc_at(p->svc->phys, cursor, next_start - cursor);
+            if (err != CAPMEM_OK) {
+                /* Only a placement policy can refuse: the map is fresh. */
+                capmem__detail()->function = capmem__tls_function;
+                return err;
+            }
+        }
+        if (next_start >= p->hi) {
+            return CAPMEM_OK;
+        }
+        cursor = next_end;
     }
 }
 
@@ -283,9 +312,29 @@ static capmem_err_t decode_create(capmem_arena_t *arena, const capmem_cap_t *unt
     if (p->svc == NULL) {
         return capmem__fail(CAPMEM_E_HOST_NOMEM, NULL, "no host memory for the service");
     }
-    err = capmem_alloc_create_range(p->lo, p->hi - p->lo, arena->mem.page_size, &p->svc->phys);
+    if (at->policy.kind == CAPMEM_ALLOC_DEFAULT) {
+        err = capmem_alloc_create_range(p->lo, p->hi - p->lo, arena->mem.page_size, &p->svc->phys);
+    } else {
+        err = capmem__alloc_create_placed(&at->policy, p->lo, p->hi - p->lo, arena->mem.page_size,
+                                          &p->svc->phys);
+    }
     if (err != CAPMEM_OK) {
         capmem__free(p->svc);
+        p->svc = NULL;
+        return err;
+    }
+    /*
+     * The span between pools is not ours: mark it allocated for good. Then
+     * the root's donation. Both here, in decode: a placement policy may
+     * refuse either (then the service is never made).
+     */
+    err = reserve_holes(p, n);
+    if (err == CAPMEM_OK) {
+        err = capmem__meta_reserve(p->svc->phys, at->root_donation, arena->mem.page_size,
+                                   "the root donation", &p->root_off);
+    }
+    if (err != CAPMEM_OK) {
+        plan_free_host(p);
         p->svc = NULL;
         return err;
     }
@@ -307,28 +356,6 @@ static capmem_cap_t invoke_create(capmem_arena_t *arena, ram_state_t *st,
     svc->lo = p->lo;
     svc->hi = p->hi;
     svc->total = p->total;
-    /* The span between pools is not ours: mark it allocated for good. */
-    uint64_t cursor = p->lo;
-    for (;;) {
-        uint64_t next_start = p->hi;
-        uint64_t next_end = p->hi;
-        for (size_t i = 0; i < p->n; i++) {
-            const capmem__untyped_t *ut = p->ut[i];
-            if (ut->base.offset >= cursor && ut->base.offset < next_start) {
-                next_start = ut->base.offset;
-                next_end = ut->base.offset + (1ull << ut->base.size_bits);
-            }
-        }
-        if (next_start > cursor) {
-            capmem_err_t err = capmem_alloc_alloc_at(svc->phys, cursor, next_start - cursor);
-            CAPMEM_ASSERT(err == CAPMEM_OK, "holes are free at creation");
-            (void)err;
-        }
-        if (next_start >= p->hi) {
-            break;
-        }
-        cursor = next_end;
-    }
     capmem_cap_t first_pool = CAPMEM_CAP_NULL;
     for (size_t i = 0; i < p->n; i++) {
         ram_pool_t *pool = p->pools[i];
@@ -342,7 +369,8 @@ static capmem_cap_t invoke_create(capmem_arena_t *arena, ram_state_t *st,
         svc->pools++;
         first_pool = i == 0 ? pc : first_pool;
     }
-    capmem__account_t *acc = capmem__ram_account_init(arena, svc->phys, at->root_donation, "root");
+    capmem__account_t *acc =
+        capmem__ram_account_init(arena, svc->phys, p->root_off, at->root_donation, "root");
     acc->ram.limit = p->total - at->root_donation;
     acc->caps.limit = at->root_caps != 0 ? at->root_caps : arena->cspace.capacity;
     acc->flags = at->flags;

@@ -23,7 +23,11 @@
  */
 typedef struct capmem__ram_service capmem__ram_service_t;
 struct capmem__ram_service {
-    capmem_alloc_t *phys; /* range allocator over [lo, hi), page granule */
+    /*
+     * Over [lo, hi), page granule: a range allocator, or with a placement
+     * policy (capmem_ram_attr_t.policy) a placed map (alloc_place.c).
+     */
+    capmem_alloc_t *phys;
     uint64_t lo;
     uint64_t hi;
     uint64_t total; /* bytes of RAM in the pools */
@@ -46,11 +50,12 @@ capmem_err_t capmem__ram_phys_fail(capmem_alloc_t *phys, uint64_t bytes, const c
 uint64_t capmem__ram_min_donation(const capmem_arena_t *arena);
 
 /*
- * Lay out a new account in the first slots of a fresh chunk of @p donation
- * bytes from @p phys (whose range the caller checked): cannot fail.
+ * Lay out a new account in the first slots of a fresh chunk: [off, off +
+ * donation) of @p phys, reserved by the caller's decode
+ * (capmem__meta_reserve). Cannot fail.
  */
 capmem__account_t *capmem__ram_account_init(capmem_arena_t *arena, capmem_alloc_t *phys,
-                                            uint64_t donation, const char *label);
+                                            uint64_t off, uint64_t donation, const char *label);
 
 /* OUT_OF_PHYS unless @p phys has a contiguous free range of @p bytes. */
 capmem_err_t capmem__ram_phys_check(capmem_alloc_t *phys, uint64_t bytes, const char *what);

@@ -16,6 +16,7 @@
 typedef struct open_plan {
     capmem__account_t *parent;
     uint64_t need; /* donation + quota */
+    uint64_t off;  /* the donation's physical range, reserved last in decode */
 } open_plan_t;
 
 static capmem_err_t decode_open(capmem_arena_t *arena, capmem_cap_t parent,
@@ -63,14 +64,17 @@ static capmem_err_t decode_open(capmem_arena_t *arena, capmem_cap_t parent,
     if (err != CAPMEM_OK) {
         return err;
     }
-    return capmem__ram_phys_check(pa->phys, at->donation, "the session's donation");
+    /* Last, so nothing needs undoing: the donation's physical range. */
+    return capmem__meta_reserve(pa->phys, at->donation, arena->mem.page_size,
+                                "the session's donation", &p->off);
 }
 
 static capmem_cap_t invoke_open(capmem_arena_t *arena, const capmem_ram_open_attr_t *at,
                                 const open_plan_t *p)
 {
     capmem__account_t *pa = p->parent;
-    capmem__account_t *acc = capmem__ram_account_init(arena, pa->phys, at->donation, at->label);
+    capmem__account_t *acc =
+        capmem__ram_account_init(arena, pa->phys, p->off, at->donation, at->label);
     acc->ref = pa;
     acc->ram.limit = at->quota;
     acc->flags = at->flags;
@@ -375,10 +379,8 @@ static capmem_err_t decode_alloc(capmem_arena_t *arena, capmem_cap_t account, al
      * The physical range is the last thing that can fail, so it is taken
      * here, in decode, and nothing needs undoing if it is not there.
      */
-    if (capmem_alloc_alloc(acc->phys, p->bytes, arena->mem.page_size, &p->off) != CAPMEM_OK) {
-        return capmem__ram_phys_fail(acc->phys, p->bytes, "the dataspace");
-    }
-    return CAPMEM_OK;
+    return capmem__meta_reserve(acc->phys, p->bytes, arena->mem.page_size, "the dataspace",
+                                &p->off);
 }
 
 static capmem_cap_t invoke_alloc(capmem_arena_t *arena, const alloc_plan_t *p)

@@ -10,6 +10,8 @@
  * rights, cycles, the address range, the record), then invoke it in a step
  * that cannot fail.
  */
+#include <string.h>
+
 #include "rm_internal.h"
 
 /*
@@ -19,6 +21,8 @@
 static void region_remove(capmem_arena_t *arena, capmem__rm_t *rm, rm_region_t *r, capmem__ds_t *ds,
                           capmem_cap_t dsh)
 {
+    /* Real mode's views showing the region drop it first (rm_real.c). */
+    capmem__rm_real_drop(arena, rm, r->base, r->pages);
     if (capmem__event_wanted(arena, CAPMEM_EVENT_DETACH)) {
         const uint64_t addr = (uint64_t)r->base << arena->mem.page_shift;
         const uint64_t size = (uint64_t)r->pages << arena->mem.page_shift;
@@ -31,6 +35,12 @@ static void region_remove(capmem_arena_t *arena, capmem__rm_t *rm, rm_region_t *
                                      .size = size},
                      "detach %llu bytes at 0x%llx from region map \"%s\"", (unsigned long long)size,
                      (unsigned long long)addr, rm->label);
+    }
+    if (rm->place != NULL) {
+        capmem_err_t err = capmem_alloc_free(rm->place, (uint64_t)r->base << arena->mem.page_shift,
+                                             (uint64_t)r->pages << arena->mem.page_shift);
+        /* A policy that refuses to free its own block keeps it: nothing goes there again. */
+        (void)err;
     }
     capmem__rm_tree_remove(rm, r);
     capmem__rm_ds_unlink(ds, r);
@@ -91,6 +101,7 @@ typedef struct attach_plan {
     uint64_t pages;   /* non-zero */
     uint64_t address; /* at_pg as a local address */
     unsigned flags;   /* RG_WRITABLE, RG_EXEC */
+    bool placed;      /* the block is taken in the map's placement policy: undo on failure */
 } attach_plan_t;
 
 /* A fixed address: the run must be free (REGION_CONFLICT names the region in the way). */
@@ -111,6 +122,61 @@ static capmem_err_t decode_fixed(const capmem_arena_t *arena, uint64_t at, attac
         capmem__detail()->size = c_size;
         return err;
     }
+    if (plan->rm->place != NULL) {
+        /* Every region is a block of the policy: it must take this one too. */
+        const uint64_t size = plan->pages << shift;
+        capmem_err_t err = capmem_alloc_alloc_at(plan->rm->place, at, size);
+        if (err == CAPMEM_E_HOST_NOMEM || err == CAPMEM_E_REENTRANT) {
+            capmem__detail()->function = capmem__tls_function; /* the wrapper's own: passed on */
+            return err;
+        }
+        if (err != CAPMEM_OK) {
+            char why[sizeof(capmem__detail()->message)];
+            memcpy(why, capmem__detail()->message, sizeof(why));
+            capmem__fail(CAPMEM_E_REGION_CONFLICT, NULL,
+                         "placement policy '%s' of region map \"%s\" refused 0x%llx+0x%llx: %s",
+                         capmem_alloc_name(plan->rm->place), plan->rm->label,
+                         (unsigned long long)at, (unsigned long long)size, why);
+            capmem__detail()->address = at;
+            capmem__detail()->size = size;
+            return CAPMEM_E_REGION_CONFLICT;
+        }
+        plan->placed = true;
+    }
+    return CAPMEM_OK;
+}
+
+/*
+ * Anywhere, through the map's placement policy. Its answer is checked like
+ * every policy's (the wrapper: inside [0, size), page-aligned; a custom
+ * one's against its live blocks) and then against the regions themselves.
+ */
+static capmem_err_t decode_placed(const capmem_arena_t *arena, attach_plan_t *plan)
+{
+    capmem__rm_t *m = plan->rm;
+    const unsigned shift = arena->mem.page_shift;
+    const uint64_t size = plan->pages << shift;
+    uint64_t at = 0;
+    capmem_err_t err = capmem_alloc_alloc(m->place, size, arena->mem.page_size, &at);
+    if (err != CAPMEM_OK) {
+        capmem__detail()->function = capmem__tls_function;
+        return err;
+    }
+    const rm_region_t *c = capmem__rm_tree_overlap(m, at >> shift, (at >> shift) + plan->pages);
+    if (c != NULL) {
+        (void)capmem_alloc_free(m->place, at, size);
+        capmem__fail(CAPMEM_E_POLICY, NULL,
+                     "placement policy '%s' of region map \"%s\" answered 0x%llx for 0x%llx "
+                     "bytes: overlaps the region at 0x%llx+0x%llx",
+                     capmem_alloc_name(m->place), m->label, (unsigned long long)at,
+                     (unsigned long long)size, (unsigned long long)((uint64_t)c->base << shift),
+                     (unsigned long long)((uint64_t)c->pages << shift));
+        capmem__detail()->address = at;
+        capmem__detail()->size = size;
+        return CAPMEM_E_POLICY;
+    }
+    plan->at_pg = at >> shift;
+    plan->placed = true;
     return CAPMEM_OK;
 }
 
@@ -182,13 +248,23 @@ static capmem_err_t decode_attach(capmem_arena_t *arena, capmem_cap_t rm, capmem
     plan->offset = attr->offset;
     plan->pages = size >> arena->mem.page_shift;
     plan->flags = (attr->writable ? RG_WRITABLE : 0u) | (attr->executable ? RG_EXEC : 0u);
-    err = anywhere ? decode_anywhere(arena, plan) : decode_fixed(arena, attr->at, plan);
+    if (anywhere) {
+        err = plan->rm->place != NULL ? decode_placed(arena, plan) : decode_anywhere(arena, plan);
+    } else {
+        err = decode_fixed(arena, attr->at, plan);
+    }
     if (err != CAPMEM_OK) {
         return err;
     }
     plan->address = plan->at_pg << arena->mem.page_shift;
     /* Last: an expanding map's upgrade is a completed step of its own. */
-    return capmem__rm_make_room(arena, plan->rm);
+    err = capmem__rm_make_room(arena, plan->rm);
+    if (err != CAPMEM_OK && plan->placed) {
+        /* The policy's block was a reservation of this call: give it back. */
+        (void)capmem_alloc_free(plan->rm->place, plan->address,
+                                plan->pages << arena->mem.page_shift);
+    }
+    return err;
 }
 
 static uint64_t invoke_attach(capmem_arena_t *arena, const attach_plan_t *plan)

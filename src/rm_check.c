@@ -144,6 +144,14 @@ capmem_err_t capmem__rm_check(capmem_arena_t *arena, void *state, char *why, siz
             return err;
         }
         rm->client->meta.tally = 0; /* reset for the donation sums below */
+        if (rm->place != NULL) {
+            /* The placement policy's own invariants (a custom one's shadow set included). */
+            char sub[160] = "";
+            if (capmem_alloc_check(rm->place, sub, sizeof(sub)) != CAPMEM_OK) {
+                snprintf(why, len, "region map \"%s\": placement policy: %s", rm->label, sub);
+                return CAPMEM_E_CORRUPT;
+            }
+        }
     }
     /* Each client's donated bytes are its maps' donations: the RAM side of conservation. */
     for (const capmem__rm_t *rm = st->maps; rm != NULL; rm = rm->next) {

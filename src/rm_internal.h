@@ -93,7 +93,8 @@ struct capmem__rm {
     capmem__rm_t *prev;
     capmem_rm_fault_fn handler;
     void *handler_ctx;
-    uint64_t size; /* bytes */
+    capmem_alloc_t *place; /* placement policy (capmem_rm_open_attr_t.policy), NULL: lowest fit */
+    uint64_t size;         /* bytes */
     uint64_t regions;
     uint64_t upgrade_step;
     uint64_t faults;
@@ -119,9 +120,12 @@ _Static_assert(sizeof(((capmem__rm_t *)0)->label) == sizeof(((capmem_rm_info_t *
  * every open map, for the checker and for the cycle search's visit marks.
  * Invariant: a map is in the list from open until its capability dies.
  */
+typedef struct capmem__rm_real_hooks capmem__rm_real_hooks_t;
+
 typedef struct capmem__rm_arena {
     capmem__rm_t *maps;
-    uint32_t stamp; /* the last visit mark handed out */
+    uint32_t stamp;                      /* the last visit mark handed out */
+    const capmem__rm_real_hooks_t *real; /* the real-mode layer's hooks, NULL until it is set up */
 } capmem__rm_arena_t;
 
 static inline rm_region_t *rg_left(const rm_region_t *n)
@@ -317,10 +321,39 @@ capmem_err_t capmem__rm_managed_access(capmem_arena_t *arena, capmem__ds_t *ds, 
                                        void *buf, size_t len, bool write);
 
 /* What capmem_rm_info() and capmem_rm_state() report about @p m (the dump writes the same). */
-void capmem__rm_fill_info(const capmem_arena_t *arena, const capmem__rm_t *m,
-                          capmem_rm_info_t *info);
+void capmem__rm_fill_info(capmem_arena_t *arena, const capmem__rm_t *m, capmem_rm_info_t *info);
 void capmem__rm_fill_state(const capmem_arena_t *arena, const capmem__rm_t *m,
                            capmem_rm_state_t *state);
+/* ---- real mode's hooks (rm_session.c calls them; rm_real.c registers them) ------- */
+
+/*
+ * What the real-mode layer (rm_real, above this one) learns by
+ * registration, as the dataspace layer learns of detaches: its views are a
+ * cache of the model, so every range that stops translating as before is
+ * reported, and a closing map is unmapped.
+ */
+struct capmem__rm_real_hooks {
+    /* Pages [first, first + pages) of @p rm no longer translate as they did (a region left). */
+    void (*drop)(capmem_arena_t *arena, capmem__rm_t *rm, uint64_t first, uint64_t pages);
+    /* @p rm is going away (its regions are still in its tree). */
+    void (*close)(capmem_arena_t *arena, capmem__rm_t *rm);
+    /* The address @p rm is mapped at, or NULL (capmem_rm_info). */
+    void *(*base)(capmem_arena_t *arena, const capmem__rm_t *rm);
+};
+
+/* Register the hooks (the region-map layer is set up: a map exists). */
+void capmem__rm_real_register(capmem_arena_t *arena, const capmem__rm_real_hooks_t *hooks);
+
+/* Call the drop hook, if any: a region of @p rm over [first, first + pages) is going away. */
+void capmem__rm_real_drop(capmem_arena_t *arena, capmem__rm_t *rm, uint64_t first, uint64_t pages);
+
+/*
+ * A guard (rm_real_signal.c) abandoned every fault handler this thread was
+ * running on @p arena, with the lock held and no other thread inside one:
+ * the maps' handler counts and pending states are reset as the handlers'
+ * returns would have left them (unresolved).
+ */
+void capmem__rm_abandon_handlers(capmem_arena_t *arena);
 
 /* ---- the checker (rm_check.c) -------------------------------------------------- */
 

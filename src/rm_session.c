@@ -107,6 +107,50 @@ uint32_t capmem__rm_visit_stamp(capmem_arena_t *arena)
     return st->stamp;
 }
 
+/* ---- real mode's hooks ---------------------------------------------------------------- */
+
+void capmem__rm_real_register(capmem_arena_t *arena, const capmem__rm_real_hooks_t *hooks)
+{
+    capmem__rm_arena_t *st = capmem__layer_state(arena, &rm_layer);
+    CAPMEM_ASSERT(st != NULL, "real mode maps a map, so the layer is set up");
+    st->real = hooks;
+}
+
+void capmem__rm_real_drop(capmem_arena_t *arena, capmem__rm_t *rm, uint64_t first, uint64_t pages)
+{
+    const capmem__rm_arena_t *st = capmem__layer_state(arena, &rm_layer);
+    if (st->real != NULL) {
+        st->real->drop(arena, rm, first, pages);
+    }
+}
+
+void capmem__rm_abandon_handlers(capmem_arena_t *arena)
+{
+    const capmem__rm_arena_t *st = capmem__layer_state(arena, &rm_layer);
+    for (capmem__rm_t *m = st != NULL ? st->maps : NULL; m != NULL; m = m->next) {
+        if (m->in_handler != 0) {
+            m->in_handler = 0;
+            m->state = (uint8_t)((m->state & ~ST_PENDING) | ST_UNRESOLVED);
+        }
+    }
+}
+
+/* A closing map leaves real mode first (its view goes), while its regions are intact. */
+static void real_close(capmem_arena_t *arena, capmem__rm_t *rm)
+{
+    const capmem__rm_arena_t *st = capmem__layer_state(arena, &rm_layer);
+    if (st->real != NULL) {
+        st->real->close(arena, rm);
+    }
+}
+
+/* The address the map is mapped at in real mode, or NULL. */
+static void *real_base(capmem_arena_t *arena, const capmem__rm_t *rm)
+{
+    const capmem__rm_arena_t *st = capmem__layer_state(arena, &rm_layer);
+    return st->real != NULL ? st->real->base(arena, rm) : NULL;
+}
+
 /*
  * The map's capability died (close, or a revoke of its client): its
  * managed dataspace, a child capability, is gone already, and the records
@@ -117,6 +161,7 @@ static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
 {
     capmem__rm_t *rm = obj;
     CAPMEM_ASSERT(rm->managed == NULL, "the managed dataspace is a child capability: gone first");
+    real_close(arena, rm);
     capmem__rm_ds_unlink_all(arena, rm);
     /* Its regions' records go with its chunks: they stop being regions here. */
     capmem__stat_sub(&arena->stats.regions, rm->regions);
@@ -143,6 +188,7 @@ static void rm_destroy(capmem_arena_t *arena, void *obj, capmem_cap_t handle)
                      "region map \"%s\" closed: %llu bytes return to \"%s\"", rm->label,
                      (unsigned long long)returned, client->label);
     }
+    capmem_alloc_destroy(rm->place);
     /* The record lives in its own first chunk: copy the slab header before releasing it. */
     capmem__meta_t m = rm->meta;
     capmem__meta_release(arena, client->phys, &m);
@@ -168,6 +214,8 @@ typedef struct open_plan {
     const capmem_rm_open_attr_t *attr;
     capmem__account_t *client; /* pays the donation and the capability */
     capmem__rm_arena_t *st;    /* the layer, set up */
+    capmem_alloc_t *place;     /* the placement policy's instance, or NULL */
+    uint64_t off;              /* the donation's physical range, reserved last */
 } open_plan_t;
 
 static capmem_err_t decode_open(capmem_arena_t *arena, capmem_cap_t client,
@@ -219,7 +267,18 @@ static capmem_err_t decode_open(capmem_arena_t *arena, capmem_cap_t client,
     if (plan->st == NULL) {
         return capmem__fail(CAPMEM_E_HOST_NOMEM, NULL, "no host memory for the region-map state");
     }
-    return CAPMEM_OK;
+    if (attr->policy.kind != CAPMEM_ALLOC_DEFAULT) {
+        err = capmem_alloc_create_policy(&attr->policy, 0, attr->size, page, &plan->place);
+        if (err != CAPMEM_OK) {
+            capmem__detail()->function = capmem__tls_function;
+            return err;
+        }
+    }
+    err = capmem__meta_reserve(acc->phys, attr->donation, page, "the donation", &plan->off);
+    if (err != CAPMEM_OK) {
+        capmem_alloc_destroy(plan->place);
+    }
+    return err;
 }
 
 static capmem_cap_t invoke_open(const open_plan_t *plan)
@@ -229,11 +288,10 @@ static capmem_cap_t invoke_open(const open_plan_t *plan)
     capmem__account_t *acc = plan->client;
     capmem__rm_arena_t *st = plan->st;
     capmem__meta_t m = {.kind = CAPMEM__META_RM};
-    capmem_err_t err = capmem__meta_add_chunk(arena, acc->phys, &m, attr->donation);
-    CAPMEM_ASSERT(err == CAPMEM_OK, "the physical range was checked in decode");
-    (void)err;
+    capmem__meta_add_chunk_at(arena, &m, plan->off, attr->donation);
     capmem__rm_t *rm = capmem__meta_session_record(arena, &m, CAPMEM_RM_SESSION_SLOTS);
     rm->meta = m;
+    rm->place = plan->place;
     rm->client = acc;
     rm->size = attr->size;
     rm->pages = (uint32_t)(attr->size / arena->mem.page_size);
@@ -470,8 +528,7 @@ capmem_err_t capmem_rm_state(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_s
     return err;
 }
 
-void capmem__rm_fill_info(const capmem_arena_t *arena, const capmem__rm_t *m,
-                          capmem_rm_info_t *info)
+void capmem__rm_fill_info(capmem_arena_t *arena, const capmem__rm_t *m, capmem_rm_info_t *info)
 {
     memset(info, 0, sizeof(*info));
     info->client = capmem__account_handle(arena, m->client);
@@ -491,6 +548,7 @@ void capmem__rm_fill_info(const capmem_arena_t *arena, const capmem__rm_t *m,
     info->has_handler = m->handler != NULL;
     /* Same size as the record's (rm_internal.h): the label as kept. */
     memcpy(info->label, m->label, sizeof(info->label));
+    info->real_base = real_base(arena, m);
 }
 
 capmem_err_t capmem_rm_info(capmem_arena_t *arena, capmem_cap_t rm, capmem_rm_info_t *info)

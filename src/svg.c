@@ -236,6 +236,18 @@ void capmem__svg_line(FILE *out, double x1, double y1, double x2, double y2, con
     capmem__svg_end_empty(out);
 }
 
+void capmem__svg_circle(FILE *out, double cx, double cy, double r, const char *fill,
+                        const char *stroke)
+{
+    capmem__svg_open(out, "circle");
+    capmem__svg_attr_num(out, "cx", cx);
+    capmem__svg_attr_num(out, "cy", cy);
+    capmem__svg_attr_num(out, "r", r < 0 ? 0 : r);
+    capmem__svg_attr(out, "fill", fill != NULL ? fill : "none");
+    capmem__svg_attr(out, "stroke", stroke);
+    capmem__svg_end_empty(out);
+}
+
 void capmem__svg_polyline_begin(FILE *out, const char *stroke, double width)
 {
     capmem__svg_open(out, "polyline");

@@ -78,6 +78,10 @@ void capmem__svg_rect_open(FILE *out, double x, double y, double w, double h, co
 void capmem__svg_line(FILE *out, double x1, double y1, double x2, double y2, const char *stroke,
                       double width, const char *dash);
 
+/* A circle (a chart's data point); fill and stroke may be NULL. */
+void capmem__svg_circle(FILE *out, double cx, double cy, double r, const char *fill,
+                        const char *stroke);
+
 /* A polyline through @p n points (xy holds x0, y0, x1, y1, ...), not filled. */
 void capmem__svg_polyline(FILE *out, const double *xy, size_t n, const char *stroke, double width);
 /* The same, streamed: begin, one point at a time, end (for series of unknown length). */

@@ -233,7 +233,9 @@ static capmem_err_t decode_boot(capmem_arena_t *arena, boot_plan_t *plan)
     }
     ut_range_t r[1 + CAPMEM_DEVICE_MAX];
     size_t nr = 0;
-    r[nr++] = (ut_range_t){arena->mem.phys_base, arena->mem.ram_size, NULL};
+    /* RAM the kernel-metadata layer took at its boot is not handed out (capmem/kernel.h). */
+    const uint64_t kres = arena->mem.kernel_reserved;
+    r[nr++] = (ut_range_t){arena->mem.phys_base + kres, arena->mem.ram_size - kres, NULL};
     for (int i = 0; i < CAPMEM_DEVICE_MAX; i++) {
         capmem__device_t *d = &arena->mem.devices[i];
         if (d->id != 0 && d->pins == 0) {
@@ -248,6 +250,7 @@ static void invoke_boot(capmem_arena_t *arena, const boot_plan_t *plan)
     if (!plan->st->booted) {
         invoke_roots(arena, plan);
         plan->st->booted = true;
+        arena->mem.ram_handed_out = true;
     }
 }
 

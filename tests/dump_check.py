@@ -13,6 +13,7 @@ Run with /usr/bin/python3 (Debian's jsonschema is installed for it).
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,11 @@ def load(path):
 
 
 def check_json(out, schema_path):
-    import jsonschema
+    try:
+        import jsonschema
+    except ImportError:
+        print("SKIP: python3-jsonschema is not installed (scripts/check installs it)")
+        sys.exit(77)
     schema = load(schema_path)
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
@@ -96,7 +101,13 @@ def check_dot(out):
                            text=True)
         if r.returncode != 0 or r.stderr.strip():
             fail("%s: dot: %s" % (path, r.stderr))
-    print("dot: %d scenarios render" % len(SCENARIOS))
+        # Every live capability is one node of the capability tree.
+        expect = load(os.path.join(out, name + ".expect.json"))
+        with open(path, encoding="utf-8") as f:
+            nodes = ["0x" + n for n in re.findall(r"^\s+c([0-9a-f]+) \[label=", f.read(), re.M)]
+        if sorted(nodes) != sorted(expect["caps"]):
+            fail("%s: the capability nodes are not the live capabilities" % path)
+    print("dot: %d scenarios render, every capability a node" % len(SCENARIOS))
 
 
 def check_svg(out):
@@ -137,6 +148,19 @@ def check_svg(out):
             drawn += 1
         if drawn != len(doc["physical"]):
             fail("%s: %d ranges drawn, the map has %d" % (name, drawn, len(doc["physical"])))
+        # Each account's bar is its numbers: used (own), lent, avail, records.
+        groups = [g for g in root.iter("{http://www.w3.org/2000/svg}g")
+                  if g.attrib.get("class") == "account"]
+        accounts = doc["ram"]["accounts"]
+        if len(groups) != len(accounts):
+            fail("%s: %d quota bars, %d accounts" % (name, len(groups), len(accounts)))
+        for g, a in zip(groups, accounts):
+            parts = {r.attrib["data-part"]: int(r.attrib["data-bytes"]) for r in g}
+            want = {"used": a["used"] - a["lent"], "lent": a["lent"], "avail": a["avail"],
+                    "records": a["donation"]}
+            want = {k: v for k, v in want.items() if v != 0}
+            if parts != want:
+                fail("%s: the bar of %s shows %s, the account %s" % (name, a["label"], parts, want))
     if xmllint is None or rsvg is None:
         print("note: xmllint or rsvg-convert missing, that part was skipped")
     print("svg: %d scenarios well-formed, rendered, owners match" % len(SCENARIOS))

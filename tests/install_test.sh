@@ -48,3 +48,24 @@ esac
 ${CC:-cc} -std=c11 -Wall -Wextra -Werror $cflags "$src/tests/install_consumer.c" $libs \
     -o "$tmp/consumer-uninstalled"
 LD_LIBRARY_PATH=$build/src "$tmp/consumer-uninstalled"
+
+# A policy built only against the installed headers (examples/next_fit.c, as
+# docs/alloc.md's walkthrough writes it) drives an untyped, the RAM service
+# and a region map, passes the installed conformance suite, and replays a
+# shipped trace through the installed capmem-replay.
+export PKG_CONFIG_PATH=$(dirname "$pc")
+export PKG_CONFIG_SYSROOT_DIR=$tmp/root
+cflags=$(pkg-config --cflags capmem)
+libs=$(pkg-config --libs capmem)
+libdir=$(dirname "$so")
+${CC:-cc} -std=c11 -Wall -Wextra -Werror -fPIC -shared $cflags "$src/examples/next_fit.c" $libs \
+    -o "$tmp/libnext_fit.so"
+${CC:-cc} -std=c11 -Wall -Wextra -Werror $cflags "$src/tests/install_policy.c" "$tmp/libnext_fit.so" \
+    $libs -o "$tmp/policy"
+LD_LIBRARY_PATH=$libdir:$tmp "$tmp/policy"
+replay=$(find "$tmp/root" -name capmem-replay -type f -print -quit)
+[ -n "$replay" ] || { echo "capmem-replay was not installed"; exit 1; }
+LD_LIBRARY_PATH=$libdir "$replay" --span 0x2000 --granule 0x400 \
+    --policy "$tmp/libnext_fit.so:next_fit_ops" --policy range --csv "$tmp/out.csv" \
+    "$src/data/traces/sel4_fragmentation.txt"
+grep -q '^next-fit,' "$tmp/out.csv"

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "support.h"
 
 #define PAGE 4096ull
@@ -125,9 +126,254 @@ static void test_dump_subtree_of_an_account_shows_only_its_objects(void **state)
     /* An older, smaller options struct (no root field) dumps the whole arena. */
     capmem_dump_opts_t old = CAPMEM_DUMP_OPTS_INIT;
     old.size = CAPMEM_DUMP_OPTS_SIZE_MIN;
+    old.root = child; /* beyond its size: not read */
     text = dump_of(f->arena, &old);
     assert_non_null(strstr(text, "== untyped memory =="));
+    assert_null(strstr(text, "subtree of"));
     free(text);
+    CHECK_INVARIANTS(f->arena);
+}
+
+/* Any capability can be the root of a dump, in every format. */
+static void test_dump_any_capability_roots_a_subtree(void **state)
+{
+    fixture_t *f = *state;
+    capmem_cap_t ds, alias, copy, rm, inner, mds;
+    assert_ok(capmem_ram_alloc(f->arena, f->client, 4 * PAGE, &ds));
+    capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+    aa.size = PAGE;
+    aa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
+    assert_ok(capmem_ds_alias(f->arena, f->client, ds, &aa, &alias));
+    assert_ok(capmem_cap_mint(f->arena, ds, CAPMEM_RIGHT_READ, &copy));
+    capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
+    ra.size = 64 * PAGE;
+    assert_ok(capmem_rm_open(f->arena, f->client, &ra, &rm));
+    assert_ok(capmem_rm_open(f->arena, f->client, &ra, &inner));
+    assert_ok(capmem_rm_dataspace(f->arena, inner, &mds));
+    capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
+    uint64_t addr;
+    assert_ok(capmem_rm_attach(f->arena, rm, mds, &at, &addr));
+    assert_ok(capmem_rm_attach(f->arena, inner, ds, &at, &addr));
+    static const capmem_user_type_t thing = {.name = "thing"};
+    capmem_cap_t user;
+    assert_ok(capmem_cap_create_user(f->arena, &thing, NULL, CAPMEM_RIGHTS_ALL, &user));
+    capmem_untyped_info_t boot[2];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(f->arena, boot, 2, &n));
+    const capmem_cap_t roots[] = {ds, alias, copy, rm, mds, user, f->root, boot[0].cap};
+    for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+        for (int fmt = CAPMEM_DUMP_TEXT; fmt <= CAPMEM_DUMP_SVG; fmt++) {
+            capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+            o.root = roots[i];
+            o.format = (capmem_dump_format_t)fmt;
+            char *s = dump_of(f->arena, &o);
+            assert_true(strlen(s) > 0);
+            free(s);
+        }
+    }
+    /* A map's subtree follows its managed region into the inner map. */
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.root = rm;
+    o.sections = CAPMEM_DUMP_RM;
+    o.format = CAPMEM_DUMP_JSON;
+    char *s = dump_of(f->arena, &o);
+    assert_non_null(strstr(s, "\"inner_map\":{"));
+    free(s);
+    /* The user object shows its type's own name. */
+    o.root = user;
+    o.sections = CAPMEM_DUMP_CAPS;
+    o.format = CAPMEM_DUMP_TEXT;
+    s = dump_of(f->arena, &o);
+    assert_non_null(strstr(s, " thing rwg original"));
+    free(s);
+    CHECK_INVARIANTS(f->arena);
+}
+
+/* Device memory and untyped copies in the physical map: every byte of RAM and devices once. */
+static void test_dump_physical_map_covers_devices_and_copies(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 1u << 20;
+    at.device_window = 1u << 20;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&at, &a));
+    capmem_device_info_t dev;
+    assert_ok(capmem_arena_device_add(a, 0xfe000000, 16 * PAGE, &dev));
+    capmem_untyped_info_t boot[8];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 8, &n));
+    capmem_cap_t frame = CAPMEM_CAP_NULL, copy = CAPMEM_CAP_NULL, kid = CAPMEM_CAP_NULL;
+    for (size_t i = 0; i < n; i++) {
+        capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
+        if (boot[i].device && frame == CAPMEM_CAP_NULL) {
+            assert_ok(capmem_untyped_retype(a, boot[i].cap, &ra, &frame, 1));
+        } else if (!boot[i].device && kid == CAPMEM_CAP_NULL) {
+            ra.type = CAPMEM_OBJ_UNTYPED;
+            ra.size_bits = 16;
+            assert_ok(capmem_untyped_retype(a, boot[i].cap, &ra, &kid, 1));
+            assert_ok(capmem_untyped_copy(a, kid, &copy));
+        }
+    }
+    assert_int_not_equal(frame, CAPMEM_CAP_NULL);
+    assert_int_not_equal(copy, CAPMEM_CAP_NULL);
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_PHYS;
+    char *s = dump_of(a, &o);
+    assert_non_null(strstr(s, "device memory 1 0xfe000000..0xfe00ffff (64 KiB)"));
+    char line[64];
+    snprintf(line, sizeof(line), "frame         0x%llx", (unsigned long long)frame);
+    assert_non_null(strstr(s, line));
+    free(s);
+    o.sections = CAPMEM_DUMP_UNTYPED;
+    s = dump_of(a, &o);
+    assert_non_null(strstr(s, "full (a copy of it is alive)"));
+    assert_non_null(strstr(s, "device untyped"));
+    free(s);
+    /* The JSON ranges add up to RAM plus the device range, each byte once. */
+    o.sections = CAPMEM_DUMP_PHYS;
+    o.format = CAPMEM_DUMP_JSON;
+    s = dump_of(a, &o);
+    uint64_t total = 0;
+    for (const char *p = strstr(s, "\"size\":"); p != NULL; p = strstr(p + 1, "\"size\":")) {
+        total += strtoull(p + 7, NULL, 10);
+    }
+    assert_int_equal(total, (1u << 20) + 16 * PAGE);
+    free(s);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+/* The value after "key": in a JSON line. */
+static uint64_t json_field(const char *line, const char *key)
+{
+    char pat[32];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *q = strstr(line, pat);
+    assert_non_null(q);
+    return strtoull(q + strlen(pat), NULL, 10);
+}
+
+/*
+ * Check the physical map's pieces of @p kind against page reference counts
+ * computed by brute force: each page in @p want[] (indexed from @p base) must
+ * be covered once with refs == want[page] (0: not shown).
+ */
+static void check_refs(const char *json, const char *kind, uint64_t base, const unsigned *want,
+                       unsigned pages)
+{
+    unsigned seen[64] = {0};
+    char pat[48];
+    snprintf(pat, sizeof(pat), "\"kind\":\"%s\"", kind);
+    for (const char *l = strstr(json, "\n{\"phys\""); l != NULL; l = strstr(l + 1, "\n{\"phys\"")) {
+        const char *eol = strchr(l + 1, '\n');
+        char line[512];
+        size_t n = eol != NULL ? (size_t)(eol - l) : strlen(l);
+        n = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+        memcpy(line, l, n);
+        line[n] = '\0';
+        if (strstr(line, pat) == NULL) {
+            continue;
+        }
+        const uint64_t off = json_field(line, "offset");
+        const uint64_t size = json_field(line, "size");
+        const uint64_t refs = json_field(line, "refs");
+        for (uint64_t pg = (off - base) / PAGE; pg < (off + size - base) / PAGE; pg++) {
+            assert_true(pg < pages);
+            assert_int_equal(refs, want[pg]);
+            seen[pg]++;
+        }
+    }
+    for (unsigned pg = 0; pg < pages; pg++) {
+        assert_int_equal(seen[pg], want[pg] > 0 ? 1 : 0);
+    }
+}
+
+/* Reference counts of overlapping first-class aliases, before and after the original goes. */
+static void test_dump_counts_the_runs_over_each_page(void **state)
+{
+    fixture_t *f = *state;
+    enum { PAGES = 32, ALIASES = 40 };
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, f->client, PAGES * PAGE, &ds));
+    capmem_ds_info_t di;
+    assert_ok(capmem_ds_info(f->arena, ds, &di));
+    unsigned with[PAGES], lent[PAGES];
+    for (unsigned i = 0; i < PAGES; i++) {
+        with[i] = 1;
+        lent[i] = 0;
+    }
+    uint64_t seed = 12345;
+    for (unsigned i = 0; i < ALIASES; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        const unsigned first = (unsigned)(seed >> 33) % PAGES;
+        const unsigned len = 1 + (unsigned)(seed >> 50) % (PAGES - first < 6 ? PAGES - first : 6);
+        capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+        aa.offset = (uint64_t)first * PAGE;
+        aa.size = (uint64_t)len * PAGE;
+        aa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
+        capmem_cap_t al;
+        assert_ok(capmem_ds_alias(f->arena, f->client, ds, &aa, &al));
+        for (unsigned pg = first; pg < first + len; pg++) {
+            with[pg]++;
+            lent[pg]++;
+        }
+    }
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_PHYS;
+    o.format = CAPMEM_DUMP_JSON;
+    char *json = dump_of(f->arena, &o);
+    check_refs(json, "dataspace", di.offset, with, PAGES);
+    free(json);
+    assert_ok(capmem_ds_free(f->arena, ds));
+    json = dump_of(f->arena, &o);
+    check_refs(json, "lent", di.offset, lent, PAGES);
+    free(json);
+    /* The same counts in a dump of the account's subtree. */
+    o.root = f->client;
+    json = dump_of(f->arena, &o);
+    check_refs(json, "lent", di.offset, lent, PAGES);
+    free(json);
+    CHECK_INVARIANTS(f->arena);
+}
+
+/* More runs over one page than the sweep keeps: the slow path counts them all. */
+static void test_dump_counts_many_runs_over_one_page(void **state)
+{
+    fixture_t *f = *state;
+    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+    oa.quota = 64 * PAGE;
+    oa.donation = 80 * PAGE; /* 5,120 records */
+    oa.caps = 8192;
+    oa.label = "many";
+    capmem_cap_t acc;
+    assert_ok(capmem_ram_open(f->arena, f->root, &oa, &acc));
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, acc, 2 * PAGE, &ds));
+    capmem_ds_info_t di;
+    assert_ok(capmem_ds_info(f->arena, ds, &di));
+    enum { N = 4100 };
+    capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
+    aa.size = PAGE;
+    aa.lifetime = CAPMEM_ALIAS_FIRST_CLASS;
+    for (unsigned i = 0; i < N; i++) {
+        capmem_cap_t al;
+        assert_ok(capmem_ds_alias(f->arena, acc, ds, &aa, &al));
+    }
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_PHYS;
+    o.format = CAPMEM_DUMP_JSON;
+    o.root = acc;
+    char *json = dump_of(f->arena, &o);
+    const unsigned with[2] = {N + 1, 1};
+    check_refs(json, "dataspace", di.offset, with, 2);
+    free(json);
+    assert_ok(capmem_ds_free(f->arena, ds));
+    json = dump_of(f->arena, &o);
+    const unsigned lent[2] = {N, 0};
+    check_refs(json, "lent", di.offset, lent, 2);
+    free(json);
+    assert_ok(capmem_ram_close(f->arena, acc));
     CHECK_INVARIANTS(f->arena);
 }
 
@@ -174,6 +420,12 @@ static void test_dump_escapes_labels_in_every_format(void **state)
     s = dump_of(f->arena, &o);
     assert_non_null(strstr(s, "a\\\"b\\\\c\\nd \xef\xbf\xbd<&>"));
     free(s);
+    /* Text keeps the line structure: control characters become '?'. */
+    o.format = CAPMEM_DUMP_TEXT;
+    s = dump_of(f->arena, &o);
+    assert_non_null(strstr(s, "\"a\"b\\c?d?\xff<&>\""));
+    assert_null(strstr(s, "c\nd"));
+    free(s);
 }
 
 static void test_dump_errors_write_nothing_and_change_nothing(void **state)
@@ -211,6 +463,31 @@ static void test_dump_errors_write_nothing_and_change_nothing(void **state)
     assert_non_null(ro);
     assert_err(capmem_dump(f->arena, ro, CAPMEM_DUMP_JSON), CAPMEM_E_SYSTEM);
     fclose(ro);
+    CHECK_INVARIANTS(f->arena);
+}
+
+/* No host memory for the physical map's buffer: HOST_NOMEM, and not a byte written. */
+static void test_dump_without_host_memory_writes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    capmem__inject_reset();
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    assert_err(capmem_dump(f->arena, m, CAPMEM_DUMP_JSON), CAPMEM_E_HOST_NOMEM);
+    capmem__inject_reset();
+    fflush(m);
+    assert_int_equal(len, 0);
+    /* Without the physical section the dump needs no buffer at all. */
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.sections = CAPMEM_DUMP_ALL & ~(uint32_t)CAPMEM_DUMP_PHYS;
+    capmem__inject_fail(CAPMEM__HOST_MALLOC, 1);
+    assert_ok(capmem_dump_ex(f->arena, m, &o));
+    capmem__inject_reset();
+    fclose(m);
+    assert_true(len > 0);
+    free(buf);
     CHECK_INVARIANTS(f->arena);
 }
 
@@ -256,9 +533,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dump_text_shows_every_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_subtree_of_an_account_shows_only_its_objects,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_any_capability_roots_a_subtree, setup, teardown),
+        cmocka_unit_test(test_dump_physical_map_covers_devices_and_copies),
+        cmocka_unit_test_setup_teardown(test_dump_counts_the_runs_over_each_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_counts_many_runs_over_one_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_formats_write_json_dot_svg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_escapes_labels_in_every_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_errors_write_nothing_and_change_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_dump_without_host_memory_writes_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dump_from_a_visitor_is_reentrant, setup, teardown),
         cmocka_unit_test(test_dump_of_an_empty_arena),

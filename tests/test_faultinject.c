@@ -73,6 +73,18 @@ static capmem_err_t via_pager(capmem_err_t e, const pager_t *p)
  * a close. Returns 1 if some step failed (an injected failure), 0 if it ran
  * through.
  */
+/* A whole dump (its physical map takes a buffer) to nowhere. */
+static capmem_err_t dump_to_null(capmem_arena_t *a)
+{
+    FILE *f = fopen("/dev/null", "w");
+    assert_non_null(f);
+    capmem_err_t e = capmem_dump(a, f, CAPMEM_DUMP_JSON);
+    fclose(f);
+    return e;
+}
+/* Set by a test: the RAM service places with buddy and the maps with range (issue 15). */
+static int with_policies;
+
 static int scenario(uint64_t n, int anon)
 {
     int failures = 0;
@@ -104,7 +116,11 @@ static int scenario(uint64_t n, int anon)
         char why[256];
         STEP(capmem_arena_set_event_handler(a, count_event, &events));
         STEP(capmem_untyped_boot(a, boot, 4, &nb));
-        STEP(capmem_ram_create(a, &boot[1].cap, 1, NULL, &root));
+        capmem_ram_attr_t rattr = CAPMEM_RAM_ATTR_INIT;
+        if (with_policies) {
+            rattr.policy = CAPMEM_ALLOC_POLICY(CAPMEM_ALLOC_BUDDY);
+        }
+        STEP(capmem_ram_create(a, &boot[1].cap, 1, &rattr, &root));
         capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
         oa.quota = 256 * 1024;
         oa.flags = CAPMEM_RAM_EXPANDING;
@@ -129,6 +145,9 @@ static int scenario(uint64_t n, int anon)
         ma.size = 128 * 4096;
         ma.donation = 4096; /* 59 regions, then the expanding map upgrades */
         ma.flags = CAPMEM_RM_EXPANDING;
+        if (with_policies) {
+            ma.policy = CAPMEM_ALLOC_POLICY(CAPMEM_ALLOC_RANGE);
+        }
         STEP(capmem_rm_open(a, acc, &ma, &rm));
         STEP(capmem_rm_set_fault_handler(a, rm, pager, &pg));
         capmem_rm_attach_attr_t rat = CAPMEM_RM_ATTACH_ATTR_INIT;
@@ -152,6 +171,7 @@ static int scenario(uint64_t n, int anon)
             STEP(capmem_rm_attach(a, rm, pg.ds, &rat, &addr));
         }
         STEP(capmem_rm_detach(a, rm, addr));
+        STEP(dump_to_null(a));
         STEP(capmem_rm_close(a, outer));
         capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
         ra.type = CAPMEM_OBJ_UNTYPED;
@@ -218,6 +238,16 @@ static void test_faultinject_memfd_and_ftruncate_failures_are_clean(void **state
     sweep(CAPMEM__HOST_FTRUNCATE, 0, "ftruncate");
 }
 
+/* The same with placement policies in the RAM service and the region maps. */
+static void test_faultinject_failures_with_placement_policies_are_clean(void **state)
+{
+    (void)state;
+    with_policies = 1;
+    sweep(CAPMEM__HOST_MALLOC, 0, "malloc (placement policies)");
+    sweep(CAPMEM__HOST_MMAP, 0, "mmap (placement policies)");
+    with_policies = 0;
+}
+
 static void test_faultinject_no_fd_leaks(void **state)
 {
     (void)state;
@@ -249,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_faultinject_every_malloc_failure_is_clean),
         cmocka_unit_test(test_faultinject_every_mmap_failure_is_clean),
         cmocka_unit_test(test_faultinject_memfd_and_ftruncate_failures_are_clean),
+        cmocka_unit_test(test_faultinject_failures_with_placement_policies_are_clean),
         cmocka_unit_test(test_faultinject_no_fd_leaks),
         cmocka_unit_test(test_faultinject_hook_ignores_unknown_kinds),
     };

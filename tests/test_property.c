@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "ops/bank_ops.h"
 #include "ops/interp.h"
+#include "property/real_pointers.h"
 #include "support.h"
 
 /*
@@ -183,11 +185,64 @@ static void test_property_byte_inputs_replay_the_seed_corpus_style(void **state)
     }
 }
 
+/* Real mode: pointer loads and stores agree with capmem_rm_read (tests/property/real_pointers.c).
+ */
+static void test_property_real_pointers_match_rm_read(void **state)
+{
+    (void)state;
+    const uint64_t seeds = test_under_valgrind() ? 2 : 20;
+    for (uint64_t seed = 1; seed <= seeds; seed++) {
+        char why[512];
+        const int r = real_pointers_run(seed, 2000, why, sizeof(why));
+        if (r < 0) {
+            skip();
+        }
+        if (r != 0) {
+            fail_msg("real pointers, seed %" PRIu64 ": %s", seed, why);
+        }
+    }
+}
+
+/*
+ * Layer 8 against its own model (tests/ops/bank_ops.c): seeded sequences
+ * of bank and hot-plug operations, good and bad, under each kernel
+ * strategy (the seed picks it). Every answer, every bank's usage and
+ * capmem_check agree after every step.
+ */
+static void test_property_banks_and_hotplug_match_the_model(void **state)
+{
+    (void)state;
+    const uint64_t seeds = test_under_valgrind() ? 6 : 60;
+    const uint64_t steps = 400;
+    uint64_t ops = 0;
+    uint64_t refused = 0;
+    for (uint64_t seed = env_u64("CAPMEM_SEED", 1), n = 0; n < seeds; seed++, n++) {
+        interp_src_t src;
+        interp_src_seed(&src, seed);
+        bank_ops_t *b = bank_ops_new(&src);
+        assert_non_null(b);
+        for (uint64_t i = 1; i <= steps; i++) {
+            if (bank_ops_step(b, &src) != 0) {
+                fail_msg("banks: seed=%" PRIu64 " step %" PRIu64 ": %s", seed, i, bank_ops_why(b));
+            }
+        }
+        ops += bank_ops_count(b);
+        refused += bank_ops_refused(b);
+        bank_ops_free(b);
+    }
+    printf("# banks: %" PRIu64 " operations, %" PRIu64 " refused as the model predicted\n", ops,
+           refused);
+    assert_true(refused > ops / 10); /* bad input is exercised, not just present */
+    assert_true(ops - refused > ops / 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_property_random_sequences_match_the_model),
         cmocka_unit_test(test_property_byte_inputs_replay_the_seed_corpus_style),
+        cmocka_unit_test(test_property_real_pointers_match_rm_read),
+        cmocka_unit_test(test_property_banks_and_hotplug_match_the_model),
     };
     return cmocka_run_group_tests_name("property", tests, NULL, NULL);
 }

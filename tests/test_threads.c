@@ -665,12 +665,113 @@ static void test_threads_event_callbacks_call_in_from_every_thread(void **state)
     capmem_arena_destroy(a);
 }
 
+/*
+ * Space banks and hot-plug under threads: each thread allocates and frees
+ * in a sub-bank of its own, all of them under one prime bank, while every
+ * thread also plugs and unplugs a device range of its own under a fixed
+ * kernel reserve. Each thread's bank ends where its own calls left it, the
+ * prime bank's usage is the sum, and the checker passes.
+ */
+typedef struct bank_worker {
+    capmem_arena_t *arena;
+    capmem_cap_t bank;
+    uint64_t seed;
+    unsigned iters;
+    uint64_t held; /* frames the thread's bank holds at the end */
+    uint64_t index;
+    uint32_t dev; /* its device range, 0 when unplugged */
+    int broken;
+} bank_worker_t;
+
+static void *bank_worker_main(void *arg)
+{
+    bank_worker_t *w = arg;
+    capmem_cap_t fr[16];
+    unsigned n = 0;
+    const capmem_bank_type_t t = CAPMEM_BANK_FRAME;
+    for (unsigned i = 0; i < w->iters && !w->broken; i++) {
+        const uint64_t r = rnd(&w->seed) % 4;
+        if (r < 2 && n < 16) {
+            capmem_err_t e = capmem_bank_alloc(w->arena, w->bank, &t, 1, &fr[n]);
+            if (e == CAPMEM_OK) {
+                n++;
+            } else if (e != CAPMEM_E_LIMIT_REACHED) {
+                w->broken = 1;
+            }
+        } else if (r == 2 && n > 0) {
+            w->broken |= capmem_bank_free(w->arena, w->bank, &fr[--n], 1) != CAPMEM_OK;
+        } else if (r == 3 && w->dev == 0) {
+            /* 16 frames of its own: the 256-record reserve holds every thread's at once. */
+            capmem_device_info_t d;
+            const uint64_t phys = 0x100000000ull + w->index * 0x100000ull;
+            w->broken |= capmem_arena_device_add(w->arena, phys, 16 * 4096, &d) != CAPMEM_OK;
+            w->dev = d.id;
+        } else if (r == 3) {
+            w->broken |= capmem_arena_device_remove(w->arena, w->dev) != CAPMEM_OK;
+            w->dev = 0;
+        }
+    }
+    w->held = n;
+    return NULL;
+}
+
+static void test_threads_share_banks_and_hotplug(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 16ull << 20;
+    at.device_window = 4ull << 20;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&at, &a));
+    capmem_kernel_attr_t ka = CAPMEM_KERNEL_ATTR_INIT;
+    ka.device_frames = 256;
+    assert_ok(capmem_kernel_boot(a, &ka));
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    assert_ok(capmem_ram_boot(a, NULL, &root));
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.frames = 256;
+    capmem_cap_t prime = CAPMEM_CAP_NULL;
+    assert_ok(capmem_bank_service_create(a, root, &sa, &prime));
+    bank_worker_t w[THREADS];
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        capmem_bank_limits_t l = {.limit = {12, CAPMEM_BANK_UNLIMITED}};
+        w[i] = (bank_worker_t){
+            .arena = a, .seed = 7u + (uint64_t)i, .index = (uint64_t)i, .iters = iterations()};
+        assert_ok(capmem_bank_create(a, prime, &l, &w[i].bank));
+    }
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, bank_worker_main, &w[i]), 0);
+    }
+    uint64_t sum = 0;
+    uint64_t plugged = 0;
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_false(w[i].broken);
+        capmem_bank_info_t bi;
+        assert_ok(capmem_bank_info(a, w[i].bank, &bi));
+        assert_int_equal(bi.used[CAPMEM_BANK_FRAME], w[i].held);
+        sum += w[i].held;
+        plugged += w[i].dev != 0 ? 16 : 0;
+    }
+    capmem_kernel_info_t ki;
+    assert_ok(capmem_kernel_info(a, &ki));
+    assert_int_equal(ki.device_records, plugged);
+    capmem_bank_info_t pi;
+    assert_ok(capmem_bank_info(a, prime, &pi));
+    assert_int_equal(pi.used[CAPMEM_BANK_FRAME], sum);
+    assert_int_equal(pi.used[CAPMEM_BANK_NODE], THREADS);
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_share_one_arena_and_conserve_quota),
         cmocka_unit_test(test_threads_on_separate_arenas_do_not_interfere),
         cmocka_unit_test(test_threads_event_callbacks_call_in_from_every_thread),
+        cmocka_unit_test(test_threads_share_banks_and_hotplug),
     };
     return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }

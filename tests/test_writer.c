@@ -106,6 +106,9 @@ static void test_writer_svg_shapes(void **state)
     assert_string_equal(CAPTURE(capmem__svg_line(out, 0, 1, 2, 3, NULL, 1.5, "4 2")),
                         "<line x1=\"0\" y1=\"1\" x2=\"2\" y2=\"3\" stroke=\"#000000\" "
                         "stroke-width=\"1.5\" stroke-dasharray=\"4 2\"/>\n");
+    assert_string_equal(
+        CAPTURE(capmem__svg_circle(out, 3, 4, 2.5, "#00ff00", "black")),
+        "<circle cx=\"3\" cy=\"4\" r=\"2.5\" fill=\"#00ff00\" stroke=\"black\"/>\n");
     const double xy[] = {0, 10, 5, 7.5, 10, 0};
     assert_string_equal(CAPTURE(capmem__svg_polyline(out, xy, 3, "blue", 2)),
                         "<polyline fill=\"none\" stroke=\"blue\" stroke-width=\"2\" "

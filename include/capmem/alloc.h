@@ -60,6 +60,8 @@ typedef enum { CAPMEM_BLOCK_FREE = 0, CAPMEM_BLOCK_USED = 1 } capmem_block_state
 typedef int (*capmem_alloc_walk_fn)(uint64_t offset, uint64_t size, capmem_block_state_t state,
                                     void *ctx);
 
+typedef struct capmem_alloc_stats capmem_alloc_stats_t;
+
 /**
  * The policy vtable. Offsets are absolute. The generic calls validate
  * arguments first (see each one), so these hooks see: size > 0, align a
@@ -92,7 +94,99 @@ typedef struct capmem_alloc_ops {
     capmem_err_t (*check)(const void *self, char *why, size_t len);
     /** Optional (may be NULL): visit every block in address order. */
     capmem_err_t (*walk)(const void *self, capmem_alloc_walk_fn fn, void *ctx);
+    /*
+     * Hooks below were appended in 0.1.0, after the ten above. They are
+     * optional, and only ever appended: a table written for the shorter
+     * struct, positionally ({"name", alloc, ...}) or with designated
+     * initialisers, leaves them NULL and keeps working unchanged.
+     */
+    /**
+     * Optional (may be NULL): fill out->free_bytes, out->largest_free,
+     * out->free_blocks and out->used_blocks from the policy's own counters
+     * (capmem_alloc_stats() computes them from a walk when this is NULL and
+     * fills the other fields itself). Must not change anything.
+     */
+    capmem_err_t (*stats)(const void *self, capmem_alloc_stats_t *out);
+    /**
+     * Optional (may be NULL): make a new, empty instance over
+     * [base, base + size), with offsets that are multiples of @p granule
+     * (a power of two) suiting the caller, and store it in *self. This is
+     * what lets a layer that makes its own instances use the policy: the
+     * RAM service and region maps (capmem_alloc_policy_t), the conformance
+     * suite (capmem/conform.h) and capmem-replay. @p ctx is the one given
+     * in capmem_alloc_policy_t. destroy is its inverse.
+     */
+    capmem_err_t (*create)(void *ctx, uint64_t base, uint64_t size, uint64_t granule, void **self);
 } capmem_alloc_ops_t;
+
+/** The layout of capmem_alloc_stats_t this header describes (its @c version). */
+#define CAPMEM_ALLOC_STATS_VERSION 1u
+
+/** Where the numbers of capmem_alloc_stats() came from. */
+typedef enum capmem_alloc_stats_source {
+    CAPMEM_ALLOC_STATS_POLICY = 0, /**< the policy's stats hook (built-ins: their counters) */
+    CAPMEM_ALLOC_STATS_WALK = 1,   /**< a walk over every block */
+    CAPMEM_ALLOC_STATS_COUNTS = 2, /**< no walk hook: avail and largest only (blocks unknown) */
+} capmem_alloc_stats_source_t;
+
+/**
+ * Fragmentation metrics of a policy, as capmem_alloc_stats() writes them.
+ * Versioned as capmem_stats_t is: set @c size to sizeof(capmem_alloc_stats_t)
+ * as your header knows it; fields are only ever appended.
+ */
+struct capmem_alloc_stats {
+    uint32_t size;         /**< in: sizeof as the caller knows it; out: bytes written */
+    uint32_t version;      /**< out: CAPMEM_ALLOC_STATS_VERSION */
+    uint64_t span;         /**< bytes in the span (capmem_alloc_size()) */
+    uint64_t free_bytes;   /**< capmem_alloc_avail() */
+    uint64_t used_bytes;   /**< span - free_bytes: held by blocks, or lost */
+    uint64_t largest_free; /**< capmem_alloc_largest(): the largest alloc(size, 1) */
+    uint64_t free_blocks;  /**< maximal runs of free bytes (0 when unknown, see source) */
+    uint64_t used_blocks;  /**< live blocks */
+    uint64_t requested;    /**< bytes the live blocks were asked for (sizes as requested) */
+    /**
+     * Bytes held but never asked for: used_bytes - requested. Rounding up
+     * to a granule or to a power of two; for watermark also the gaps
+     * skipped to align the free index and freed blocks below it, which it
+     * cannot reuse until reset.
+     */
+    uint64_t align_loss;
+    /** External fragmentation, 1 - largest_free / free_bytes (0 when nothing is free). */
+    double fragmentation;
+    uint32_t source;   /**< a capmem_alloc_stats_source_t */
+    uint32_t reserved; /**< 0 */
+};
+
+/** The smallest @c size capmem_alloc_stats() accepts: version 1's layout. */
+#define CAPMEM_ALLOC_STATS_SIZE_MIN ((uint32_t)sizeof(capmem_alloc_stats_t))
+
+/**
+ * A policy as a recipe: what a layer needs to make its own instance over a
+ * span it chooses. A built-in by kind, or a custom ops table that has a
+ * create hook. Used by capmem_ram_attr_t, capmem_rm_open_attr_t, the
+ * conformance suite and capmem-replay.
+ */
+typedef enum capmem_alloc_kind {
+    CAPMEM_ALLOC_DEFAULT = 0, /**< the layer's own default placement */
+    CAPMEM_ALLOC_WATERMARK,   /**< capmem_alloc_create_watermark() */
+    CAPMEM_ALLOC_RANGE,       /**< capmem_alloc_create_range(), at the layer's granule */
+    CAPMEM_ALLOC_BUDDY,       /**< capmem_alloc_create_buddy(), blocks from the granule up */
+    CAPMEM_ALLOC_CUSTOM,      /**< ops (with a create hook) and ctx */
+} capmem_alloc_kind_t;
+
+/** A policy recipe; see capmem_alloc_kind_t. */
+typedef struct capmem_alloc_policy {
+    capmem_alloc_kind_t kind;
+    const capmem_alloc_ops_t *ops; /**< CAPMEM_ALLOC_CUSTOM: the table (create must be set) */
+    void *ctx;                     /**< CAPMEM_ALLOC_CUSTOM: passed to ops->create */
+} capmem_alloc_policy_t;
+
+/** A recipe for a built-in kind: `CAPMEM_ALLOC_POLICY(CAPMEM_ALLOC_BUDDY)`. */
+#define CAPMEM_ALLOC_POLICY(k) ((capmem_alloc_policy_t){.kind = (k), .ops = NULL, .ctx = NULL})
+
+/** A recipe for a custom ops table: `CAPMEM_ALLOC_POLICY_CUSTOM(&my_ops, NULL)`. */
+#define CAPMEM_ALLOC_POLICY_CUSTOM(o, c)                                                           \
+    ((capmem_alloc_policy_t){.kind = CAPMEM_ALLOC_CUSTOM, .ops = (o), .ctx = (c)})
 
 /**
  * Create a watermark (bump) policy over [base, base + size).
@@ -190,6 +284,59 @@ CAPMEM_API capmem_err_t capmem_alloc_create_custom(const capmem_alloc_ops_t *ops
 CAPMEM_API capmem_err_t capmem_alloc_create_custom_span(const capmem_alloc_ops_t *ops, void *self,
                                                         uint64_t base, uint64_t size,
                                                         capmem_alloc_t **out);
+
+/**
+ * Make an instance of a policy recipe over [base, base + size), offsets in
+ * multiples of @p granule (a power of two; base and size its multiples):
+ * watermark(base, size), range(base, size, granule), buddy(base, size,
+ * log2 granule, up to the largest power of two in size, at most 2^62), or
+ * for a custom recipe ops->create(ctx, base, size, granule) wrapped as by
+ * capmem_alloc_create_custom_span(). CAPMEM_ALLOC_DEFAULT makes a range
+ * policy. If the wrapper cannot be made, ops->destroy (if any) gets the new
+ * instance back.
+ *
+ * @retval CAPMEM_OK              *out holds the new policy.
+ * @retval CAPMEM_E_INVALID_ARGS  policy or out NULL; unknown kind; a custom
+ *                                recipe without ops, a mandatory hook or a
+ *                                create hook; granule not a power of two;
+ *                                the span as for the built-in constructors.
+ * @retval CAPMEM_E_HOST_NOMEM    a host allocation failed.
+ * @retval other                  the create hook's code, passed on.
+ */
+CAPMEM_API capmem_err_t capmem_alloc_create_policy(const capmem_alloc_policy_t *policy,
+                                                   uint64_t base, uint64_t size, uint64_t granule,
+                                                   capmem_alloc_t **out);
+
+/**
+ * The recipe of a built-in policy by name: "watermark", "range" or "buddy"
+ * (and "default", which is range).
+ *
+ * @retval CAPMEM_OK              *out holds the recipe.
+ * @retval CAPMEM_E_INVALID_ARGS  name or out NULL.
+ * @retval CAPMEM_E_NOT_FOUND     no built-in policy of that name.
+ */
+CAPMEM_API capmem_err_t capmem_alloc_policy_by_name(const char *name, capmem_alloc_policy_t *out);
+
+/**
+ * Fragmentation metrics: free and used bytes, the largest free block, the
+ * number of free runs and of live blocks, the bytes lost to alignment and
+ * external fragmentation (1 - largest/free). Computed by the policy's stats
+ * hook when it has one (watermark has; range and buddy are walked for now),
+ * else from a walk (merging
+ * adjacent free blocks into one run), else from avail and largest alone
+ * (free_blocks and used_blocks 0, source COUNTS). The bytes asked for are
+ * counted by the generic calls, for every policy. Set out->size first; the
+ * library writes that many bytes at most and sets out->size to how many.
+ * Changes nothing; O(1) with a hook, O(blocks) with a walk.
+ *
+ * @retval CAPMEM_OK              *out filled.
+ * @retval CAPMEM_E_INVALID_ARGS  a or out NULL, or out->size below
+ *                                CAPMEM_ALLOC_STATS_SIZE_MIN (*out unchanged).
+ * @retval CAPMEM_E_REENTRANT     called from a hook of a's own policy.
+ * @retval other                  the policy's stats or walk hook failed: its
+ *                                code and detail, passed on (*out unchanged).
+ */
+CAPMEM_API capmem_err_t capmem_alloc_stats(const capmem_alloc_t *a, capmem_alloc_stats_t *out);
 
 /**
  * Allocate @p size bytes aligned to @p align (absolute offsets) and store

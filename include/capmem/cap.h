@@ -64,6 +64,8 @@ typedef enum capmem_obj_type {
     CAPMEM_OBJ_DATASPACE,   /**< a dataspace (capmem/dataspace.h) */
     CAPMEM_OBJ_REGION_MAP,  /**< a region map session (capmem/region_map.h) */
     CAPMEM_OBJ_USER,        /**< an object of a user-defined type */
+    CAPMEM_OBJ_BANK,        /**< a space bank (capmem/bank.h) */
+    CAPMEM_OBJ_BANK_NODE,   /**< a kernel object (node) from a space bank (capmem/bank.h) */
     CAPMEM_OBJ_TYPE_COUNT   /**< number of types; not a type */
 } capmem_obj_type_t;
 
@@ -73,6 +75,12 @@ enum capmem_rights {
     CAPMEM_RIGHT_WRITE = 1u << 1, /**< modify the object */
     CAPMEM_RIGHT_GRANT = 1u << 2, /**< derive new capabilities from this one */
     CAPMEM_RIGHTS_ALL = 0x7u,
+    /**
+     * Rights bits whose meaning the object's type gives: only space-bank
+     * capabilities carry them (capmem/bank.h: may alloc, free, destroy,
+     * remove). Reduced by capmem_cap_mint like the others.
+     */
+    CAPMEM_RIGHTS_TYPE = 0x78u,
 };
 
 /** The type encoded in a handle (no validation: the handle may be stale). */

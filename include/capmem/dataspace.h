@@ -63,6 +63,7 @@ typedef enum capmem_ds_kind {
     CAPMEM_DS_ALIAS_DEPENDENT = 2,   /**< alias that dies with its original */
     CAPMEM_DS_ALIAS_FIRST_CLASS = 3, /**< alias that keeps its pages alive */
     CAPMEM_DS_MANAGED = 4,           /**< a region map used as a dataspace */
+    CAPMEM_DS_BANK_FRAME = 5,        /**< a frame from a space bank (capmem/bank.h) */
 } capmem_ds_kind_t;
 
 /** Name of a kind: "RAM", "dependent alias", "first-class alias", "managed". */

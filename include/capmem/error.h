@@ -53,7 +53,8 @@ extern "C" {
     X(HOST_NOMEM, "host memory allocation failed")                                                 \
     X(CORRUPT, "an internal invariant is broken (reported by a check function)")                   \
     X(POLICY, "allocation policy returned an invalid block")                                       \
-    X(REENTRANT, "the library was called from a callback that may not call it")
+    X(REENTRANT, "the library was called from a callback that may not call it")                    \
+    X(LIMIT_REACHED, "a space bank's limit (its own or an ancestor's) would be exceeded")
 
 /** Error codes. 0 is success; every other value names one failure. */
 typedef enum capmem_err {

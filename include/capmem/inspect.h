@@ -146,6 +146,30 @@ typedef enum capmem_event_kind {
      * cap = the dataspace, other = the map, payer = the map's client, size = bytes
      */
     CAPMEM_EVENT_MANAGED_NEW,
+    /**
+     * the kernel heap changed (capmem/kernel.h); a = frames added (boot,
+     * growth) or released (end of boot), b = capmem_kernel_heap_op_t,
+     * offset = arena offset of the frames, size = bytes
+     */
+    CAPMEM_EVENT_KERNEL_HEAP,
+    /**
+     * a space bank was created, destroyed, removed or got new limits
+     * (capmem/bank.h); cap = the bank, other = its parent (0 for the prime
+     * bank), b = capmem_bank_op_t, a = frames charged to it after the change
+     */
+    CAPMEM_EVENT_BANK,
+    /**
+     * objects were allocated from a space bank; cap = the bank, other = the
+     * first object's capability, a = frames, b = kernel objects (nodes)
+     */
+    CAPMEM_EVENT_BANK_ALLOC,
+    /**
+     * an object of a space bank was freed (by capmem_bank_free, a destroy,
+     * or its capability's deletion); cap = a node's old handle (0 for a
+     * frame: the DS_FREE event just before names it), a = 1 for a frame,
+     * 0 for a node, offset = a frame's arena offset
+     */
+    CAPMEM_EVENT_BANK_FREE,
     /** one more than the last kind */
     CAPMEM_EVENT_KIND_COUNT
 } capmem_event_kind_t;
@@ -297,7 +321,7 @@ typedef struct capmem_stat {
 } capmem_stat_t;
 
 /** The layout of capmem_stats_t this header describes (capmem_stats_t.version). */
-#define CAPMEM_STATS_VERSION 1u
+#define CAPMEM_STATS_VERSION 2u
 
 /**
  * A snapshot of an arena's statistics, as capmem_stats() writes it.
@@ -343,6 +367,11 @@ typedef struct capmem_stats {
     uint64_t revokes;         /**< successful capmem_cap_revoke() calls */
     /** bytes of backing memory cleared for new objects, records and device ranges */
     uint64_t bytes_zeroed;
+    /* Version 2 (issue 13): kernel metadata and space banks. */
+    capmem_stat_t
+        kernel_records;        /**< per-frame records in use (capmem_kernel_info's records_used) */
+    capmem_stat_t banks;       /**< sub-banks alive (the prime and the kernel's bank not counted) */
+    capmem_stat_t bank_frames; /**< frames handed out by space banks (heap frames not counted) */
 } capmem_stats_t;
 
 /** The smallest @c size capmem_stats() accepts: the header and the capabilities. */
@@ -395,9 +424,6 @@ enum capmem_dump_sections {
     CAPMEM_DUMP_ALL = (1u << 7) - 1 /**< every section */
 };
 
-/** The layout of capmem_dump_opts_t this header describes. */
-#define CAPMEM_DUMP_OPTS_SIZE_MIN (sizeof(uint64_t) + 2 * sizeof(uint32_t) + sizeof(capmem_cap_t))
-
 /**
  * Options of capmem_dump_ex(). Versioned like capmem_stats_t: the caller
  * sets @c size to sizeof(capmem_dump_opts_t) as its header knows it (use
@@ -420,6 +446,10 @@ typedef struct capmem_dump_opts {
      */
     capmem_cap_t root;
 } capmem_dump_opts_t;
+
+/** The smallest @c size capmem_dump_ex() accepts: size, format and sections (root takes its
+ * default). */
+#define CAPMEM_DUMP_OPTS_SIZE_MIN (offsetof(capmem_dump_opts_t, root))
 
 /** The whole arena, every section, as text. */
 #define CAPMEM_DUMP_OPTS_INIT                                                                      \
@@ -466,8 +496,7 @@ typedef struct capmem_dump_opts {
  * @retval CAPMEM_E_UNSUPPORTED  called from a forked child
  * @retval CAPMEM_E_REENTRANT    called from an allocation policy hook or a walk visitor
  */
-CAPMEM_API CAPMEM_NODISCARD capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out,
-                                                     capmem_dump_format_t format);
+CAPMEM_API capmem_err_t capmem_dump(capmem_arena_t *arena, FILE *out, capmem_dump_format_t format);
 
 /**
  * Write a dump with options: a format, a set of sections, and a subtree

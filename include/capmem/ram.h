@@ -44,6 +44,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "capmem/alloc.h"
 #include "capmem/arena.h"
 #include "capmem/cap.h"
 #include "capmem/error.h"
@@ -80,11 +81,28 @@ typedef struct capmem_ram_attr {
     uint64_t root_donation; /**< metadata donation of the root account, from the service's RAM */
     uint64_t root_caps;     /**< capability quota of the root account (0: every free slot) */
     uint32_t flags;         /**< CAPMEM_RAM_* flags of the root account */
+    /**
+     * Where new physical blocks (dataspaces, donations) go. DEFAULT: the
+     * service's own best fit (a range allocator), as before. Any other
+     * recipe, built-in or custom (capmem/alloc.h), is made over the span of
+     * the pools at page granule and asked for every new block; every answer
+     * is checked (inside the span, page-aligned, overlapping no live block)
+     * and a wrong one fails the call with CAPMEM_E_POLICY, changing nothing.
+     * The service still keeps its exact page map beside the policy (pages
+     * kept by first-class aliases), and tells the policy a block is free
+     * once none of its pages is in use. Host cost: the policy's own, plus
+     * the wrapper's 40 bytes per live block.
+     */
+    capmem_alloc_policy_t policy;
 } capmem_ram_attr_t;
 
 #define CAPMEM_RAM_ATTR_INIT                                                                       \
     {                                                                                              \
-        .root_donation = CAPMEM_RAM_DEFAULT_DONATION, .root_caps = 0, .flags = 0                   \
+        .root_donation = CAPMEM_RAM_DEFAULT_DONATION, .root_caps = 0, .flags = 0, .policy = {      \
+            CAPMEM_ALLOC_DEFAULT,                                                                  \
+            NULL,                                                                                  \
+            NULL                                                                                   \
+        }                                                                                          \
     }
 
 /**
@@ -109,6 +127,10 @@ typedef struct capmem_ram_attr {
  * @retval CAPMEM_E_OUT_OF_RAM   the untypeds hold less RAM than the root donation
  * @retval CAPMEM_E_OUT_OF_PHYS  no single untyped can hold the root donation (one chunk)
  * @retval CAPMEM_E_OUT_OF_CAPS, CAPMEM_E_HOST_NOMEM
+ * @retval CAPMEM_E_INVALID_ARGS attr->policy is not a recipe capmem_alloc_create_policy() takes
+ * @retval CAPMEM_E_POLICY       the placement policy answered the root donation or a hole
+ *                               between pools wrongly, or refused a hole; nothing was made
+ * @retval other                 a custom policy's create hook failed: its code
  */
 CAPMEM_API capmem_err_t capmem_ram_create(capmem_arena_t *arena, const capmem_cap_t *untypeds,
                                           size_t n, const capmem_ram_attr_t *attr,

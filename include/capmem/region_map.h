@@ -2,7 +2,8 @@
 /**
  * @file capmem/region_map.h
  * @brief Layer 7: region maps (RM sessions), after Genode's region-map
- *        service, in the simulated access mode.
+ *        service, in the simulated access mode (capmem/rm_real.h maps a
+ *        map into the process for real loads and stores).
  *
  * A region map is a virtual address space of a given size into which
  * dataspaces are *attached*. Addresses are local to the map: 0 is its first
@@ -68,6 +69,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "capmem/alloc.h"
 #include "capmem/arena.h"
 #include "capmem/cap.h"
 #include "capmem/error.h"
@@ -118,12 +120,29 @@ typedef struct capmem_rm_open_attr {
     uint64_t upgrade_step; /**< step of an expanding map; a page multiple */
     uint32_t flags;        /**< CAPMEM_RM_EXPANDING */
     const char *label;     /**< name for events and dumps (first 23 characters kept) */
+    /**
+     * Placement of "anywhere" attachments. DEFAULT: the lowest free range
+     * that fits, as before. Any other recipe, built-in or custom
+     * (capmem/alloc.h), is made over [0, size) at page granule when the map
+     * opens, and every region of the map is a block of it: an attach
+     * anywhere asks it for a block (alloc(size, page)), an attach at an
+     * address reserves that block (alloc_at), a detach frees it. Every
+     * answer is checked (inside the map, page-aligned, overlapping no
+     * region); a wrong one fails the attach with CAPMEM_E_POLICY and
+     * changes nothing. Host cost: the policy's own memory (and for a custom
+     * one the wrapper's 40 bytes per region).
+     */
+    capmem_alloc_policy_t policy;
 } capmem_rm_open_attr_t;
 
 #define CAPMEM_RM_OPEN_ATTR_INIT                                                                   \
     {                                                                                              \
         .size = 0, .donation = CAPMEM_RM_DEFAULT_DONATION,                                         \
-        .upgrade_step = CAPMEM_RM_DEFAULT_UPGRADE, .flags = 0, .label = NULL                       \
+        .upgrade_step = CAPMEM_RM_DEFAULT_UPGRADE, .flags = 0, .label = NULL, .policy = {          \
+            CAPMEM_ALLOC_DEFAULT,                                                                  \
+            NULL,                                                                                  \
+            NULL                                                                                   \
+        }                                                                                          \
     }
 
 /**
@@ -145,6 +164,9 @@ typedef struct capmem_rm_open_attr {
  * @retval CAPMEM_E_OUT_OF_CAPS  the client's capability quota is used up
  * @retval CAPMEM_E_OUT_OF_PHYS  no contiguous physical range for the donation
  * @retval CAPMEM_E_HOST_NOMEM   the per-arena region-map state could not be allocated
+ *         (or the placement policy's instance)
+ * @retval CAPMEM_E_INVALID_ARGS attr->policy is not a recipe capmem_alloc_create_policy() takes
+ * @retval other                 a custom policy's create hook failed: its code
  */
 CAPMEM_API capmem_err_t capmem_rm_open(capmem_arena_t *arena, capmem_cap_t client,
                                        const capmem_rm_open_attr_t *attr, capmem_cap_t *out);
@@ -212,7 +234,12 @@ typedef struct capmem_rm_attach_attr {
  *         @p rm (directly or through further maps)
  * @retval CAPMEM_E_REGION_CONFLICT the range overlaps an attachment (detail: its address and
  *         size)
- * @retval CAPMEM_E_NOT_ENOUGH_MEMORY "anywhere" found no free range of size bytes
+ * @retval CAPMEM_E_NOT_ENOUGH_MEMORY "anywhere" found no free range of size bytes (with a
+ *         placement policy: the policy found none, or failed with its own code, passed on)
+ * @retval CAPMEM_E_REGION_CONFLICT (placement policy) the policy refused the block at @p at
+ * @retval CAPMEM_E_HOST_NOMEM   (custom placement policy) its wrapper could not record the block
+ * @retval CAPMEM_E_POLICY       the placement policy answered with a block outside the map,
+ *         misaligned or overlapping a region; nothing changed (detail: the answer)
  * @retval CAPMEM_E_OUT_OF_METADATA the donation has no free record (needed 64 bytes)
  * @retval CAPMEM_E_OUT_OF_RAM   (expanding map) the client's quota cannot pay the upgrade
  * @retval CAPMEM_E_OUT_OF_PHYS  (expanding map) no contiguous physical range for the upgrade
@@ -349,6 +376,7 @@ typedef struct capmem_rm_info {
     bool expanding;            /**< 1 if it upgrades itself on OUT_OF_METADATA */
     bool has_handler;          /**< 1 if a fault handler is installed */
     char label[24];            /**< the label given at open: its first 23 characters */
+    void *real_base; /**< where the map is mapped in real mode (capmem/rm_real.h), or NULL */
 } capmem_rm_info_t;
 
 /**

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../ops/bank_ops.h"
 #include "../ops/interp.h"
 
 /* Bound the work per input so the fuzzer explores breadth. */
@@ -33,5 +34,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     interp_free(in);
+    /* The same bytes again, as space-bank and hot-plug operations (tests/ops/bank_ops.c). */
+    interp_src_bytes(&src, data, size);
+    bank_ops_t *b = bank_ops_new(&src);
+    if (b == NULL) {
+        abort();
+    }
+    for (int i = 0; i < MAX_OPS && !interp_src_done(&src); i++) {
+        if (bank_ops_step(b, &src) != 0) {
+            fprintf(stderr, "fuzz_ops: bank op %d: %s\n", i + 1, bank_ops_why(b));
+            abort();
+        }
+    }
+    bank_ops_free(b);
     return 0;
 }

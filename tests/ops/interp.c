@@ -348,6 +348,11 @@ static uint64_t take(interp_src_t *s, uint64_t n)
     return raw64(s) % n;
 }
 
+uint64_t interp_take(interp_src_t *src, uint64_t n)
+{
+    return take(src, n);
+}
+
 /* ---- helpers ---------------------------------------------------------------- */
 
 static int fail(interp_t *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1640,7 +1645,8 @@ static int op_mint(interp_t *in, interp_src_t *s)
         return 0;
     }
     capmem_err_t e = CAPMEM_OK;
-    FIRST(e, (rights & ~(unsigned)CAPMEM_RIGHTS_ALL) != 0, CAPMEM_E_INVALID_ARGS);
+    FIRST(e, (rights & ~(unsigned)(CAPMEM_RIGHTS_ALL | CAPMEM_RIGHTS_TYPE)) != 0,
+          CAPMEM_E_INVALID_ARGS);
     if (e == CAPMEM_OK) {
         e = lookup(in, x, K_NONE, CAPMEM_RIGHT_GRANT);
     }

@@ -29,6 +29,8 @@ void interp_src_seed(interp_src_t *src, uint64_t seed);
 void interp_src_bytes(interp_src_t *src, const uint8_t *data, size_t len);
 /* 1 once a byte source is used up (never for a PRNG). */
 int interp_src_done(const interp_src_t *src);
+/* A number in [0, n) from the source (0 when n <= 1); for drivers beside the interpreter. */
+uint64_t interp_take(interp_src_t *src, uint64_t n);
 
 typedef struct interp interp_t;
 
