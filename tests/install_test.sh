@@ -24,6 +24,15 @@ ${CC:-cc} -std=c11 -Wall -Wextra -Werror $cflags "$src/tests/install_consumer.c"
 so=$(find "$tmp/root" -name 'libcapmem.so.*' -print -quit)
 LD_LIBRARY_PATH=$(dirname "$so") "$tmp/consumer"
 
+# The capmem command goes to bin/ when it was built (it needs libyaml), and
+# runs against the installed library.
+if [ -x "$build/tools/capmem/capmem" ]; then
+    tool=$(find "$tmp/root" -path '*/bin/capmem' -print -quit)
+    [ -n "$tool" ] || { echo "capmem was built but not installed to bin/"; exit 1; }
+    LD_LIBRARY_PATH=$(dirname "$so") "$tool" quiz buddy -s 1 -n 1 -c >/dev/null
+    echo "installed: $tool"
+fi
+
 # Without installing: PKG_CONFIG_PATH=BUILD_ROOT/meson-uninstalled, where
 # pkg-config takes capmem-uninstalled.pc for capmem, and the library from
 # BUILD_ROOT/src at run time.

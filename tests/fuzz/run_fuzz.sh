@@ -12,7 +12,7 @@ mkdir -p "$work/corpus" "$work/artifacts"
 cp "$seeds"/* "$work/corpus/"
 status=0
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    "$bin" -max_total_time="$secs" -max_len=1024 -timeout=30 -rss_limit_mb=2048 \
+    "$bin" -max_total_time="$secs" -max_len="${CAPMEM_FUZZ_MAX_LEN:-1024}" -timeout=30 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$work/corpus" >"$work/log" 2>&1 ||
     status=$?
 grep -E "^#[0-9]+ +(INITED|DONE)|stat::number_of_executed_units|ERROR|fuzz_ops:|SUMMARY" \
