@@ -706,6 +706,17 @@ static capmem_err_t decode_free(capmem_arena_t *arena, capmem_cap_t ds, uint32_t
         return capmem__fail(CAPMEM_E_WRONG_TYPE, NULL,
                             "a space bank's frame is freed through its bank (capmem_bank_free)");
     }
+    /*
+     * Freeing kills the dataspace's capability subtree, as a revoke and a
+     * delete would: a layer that must refuse that (a bank service whose
+     * frames the kernel heap borrowed, a service's upgrade) is asked first.
+     */
+    if (arena->kill_check != NULL) {
+        err = arena->kill_check(arena, capmem__cap_index(ds), true);
+        if (err != CAPMEM_OK) {
+            return err;
+        }
+    }
     *index = capmem__cap_index(ds);
     return CAPMEM_OK;
 }

@@ -358,6 +358,20 @@ static void test_kernel_hybrid_growth_needs_a_contiguous_run(void **state)
     capmem_arena_destroy(a);
 }
 
+/* The dataspace right under an account (the bank service's, in the test below). */
+typedef struct svc_ds {
+    capmem_cap_t cap;
+} svc_ds_t;
+
+static int find_svc_ds(const capmem_cap_info_t *ci, unsigned depth, void *ctx)
+{
+    svc_ds_t *sd = ctx;
+    if (depth == 1 && ci->type == CAPMEM_OBJ_DATASPACE) {
+        sd->cap = ci->cap;
+    }
+    return 0;
+}
+
 /*
  * Closing the account under a bank service that lent heap frames, or an
  * account it was opened from, is refused (DELETE_FIRST) before anything
@@ -404,6 +418,11 @@ static void test_kernel_account_close_under_lent_heap_is_refused(void **state)
     assert_err(capmem_cap_revoke(a, root), CAPMEM_E_DELETE_FIRST);
     assert_err(capmem_cap_delete(a, prime), CAPMEM_E_DELETE_FIRST);
     assert_err(capmem_ram_destroy(a, root), CAPMEM_E_DELETE_FIRST);
+    /* So does freeing the service's dataspace (the prime bank derives from it). */
+    svc_ds_t sd = {CAPMEM_CAP_NULL};
+    assert_ok(capmem_cap_walk(a, acc, find_svc_ds, &sd));
+    assert_true(sd.cap != CAPMEM_CAP_NULL);
+    assert_err(capmem_ds_free(a, sd.cap), CAPMEM_E_DELETE_FIRST);
     capmem_kernel_info_t now = info_of(a);
     assert_memory_equal(&now, &before, sizeof(now));
     assert_ok(capmem_ram_info(a, acc, &ri1));

@@ -156,7 +156,11 @@ CAPMEM_API capmem_err_t capmem_ds_alias(capmem_arena_t *arena, capmem_cap_t sess
  * a read-only alias can be freed by whoever made it); copies are refused.
  *
  * @retval CAPMEM_E_INVALID_ARGS arena NULL, or a copy instead of the original
- * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE (managed dataspaces go with their map)
+ * @retval CAPMEM_E_INVALID_CAP, CAPMEM_E_WRONG_TYPE (managed dataspaces go with their map;
+ *         a space bank's frames go through their bank)
+ * @retval CAPMEM_E_DELETE_FIRST the dataspace holds a space-bank service's records (an
+ *         upgrade's, or the service's own while the kernel heap has borrowed frames from
+ *         it): it goes with the service (capmem/bank.h)
  */
 CAPMEM_API capmem_err_t capmem_ds_free(capmem_arena_t *arena, capmem_cap_t ds);
 
