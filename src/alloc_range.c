@@ -115,10 +115,12 @@ typedef struct range {
     rslot_t *ht;       /* the live table: region[cur] */
     rslot_t *region[2];
     unsigned cur;
-    uint64_t cap;     /* slots in the live table, a power of two */
-    unsigned shift;   /* 64 - log2(cap) */
-    uint64_t cap_max; /* slots each region can hold */
-    uint64_t count;   /* keys in the table */
+    uint64_t cap;          /* slots in the live table, a power of two */
+    unsigned shift;        /* 64 - log2(cap) */
+    uint64_t cap_max;      /* slots each region can hold */
+    uint64_t count;        /* keys in the table */
+    uint64_t grow_above;   /* ht_reserve grows past this many keys (ht_limits) */
+    uint64_t shrink_below; /* ht_trim shrinks below this many keys */
     uint32_t fl_map;
     uint16_t sl_map[FL_COUNT];
     uint32_t head[NCLASS];
@@ -268,9 +270,10 @@ static void ht_remove(range_t *r, rslot_t *s)
             break;
         }
         uint64_t h = ht_home(r, t[j].key);
-        /* May the entry at j move back to i? Only if i lies cyclically in [h, j). */
-        bool move = i <= j ? (h <= i || h > j) : (h <= i && h > j);
-        if (move) {
+        /* May the entry at j move back to i? Only if i lies cyclically in
+         * [h, j): its distance back from j is at most h's. */
+        uint64_t mask = r->cap - 1;
+        if (((j - i) & mask) <= ((j - h) & mask)) {
             t[i] = t[j];
             i = j;
         }
@@ -291,6 +294,18 @@ static inline void ht_del(range_t *r, uint64_t g)
  * Make room for @p more keys: grow the table by half (into the other
  * region, reserved at creation) when it would pass 80% full. Cannot fail.
  */
+/*
+ * The counts at which the table grows (past half full, unless it is as
+ * large as its region) and shrinks (below a fifth full, unless it is at its
+ * minimum), so that each operation compares once: count * 2 > cap and
+ * count * 5 < cap, precomputed for the present cap.
+ */
+static void ht_limits(range_t *r)
+{
+    r->grow_above = r->cap < r->cap_max ? r->cap / 2 : UINT64_MAX;
+    r->shrink_below = r->cap > HT_MIN ? (r->cap + 4) / 5 : 0;
+}
+
 /* Rehash into the other region with twice (grow) or half the slots. */
 static void ht_rehash(range_t *r, bool grow)
 {
@@ -301,6 +316,7 @@ static void ht_rehash(range_t *r, bool grow)
     memset(t, 0, ncap * sizeof(rslot_t));
     r->cap = ncap;
     r->shift = grow ? r->shift - 1 : r->shift + 1;
+    ht_limits(r);
     for (uint64_t i = 0; i < ocap; i++) {
         if (old[i].key != 0) {
             ht_put_raw(t, r, old[i].key, old[i].val);
@@ -314,7 +330,7 @@ static void ht_rehash(range_t *r, bool grow)
 /* Returns true when it rehashed (slot pointers taken before are stale). */
 static inline bool ht_reserve(range_t *r, uint64_t more)
 {
-    if ((r->count + more) * 2 > r->cap && r->cap < r->cap_max) {
+    if (r->count + more > r->grow_above) {
         ht_rehash(r, true);
         return true;
     }
@@ -324,7 +340,7 @@ static inline bool ht_reserve(range_t *r, uint64_t more)
 /* After a free: halve the table when less than a fifth full (it is then 40% full). */
 static inline void ht_trim(range_t *r)
 {
-    if (r->count * 5 < r->cap && r->cap > HT_MIN) {
+    if (r->count < r->shrink_below) {
         ht_rehash(r, false);
     }
 }
@@ -548,6 +564,7 @@ static void rg_reset(void *self)
     memset(r->ht, 0, r->cap * sizeof(rslot_t));
     r->cap = HT_MIN;
     r->shift = 64 - 6;
+    ht_limits(r);
     r->cur = 0;
     r->ht = r->region[0];
     memset(r->ht, 0, r->cap * sizeof(rslot_t));
