@@ -486,7 +486,7 @@ static void fr_move(range_t *r, uint32_t x, uint64_t start, uint64_t len)
 }
 
 /* Give node x the length len, moving it to its new class if that changes. */
-static inline void node_resize(range_t *r, uint32_t x, uint64_t start, uint64_t len)
+static inline __attribute__((always_inline)) void node_resize(range_t *r, uint32_t x, uint64_t start, uint64_t len)
 {
     rnode_t *n = &r->nodes[x];
     unsigned oc = class_of(n->len);
@@ -523,7 +523,7 @@ static void node_drop(range_t *r, uint32_t x)
  * insertion or deletion), and the range keeps its node and its place in
  * the treap.
  */
-static void rg_carve(range_t *r, uint32_t x, uint64_t pos, uint64_t len)
+static inline __attribute__((always_inline)) void rg_carve(range_t *r, uint32_t x, uint64_t pos, uint64_t len)
 {
     ht_reserve(r, 3);
     uint64_t s = r->nodes[x].start;
