@@ -41,10 +41,15 @@
  *  4. A treap of the free ranges in address order (priorities are a hash of
  *     the node's index, so no field) answers alloc_at's "which free range
  *     holds granule g" in expected O(log F) when the block neither starts
- *     nor ends a free range (those the hash answers). It changes only when
- *     a free range appears or vanishes: a range that shrinks from either
- *     end or grows by coalescing keeps its place, so most operations leave
- *     it alone.
+ *     nor ends a free range (those the hash answers). Nothing else searches
+ *     by address, so the treap is kept lazily: a new free range waits on a
+ *     pending list (linked through its treap links) until such an alloc_at
+ *     inserts every pending range (tr_flush), and a range that vanishes
+ *     while pending (taken whole, or merged into a neighbour) never touches
+ *     the treap. A range that shrinks from either end or grows by
+ *     coalescing keeps its place, in the treap or on the list. Walks and
+ *     the checker go through the span by the hash (each block's key gives
+ *     the next block), not through the treap.
  *
  * Metadata (committed): 24 bytes per free range (node, up to the pool's
  * high-water mark) plus 8 bytes per hash slot, with 2 to 5 slots per key
@@ -89,9 +94,11 @@ typedef struct rslot {
 
 /*
  * Invariants (checked by rg_check):
- * - the treap holds every live node, in strict start order with heap-ordered
- *   priorities (prio(x) = hash of x); free ranges are disjoint, inside the
- *   span and never adjacent (free coalesces both sides);
+ * - every live node is either in the treap or on the pending list (left
+ *   carries TR_PEND there), never both; the treap is in strict start order
+ *   with heap-ordered priorities (prio(x) = hash of x); npend counts the
+ *   list; free ranges are disjoint, inside the span and never adjacent
+ *   (free coalesces both sides);
  * - every node is in the list of class_of(len) exactly once; bit sl of
  *   sl_map[fl] is set iff that class's list is not empty; bit fl of fl_map
  *   iff sl_map[fl] is not 0;
@@ -112,7 +119,9 @@ typedef struct range {
     uint32_t hw;       /* nodes[1..hw] have been handed out at some point */
     uint32_t freelist; /* dead nodes below hw */
     uint32_t root;     /* address treap */
-    rslot_t *ht;       /* the live table: region[cur] */
+    uint32_t pend;     /* free ranges not yet in the treap (see tr_flush) */
+    uint64_t npend;
+    rslot_t *ht; /* the live table: region[cur] */
     rslot_t *region[2];
     unsigned cur;
     uint64_t cap;          /* slots in the live table, a power of two */
@@ -429,6 +438,65 @@ static uint32_t tr_floor(const rnode_t *N, uint32_t t, uint64_t g)
     return best;
 }
 
+/*
+ * Pending ranges. A new free range is not inserted into the treap at once:
+ * it goes on a list (linked through its treap links, left carrying
+ * TR_PEND), and the treap gets it only when alloc_at needs an address
+ * search (tr_flush). A range that vanishes before that (taken whole by an
+ * alloc, or merged into a neighbour) never costs a treap insert nor a
+ * delete, which is most of them: alloc, free and alloc_at at a range's
+ * start or end never search by address. Flushing inserts each pending
+ * range once, so the treap's cost per range stays O(log F) amortized.
+ */
+#define TR_PEND 0x80000000u
+
+static inline bool tr_pending(const range_t *r, uint32_t x)
+{
+    return (r->nodes[x].left & TR_PEND) != 0;
+}
+
+static inline void pend_add(range_t *r, uint32_t x)
+{
+    rnode_t *N = r->nodes;
+    uint32_t h = r->pend;
+    N[x].left = TR_PEND;
+    N[x].right = h;
+    if (h != 0) {
+        N[h].left = TR_PEND | x;
+    }
+    r->pend = x;
+    r->npend++;
+}
+
+static inline void pend_del(range_t *r, uint32_t x)
+{
+    rnode_t *N = r->nodes;
+    uint32_t p = N[x].left & ~TR_PEND;
+    uint32_t nx = N[x].right;
+    if (p != 0) {
+        N[p].right = nx;
+    } else {
+        r->pend = nx;
+    }
+    if (nx != 0) {
+        N[nx].left = TR_PEND | p;
+    }
+    r->npend--;
+}
+
+/* Insert every pending range into the treap. */
+static void tr_flush(range_t *r)
+{
+    uint32_t x = r->pend;
+    while (x != 0) {
+        uint32_t nx = r->nodes[x].right;
+        tr_insert(r, x); /* overwrites left and right */
+        x = nx;
+    }
+    r->pend = 0;
+    r->npend = 0;
+}
+
 /* ---- free ranges ------------------------------------------------------------------ */
 
 static uint32_t fr_new(range_t *r, uint64_t start, uint64_t len)
@@ -442,7 +510,7 @@ static uint32_t fr_new(range_t *r, uint64_t start, uint64_t len)
     }
     r->nodes[x] = (rnode_t){.start = (uint32_t)start, .len = (uint32_t)len};
     class_insert(r, x);
-    tr_insert(r, x);
+    pend_add(r, x);
     ht_put(r, start, x);
     if (len > 1) {
         ht_put(r, start + len - 1, x);
@@ -486,7 +554,8 @@ static void fr_move(range_t *r, uint32_t x, uint64_t start, uint64_t len)
 }
 
 /* Give node x the length len, moving it to its new class if that changes. */
-static inline __attribute__((always_inline)) void node_resize(range_t *r, uint32_t x, uint64_t start, uint64_t len)
+static inline __attribute__((always_inline)) void node_resize(range_t *r, uint32_t x,
+                                                              uint64_t start, uint64_t len)
 {
     rnode_t *n = &r->nodes[x];
     unsigned oc = class_of(n->len);
@@ -506,7 +575,11 @@ static inline __attribute__((always_inline)) void node_resize(range_t *r, uint32
 static void node_drop(range_t *r, uint32_t x)
 {
     class_remove(r, x);
-    tr_delete(r, x);
+    if (tr_pending(r, x)) {
+        pend_del(r, x);
+    } else {
+        tr_delete(r, x);
+    }
     r->nodes[x].len = 0;
     r->nodes[x].prev = r->freelist;
     r->freelist = x;
@@ -523,7 +596,8 @@ static void node_drop(range_t *r, uint32_t x)
  * insertion or deletion), and the range keeps its node and its place in
  * the treap.
  */
-static inline __attribute__((always_inline)) void rg_carve(range_t *r, uint32_t x, uint64_t pos, uint64_t len)
+static inline __attribute__((always_inline)) void rg_carve(range_t *r, uint32_t x, uint64_t pos,
+                                                           uint64_t len)
 {
     ht_reserve(r, 3);
     uint64_t s = r->nodes[x].start;
@@ -575,6 +649,8 @@ static void rg_reset(void *self)
     r->hw = 0;
     r->freelist = 0;
     r->root = 0;
+    r->pend = 0;
+    r->npend = 0;
     r->nfree = 0;
     r->nused = 0;
     fr_new(r, 0, r->n);
@@ -766,6 +842,7 @@ static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
         x = slot_free_node(ht_find(r, g0 + len - 1));
         if (x == 0 || r->nodes[x].start > g0 ||
             (uint64_t)r->nodes[x].start + r->nodes[x].len != g0 + len) {
+            tr_flush(r);
             x = tr_floor(r->nodes, r->root, g0);
         }
     }
@@ -826,7 +903,7 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
         }
         r->nodes[x] = (rnode_t){.start = (uint32_t)g0, .len = (uint32_t)len};
         class_insert(r, x);
-        tr_insert(r, x);
+        pend_add(r, x);
         r->nfree++;
         s->val = x;
         if (len > 1) {
@@ -870,151 +947,118 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
 /* ---- walk and check ---------------------------------------------------------- */
 
 /*
- * Visit the free ranges in address order (in-order treap walk with an
- * explicit stack: the treap's depth is O(log F) expected, bounded here by
- * the stack's size, past which the walk reports nothing more; rg_check
- * reports such a depth).
+ * The span's blocks in address order come from the hash alone: the key at
+ * granule g is either a used block (its length) or a free range starting
+ * at g (its node), and the next block starts right after it. O(blocks),
+ * no treap needed (pending ranges are not in it), nothing changed.
+ */
+typedef struct span_step {
+    uint64_t len;  /* granules; 0 if the tiling is broken at g */
+    uint32_t node; /* the free range's node, 0 for a used block */
+} span_step_t;
+
+static span_step_t span_at(const range_t *r, uint64_t g)
+{
+    span_step_t st = {0, 0};
+    const rslot_t *s = ht_find(r, g);
+    if (s == NULL) {
+        return st;
+    }
+    uint64_t len;
+    if ((s->val & RH_USED) != 0) {
+        len = s->val & ~RH_USED;
+    } else {
+        uint32_t x = s->val;
+        if (x == 0 || x > r->hw || r->nodes[x].start != g) {
+            return st; /* an end key, or a stray one: not a block start */
+        }
+        len = r->nodes[x].len;
+        st.node = x;
+    }
+    if (len == 0 || len > r->n - g) {
+        return st;
+    }
+    st.len = len;
+    return st;
+}
+
+static void span_walk(const range_t *r, capmem_alloc_walk_fn fn, void *ctx, bool used_too)
+{
+    for (uint64_t g = 0; g < r->n;) {
+        span_step_t st = span_at(r, g);
+        if (st.len == 0) {
+            return; /* broken tiling: rg_check reports it */
+        }
+        if ((used_too || st.node != 0) &&
+            fn(r->base + (g << r->gshift), st.len << r->gshift,
+               st.node != 0 ? CAPMEM_BLOCK_FREE : CAPMEM_BLOCK_USED, ctx) != 0) {
+            return;
+        }
+        g += st.len;
+    }
+}
+
+static capmem_err_t rg_walk(const void *self, capmem_alloc_walk_fn fn, void *ctx)
+{
+    span_walk(self, fn, ctx, true);
+    return CAPMEM_OK;
+}
+
+capmem_err_t capmem__range_free_ranges(const void *self, capmem_alloc_walk_fn fn, void *ctx)
+{
+    span_walk(self, fn, ctx, false);
+    return CAPMEM_OK;
+}
+
+/*
+ * The treap in address order (in-order walk with an explicit stack), for
+ * the checker: its depth is O(log F) expected; a deeper one is reported.
  */
 #define WALK_DEPTH 256
 
-typedef int (*range_visit_fn)(const range_t *r, uint32_t x, void *ctx);
+typedef struct tree_ctx {
+    const char *problem;
+    uint32_t where;
+    uint64_t count;
+    uint64_t last; /* start of the previous node + 1, 0 before the first */
+} tree_ctx_t;
 
-static bool tr_walk(const range_t *r, range_visit_fn fn, void *ctx)
+static bool tree_check(const range_t *r, tree_ctx_t *c)
 {
     uint32_t stack[WALK_DEPTH];
     unsigned sp = 0;
     uint32_t t = r->root;
     while (t != 0 || sp > 0) {
         while (t != 0) {
-            if (sp == WALK_DEPTH) {
+            if (sp == WALK_DEPTH || t > r->hw) {
                 return false;
             }
             stack[sp++] = t;
             t = r->nodes[t].left;
         }
         t = stack[--sp];
-        if (fn(r, t, ctx) != 0) {
+        const rnode_t *n = &r->nodes[t];
+        c->where = t;
+        if (n->len == 0 || (n->left & TR_PEND) != 0) {
+            c->problem = "treap holds a dead or pending node";
             return true;
         }
-        t = r->nodes[t].right;
+        if ((uint64_t)n->start + 1 <= c->last) {
+            c->problem = "treap out of address order";
+            return true;
+        }
+        if (slot_free_node(ht_find(r, n->start)) != t) {
+            c->problem = "a treap node is not the free range at its start";
+            return true;
+        }
+        if (++c->count > r->nfree) {
+            c->problem = "treap holds more nodes than there are free ranges";
+            return true;
+        }
+        c->last = (uint64_t)n->start + 1;
+        t = n->right;
     }
     return true;
-}
-
-typedef struct walk_ctx {
-    capmem_alloc_walk_fn fn;
-    void *ctx;
-    uint64_t next; /* first granule not yet visited */
-    bool used_too;
-    bool stopped;
-} walk_ctx_t;
-
-/* Visit the used blocks tiling [from, to); stop early if fn says so. */
-static bool walk_used(const range_t *r, walk_ctx_t *w, uint64_t from, uint64_t to)
-{
-    for (uint64_t g = from; g < to;) {
-        const rslot_t *s = ht_find(r, g);
-        if (s == NULL || (s->val & RH_USED) == 0) {
-            return false; /* broken tiling: rg_check reports it */
-        }
-        uint64_t len = s->val & ~RH_USED;
-        if (w->fn(r->base + (g << r->gshift), len << r->gshift, CAPMEM_BLOCK_USED, w->ctx) != 0) {
-            w->stopped = true;
-            return false;
-        }
-        g += len;
-    }
-    return true;
-}
-
-static int walk_visit(const range_t *r, uint32_t x, void *vctx)
-{
-    walk_ctx_t *w = vctx;
-    const rnode_t *n = &r->nodes[x];
-    if (w->used_too && !walk_used(r, w, w->next, n->start)) {
-        return 1;
-    }
-    if (w->fn(r->base + ((uint64_t)n->start << r->gshift), (uint64_t)n->len << r->gshift,
-              CAPMEM_BLOCK_FREE, w->ctx) != 0) {
-        w->stopped = true;
-        return 1;
-    }
-    w->next = (uint64_t)n->start + n->len;
-    return 0;
-}
-
-static capmem_err_t rg_walk(const void *self, capmem_alloc_walk_fn fn, void *ctx)
-{
-    const range_t *r = self;
-    walk_ctx_t w = {.fn = fn, .ctx = ctx, .used_too = true};
-    if (tr_walk(r, walk_visit, &w) && !w.stopped && w.next <= r->n) {
-        walk_used(r, &w, w.next, r->n);
-    }
-    return CAPMEM_OK;
-}
-
-capmem_err_t capmem__range_free_ranges(const void *self, capmem_alloc_walk_fn fn, void *ctx)
-{
-    const range_t *r = self;
-    walk_ctx_t w = {.fn = fn, .ctx = ctx, .used_too = false};
-    tr_walk(r, walk_visit, &w);
-    return CAPMEM_OK;
-}
-
-typedef struct check_ctx {
-    const char *problem;
-    uint64_t where;
-    uint64_t next; /* first granule after the previous free range */
-    uint64_t nfree;
-    uint64_t nused;
-    uint64_t fg;
-} check_ctx_t;
-
-static int check_visit(const range_t *r, uint32_t x, void *vctx)
-{
-    check_ctx_t *c = vctx;
-    const rnode_t *n = &r->nodes[x];
-    uint64_t s = n->start;
-    uint64_t e = s + n->len;
-    c->where = s;
-    if (x > r->hw || n->len == 0 || e > r->n) {
-        c->problem = "treap holds a dead node or a range outside the span";
-        return 1;
-    }
-    if (c->nfree > 0 && s <= c->next) {
-        c->problem =
-            s < c->next ? "free ranges out of order or overlapping" : "free ranges not coalesced";
-        return 1;
-    }
-    if (slot_free_node(ht_find(r, s)) != x || slot_free_node(ht_find(r, e - 1)) != x) {
-        c->problem = "a free range's boundary keys are missing from the table";
-        return 1;
-    }
-    /* The used blocks between the previous free range and this one tile the gap. */
-    for (uint64_t g = c->nfree == 0 ? 0 : c->next; g < s;) {
-        const rslot_t *u = ht_find(r, g);
-        if (u == NULL || (u->val & RH_USED) == 0 || (u->val & ~RH_USED) == 0 ||
-            (u->val & ~RH_USED) > s - g) {
-            c->problem = "used blocks do not tile the gap before a free range";
-            c->where = g;
-            return 1;
-        }
-        g += u->val & ~RH_USED;
-        c->nused++;
-    }
-    unsigned cl = class_of(n->len);
-    uint32_t y = r->head[cl];
-    while (y != 0 && y != x) {
-        y = r->nodes[y].next;
-    }
-    if (y != x) {
-        c->problem = "a free range is not in its class list";
-        return 1;
-    }
-    c->next = e;
-    c->nfree++;
-    c->fg += n->len;
-    return 0;
 }
 
 /* Heap order of priorities and the treap's depth. */
@@ -1028,10 +1072,22 @@ static bool tr_heap_ok(const range_t *r, uint32_t t, unsigned depth)
     }
     uint32_t l = r->nodes[t].left;
     uint32_t rr = r->nodes[t].right;
+    if ((l & TR_PEND) != 0 || (rr & TR_PEND) != 0) {
+        return false;
+    }
     if ((l != 0 && prio(l) > prio(t)) || (rr != 0 && prio(rr) > prio(t))) {
         return false;
     }
     return tr_heap_ok(r, l, depth + 1) && tr_heap_ok(r, rr, depth + 1);
+}
+
+static bool in_class_list(const range_t *r, uint32_t x)
+{
+    uint32_t y = r->head[class_of(r->nodes[x].len)];
+    for (uint64_t i = 0; y != 0 && y != x && i <= r->nfree; i++) {
+        y = r->nodes[y].next;
+    }
+    return y == x;
 }
 
 static capmem_err_t rg_check(const void *self, char *why, size_t len)
@@ -1041,33 +1097,71 @@ static capmem_err_t rg_check(const void *self, char *why, size_t len)
         return capmem__alloc_broken(
             why, len, "treap priorities out of heap order, or deeper than %d", WALK_DEPTH);
     }
-    check_ctx_t c = {0};
-    if (!tr_walk(r, check_visit, &c)) {
-        return capmem__alloc_broken(why, len, "treap deeper than %d", WALK_DEPTH);
-    }
-    if (c.problem != NULL) {
-        return capmem__alloc_broken(why, len, "%s (granule %llu)", c.problem,
-                                    (unsigned long long)c.where);
-    }
-    for (uint64_t g = c.nfree == 0 ? 0 : c.next; g < r->n;) {
-        const rslot_t *u = ht_find(r, g);
-        if (u == NULL || (u->val & RH_USED) == 0 || (u->val & ~RH_USED) == 0 ||
-            (u->val & ~RH_USED) > r->n - g) {
-            return capmem__alloc_broken(why, len,
-                                        "used blocks do not tile the tail at granule %llu",
+    /* The span: used blocks and free ranges tile it, free ranges never adjacent. */
+    uint64_t nfree = 0;
+    uint64_t nused = 0;
+    uint64_t fg = 0;
+    bool prev_free = false;
+    for (uint64_t g = 0; g < r->n;) {
+        span_step_t st = span_at(r, g);
+        if (st.len == 0) {
+            return capmem__alloc_broken(why, len, "blocks do not tile the span at granule %llu",
                                         (unsigned long long)g);
         }
-        g += u->val & ~RH_USED;
-        c.nused++;
+        if (st.node != 0) {
+            uint32_t x = st.node;
+            const char *problem = NULL;
+            if (prev_free) {
+                problem = "free ranges not coalesced";
+            } else if (slot_free_node(ht_find(r, g + st.len - 1)) != x) {
+                problem = "a free range's boundary keys are missing from the table";
+            } else if (!in_class_list(r, x)) {
+                problem = "a free range is not in its class list";
+            }
+            if (problem != NULL) {
+                return capmem__alloc_broken(why, len, "%s (granule %llu)", problem,
+                                            (unsigned long long)g);
+            }
+            nfree++;
+            fg += st.len;
+        } else {
+            nused++;
+        }
+        prev_free = st.node != 0;
+        g += st.len;
     }
-    if (c.nfree != r->nfree || c.nused != r->nused || c.fg != r->free_granules) {
+    if (nfree != r->nfree || nused != r->nused || fg != r->free_granules) {
         return capmem__alloc_broken(why, len,
                                     "counters (free ranges %llu, used %llu, free granules %llu) "
                                     "differ from the blocks (%llu, %llu, %llu)",
                                     (unsigned long long)r->nfree, (unsigned long long)r->nused,
-                                    (unsigned long long)r->free_granules,
-                                    (unsigned long long)c.nfree, (unsigned long long)c.nused,
-                                    (unsigned long long)c.fg);
+                                    (unsigned long long)r->free_granules, (unsigned long long)nfree,
+                                    (unsigned long long)nused, (unsigned long long)fg);
+    }
+    /* Every free range is in the treap or pending, once. */
+    tree_ctx_t tc = {0};
+    if (!tree_check(r, &tc)) {
+        return capmem__alloc_broken(why, len, "treap deeper than %d or holds node %u beyond %u",
+                                    WALK_DEPTH, tc.where, r->hw);
+    }
+    if (tc.problem != NULL) {
+        return capmem__alloc_broken(why, len, "%s (node %u)", tc.problem, tc.where);
+    }
+    uint64_t npend = 0;
+    uint32_t prevp = 0;
+    for (uint32_t x = r->pend; x != 0; x = r->nodes[x].right) {
+        if (x > r->hw || r->nodes[x].len == 0 || r->nodes[x].left != (TR_PEND | prevp) ||
+            slot_free_node(ht_find(r, r->nodes[x].start)) != x || ++npend > r->nfree) {
+            return capmem__alloc_broken(why, len, "pending list is corrupt at node %u", x);
+        }
+        prevp = x;
+    }
+    if (npend != r->npend || tc.count + npend != r->nfree) {
+        return capmem__alloc_broken(why, len,
+                                    "%llu ranges in the treap and %llu pending (count %llu) for "
+                                    "%llu free ranges",
+                                    (unsigned long long)tc.count, (unsigned long long)npend,
+                                    (unsigned long long)r->npend, (unsigned long long)r->nfree);
     }
     /* Every key found above is in the table, so an equal count means no stray key. */
     uint64_t keys = 0;
