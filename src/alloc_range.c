@@ -121,7 +121,8 @@ typedef struct range {
     uint32_t root;     /* address treap */
     uint32_t pend;     /* free ranges not yet in the treap (see tr_flush) */
     uint64_t npend;
-    rslot_t *ht; /* the live table: region[cur] */
+    uint32_t hint; /* the free range the last free made or grew (alloc_at tries it first) */
+    rslot_t *ht;   /* the live table: region[cur] */
     rslot_t *region[2];
     unsigned cur;
     uint64_t cap;          /* slots in the live table, a power of two */
@@ -499,7 +500,8 @@ static void tr_flush(range_t *r)
 
 /* ---- free ranges ------------------------------------------------------------------ */
 
-static uint32_t fr_new(range_t *r, uint64_t start, uint64_t len)
+/* A node for the free range [start, start + len), in its class and pending; no hash keys. */
+static uint32_t node_new(range_t *r, uint64_t start, uint64_t len)
 {
     uint32_t x = r->freelist;
     if (x != 0) {
@@ -511,46 +513,19 @@ static uint32_t fr_new(range_t *r, uint64_t start, uint64_t len)
     r->nodes[x] = (rnode_t){.start = (uint32_t)start, .len = (uint32_t)len};
     class_insert(r, x);
     pend_add(r, x);
-    ht_put(r, start, x);
-    if (len > 1) {
-        ht_put(r, start + len - 1, x);
-    }
     r->nfree++;
     return x;
 }
 
-/*
- * Give node x the range [start, start + len), which keeps its place in
- * address order (no other free range lies between the old and the new
- * one): only its boundary keys and its class change.
- */
-static void fr_move(range_t *r, uint32_t x, uint64_t start, uint64_t len)
+/* A new free range with its boundary keys. */
+static uint32_t fr_new(range_t *r, uint64_t start, uint64_t len)
 {
-    rnode_t *n = &r->nodes[x];
-    uint64_t os = n->start;
-    uint64_t oe = os + n->len - 1;
-    uint64_t ne = start + len - 1;
-    if (class_of(n->len) != class_of(len)) {
-        class_remove(r, x);
-        n->start = (uint32_t)start;
-        n->len = (uint32_t)len;
-        class_insert(r, x);
-    } else {
-        n->start = (uint32_t)start;
-        n->len = (uint32_t)len;
+    uint32_t x = node_new(r, start, len);
+    ht_put(r, start, x);
+    if (len > 1) {
+        ht_put(r, start + len - 1, x);
     }
-    if (os != start && os != ne) {
-        ht_del(r, os);
-    }
-    if (oe != os && oe != start && oe != ne) {
-        ht_del(r, oe);
-    }
-    if (start != os && start != oe) {
-        ht_put(r, start, x);
-    }
-    if (ne != start && ne != os && ne != oe) {
-        ht_put(r, ne, x);
-    }
+    return x;
 }
 
 /* Give node x the length len, moving it to its new class if that changes. */
@@ -619,11 +594,29 @@ static inline __attribute__((always_inline)) void rg_carve(range_t *r, uint32_t 
             }
         }
     } else {
-        fr_move(r, x, s, pos - s);
+        /*
+         * The block starts inside the range: x keeps the head [s, pos) (its
+         * start, so its place in address order); its old end key e - 1 is
+         * handed on in place, to the tail's node or, for a one-granule block
+         * at the very end, to the block, so no key is removed but there.
+         */
+        node_resize(r, x, s, pos - s);
         if (end < e) {
-            fr_new(r, end, e - end);
+            uint32_t y = node_new(r, end, e - end);
+            ht_find(r, e - 1)->val = y;
+            if (end != e - 1) {
+                ht_put(r, end, y);
+            }
+            ht_put(r, pos, (uint32_t)len | RH_USED);
+        } else if (len == 1) {
+            ht_find(r, e - 1)->val = (uint32_t)len | RH_USED; /* pos == e - 1 */
+        } else {
+            ht_del(r, e - 1);
+            ht_put(r, pos, (uint32_t)len | RH_USED);
         }
-        ht_put(r, pos, (uint32_t)len | RH_USED);
+        if (pos - 1 != s) {
+            ht_put(r, pos - 1, x); /* the head's new end */
+        }
     }
     r->nused++;
     r->free_granules -= len;
@@ -651,6 +644,7 @@ static void rg_reset(void *self)
     r->root = 0;
     r->pend = 0;
     r->npend = 0;
+    r->hint = 0;
     r->nfree = 0;
     r->nused = 0;
     fr_new(r, 0, r->n);
@@ -833,11 +827,20 @@ static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
         return err;
     }
     /*
-     * A block at a free range's start or end needs no tree walk: the hash
-     * has the range's boundary keys. Only a block strictly inside a free
-     * range walks the address treap.
+     * The free range the last free made or grew holds the block when a
+     * caller frees and takes back the same place (the hint may be stale: a
+     * dead node has length 0, and any live node that holds the block is
+     * the one free range that does). A block at a free range's start or end
+     * needs no tree walk either: the hash has the range's boundary keys.
+     * Only a block strictly inside another free range walks the treap.
      */
-    uint32_t x = slot_free_node(ht_find(r, g0));
+    uint32_t x = r->hint;
+    const rnode_t *h = &r->nodes[x];
+    if (x != 0 && h->start <= g0 && (uint64_t)h->start + h->len >= g0 + len) {
+        rg_carve(r, x, g0, len);
+        return CAPMEM_OK;
+    }
+    x = slot_free_node(ht_find(r, g0));
     if (x == 0 || r->nodes[x].start != g0) {
         x = slot_free_node(ht_find(r, g0 + len - 1));
         if (x == 0 || r->nodes[x].start > g0 ||
@@ -906,12 +909,14 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
         pend_add(r, x);
         r->nfree++;
         s->val = x;
+        r->hint = x;
         if (len > 1) {
             ht_put(r, end - 1, x);
         }
     } else if (lx == 0) {
         uint64_t rl = r->nodes[rx].len;
         s->val = rx; /* the merged range's start */
+        r->hint = rx;
         node_resize(r, rx, g0, len + rl);
         if (rl > 1) {
             ht_del(r, end); /* rx's old start; its end key stays */
@@ -939,6 +944,7 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
             ht_del(r, g0 - 1); /* lx's old end */
         }
         node_resize(r, lx, ls, re - ls);
+        r->hint = lx;
     }
     ht_trim(r);
     return CAPMEM_OK;
