@@ -47,9 +47,11 @@
  *     inserts every pending range (tr_flush), and a range that vanishes
  *     while pending (taken whole, or merged into a neighbour) never touches
  *     the treap. A range that shrinks from either end or grows by
- *     coalescing keeps its place, in the treap or on the list. Walks and
- *     the checker go through the span by the hash (each block's key gives
- *     the next block), not through the treap.
+ *     coalescing keeps its place, in the treap or on the list. Before the
+ *     hash and the treap, alloc_at tries the free range the last free made
+ *     or grew (a hint checked against the node's present range, so a stale
+ *     one is harmless). Walks and the checker go through the span by the
+ *     hash (each block's key gives the next block), not through the treap.
  *
  * Metadata (committed): 24 bytes per free range (node, up to the pool's
  * high-water mark) plus 8 bytes per hash slot, with 2 to 5 slots per key
