@@ -295,6 +295,12 @@ static void ht_remove(range_t *r, rslot_t *s)
     r->count--;
 }
 
+/* The slot p held granule g's key before some removals: where that key is now. */
+static inline rslot_t *ht_still(const range_t *r, rslot_t *p, uint64_t g)
+{
+    return p->key == (uint32_t)g + 1 ? p : ht_find(r, g);
+}
+
 static inline void ht_del(range_t *r, uint64_t g)
 {
     rslot_t *s = ht_find(r, g);
@@ -891,12 +897,15 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
     r->nused--;
     r->free_granules += len;
     uint64_t end = g0 + len;
-    uint32_t lx = g0 > 0 ? slot_free_node(ht_find(r, g0 - 1)) : 0;
-    uint32_t rx = end < r->n ? slot_free_node(ht_find(r, end)) : 0;
+    rslot_t *lslot = g0 > 0 ? ht_find(r, g0 - 1) : NULL;
+    rslot_t *rslot = end < r->n ? ht_find(r, end) : NULL;
+    uint32_t lx = slot_free_node(lslot);
+    uint32_t rx = slot_free_node(rslot);
     /*
      * The block's own key (g0) is reused in place where the merged range
-     * starts or ends there; slots are written before any key is removed
-     * (a removal moves slots).
+     * starts or ends there; slots are written before any key is removed,
+     * and a slot found before a removal is checked again after it (a
+     * removal moves slots back: ht_still).
      */
     if (lx == 0 && rx == 0) {
         uint32_t x = r->freelist;
@@ -921,7 +930,7 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
         r->hint = rx;
         node_resize(r, rx, g0, len + rl);
         if (rl > 1) {
-            ht_del(r, end); /* rx's old start; its end key stays */
+            ht_remove(r, rslot); /* rx's old start; its end key stays */
         }
     } else {
         uint64_t ls = r->nodes[lx].start;
@@ -930,20 +939,20 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
         if (rx != 0) {
             uint64_t rl = r->nodes[rx].len;
             re = end + rl;
-            ht_find(r, re - 1)->val = lx; /* rx's end is the merged range's end */
+            (rl > 1 ? ht_find(r, re - 1) : rslot)->val = lx; /* the merged range's end */
             node_drop(r, rx);
             ht_remove(r, s); /* the first removal: s still points at g0 */
             if (rl > 1) {
-                ht_del(r, end);
+                ht_remove(r, ht_still(r, rslot, end));
             }
         } else if (len == 1) {
             s->val = lx; /* the block's key is the merged range's end */
         } else {
+            ht_put(r, end - 1, lx); /* a put moves no slot: s stays */
             ht_remove(r, s);
-            ht_put(r, end - 1, lx);
         }
         if (ll > 1) {
-            ht_del(r, g0 - 1); /* lx's old end */
+            ht_remove(r, ht_still(r, lslot, g0 - 1)); /* lx's old end */
         }
         node_resize(r, lx, ls, re - ls);
         r->hint = lx;
