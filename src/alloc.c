@@ -462,73 +462,128 @@ static capmem_err_t custom_free(capmem_alloc_t *a, uint64_t offset, uint64_t siz
     return CAPMEM_OK;
 }
 
-capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align, uint64_t *offset)
+/*
+ * Everything but a built-in policy's call with valid arguments: the
+ * argument errors and custom policies. Out of line, so that the common path
+ * below saves few registers.
+ */
+static __attribute__((noinline, cold)) capmem_err_t alloc_slow(capmem_alloc_t *a, uint64_t size,
+                                                               uint64_t align, uint64_t *offset)
 {
+    static const char fn[] = "capmem_alloc_alloc";
     if (a == NULL || offset == NULL) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "%s is NULL",
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "%s is NULL",
                             a == NULL ? "allocator" : "offset");
     }
     if (size == 0) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "size is 0");
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "size is 0");
     }
     if (!capmem__is_pow2(align)) {
-        return capmem__fail(CAPMEM_E_INVALID_ARGS, __func__, "alignment %llu is not a power of two",
+        return capmem__fail(CAPMEM_E_INVALID_ARGS, fn, "alignment %llu is not a power of two",
                             (unsigned long long)align);
     }
-    if (a->kind == CAPMEM__ALLOC_CUSTOM) {
-        capmem_err_t cerr = custom_alloc(a, size, align, offset, __func__);
-        a->requested += cerr == CAPMEM_OK ? size : 0;
-        return cerr;
+    capmem_err_t cerr = custom_alloc(a, size, align, offset, fn);
+    a->requested += cerr == CAPMEM_OK ? size : 0;
+    return cerr;
+}
+
+/* A built-in policy's failure or wrong answer (out of line, see alloc_slow). */
+static __attribute__((noinline, cold)) capmem_err_t
+alloc_refused(capmem_alloc_t *a, capmem_err_t err, uint64_t size, uint64_t align, uint64_t off)
+{
+    static const char fn[] = "capmem_alloc_alloc";
+    if (err != CAPMEM_OK) {
+        return builtin_failed(err, fn);
+    }
+    return bad_answer(a, fn, size, align, off, NULL);
+}
+
+capmem_err_t capmem_alloc_alloc(capmem_alloc_t *a, uint64_t size, uint64_t align, uint64_t *offset)
+{
+    /* One test for every argument error and for custom policies: a power of
+     * two has no bit in common with itself minus one, and 0 is not one. */
+    if (__builtin_expect(a == NULL || offset == NULL || size == 0 || align == 0 ||
+                             (align & (align - 1)) != 0 || a->kind == CAPMEM__ALLOC_CUSTOM,
+                         0)) {
+        return alloc_slow(a, size, align, offset);
     }
     /* UINT64_MAX is never a valid answer: a hook that says OK without
      * storing an offset is caught as out of span. */
     uint64_t off = UINT64_MAX;
     capmem_err_t err = a->ops->alloc(a->self, size, align, &off);
-    if (err != CAPMEM_OK) {
-        return builtin_failed(err, __func__);
-    }
-    if (!answer_fits(a, size, align, off)) {
-        return bad_answer(a, __func__, size, align, off, NULL);
+    if (__builtin_expect(err != CAPMEM_OK || !answer_fits(a, size, align, off), 0)) {
+        return alloc_refused(a, err, size, align, off);
     }
     a->requested += size;
     *offset = off;
     return CAPMEM_OK;
 }
 
-capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset, uint64_t size)
+/*
+ * Is [offset, offset + size) a non-empty block inside the span of a
+ * built-in policy? The common case of check_block in two compares: offset -
+ * base wraps above a->size when offset < base, and base + size cannot
+ * overflow (the handle's invariant), so neither can offset + size here.
+ */
+static inline bool builtin_block_ok(const capmem_alloc_t *a, uint64_t offset, uint64_t size)
 {
-    capmem_err_t err = check_block(__func__, a, offset, size);
-    if (err != CAPMEM_OK) {
-        return err;
-    }
-    if (a->kind == CAPMEM__ALLOC_CUSTOM) {
-        err = custom_alloc_at(a, offset, size, __func__);
-    } else {
-        err = a->ops->alloc_at(a->self, offset, size);
-        err = err == CAPMEM_OK ? CAPMEM_OK : builtin_failed(err, __func__);
-    }
-    a->requested += err == CAPMEM_OK ? size : 0;
-    return err;
+    uint64_t rel = offset - a->base;
+    return size != 0 && rel <= a->size && size <= a->size - rel && a->kind != CAPMEM__ALLOC_CUSTOM;
 }
 
-capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size)
+/* alloc_at and free of a custom policy, and every argument error (out of line). */
+static __attribute__((noinline, cold)) capmem_err_t block_slow(capmem_alloc_t *a, uint64_t offset,
+                                                               uint64_t size, bool at)
 {
-    capmem_err_t err = check_block(__func__, a, offset, size);
+    const char *fn = at ? "capmem_alloc_alloc_at" : "capmem_alloc_free";
+    capmem_err_t err = check_block(fn, a, offset, size);
     if (err != CAPMEM_OK) {
         return err;
     }
-    if (a->kind == CAPMEM__ALLOC_CUSTOM) {
-        err = custom_free(a, offset, size, __func__);
-    } else {
-        err = a->ops->free(a->self, offset, size);
-        err = err == CAPMEM_OK ? CAPMEM_OK : builtin_failed(err, __func__);
+    if (at) {
+        err = custom_alloc_at(a, offset, size, fn);
+        a->requested += err == CAPMEM_OK ? size : 0;
+        return err;
     }
+    err = custom_free(a, offset, size, fn);
     /* A free of a block handed out by an earlier reset's era cannot pass the
      * policy's own check, so requested never goes below 0; clamp anyway. */
     if (err == CAPMEM_OK) {
         a->requested = a->requested >= size ? a->requested - size : 0;
     }
     return err;
+}
+
+static __attribute__((noinline, cold)) capmem_err_t block_refused(capmem_err_t err, bool at)
+{
+    return builtin_failed(err, at ? "capmem_alloc_alloc_at" : "capmem_alloc_free");
+}
+
+capmem_err_t capmem_alloc_alloc_at(capmem_alloc_t *a, uint64_t offset, uint64_t size)
+{
+    if (__builtin_expect(a == NULL || !builtin_block_ok(a, offset, size), 0)) {
+        return block_slow(a, offset, size, true);
+    }
+    capmem_err_t err = a->ops->alloc_at(a->self, offset, size);
+    if (__builtin_expect(err != CAPMEM_OK, 0)) {
+        return block_refused(err, true);
+    }
+    a->requested += size;
+    return CAPMEM_OK;
+}
+
+capmem_err_t capmem_alloc_free(capmem_alloc_t *a, uint64_t offset, uint64_t size)
+{
+    if (__builtin_expect(a == NULL || !builtin_block_ok(a, offset, size), 0)) {
+        return block_slow(a, offset, size, false);
+    }
+    capmem_err_t err = a->ops->free(a->self, offset, size);
+    if (__builtin_expect(err != CAPMEM_OK, 0)) {
+        return block_refused(err, false);
+    }
+    /* See block_slow: clamp at 0 anyway. */
+    a->requested = a->requested >= size ? a->requested - size : 0;
+    return CAPMEM_OK;
 }
 
 uint64_t capmem_alloc_avail(const capmem_alloc_t *a)

@@ -52,6 +52,7 @@ typedef struct buddy {
     unsigned max; /* clamped to the largest block that fits in the span */
     uint64_t free_bytes;
     uint64_t nonempty; /* bit j: free[j] is not empty */
+    bool whole;        /* base and end are multiples of 2^max (see bd_free) */
     uint64_t origin[BD_ORDERS];
     uint64_t nblk[BD_ORDERS];
     capmem__hbm_t freem[BD_ORDERS];
@@ -145,6 +146,7 @@ capmem_err_t capmem__buddy_new(uint64_t base, uint64_t size, unsigned min_order,
     if (capmem__log2(size) < b->max) {
         b->max = capmem__log2(size);
     }
+    b->whole = capmem__is_aligned(base, 1ull << b->max) && capmem__is_aligned(size, 1ull << b->max);
     /* Lay out both bitmaps of every order in one lazily committed mapping. */
     uint64_t words = 0;
     for (unsigned j = b->min; j <= b->max; j++) {
@@ -223,7 +225,8 @@ static bool bd_find_aligned(const buddy_t *b, unsigned j, uint64_t align, uint64
 }
 
 /* Take free block (a, j) and split it down to order k toward `toward`. */
-static void bd_take(buddy_t *b, uint64_t a, unsigned j, unsigned k, uint64_t toward)
+static inline __attribute__((always_inline)) void bd_take(buddy_t *b, uint64_t a, unsigned j,
+                                                          unsigned k, uint64_t toward)
 {
     bd_clear_free(b, j, a);
     while (j > k) {
@@ -337,7 +340,9 @@ static capmem_err_t bd_free(void *self, uint64_t offset, uint64_t size)
     while (j < b->max) {
         uint64_t parent = a & ~((2ull << j) - 1);
         uint64_t buddy = a ^ (1ull << j);
-        if (!bd_valid(b, parent, j + 1) || !bd_is_free(b, j, buddy)) {
+        /* When the span is whole 2^max blocks, every parent up to order max
+         * of a block inside it lies inside it too: no bounds to test. */
+        if ((!b->whole && !bd_valid(b, parent, j + 1)) || !bd_is_free(b, j, buddy)) {
             break;
         }
         bd_clear_free(b, j, buddy);

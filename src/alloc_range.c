@@ -41,10 +41,17 @@
  *  4. A treap of the free ranges in address order (priorities are a hash of
  *     the node's index, so no field) answers alloc_at's "which free range
  *     holds granule g" in expected O(log F) when the block neither starts
- *     nor ends a free range (those the hash answers). It changes only when
- *     a free range appears or vanishes: a range that shrinks from either
- *     end or grows by coalescing keeps its place, so most operations leave
- *     it alone.
+ *     nor ends a free range (those the hash answers). Nothing else searches
+ *     by address, so the treap is kept lazily: a new free range waits on a
+ *     pending list (linked through its treap links) until such an alloc_at
+ *     inserts every pending range (tr_flush), and a range that vanishes
+ *     while pending (taken whole, or merged into a neighbour) never touches
+ *     the treap. A range that shrinks from either end or grows by
+ *     coalescing keeps its place, in the treap or on the list. Before the
+ *     hash and the treap, alloc_at tries the free range the last free made
+ *     or grew (a hint checked against the node's present range, so a stale
+ *     one is harmless). Walks and the checker go through the span by the
+ *     hash (each block's key gives the next block), not through the treap.
  *
  * Metadata (committed): 24 bytes per free range (node, up to the pool's
  * high-water mark) plus 8 bytes per hash slot, with 2 to 5 slots per key
@@ -89,9 +96,11 @@ typedef struct rslot {
 
 /*
  * Invariants (checked by rg_check):
- * - the treap holds every live node, in strict start order with heap-ordered
- *   priorities (prio(x) = hash of x); free ranges are disjoint, inside the
- *   span and never adjacent (free coalesces both sides);
+ * - every live node is either in the treap or on the pending list (left
+ *   carries TR_PEND there), never both; the treap is in strict start order
+ *   with heap-ordered priorities (prio(x) = hash of x); npend counts the
+ *   list; free ranges are disjoint, inside the span and never adjacent
+ *   (free coalesces both sides);
  * - every node is in the list of class_of(len) exactly once; bit sl of
  *   sl_map[fl] is set iff that class's list is not empty; bit fl of fl_map
  *   iff sl_map[fl] is not 0;
@@ -112,13 +121,18 @@ typedef struct range {
     uint32_t hw;       /* nodes[1..hw] have been handed out at some point */
     uint32_t freelist; /* dead nodes below hw */
     uint32_t root;     /* address treap */
-    rslot_t *ht;       /* the live table: region[cur] */
+    uint32_t pend;     /* free ranges not yet in the treap (see tr_flush) */
+    uint64_t npend;
+    uint32_t hint; /* the free range the last free made or grew (alloc_at tries it first) */
+    rslot_t *ht;   /* the live table: region[cur] */
     rslot_t *region[2];
     unsigned cur;
-    uint64_t cap;     /* slots in the live table, a power of two */
-    unsigned shift;   /* 64 - log2(cap) */
-    uint64_t cap_max; /* slots each region can hold */
-    uint64_t count;   /* keys in the table */
+    uint64_t cap;          /* slots in the live table, a power of two */
+    unsigned shift;        /* 64 - log2(cap) */
+    uint64_t cap_max;      /* slots each region can hold */
+    uint64_t count;        /* keys in the table */
+    uint64_t grow_above;   /* ht_reserve grows past this many keys (ht_limits) */
+    uint64_t shrink_below; /* ht_trim shrinks below this many keys */
     uint32_t fl_map;
     uint16_t sl_map[FL_COUNT];
     uint32_t head[NCLASS];
@@ -268,9 +282,10 @@ static void ht_remove(range_t *r, rslot_t *s)
             break;
         }
         uint64_t h = ht_home(r, t[j].key);
-        /* May the entry at j move back to i? Only if i lies cyclically in [h, j). */
-        bool move = i <= j ? (h <= i || h > j) : (h <= i && h > j);
-        if (move) {
+        /* May the entry at j move back to i? Only if i lies cyclically in
+         * [h, j): its distance back from j is at most h's. */
+        uint64_t mask = r->cap - 1;
+        if (((j - i) & mask) <= ((j - h) & mask)) {
             t[i] = t[j];
             i = j;
         }
@@ -278,6 +293,12 @@ static void ht_remove(range_t *r, rslot_t *s)
     t[i].key = 0;
     t[i].val = 0;
     r->count--;
+}
+
+/* The slot p held granule g's key before some removals: where that key is now. */
+static inline rslot_t *ht_still(const range_t *r, rslot_t *p, uint64_t g)
+{
+    return p->key == (uint32_t)g + 1 ? p : ht_find(r, g);
 }
 
 static inline void ht_del(range_t *r, uint64_t g)
@@ -291,6 +312,18 @@ static inline void ht_del(range_t *r, uint64_t g)
  * Make room for @p more keys: grow the table by half (into the other
  * region, reserved at creation) when it would pass 80% full. Cannot fail.
  */
+/*
+ * The counts at which the table grows (past half full, unless it is as
+ * large as its region) and shrinks (below a fifth full, unless it is at its
+ * minimum), so that each operation compares once: count * 2 > cap and
+ * count * 5 < cap, precomputed for the present cap.
+ */
+static void ht_limits(range_t *r)
+{
+    r->grow_above = r->cap < r->cap_max ? r->cap / 2 : UINT64_MAX;
+    r->shrink_below = r->cap > HT_MIN ? (r->cap + 4) / 5 : 0;
+}
+
 /* Rehash into the other region with twice (grow) or half the slots. */
 static void ht_rehash(range_t *r, bool grow)
 {
@@ -301,6 +334,7 @@ static void ht_rehash(range_t *r, bool grow)
     memset(t, 0, ncap * sizeof(rslot_t));
     r->cap = ncap;
     r->shift = grow ? r->shift - 1 : r->shift + 1;
+    ht_limits(r);
     for (uint64_t i = 0; i < ocap; i++) {
         if (old[i].key != 0) {
             ht_put_raw(t, r, old[i].key, old[i].val);
@@ -314,7 +348,7 @@ static void ht_rehash(range_t *r, bool grow)
 /* Returns true when it rehashed (slot pointers taken before are stale). */
 static inline bool ht_reserve(range_t *r, uint64_t more)
 {
-    if ((r->count + more) * 2 > r->cap && r->cap < r->cap_max) {
+    if (r->count + more > r->grow_above) {
         ht_rehash(r, true);
         return true;
     }
@@ -324,7 +358,7 @@ static inline bool ht_reserve(range_t *r, uint64_t more)
 /* After a free: halve the table when less than a fifth full (it is then 40% full). */
 static inline void ht_trim(range_t *r)
 {
-    if (r->count * 5 < r->cap && r->cap > HT_MIN) {
+    if (r->count < r->shrink_below) {
         ht_rehash(r, false);
     }
 }
@@ -413,9 +447,69 @@ static uint32_t tr_floor(const rnode_t *N, uint32_t t, uint64_t g)
     return best;
 }
 
+/*
+ * Pending ranges. A new free range is not inserted into the treap at once:
+ * it goes on a list (linked through its treap links, left carrying
+ * TR_PEND), and the treap gets it only when alloc_at needs an address
+ * search (tr_flush). A range that vanishes before that (taken whole by an
+ * alloc, or merged into a neighbour) never costs a treap insert nor a
+ * delete, which is most of them: alloc, free and alloc_at at a range's
+ * start or end never search by address. Flushing inserts each pending
+ * range once, so the treap's cost per range stays O(log F) amortized.
+ */
+#define TR_PEND 0x80000000u
+
+static inline bool tr_pending(const range_t *r, uint32_t x)
+{
+    return (r->nodes[x].left & TR_PEND) != 0;
+}
+
+static inline void pend_add(range_t *r, uint32_t x)
+{
+    rnode_t *N = r->nodes;
+    uint32_t h = r->pend;
+    N[x].left = TR_PEND;
+    N[x].right = h;
+    if (h != 0) {
+        N[h].left = TR_PEND | x;
+    }
+    r->pend = x;
+    r->npend++;
+}
+
+static inline void pend_del(range_t *r, uint32_t x)
+{
+    rnode_t *N = r->nodes;
+    uint32_t p = N[x].left & ~TR_PEND;
+    uint32_t nx = N[x].right;
+    if (p != 0) {
+        N[p].right = nx;
+    } else {
+        r->pend = nx;
+    }
+    if (nx != 0) {
+        N[nx].left = TR_PEND | p;
+    }
+    r->npend--;
+}
+
+/* Insert every pending range into the treap. */
+static void tr_flush(range_t *r)
+{
+    uint32_t x = r->pend;
+    while (x != 0) {
+        uint32_t nx = r->nodes[x].right;
+        tr_insert(r, x); /* overwrites left and right */
+        x = nx;
+    }
+    r->pend = 0;
+    r->npend = 0;
+}
+
 /* ---- free ranges ------------------------------------------------------------------ */
 
-static uint32_t fr_new(range_t *r, uint64_t start, uint64_t len)
+/* A node for the free range [start, start + len), in its class and pending; no hash keys. */
+static uint32_t node_new(range_t *r, uint64_t start, uint64_t len)
 {
     uint32_t x = r->freelist;
     if (x != 0) {
@@ -426,51 +520,25 @@ static uint32_t fr_new(range_t *r, uint64_t start, uint64_t len)
     }
     r->nodes[x] = (rnode_t){.start = (uint32_t)start, .len = (uint32_t)len};
     class_insert(r, x);
-    tr_insert(r, x);
-    ht_put(r, start, x);
-    if (len > 1) {
-        ht_put(r, start + len - 1, x);
-    }
+    pend_add(r, x);
     r->nfree++;
     return x;
 }
 
-/*
- * Give node x the range [start, start + len), which keeps its place in
- * address order (no other free range lies between the old and the new
- * one): only its boundary keys and its class change.
- */
-static void fr_move(range_t *r, uint32_t x, uint64_t start, uint64_t len)
+/* A new free range with its boundary keys. */
+static uint32_t fr_new(range_t *r, uint64_t start, uint64_t len)
 {
-    rnode_t *n = &r->nodes[x];
-    uint64_t os = n->start;
-    uint64_t oe = os + n->len - 1;
-    uint64_t ne = start + len - 1;
-    if (class_of(n->len) != class_of(len)) {
-        class_remove(r, x);
-        n->start = (uint32_t)start;
-        n->len = (uint32_t)len;
-        class_insert(r, x);
-    } else {
-        n->start = (uint32_t)start;
-        n->len = (uint32_t)len;
+    uint32_t x = node_new(r, start, len);
+    ht_put(r, start, x);
+    if (len > 1) {
+        ht_put(r, start + len - 1, x);
     }
-    if (os != start && os != ne) {
-        ht_del(r, os);
-    }
-    if (oe != os && oe != start && oe != ne) {
-        ht_del(r, oe);
-    }
-    if (start != os && start != oe) {
-        ht_put(r, start, x);
-    }
-    if (ne != start && ne != os && ne != oe) {
-        ht_put(r, ne, x);
-    }
+    return x;
 }
 
 /* Give node x the length len, moving it to its new class if that changes. */
-static inline void node_resize(range_t *r, uint32_t x, uint64_t start, uint64_t len)
+static inline __attribute__((always_inline)) void node_resize(range_t *r, uint32_t x,
+                                                              uint64_t start, uint64_t len)
 {
     rnode_t *n = &r->nodes[x];
     unsigned oc = class_of(n->len);
@@ -490,7 +558,11 @@ static inline void node_resize(range_t *r, uint32_t x, uint64_t start, uint64_t 
 static void node_drop(range_t *r, uint32_t x)
 {
     class_remove(r, x);
-    tr_delete(r, x);
+    if (tr_pending(r, x)) {
+        pend_del(r, x);
+    } else {
+        tr_delete(r, x);
+    }
     r->nodes[x].len = 0;
     r->nodes[x].prev = r->freelist;
     r->freelist = x;
@@ -507,7 +579,8 @@ static void node_drop(range_t *r, uint32_t x)
  * insertion or deletion), and the range keeps its node and its place in
  * the treap.
  */
-static void rg_carve(range_t *r, uint32_t x, uint64_t pos, uint64_t len)
+static inline __attribute__((always_inline)) void rg_carve(range_t *r, uint32_t x, uint64_t pos,
+                                                           uint64_t len)
 {
     ht_reserve(r, 3);
     uint64_t s = r->nodes[x].start;
@@ -529,11 +602,29 @@ static void rg_carve(range_t *r, uint32_t x, uint64_t pos, uint64_t len)
             }
         }
     } else {
-        fr_move(r, x, s, pos - s);
+        /*
+         * The block starts inside the range: x keeps the head [s, pos) (its
+         * start, so its place in address order); its old end key e - 1 is
+         * handed on in place, to the tail's node or, for a one-granule block
+         * at the very end, to the block, so no key is removed but there.
+         */
+        node_resize(r, x, s, pos - s);
         if (end < e) {
-            fr_new(r, end, e - end);
+            uint32_t y = node_new(r, end, e - end);
+            ht_find(r, e - 1)->val = y;
+            if (end != e - 1) {
+                ht_put(r, end, y);
+            }
+            ht_put(r, pos, (uint32_t)len | RH_USED);
+        } else if (len == 1) {
+            ht_find(r, e - 1)->val = (uint32_t)len | RH_USED; /* pos == e - 1 */
+        } else {
+            ht_del(r, e - 1);
+            ht_put(r, pos, (uint32_t)len | RH_USED);
         }
-        ht_put(r, pos, (uint32_t)len | RH_USED);
+        if (pos - 1 != s) {
+            ht_put(r, pos - 1, x); /* the head's new end */
+        }
     }
     r->nused++;
     r->free_granules -= len;
@@ -548,6 +639,7 @@ static void rg_reset(void *self)
     memset(r->ht, 0, r->cap * sizeof(rslot_t));
     r->cap = HT_MIN;
     r->shift = 64 - 6;
+    ht_limits(r);
     r->cur = 0;
     r->ht = r->region[0];
     memset(r->ht, 0, r->cap * sizeof(rslot_t));
@@ -558,6 +650,9 @@ static void rg_reset(void *self)
     r->hw = 0;
     r->freelist = 0;
     r->root = 0;
+    r->pend = 0;
+    r->npend = 0;
+    r->hint = 0;
     r->nfree = 0;
     r->nused = 0;
     fr_new(r, 0, r->n);
@@ -740,15 +835,25 @@ static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
         return err;
     }
     /*
-     * A block at a free range's start or end needs no tree walk: the hash
-     * has the range's boundary keys. Only a block strictly inside a free
-     * range walks the address treap.
+     * The free range the last free made or grew holds the block when a
+     * caller frees and takes back the same place (the hint may be stale: a
+     * dead node has length 0, and any live node that holds the block is
+     * the one free range that does). A block at a free range's start or end
+     * needs no tree walk either: the hash has the range's boundary keys.
+     * Only a block strictly inside another free range walks the treap.
      */
-    uint32_t x = slot_free_node(ht_find(r, g0));
+    uint32_t x = r->hint;
+    const rnode_t *h = &r->nodes[x];
+    if (x != 0 && h->start <= g0 && (uint64_t)h->start + h->len >= g0 + len) {
+        rg_carve(r, x, g0, len);
+        return CAPMEM_OK;
+    }
+    x = slot_free_node(ht_find(r, g0));
     if (x == 0 || r->nodes[x].start != g0) {
         x = slot_free_node(ht_find(r, g0 + len - 1));
         if (x == 0 || r->nodes[x].start > g0 ||
             (uint64_t)r->nodes[x].start + r->nodes[x].len != g0 + len) {
+            tr_flush(r);
             x = tr_floor(r->nodes, r->root, g0);
         }
     }
@@ -792,12 +897,15 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
     r->nused--;
     r->free_granules += len;
     uint64_t end = g0 + len;
-    uint32_t lx = g0 > 0 ? slot_free_node(ht_find(r, g0 - 1)) : 0;
-    uint32_t rx = end < r->n ? slot_free_node(ht_find(r, end)) : 0;
+    rslot_t *lslot = g0 > 0 ? ht_find(r, g0 - 1) : NULL;
+    rslot_t *rslot = end < r->n ? ht_find(r, end) : NULL;
+    uint32_t lx = slot_free_node(lslot);
+    uint32_t rx = slot_free_node(rslot);
     /*
      * The block's own key (g0) is reused in place where the merged range
-     * starts or ends there; slots are written before any key is removed
-     * (a removal moves slots).
+     * starts or ends there; slots are written before any key is removed,
+     * and a slot found before a removal is checked again after it (a
+     * removal moves slots back: ht_still).
      */
     if (lx == 0 && rx == 0) {
         uint32_t x = r->freelist;
@@ -809,18 +917,20 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
         }
         r->nodes[x] = (rnode_t){.start = (uint32_t)g0, .len = (uint32_t)len};
         class_insert(r, x);
-        tr_insert(r, x);
+        pend_add(r, x);
         r->nfree++;
         s->val = x;
+        r->hint = x;
         if (len > 1) {
             ht_put(r, end - 1, x);
         }
     } else if (lx == 0) {
         uint64_t rl = r->nodes[rx].len;
         s->val = rx; /* the merged range's start */
+        r->hint = rx;
         node_resize(r, rx, g0, len + rl);
         if (rl > 1) {
-            ht_del(r, end); /* rx's old start; its end key stays */
+            ht_remove(r, rslot); /* rx's old start; its end key stays */
         }
     } else {
         uint64_t ls = r->nodes[lx].start;
@@ -829,22 +939,23 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
         if (rx != 0) {
             uint64_t rl = r->nodes[rx].len;
             re = end + rl;
-            ht_find(r, re - 1)->val = lx; /* rx's end is the merged range's end */
+            (rl > 1 ? ht_find(r, re - 1) : rslot)->val = lx; /* the merged range's end */
             node_drop(r, rx);
             ht_remove(r, s); /* the first removal: s still points at g0 */
             if (rl > 1) {
-                ht_del(r, end);
+                ht_remove(r, ht_still(r, rslot, end));
             }
         } else if (len == 1) {
             s->val = lx; /* the block's key is the merged range's end */
         } else {
+            ht_put(r, end - 1, lx); /* a put moves no slot: s stays */
             ht_remove(r, s);
-            ht_put(r, end - 1, lx);
         }
         if (ll > 1) {
-            ht_del(r, g0 - 1); /* lx's old end */
+            ht_remove(r, ht_still(r, lslot, g0 - 1)); /* lx's old end */
         }
         node_resize(r, lx, ls, re - ls);
+        r->hint = lx;
     }
     ht_trim(r);
     return CAPMEM_OK;
@@ -853,151 +964,118 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
 /* ---- walk and check ---------------------------------------------------------- */
 
 /*
- * Visit the free ranges in address order (in-order treap walk with an
- * explicit stack: the treap's depth is O(log F) expected, bounded here by
- * the stack's size, past which the walk reports nothing more; rg_check
- * reports such a depth).
+ * The span's blocks in address order come from the hash alone: the key at
+ * granule g is either a used block (its length) or a free range starting
+ * at g (its node), and the next block starts right after it. O(blocks),
+ * no treap needed (pending ranges are not in it), nothing changed.
+ */
+typedef struct span_step {
+    uint64_t len;  /* granules; 0 if the tiling is broken at g */
+    uint32_t node; /* the free range's node, 0 for a used block */
+} span_step_t;
+
+static span_step_t span_at(const range_t *r, uint64_t g)
+{
+    span_step_t st = {0, 0};
+    const rslot_t *s = ht_find(r, g);
+    if (s == NULL) {
+        return st;
+    }
+    uint64_t len;
+    if ((s->val & RH_USED) != 0) {
+        len = s->val & ~RH_USED;
+    } else {
+        uint32_t x = s->val;
+        if (x == 0 || x > r->hw || r->nodes[x].start != g) {
+            return st; /* an end key, or a stray one: not a block start */
+        }
+        len = r->nodes[x].len;
+        st.node = x;
+    }
+    if (len == 0 || len > r->n - g) {
+        return st;
+    }
+    st.len = len;
+    return st;
+}
+
+static void span_walk(const range_t *r, capmem_alloc_walk_fn fn, void *ctx, bool used_too)
+{
+    for (uint64_t g = 0; g < r->n;) {
+        span_step_t st = span_at(r, g);
+        if (st.len == 0) {
+            return; /* broken tiling: rg_check reports it */
+        }
+        if ((used_too || st.node != 0) &&
+            fn(r->base + (g << r->gshift), st.len << r->gshift,
+               st.node != 0 ? CAPMEM_BLOCK_FREE : CAPMEM_BLOCK_USED, ctx) != 0) {
+            return;
+        }
+        g += st.len;
+    }
+}
+
+static capmem_err_t rg_walk(const void *self, capmem_alloc_walk_fn fn, void *ctx)
+{
+    span_walk(self, fn, ctx, true);
+    return CAPMEM_OK;
+}
+
+capmem_err_t capmem__range_free_ranges(const void *self, capmem_alloc_walk_fn fn, void *ctx)
+{
+    span_walk(self, fn, ctx, false);
+    return CAPMEM_OK;
+}
+
+/*
+ * The treap in address order (in-order walk with an explicit stack), for
+ * the checker: its depth is O(log F) expected; a deeper one is reported.
  */
 #define WALK_DEPTH 256
 
-typedef int (*range_visit_fn)(const range_t *r, uint32_t x, void *ctx);
+typedef struct tree_ctx {
+    const char *problem;
+    uint32_t where;
+    uint64_t count;
+    uint64_t last; /* start of the previous node + 1, 0 before the first */
+} tree_ctx_t;
 
-static bool tr_walk(const range_t *r, range_visit_fn fn, void *ctx)
+static bool tree_check(const range_t *r, tree_ctx_t *c)
 {
     uint32_t stack[WALK_DEPTH];
     unsigned sp = 0;
     uint32_t t = r->root;
     while (t != 0 || sp > 0) {
         while (t != 0) {
-            if (sp == WALK_DEPTH) {
+            if (sp == WALK_DEPTH || t > r->hw) {
                 return false;
             }
             stack[sp++] = t;
             t = r->nodes[t].left;
         }
         t = stack[--sp];
-        if (fn(r, t, ctx) != 0) {
+        const rnode_t *n = &r->nodes[t];
+        c->where = t;
+        if (n->len == 0 || (n->left & TR_PEND) != 0) {
+            c->problem = "treap holds a dead or pending node";
             return true;
         }
-        t = r->nodes[t].right;
+        if ((uint64_t)n->start + 1 <= c->last) {
+            c->problem = "treap out of address order";
+            return true;
+        }
+        if (slot_free_node(ht_find(r, n->start)) != t) {
+            c->problem = "a treap node is not the free range at its start";
+            return true;
+        }
+        if (++c->count > r->nfree) {
+            c->problem = "treap holds more nodes than there are free ranges";
+            return true;
+        }
+        c->last = (uint64_t)n->start + 1;
+        t = n->right;
     }
     return true;
-}
-
-typedef struct walk_ctx {
-    capmem_alloc_walk_fn fn;
-    void *ctx;
-    uint64_t next; /* first granule not yet visited */
-    bool used_too;
-    bool stopped;
-} walk_ctx_t;
-
-/* Visit the used blocks tiling [from, to); stop early if fn says so. */
-static bool walk_used(const range_t *r, walk_ctx_t *w, uint64_t from, uint64_t to)
-{
-    for (uint64_t g = from; g < to;) {
-        const rslot_t *s = ht_find(r, g);
-        if (s == NULL || (s->val & RH_USED) == 0) {
-            return false; /* broken tiling: rg_check reports it */
-        }
-        uint64_t len = s->val & ~RH_USED;
-        if (w->fn(r->base + (g << r->gshift), len << r->gshift, CAPMEM_BLOCK_USED, w->ctx) != 0) {
-            w->stopped = true;
-            return false;
-        }
-        g += len;
-    }
-    return true;
-}
-
-static int walk_visit(const range_t *r, uint32_t x, void *vctx)
-{
-    walk_ctx_t *w = vctx;
-    const rnode_t *n = &r->nodes[x];
-    if (w->used_too && !walk_used(r, w, w->next, n->start)) {
-        return 1;
-    }
-    if (w->fn(r->base + ((uint64_t)n->start << r->gshift), (uint64_t)n->len << r->gshift,
-              CAPMEM_BLOCK_FREE, w->ctx) != 0) {
-        w->stopped = true;
-        return 1;
-    }
-    w->next = (uint64_t)n->start + n->len;
-    return 0;
-}
-
-static capmem_err_t rg_walk(const void *self, capmem_alloc_walk_fn fn, void *ctx)
-{
-    const range_t *r = self;
-    walk_ctx_t w = {.fn = fn, .ctx = ctx, .used_too = true};
-    if (tr_walk(r, walk_visit, &w) && !w.stopped && w.next <= r->n) {
-        walk_used(r, &w, w.next, r->n);
-    }
-    return CAPMEM_OK;
-}
-
-capmem_err_t capmem__range_free_ranges(const void *self, capmem_alloc_walk_fn fn, void *ctx)
-{
-    const range_t *r = self;
-    walk_ctx_t w = {.fn = fn, .ctx = ctx, .used_too = false};
-    tr_walk(r, walk_visit, &w);
-    return CAPMEM_OK;
-}
-
-typedef struct check_ctx {
-    const char *problem;
-    uint64_t where;
-    uint64_t next; /* first granule after the previous free range */
-    uint64_t nfree;
-    uint64_t nused;
-    uint64_t fg;
-} check_ctx_t;
-
-static int check_visit(const range_t *r, uint32_t x, void *vctx)
-{
-    check_ctx_t *c = vctx;
-    const rnode_t *n = &r->nodes[x];
-    uint64_t s = n->start;
-    uint64_t e = s + n->len;
-    c->where = s;
-    if (x > r->hw || n->len == 0 || e > r->n) {
-        c->problem = "treap holds a dead node or a range outside the span";
-        return 1;
-    }
-    if (c->nfree > 0 && s <= c->next) {
-        c->problem =
-            s < c->next ? "free ranges out of order or overlapping" : "free ranges not coalesced";
-        return 1;
-    }
-    if (slot_free_node(ht_find(r, s)) != x || slot_free_node(ht_find(r, e - 1)) != x) {
-        c->problem = "a free range's boundary keys are missing from the table";
-        return 1;
-    }
-    /* The used blocks between the previous free range and this one tile the gap. */
-    for (uint64_t g = c->nfree == 0 ? 0 : c->next; g < s;) {
-        const rslot_t *u = ht_find(r, g);
-        if (u == NULL || (u->val & RH_USED) == 0 || (u->val & ~RH_USED) == 0 ||
-            (u->val & ~RH_USED) > s - g) {
-            c->problem = "used blocks do not tile the gap before a free range";
-            c->where = g;
-            return 1;
-        }
-        g += u->val & ~RH_USED;
-        c->nused++;
-    }
-    unsigned cl = class_of(n->len);
-    uint32_t y = r->head[cl];
-    while (y != 0 && y != x) {
-        y = r->nodes[y].next;
-    }
-    if (y != x) {
-        c->problem = "a free range is not in its class list";
-        return 1;
-    }
-    c->next = e;
-    c->nfree++;
-    c->fg += n->len;
-    return 0;
 }
 
 /* Heap order of priorities and the treap's depth. */
@@ -1011,10 +1089,22 @@ static bool tr_heap_ok(const range_t *r, uint32_t t, unsigned depth)
     }
     uint32_t l = r->nodes[t].left;
     uint32_t rr = r->nodes[t].right;
+    if ((l & TR_PEND) != 0 || (rr & TR_PEND) != 0) {
+        return false;
+    }
     if ((l != 0 && prio(l) > prio(t)) || (rr != 0 && prio(rr) > prio(t))) {
         return false;
     }
     return tr_heap_ok(r, l, depth + 1) && tr_heap_ok(r, rr, depth + 1);
+}
+
+static bool in_class_list(const range_t *r, uint32_t x)
+{
+    uint32_t y = r->head[class_of(r->nodes[x].len)];
+    for (uint64_t i = 0; y != 0 && y != x && i <= r->nfree; i++) {
+        y = r->nodes[y].next;
+    }
+    return y == x;
 }
 
 static capmem_err_t rg_check(const void *self, char *why, size_t len)
@@ -1024,33 +1114,71 @@ static capmem_err_t rg_check(const void *self, char *why, size_t len)
         return capmem__alloc_broken(
             why, len, "treap priorities out of heap order, or deeper than %d", WALK_DEPTH);
     }
-    check_ctx_t c = {0};
-    if (!tr_walk(r, check_visit, &c)) {
-        return capmem__alloc_broken(why, len, "treap deeper than %d", WALK_DEPTH);
-    }
-    if (c.problem != NULL) {
-        return capmem__alloc_broken(why, len, "%s (granule %llu)", c.problem,
-                                    (unsigned long long)c.where);
-    }
-    for (uint64_t g = c.nfree == 0 ? 0 : c.next; g < r->n;) {
-        const rslot_t *u = ht_find(r, g);
-        if (u == NULL || (u->val & RH_USED) == 0 || (u->val & ~RH_USED) == 0 ||
-            (u->val & ~RH_USED) > r->n - g) {
-            return capmem__alloc_broken(why, len,
-                                        "used blocks do not tile the tail at granule %llu",
+    /* The span: used blocks and free ranges tile it, free ranges never adjacent. */
+    uint64_t nfree = 0;
+    uint64_t nused = 0;
+    uint64_t fg = 0;
+    bool prev_free = false;
+    for (uint64_t g = 0; g < r->n;) {
+        span_step_t st = span_at(r, g);
+        if (st.len == 0) {
+            return capmem__alloc_broken(why, len, "blocks do not tile the span at granule %llu",
                                         (unsigned long long)g);
         }
-        g += u->val & ~RH_USED;
-        c.nused++;
+        if (st.node != 0) {
+            uint32_t x = st.node;
+            const char *problem = NULL;
+            if (prev_free) {
+                problem = "free ranges not coalesced";
+            } else if (slot_free_node(ht_find(r, g + st.len - 1)) != x) {
+                problem = "a free range's boundary keys are missing from the table";
+            } else if (!in_class_list(r, x)) {
+                problem = "a free range is not in its class list";
+            }
+            if (problem != NULL) {
+                return capmem__alloc_broken(why, len, "%s (granule %llu)", problem,
+                                            (unsigned long long)g);
+            }
+            nfree++;
+            fg += st.len;
+        } else {
+            nused++;
+        }
+        prev_free = st.node != 0;
+        g += st.len;
     }
-    if (c.nfree != r->nfree || c.nused != r->nused || c.fg != r->free_granules) {
+    if (nfree != r->nfree || nused != r->nused || fg != r->free_granules) {
         return capmem__alloc_broken(why, len,
                                     "counters (free ranges %llu, used %llu, free granules %llu) "
                                     "differ from the blocks (%llu, %llu, %llu)",
                                     (unsigned long long)r->nfree, (unsigned long long)r->nused,
-                                    (unsigned long long)r->free_granules,
-                                    (unsigned long long)c.nfree, (unsigned long long)c.nused,
-                                    (unsigned long long)c.fg);
+                                    (unsigned long long)r->free_granules, (unsigned long long)nfree,
+                                    (unsigned long long)nused, (unsigned long long)fg);
+    }
+    /* Every free range is in the treap or pending, once. */
+    tree_ctx_t tc = {0};
+    if (!tree_check(r, &tc)) {
+        return capmem__alloc_broken(why, len, "treap deeper than %d or holds node %u beyond %u",
+                                    WALK_DEPTH, tc.where, r->hw);
+    }
+    if (tc.problem != NULL) {
+        return capmem__alloc_broken(why, len, "%s (node %u)", tc.problem, tc.where);
+    }
+    uint64_t npend = 0;
+    uint32_t prevp = 0;
+    for (uint32_t x = r->pend; x != 0; x = r->nodes[x].right) {
+        if (x > r->hw || r->nodes[x].len == 0 || r->nodes[x].left != (TR_PEND | prevp) ||
+            slot_free_node(ht_find(r, r->nodes[x].start)) != x || ++npend > r->nfree) {
+            return capmem__alloc_broken(why, len, "pending list is corrupt at node %u", x);
+        }
+        prevp = x;
+    }
+    if (npend != r->npend || tc.count + npend != r->nfree) {
+        return capmem__alloc_broken(why, len,
+                                    "%llu ranges in the treap and %llu pending (count %llu) for "
+                                    "%llu free ranges",
+                                    (unsigned long long)tc.count, (unsigned long long)npend,
+                                    (unsigned long long)r->npend, (unsigned long long)r->nfree);
     }
     /* Every key found above is in the table, so an equal count means no stray key. */
     uint64_t keys = 0;

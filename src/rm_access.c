@@ -181,15 +181,22 @@ static capmem_err_t top_lookup(capmem_arena_t *arena, capmem_cap_t top, unsigned
 /*
  * Move @p len bytes at @p addr of the map named by @p top (rights and range
  * already checked), or only touch them when @p buf is NULL. The lock is held.
+ * @p first, if not NULL, is the translation of @p addr in @p rm.
  */
 static capmem_err_t rm_access(capmem_arena_t *arena, capmem_cap_t top, capmem__rm_t *rm,
-                              uint64_t addr, uint8_t *buf, size_t len, capmem_rm_access_t access)
+                              uint64_t addr, uint8_t *buf, size_t len, capmem_rm_access_t access,
+                              const capmem__rm_xlate_t *first)
 {
     size_t done = 0;
     unsigned retries = 0;
     while (done < len) {
         capmem__rm_xlate_t x;
-        translate(arena, rm, addr + done, access, &x);
+        if (first != NULL) {
+            x = *first; /* the caller translated addr already */
+            first = NULL;
+        } else {
+            translate(arena, rm, addr + done, access, &x);
+        }
         if (x.fault_rm != NULL) {
             capmem_err_t err = capmem__rm_deliver(arena, x.fault_rm, x.fault_addr, access);
             if (err != CAPMEM_OK) {
@@ -245,7 +252,25 @@ static capmem_err_t access_map(capmem_arena_t *arena, capmem_cap_t rm, uint64_t 
         capmem__detail()->size = len;
         return err;
     }
-    return rm_access(arena, rm, m, addr, buf, len, access);
+    /*
+     * The common case first: one region of a plain dataspace holds the
+     * whole range, so the bytes move at once; anything else (a fault, a
+     * range over several regions) takes the general path, which starts
+     * from this translation.
+     */
+    capmem__rm_xlate_t x;
+    translate(arena, m, addr, access, &x);
+    if (x.fault_rm == NULL && x.avail >= len) {
+        if (buf != NULL) {
+            if (access == CAPMEM_RM_WRITE) {
+                memcpy(capmem__bytes(&arena->mem, x.boff), buf, len);
+            } else {
+                memcpy(buf, capmem__bytes(&arena->mem, x.boff), len);
+            }
+        }
+        return CAPMEM_OK;
+    }
+    return rm_access(arena, rm, m, addr, buf, len, access, &x);
 }
 
 capmem_err_t capmem_rm_read(capmem_arena_t *arena, capmem_cap_t rm, uint64_t address, void *buf,
@@ -294,5 +319,5 @@ capmem_err_t capmem__rm_managed_access(capmem_arena_t *arena, capmem__ds_t *ds, 
 {
     const capmem_cap_t top = capmem__slot_handle(&arena->cspace, ds->slot);
     return rm_access(arena, top, capmem__ds_map(ds), offset, buf, len,
-                     write ? CAPMEM_RM_WRITE : CAPMEM_RM_READ);
+                     write ? CAPMEM_RM_WRITE : CAPMEM_RM_READ, NULL);
 }

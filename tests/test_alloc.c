@@ -480,6 +480,37 @@ static void test_range_alloc_at_splits_a_merged_range(void **state)
     capmem_alloc_destroy(a);
 }
 
+/*
+ * alloc_at looks first in the free range the last free made or grew; that
+ * hint goes stale when the range is taken whole and its node reused for
+ * another range, and a stale hint must neither admit an allocated place nor
+ * hide a free one.
+ */
+static void test_range_alloc_at_after_the_freed_range_vanished(void **state)
+{
+    (void)state;
+    capmem_alloc_t *a = NULL;
+    EXPECT(capmem_alloc_create_range(0x10000, 0x10000, 0x100, &a), CAPMEM_OK);
+    (void)ALLOC(a, 0x100, 1);
+    uint64_t y = ALLOC(a, 0x100, 1);
+    (void)ALLOC(a, 0x100, 1);
+    EXPECT(capmem_alloc_free(a, y, 0x100), CAPMEM_OK); /* the hint: y's one-granule range */
+    EXPECT(ALLOC(a, 0x100, 1), y);                     /* taken whole: the node dies */
+    CHECK(a);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, y, 0x100), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    /* A split inside the tail reuses the dead node for the new tail range. */
+    EXPECT(capmem_alloc_alloc_at(a, 0x18000, 0x100), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_UNCHANGED(a, capmem_alloc_alloc_at(a, y, 0x100), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    EXPECT(capmem_alloc_alloc_at(a, 0x18800, 0x200), CAPMEM_OK);
+    EXPECT(capmem_alloc_alloc_at(a, 0x10400, 0x100), CAPMEM_OK);
+    CHECK(a);
+    EXPECT_BLOCKS(a, U(0x10000, 0x100), U(0x10100, 0x100), U(0x10200, 0x100), F(0x10300, 0x100),
+                  U(0x10400, 0x100), F(0x10500, 0x7b00), U(0x18000, 0x100), F(0x18100, 0x700),
+                  U(0x18800, 0x200), F(0x18a00, 0x7600));
+    capmem_alloc_destroy(a);
+}
+
 typedef struct count_ctx {
     uint64_t nfree;
     uint64_t nused;
@@ -2312,6 +2343,7 @@ int main(void)
         cmocka_unit_test(test_range_good_fit_takes_the_newest_of_the_smallest_class),
         cmocka_unit_test(test_range_good_fit_rounds_up_to_a_class_that_always_fits),
         cmocka_unit_test(test_range_alloc_at_splits_a_merged_range),
+        cmocka_unit_test(test_range_alloc_at_after_the_freed_range_vanished),
         cmocka_unit_test(test_range_metadata_is_bounded_by_live_blocks_not_span),
         cmocka_unit_test(test_range_alloc_at_exact_offset_and_refuses_overlap),
         cmocka_unit_test(test_range_free_coalesces_both_neighbours),

@@ -218,9 +218,12 @@ CAPMEM_API capmem_err_t capmem_alloc_create_watermark(uint64_t base, uint64_t si
  * the granule; offsets given to alloc_at and free must be granule-aligned.
  *
  * Cost: alloc and free O(1) expected (class bitmaps, a hash table of block
- * boundaries), plus O(log F) expected for F free ranges when a free range
- * appears or vanishes (an address-ordered treap, which alloc_at searches
- * unless the block starts or ends a free range). Metadata follows what is live,
+ * boundaries). alloc_at is O(1) expected when the block starts or ends a
+ * free range or lies in the one the last free made or grew; else it
+ * searches an address-ordered treap of the F free ranges, O(log F)
+ * expected, which first takes in the ranges that appeared since the last
+ * such search (O(log F) each, once per range: amortized over the calls that
+ * made them). Walks are O(blocks). Metadata follows what is live,
  * not the span: 24 bytes per free range (up to the peak number) plus a hash
  * table of 8-byte slots kept 20-50% full, with one key per live block and
  * two per free range. Room for the largest tables is reserved at creation in
