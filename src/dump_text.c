@@ -284,7 +284,7 @@ static void t_region(void *ctx, const capmem__dump_region_t *r)
     text_t *t = ctx;
     char s[32];
     indent(t->out, 2 * r->depth + 2);
-    fprintf(t->out, "0x%08llx..0x%08llx %10s  %c%c  %s 0x%llx +0x%llx",
+    fprintf(t->out, "0x%08llx..0x%08llx %10s  r%c%c  %s 0x%llx +0x%llx",
             (unsigned long long)r->address, (unsigned long long)(r->address + r->size - 1),
             capmem__dump_bytes(r->size, s, sizeof(s)), r->writable ? 'w' : '-',
             r->executable ? 'x' : '-', capmem_ds_kind_name(r->ds_kind), (unsigned long long)r->ds,

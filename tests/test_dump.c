@@ -65,8 +65,14 @@ static void test_dump_text_shows_every_section(void **state)
     capmem_rm_attach_attr_t at = CAPMEM_RM_ATTACH_ATTR_INIT;
     uint64_t addr;
     assert_ok(capmem_rm_attach(f->arena, rm, ds, &at, &addr));
+    at.writable = false;
+    at.executable = true;
+    assert_ok(capmem_rm_attach(f->arena, rm, ds, &at, &addr));
     capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
     char *text = dump_of(f->arena, &o);
+    /* A region's rights read as rwx: reads are always allowed. */
+    assert_non_null(strstr(text, "12 KiB  rw-  RAM"));
+    assert_non_null(strstr(text, "12 KiB  r-x  RAM"));
     assert_non_null(strstr(text, "== capabilities =="));
     assert_non_null(strstr(text, "== untyped memory =="));
     assert_non_null(strstr(text, "\"client\""));
