@@ -137,6 +137,18 @@ static const char *maps_perms(const void *p)
 }
 
 /*
+ * The view at @p p is gone: nothing is mapped there, or something that is
+ * neither a reservation of ours (---p) nor a piece of the arena (shared).
+ * Once unmapped, the range is free for any mmap of the process: a
+ * sanitizer's runtime or malloc may take it at once (seen under TSan).
+ */
+static bool view_gone(const void *p)
+{
+    const char *pr = maps_perms(p);
+    return pr[0] == '\0' || (strcmp(pr, "---p") != 0 && pr[3] != 's');
+}
+
+/*
  * CMocka puts its own SIGSEGV handler in place around every test (and the
  * previous one back after it), so a test that uses views owns SIGSEGV the
  * documented way: its handler calls capmem_rm_real_handle_signal() first
@@ -375,7 +387,7 @@ static void test_rm_real_map_reserves_and_unmap_releases(void **state)
     CHECK_INVARIANTS(f->arena);
 
     assert_ok(capmem_rm_real_unmap(f->arena, rm));
-    assert_string_equal(maps_perms(base), "");
+    assert_true(view_gone(base));
     assert_ok(capmem_rm_info(f->arena, rm, &info));
     assert_null(info.real_base);
     assert_err(capmem_rm_real_unmap(f->arena, rm), CAPMEM_E_INVALID_ARGS);
@@ -387,13 +399,13 @@ static void test_rm_real_map_reserves_and_unmap_releases(void **state)
     /* Closing a mapped map unmaps it; so does destroying the arena (teardown). */
     assert_ok(capmem_rm_real_map(f->arena, rm, 0, &base));
     assert_ok(capmem_rm_close(f->arena, rm));
-    assert_string_equal(maps_perms(base), "");
+    assert_true(view_gone(base));
     assert_int_equal(real_stats(f).views, 0);
     assert_ok(capmem_rm_real_map(f->arena, rm2, 0, &base));
     CHECK_INVARIANTS(f->arena);
     capmem_arena_destroy(f->arena);
     f->arena = NULL;
-    assert_string_equal(maps_perms(base), "");
+    assert_true(view_gone(base));
 }
 
 static void test_rm_real_map_refuses_arenas_it_cannot_map(void **state)
@@ -802,7 +814,7 @@ static void test_rm_real_every_invalidation_path_faults_again(void **state)
 
     /* closing the map itself: its view goes */
     assert_ok(capmem_rm_close(f->arena, rm));
-    assert_string_equal(maps_perms(v), "");
+    assert_true(view_gone(v));
     CHECK_INVARIANTS(f->arena);
 }
 
@@ -1265,7 +1277,7 @@ static void test_rm_real_refusals_of_host_failures_change_nothing(void **state)
     /* A pager that unmaps the view it serves: the fault has nowhere to go. */
     assert_ok(capmem_rm_set_fault_handler(f->arena, rm, unmapping_pager, NULL));
     assert_err(load(f, v + 4 * PAGE), CAPMEM_E_INVALID_CAP);
-    assert_string_equal(maps_perms(v), "");
+    assert_true(view_gone(v));
     CHECK_INVARIANTS(f->arena);
 
     /* Guards nest 16 deep. */
