@@ -302,13 +302,16 @@ static void ask_donation(quiz_t *q, int number, const char *policy)
                 "  (b) How much of its own quota went into its donation at the end?\n",
                 kib(step, b2), want);
     } else {
-        fprintf(q->out,
-                "Then the parent upgrades the session %" PRIu64 " time%s by %s.\n"
-                "  (a) How many one-page dataspaces can the client allocate before\n"
-                "      OUT_OF_METADATA?\n"
-                "  (b) How much of the parent's quota did the session cost, donation and\n"
-                "      upgrades together?\n",
-                ups, ups == 1 ? "" : "s", kib(step, b2));
+        if (ups == 0) {
+            fprintf(q->out, "The parent does not upgrade the session.\n");
+        } else {
+            fprintf(q->out, "Then the parent upgrades the session %" PRIu64 " time%s by %s.\n", ups,
+                    ups == 1 ? "" : "s", kib(step, b2));
+        }
+        fprintf(q->out, "  (a) How many one-page dataspaces can the client allocate before\n"
+                        "      OUT_OF_METADATA?\n"
+                        "  (b) How much of the parent's quota did the session cost, donation and\n"
+                        "      upgrades together?\n");
     }
     if (!q->answers) {
         fprintf(q->out, "\n");
