@@ -39,16 +39,6 @@ static capmem_stats_t stats_of(capmem_arena_t *arena)
     return s;
 }
 
-static capmem_cap_t rm_new(fixture_t *f, uint64_t size)
-{
-    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
-    at.size = size;
-    at.label = "map";
-    capmem_cap_t rm = CAPMEM_CAP_NULL;
-    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
-    return rm;
-}
-
 static uint64_t attach_at(fixture_t *f, capmem_cap_t rm, capmem_cap_t ds, uint64_t at)
 {
     capmem_rm_attach_attr_t a = CAPMEM_RM_ATTACH_ATTR_INIT;
@@ -138,7 +128,7 @@ static void test_stats_agree_with_info_calls_and_keep_peaks(void **state)
     aa.offset = PAGE;
     capmem_cap_t fc = CAPMEM_CAP_NULL;
     assert_ok(capmem_ds_alias(f->arena, f->client, ds[1], &aa, &fc));
-    const capmem_cap_t rm = rm_new(f, 64 * PAGE);
+    const capmem_cap_t rm = test_rm_new(f, 64 * PAGE, "map");
     attach_at(f, rm, ds[0], 0);
     attach_at(f, rm, ds[2], 8 * PAGE);
     attach_at(f, rm, fc, 16 * PAGE);
@@ -247,7 +237,7 @@ static void test_stats_failed_calls_change_no_statistic(void **state)
     fixture_t *f = *state;
     capmem_cap_t ds = CAPMEM_CAP_NULL;
     assert_ok(capmem_ram_alloc(f->arena, f->client, PAGE, &ds));
-    const capmem_cap_t rm = rm_new(f, 16 * PAGE);
+    const capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "map");
     attach_at(f, rm, ds, 0);
     capmem_stats_t before = stats_of(f->arena);
 
@@ -307,7 +297,7 @@ static capmem_rm_fault_result_t page_in(capmem_arena_t *arena, const capmem_rm_f
 static void test_stats_count_faults_by_kind_with_and_without_a_handler(void **state)
 {
     fixture_t *f = *state;
-    const capmem_cap_t rm = rm_new(f, 16 * PAGE);
+    const capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "map");
     capmem_stats_t s0 = stats_of(f->arena);
     uint8_t buf[8] = {0};
 
