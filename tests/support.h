@@ -49,6 +49,28 @@ void test_world_open(test_world_t *w, uint64_t ram, uint64_t client_quota);
 void test_world_close(test_world_t *w);
 
 /*
+ * The file fixture most test files start with: `fixture_t` (a test_world_t),
+ * one static world `fx`, and the CMocka `setup` (test_world_open with @p ram
+ * and @p client_quota, state set to &fx) and `teardown` (test_world_close).
+ * Write TEST_WORLD_FIXTURE(ram, client_quota); once at file scope.
+ */
+#define TEST_WORLD_FIXTURE(ram, client_quota)                                                      \
+    typedef test_world_t fixture_t;                                                                \
+    static fixture_t fx;                                                                           \
+    static int setup(void **state)                                                                 \
+    {                                                                                              \
+        test_world_open(&fx, (ram), (client_quota));                                               \
+        *state = &fx;                                                                              \
+        return 0;                                                                                  \
+    }                                                                                              \
+    static int teardown(void **state)                                                              \
+    {                                                                                              \
+        test_world_close(*state);                                                                  \
+        return 0;                                                                                  \
+    }                                                                                              \
+    static fixture_t fx
+
+/*
  * The same world on an arena of the caller's attributes (for instance
  * phys_base 0, or another page size); test_world_open is this with
  * CAPMEM_ARENA_ATTR_INIT and ram_size = ram. Close it with test_world_close.

@@ -14,22 +14,7 @@
 
 #define PAGE 4096ull
 
-typedef test_world_t fixture_t;
-
-static fixture_t fx;
-
-static int setup(void **state)
-{
-    test_world_open(&fx, 8ull << 20, 2ull << 20);
-    *state = &fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    test_world_close(*state);
-    return 0;
-}
+TEST_WORLD_FIXTURE(8ull << 20, 2ull << 20);
 
 /* The dump as a string (malloc'd; the caller frees). */
 static char *dump_of(capmem_arena_t *a, const capmem_dump_opts_t *o)

@@ -11,22 +11,7 @@
 
 #define PAGE 4096ull
 
-typedef test_world_t fixture_t;
-
-static fixture_t fx;
-
-static int setup(void **state)
-{
-    test_world_open(&fx, 64ull << 20, 16ull << 20);
-    *state = &fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    test_world_close(*state);
-    return 0;
-}
+TEST_WORLD_FIXTURE(64ull << 20, 16ull << 20);
 
 static capmem_stats_t stats_of(capmem_arena_t *arena)
 {
