@@ -28,7 +28,7 @@ import dataclasses
 import sys
 
 from . import errors
-from ._core import _Entry, _record_callback_exception
+from ._core import _checked_call, _Entry, _record_callback_exception
 from ._ffi import ffi, lib, string
 from .errors import Error
 
@@ -364,8 +364,6 @@ class Allocator:
         self.close()
 
     def _call(self, fn, *args):
-        from ._core import _checked_call
-
         # As Arena.call, but a policy hook's KeyboardInterrupt is chained, not re-raised.
         _checked_call(self.ptr, fn, args, pass_interrupts=False)
 
