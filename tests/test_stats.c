@@ -434,11 +434,7 @@ static void test_stats_from_a_visitor_is_reentrant(void **state)
 static void test_stats_device_add_counts_bytes_zeroed(void **state)
 {
     (void)state;
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = 1u << 20;
-    at.device_window = 1u << 20;
-    capmem_arena_t *a = NULL;
-    assert_ok(capmem_arena_create(&at, &a));
+    capmem_arena_t *a = test_arena(1u << 20, PAGE); /* with a 1 MiB device window */
     const capmem_stats_t before = stats_of(a);
     capmem_device_info_t dev;
     assert_ok(capmem_arena_device_add(a, 0x40000000, 64 * PAGE, &dev));
