@@ -75,14 +75,7 @@ int test_open_fds(void)
     return n;
 }
 
-void test_world_open(test_world_t *w, uint64_t ram, uint64_t client_quota)
-{
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = ram;
-    test_world_open_attr(w, &at, client_quota);
-}
-
-void test_world_open_attr(test_world_t *w, const capmem_arena_attr_t *at, uint64_t client_quota)
+static void world_open(test_world_t *w, const capmem_arena_attr_t *at, uint64_t client_quota)
 {
     *w = (test_world_t){0};
     assert_ok(capmem_arena_create(at, &w->arena));
@@ -95,6 +88,21 @@ void test_world_open_attr(test_world_t *w, const capmem_arena_attr_t *at, uint64
         assert_ok(capmem_ram_open(w->arena, w->root, &oa, &w->client));
     }
     CHECK_INVARIANTS(w->arena);
+}
+
+void test_world_open(test_world_t *w, uint64_t ram, uint64_t client_quota)
+{
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = ram;
+    world_open(w, &at, client_quota);
+}
+
+void test_world_open_phys(test_world_t *w, uint64_t ram, uint64_t phys_base, uint64_t client_quota)
+{
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = ram;
+    at.phys_base = phys_base;
+    world_open(w, &at, client_quota);
 }
 
 void test_world_close(test_world_t *w)

@@ -71,11 +71,11 @@ void test_world_close(test_world_t *w);
     static fixture_t fx
 
 /*
- * The same world on an arena of the caller's attributes (for instance
- * phys_base 0, or another page size); test_world_open is this with
- * CAPMEM_ARENA_ATTR_INIT and ram_size = ram. Close it with test_world_close.
+ * The same world with the arena's RAM at physical address @p phys_base
+ * (test_world_open keeps the default, 0x100000). Close it with
+ * test_world_close.
  */
-void test_world_open_attr(test_world_t *w, const capmem_arena_attr_t *at, uint64_t client_quota);
+void test_world_open_phys(test_world_t *w, uint64_t ram, uint64_t phys_base, uint64_t client_quota);
 
 /* A RAM dataspace of @p size bytes from the world's client, filled with @p fill unless 0. */
 capmem_cap_t test_ds_new(test_world_t *w, uint64_t size, uint8_t fill);

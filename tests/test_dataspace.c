@@ -15,10 +15,7 @@ static fixture_t fx;
 
 static int setup(void **state)
 {
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = 64ull << 20;
-    at.phys_base = 0;
-    test_world_open_attr(&fx, &at, 0);
+    test_world_open_phys(&fx, 64ull << 20, 0, 0);
     *state = &fx;
     return 0;
 }

@@ -16,10 +16,7 @@ static fixture_t fx;
 
 static int setup_size(void **state, uint64_t ram)
 {
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = ram;
-    at.phys_base = 0;
-    test_world_open_attr(&fx, &at, 0);
+    test_world_open_phys(&fx, ram, 0, 0);
     *state = &fx;
     return 0;
 }
