@@ -95,6 +95,13 @@ uint64_t bench_rss_bytes(void)
     return (uint64_t)resident * 4096u;
 }
 
+void bench_die(const char *file, const char *what, capmem_err_t err)
+{
+    fprintf(stderr, "%s: %s: %s (%s)\n", file, what, capmem_err_name(err),
+            capmem_last_error()->message);
+    abort();
+}
+
 void bench_section(const char *title)
 {
     printf("%-44s|%11s |%14s |%10s | %s\n", "", "", "", "", "");

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capmem.h"
+
 typedef struct bench {
     unsigned repeats;   /* timed repeats per row; the median is reported */
     bool quick;         /* smaller workloads (meson benchmark) */
@@ -75,6 +77,21 @@ void bench_row(const char *op, double ns_per_op, double bytes_per_obj, const cha
 
 /* Resident set size of this process in bytes (/proc/self/statm). */
 uint64_t bench_rss_bytes(void);
+
+/*
+ * A benchmark's setup must not fail: print where (@p file), the failed call
+ * (@p what), the error's name and the library's detail message, and abort.
+ */
+void bench_die(const char *file, const char *what, capmem_err_t err);
+
+/* Run a library call that must succeed; on error bench_die with the call's text. */
+#define BENCH_TRY(call)                                                                            \
+    do {                                                                                           \
+        capmem_err_t e_ = (call);                                                                  \
+        if (e_ != CAPMEM_OK) {                                                                     \
+            bench_die(__FILE__, #call, e_);                                                        \
+        }                                                                                          \
+    } while (0)
 
 /* Print a section heading between rows. */
 void bench_section(const char *title);

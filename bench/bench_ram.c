@@ -13,11 +13,11 @@
 #include "cspace_internal.h"
 #include "internal.h"
 
+/* BENCH_TRY with a label of the caller's (the checker's reason, for capmem_check). */
 static void must(capmem_err_t err, const char *what)
 {
     if (err != CAPMEM_OK) {
-        fprintf(stderr, "bench: %s: %s\n", what, capmem_last_error()->message);
-        exit(1);
+        bench_die(__FILE__, what, err);
     }
 }
 

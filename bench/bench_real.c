@@ -31,21 +31,6 @@
 
 #define PAGE 4096ull
 
-static void die(const char *what, capmem_err_t err)
-{
-    fprintf(stderr, "bench_real: %s: %s (%s)\n", what, capmem_err_name(err),
-            capmem_last_error()->message);
-    abort();
-}
-
-#define TRY(call)                                                                                  \
-    do {                                                                                           \
-        capmem_err_t e_ = (call);                                                                  \
-        if (e_ != CAPMEM_OK) {                                                                     \
-            die(#call, e_);                                                                        \
-        }                                                                                          \
-    } while (0)
-
 /* ---- the baseline: a bare handler mapping one memfd page --------------------------- */
 
 static int bare_fd = -1;
@@ -121,16 +106,16 @@ static void real_setup(void *vctx)
 {
     real_ctx_t *c = vctx;
     if (c->rm != CAPMEM_CAP_NULL) {
-        TRY(capmem_rm_close(c->arena, c->rm));
+        BENCH_TRY(capmem_rm_close(c->arena, c->rm));
     }
     capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
     const uint64_t pages = c->pages > 256 ? c->pages : 256; /* room for the 1 MiB copy */
     at.size = pages * PAGE;
     at.donation = ((pages + 64) * 64 + PAGE - 1) & ~(PAGE - 1);
-    TRY(capmem_rm_open(c->arena, c->root, &at, &c->rm));
-    TRY(capmem_rm_set_fault_handler(c->arena, c->rm, slice_pager, c));
+    BENCH_TRY(capmem_rm_open(c->arena, c->root, &at, &c->rm));
+    BENCH_TRY(capmem_rm_set_fault_handler(c->arena, c->rm, slice_pager, c));
     void *base;
-    TRY(capmem_rm_real_map(c->arena, c->rm, 0, &base));
+    BENCH_TRY(capmem_rm_real_map(c->arena, c->rm, 0, &base));
     c->base = base;
 }
 
@@ -146,12 +131,12 @@ static void scan_setup(void *vctx)
 {
     real_ctx_t *c = vctx;
     /* Detach and attach again: the view drops the piece, the next touch faults. */
-    TRY(capmem_rm_detach(c->arena, c->rm, 0));
+    BENCH_TRY(capmem_rm_detach(c->arena, c->rm, 0));
     capmem_rm_attach_attr_t a = CAPMEM_RM_ATTACH_ATTR_INIT;
     a.at = 0;
     a.size = 64 * PAGE;
     uint64_t addr;
-    TRY(capmem_rm_attach(c->arena, c->rm, c->ds, &a, &addr));
+    BENCH_TRY(capmem_rm_attach(c->arena, c->rm, c->ds, &a, &addr));
 }
 
 static void scan_body(void *vctx, uint64_t iters)
@@ -202,16 +187,16 @@ void bench_real(const bench_t *b)
     real_ctx_t c = {0};
     capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
     aa.ram_size = 64ull << 20;
-    TRY(capmem_arena_create(&aa, &c.arena));
+    BENCH_TRY(capmem_arena_create(&aa, &c.arena));
     if (capmem_arena_backing(c.arena) != CAPMEM_BACKING_MEMFD) {
         bench_row("real mode", 0, -1, "skipped: no memfd on this host");
         capmem_arena_destroy(c.arena);
         return;
     }
-    TRY(capmem_ram_boot(c.arena, NULL, &c.root));
+    BENCH_TRY(capmem_ram_boot(c.arena, NULL, &c.root));
     c.pages = bench_n(b, 4096, 2048);
     /* Room for the 1 MiB copy whatever the count. */
-    TRY(capmem_ram_alloc(c.arena, c.root, (c.pages > 256 ? c.pages : 256) * PAGE, &c.ds));
+    BENCH_TRY(capmem_ram_alloc(c.arena, c.root, (c.pages > 256 ? c.pages : 256) * PAGE, &c.ds));
 
     /* The baseline's handler in place of the library's for its rows, then the library's back. */
     bare_pages = c.pages;
@@ -237,14 +222,14 @@ void bench_real(const bench_t *b)
     bench_row("real fault, pager attaches a page", real, -1, note);
 
     /* A 64-page dataspace attached at 0 of the same map, scanned page by page. */
-    TRY(capmem_rm_close(c.arena, c.rm));
+    BENCH_TRY(capmem_rm_close(c.arena, c.rm));
     c.rm = CAPMEM_CAP_NULL;
     real_setup(&c);
     capmem_rm_attach_attr_t a = CAPMEM_RM_ATTACH_ATTR_INIT;
     a.at = 0;
     a.size = 64 * PAGE;
     uint64_t addr;
-    TRY(capmem_rm_attach(c.arena, c.rm, c.ds, &a, &addr));
+    BENCH_TRY(capmem_rm_attach(c.arena, c.rm, c.ds, &a, &addr));
     const double fresh = bench_median_ns(b, fresh_body, fresh_setup, &c, 64);
     munmap(c.fresh, 64 * PAGE);
     bench_row("base: kernel first touch, anon page", fresh, -1, "per page");
@@ -255,10 +240,10 @@ void bench_real(const bench_t *b)
 
     /* memcpy of 1 MiB out of a view against plain memory. */
     const size_t len = 1u << 20;
-    TRY(capmem_rm_detach(c.arena, c.rm, 0));
+    BENCH_TRY(capmem_rm_detach(c.arena, c.rm, 0));
     a.size = len;
-    TRY(capmem_rm_attach(c.arena, c.rm, c.ds, &a, &addr));
-    TRY(capmem_rm_real_prefault(c.arena, c.rm, 0, len, CAPMEM_RM_WRITE));
+    BENCH_TRY(capmem_rm_attach(c.arena, c.rm, c.ds, &a, &addr));
+    BENCH_TRY(capmem_rm_real_prefault(c.arena, c.rm, 0, len, CAPMEM_RM_WRITE));
     uint8_t *plain = malloc(len);
     uint8_t *dst = malloc(len);
     if (plain == NULL || dst == NULL) {

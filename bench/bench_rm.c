@@ -19,21 +19,6 @@
 
 #define PAGE 4096ull
 
-static void die(const char *what, capmem_err_t err)
-{
-    fprintf(stderr, "bench_rm: %s: %s (%s)\n", what, capmem_err_name(err),
-            capmem_last_error()->message);
-    abort();
-}
-
-#define TRY(call)                                                                                  \
-    do {                                                                                           \
-        capmem_err_t e_ = (call);                                                                  \
-        if (e_ != CAPMEM_OK) {                                                                     \
-            die(#call, e_);                                                                        \
-        }                                                                                          \
-    } while (0)
-
 typedef struct rm_ctx {
     capmem_arena_t *arena;
     capmem_cap_t root;
@@ -50,7 +35,7 @@ static capmem_cap_t make_map(rm_ctx_t *c, uint64_t pages, uint64_t max_regions)
     at.size = pages * PAGE;
     at.donation = ((max_regions + 64) * 64 + PAGE - 1) & ~(PAGE - 1);
     capmem_cap_t rm;
-    TRY(capmem_rm_open(c->arena, c->root, &at, &rm));
+    BENCH_TRY(capmem_rm_open(c->arena, c->root, &at, &rm));
     return rm;
 }
 
@@ -61,7 +46,7 @@ static void fill(rm_ctx_t *c, uint64_t n)
     uint64_t addr;
     for (uint64_t i = 0; i < n; i++) {
         a.at = 2 * i * PAGE;
-        TRY(capmem_rm_attach(c->arena, c->rm, c->ds, &a, &addr));
+        BENCH_TRY(capmem_rm_attach(c->arena, c->rm, c->ds, &a, &addr));
     }
     c->regions = n;
 }
@@ -83,10 +68,10 @@ static void setup_fault(void *vctx)
 {
     rm_ctx_t *c = vctx;
     if (c->rm != CAPMEM_CAP_NULL) {
-        TRY(capmem_rm_close(c->arena, c->rm));
+        BENCH_TRY(capmem_rm_close(c->arena, c->rm));
     }
     c->rm = make_map(c, c->pages, c->pages);
-    TRY(capmem_rm_set_fault_handler(c->arena, c->rm, page_in, c));
+    BENCH_TRY(capmem_rm_set_fault_handler(c->arena, c->rm, page_in, c));
 }
 
 static void body_fault(void *vctx, uint64_t iters)
@@ -94,7 +79,7 @@ static void body_fault(void *vctx, uint64_t iters)
     rm_ctx_t *c = vctx;
     uint64_t v;
     for (uint64_t i = 0; i < iters; i++) {
-        TRY(capmem_rm_read(c->arena, c->rm, i * PAGE + 8, &v, sizeof(v)));
+        BENCH_TRY(capmem_rm_read(c->arena, c->rm, i * PAGE + 8, &v, sizeof(v)));
     }
 }
 
@@ -105,7 +90,7 @@ static void body_read8(void *vctx, uint64_t iters)
     uint64_t sum = 0;
     for (uint64_t i = 0; i < iters; i++) {
         uint64_t off = (i * 8) & (PAGE - 8);
-        TRY(capmem_rm_read(c->arena, c->rm, off, &v, sizeof(v)));
+        BENCH_TRY(capmem_rm_read(c->arena, c->rm, off, &v, sizeof(v)));
         sum += v;
     }
     if (sum == 1) {
@@ -119,7 +104,7 @@ static void body_lookup(void *vctx, uint64_t iters)
     capmem_rm_region_t r;
     for (uint64_t i = 0; i < iters; i++) {
         uint64_t k = bench_rand(&c->seed) % c->regions;
-        TRY(capmem_rm_lookup(c->arena, c->rm, 2 * k * PAGE + 16, &r));
+        BENCH_TRY(capmem_rm_lookup(c->arena, c->rm, 2 * k * PAGE + 16, &r));
     }
 }
 
@@ -129,8 +114,8 @@ static void body_attach_detach(void *vctx, uint64_t iters)
     capmem_rm_attach_attr_t a = CAPMEM_RM_ATTACH_ATTR_INIT;
     uint64_t addr;
     for (uint64_t i = 0; i < iters; i++) {
-        TRY(capmem_rm_attach(c->arena, c->rm, c->ds, &a, &addr));
-        TRY(capmem_rm_detach(c->arena, c->rm, addr));
+        BENCH_TRY(capmem_rm_attach(c->arena, c->rm, c->ds, &a, &addr));
+        BENCH_TRY(capmem_rm_detach(c->arena, c->rm, addr));
     }
 }
 
@@ -143,9 +128,9 @@ void bench_rm(const bench_t *b)
     capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
     aa.ram_size = 256ull << 20;
     rm_ctx_t c = {.seed = 0x2545f4914f6cdd1dull};
-    TRY(capmem_arena_create(&aa, &c.arena));
-    TRY(capmem_ram_boot(c.arena, NULL, &c.root));
-    TRY(capmem_ram_alloc(c.arena, c.root, PAGE, &c.ds));
+    BENCH_TRY(capmem_arena_create(&aa, &c.arena));
+    BENCH_TRY(capmem_ram_boot(c.arena, NULL, &c.root));
+    BENCH_TRY(capmem_ram_alloc(c.arena, c.root, PAGE, &c.ds));
     char note[128];
 
     /* A fault end to end, in a map that grows to 4,096 and to 100,000 regions. */
@@ -154,7 +139,7 @@ void bench_rm(const bench_t *b)
     snprintf(note, sizeof(note), "handler attaches a page and resolves; map grows to 4,096");
     bench_row("rm fault end to end (read 8 B)", ns, -1, note);
     if (c.rm != CAPMEM_CAP_NULL) { /* callgrind mode may have skipped the row */
-        TRY(capmem_rm_close(c.arena, c.rm));
+        BENCH_TRY(capmem_rm_close(c.arena, c.rm));
     }
     c.rm = CAPMEM_CAP_NULL;
     c.pages = bench_n(b, 100000, 20000);
@@ -163,7 +148,7 @@ void bench_rm(const bench_t *b)
              (unsigned long long)c.pages);
     bench_row("rm fault end to end, large map", ns, -1, note);
     if (c.rm != CAPMEM_CAP_NULL) {
-        TRY(capmem_rm_close(c.arena, c.rm));
+        BENCH_TRY(capmem_rm_close(c.arena, c.rm));
     }
 
     /* An 8-byte read through a mapped region. */
@@ -171,7 +156,7 @@ void bench_rm(const bench_t *b)
     fill(&c, 1);
     ns = bench_measure(b, "rm-read8", body_read8, NULL, &c, bench_n(b, 5000000, 1000000));
     bench_row("rm read 8 B through a mapped region", ns, -1, "target <30");
-    TRY(capmem_rm_close(c.arena, c.rm));
+    BENCH_TRY(capmem_rm_close(c.arena, c.rm));
     if (b->cg_key != NULL) {
         capmem_arena_destroy(c.arena);
         return;
@@ -190,7 +175,7 @@ void bench_rm(const bench_t *b)
             ns = bench_median_ns(b, body_attach_detach, NULL, &c, bench_n(b, 2000000, 300000));
             bench_row("rm attach (anywhere) + detach pair", ns, 64, "map holds 1,000 regions");
         }
-        TRY(capmem_rm_close(c.arena, c.rm));
+        BENCH_TRY(capmem_rm_close(c.arena, c.rm));
     }
     capmem_arena_destroy(c.arena);
 }

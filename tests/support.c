@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <dirent.h>
 #include <unistd.h>
 
@@ -74,12 +75,10 @@ int test_open_fds(void)
     return n;
 }
 
-void test_world_open(test_world_t *w, uint64_t ram, uint64_t client_quota)
+static void world_open(test_world_t *w, const capmem_arena_attr_t *at, uint64_t client_quota)
 {
     *w = (test_world_t){0};
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = ram;
-    assert_ok(capmem_arena_create(&at, &w->arena));
+    assert_ok(capmem_arena_create(at, &w->arena));
     assert_ok(capmem_ram_boot(w->arena, NULL, &w->root));
     if (client_quota != 0) {
         capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
@@ -91,11 +90,84 @@ void test_world_open(test_world_t *w, uint64_t ram, uint64_t client_quota)
     CHECK_INVARIANTS(w->arena);
 }
 
+void test_world_open(test_world_t *w, uint64_t ram, uint64_t client_quota)
+{
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = ram;
+    world_open(w, &at, client_quota);
+}
+
+void test_world_open_phys(test_world_t *w, uint64_t ram, uint64_t phys_base, uint64_t client_quota)
+{
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = ram;
+    at.phys_base = phys_base;
+    world_open(w, &at, client_quota);
+}
+
 void test_world_close(test_world_t *w)
 {
     if (w->arena != NULL) {
         CHECK_INVARIANTS(w->arena);
         capmem_arena_destroy(w->arena);
     }
+    w->arena = NULL;
+}
+
+capmem_cap_t test_ds_new(test_world_t *w, uint64_t size, uint8_t fill)
+{
+    capmem_cap_t ds = CAPMEM_CAP_NULL;
+    assert_ok(capmem_ram_alloc(w->arena, w->client, size, &ds));
+    if (fill != 0) {
+        uint8_t *buf = malloc(size);
+        assert_non_null(buf);
+        memset(buf, fill, size);
+        assert_ok(capmem_ds_write(w->arena, ds, 0, buf, size));
+        free(buf);
+    }
+    return ds;
+}
+
+capmem_cap_t test_rm_new(test_world_t *w, uint64_t size, const char *label)
+{
+    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
+    at.size = size;
+    at.label = label;
+    capmem_cap_t rm = CAPMEM_CAP_NULL;
+    assert_ok(capmem_rm_open(w->arena, w->client, &at, &rm));
+    return rm;
+}
+
+void test_boot_world_open(test_boot_world_t *w, uint64_t device_window, const char *label)
+{
+    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
+    at.ram_size = 3ull << 20;
+    at.phys_base = 0x100000;
+    at.cap_slots = 1u << 12;
+    at.device_window = device_window;
+    *w = (test_boot_world_t){0};
+    assert_ok(capmem_arena_create(&at, &w->arena));
+    capmem_untyped_info_t boot[4];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(w->arena, boot, 4, &n));
+    assert_int_equal(n, 2);
+    w->ut = boot[0].cap;
+    w->pool = boot[1].cap;
+    assert_ok(capmem_ram_create(w->arena, &boot[1].cap, 1, NULL, &w->root));
+    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+    oa.quota = 256 * 1024;
+    oa.label = label;
+    assert_ok(capmem_ram_open(w->arena, w->root, &oa, &w->acc));
+    assert_ok(capmem_ram_alloc(w->arena, w->acc, 3 * 4096, &w->ds));
+    capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
+    ra.count = 2;
+    assert_ok(capmem_untyped_retype(w->arena, w->ut, &ra, w->frames, 2));
+    CHECK_INVARIANTS(w->arena);
+}
+
+void test_boot_world_close(test_boot_world_t *w)
+{
+    CHECK_INVARIANTS(w->arena);
+    capmem_arena_destroy(w->arena);
     w->arena = NULL;
 }

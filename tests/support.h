@@ -48,6 +48,62 @@ typedef struct test_world {
 void test_world_open(test_world_t *w, uint64_t ram, uint64_t client_quota);
 void test_world_close(test_world_t *w);
 
+/*
+ * The file fixture most test files start with: `fixture_t` (a test_world_t),
+ * one static world `fx`, and the CMocka `setup` (test_world_open with @p ram
+ * and @p client_quota, state set to &fx) and `teardown` (test_world_close).
+ * Write TEST_WORLD_FIXTURE(ram, client_quota); once at file scope.
+ */
+#define TEST_WORLD_FIXTURE(ram, client_quota)                                                      \
+    typedef test_world_t fixture_t;                                                                \
+    static fixture_t fx;                                                                           \
+    static int setup(void **state)                                                                 \
+    {                                                                                              \
+        test_world_open(&fx, (ram), (client_quota));                                               \
+        *state = &fx;                                                                              \
+        return 0;                                                                                  \
+    }                                                                                              \
+    static int teardown(void **state)                                                              \
+    {                                                                                              \
+        test_world_close(*state);                                                                  \
+        return 0;                                                                                  \
+    }                                                                                              \
+    static fixture_t fx
+
+/*
+ * The same world with the arena's RAM at physical address @p phys_base
+ * (test_world_open keeps the default, 0x100000). Close it with
+ * test_world_close.
+ */
+void test_world_open_phys(test_world_t *w, uint64_t ram, uint64_t phys_base, uint64_t client_quota);
+
+/* A RAM dataspace of @p size bytes from the world's client, filled with @p fill unless 0. */
+capmem_cap_t test_ds_new(test_world_t *w, uint64_t size, uint8_t fill);
+
+/* A region map of @p size bytes opened by the world's client, with @p label. */
+capmem_cap_t test_rm_new(test_world_t *w, uint64_t size, const char *label);
+
+/*
+ * The seL4-style world the internal-state tests start from: an arena of
+ * 3 MiB at physical 0x100000 with 4,096 capability slots and the given
+ * device window, its two boot untypeds (ut keeps two frames retyped from
+ * it; pool is claimed by a RAM service, root), an account acc of root with
+ * 256 KiB of quota and @p label (NULL for none), and a 3-page dataspace ds
+ * of acc. The checker runs at both ends.
+ */
+typedef struct test_boot_world {
+    capmem_arena_t *arena;
+    capmem_cap_t ut;   /* the first boot untyped, with two frames */
+    capmem_cap_t pool; /* the second one, claimed by the RAM service */
+    capmem_cap_t root;
+    capmem_cap_t acc;
+    capmem_cap_t ds;
+    capmem_cap_t frames[2];
+} test_boot_world_t;
+
+void test_boot_world_open(test_boot_world_t *w, uint64_t device_window, const char *label);
+void test_boot_world_close(test_boot_world_t *w);
+
 /* True when the suite runs under Valgrind (the setup exports CAPMEM_UNDER_VALGRIND). */
 int test_under_valgrind(void);
 

@@ -17,48 +17,20 @@
 #include "support.h"
 #include "untyped_internal.h"
 
-typedef struct fixture {
-    capmem_arena_t *arena;
-    capmem_cap_t root;
-    capmem_cap_t acc;
-    capmem_cap_t ds;
-    capmem_cap_t ut;
-    capmem_cap_t kids[2];
-} fixture_t;
+typedef test_boot_world_t fixture_t;
 
 static fixture_t fx;
 
 static int setup(void **state)
 {
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = 3ull << 20;
-    at.phys_base = 0x100000;
-    at.cap_slots = 1u << 12;
-    memset(&fx, 0, sizeof(fx));
-    assert_ok(capmem_arena_create(&at, &fx.arena));
-    capmem_untyped_info_t boot[4];
-    size_t n = 0;
-    assert_ok(capmem_untyped_boot(fx.arena, boot, 4, &n));
-    assert_int_equal(n, 2);
-    fx.ut = boot[0].cap;
-    assert_ok(capmem_ram_create(fx.arena, &boot[1].cap, 1, NULL, &fx.root));
-    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
-    oa.quota = 256 * 1024;
-    assert_ok(capmem_ram_open(fx.arena, fx.root, &oa, &fx.acc));
-    assert_ok(capmem_ram_alloc(fx.arena, fx.acc, 3 * 4096, &fx.ds));
-    capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
-    ra.count = 2;
-    assert_ok(capmem_untyped_retype(fx.arena, fx.ut, &ra, fx.kids, 2));
-    CHECK_INVARIANTS(fx.arena);
+    test_boot_world_open(&fx, 0, NULL);
     *state = &fx;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    CHECK_INVARIANTS(f->arena);
-    capmem_arena_destroy(f->arena);
+    test_boot_world_close(*state);
     return 0;
 }
 
@@ -137,8 +109,8 @@ static void test_checker_catches_leaked_physical_page(void **state)
 static void test_checker_catches_overlapping_untyped_children(void **state)
 {
     fixture_t *f = *state;
-    capmem__ut_child_t *b = slot_of(f->arena, f->kids[1])->obj;
-    capmem__ut_child_t *a = slot_of(f->arena, f->kids[0])->obj;
+    capmem__ut_child_t *b = slot_of(f->arena, f->frames[1])->obj;
+    capmem__ut_child_t *a = slot_of(f->arena, f->frames[0])->obj;
     uint64_t saved = b->offset;
     b->offset = a->offset;
     expect_caught(f->arena, "overlap");
@@ -148,7 +120,7 @@ static void test_checker_catches_overlapping_untyped_children(void **state)
 static void test_checker_catches_child_outside_its_untyped(void **state)
 {
     fixture_t *f = *state;
-    capmem__ut_child_t *b = slot_of(f->arena, f->kids[1])->obj;
+    capmem__ut_child_t *b = slot_of(f->arena, f->frames[1])->obj;
     uint64_t saved = b->offset;
     b->offset = saved + (1ull << 20);
     expect_caught(f->arena, "outside");
@@ -826,7 +798,7 @@ static void test_checker_region_map_checker_needs_no_buffer_to_report(void **sta
 static void test_checker_catches_child_of_dead_untyped(void **state)
 {
     fixture_t *f = *state;
-    capmem__ut_child_t *c = slot_of(f->arena, f->kids[0])->obj;
+    capmem__ut_child_t *c = slot_of(f->arena, f->frames[0])->obj;
     capmem__untyped_t *parent = c->parent;
     capmem__untyped_t ghost = *parent; /* a record no capability names */
     c->parent = &ghost;

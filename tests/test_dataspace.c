@@ -9,29 +9,20 @@
 
 #define PAGE 4096u
 
-typedef struct fixture {
-    capmem_arena_t *arena;
-    capmem_cap_t root;
-} fixture_t;
+typedef test_world_t fixture_t;
 
 static fixture_t fx;
 
 static int setup(void **state)
 {
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = 64ull << 20;
-    at.phys_base = 0;
-    assert_ok(capmem_arena_create(&at, &fx.arena));
-    assert_ok(capmem_ram_boot(fx.arena, NULL, &fx.root));
+    test_world_open_phys(&fx, 64ull << 20, 0, 0);
     *state = &fx;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    CHECK_INVARIANTS(f->arena);
-    capmem_arena_destroy(f->arena);
+    test_world_close(*state);
     return 0;
 }
 

@@ -14,22 +14,7 @@
 
 #define PAGE 4096ull
 
-typedef test_world_t fixture_t;
-
-static fixture_t fx;
-
-static int setup(void **state)
-{
-    test_world_open(&fx, 8ull << 20, 2ull << 20);
-    *state = &fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    test_world_close(*state);
-    return 0;
-}
+TEST_WORLD_FIXTURE(8ull << 20, 2ull << 20);
 
 /* The dump as a string (malloc'd; the caller frees). */
 static char *dump_of(capmem_arena_t *a, const capmem_dump_opts_t *o)
@@ -199,11 +184,7 @@ static void test_dump_any_capability_roots_a_subtree(void **state)
 static void test_dump_physical_map_covers_devices_and_copies(void **state)
 {
     (void)state;
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = 1u << 20;
-    at.device_window = 1u << 20;
-    capmem_arena_t *a = NULL;
-    assert_ok(capmem_arena_create(&at, &a));
+    capmem_arena_t *a = test_arena(1u << 20, PAGE); /* with a 1 MiB device window */
     capmem_device_info_t dev;
     assert_ok(capmem_arena_device_add(a, 0xfe000000, 16 * PAGE, &dev));
     capmem_untyped_info_t boot[8];

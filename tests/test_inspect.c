@@ -12,22 +12,7 @@
 
 #define PAGE 4096u
 
-typedef test_world_t fixture_t;
-
-static fixture_t fx;
-
-static int setup(void **state)
-{
-    test_world_open(&fx, 16ull << 20, 0);
-    *state = &fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    test_world_close(*state);
-    return 0;
-}
+TEST_WORLD_FIXTURE(16ull << 20, 0);
 
 /* ---- a recorder of events ------------------------------------------------------ */
 

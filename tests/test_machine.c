@@ -19,22 +19,7 @@
 #include "internal.h"
 #include "support.h"
 
-typedef test_world_t fixture_t;
-
-static fixture_t fx;
-
-static int setup(void **state)
-{
-    test_world_open(&fx, 32ull << 20, 0);
-    *state = &fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    test_world_close(*state);
-    return 0;
-}
+TEST_WORLD_FIXTURE(32ull << 20, 0);
 
 static capmem_cap_t open_account(fixture_t *f, capmem_cap_t parent, uint64_t quota,
                                  uint64_t donation, uint32_t flags, const char *label)

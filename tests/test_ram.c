@@ -10,22 +10,14 @@
 #include "first_fit.h"
 #include "support.h"
 
-typedef struct fixture {
-    capmem_arena_t *arena;
-    capmem_cap_t root;
-} fixture_t;
+typedef test_world_t fixture_t;
 
 static fixture_t fx;
 
 static int setup_size(void **state, uint64_t ram)
 {
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = ram;
-    at.phys_base = 0;
-    assert_ok(capmem_arena_create(&at, &fx.arena));
-    assert_ok(capmem_ram_boot(fx.arena, NULL, &fx.root));
+    test_world_open_phys(&fx, ram, 0, 0);
     *state = &fx;
-    CHECK_INVARIANTS(fx.arena);
     return 0;
 }
 
@@ -36,9 +28,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    CHECK_INVARIANTS(f->arena);
-    capmem_arena_destroy(f->arena);
+    test_world_close(*state);
     return 0;
 }
 

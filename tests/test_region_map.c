@@ -14,46 +14,13 @@
 
 #define PAGE 4096ull
 
-typedef test_world_t fixture_t;
-
-static fixture_t fx;
-
-static int setup(void **state)
-{
-    test_world_open(&fx, 64ull << 20, 16ull << 20);
-    *state = &fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    test_world_close(*state);
-    return 0;
-}
+TEST_WORLD_FIXTURE(64ull << 20, 16ull << 20);
 
 static capmem_cap_t rm_new(fixture_t *f, uint64_t size)
 {
-    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
-    at.size = size;
-    at.label = "map";
-    capmem_cap_t rm = CAPMEM_CAP_NULL;
-    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
+    capmem_cap_t rm = test_rm_new(f, size, "map");
     CHECK_INVARIANTS(f->arena);
     return rm;
-}
-
-static capmem_cap_t ds_new(fixture_t *f, uint64_t size, uint8_t fill)
-{
-    capmem_cap_t ds = CAPMEM_CAP_NULL;
-    assert_ok(capmem_ram_alloc(f->arena, f->client, size, &ds));
-    if (fill != 0) {
-        uint8_t *buf = malloc(size);
-        assert_non_null(buf);
-        memset(buf, fill, size);
-        assert_ok(capmem_ds_write(f->arena, ds, 0, buf, size));
-        free(buf);
-    }
-    return ds;
 }
 
 static uint64_t attach(fixture_t *f, capmem_cap_t rm, capmem_cap_t ds, uint64_t at, uint64_t off,
@@ -103,7 +70,7 @@ static void test_rm_default_donation_pays_for_documented_regions(void **state)
     assert_int_equal(in.donation, CAPMEM_RM_DEFAULT_DONATION);
     assert_int_equal(in.records_capacity, 1024);
     assert_int_equal(in.records_used, 1 + CAPMEM_RM_SESSION_SLOTS);
-    capmem_cap_t ds = ds_new(f, PAGE, 0);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0);
     capmem_rm_attach_attr_t a = CAPMEM_RM_ATTACH_ATTR_INIT;
     uint64_t addr;
     for (unsigned i = 0; i < CAPMEM_RM_DEFAULT_REGIONS; i++) {
@@ -180,7 +147,7 @@ static void test_rm_client_pays_donation_and_gets_it_back(void **state)
     assert_int_equal(ci.parent, f->client);
     assert_int_equal(ci.type, CAPMEM_OBJ_REGION_MAP);
     assert_int_equal(rm_info(f->arena, rm).client, f->client);
-    capmem_cap_t ds = ds_new(f, PAGE, 0);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0);
     attach(f, rm, ds, 0, 0, 0, 1);
     /* A copy cannot close it. */
     capmem_cap_t copy;
@@ -235,7 +202,7 @@ static void test_rm_create_errors_change_nothing(void **state)
     bad.flags = 0x80;
     assert_err(capmem_rm_open(f->arena, f->client, &bad, &rm), CAPMEM_E_INVALID_ARGS);
     /* Capability errors. */
-    capmem_cap_t ds = ds_new(f, PAGE, 0);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0);
     assert_err(capmem_rm_open(f->arena, ds, &at, &rm), CAPMEM_E_WRONG_TYPE);
     assert_err(capmem_rm_open(f->arena, 0x1234567ull, &at, &rm), CAPMEM_E_INVALID_CAP);
     capmem_cap_t ro;
@@ -277,7 +244,7 @@ static void test_rm_expanding_map_upgrades_from_client(void **state)
     at.flags = CAPMEM_RM_EXPANDING;
     capmem_cap_t rm;
     assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
-    capmem_cap_t ds = ds_new(f, PAGE, 0);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0);
     capmem_ram_info_t before = acc_info(f->arena, f->client);
     capmem_rm_attach_attr_t a = CAPMEM_RM_ATTACH_ATTR_INIT;
     uint64_t addr;
@@ -331,8 +298,8 @@ static void test_rm_attach_maps_dataspace_bytes_both_ways(void **state)
 {
     fixture_t *f = *state;
     capmem_cap_t rm = rm_new(f, 1ull << 20);
-    capmem_cap_t a = ds_new(f, 2 * PAGE, 0x11);
-    capmem_cap_t b = ds_new(f, 3 * PAGE, 0x22);
+    capmem_cap_t a = test_ds_new(f, 2 * PAGE, 0x11);
+    capmem_cap_t b = test_ds_new(f, 3 * PAGE, 0x22);
     uint64_t at_a = attach(f, rm, a, 0x10000, 0, 0, 1);
     assert_int_equal(at_a, 0x10000);
     /* b's last two pages right after a: an access can span both. */
@@ -370,7 +337,7 @@ static void test_rm_attach_refusals_change_nothing(void **state)
 {
     fixture_t *f = *state;
     capmem_cap_t rm = rm_new(f, 16 * PAGE);
-    capmem_cap_t ds = ds_new(f, 4 * PAGE, 0);
+    capmem_cap_t ds = test_ds_new(f, 4 * PAGE, 0);
     attach(f, rm, ds, 4 * PAGE, 0, 2 * PAGE, 1);
     capmem_rm_info_t before = rm_info(f->arena, rm);
     capmem_rm_attach_attr_t a = CAPMEM_RM_ATTACH_ATTR_INIT;
@@ -440,9 +407,9 @@ static void test_rm_attach_refusals_change_nothing(void **state)
     assert_err(capmem_rm_attach(f->arena, rm, ds, NULL, &addr), CAPMEM_E_INVALID_ARGS);
     assert_err(capmem_rm_attach(f->arena, rm, ds, &a, NULL), CAPMEM_E_INVALID_ARGS);
     /* Anywhere without room: 4 pages + 10 pages free, 12 asked. */
-    capmem_cap_t big = ds_new(f, 12 * PAGE, 0);
+    capmem_cap_t big = test_ds_new(f, 12 * PAGE, 0);
     assert_err(capmem_rm_attach(f->arena, rm, big, &a, &addr), CAPMEM_E_NOT_ENOUGH_MEMORY);
-    capmem_cap_t huge = ds_new(f, 32 * PAGE, 0);
+    capmem_cap_t huge = test_ds_new(f, 32 * PAGE, 0);
     assert_err(capmem_rm_attach(f->arena, rm, huge, &a, &addr), CAPMEM_E_RANGE);
     assert_int_equal(addr, 0xdead);
     capmem_rm_info_t after = rm_info(f->arena, rm);
@@ -457,7 +424,7 @@ static void test_rm_anywhere_takes_lowest_fitting_address(void **state)
 {
     fixture_t *f = *state;
     capmem_cap_t rm = rm_new(f, 64 * PAGE);
-    capmem_cap_t ds = ds_new(f, 8 * PAGE, 0);
+    capmem_cap_t ds = test_ds_new(f, 8 * PAGE, 0);
     /* Regions at pages 0-1, 3, 6-9, 12; free: 2, 4-5, 10-11, 13.. */
     attach(f, rm, ds, 0, 0, 2 * PAGE, 1);
     attach(f, rm, ds, 3 * PAGE, 0, PAGE, 1);
@@ -489,7 +456,7 @@ static void test_rm_random_attach_detach_keeps_tree_valid(void **state)
     fixture_t *f = *state;
     enum { PAGES = 256 };
     capmem_cap_t rm = rm_new(f, PAGES * PAGE);
-    capmem_cap_t ds = ds_new(f, 8 * PAGE, 0);
+    capmem_cap_t ds = test_ds_new(f, 8 * PAGE, 0);
     int owner[PAGES];
     uint64_t start[PAGES];
     memset(owner, 0, sizeof(owner));
@@ -568,7 +535,7 @@ static void test_rm_free_or_revoke_detaches_everywhere(void **state)
     fixture_t *f = *state;
     capmem_cap_t rm1 = rm_new(f, 1ull << 20);
     capmem_cap_t rm2 = rm_new(f, 1ull << 20);
-    capmem_cap_t ds = ds_new(f, 4 * PAGE, 0x33);
+    capmem_cap_t ds = test_ds_new(f, 4 * PAGE, 0x33);
     capmem_alias_attr_t al = CAPMEM_ALIAS_ATTR_INIT;
     al.offset = PAGE;
     al.size = PAGE;
@@ -597,7 +564,7 @@ static void test_rm_free_or_revoke_detaches_everywhere(void **state)
     /* Records were returned to the donations. */
     assert_int_equal(rm_info(f->arena, rm1).records_used, 1 + CAPMEM_RM_SESSION_SLOTS);
     /* Closing the map first, then freeing the dataspace, also works. */
-    capmem_cap_t ds2 = ds_new(f, PAGE, 0);
+    capmem_cap_t ds2 = test_ds_new(f, PAGE, 0);
     attach(f, rm1, ds2, 0, 0, 0, 1);
     assert_ok(capmem_rm_close(f->arena, rm1));
     CHECK_INVARIANTS(f->arena);
@@ -689,7 +656,7 @@ static void test_rm_handler_attaches_and_access_retries(void **state)
 {
     fixture_t *f = *state;
     capmem_cap_t rm = rm_new(f, 1ull << 20);
-    capmem_cap_t ds = ds_new(f, PAGE, 0);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0);
     uint32_t magic = 0xfeedf00d;
     assert_ok(capmem_ds_write(f->arena, ds, 0x10, &magic, 4));
     pager_t p = {.ds = ds, .resolve = 1, .writable = 1};
@@ -719,7 +686,7 @@ static void test_rm_write_never_reaches_read_only_memory(void **state)
 {
     fixture_t *f = *state;
     capmem_cap_t rm = rm_new(f, 1ull << 20);
-    capmem_cap_t ds = ds_new(f, PAGE, 0x44);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0x44);
     capmem_alias_attr_t al = CAPMEM_ALIAS_ATTR_INIT;
     al.writable = 0;
     capmem_cap_t rom;
@@ -735,7 +702,7 @@ static void test_rm_write_never_reaches_read_only_memory(void **state)
     assert_err(capmem_rm_write(f->arena, rm, PAGE + 0x10, &v, 4), CAPMEM_E_UNRESOLVED_FAULT);
     assert_err(capmem_rm_touch(f->arena, rm, PAGE, 1, CAPMEM_RM_WRITE), CAPMEM_E_UNRESOLVED_FAULT);
     /* A write spanning a writable and a read-only page stops at the boundary. */
-    capmem_cap_t rw = ds_new(f, PAGE, 0x55);
+    capmem_cap_t rw = test_ds_new(f, PAGE, 0x55);
     attach(f, rm, rw, 2 * PAGE, 0, 0, 1);
     attach(f, rm, rom, 3 * PAGE, 0, 0, 0);
     uint8_t buf[32];
@@ -848,7 +815,7 @@ static void test_rm_handler_may_call_library_without_deadlock(void **state)
     capmem_cap_t rm = rm_new(f, 1ull << 20);
     busy_t b = {.f = f};
     b.other_rm = rm_new(f, 1ull << 20);
-    b.other_ds = ds_new(f, PAGE, 0);
+    b.other_ds = test_ds_new(f, PAGE, 0);
     attach(f, b.other_rm, b.other_ds, 0, 0, 0, 1);
     assert_ok(capmem_rm_set_fault_handler(f->arena, rm, busy_fn, &b));
     /* Run the faulting accesses on another thread and wait with a deadline: a deadlock fails. */
@@ -946,7 +913,7 @@ static void test_rm_managed_dataspace_is_created_once(void **state)
     capmem_cap_t x;
     assert_err(capmem_ds_alias(f->arena, f->client, mds, &al, &x), CAPMEM_E_WRONG_TYPE);
     /* Reading and writing it goes through the map (and faults there). */
-    capmem_cap_t ds = ds_new(f, PAGE, 0x77);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0x77);
     attach(f, rm, ds, 2 * PAGE, 0, 0, 1);
     uint32_t v = 0;
     assert_ok(capmem_ds_read(f->arena, mds, 2 * PAGE + 4, &v, 4));
@@ -1019,7 +986,7 @@ static void test_rm_nested_fault_goes_to_inner_handler(void **state)
     assert_err(capmem_rm_read(f->arena, outer, 5, &b, 1), CAPMEM_E_UNRESOLVED_FAULT);
     assert_int_equal(ol.calls, 1);
     /* Backed in the inner map: the read resolves through both. */
-    capmem_cap_t ds = ds_new(f, PAGE, 0x99);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0x99);
     attach(f, inner, ds, 6 * PAGE, 0, 0, 1);
     assert_int_equal(read32(f->arena, outer, 34 * PAGE), 0x99999999);
     /* Freeing the inner map detaches its dataspace from the outer map. */
@@ -1068,7 +1035,7 @@ static void test_rm_nesting_depth_eight_and_beyond(void **state)
         assert_ok(capmem_rm_dataspace(f->arena, maps[i], &d));
         attach(f, maps[i + 1], d, PAGE, 0, 15 * PAGE, 1);
     }
-    capmem_cap_t ds = ds_new(f, PAGE, 0);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0);
     uint32_t v = 0xc0ffee;
     assert_ok(capmem_ds_write(f->arena, ds, 12, &v, 4));
     attach(f, maps[0], ds, 2 * PAGE, 0, 0, 1);
@@ -1150,7 +1117,7 @@ static void test_rm_stress_attach_detach_cycles(void **state)
     capmem_cap_t rm = rm_new(f, 4096 * PAGE);
     capmem_cap_t ds[4];
     for (int i = 0; i < 4; i++) {
-        ds[i] = ds_new(f, (uint64_t)(i + 1) * PAGE, (uint8_t)(0x10 + i));
+        ds[i] = test_ds_new(f, (uint64_t)(i + 1) * PAGE, (uint8_t)(0x10 + i));
     }
     uint64_t mallocs = capmem__inject_count(CAPMEM__HOST_MALLOC);
     struct mallinfo2 before = mallinfo2();
@@ -1241,8 +1208,8 @@ static void test_rm_fault_scenario(void **state)
     fixture_t *f = *state;
     capmem_cap_t rm = rm_new(f, 1ull << 20);
     fault_pager_t p = {0};
-    p.ram = ds_new(f, PAGE, 0);
-    capmem_cap_t rom_src = ds_new(f, PAGE, 0xee);
+    p.ram = test_ds_new(f, PAGE, 0);
+    capmem_cap_t rom_src = test_ds_new(f, PAGE, 0xee);
     capmem_alias_attr_t al = CAPMEM_ALIAS_ATTR_INIT;
     al.writable = 0;
     assert_ok(capmem_ds_alias(f->arena, f->client, rom_src, &al, &p.rom));
@@ -1319,10 +1286,10 @@ static void test_rm_nested_scenario(void **state)
     assert_ok(capmem_rm_dataspace(f->arena, bottom, &dbottom));
     attach(f, top, d24, 0, 0, 0, 1);
     attach(f, top, d16, 24 * 1024, 0, 0, 1);
-    capmem_cap_t zero = ds_new(f, 8 * 1024, 0);
+    capmem_cap_t zero = test_ds_new(f, 8 * 1024, 0);
     attach(f, m16, zero, 0x1000, 0, 0, 0);
     attach(f, m24, dbottom, 0, 0, 24 * 1024, 0);
-    capmem_cap_t ff = ds_new(f, 40 * 1024, 0xff);
+    capmem_cap_t ff = test_ds_new(f, 40 * 1024, 0xff);
     attach(f, bottom, ff, 0, 0, 0, 1);
     CHECK_INVARIANTS(f->arena);
     assert_int_equal(read32(f->arena, top, 24 * 1024 + 0x1000), 0);
@@ -1403,7 +1370,7 @@ static void test_rm_iso9660_pager_scenario(void **state)
         file[i] = (uint8_t)(x >> 56);
     }
     iso_t s = {.file = file};
-    s.cache = ds_new(f, CACHE_PAGES * PAGE, 0);
+    s.cache = test_ds_new(f, CACHE_PAGES * PAGE, 0);
     capmem_cap_t pager = rm_new(f, FILE_PAGES * PAGE);
     assert_ok(capmem_rm_set_fault_handler(f->arena, pager, iso_fn, &s));
     capmem_cap_t mds;
@@ -1578,7 +1545,7 @@ static void test_rm_upgrade_refusals_change_nothing(void **state)
     capmem_cap_t rm = rm_new(f, 16 * PAGE);
     capmem_cap_t gone = rm_new(f, 16 * PAGE);
     assert_ok(capmem_rm_close(a, gone));
-    capmem_cap_t ds = ds_new(f, PAGE, 0);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0);
     capmem_cap_t ro;
     assert_ok(capmem_cap_mint(a, f->client, CAPMEM_RIGHT_READ, &ro));
     EXPECT_REFUSED(a, f->client, rm, capmem_rm_upgrade(NULL, rm, f->client, PAGE),
@@ -1610,7 +1577,7 @@ static void test_rm_stale_and_wrong_handles_change_nothing(void **state)
     fixture_t *f = *state;
     capmem_arena_t *a = f->arena;
     capmem_cap_t rm = rm_new(f, 16 * PAGE);
-    capmem_cap_t ds = ds_new(f, PAGE, 0);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0);
     attach(f, rm, ds, 0, 0, 0, 1);
     capmem_cap_t gone = rm_new(f, 16 * PAGE);
     assert_ok(capmem_rm_close(a, gone));
@@ -1651,7 +1618,7 @@ static void test_rm_access_refusals_change_nothing(void **state)
     fixture_t *f = *state;
     capmem_arena_t *a = f->arena;
     capmem_cap_t rm = rm_new(f, 16 * PAGE);
-    capmem_cap_t ds = ds_new(f, PAGE, 0x21);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0x21);
     attach(f, rm, ds, 0, 0, 0, 1);
     pager_t p = {.resolve = 1};
     assert_ok(capmem_rm_set_fault_handler(a, rm, pager_fn, &p));
@@ -1828,7 +1795,7 @@ static void test_rm_translate_and_deliver_stand_alone(void **state)
     capmem_cap_t mds;
     assert_ok(capmem_rm_dataspace(a, inner, &mds));
     attach(f, outer, mds, 4 * PAGE, 0, 0, 1); /* inner page p at outer page 4 + p */
-    capmem_cap_t ds = ds_new(f, 2 * PAGE, 0x31);
+    capmem_cap_t ds = test_ds_new(f, 2 * PAGE, 0x31);
     attach(f, inner, ds, 2 * PAGE, PAGE, PAGE, 0); /* ds page 1, read-only, at inner page 2 */
     capmem_ds_info_t di;
     assert_ok(capmem_ds_info(a, ds, &di));

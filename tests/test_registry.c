@@ -19,52 +19,20 @@
 #include "support.h"
 #include "untyped_internal.h"
 
-typedef struct fixture {
-    capmem_arena_t *arena;
-    capmem_cap_t ut;   /* the first boot untyped, with two frames */
-    capmem_cap_t pool; /* the second one, claimed by the RAM service */
-    capmem_cap_t root;
-    capmem_cap_t acc;
-    capmem_cap_t ds;
-    capmem_cap_t frames[2];
-} fixture_t;
+typedef test_boot_world_t fixture_t;
 
 static fixture_t fx;
 
 static int setup(void **state)
 {
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = 3ull << 20;
-    at.phys_base = 0x100000;
-    at.cap_slots = 1u << 12;
-    at.device_window = 1u << 16;
-    memset(&fx, 0, sizeof(fx));
-    assert_ok(capmem_arena_create(&at, &fx.arena));
-    capmem_untyped_info_t boot[4];
-    size_t n = 0;
-    assert_ok(capmem_untyped_boot(fx.arena, boot, 4, &n));
-    assert_int_equal(n, 2);
-    fx.ut = boot[0].cap;
-    fx.pool = boot[1].cap;
-    assert_ok(capmem_ram_create(fx.arena, &boot[1].cap, 1, NULL, &fx.root));
-    capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
-    oa.quota = 256 * 1024;
-    oa.label = "described";
-    assert_ok(capmem_ram_open(fx.arena, fx.root, &oa, &fx.acc));
-    assert_ok(capmem_ram_alloc(fx.arena, fx.acc, 3 * 4096, &fx.ds));
-    capmem_retype_attr_t ra = CAPMEM_RETYPE_ATTR_INIT;
-    ra.count = 2;
-    assert_ok(capmem_untyped_retype(fx.arena, fx.ut, &ra, fx.frames, 2));
-    CHECK_INVARIANTS(fx.arena);
+    test_boot_world_open(&fx, 1u << 16, "described");
     *state = &fx;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    CHECK_INVARIANTS(f->arena);
-    capmem_arena_destroy(f->arena);
+    test_boot_world_close(*state);
     return 0;
 }
 

@@ -62,30 +62,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static capmem_cap_t rm_new(fixture_t *f, uint64_t size, const char *label)
-{
-    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
-    at.size = size;
-    at.label = label;
-    capmem_cap_t rm = CAPMEM_CAP_NULL;
-    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
-    return rm;
-}
-
-static capmem_cap_t ds_new(fixture_t *f, uint64_t size, uint8_t fill)
-{
-    capmem_cap_t ds = CAPMEM_CAP_NULL;
-    assert_ok(capmem_ram_alloc(f->arena, f->client, size, &ds));
-    if (fill != 0) {
-        uint8_t *buf = malloc(size);
-        assert_non_null(buf);
-        memset(buf, fill, size);
-        assert_ok(capmem_ds_write(f->arena, ds, 0, buf, size));
-        free(buf);
-    }
-    return ds;
-}
-
 static uint64_t attach(fixture_t *f, capmem_cap_t rm, capmem_cap_t ds, uint64_t at, uint64_t size,
                        int writable, int exec)
 {
@@ -302,8 +278,8 @@ static void test_rm_real_app_handler_still_gets_faults_outside_the_views(void **
     /* As the library does for its views: memcheck lets the access through to the fault. */
     (void)VALGRIND_MAKE_MEM_DEFINED(app_page, PAGE);
 
-    capmem_cap_t rm = rm_new(f, 16 * PAGE, "app");
-    attach(f, rm, ds_new(f, PAGE, 7), 0, 0, 1, 0);
+    capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "app");
+    attach(f, rm, test_ds_new(f, PAGE, 7), 0, 0, 1, 0);
     volatile uint8_t *v = map_real(f, rm);
     assert_int_equal(v[5], 7);
     *(volatile uint8_t *)app_page = 1; /* not a view: the application's handler */
@@ -316,7 +292,7 @@ static void test_rm_real_app_handler_still_gets_faults_outside_the_views(void **
     sa.sa_sigaction = app_handler_first;
     struct sigaction lib;
     assert_int_equal(sigaction(SIGSEGV, &sa, &lib), 0);
-    attach(f, rm, ds_new(f, PAGE, 9), 4 * PAGE, 0, 1, 0);
+    attach(f, rm, test_ds_new(f, PAGE, 9), 4 * PAGE, 0, 1, 0);
     assert_int_equal(v[4 * PAGE], 9);
     *(volatile uint8_t *)app_page = 2;
     assert_int_equal(app_faults, 2);
@@ -347,7 +323,7 @@ static void test_rm_real_map_reserves_and_unmap_releases(void **state)
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 64 * PAGE, "reserved");
+    capmem_cap_t rm = test_rm_new(f, 64 * PAGE, "reserved");
     void *base = NULL;
     assert_ok(capmem_rm_real_map(f->arena, rm, 0, &base));
     assert_non_null(base);
@@ -374,7 +350,7 @@ static void test_rm_real_map_reserves_and_unmap_releases(void **state)
     assert_err(capmem_rm_real_map(f->arena, rm ^ 0x100000, 0, &again), CAPMEM_E_INVALID_CAP);
     assert_err(capmem_rm_real_map(f->arena, f->client, 0, &again), CAPMEM_E_WRONG_TYPE);
     capmem_cap_t ro = CAPMEM_CAP_NULL;
-    capmem_cap_t rm2 = rm_new(f, 4 * PAGE, "minted");
+    capmem_cap_t rm2 = test_rm_new(f, 4 * PAGE, "minted");
     assert_ok(capmem_cap_mint(f->arena, rm2, CAPMEM_RIGHT_READ, &ro));
     assert_err(capmem_rm_real_map(f->arena, ro, 0, &again), CAPMEM_E_DENIED);
     assert_ptr_equal(again, (void *)0x1);
@@ -478,8 +454,8 @@ static void test_rm_real_pointer_rm_read_ds_read_and_aliases_agree(void **state)
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 64 * PAGE, "coherent");
-    capmem_cap_t ds = ds_new(f, 8 * PAGE, 0);
+    capmem_cap_t rm = test_rm_new(f, 64 * PAGE, "coherent");
+    capmem_cap_t ds = test_ds_new(f, 8 * PAGE, 0);
     capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
     aa.offset = 2 * PAGE;
     aa.size = 2 * PAGE;
@@ -540,7 +516,7 @@ static void test_rm_real_pager_runs_once_per_page_with_address_access_and_state(
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 64 * PAGE, "paged");
+    capmem_cap_t rm = test_rm_new(f, 64 * PAGE, "paged");
     pager_t pg = {.account = f->client, .resolve = 1};
     assert_ok(capmem_rm_set_fault_handler(f->arena, rm, demand_pager, &pg));
     /* The same events as simulated faults, delivered when the handler leaves the arena. */
@@ -591,7 +567,7 @@ static void test_rm_real_unresolved_fault_under_a_guard_returns_the_error(void *
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 16 * PAGE, "guarded");
+    capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "guarded");
     uint8_t *v = map_real(f, rm);
     uint8_t got = 0;
     /* No handler. */
@@ -648,8 +624,8 @@ static void test_rm_real_store_to_read_only_alias_delivers_write(void **state)
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 16 * PAGE, "rom");
-    capmem_cap_t ds = ds_new(f, PAGE, 0x5a);
+    capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "rom");
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0x5a);
     capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
     aa.writable = 0;
     capmem_cap_t rom;
@@ -685,7 +661,7 @@ static void test_rm_real_store_to_read_only_alias_delivers_write(void **state)
     CHECK_INVARIANTS(f->arena);
 
     /* A read-only view refuses stores even where the attachment is writable. */
-    capmem_cap_t rm2 = rm_new(f, 4 * PAGE, "ro view");
+    capmem_cap_t rm2 = test_rm_new(f, 4 * PAGE, "ro view");
     attach(f, rm2, ds, 0, 0, 1, 0);
     void *rb;
     assert_ok(capmem_rm_real_map(f->arena, rm2, CAPMEM_RM_REAL_READONLY, &rb));
@@ -713,8 +689,8 @@ static void test_rm_real_exec_attachments_run_code_and_others_deliver_exec(void 
     fixture_t *f = *state;
     /* mov eax, 42; ret */
     static const uint8_t code[] = {0xb8, 0x2a, 0x00, 0x00, 0x00, 0xc3};
-    capmem_cap_t rm = rm_new(f, 16 * PAGE, "code");
-    capmem_cap_t ds = ds_new(f, PAGE, 0);
+    capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "code");
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0);
     assert_ok(capmem_ds_write(f->arena, ds, 0, code, sizeof(code)));
     attach(f, rm, ds, 0, 0, 0, 1);
     attach(f, rm, ds, 4 * PAGE, 0, 1, 0);
@@ -753,11 +729,11 @@ static void test_rm_real_every_invalidation_path_faults_again(void **state)
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 64 * PAGE, "cache");
+    capmem_cap_t rm = test_rm_new(f, 64 * PAGE, "cache");
     uint8_t *v = map_real(f, rm);
 
     /* detach */
-    capmem_cap_t ds = ds_new(f, PAGE, 1);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 1);
     attach(f, rm, ds, 0, 0, 1, 0);
     assert_ok(load(f, v));
     assert_string_equal(maps_perms(v), "rw-s");
@@ -774,7 +750,7 @@ static void test_rm_real_every_invalidation_path_faults_again(void **state)
     CHECK_INVARIANTS(f->arena);
 
     /* alias revoke: a dependent alias dies with its original */
-    ds = ds_new(f, 2 * PAGE, 2);
+    ds = test_ds_new(f, 2 * PAGE, 2);
     capmem_alias_attr_t aa = CAPMEM_ALIAS_ATTR_INIT;
     capmem_cap_t dep;
     assert_ok(capmem_ds_alias(f->arena, f->client, ds, &aa, &dep));
@@ -783,7 +759,7 @@ static void test_rm_real_every_invalidation_path_faults_again(void **state)
     assert_ok(capmem_ds_free(f->arena, ds));
     assert_err(load(f, v + 9 * PAGE), CAPMEM_E_UNRESOLVED_FAULT);
     /* and a revoke of a copy's source */
-    ds = ds_new(f, PAGE, 3);
+    ds = test_ds_new(f, PAGE, 3);
     capmem_cap_t copy;
     assert_ok(capmem_ds_alias(f->arena, f->client, ds, &aa, &copy));
     attach(f, rm, copy, 12 * PAGE, 0, 1, 0);
@@ -793,10 +769,10 @@ static void test_rm_real_every_invalidation_path_faults_again(void **state)
     CHECK_INVARIANTS(f->arena);
 
     /* a change inside a nested map, and the inner map's close */
-    capmem_cap_t inner = rm_new(f, 8 * PAGE, "inner");
+    capmem_cap_t inner = test_rm_new(f, 8 * PAGE, "inner");
     capmem_cap_t mds;
     assert_ok(capmem_rm_dataspace(f->arena, inner, &mds));
-    capmem_cap_t ids = ds_new(f, PAGE, 4);
+    capmem_cap_t ids = test_ds_new(f, PAGE, 4);
     attach(f, inner, ids, 2 * PAGE, 0, 1, 0);
     attach(f, rm, mds, 32 * PAGE, 0, 1, 0);
     uint8_t got = 0;
@@ -829,14 +805,14 @@ static void test_rm_real_nesting_eight_deep_ands_rights_and_drops_outer_ranges(v
     /* m[0] outermost ... m[DEPTH] innermost; each inner map sits one page further in. */
     capmem_cap_t m[DEPTH + 1];
     for (int i = 0; i <= DEPTH; i++) {
-        m[i] = rm_new(f, (uint64_t)(64 - 4 * i) * PAGE, "level");
+        m[i] = test_rm_new(f, (uint64_t)(64 - 4 * i) * PAGE, "level");
     }
     for (int i = DEPTH; i > 0; i--) {
         capmem_cap_t mds;
         assert_ok(capmem_rm_dataspace(f->arena, m[i], &mds));
         attach(f, m[i - 1], mds, PAGE, (uint64_t)(64 - 4 * i) * PAGE, 1, 0);
     }
-    capmem_cap_t ds = ds_new(f, 2 * PAGE, 0x33);
+    capmem_cap_t ds = test_ds_new(f, 2 * PAGE, 0x33);
     attach(f, m[DEPTH], ds, 0, 0, 1, 0);
     pager_t inner_pg = {.account = f->client, .resolve = 0};
     assert_ok(capmem_rm_set_fault_handler(f->arena, m[DEPTH], demand_pager, &inner_pg));
@@ -906,7 +882,7 @@ static void test_rm_real_threads_faulting_the_same_pages_deliver_once_per_page(v
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, TPAGES * PAGE, "shared");
+    capmem_cap_t rm = test_rm_new(f, TPAGES * PAGE, "shared");
     pager_t pg = {.account = f->client, .resolve = 1};
     assert_ok(capmem_rm_set_fault_handler(f->arena, rm, demand_pager, &pg));
     uint8_t *v = map_real(f, rm);
@@ -960,14 +936,14 @@ static void test_rm_real_faults_inside_pagers_and_library_calls_resolve_by_recur
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t a = rm_new(f, 64 * PAGE, "a");
-    capmem_cap_t b = rm_new(f, 64 * PAGE, "b");
+    capmem_cap_t a = test_rm_new(f, 64 * PAGE, "a");
+    capmem_cap_t b = test_rm_new(f, 64 * PAGE, "b");
     pager_t bpg = {.account = f->client, .resolve = 1};
     assert_ok(capmem_rm_set_fault_handler(f->arena, b, demand_pager, &bpg));
     uint8_t *vb = map_real(f, b);
 
     /* A library call whose buffer lies in an unmapped page of a view. */
-    capmem_cap_t ds = ds_new(f, PAGE, 0x21);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 0x21);
     assert_ok(capmem_ds_read(f->arena, ds, 0, vb + 5 * PAGE, 64));
     assert_int_equal(bpg.calls, 1);
     assert_int_equal(vb[5 * PAGE + 63], 0x21);
@@ -1012,7 +988,7 @@ static void test_rm_real_read_syscall_gets_efault_before_and_works_after_prefaul
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 16 * PAGE, "syscall");
+    capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "syscall");
     pager_t pg = {.account = f->client, .resolve = 1};
     assert_ok(capmem_rm_set_fault_handler(f->arena, rm, demand_pager, &pg));
     uint8_t *v = map_real(f, rm);
@@ -1046,7 +1022,7 @@ static void test_rm_real_read_syscall_gets_efault_before_and_works_after_prefaul
                CAPMEM_E_RANGE);
     assert_err(capmem_rm_real_prefault(f->arena, rm, UINT64_MAX, 2, CAPMEM_RM_READ),
                CAPMEM_E_RANGE);
-    capmem_cap_t other = rm_new(f, 4 * PAGE, "unmapped");
+    capmem_cap_t other = test_rm_new(f, 4 * PAGE, "unmapped");
     assert_err(capmem_rm_real_prefault(f->arena, other, 0, 1, CAPMEM_RM_READ),
                CAPMEM_E_INVALID_ARGS);
     pg.resolve = 0;
@@ -1073,8 +1049,8 @@ static void test_rm_real_unresolved_fault_without_a_guard_ends_the_process(void 
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 16 * PAGE, "fatal");
-    attach(f, rm, ds_new(f, PAGE, 1), 0, 0, 1, 0);
+    capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "fatal");
+    attach(f, rm, test_ds_new(f, PAGE, 1), 0, 0, 1, 0);
     uint8_t *v = map_real(f, rm);
     assert_int_equal(v[0], 1);
     fflush(NULL);
@@ -1133,10 +1109,10 @@ static void test_rm_real_budget_evicts_the_least_recently_mapped(void **state)
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 64 * PAGE, "budget");
+    capmem_cap_t rm = test_rm_new(f, 64 * PAGE, "budget");
     capmem_cap_t ds[10];
     for (unsigned i = 0; i < 10; i++) {
-        ds[i] = ds_new(f, PAGE, (uint8_t)(i + 1));
+        ds[i] = test_ds_new(f, PAGE, (uint8_t)(i + 1));
         attach(f, rm, ds[i], 2 * i * PAGE, 0, 1, 0); /* a hole between: separate pieces */
     }
     uint8_t *v = map_real(f, rm);
@@ -1229,7 +1205,7 @@ static void test_rm_real_refusals_of_host_failures_change_nothing(void **state)
 {
     fixture_t *f = *state;
     views_on();
-    capmem_cap_t rm = rm_new(f, 16 * PAGE, "host");
+    capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "host");
     void *base = (void *)0x1;
     /* The pool of the arena's first view. */
     capmem__real_inject(3, 1);
@@ -1250,7 +1226,7 @@ static void test_rm_real_refusals_of_host_failures_change_nothing(void **state)
     CHECK_INVARIANTS(f->arena);
     /* A bigger pool that cannot be had leaves the old one. */
     uint8_t *v = map_real(f, rm);
-    attach(f, rm, ds_new(f, PAGE, 5), 0, 0, 1, 0);
+    attach(f, rm, test_ds_new(f, PAGE, 5), 0, 0, 1, 0);
     assert_int_equal(v[0], 5);
     capmem__real_inject(3, 1);
     assert_err(capmem_rm_real_set_budget(f->arena, 100), CAPMEM_E_HOST_NOMEM);
@@ -1259,7 +1235,7 @@ static void test_rm_real_refusals_of_host_failures_change_nothing(void **state)
     assert_int_equal(s.budget, CAPMEM_RM_REAL_DEFAULT_BUDGET);
     assert_int_equal(s.pieces, 1);
     /* A prefault whose piece cannot be mapped. */
-    attach(f, rm, ds_new(f, PAGE, 6), 2 * PAGE, 0, 1, 0);
+    attach(f, rm, test_ds_new(f, PAGE, 6), 2 * PAGE, 0, 1, 0);
     capmem__real_inject(0, 1);
     assert_ok(capmem_rm_real_set_budget(f->arena, 1));
     assert_err(capmem_rm_real_prefault(f->arena, rm, 2 * PAGE, 1, CAPMEM_RM_READ), CAPMEM_E_SYSTEM);
@@ -1305,11 +1281,11 @@ static void test_rm_real_guard_unwinds_library_calls_and_other_arenas(void **sta
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 16 * PAGE, "unwound");
+    capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "unwound");
     pager_t pg = {.account = f->client, .resolve = 0};
     assert_ok(capmem_rm_set_fault_handler(f->arena, rm, demand_pager, &pg));
     uint8_t *v = map_real(f, rm);
-    capmem_cap_t ds = ds_new(f, PAGE, 9);
+    capmem_cap_t ds = test_ds_new(f, PAGE, 9);
     /* A library call copying into an unbacked page: abandoned, its lock released. */
     lib_call_t c = {.arena = f->arena, .ds = ds, .buf = v + 3 * PAGE, .err = CAPMEM_E_CORRUPT};
     assert_err(capmem_rm_real_guard(f->arena, read_into, &c), CAPMEM_E_UNRESOLVED_FAULT);
@@ -1342,8 +1318,8 @@ static void test_rm_real_faults_without_error_code_are_promoted(void **state)
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 16 * PAGE, "promoted");
-    capmem_cap_t ds = ds_new(f, PAGE, 1);
+    capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "promoted");
+    capmem_cap_t ds = test_ds_new(f, PAGE, 1);
     attach(f, rm, ds, 0, 0, 0, 0);        /* read-only */
     attach(f, rm, ds, PAGE, 0, 1, 0);     /* writable, not executable */
     attach(f, rm, ds, 2 * PAGE, 0, 1, 1); /* everything */
@@ -1383,8 +1359,8 @@ static void test_rm_real_checker_finds_broken_views(void **state)
 {
     views_on();
     fixture_t *f = *state;
-    capmem_cap_t rm = rm_new(f, 16 * PAGE, "checked");
-    capmem_cap_t ds = ds_new(f, 2 * PAGE, 1);
+    capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "checked");
+    capmem_cap_t ds = test_ds_new(f, 2 * PAGE, 1);
     attach(f, rm, ds, 0, PAGE, 1, 0);
     uint8_t *v = map_real(f, rm);
     assert_int_equal(v[0], 1);
@@ -1429,7 +1405,7 @@ static void test_rm_real_checker_finds_broken_views(void **state)
     capmem__lock(a);
     memcpy(&fake, m, sizeof(fake));
     capmem__unlock(a);
-    capmem_cap_t rm2 = rm_new(f, 4 * PAGE, "second");
+    capmem_cap_t rm2 = test_rm_new(f, 4 * PAGE, "second");
     void *b2;
     assert_ok(capmem_rm_real_map(f->arena, rm2, 0, &b2));
     real_view_t *v2 = NULL;

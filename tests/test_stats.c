@@ -11,22 +11,7 @@
 
 #define PAGE 4096ull
 
-typedef test_world_t fixture_t;
-
-static fixture_t fx;
-
-static int setup(void **state)
-{
-    test_world_open(&fx, 64ull << 20, 16ull << 20);
-    *state = &fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    test_world_close(*state);
-    return 0;
-}
+TEST_WORLD_FIXTURE(64ull << 20, 16ull << 20);
 
 static capmem_stats_t stats_of(capmem_arena_t *arena)
 {
@@ -37,16 +22,6 @@ static capmem_stats_t stats_of(capmem_arena_t *arena)
     assert_int_equal(s.size, sizeof(s));
     assert_int_equal(s.version, CAPMEM_STATS_VERSION);
     return s;
-}
-
-static capmem_cap_t rm_new(fixture_t *f, uint64_t size)
-{
-    capmem_rm_open_attr_t at = CAPMEM_RM_OPEN_ATTR_INIT;
-    at.size = size;
-    at.label = "map";
-    capmem_cap_t rm = CAPMEM_CAP_NULL;
-    assert_ok(capmem_rm_open(f->arena, f->client, &at, &rm));
-    return rm;
 }
 
 static uint64_t attach_at(fixture_t *f, capmem_cap_t rm, capmem_cap_t ds, uint64_t at)
@@ -138,7 +113,7 @@ static void test_stats_agree_with_info_calls_and_keep_peaks(void **state)
     aa.offset = PAGE;
     capmem_cap_t fc = CAPMEM_CAP_NULL;
     assert_ok(capmem_ds_alias(f->arena, f->client, ds[1], &aa, &fc));
-    const capmem_cap_t rm = rm_new(f, 64 * PAGE);
+    const capmem_cap_t rm = test_rm_new(f, 64 * PAGE, "map");
     attach_at(f, rm, ds[0], 0);
     attach_at(f, rm, ds[2], 8 * PAGE);
     attach_at(f, rm, fc, 16 * PAGE);
@@ -247,7 +222,7 @@ static void test_stats_failed_calls_change_no_statistic(void **state)
     fixture_t *f = *state;
     capmem_cap_t ds = CAPMEM_CAP_NULL;
     assert_ok(capmem_ram_alloc(f->arena, f->client, PAGE, &ds));
-    const capmem_cap_t rm = rm_new(f, 16 * PAGE);
+    const capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "map");
     attach_at(f, rm, ds, 0);
     capmem_stats_t before = stats_of(f->arena);
 
@@ -307,7 +282,7 @@ static capmem_rm_fault_result_t page_in(capmem_arena_t *arena, const capmem_rm_f
 static void test_stats_count_faults_by_kind_with_and_without_a_handler(void **state)
 {
     fixture_t *f = *state;
-    const capmem_cap_t rm = rm_new(f, 16 * PAGE);
+    const capmem_cap_t rm = test_rm_new(f, 16 * PAGE, "map");
     capmem_stats_t s0 = stats_of(f->arena);
     uint8_t buf[8] = {0};
 
@@ -459,11 +434,7 @@ static void test_stats_from_a_visitor_is_reentrant(void **state)
 static void test_stats_device_add_counts_bytes_zeroed(void **state)
 {
     (void)state;
-    capmem_arena_attr_t at = CAPMEM_ARENA_ATTR_INIT;
-    at.ram_size = 1u << 20;
-    at.device_window = 1u << 20;
-    capmem_arena_t *a = NULL;
-    assert_ok(capmem_arena_create(&at, &a));
+    capmem_arena_t *a = test_arena(1u << 20, PAGE); /* with a 1 MiB device window */
     const capmem_stats_t before = stats_of(a);
     capmem_device_info_t dev;
     assert_ok(capmem_arena_device_add(a, 0x40000000, 64 * PAGE, &dev));

@@ -348,6 +348,29 @@ def _take_callback_exception():
     return exc, tb
 
 
+def _checked_call(ptr, fn, args, pass_interrupts=True):
+    """Call ``fn(ptr, *args)``, a libcapmem function returning capmem_err_t; raise on failure.
+
+    An exception that a Python callback raised during the call becomes the
+    ``__cause__`` of the raised error, with its traceback as text in
+    ``callback_traceback``. With ``pass_interrupts``, a callback's
+    KeyboardInterrupt or SystemExit (not an Exception) is raised as it is.
+    """
+    _take_callback_exception()
+    err = fn(ptr, *args)
+    exc, tb = _take_callback_exception()
+    if pass_interrupts and exc is not None and not isinstance(exc, Exception):
+        raise exc  # KeyboardInterrupt, SystemExit: the user's, not a fault
+    if err != 0:
+        try:
+            errors.check(err)
+        except Error as e:
+            if exc is not None:
+                e.callback_traceback = tb
+                raise e from exc
+            raise
+
+
 class _Entry:
     """What a C context pointer leads to: the callable and its arena (weakly).
 
@@ -572,19 +595,7 @@ class Arena:
         the ``__cause__`` of the raised error, with its traceback as text in
         ``callback_traceback``.
         """
-        _take_callback_exception()
-        err = fn(self.ptr, *args)
-        exc, tb = _take_callback_exception()
-        if exc is not None and not isinstance(exc, Exception):
-            raise exc  # KeyboardInterrupt, SystemExit: the user's, not a fault
-        if err != 0:
-            try:
-                errors.check(err)
-            except Error as e:
-                if exc is not None:
-                    e.callback_traceback = tb
-                    raise e from exc
-                raise
+        _checked_call(self.ptr, fn, args)
 
     def _prune_fault_handlers(self):
         # Handlers of maps closed by other means (their account closed, a

@@ -28,7 +28,7 @@ import dataclasses
 import sys
 
 from . import errors
-from ._core import _Entry, _record_callback_exception
+from ._core import _checked_call, _Entry, _record_callback_exception
 from ._ffi import ffi, lib, string
 from .errors import Error
 
@@ -364,19 +364,8 @@ class Allocator:
         self.close()
 
     def _call(self, fn, *args):
-        from ._core import _take_callback_exception
-
-        _take_callback_exception()
-        err = fn(self.ptr, *args)
-        exc, tb = _take_callback_exception()
-        if err != 0:
-            try:
-                errors.check(err)
-            except Error as e:
-                if exc is not None:
-                    e.callback_traceback = tb
-                    raise e from exc
-                raise
+        # As Arena.call, but a policy hook's KeyboardInterrupt is chained, not re-raised.
+        _checked_call(self.ptr, fn, args, pass_interrupts=False)
 
     def alloc(self, size, align=1):
         out = ffi.new("uint64_t *")

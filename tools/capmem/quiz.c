@@ -65,6 +65,22 @@ static capmem_arena_t *machine(quiz_t *q)
     return arena;
 }
 
+/* Without --answers a question ends with a blank line and nothing more: true then. */
+static bool questions_only(quiz_t *q)
+{
+    if (q->answers) {
+        return false;
+    }
+    fprintf(q->out, "\n");
+    return true;
+}
+
+/* The arena an answer runs in (machine()), or NULL when only questions are asked. */
+static capmem_arena_t *answer_machine(quiz_t *q)
+{
+    return questions_only(q) ? NULL : machine(q);
+}
+
 static const char *kib(uint64_t v, char buf[32])
 {
     if (v % (1ull << 20) == 0 && v != 0) {
@@ -183,8 +199,7 @@ static void ask_retype(quiz_t *q, int number, const char *policy)
                         "block?\n"
                         "  (c) Where would seL4's watermark policy put each object?\n");
     }
-    if (!q->answers) {
-        fprintf(q->out, "\n");
+    if (questions_only(q)) {
         return;
     }
     fprintf(q->out, "Answer %d.\n", number);
@@ -245,8 +260,7 @@ static void ask_buddy(quiz_t *q, int number, const char *policy)
     }
     fprintf(q->out, "  (a) At which offset does each allocation go?\n"
                     "  (b) Which free blocks (size@offset) are left at the end?\n");
-    if (!q->answers) {
-        fprintf(q->out, "\n");
+    if (questions_only(q)) {
         return;
     }
     capmem_alloc_t *a = NULL;
@@ -313,11 +327,7 @@ static void ask_donation(quiz_t *q, int number, const char *policy)
                         "  (b) How much of the parent's quota did the session cost, donation and\n"
                         "      upgrades together?\n");
     }
-    if (!q->answers) {
-        fprintf(q->out, "\n");
-        return;
-    }
-    capmem_arena_t *arena = machine(q);
+    capmem_arena_t *arena = answer_machine(q);
     if (arena == NULL) {
         return;
     }
@@ -405,11 +415,7 @@ static void ask_quota(quiz_t *q, int number, const char *policy)
             "and %s closes.\n"
             "  What is the quota of init and of each child still open at the end?\n",
             names[closed]);
-    if (!q->answers) {
-        fprintf(q->out, "\n");
-        return;
-    }
-    capmem_arena_t *arena = machine(q);
+    capmem_arena_t *arena = answer_machine(q);
     if (arena == NULL) {
         return;
     }
@@ -494,11 +500,7 @@ static void ask_alias(quiz_t *q, int number, const char *policy)
     }
     fprintf(q->out, "\n  After each free: how many bytes is A charged for (used), and how many of\n"
                     "  them only first-class aliases keep alive (lent)? Which frees fail?\n");
-    if (!q->answers) {
-        fprintf(q->out, "\n");
-        return;
-    }
-    capmem_arena_t *arena = machine(q);
+    capmem_arena_t *arena = answer_machine(q);
     if (arena == NULL) {
         return;
     }
@@ -595,11 +597,7 @@ static void ask_fault(quiz_t *q, int number, const char *policy)
     }
     fprintf(q->out, "\n  For each read: does it fault, and if so, which map's pager sees it, at "
                     "which\n  address? How many faults does each pager see in all?\n");
-    if (!q->answers) {
-        fprintf(q->out, "\n");
-        return;
-    }
-    capmem_arena_t *arena = machine(q);
+    capmem_arena_t *arena = answer_machine(q);
     if (arena == NULL) {
         return;
     }
@@ -698,8 +696,7 @@ static void ask_kernel(quiz_t *q, int number, const char *policy)
             "  (%c) Which plugs succeed, and how many heap frames does the kernel have "
             "at the end%s?\n",
             p == 2 ? 'c' : 'b', p == 1 ? ",\n      and how many of them are borrowed" : "");
-    if (!q->answers) {
-        fprintf(q->out, "\n");
+    if (questions_only(q)) {
         return;
     }
     capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;

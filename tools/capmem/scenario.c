@@ -2184,6 +2184,23 @@ static void actual_value(run_t *r, const vdef_t *d, result_t *out, int *have)
     }
 }
 
+/* One named number of an object's info, for subject_value's tables. */
+typedef struct named_value {
+    const char *k;
+    uint64_t v;
+} named_value_t;
+
+/* If @p key names one of the @p n values in @p t, that value is the result. */
+static void pick_value(const named_value_t *t, size_t n, const char *key, result_t *out, int *have)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(t[i].k, key) == 0) {
+            out->num = t[i].v;
+            *have = 1;
+        }
+    }
+}
+
 /* The value @p d of object @p s, if it has one now. */
 static void subject_value(run_t *r, sym_t *s, const vdef_t *d, result_t *out, int *have)
 {
@@ -2198,24 +2215,16 @@ static void subject_value(run_t *r, sym_t *s, const vdef_t *d, result_t *out, in
             *have = 1;
             return;
         }
-        const struct {
-            const char *k;
-            uint64_t v;
-        } t[] = {{"records", k.records_used},
-                 {"capacity", k.records_capacity},
-                 {"heap-frames", k.heap_frames},
-                 {"boot-heap-frames", k.boot_heap_frames},
-                 {"kernel-frames", k.kernel_frames},
-                 {"borrowed-frames", k.borrowed_frames},
-                 {"released-frames", k.released_frames},
-                 {"device-records", k.device_records},
-                 {"device-reserve", k.device_reserve}};
-        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-            if (strcmp(t[i].k, d->key) == 0) {
-                out->num = t[i].v;
-                *have = 1;
-            }
-        }
+        const named_value_t t[] = {{"records", k.records_used},
+                                   {"capacity", k.records_capacity},
+                                   {"heap-frames", k.heap_frames},
+                                   {"boot-heap-frames", k.boot_heap_frames},
+                                   {"kernel-frames", k.kernel_frames},
+                                   {"borrowed-frames", k.borrowed_frames},
+                                   {"released-frames", k.released_frames},
+                                   {"device-records", k.device_records},
+                                   {"device-reserve", k.device_reserve}};
+        pick_value(t, sizeof(t) / sizeof(t[0]), d->key, out, have);
         return;
     }
     if (s->kind == S_BANK && strcmp(d->key, "alive") != 0) {
@@ -2223,23 +2232,15 @@ static void subject_value(run_t *r, sym_t *s, const vdef_t *d, result_t *out, in
         if (!kind_ok(S_BANK, d->kinds) || capmem_bank_info(r->arena, s->cap, &b) != CAPMEM_OK) {
             return;
         }
-        const struct {
-            const char *k;
-            uint64_t v;
-        } t[] = {{"frames-limit", b.limit[CAPMEM_BANK_FRAME]},
-                 {"frames-used", b.used[CAPMEM_BANK_FRAME]},
-                 {"frames-avail", b.avail[CAPMEM_BANK_FRAME]},
-                 {"nodes-limit", b.limit[CAPMEM_BANK_NODE]},
-                 {"nodes-used", b.used[CAPMEM_BANK_NODE]},
-                 {"nodes-avail", b.avail[CAPMEM_BANK_NODE]},
-                 {"children", b.children},
-                 {"depth", b.depth}};
-        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-            if (strcmp(t[i].k, d->key) == 0) {
-                out->num = t[i].v;
-                *have = 1;
-            }
-        }
+        const named_value_t t[] = {{"frames-limit", b.limit[CAPMEM_BANK_FRAME]},
+                                   {"frames-used", b.used[CAPMEM_BANK_FRAME]},
+                                   {"frames-avail", b.avail[CAPMEM_BANK_FRAME]},
+                                   {"nodes-limit", b.limit[CAPMEM_BANK_NODE]},
+                                   {"nodes-used", b.used[CAPMEM_BANK_NODE]},
+                                   {"nodes-avail", b.avail[CAPMEM_BANK_NODE]},
+                                   {"children", b.children},
+                                   {"depth", b.depth}};
+        pick_value(t, sizeof(t) / sizeof(t[0]), d->key, out, have);
         return;
     }
 #endif
@@ -2257,43 +2258,27 @@ static void subject_value(run_t *r, sym_t *s, const vdef_t *d, result_t *out, in
         if (capmem_ram_info(r->arena, s->cap, &in) != CAPMEM_OK) {
             return;
         }
-        const struct {
-            const char *k;
-            uint64_t v;
-        } t[] = {{"quota", in.quota},
-                 {"used", in.used},
-                 {"avail", in.avail},
-                 {"lent", in.lent},
-                 {"donation", in.donation},
-                 {"records", in.records_used},
-                 {"capacity", in.records_capacity},
-                 {"caps", in.caps_used},
-                 {"caps-limit", in.caps_limit},
-                 {"upgrades", in.upgrades},
-                 {"expanding", in.expanding}};
-        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-            if (strcmp(t[i].k, d->key) == 0) {
-                out->num = t[i].v;
-                *have = 1;
-            }
-        }
+        const named_value_t t[] = {{"quota", in.quota},
+                                   {"used", in.used},
+                                   {"avail", in.avail},
+                                   {"lent", in.lent},
+                                   {"donation", in.donation},
+                                   {"records", in.records_used},
+                                   {"capacity", in.records_capacity},
+                                   {"caps", in.caps_used},
+                                   {"caps-limit", in.caps_limit},
+                                   {"upgrades", in.upgrades},
+                                   {"expanding", in.expanding}};
+        pick_value(t, sizeof(t) / sizeof(t[0]), d->key, out, have);
     } else if (s->kind == S_UNTYPED) {
         capmem_untyped_info_t in;
         if (capmem_untyped_info(r->arena, s->cap, &in) != CAPMEM_OK) {
             return;
         }
-        const struct {
-            const char *k;
-            uint64_t v;
-        } t[] = {{"size", 1ull << in.size_bits}, {"free", in.free_bytes},
-                 {"largest", in.largest_free},   {"watermark", in.watermark},
-                 {"children", in.children},      {"phys", in.phys}};
-        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-            if (strcmp(t[i].k, d->key) == 0) {
-                out->num = t[i].v;
-                *have = 1;
-            }
-        }
+        const named_value_t t[] = {{"size", 1ull << in.size_bits}, {"free", in.free_bytes},
+                                   {"largest", in.largest_free},   {"watermark", in.watermark},
+                                   {"children", in.children},      {"phys", in.phys}};
+        pick_value(t, sizeof(t) / sizeof(t[0]), d->key, out, have);
     } else if (s->kind == S_OBJECT) {
         capmem_object_info_t in;
         if (capmem_object_info(r->arena, s->cap, &in) != CAPMEM_OK) {
@@ -2332,25 +2317,17 @@ static void subject_value(run_t *r, sym_t *s, const vdef_t *d, result_t *out, in
             *have = 1;
             return;
         }
-        const struct {
-            const char *k;
-            uint64_t v;
-        } t[] = {{"size", in.size},
-                 {"regions", in.regions},
-                 {"faults", in.faults},
-                 {"donation", in.donation},
-                 {"records", in.records_used},
-                 {"capacity", in.records_capacity},
-                 {"upgrades", in.upgrades},
-                 {"expanding", in.expanding},
-                 {"fills", p ? p->fills : 0},
-                 {"evictions", p ? p->evictions : 0}};
-        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-            if (strcmp(t[i].k, d->key) == 0) {
-                out->num = t[i].v;
-                *have = 1;
-            }
-        }
+        const named_value_t t[] = {{"size", in.size},
+                                   {"regions", in.regions},
+                                   {"faults", in.faults},
+                                   {"donation", in.donation},
+                                   {"records", in.records_used},
+                                   {"capacity", in.records_capacity},
+                                   {"upgrades", in.upgrades},
+                                   {"expanding", in.expanding},
+                                   {"fills", p ? p->fills : 0},
+                                   {"evictions", p ? p->evictions : 0}};
+        pick_value(t, sizeof(t) / sizeof(t[0]), d->key, out, have);
     }
 }
 
