@@ -348,18 +348,18 @@ def _take_callback_exception():
     return exc, tb
 
 
-def _checked_call(ptr, fn, args, pass_interrupts=True):
+def _checked_call(ptr, fn, args):
     """Call ``fn(ptr, *args)``, a libcapmem function returning capmem_err_t; raise on failure.
 
     An exception that a Python callback raised during the call becomes the
     ``__cause__`` of the raised error, with its traceback as text in
-    ``callback_traceback``. With ``pass_interrupts``, a callback's
-    KeyboardInterrupt or SystemExit (not an Exception) is raised as it is.
+    ``callback_traceback``. A callback's KeyboardInterrupt or SystemExit
+    (not an Exception) is raised as it is: the user's, not a fault.
     """
     _take_callback_exception()
     err = fn(ptr, *args)
     exc, tb = _take_callback_exception()
-    if pass_interrupts and exc is not None and not isinstance(exc, Exception):
+    if exc is not None and not isinstance(exc, Exception):
         raise exc  # KeyboardInterrupt, SystemExit: the user's, not a fault
     if err != 0:
         try:

@@ -365,7 +365,7 @@ class Allocator:
 
     def _call(self, fn, *args):
         # As Arena.call, but a policy hook's KeyboardInterrupt is chained, not re-raised.
-        _checked_call(self.ptr, fn, args, pass_interrupts=False)
+        _checked_call(self.ptr, fn, args)
 
     def alloc(self, size, align=1):
         out = ffi.new("uint64_t *")

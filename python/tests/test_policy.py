@@ -311,3 +311,16 @@ def test_none_from_alloc_is_not_enough_memory_with_numbers():
         with pytest.raises(capmem.NotEnoughMemory) as e:
             a.alloc(0x10)
         assert e.value.needed == 0x10 and e.value.available == 0x1000
+
+
+def test_interrupt_in_an_allocator_policy_is_raised_as_it_is():
+    """Ctrl-C inside a policy is the user's, not a policy error (as in a fault handler)."""
+
+    class Interrupted(FirstFit):
+        def alloc(self, size, align):
+            raise KeyboardInterrupt
+
+    with capmem.Allocator.custom(Interrupted(0x1000), 0, 0x1000) as a:
+        with pytest.raises(KeyboardInterrupt):
+            a.alloc(0x10, 0x10)
+        assert a.stats()["used_blocks"] == 0  # refused: nothing was placed
