@@ -274,24 +274,26 @@ static inline void ht_put(range_t *r, uint64_t g, uint32_t val)
 static void ht_remove(range_t *r, rslot_t *s)
 {
     rslot_t *t = r->ht;
+    /* In locals: the slot stores below may alias r's 32-bit fields. */
+    const uint64_t mask = r->cap - 1;
+    const unsigned shift = r->shift;
     uint64_t i = (uint64_t)(s - t);
     uint64_t j = i;
     for (;;) {
-        j = (j + 1) & (r->cap - 1);
-        if (t[j].key == 0) {
+        j = (j + 1) & mask;
+        rslot_t e = t[j];
+        if (e.key == 0) {
             break;
         }
-        uint64_t h = ht_home(r, t[j].key);
+        uint64_t h = ((uint64_t)e.key * 0x9e3779b97f4a7c15ull) >> shift; /* ht_home */
         /* May the entry at j move back to i? Only if i lies cyclically in
          * [h, j): its distance back from j is at most h's. */
-        uint64_t mask = r->cap - 1;
         if (((j - i) & mask) <= ((j - h) & mask)) {
-            t[i] = t[j];
+            t[i] = e;
             i = j;
         }
     }
-    t[i].key = 0;
-    t[i].val = 0;
+    t[i] = (rslot_t){0, 0};
     r->count--;
 }
 
