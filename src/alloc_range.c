@@ -511,7 +511,8 @@ static void tr_flush(range_t *r)
 /* ---- free ranges ------------------------------------------------------------------ */
 
 /* A node for the free range [start, start + len), in its class and pending; no hash keys. */
-static uint32_t node_new(range_t *r, uint64_t start, uint64_t len)
+static inline __attribute__((always_inline)) uint32_t node_new(range_t *r, uint64_t start,
+                                                               uint64_t len)
 {
     uint32_t x = r->freelist;
     if (x != 0) {
@@ -557,7 +558,7 @@ static inline __attribute__((always_inline)) void node_resize(range_t *r, uint32
 }
 
 /* Unlink node x from the class lists and the treap, and free it; its keys are the caller's. */
-static void node_drop(range_t *r, uint32_t x)
+static inline __attribute__((always_inline)) void node_drop(range_t *r, uint32_t x)
 {
     class_remove(r, x);
     if (tr_pending(r, x)) {
