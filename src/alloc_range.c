@@ -766,6 +766,27 @@ static inline bool rg_fits(const range_t *r, uint32_t x, uint64_t len, uint64_t 
     return true;
 }
 
+/*
+ * The exact fallback of rg_alloc: every range of the classes below top
+ * that may hold the aligned block (out of line: the common path keeps
+ * fewer registers).
+ */
+static __attribute__((noinline, cold)) bool rg_alloc_scan(range_t *r, uint64_t len, uint64_t galign,
+                                                          unsigned top, uint64_t *offset)
+{
+    uint64_t pos = 0;
+    for (unsigned c = class_find(r, class_of(len)); c < top; c = class_find(r, c + 1)) {
+        for (uint32_t x = r->head[c]; x != 0; x = r->nodes[x].next) {
+            if (rg_fits(r, x, len, galign, &pos)) {
+                rg_carve(r, x, pos, len);
+                *offset = r->base + (pos << r->gshift);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 static capmem_err_t rg_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
 {
     range_t *r = self;
@@ -786,15 +807,8 @@ static capmem_err_t rg_alloc(void *self, uint64_t size, uint64_t align, uint64_t
             *offset = r->base + (pos << r->gshift);
             return CAPMEM_OK;
         }
-        /* The exact fallback: every range of the classes that may hold one. */
-        for (c = class_find(r, class_of(len)); c < top; c = class_find(r, c + 1)) {
-            for (uint32_t x = r->head[c]; x != 0; x = r->nodes[x].next) {
-                if (rg_fits(r, x, len, galign, &pos)) {
-                    rg_carve(r, x, pos, len);
-                    *offset = r->base + (pos << r->gshift);
-                    return CAPMEM_OK;
-                }
-            }
+        if (rg_alloc_scan(r, len, galign, top, offset)) {
+            return CAPMEM_OK;
         }
     }
     return capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, __func__, size, rg_largest(r),
