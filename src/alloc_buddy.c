@@ -289,16 +289,15 @@ static inline __attribute__((always_inline)) void bd_take(buddy_t *b, uint64_t a
     bd_split(b, a, j, k, toward);
 }
 
-static capmem_err_t bd_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
+/*
+ * bd_alloc's search beyond its common case: orders below log2(align), whose
+ * blocks must be searched for an aligned one, and the failure. Out of line,
+ * so that the common path saves fewer registers.
+ */
+static __attribute__((noinline)) capmem_err_t
+bd_alloc_search(buddy_t *b, uint64_t size, uint64_t align, unsigned k, uint64_t *offset)
 {
-    buddy_t *b = self;
-    if (size > (1ull << b->max)) {
-        return capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, __func__, size, bd_largest(b),
-                                  "buddy: %llu bytes needed, larger than the largest block "
-                                  "(%llu bytes)",
-                                  (unsigned long long)size, (unsigned long long)(1ull << b->max));
-    }
-    unsigned k = bd_order_of(b, size);
+    static const char fn[] = "bd_alloc";
     unsigned la = capmem__log2(align);
     /* Orders with a free block, from k up. */
     uint64_t orders = b->nonempty & ~((1ull << k) - 1);
@@ -320,11 +319,36 @@ static capmem_err_t bd_alloc(void *self, uint64_t size, uint64_t align, uint64_t
         *offset = a;
         return CAPMEM_OK;
     }
-    return capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, __func__, size, bd_largest(b),
+    return capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, fn, size, bd_largest(b),
                               "buddy: insufficient memory (%llu bytes needed as a 2^%u block "
                               "aligned to %llu, largest free block %llu bytes)",
                               (unsigned long long)size, k, (unsigned long long)align,
                               (unsigned long long)bd_largest(b));
+}
+
+static capmem_err_t bd_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
+{
+    buddy_t *b = self;
+    if (size > (1ull << b->max)) {
+        return capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, __func__, size, bd_largest(b),
+                                  "buddy: %llu bytes needed, larger than the largest block "
+                                  "(%llu bytes)",
+                                  (unsigned long long)size, (unsigned long long)(1ull << b->max));
+    }
+    unsigned k = bd_order_of(b, size);
+    /* The common case: the lowest order with a free block is naturally
+     * aligned enough, and its lowest block is the answer. */
+    uint64_t orders = b->nonempty & ~((1ull << k) - 1);
+    if (orders != 0) {
+        unsigned j = (unsigned)__builtin_ctzll(orders);
+        if ((1ull << j) >= align) {
+            uint64_t a = bd_pop_first(b, j);
+            bd_split(b, a, j, k, a);
+            *offset = a;
+            return CAPMEM_OK;
+        }
+    }
+    return bd_alloc_search(b, size, align, k, offset);
 }
 
 static capmem_err_t bd_alloc_at(void *self, uint64_t offset, uint64_t size)
