@@ -886,6 +886,23 @@ static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
     return CAPMEM_OK;
 }
 
+/* rg_free's refusal; s is the slot found at g0 (out of line: the common
+ * path saves fewer registers). */
+static __attribute__((noinline, cold)) capmem_err_t
+rg_free_refused(const range_t *r, const rslot_t *s, uint64_t g0, uint64_t offset, uint64_t size)
+{
+    uint32_t fx = slot_free_node(s);
+    capmem__fail(CAPMEM_E_NOT_ALLOCATED, "rg_free",
+                 "range: [0x%llx, +0x%llx) is not an allocated block (%s)",
+                 (unsigned long long)offset, (unsigned long long)size,
+                 s == NULL || (fx != 0 && r->nodes[fx].start != g0) ? "no block starts there"
+                 : fx != 0                                          ? "it is free: double free?"
+                           : "the block there has another size");
+    capmem__detail()->address = offset;
+    capmem__detail()->size = size;
+    return CAPMEM_E_NOT_ALLOCATED;
+}
+
 static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
 {
     range_t *r = self;
@@ -897,16 +914,7 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
     }
     rslot_t *s = ht_find(r, g0);
     if (s == NULL || s->val != ((uint32_t)len | RH_USED)) {
-        uint32_t fx = slot_free_node(s);
-        capmem__fail(CAPMEM_E_NOT_ALLOCATED, __func__,
-                     "range: [0x%llx, +0x%llx) is not an allocated block (%s)",
-                     (unsigned long long)offset, (unsigned long long)size,
-                     s == NULL || (fx != 0 && r->nodes[fx].start != g0) ? "no block starts there"
-                     : fx != 0                                          ? "it is free: double free?"
-                               : "the block there has another size");
-        capmem__detail()->address = offset;
-        capmem__detail()->size = size;
-        return CAPMEM_E_NOT_ALLOCATED;
+        return rg_free_refused(r, s, g0, offset, size);
     }
     if (ht_reserve(r, 2)) {
         s = ht_find(r, g0); /* the rehash moved the slots */
