@@ -89,13 +89,50 @@ static inline void bd_set_free(buddy_t *b, unsigned j, uint64_t a)
     b->nonempty |= 1ull << j;
 }
 
-static inline void bd_clear_free(buddy_t *b, unsigned j, uint64_t a)
+/*
+ * Clear bit i of free[j]. Same walk as capmem__hbm_clear, but a walk that
+ * empties the one-word top level has just found the order empty, so
+ * nonempty is updated without reading the top again.
+ */
+static inline void bd_clear_idx(buddy_t *b, unsigned j, uint64_t i)
 {
     capmem__hbm_t *h = &b->freem[j];
-    capmem__hbm_clear(h, bd_idx(b, j, a));
-    if (capmem__hbm_empty(h)) {
-        b->nonempty &= ~(1ull << j);
+    unsigned n = h->levels;
+    for (unsigned l = 0;;) {
+        uint64_t *w = &h->lvl[l][i >> 6];
+        uint64_t v = *w & ~(1ull << (i & 63));
+        *w = v;
+        if (v != 0) {
+            return;
+        }
+        if (++l == n) {
+            break;
+        }
+        i >>= 6;
     }
+    b->nonempty &= ~(1ull << j);
+}
+
+static inline void bd_clear_free(buddy_t *b, unsigned j, uint64_t a)
+{
+    bd_clear_idx(b, j, bd_idx(b, j, a));
+}
+
+/*
+ * Take the lowest free block of order j (free[j] must not be empty): one
+ * descent finds it, one climb clears it. Returns its offset.
+ */
+static inline uint64_t bd_pop_first(buddy_t *b, unsigned j)
+{
+    const capmem__hbm_t *h = &b->freem[j];
+    unsigned l = h->levels - 1;
+    uint64_t i = (uint64_t)__builtin_ctzll(h->lvl[l][0]);
+    while (l > 0) {
+        l--;
+        i = (i << 6) + (uint64_t)__builtin_ctzll(h->lvl[l][i]);
+    }
+    bd_clear_idx(b, j, i);
+    return b->origin[j] + (i << j);
 }
 
 static inline void bd_flip_used(buddy_t *b, unsigned j, uint64_t a)
@@ -224,11 +261,11 @@ static bool bd_find_aligned(const buddy_t *b, unsigned j, uint64_t align, uint64
     return false;
 }
 
-/* Take free block (a, j) and split it down to order k toward `toward`. */
-static inline __attribute__((always_inline)) void bd_take(buddy_t *b, uint64_t a, unsigned j,
-                                                          unsigned k, uint64_t toward)
+/* Split block (a, j), already taken off free[j], down to order k toward
+ * `toward`, and mark the order-k block that holds it used. */
+static inline __attribute__((always_inline)) void bd_split(buddy_t *b, uint64_t a, unsigned j,
+                                                           unsigned k, uint64_t toward)
 {
-    bd_clear_free(b, j, a);
     while (j > k) {
         j--;
         uint64_t half = 1ull << j;
@@ -244,6 +281,51 @@ static inline __attribute__((always_inline)) void bd_take(buddy_t *b, uint64_t a
     b->free_bytes -= 1ull << k;
 }
 
+/* Take free block (a, j) and split it down to order k toward `toward`. */
+static inline __attribute__((always_inline)) void bd_take(buddy_t *b, uint64_t a, unsigned j,
+                                                          unsigned k, uint64_t toward)
+{
+    bd_clear_free(b, j, a);
+    bd_split(b, a, j, k, toward);
+}
+
+/*
+ * bd_alloc's search beyond its common case: orders below log2(align), whose
+ * blocks must be searched for an aligned one, and the failure. Out of line,
+ * so that the common path saves fewer registers.
+ */
+static __attribute__((noinline)) capmem_err_t
+bd_alloc_search(buddy_t *b, uint64_t size, uint64_t align, unsigned k, uint64_t *offset)
+{
+    static const char fn[] = "bd_alloc";
+    unsigned la = capmem__log2(align);
+    /* Orders with a free block, from k up. */
+    uint64_t orders = b->nonempty & ~((1ull << k) - 1);
+    while (orders != 0) {
+        unsigned j = (unsigned)__builtin_ctzll(orders);
+        orders &= orders - 1;
+        uint64_t a;
+        if (j >= la) {
+            /* Natural alignment covers the request: the lowest block will do. */
+            a = bd_pop_first(b, j);
+            bd_split(b, a, j, k, a);
+            *offset = a;
+            return CAPMEM_OK;
+        }
+        if (!bd_find_aligned(b, j, align, &a)) {
+            continue;
+        }
+        bd_take(b, a, j, k, a);
+        *offset = a;
+        return CAPMEM_OK;
+    }
+    return capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, fn, size, bd_largest(b),
+                              "buddy: insufficient memory (%llu bytes needed as a 2^%u block "
+                              "aligned to %llu, largest free block %llu bytes)",
+                              (unsigned long long)size, k, (unsigned long long)align,
+                              (unsigned long long)bd_largest(b));
+}
+
 static capmem_err_t bd_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
 {
     buddy_t *b = self;
@@ -254,28 +336,19 @@ static capmem_err_t bd_alloc(void *self, uint64_t size, uint64_t align, uint64_t
                                   (unsigned long long)size, (unsigned long long)(1ull << b->max));
     }
     unsigned k = bd_order_of(b, size);
-    unsigned la = capmem__log2(align);
-    /* Orders with a free block, from k up. */
+    /* The common case: the lowest order with a free block is naturally
+     * aligned enough, and its lowest block is the answer. */
     uint64_t orders = b->nonempty & ~((1ull << k) - 1);
-    while (orders != 0) {
+    if (orders != 0) {
         unsigned j = (unsigned)__builtin_ctzll(orders);
-        orders &= orders - 1;
-        uint64_t a;
-        if (j >= la) {
-            /* Natural alignment covers the request: the lowest block will do. */
-            a = b->origin[j] + (capmem__hbm_first(&b->freem[j]) << j);
-        } else if (!bd_find_aligned(b, j, align, &a)) {
-            continue;
+        if ((1ull << j) >= align) {
+            uint64_t a = bd_pop_first(b, j);
+            bd_split(b, a, j, k, a);
+            *offset = a;
+            return CAPMEM_OK;
         }
-        bd_take(b, a, j, k, a);
-        *offset = a;
-        return CAPMEM_OK;
     }
-    return capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, __func__, size, bd_largest(b),
-                              "buddy: insufficient memory (%llu bytes needed as a 2^%u block "
-                              "aligned to %llu, largest free block %llu bytes)",
-                              (unsigned long long)size, k, (unsigned long long)align,
-                              (unsigned long long)bd_largest(b));
+    return bd_alloc_search(b, size, align, k, offset);
 }
 
 static capmem_err_t bd_alloc_at(void *self, uint64_t offset, uint64_t size)
@@ -318,19 +391,25 @@ static capmem_err_t bd_alloc_at(void *self, uint64_t offset, uint64_t size)
     return CAPMEM_E_NOT_ENOUGH_MEMORY;
 }
 
+/* bd_free's refusal (out of line: the common path saves fewer registers). */
+static __attribute__((noinline, cold)) capmem_err_t bd_free_refused(uint64_t offset, uint64_t size)
+{
+    capmem__fail(CAPMEM_E_NOT_ALLOCATED, "bd_free",
+                 "buddy: no allocated block at 0x%llx of size %llu (double free, foreign "
+                 "range or wrong size)",
+                 (unsigned long long)offset, (unsigned long long)size);
+    capmem__detail()->address = offset;
+    capmem__detail()->size = size;
+    return CAPMEM_E_NOT_ALLOCATED;
+}
+
 static capmem_err_t bd_free(void *self, uint64_t offset, uint64_t size)
 {
     buddy_t *b = self;
     unsigned k = size > (1ull << b->max) ? b->max + 1 : bd_order_of(b, size);
     if (k > b->max || !capmem__is_aligned(offset, 1ull << k) || !bd_valid(b, offset, k) ||
         !bd_is_used(b, k, offset)) {
-        capmem__fail(CAPMEM_E_NOT_ALLOCATED, __func__,
-                     "buddy: no allocated block at 0x%llx of size %llu (double free, foreign "
-                     "range or wrong size)",
-                     (unsigned long long)offset, (unsigned long long)size);
-        capmem__detail()->address = offset;
-        capmem__detail()->size = size;
-        return CAPMEM_E_NOT_ALLOCATED;
+        return bd_free_refused(offset, size);
     }
     bd_flip_used(b, k, offset);
     b->free_bytes += 1ull << k;
@@ -342,10 +421,14 @@ static capmem_err_t bd_free(void *self, uint64_t offset, uint64_t size)
         uint64_t buddy = a ^ (1ull << j);
         /* When the span is whole 2^max blocks, every parent up to order max
          * of a block inside it lies inside it too: no bounds to test. */
-        if ((!b->whole && !bd_valid(b, parent, j + 1)) || !bd_is_free(b, j, buddy)) {
+        if (!b->whole && !bd_valid(b, parent, j + 1)) {
             break;
         }
-        bd_clear_free(b, j, buddy);
+        uint64_t bi = bd_idx(b, j, buddy);
+        if (!capmem__hbm_test(&b->freem[j], bi)) {
+            break;
+        }
+        bd_clear_idx(b, j, bi);
         a = parent;
         j++;
     }

@@ -274,24 +274,26 @@ static inline void ht_put(range_t *r, uint64_t g, uint32_t val)
 static void ht_remove(range_t *r, rslot_t *s)
 {
     rslot_t *t = r->ht;
+    /* In locals: the slot stores below may alias r's 32-bit fields. */
+    const uint64_t mask = r->cap - 1;
+    const unsigned shift = r->shift;
     uint64_t i = (uint64_t)(s - t);
     uint64_t j = i;
     for (;;) {
-        j = (j + 1) & (r->cap - 1);
-        if (t[j].key == 0) {
+        j = (j + 1) & mask;
+        rslot_t e = t[j];
+        if (e.key == 0) {
             break;
         }
-        uint64_t h = ht_home(r, t[j].key);
+        uint64_t h = ((uint64_t)e.key * 0x9e3779b97f4a7c15ull) >> shift; /* ht_home */
         /* May the entry at j move back to i? Only if i lies cyclically in
          * [h, j): its distance back from j is at most h's. */
-        uint64_t mask = r->cap - 1;
         if (((j - i) & mask) <= ((j - h) & mask)) {
-            t[i] = t[j];
+            t[i] = e;
             i = j;
         }
     }
-    t[i].key = 0;
-    t[i].val = 0;
+    t[i] = (rslot_t){0, 0};
     r->count--;
 }
 
@@ -509,7 +511,8 @@ static void tr_flush(range_t *r)
 /* ---- free ranges ------------------------------------------------------------------ */
 
 /* A node for the free range [start, start + len), in its class and pending; no hash keys. */
-static uint32_t node_new(range_t *r, uint64_t start, uint64_t len)
+static inline __attribute__((always_inline)) uint32_t node_new(range_t *r, uint64_t start,
+                                                               uint64_t len)
 {
     uint32_t x = r->freelist;
     if (x != 0) {
@@ -555,7 +558,7 @@ static inline __attribute__((always_inline)) void node_resize(range_t *r, uint32
 }
 
 /* Unlink node x from the class lists and the treap, and free it; its keys are the caller's. */
-static void node_drop(range_t *r, uint32_t x)
+static inline __attribute__((always_inline)) void node_drop(range_t *r, uint32_t x)
 {
     class_remove(r, x);
     if (tr_pending(r, x)) {
@@ -763,6 +766,27 @@ static inline bool rg_fits(const range_t *r, uint32_t x, uint64_t len, uint64_t 
     return true;
 }
 
+/*
+ * The exact fallback of rg_alloc: every range of the classes below top
+ * that may hold the aligned block (out of line: the common path keeps
+ * fewer registers).
+ */
+static __attribute__((noinline, cold)) bool rg_alloc_scan(range_t *r, uint64_t len, uint64_t galign,
+                                                          unsigned top, uint64_t *offset)
+{
+    uint64_t pos = 0;
+    for (unsigned c = class_find(r, class_of(len)); c < top; c = class_find(r, c + 1)) {
+        for (uint32_t x = r->head[c]; x != 0; x = r->nodes[x].next) {
+            if (rg_fits(r, x, len, galign, &pos)) {
+                rg_carve(r, x, pos, len);
+                *offset = r->base + (pos << r->gshift);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 static capmem_err_t rg_alloc(void *self, uint64_t size, uint64_t align, uint64_t *offset)
 {
     range_t *r = self;
@@ -783,15 +807,8 @@ static capmem_err_t rg_alloc(void *self, uint64_t size, uint64_t align, uint64_t
             *offset = r->base + (pos << r->gshift);
             return CAPMEM_OK;
         }
-        /* The exact fallback: every range of the classes that may hold one. */
-        for (c = class_find(r, class_of(len)); c < top; c = class_find(r, c + 1)) {
-            for (uint32_t x = r->head[c]; x != 0; x = r->nodes[x].next) {
-                if (rg_fits(r, x, len, galign, &pos)) {
-                    rg_carve(r, x, pos, len);
-                    *offset = r->base + (pos << r->gshift);
-                    return CAPMEM_OK;
-                }
-            }
+        if (rg_alloc_scan(r, len, galign, top, offset)) {
+            return CAPMEM_OK;
         }
     }
     return capmem__fail_space(CAPMEM_E_NOT_ENOUGH_MEMORY, __func__, size, rg_largest(r),
@@ -869,6 +886,23 @@ static capmem_err_t rg_alloc_at(void *self, uint64_t offset, uint64_t size)
     return CAPMEM_OK;
 }
 
+/* rg_free's refusal; s is the slot found at g0 (out of line: the common
+ * path saves fewer registers). */
+static __attribute__((noinline, cold)) capmem_err_t
+rg_free_refused(const range_t *r, const rslot_t *s, uint64_t g0, uint64_t offset, uint64_t size)
+{
+    uint32_t fx = slot_free_node(s);
+    capmem__fail(CAPMEM_E_NOT_ALLOCATED, "rg_free",
+                 "range: [0x%llx, +0x%llx) is not an allocated block (%s)",
+                 (unsigned long long)offset, (unsigned long long)size,
+                 s == NULL || (fx != 0 && r->nodes[fx].start != g0) ? "no block starts there"
+                 : fx != 0                                          ? "it is free: double free?"
+                           : "the block there has another size");
+    capmem__detail()->address = offset;
+    capmem__detail()->size = size;
+    return CAPMEM_E_NOT_ALLOCATED;
+}
+
 static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
 {
     range_t *r = self;
@@ -880,16 +914,7 @@ static capmem_err_t rg_free(void *self, uint64_t offset, uint64_t size)
     }
     rslot_t *s = ht_find(r, g0);
     if (s == NULL || s->val != ((uint32_t)len | RH_USED)) {
-        uint32_t fx = slot_free_node(s);
-        capmem__fail(CAPMEM_E_NOT_ALLOCATED, __func__,
-                     "range: [0x%llx, +0x%llx) is not an allocated block (%s)",
-                     (unsigned long long)offset, (unsigned long long)size,
-                     s == NULL || (fx != 0 && r->nodes[fx].start != g0) ? "no block starts there"
-                     : fx != 0                                          ? "it is free: double free?"
-                               : "the block there has another size");
-        capmem__detail()->address = offset;
-        capmem__detail()->size = size;
-        return CAPMEM_E_NOT_ALLOCATED;
+        return rg_free_refused(r, s, g0, offset, size);
     }
     if (ht_reserve(r, 2)) {
         s = ht_find(r, g0); /* the rehash moved the slots */
