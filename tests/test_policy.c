@@ -377,6 +377,61 @@ static void test_ram_service_creation_refuses_a_lie_and_a_bad_recipe(void **stat
     capmem_arena_destroy(arena);
 }
 
+static capmem_err_t refuse_alloc_at(void *self, uint64_t offset, uint64_t size)
+{
+    (void)self;
+    (void)offset;
+    (void)size;
+    return capmem_error_set(CAPMEM_E_NOT_ENOUGH_MEMORY, "this policy takes no exact blocks");
+}
+
+/* A policy that refuses the hole between two pools: no service, nothing claimed. */
+static void test_ram_service_creation_over_a_hole_its_policy_refuses_claims_nothing(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 3ull << 20;
+    aa.phys_base = 0;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&aa, &a));
+    capmem_untyped_info_t boot[4];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 4, &n));
+    assert_int_equal(n, 2);
+    capmem_cap_t halves[2];
+    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
+    rt.type = CAPMEM_OBJ_UNTYPED;
+    rt.size_bits = 20;
+    rt.count = 2;
+    assert_ok(capmem_untyped_retype(a, boot[0].cap, &rt, halves, 2));
+    /* The first half and the second boot untyped: the second half is a hole between them. */
+    capmem_cap_t give[2] = {halves[0], boot[1].cap};
+    capmem_untyped_info_t before[2];
+    assert_ok(capmem_untyped_info(a, give[0], &before[0]));
+    assert_ok(capmem_untyped_info(a, give[1], &before[1]));
+    uint64_t caps = capmem_cap_count(a);
+    capmem_alloc_ops_t refusing = next_fit_ops;
+    refusing.alloc_at = refuse_alloc_at;
+    capmem_ram_attr_t at = CAPMEM_RAM_ATTR_INIT;
+    at.policy = CAPMEM_ALLOC_POLICY_CUSTOM(&refusing, NULL);
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_create(a, give, 2, &at, &root), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(root, CAPMEM_CAP_NULL);
+    assert_string_equal(capmem_last_error()->function, "capmem_ram_create");
+    assert_int_equal(capmem_cap_count(a), caps);
+    for (int i = 0; i < 2; i++) {
+        capmem_untyped_info_t after;
+        assert_ok(capmem_untyped_info(a, give[i], &after));
+        assert_memory_equal(&before[i], &after, sizeof(after));
+    }
+    CHECK_INVARIANTS(a);
+    /* Nothing was claimed: the same untypeds make a service with an honest policy. */
+    at.policy = CAPMEM_ALLOC_POLICY_CUSTOM(&next_fit_ops, NULL);
+    assert_ok(capmem_ram_create(a, give, 2, &at, &root));
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 /* ---- region maps ----------------------------------------------------------------- */
 
 static capmem_cap_t open_map(ram_world_t *w, const capmem_alloc_policy_t *policy)
@@ -650,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_ram_policy_hears_of_a_block_only_when_no_first_class_alias_keeps_it),
         cmocka_unit_test(test_ram_service_refuses_every_wrong_answer_and_changes_nothing),
         cmocka_unit_test(test_ram_service_creation_refuses_a_lie_and_a_bad_recipe),
+        cmocka_unit_test(test_ram_service_creation_over_a_hole_its_policy_refuses_claims_nothing),
         cmocka_unit_test(test_region_map_anywhere_follows_its_placement_policy),
         cmocka_unit_test(test_region_map_refuses_every_wrong_answer_and_changes_nothing),
         cmocka_unit_test(test_region_map_attach_at_an_address_its_policy_refuses_is_a_conflict),
