@@ -432,6 +432,61 @@ static void test_ram_service_creation_over_a_hole_its_policy_refuses_claims_noth
     capmem_arena_destroy(a);
 }
 
+typedef struct map_tally {
+    uint64_t next;   /* where the next block must start */
+    uint64_t used;   /* bytes in used blocks */
+    uint64_t want;   /* a physical address that must lie in a used block */
+    bool want_used;  /* it did */
+    bool contiguous; /* every block started where the one before ended */
+} map_tally_t;
+
+static int tally_block(uint64_t phys, uint64_t size, bool used, void *ctx)
+{
+    map_tally_t *t = ctx;
+    if (t->next != 0 && phys != t->next) {
+        t->contiguous = false;
+    }
+    t->next = phys + size;
+    if (used) {
+        t->used += size;
+        if (t->want >= phys && t->want < phys + size) {
+            t->want_used = true;
+        }
+    }
+    return 0;
+}
+
+static map_tally_t map_after_three_allocs(const capmem_alloc_policy_t *policy)
+{
+    ram_world_t w;
+    ram_world_open(&w, policy);
+    capmem_cap_t ds[3];
+    for (int i = 0; i < 3; i++) {
+        assert_ok(capmem_ram_alloc(w.arena, w.client, (uint64_t)(i + 1) * PAGE, &ds[i]));
+    }
+    assert_ok(capmem_ds_free(w.arena, ds[1]));
+    capmem_ds_info_t info;
+    assert_ok(capmem_ds_info(w.arena, ds[2], &info));
+    map_tally_t t = {.want = info.phys, .contiguous = true};
+    assert_ok(capmem_ram_map(w.arena, w.client, tally_block, &t));
+    CHECK_INVARIANTS(w.arena);
+    ram_world_close(&w);
+    return t;
+}
+
+/* The physical map of a service with a policy is its page map: same pages in use as without. */
+static void test_ram_map_of_a_service_with_a_policy_shows_the_pages_in_use(void **state)
+{
+    (void)state;
+    map_tally_t plain = map_after_three_allocs(NULL);
+    const capmem_alloc_policy_t nf = CAPMEM_ALLOC_POLICY_CUSTOM(&next_fit_ops, NULL);
+    map_tally_t placed = map_after_three_allocs(&nf);
+    assert_true(plain.contiguous);
+    assert_true(placed.contiguous);
+    assert_true(placed.want_used);
+    assert_int_equal(placed.used, plain.used);
+}
+
 /* ---- region maps ----------------------------------------------------------------- */
 
 static capmem_cap_t open_map(ram_world_t *w, const capmem_alloc_policy_t *policy)
@@ -706,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_ram_service_refuses_every_wrong_answer_and_changes_nothing),
         cmocka_unit_test(test_ram_service_creation_refuses_a_lie_and_a_bad_recipe),
         cmocka_unit_test(test_ram_service_creation_over_a_hole_its_policy_refuses_claims_nothing),
+        cmocka_unit_test(test_ram_map_of_a_service_with_a_policy_shows_the_pages_in_use),
         cmocka_unit_test(test_region_map_anywhere_follows_its_placement_policy),
         cmocka_unit_test(test_region_map_refuses_every_wrong_answer_and_changes_nothing),
         cmocka_unit_test(test_region_map_attach_at_an_address_its_policy_refuses_is_a_conflict),
