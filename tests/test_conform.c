@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,14 +20,16 @@
 /* ---- a first-fit bitmap policy with one bug per property --------------------------- */
 
 enum {
-    BUG_ALIGN = 1 << 0,    /* ignores alignments above the granule */
-    BUG_OVERLAP = 1 << 1,  /* forgets to mark what it hands out */
-    BUG_FREE = 1 << 2,     /* says OK to any free */
-    BUG_COUNTS = 1 << 3,   /* avail is off by a granule once something is used */
-    BUG_LARGEST = 1 << 4,  /* largest is all free bytes, contiguous or not */
-    BUG_RESET = 1 << 5,    /* reset forgets the used counter */
-    BUG_CHECK = 1 << 6,    /* its check fails with more than 5 live blocks */
-    BUG_ALLOC_AT = 1 << 7, /* alloc_at takes taken units too */
+    BUG_ALIGN = 1 << 0,      /* ignores alignments above the granule */
+    BUG_OVERLAP = 1 << 1,    /* forgets to mark what it hands out */
+    BUG_FREE = 1 << 2,       /* says OK to any free */
+    BUG_COUNTS = 1 << 3,     /* avail is off by a granule once something is used */
+    BUG_LARGEST = 1 << 4,    /* largest is all free bytes, contiguous or not */
+    BUG_RESET = 1 << 5,      /* reset forgets the used counter */
+    BUG_CHECK = 1 << 6,      /* its check fails with more than 5 live blocks */
+    BUG_ALLOC_AT = 1 << 7,   /* alloc_at takes taken units too */
+    BUG_AT_LEAKS = 1 << 8,   /* a refused alloc_at loses a unit */
+    BUG_FREE_LEAKS = 1 << 9, /* a refused free loses a unit */
 };
 
 typedef struct bits {
@@ -95,6 +98,7 @@ static capmem_err_t bits_alloc_at(void *self, uint64_t offset, uint64_t size)
         return CAPMEM_E_INVALID_ARGS;
     }
     if (!(b->bugs & BUG_ALLOC_AT) && !run_free(b, u, n)) {
+        b->used += (b->bugs & BUG_AT_LEAKS) ? 1 : 0;
         return CAPMEM_E_NOT_ENOUGH_MEMORY;
     }
     if (b->bugs & BUG_ALLOC_AT) {
@@ -120,6 +124,7 @@ static capmem_err_t bits_free(void *self, uint64_t offset, uint64_t size)
     uint64_t u = (offset - b->base) / b->g;
     if ((offset - b->base) % b->g != 0 || u >= b->units || b->st[u] != 1 ||
         b->len[u] != need_units(b, size)) {
+        b->used += (b->bugs & BUG_FREE_LEAKS) ? 1 : 0;
         return (b->bugs & BUG_FREE) ? CAPMEM_OK : CAPMEM_E_NOT_ALLOCATED;
     }
     for (uint64_t k = 0; k < b->len[u]; k++) {
@@ -291,6 +296,8 @@ static void test_conform_catches_a_broken_policy_for_each_property(void **state)
         {BUG_RESET, CAPMEM_CONFORM_RESET},
         {BUG_CHECK, CAPMEM_CONFORM_CHECK},
         {BUG_ALLOC_AT, CAPMEM_CONFORM_ALLOC_AT},
+        {BUG_AT_LEAKS, CAPMEM_CONFORM_ALLOC_AT},
+        {BUG_FREE_LEAKS, CAPMEM_CONFORM_FREE},
     };
     capmem_conform_result_t *res = malloc(sizeof(*res));
     capmem_conform_result_t *again = malloc(sizeof(*again));
@@ -355,12 +362,40 @@ static void test_conform_refuses_bad_arguments(void **state)
     free(res);
 }
 
+/* With a FILE, the report is printed as it runs: the same text the result holds. */
+static void test_conform_prints_the_report_it_returns(void **state)
+{
+    (void)state;
+    capmem_conform_result_t *res = malloc(sizeof(*res));
+    char *printed = calloc(1, sizeof(res->report) + 1);
+    assert_non_null(res);
+    assert_non_null(printed);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    unsigned bug = BUG_OVERLAP;
+    const capmem_alloc_policy_t p = CAPMEM_ALLOC_POLICY_CUSTOM(&bits_ops, &bug);
+    capmem_conform_attr_t at = small_attr();
+    at.report = f;
+    assert_err(capmem_conform_run(&p, &at, res), CAPMEM_E_POLICY);
+    rewind(f);
+    size_t n = fread(printed, 1, sizeof(res->report), f);
+    fclose(f);
+    size_t len = strlen(res->report);
+    assert_true(len > 0);
+    assert_true(n >= len);
+    assert_memory_equal(printed, res->report, len);
+    assert_non_null(strstr(printed, "FAIL"));
+    free(printed);
+    free(res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conform_builtin_policies_and_next_fit_pass),
         cmocka_unit_test(test_conform_catches_a_broken_policy_for_each_property),
         cmocka_unit_test(test_conform_refuses_bad_arguments),
+        cmocka_unit_test(test_conform_prints_the_report_it_returns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
