@@ -7,7 +7,9 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -487,6 +489,42 @@ static void test_ram_map_of_a_service_with_a_policy_shows_the_pages_in_use(void 
     assert_int_equal(placed.used, plain.used);
 }
 
+static bool policy_says_broken;
+
+static capmem_err_t check_on_demand(const void *self, char *why, size_t len)
+{
+    if (policy_says_broken) {
+        if (why != NULL && len > 0) {
+            snprintf(why, len, "its own books are wrong");
+        }
+        return CAPMEM_E_CORRUPT;
+    }
+    return next_fit_ops.check(self, why, len);
+}
+
+/* capmem_check asks a RAM service's placement policy too, and passes its finding on. */
+static void test_checker_reports_a_ram_policy_that_finds_itself_broken(void **state)
+{
+    (void)state;
+    capmem_alloc_ops_t ops = next_fit_ops;
+    ops.check = check_on_demand;
+    const capmem_alloc_policy_t p = CAPMEM_ALLOC_POLICY_CUSTOM(&ops, NULL);
+    ram_world_t w;
+    ram_world_open(&w, &p);
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(w.arena, w.client, PAGE, &ds));
+    CHECK_INVARIANTS(w.arena);
+    policy_says_broken = true;
+    char why[256];
+    assert_int_equal(capmem_check(w.arena, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    policy_says_broken = false;
+    if (strstr(why, "placement policy: ") == NULL ||
+        strstr(why, "its own books are wrong") == NULL) {
+        fail_msg("checker said \"%s\"", why);
+    }
+    ram_world_close(&w);
+}
+
 /* ---- region maps ----------------------------------------------------------------- */
 
 static capmem_cap_t open_map(ram_world_t *w, const capmem_alloc_policy_t *policy)
@@ -762,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_ram_service_creation_refuses_a_lie_and_a_bad_recipe),
         cmocka_unit_test(test_ram_service_creation_over_a_hole_its_policy_refuses_claims_nothing),
         cmocka_unit_test(test_ram_map_of_a_service_with_a_policy_shows_the_pages_in_use),
+        cmocka_unit_test(test_checker_reports_a_ram_policy_that_finds_itself_broken),
         cmocka_unit_test(test_region_map_anywhere_follows_its_placement_policy),
         cmocka_unit_test(test_region_map_refuses_every_wrong_answer_and_changes_nothing),
         cmocka_unit_test(test_region_map_attach_at_an_address_its_policy_refuses_is_a_conflict),
