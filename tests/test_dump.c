@@ -785,6 +785,63 @@ static void test_dump_banks_without_a_kernel(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/*
+ * The SVG draws at most so many accounts, maps and banks, then says how many
+ * more there are; a legend too wide for the page wraps onto a new line.
+ */
+static void test_dump_svg_cuts_long_lists_with_a_count_of_the_rest(void **state)
+{
+    fixture_t *f = *state;
+    enum { ACCOUNTS = 45, MAPS = 26, BANKS = 26 };
+    for (int i = 0; i < ACCOUNTS; i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "an account with a rather long label, number %02d", i);
+        capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+        oa.donation = 2 * PAGE;
+        oa.quota = PAGE;
+        oa.caps = 4;
+        oa.label = label;
+        capmem_cap_t acc;
+        assert_ok(capmem_ram_open(f->arena, f->root, &oa, &acc));
+    }
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, f->client, PAGE, &ds));
+    for (int i = 0; i < MAPS; i++) {
+        capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
+        ra.size = 16 * PAGE;
+        capmem_cap_t rm;
+        assert_ok(capmem_rm_open(f->arena, f->client, &ra, &rm));
+        capmem_rm_attach_attr_t aa = CAPMEM_RM_ATTACH_ATTR_INIT;
+        uint64_t at = 0;
+        assert_ok(capmem_rm_attach(f->arena, rm, ds, &aa, &at));
+    }
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.frames = 4;
+    capmem_cap_t prime;
+    assert_ok(capmem_bank_service_create(f->arena, f->client, &sa, &prime));
+    for (int i = 0; i < BANKS; i++) {
+        capmem_cap_t b;
+        assert_ok(capmem_bank_create(f->arena, prime, NULL, &b));
+    }
+    CHECK_INVARIANTS(f->arena);
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.format = CAPMEM_DUMP_SVG;
+    char *svg = dump_of(f->arena, &o);
+    assert_non_null(strstr(svg, "... more maps"));
+    char want[64];
+    /* The root, the client and the accounts opened here; the prime bank and those made here. */
+    snprintf(want, sizeof(want), "... %u more accounts", 2 + ACCOUNTS - 40);
+    if (strstr(svg, want) == NULL) {
+        fail_msg("no \"%s\" in the SVG", want);
+    }
+    snprintf(want, sizeof(want), "... %u more banks", 1 + BANKS - 24);
+    if (strstr(svg, want) == NULL) {
+        fail_msg("no \"%s\" in the SVG", want);
+    }
+    assert_non_null(strstr(svg, "</svg>"));
+    free(svg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -796,6 +853,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dump_counts_the_runs_over_each_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_counts_many_runs_over_one_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_formats_write_json_dot_svg, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_svg_cuts_long_lists_with_a_count_of_the_rest,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_escapes_labels_in_every_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_errors_write_nothing_and_change_nothing, setup,
                                         teardown),
