@@ -842,6 +842,54 @@ static void test_dump_svg_cuts_long_lists_with_a_count_of_the_rest(void **state)
     free(svg);
 }
 
+/* The y coordinate of the SVG text element whose content is @p text. */
+static double svg_text_y(const char *svg, const char *text)
+{
+    const char *t = strstr(svg, text);
+    if (t == NULL) {
+        fail_msg("no \"%s\" in the SVG", text);
+    }
+    const char *open = t;
+    while (open > svg && strncmp(open, "<text", 5) != 0) {
+        open--;
+    }
+    const char *y = strstr(open, " y=\"");
+    assert_non_null(y);
+    assert_true(y < t);
+    return strtod(y + 4, NULL);
+}
+
+/* Accounts with long labels fill the legend's line: the next entry starts a new line below. */
+static void test_dump_svg_legend_wraps_onto_a_new_line_when_the_page_is_full(void **state)
+{
+    fixture_t *f = *state;
+    enum { ACCOUNTS = 8 };
+    for (int i = 0; i < ACCOUNTS; i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "wide legend account #%02d", i); /* the longest label */
+        capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+        oa.donation = 2 * PAGE;
+        oa.quota = PAGE;
+        oa.caps = 4;
+        oa.label = label;
+        capmem_cap_t acc;
+        assert_ok(capmem_ram_open(f->arena, f->root, &oa, &acc));
+        capmem_cap_t ds;
+        assert_ok(capmem_ram_alloc(f->arena, acc, PAGE, &ds));
+    }
+    CHECK_INVARIANTS(f->arena);
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.format = CAPMEM_DUMP_SVG;
+    char *svg = dump_of(f->arena, &o);
+    /* The legend's entries (size 22; the account rows further down are bold, size 20). */
+    const double y0 = svg_text_y(svg, "font-size=\"22\">&quot;wide legend account #00&quot;<");
+    const double y1 = svg_text_y(svg, "font-size=\"22\">&quot;wide legend account #01&quot;<");
+    const double y7 = svg_text_y(svg, "font-size=\"22\">&quot;wide legend account #07&quot;<");
+    assert_true(y1 == y0);
+    assert_true(y7 > y0);
+    free(svg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -855,6 +903,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dump_formats_write_json_dot_svg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_svg_cuts_long_lists_with_a_count_of_the_rest,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_dump_svg_legend_wraps_onto_a_new_line_when_the_page_is_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_escapes_labels_in_every_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_errors_write_nothing_and_change_nothing, setup,
                                         teardown),
