@@ -30,6 +30,7 @@ enum {
     BUG_ALLOC_AT = 1 << 7,   /* alloc_at takes taken units too */
     BUG_AT_LEAKS = 1 << 8,   /* a refused alloc_at loses a unit */
     BUG_FREE_LEAKS = 1 << 9, /* a refused free loses a unit */
+    BUG_TIMID = 1 << 10,     /* alloc refuses more than 4 units, though largest says it fits */
 };
 
 typedef struct bits {
@@ -73,6 +74,9 @@ static capmem_err_t bits_alloc(void *self, uint64_t size, uint64_t align, uint64
     bits_t *b = self;
     uint64_t n = need_units(b, size);
     uint64_t a = align > b->g ? align : b->g;
+    if ((b->bugs & BUG_TIMID) && n > 4) {
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    }
     for (uint64_t u = 0; u + n <= b->units; u++) {
         uint64_t off = b->base + u * b->g;
         if (!(b->bugs & BUG_ALIGN) && off % a != 0) {
@@ -298,6 +302,7 @@ static void test_conform_catches_a_broken_policy_for_each_property(void **state)
         {BUG_ALLOC_AT, CAPMEM_CONFORM_ALLOC_AT},
         {BUG_AT_LEAKS, CAPMEM_CONFORM_ALLOC_AT},
         {BUG_FREE_LEAKS, CAPMEM_CONFORM_FREE},
+        {BUG_TIMID, CAPMEM_CONFORM_LARGEST},
     };
     capmem_conform_result_t *res = malloc(sizeof(*res));
     capmem_conform_result_t *again = malloc(sizeof(*again));
