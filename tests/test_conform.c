@@ -7,6 +7,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ enum {
     BUG_ALLOC_AT = 1 << 7,   /* alloc_at takes taken units too */
     BUG_AT_LEAKS = 1 << 8,   /* a refused alloc_at loses a unit */
     BUG_FREE_LEAKS = 1 << 9, /* a refused free loses a unit */
+    BUG_ONCE = 1 << 11,      /* its check fails once in the whole run, never again */
     BUG_TIMID = 1 << 10,     /* alloc refuses more than 4 units, though largest says it fits */
 };
 
@@ -179,9 +181,16 @@ static void bits_destroy(void *self)
     free(b);
 }
 
+static bool once_fired; /* BUG_ONCE: the check has failed already */
+
 static capmem_err_t bits_check(const void *self, char *why, size_t len)
 {
     const bits_t *b = self;
+    if ((b->bugs & BUG_ONCE) && !once_fired && b->live > 5) {
+        once_fired = true;
+        snprintf(why, len, "failed once");
+        return CAPMEM_E_CORRUPT;
+    }
     if ((b->bugs & BUG_CHECK) && b->live > 5) {
         snprintf(why, len, "more than five live blocks");
         return CAPMEM_E_CORRUPT;
@@ -394,6 +403,25 @@ static void test_conform_prints_the_report_it_returns(void **state)
     free(res);
 }
 
+/* A policy whose failure does not come back when replayed: the unshrunk sequence is reported. */
+static void test_conform_reports_a_failure_that_does_not_replay_unshrunk(void **state)
+{
+    (void)state;
+    capmem_conform_result_t *res = malloc(sizeof(*res));
+    assert_non_null(res);
+    unsigned bug = BUG_ONCE;
+    once_fired = false;
+    const capmem_alloc_policy_t p = CAPMEM_ALLOC_POLICY_CUSTOM(&bits_ops, &bug);
+    capmem_conform_attr_t at = small_attr();
+    assert_err(capmem_conform_run(&p, &at, res), CAPMEM_E_POLICY);
+    assert_true(once_fired);
+    assert_int_equal(res->violated, 1u << CAPMEM_CONFORM_CHECK);
+    const capmem_conform_violation_t *v = &res->violation[CAPMEM_CONFORM_CHECK];
+    assert_int_equal(v->length, v->original);
+    assert_non_null(strstr(v->what, "failed once"));
+    free(res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_conform_catches_a_broken_policy_for_each_property),
         cmocka_unit_test(test_conform_refuses_bad_arguments),
         cmocka_unit_test(test_conform_prints_the_report_it_returns),
+        cmocka_unit_test(test_conform_reports_a_failure_that_does_not_replay_unshrunk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
