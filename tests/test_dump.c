@@ -859,11 +859,12 @@ static double svg_text_y(const char *svg, const char *text)
     return strtod(y + 4, NULL);
 }
 
-/* Accounts with long labels fill the legend's line: the next entry starts a new line below. */
+/* Accounts with long labels fill the legend's lines: the next entry, account or kind, starts a new
+ * line below. */
 static void test_dump_svg_legend_wraps_onto_a_new_line_when_the_page_is_full(void **state)
 {
     fixture_t *f = *state;
-    enum { ACCOUNTS = 8 };
+    enum { ACCOUNTS = 9 };
     for (int i = 0; i < ACCOUNTS; i++) {
         char label[64];
         snprintf(label, sizeof(label), "wide legend account #%02d", i); /* the longest label */
@@ -887,6 +888,10 @@ static void test_dump_svg_legend_wraps_onto_a_new_line_when_the_page_is_full(voi
     const double y7 = svg_text_y(svg, "font-size=\"22\">&quot;wide legend account #07&quot;<");
     assert_true(y1 == y0);
     assert_true(y7 > y0);
+    /* The kinds follow the accounts and wrap the same way: "free" does not fit after them. */
+    const double y8 = svg_text_y(svg, "font-size=\"22\">&quot;wide legend account #08&quot;<");
+    const double yfree = svg_text_y(svg, "font-size=\"22\">free<");
+    assert_true(yfree > y8);
     free(svg);
 }
 
