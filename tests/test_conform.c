@@ -181,12 +181,14 @@ static void bits_destroy(void *self)
     free(b);
 }
 
-static bool once_fired; /* BUG_ONCE: the check has failed already */
+static bool once_fired;     /* BUG_ONCE: the check has failed already */
+static unsigned once_calls; /* BUG_ONCE: checks so far */
+static unsigned once_at;    /* BUG_ONCE: the first check that may fail */
 
 static capmem_err_t bits_check(const void *self, char *why, size_t len)
 {
     const bits_t *b = self;
-    if ((b->bugs & BUG_ONCE) && !once_fired && b->live > 5) {
+    if ((b->bugs & BUG_ONCE) && !once_fired && ++once_calls > once_at && b->live > 5) {
         once_fired = true;
         snprintf(why, len, "failed once");
         return CAPMEM_E_CORRUPT;
@@ -411,6 +413,8 @@ static void test_conform_reports_a_failure_that_does_not_replay_unshrunk(void **
     assert_non_null(res);
     unsigned bug = BUG_ONCE;
     once_fired = false;
+    once_calls = 0;
+    once_at = 0;
     const capmem_alloc_policy_t p = CAPMEM_ALLOC_POLICY_CUSTOM(&bits_ops, &bug);
     capmem_conform_attr_t at = small_attr();
     assert_err(capmem_conform_run(&p, &at, res), CAPMEM_E_POLICY);
@@ -422,6 +426,47 @@ static void test_conform_reports_a_failure_that_does_not_replay_unshrunk(void **
     free(res);
 }
 
+/*
+ * A failure late in a long sequence that does not come back on replay: the run still reports
+ * it, and the FILE gets exactly the text the result holds, the long sequence included.
+ */
+static void test_conform_prints_a_long_failing_sequence_as_the_result_holds_it(void **state)
+{
+    (void)state;
+    capmem_conform_result_t *res = malloc(sizeof(*res));
+    char *printed = calloc(1, sizeof(res->report) + 1);
+    assert_non_null(res);
+    assert_non_null(printed);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    unsigned bug = BUG_ONCE;
+    once_fired = false;
+    once_calls = 0;
+    once_at = 600;
+    const capmem_alloc_policy_t p = CAPMEM_ALLOC_POLICY_CUSTOM(&bits_ops, &bug);
+    capmem_conform_attr_t at = small_attr();
+    at.ops = 1000;
+    at.sequences = 1;
+    at.report = f;
+    assert_err(capmem_conform_run(&p, &at, res), CAPMEM_E_POLICY);
+    assert_true(once_fired);
+    assert_int_equal(res->violated, 1u << CAPMEM_CONFORM_CHECK);
+    assert_true(res->violation[CAPMEM_CONFORM_CHECK].original > 600);
+    rewind(f);
+    size_t n = fread(printed, 1, sizeof(res->report), f);
+    fclose(f);
+    assert_int_equal(n, strlen(res->report));
+    assert_memory_equal(printed, res->report, n);
+    unsigned lines = 0;
+    for (const char *l = strstr(printed, "\n    "); l != NULL; l = strstr(l + 1, "\n    ")) {
+        lines += l[5] == ' ' || (l[5] >= '0' && l[5] <= '9');
+    }
+    assert_true(lines > 50); /* the sequence is printed, not just its summary */
+    assert_non_null(strstr(printed, "FAIL check: check failed: failed once"));
+    free(printed);
+    free(res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -430,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_conform_refuses_bad_arguments),
         cmocka_unit_test(test_conform_prints_the_report_it_returns),
         cmocka_unit_test(test_conform_reports_a_failure_that_does_not_replay_unshrunk),
+        cmocka_unit_test(test_conform_prints_a_long_failing_sequence_as_the_result_holds_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
