@@ -804,6 +804,37 @@ static void test_bank_checker_finds_each_broken_invariant(void **state)
     CHECK_INVARIANTS(a);
 }
 
+/* Every bank, frame and node must be the object of its own capability: break each link. */
+static void test_bank_checker_finds_each_broken_capability_link(void **state)
+{
+    fixture_t *f = *state;
+    capmem_arena_t *a = f->w.arena;
+    capmem_cap_t b = child(f, f->prime, 10, 10);
+    (void)frame(f, b);
+    const capmem_bank_type_t t = CAPMEM_BANK_NODE;
+    capmem_cap_t node = CAPMEM_CAP_NULL;
+    assert_ok(capmem_bank_alloc(a, b, &t, 1, &node));
+    CHECK_INVARIANTS(a);
+    capmem__bank_svc_t *svc = capmem__bank_service(a);
+    capmem__bank_t *bank = svc->prime.child;
+    capmem__ds_t *fr = svc->frame_list;
+    capmem__bnode_t *n = svc->node_list;
+    const uint32_t bank_slot = bank->slot;
+    bank->slot = fr->slot;
+    expect_corrupt(a, "bank at depth 1: its capability is gone");
+    bank->slot = 0;
+    expect_corrupt(a, "a bank other than the kernel's has no capability");
+    bank->slot = bank_slot;
+    fr->size += a->mem.page_size;
+    expect_corrupt(a, "its record or capability is broken");
+    fr->size -= a->mem.page_size;
+    const uint32_t node_slot = n->slot;
+    n->slot = fr->slot;
+    expect_corrupt(a, "a node's capability is broken");
+    n->slot = node_slot;
+    CHECK_INVARIANTS(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -824,6 +855,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bank_account_close_takes_the_service, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bank_operations_raise_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bank_checker_finds_each_broken_invariant, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bank_checker_finds_each_broken_capability_link, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bank_resource_errors_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bank_nodes_deep_remove_and_descriptions, setup,

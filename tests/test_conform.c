@@ -7,7 +7,9 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,14 +21,18 @@
 /* ---- a first-fit bitmap policy with one bug per property --------------------------- */
 
 enum {
-    BUG_ALIGN = 1 << 0,    /* ignores alignments above the granule */
-    BUG_OVERLAP = 1 << 1,  /* forgets to mark what it hands out */
-    BUG_FREE = 1 << 2,     /* says OK to any free */
-    BUG_COUNTS = 1 << 3,   /* avail is off by a granule once something is used */
-    BUG_LARGEST = 1 << 4,  /* largest is all free bytes, contiguous or not */
-    BUG_RESET = 1 << 5,    /* reset forgets the used counter */
-    BUG_CHECK = 1 << 6,    /* its check fails with more than 5 live blocks */
-    BUG_ALLOC_AT = 1 << 7, /* alloc_at takes taken units too */
+    BUG_ALIGN = 1 << 0,      /* ignores alignments above the granule */
+    BUG_OVERLAP = 1 << 1,    /* forgets to mark what it hands out */
+    BUG_FREE = 1 << 2,       /* says OK to any free */
+    BUG_COUNTS = 1 << 3,     /* avail is off by a granule once something is used */
+    BUG_LARGEST = 1 << 4,    /* largest is all free bytes, contiguous or not */
+    BUG_RESET = 1 << 5,      /* reset forgets the used counter */
+    BUG_CHECK = 1 << 6,      /* its check fails with more than 5 live blocks */
+    BUG_ALLOC_AT = 1 << 7,   /* alloc_at takes taken units too */
+    BUG_AT_LEAKS = 1 << 8,   /* a refused alloc_at loses a unit */
+    BUG_FREE_LEAKS = 1 << 9, /* a refused free loses a unit */
+    BUG_ONCE = 1 << 11,      /* its check fails once in the whole run, never again */
+    BUG_TIMID = 1 << 10,     /* alloc refuses more than 4 units, though largest says it fits */
 };
 
 typedef struct bits {
@@ -70,6 +76,9 @@ static capmem_err_t bits_alloc(void *self, uint64_t size, uint64_t align, uint64
     bits_t *b = self;
     uint64_t n = need_units(b, size);
     uint64_t a = align > b->g ? align : b->g;
+    if ((b->bugs & BUG_TIMID) && n > 4) {
+        return CAPMEM_E_NOT_ENOUGH_MEMORY;
+    }
     for (uint64_t u = 0; u + n <= b->units; u++) {
         uint64_t off = b->base + u * b->g;
         if (!(b->bugs & BUG_ALIGN) && off % a != 0) {
@@ -95,6 +104,7 @@ static capmem_err_t bits_alloc_at(void *self, uint64_t offset, uint64_t size)
         return CAPMEM_E_INVALID_ARGS;
     }
     if (!(b->bugs & BUG_ALLOC_AT) && !run_free(b, u, n)) {
+        b->used += (b->bugs & BUG_AT_LEAKS) ? 1 : 0;
         return CAPMEM_E_NOT_ENOUGH_MEMORY;
     }
     if (b->bugs & BUG_ALLOC_AT) {
@@ -120,6 +130,7 @@ static capmem_err_t bits_free(void *self, uint64_t offset, uint64_t size)
     uint64_t u = (offset - b->base) / b->g;
     if ((offset - b->base) % b->g != 0 || u >= b->units || b->st[u] != 1 ||
         b->len[u] != need_units(b, size)) {
+        b->used += (b->bugs & BUG_FREE_LEAKS) ? 1 : 0;
         return (b->bugs & BUG_FREE) ? CAPMEM_OK : CAPMEM_E_NOT_ALLOCATED;
     }
     for (uint64_t k = 0; k < b->len[u]; k++) {
@@ -170,9 +181,18 @@ static void bits_destroy(void *self)
     free(b);
 }
 
+static bool once_fired;     /* BUG_ONCE: the check has failed already */
+static unsigned once_calls; /* BUG_ONCE: checks so far */
+static unsigned once_at;    /* BUG_ONCE: the first check that may fail */
+
 static capmem_err_t bits_check(const void *self, char *why, size_t len)
 {
     const bits_t *b = self;
+    if ((b->bugs & BUG_ONCE) && !once_fired && ++once_calls > once_at && b->live > 5) {
+        once_fired = true;
+        snprintf(why, len, "failed once");
+        return CAPMEM_E_CORRUPT;
+    }
     if ((b->bugs & BUG_CHECK) && b->live > 5) {
         snprintf(why, len, "more than five live blocks");
         return CAPMEM_E_CORRUPT;
@@ -291,6 +311,9 @@ static void test_conform_catches_a_broken_policy_for_each_property(void **state)
         {BUG_RESET, CAPMEM_CONFORM_RESET},
         {BUG_CHECK, CAPMEM_CONFORM_CHECK},
         {BUG_ALLOC_AT, CAPMEM_CONFORM_ALLOC_AT},
+        {BUG_AT_LEAKS, CAPMEM_CONFORM_ALLOC_AT},
+        {BUG_FREE_LEAKS, CAPMEM_CONFORM_FREE},
+        {BUG_TIMID, CAPMEM_CONFORM_LARGEST},
     };
     capmem_conform_result_t *res = malloc(sizeof(*res));
     capmem_conform_result_t *again = malloc(sizeof(*again));
@@ -355,12 +378,104 @@ static void test_conform_refuses_bad_arguments(void **state)
     free(res);
 }
 
+/* With a FILE, the report is printed as it runs: the same text the result holds. */
+static void test_conform_prints_the_report_it_returns(void **state)
+{
+    (void)state;
+    capmem_conform_result_t *res = malloc(sizeof(*res));
+    char *printed = calloc(1, sizeof(res->report) + 1);
+    assert_non_null(res);
+    assert_non_null(printed);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    unsigned bug = BUG_OVERLAP;
+    const capmem_alloc_policy_t p = CAPMEM_ALLOC_POLICY_CUSTOM(&bits_ops, &bug);
+    capmem_conform_attr_t at = small_attr();
+    at.report = f;
+    assert_err(capmem_conform_run(&p, &at, res), CAPMEM_E_POLICY);
+    rewind(f);
+    size_t n = fread(printed, 1, sizeof(res->report), f);
+    fclose(f);
+    size_t len = strlen(res->report);
+    assert_true(len > 0);
+    assert_true(n >= len);
+    assert_memory_equal(printed, res->report, len);
+    assert_non_null(strstr(printed, "FAIL"));
+    free(printed);
+    free(res);
+}
+
+/* A policy whose failure does not come back when replayed: the unshrunk sequence is reported. */
+static void test_conform_reports_a_failure_that_does_not_replay_unshrunk(void **state)
+{
+    (void)state;
+    capmem_conform_result_t *res = malloc(sizeof(*res));
+    assert_non_null(res);
+    unsigned bug = BUG_ONCE;
+    once_fired = false;
+    once_calls = 0;
+    once_at = 0;
+    const capmem_alloc_policy_t p = CAPMEM_ALLOC_POLICY_CUSTOM(&bits_ops, &bug);
+    capmem_conform_attr_t at = small_attr();
+    assert_err(capmem_conform_run(&p, &at, res), CAPMEM_E_POLICY);
+    assert_true(once_fired);
+    assert_int_equal(res->violated, 1u << CAPMEM_CONFORM_CHECK);
+    const capmem_conform_violation_t *v = &res->violation[CAPMEM_CONFORM_CHECK];
+    assert_int_equal(v->length, v->original);
+    assert_non_null(strstr(v->what, "failed once"));
+    free(res);
+}
+
+/*
+ * A failure late in a long sequence that does not come back on replay: the run still reports
+ * it, and the FILE gets exactly the text the result holds, the long sequence included.
+ */
+static void test_conform_prints_a_long_failing_sequence_as_the_result_holds_it(void **state)
+{
+    (void)state;
+    capmem_conform_result_t *res = malloc(sizeof(*res));
+    char *printed = calloc(1, sizeof(res->report) + 1);
+    assert_non_null(res);
+    assert_non_null(printed);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    unsigned bug = BUG_ONCE;
+    once_fired = false;
+    once_calls = 0;
+    once_at = 150;
+    const capmem_alloc_policy_t p = CAPMEM_ALLOC_POLICY_CUSTOM(&bits_ops, &bug);
+    capmem_conform_attr_t at = small_attr();
+    at.ops = 300;
+    at.sequences = 1;
+    at.report = f;
+    assert_err(capmem_conform_run(&p, &at, res), CAPMEM_E_POLICY);
+    assert_true(once_fired);
+    assert_int_equal(res->violated, 1u << CAPMEM_CONFORM_CHECK);
+    assert_true(res->violation[CAPMEM_CONFORM_CHECK].original > 150);
+    rewind(f);
+    size_t n = fread(printed, 1, sizeof(res->report), f);
+    fclose(f);
+    assert_int_equal(n, strlen(res->report));
+    assert_memory_equal(printed, res->report, n);
+    unsigned lines = 0;
+    for (const char *l = strstr(printed, "\n    "); l != NULL; l = strstr(l + 1, "\n    ")) {
+        lines += l[5] == ' ' || (l[5] >= '0' && l[5] <= '9');
+    }
+    assert_true(lines > 50); /* the sequence is printed, not just its summary */
+    assert_non_null(strstr(printed, "FAIL check: check failed: failed once"));
+    free(printed);
+    free(res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conform_builtin_policies_and_next_fit_pass),
         cmocka_unit_test(test_conform_catches_a_broken_policy_for_each_property),
         cmocka_unit_test(test_conform_refuses_bad_arguments),
+        cmocka_unit_test(test_conform_prints_the_report_it_returns),
+        cmocka_unit_test(test_conform_reports_a_failure_that_does_not_replay_unshrunk),
+        cmocka_unit_test(test_conform_prints_a_long_failing_sequence_as_the_result_holds_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -785,6 +785,116 @@ static void test_dump_banks_without_a_kernel(void **state)
     CHECK_INVARIANTS(f->arena);
 }
 
+/*
+ * The SVG draws at most so many accounts, maps and banks, then says how many
+ * more there are; a legend too wide for the page wraps onto a new line.
+ */
+static void test_dump_svg_cuts_long_lists_with_a_count_of_the_rest(void **state)
+{
+    fixture_t *f = *state;
+    enum { ACCOUNTS = 45, MAPS = 26, BANKS = 26 };
+    for (int i = 0; i < ACCOUNTS; i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "an account with a rather long label, number %02d", i);
+        capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+        oa.donation = 2 * PAGE;
+        oa.quota = PAGE;
+        oa.caps = 4;
+        oa.label = label;
+        capmem_cap_t acc;
+        assert_ok(capmem_ram_open(f->arena, f->root, &oa, &acc));
+    }
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(f->arena, f->client, PAGE, &ds));
+    for (int i = 0; i < MAPS; i++) {
+        capmem_rm_open_attr_t ra = CAPMEM_RM_OPEN_ATTR_INIT;
+        ra.size = 16 * PAGE;
+        capmem_cap_t rm;
+        assert_ok(capmem_rm_open(f->arena, f->client, &ra, &rm));
+        capmem_rm_attach_attr_t aa = CAPMEM_RM_ATTACH_ATTR_INIT;
+        uint64_t at = 0;
+        assert_ok(capmem_rm_attach(f->arena, rm, ds, &aa, &at));
+    }
+    capmem_bank_service_attr_t sa = CAPMEM_BANK_SERVICE_ATTR_INIT;
+    sa.frames = 4;
+    capmem_cap_t prime;
+    assert_ok(capmem_bank_service_create(f->arena, f->client, &sa, &prime));
+    for (int i = 0; i < BANKS; i++) {
+        capmem_cap_t b;
+        assert_ok(capmem_bank_create(f->arena, prime, NULL, &b));
+    }
+    CHECK_INVARIANTS(f->arena);
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.format = CAPMEM_DUMP_SVG;
+    char *svg = dump_of(f->arena, &o);
+    assert_non_null(strstr(svg, "... more maps"));
+    char want[64];
+    /* The root, the client and the accounts opened here; the prime bank and those made here. */
+    snprintf(want, sizeof(want), "... %u more accounts", 2 + ACCOUNTS - 40);
+    if (strstr(svg, want) == NULL) {
+        fail_msg("no \"%s\" in the SVG", want);
+    }
+    snprintf(want, sizeof(want), "... %u more banks", 1 + BANKS - 24);
+    if (strstr(svg, want) == NULL) {
+        fail_msg("no \"%s\" in the SVG", want);
+    }
+    assert_non_null(strstr(svg, "</svg>"));
+    free(svg);
+}
+
+/* The y coordinate of the SVG text element whose content is @p text. */
+static double svg_text_y(const char *svg, const char *text)
+{
+    const char *t = strstr(svg, text);
+    if (t == NULL) {
+        fail_msg("no \"%s\" in the SVG", text);
+    }
+    const char *open = t;
+    while (open > svg && strncmp(open, "<text", 5) != 0) {
+        open--;
+    }
+    const char *y = strstr(open, " y=\"");
+    assert_non_null(y);
+    assert_true(y < t);
+    return strtod(y + 4, NULL);
+}
+
+/* Accounts with long labels fill the legend's lines: the next entry, account or kind, starts a new
+ * line below. */
+static void test_dump_svg_legend_wraps_onto_a_new_line_when_the_page_is_full(void **state)
+{
+    fixture_t *f = *state;
+    enum { ACCOUNTS = 9 };
+    for (int i = 0; i < ACCOUNTS; i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "wide legend account #%02d", i); /* the longest label */
+        capmem_ram_open_attr_t oa = CAPMEM_RAM_OPEN_ATTR_INIT;
+        oa.donation = 2 * PAGE;
+        oa.quota = PAGE;
+        oa.caps = 4;
+        oa.label = label;
+        capmem_cap_t acc;
+        assert_ok(capmem_ram_open(f->arena, f->root, &oa, &acc));
+        capmem_cap_t ds;
+        assert_ok(capmem_ram_alloc(f->arena, acc, PAGE, &ds));
+    }
+    CHECK_INVARIANTS(f->arena);
+    capmem_dump_opts_t o = CAPMEM_DUMP_OPTS_INIT;
+    o.format = CAPMEM_DUMP_SVG;
+    char *svg = dump_of(f->arena, &o);
+    /* The legend's entries (size 22; the account rows further down are bold, size 20). */
+    const double y0 = svg_text_y(svg, "font-size=\"22\">&quot;wide legend account #00&quot;<");
+    const double y1 = svg_text_y(svg, "font-size=\"22\">&quot;wide legend account #01&quot;<");
+    const double y7 = svg_text_y(svg, "font-size=\"22\">&quot;wide legend account #07&quot;<");
+    assert_true(y1 == y0);
+    assert_true(y7 > y0);
+    /* The kinds follow the accounts and wrap the same way: "free" does not fit after them. */
+    const double y8 = svg_text_y(svg, "font-size=\"22\">&quot;wide legend account #08&quot;<");
+    const double yfree = svg_text_y(svg, "font-size=\"22\">free<");
+    assert_true(yfree > y8);
+    free(svg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -796,6 +906,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dump_counts_the_runs_over_each_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_counts_many_runs_over_one_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_formats_write_json_dot_svg, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_svg_cuts_long_lists_with_a_count_of_the_rest,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_dump_svg_legend_wraps_onto_a_new_line_when_the_page_is_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_escapes_labels_in_every_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_errors_write_nothing_and_change_nothing, setup,
                                         teardown),

@@ -170,6 +170,30 @@ static void test_lazy_message_reads_as_snprintf(void **state)
     assert_string_equal(capmem_last_error()->message, "");
 }
 
+/*
+ * Every length modifier and flag the capture parses (precision, hh/h, l, ll, j, z, t) and %p
+ * give, when read later, the text snprintf gives at once.
+ */
+static void test_lazy_message_reads_as_snprintf_for_every_length_modifier(void **state)
+{
+    (void)state;
+    char want[1024];
+    int local = 0;
+    void *ptr = &local;
+    capmem__fail(CAPMEM_E_RANGE, "test", "a %.5d b %hd c %hhx d %ld e %lu f %jd g %td", -42,
+                 (short)-3, (unsigned char)0xab, -77l, 78ul, (intmax_t)-9, (ptrdiff_t)-11);
+    snprintf(want, sizeof(want), "a %.5d b %hd c %hhx d %ld e %lu f %jd g %td", -42, (short)-3,
+             (unsigned char)0xab, -77l, 78ul, (intmax_t)-9, (ptrdiff_t)-11);
+    expect_same(want);
+    capmem__fail(CAPMEM_E_RANGE, "test", "h %zd i %p j %llo k %lli l %#o m %X", (size_t)12, ptr,
+                 0777ull, -13ll, 8u, 0xcafeu);
+    snprintf(want, sizeof(want), "h %zd i %p j %llo k %lli l %#o m %X", (size_t)12, ptr, 0777ull,
+             -13ll, 8u, 0xcafeu);
+    expect_same(want);
+    assert_int_equal(capmem_last_error()->code, CAPMEM_E_RANGE);
+    capmem_error_clear();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -182,6 +206,7 @@ int main(void)
         cmocka_unit_test(test_version_string_matches_macros),
         cmocka_unit_test(test_error_set_records_a_hooks_own_detail),
         cmocka_unit_test(test_lazy_message_reads_as_snprintf),
+        cmocka_unit_test(test_lazy_message_reads_as_snprintf_for_every_length_modifier),
     };
     return cmocka_run_group_tests_name("error", tests, NULL, NULL);
 }

@@ -545,6 +545,49 @@ static void test_kernel_checker_finds_each_broken_invariant(void **state)
     capmem_arena_destroy(a);
 }
 
+/* Each invariant of the chunks and the device records is checked: break it, the checker says. */
+static void test_kernel_checker_finds_each_broken_chunk_and_device_record(void **state)
+{
+    (void)state;
+    capmem_arena_t *a = arena_new();
+    boot(a, CAPMEM_KERNEL_FIXED, 64);
+    capmem_device_info_t d;
+    assert_ok(capmem_arena_device_add(a, DEV_A, 8 * PAGE, &d));
+    CHECK_INVARIANTS(a);
+    capmem__kernel_t *k = capmem__kernel_get(a);
+    k->chunks[0].first_slot++;
+    expect_corrupt(a, "chunk 0 does not hold the slots it says");
+    k->chunks[0].first_slot--;
+    /* The device's records are filed under another id: the range has none. */
+    const uint32_t id = k->devs[0].id;
+    k->devs[0].id = id + 1;
+    expect_corrupt(a, "has no records");
+    k->devs[0].id = id;
+    const uint64_t first = k->devs[0].first;
+    k->devs[0].first = k->capacity + 1;
+    expect_corrupt(a, "its record list is broken");
+    k->devs[0].first = first;
+    /* The list cut after its first record. */
+    capmem__frec_t *r = capmem__kernel_slot(a, k, first - 1);
+    const uint64_t next = r->next;
+    r->next = 0;
+    expect_corrupt(a, "has 8 frames and 1 records");
+    r->next = next;
+    /* Records of a range the arena no longer has. */
+    assert_int_equal(k->devs[1].id, 0);
+    k->devs[1].id = id + 7;
+    expect_corrupt(a, "outlive it");
+    k->devs[1].id = 0;
+    /* One RAM frame counted as a device frame: the totals agree, the device count does not. */
+    k->ram_frames--;
+    k->device_used++;
+    expect_corrupt(a, "9 device records in use, 8 device frames present");
+    k->ram_frames++;
+    k->device_used--;
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
 typedef struct heap_events {
     unsigned n[4]; /* by capmem_kernel_heap_op_t */
     uint64_t frames[4];
@@ -819,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_kernel_account_close_under_lent_heap_is_refused),
         cmocka_unit_test(test_kernel_frame_records_follow_the_banks),
         cmocka_unit_test(test_kernel_checker_finds_each_broken_invariant),
+        cmocka_unit_test(test_kernel_checker_finds_each_broken_chunk_and_device_record),
         cmocka_unit_test(test_kernel_heap_events_and_walk),
         cmocka_unit_test(test_kernel_strategy_names),
         cmocka_unit_test(test_kernel_set_reserve_grows_the_boot_heap_while_booting),

@@ -7,7 +7,9 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -377,6 +379,152 @@ static void test_ram_service_creation_refuses_a_lie_and_a_bad_recipe(void **stat
     capmem_arena_destroy(arena);
 }
 
+static capmem_err_t refuse_alloc_at(void *self, uint64_t offset, uint64_t size)
+{
+    (void)self;
+    (void)offset;
+    (void)size;
+    return capmem_error_set(CAPMEM_E_NOT_ENOUGH_MEMORY, "this policy takes no exact blocks");
+}
+
+/* A policy that refuses the hole between two pools: no service, nothing claimed. */
+static void test_ram_service_creation_over_a_hole_its_policy_refuses_claims_nothing(void **state)
+{
+    (void)state;
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 3ull << 20;
+    aa.phys_base = 0;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&aa, &a));
+    capmem_untyped_info_t boot[4];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, boot, 4, &n));
+    assert_int_equal(n, 2);
+    capmem_cap_t halves[2];
+    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
+    rt.type = CAPMEM_OBJ_UNTYPED;
+    rt.size_bits = 20;
+    rt.count = 2;
+    assert_ok(capmem_untyped_retype(a, boot[0].cap, &rt, halves, 2));
+    /* The first half and the second boot untyped: the second half is a hole between them. */
+    capmem_cap_t give[2] = {halves[0], boot[1].cap};
+    capmem_untyped_info_t before[2];
+    assert_ok(capmem_untyped_info(a, give[0], &before[0]));
+    assert_ok(capmem_untyped_info(a, give[1], &before[1]));
+    uint64_t caps = capmem_cap_count(a);
+    capmem_alloc_ops_t refusing = next_fit_ops;
+    refusing.alloc_at = refuse_alloc_at;
+    capmem_ram_attr_t at = CAPMEM_RAM_ATTR_INIT;
+    at.policy = CAPMEM_ALLOC_POLICY_CUSTOM(&refusing, NULL);
+    capmem_cap_t root = CAPMEM_CAP_NULL;
+    assert_err(capmem_ram_create(a, give, 2, &at, &root), CAPMEM_E_NOT_ENOUGH_MEMORY);
+    assert_int_equal(root, CAPMEM_CAP_NULL);
+    assert_string_equal(capmem_last_error()->function, "capmem_ram_create");
+    assert_int_equal(capmem_cap_count(a), caps);
+    for (int i = 0; i < 2; i++) {
+        capmem_untyped_info_t after;
+        assert_ok(capmem_untyped_info(a, give[i], &after));
+        assert_memory_equal(&before[i], &after, sizeof(after));
+    }
+    CHECK_INVARIANTS(a);
+    /* Nothing was claimed: the same untypeds make a service with an honest policy. */
+    at.policy = CAPMEM_ALLOC_POLICY_CUSTOM(&next_fit_ops, NULL);
+    assert_ok(capmem_ram_create(a, give, 2, &at, &root));
+    CHECK_INVARIANTS(a);
+    capmem_arena_destroy(a);
+}
+
+typedef struct map_tally {
+    uint64_t next;   /* where the next block must start */
+    uint64_t used;   /* bytes in used blocks */
+    uint64_t want;   /* a physical address that must lie in a used block */
+    bool want_used;  /* it did */
+    bool contiguous; /* every block started where the one before ended */
+} map_tally_t;
+
+static int tally_block(uint64_t phys, uint64_t size, bool used, void *ctx)
+{
+    map_tally_t *t = ctx;
+    if (t->next != 0 && phys != t->next) {
+        t->contiguous = false;
+    }
+    t->next = phys + size;
+    if (used) {
+        t->used += size;
+        if (t->want >= phys && t->want < phys + size) {
+            t->want_used = true;
+        }
+    }
+    return 0;
+}
+
+static map_tally_t map_after_three_allocs(const capmem_alloc_policy_t *policy)
+{
+    ram_world_t w;
+    ram_world_open(&w, policy);
+    capmem_cap_t ds[3];
+    for (int i = 0; i < 3; i++) {
+        assert_ok(capmem_ram_alloc(w.arena, w.client, (uint64_t)(i + 1) * PAGE, &ds[i]));
+    }
+    assert_ok(capmem_ds_free(w.arena, ds[1]));
+    capmem_ds_info_t info;
+    assert_ok(capmem_ds_info(w.arena, ds[2], &info));
+    map_tally_t t = {.want = info.phys, .contiguous = true};
+    assert_ok(capmem_ram_map(w.arena, w.client, tally_block, &t));
+    CHECK_INVARIANTS(w.arena);
+    ram_world_close(&w);
+    return t;
+}
+
+/* The physical map of a service with a policy is its page map: same pages in use as without. */
+static void test_ram_map_of_a_service_with_a_policy_shows_the_pages_in_use(void **state)
+{
+    (void)state;
+    map_tally_t plain = map_after_three_allocs(NULL);
+    const capmem_alloc_policy_t nf = CAPMEM_ALLOC_POLICY_CUSTOM(&next_fit_ops, NULL);
+    map_tally_t placed = map_after_three_allocs(&nf);
+    assert_true(plain.contiguous);
+    assert_true(placed.contiguous);
+    assert_true(placed.want_used);
+    assert_int_equal(placed.used, plain.used);
+}
+
+static bool policy_says_broken;
+
+static capmem_err_t check_on_demand(const void *self, char *why, size_t len)
+{
+    if (policy_says_broken) {
+        if (why != NULL && len > 0) {
+            snprintf(why, len, "its own books are wrong");
+        }
+        return CAPMEM_E_CORRUPT;
+    }
+    return next_fit_ops.check(self, why, len);
+}
+
+/* capmem_check asks a RAM service's placement policy too, and passes its finding on. */
+static void test_checker_reports_a_ram_policy_that_finds_itself_broken(void **state)
+{
+    (void)state;
+    capmem_alloc_ops_t ops = next_fit_ops;
+    ops.check = check_on_demand;
+    const capmem_alloc_policy_t p = CAPMEM_ALLOC_POLICY_CUSTOM(&ops, NULL);
+    ram_world_t w;
+    ram_world_open(&w, &p);
+    capmem_cap_t ds;
+    assert_ok(capmem_ram_alloc(w.arena, w.client, PAGE, &ds));
+    CHECK_INVARIANTS(w.arena);
+    policy_says_broken = true;
+    char why[256];
+    assert_int_equal(capmem_check(w.arena, why, sizeof(why)), CAPMEM_E_CORRUPT);
+    policy_says_broken = false;
+    if (strstr(why, "placement policy: ") == NULL ||
+        strstr(why, "its own books are wrong") == NULL) {
+        fail_msg("checker said \"%s\"", why);
+    }
+    ram_world_close(&w);
+}
+
 /* ---- region maps ----------------------------------------------------------------- */
 
 static capmem_cap_t open_map(ram_world_t *w, const capmem_alloc_policy_t *policy)
@@ -650,6 +798,9 @@ int main(void)
         cmocka_unit_test(test_ram_policy_hears_of_a_block_only_when_no_first_class_alias_keeps_it),
         cmocka_unit_test(test_ram_service_refuses_every_wrong_answer_and_changes_nothing),
         cmocka_unit_test(test_ram_service_creation_refuses_a_lie_and_a_bad_recipe),
+        cmocka_unit_test(test_ram_service_creation_over_a_hole_its_policy_refuses_claims_nothing),
+        cmocka_unit_test(test_ram_map_of_a_service_with_a_policy_shows_the_pages_in_use),
+        cmocka_unit_test(test_checker_reports_a_ram_policy_that_finds_itself_broken),
         cmocka_unit_test(test_region_map_anywhere_follows_its_placement_policy),
         cmocka_unit_test(test_region_map_refuses_every_wrong_answer_and_changes_nothing),
         cmocka_unit_test(test_region_map_attach_at_an_address_its_policy_refuses_is_a_conflict),
