@@ -141,8 +141,6 @@ capmem_err_t capmem__alloc_create_placed(const capmem_alloc_policy_t *policy, ui
                                          uint64_t size, uint64_t granule, capmem_alloc_t **out);
 /* No-op for any other allocator: callers need not know whether there is a policy. */
 void capmem__alloc_settle(capmem_alloc_t *a, uint64_t lo, uint64_t hi);
-/* The placement policy's name for a placed map, capmem_alloc_name() for others. */
-const char *capmem__alloc_placed_name(const capmem_alloc_t *a);
 
 /* Write a check failure into why (if any room) and return CAPMEM_E_CORRUPT. */
 capmem_err_t capmem__alloc_broken(char *why, size_t len, const char *fmt, ...)

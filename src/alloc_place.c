@@ -194,14 +194,6 @@ capmem_err_t capmem__alloc_create_placed(const capmem_alloc_policy_t *policy, ui
     return err;
 }
 
-const char *capmem__alloc_placed_name(const capmem_alloc_t *a)
-{
-    if (a == NULL || a->kind != CAPMEM__ALLOC_PLACED) {
-        return capmem_alloc_name(a);
-    }
-    return capmem_alloc_name(((const placed_t *)a->self)->policy);
-}
-
 void capmem__alloc_settle(capmem_alloc_t *a, uint64_t lo, uint64_t hi)
 {
     if (a->kind != CAPMEM__ALLOC_PLACED || hi <= lo) {

@@ -141,10 +141,12 @@ capmem_err_t capmem__kernel_check(capmem_arena_t *arena, void *state, char *why,
     k->seen_heap = heap + k->released_frames;
     if (k->borrowed_frames > 0 && k->lender == NULL) {
         /*
-         * The bank service that lent them closed (its account was closed
-         * under it): the frames went back to the RAM service while the
-         * heap still holds records there. capmem_bank_service_destroy
-         * refuses this; closing the account cannot, so it is reported.
+         * The bank service that lent them is gone: the frames went back
+         * to the RAM service while the heap still holds records there.
+         * The bank layer's veto (kill_check in bank.c) refuses the calls
+         * that would take the service with it; should it go some other
+         * way (docs/space_banks.md names what the veto does not cover),
+         * this reports it.
          */
         return broken(why, len, "%llu borrowed heap frames lost their bank service",
                       (unsigned long long)k->borrowed_frames);
