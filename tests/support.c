@@ -41,6 +41,27 @@ capmem_arena_t *test_arena(uint64_t ram_size, uint64_t page_size)
     return a;
 }
 
+capmem_arena_t *test_split_boot(capmem_untyped_info_t boot[2], capmem_cap_t halves[2])
+{
+    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
+    aa.ram_size = 3ull << 20;
+    aa.phys_base = 0;
+    capmem_arena_t *a = NULL;
+    assert_ok(capmem_arena_create(&aa, &a));
+    capmem_untyped_info_t all[4];
+    size_t n = 0;
+    assert_ok(capmem_untyped_boot(a, all, 4, &n));
+    assert_int_equal(n, 2);
+    boot[0] = all[0];
+    boot[1] = all[1];
+    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
+    rt.type = CAPMEM_OBJ_UNTYPED;
+    rt.size_bits = 20;
+    rt.count = 2;
+    assert_ok(capmem_untyped_retype(a, boot[0].cap, &rt, halves, 2));
+    return a;
+}
+
 int test_under_valgrind(void)
 {
     return getenv("CAPMEM_UNDER_VALGRIND") != NULL;

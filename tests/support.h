@@ -33,6 +33,14 @@ void test_assert_err(capmem_err_t got, capmem_err_t want, const char *expr, cons
 capmem_arena_t *test_arena(uint64_t ram_size, uint64_t page_size);
 
 /*
+ * Three MiB of RAM at physical 0, booted as seL4 does into two untypeds
+ * (2 MiB at 0, 1 MiB at 2 MiB; @p boot gets both), the first retyped into
+ * two 1 MiB halves (@p halves). Giving halves[0] and boot[1] to one RAM
+ * service leaves a hole between its pools (halves[1]).
+ */
+capmem_arena_t *test_split_boot(capmem_untyped_info_t boot[2], capmem_cap_t halves[2]);
+
+/*
  * The world most tests start from: an arena of @p ram bytes, its RAM
  * service booted (root), and, when @p client_quota is not 0, an account
  * "client" of the root with that quota and 4,096 capabilities. The checker

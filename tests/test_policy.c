@@ -391,21 +391,9 @@ static capmem_err_t refuse_alloc_at(void *self, uint64_t offset, uint64_t size)
 static void test_ram_service_creation_over_a_hole_its_policy_refuses_claims_nothing(void **state)
 {
     (void)state;
-    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
-    aa.ram_size = 3ull << 20;
-    aa.phys_base = 0;
-    capmem_arena_t *a = NULL;
-    assert_ok(capmem_arena_create(&aa, &a));
-    capmem_untyped_info_t boot[4];
-    size_t n = 0;
-    assert_ok(capmem_untyped_boot(a, boot, 4, &n));
-    assert_int_equal(n, 2);
+    capmem_untyped_info_t boot[2];
     capmem_cap_t halves[2];
-    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
-    rt.type = CAPMEM_OBJ_UNTYPED;
-    rt.size_bits = 20;
-    rt.count = 2;
-    assert_ok(capmem_untyped_retype(a, boot[0].cap, &rt, halves, 2));
+    capmem_arena_t *a = test_split_boot(boot, halves);
     /* The first half and the second boot untyped: the second half is a hole between them. */
     capmem_cap_t give[2] = {halves[0], boot[1].cap};
     capmem_untyped_info_t before[2];

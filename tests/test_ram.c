@@ -554,22 +554,10 @@ static void test_ram_million_live_dataspaces_in_one_session(void **state)
 static void test_ram_service_over_several_untypeds(void **state)
 {
     (void)state;
-    capmem_arena_attr_t aa = CAPMEM_ARENA_ATTR_INIT;
-    aa.ram_size = 3ull << 20; /* boot untypeds: 2 MiB + 1 MiB at phys 0x100000? */
-    aa.phys_base = 0;
-    capmem_arena_t *a = NULL;
-    assert_ok(capmem_arena_create(&aa, &a));
-    capmem_untyped_info_t boot[4];
-    size_t n = 0;
-    assert_ok(capmem_untyped_boot(a, boot, 4, &n));
-    assert_int_equal(n, 2);
-    /* Keep the first 1 MiB of the 2 MiB untyped for seL4-style use, give the rest to RAM. */
+    capmem_untyped_info_t boot[2];
     capmem_cap_t halves[2];
-    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
-    rt.type = CAPMEM_OBJ_UNTYPED;
-    rt.size_bits = 20;
-    rt.count = 2;
-    assert_ok(capmem_untyped_retype(a, boot[0].cap, &rt, halves, 2));
+    capmem_arena_t *a = test_split_boot(boot, halves);
+    /* Keep the first 1 MiB of the 2 MiB untyped for seL4-style use, give the rest to RAM. */
     capmem_cap_t give[2] = {halves[1], boot[1].cap};
     capmem_cap_t root;
     /* Listing one twice, a device or a parent with children: refused, nothing claimed. */
@@ -592,7 +580,7 @@ static void test_ram_service_over_several_untypeds(void **state)
     assert_int_equal(r.quota + r.donation, 2ull << 20);
     /* The untyped given away cannot be retyped now. */
     capmem_cap_t fr;
-    rt = (capmem_retype_attr_t)CAPMEM_RETYPE_ATTR_INIT;
+    capmem_retype_attr_t rt = CAPMEM_RETYPE_ATTR_INIT;
     assert_err(capmem_untyped_retype(a, halves[1], &rt, &fr, 1), CAPMEM_E_NOT_ENOUGH_MEMORY);
     /* The other half still works as seL4 memory. */
     assert_ok(capmem_untyped_retype(a, halves[0], &rt, &fr, 1));
